@@ -27,7 +27,7 @@ class Instrument:
 
     @property
     def lower_limit(self) -> int:
-        """The lowest acceptable price: the limit rounded half up to the unit, then up to a tick."""
+        """The lowest acceptable price: the limit rounded half up, then up to a tick."""
         if self.price_limit_pct is None:
             return self.tick_size
         raw = _round_half_up(self.reference_price * (100 - self.price_limit_pct), 100)
@@ -36,7 +36,7 @@ class Instrument:
 
     @property
     def upper_limit(self) -> int:
-        """The highest acceptable price: the limit rounded half up to the unit, then down to a tick."""
+        """The highest acceptable price: the limit rounded half up, then down to a tick."""
         if self.price_limit_pct is None:
             return PRICE_MAX - PRICE_MAX % self.tick_size
         raw = _round_half_up(self.reference_price * (100 + self.price_limit_pct), 100)

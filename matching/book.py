@@ -1,0 +1,479 @@
+"""One instrument's order book: price levels in price-time priority, continuous matching and
+the call-auction uncross.
+
+Structure: per side a dict from price to `Level` (a FIFO deque of orders and its total open
+quantity) and a `SortedList` of the level prices, ordered best first (bid prices are stored
+negated so index 0 is the best price on both sides). Costs, with L levels on a side and
+n orders at a level: add O(log L) for a new level else O(1); cancel O(n) (deque.remove, a C
+scan) plus O(log L) when the level empties; each fill O(1) plus O(log L) per emptied level.
+
+The book never validates: the engine checks every command before it reaches the book.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from matching.events import (
+    AuctionUncrossed,
+    Event,
+    OrderCancelled,
+    OrderReduced,
+    SelfTradePrevented,
+    TradeExecuted,
+)
+from matching.instrument import Instrument
+from matching.types import CancelReason, Phase, Side, StpMode, TimeInForce
+
+BUY = Side.BUY
+SELL = Side.SELL
+CANCEL_NEWEST = StpMode.CANCEL_NEWEST
+CANCEL_OLDEST = StpMode.CANCEL_OLDEST
+CANCEL_BOTH = StpMode.CANCEL_BOTH
+SELF_TRADE = CancelReason.SELF_TRADE
+
+
+class Order:
+    """A resting (or incoming) limit order. Mutable: only `quantity` and `price` change."""
+
+    __slots__ = (
+        "account",
+        "order_id",
+        "post_only",
+        "price",
+        "quantity",
+        "side",
+        "stp_group",
+        "stp_mode",
+        "symbol",
+        "tif",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        symbol: str,
+        account: str,
+        side: Side,
+        price: int,
+        quantity: int,
+        tif: TimeInForce,
+        post_only: bool,
+        stp_group: str,
+        stp_mode: StpMode,
+    ) -> None:
+        self.order_id = order_id
+        self.symbol = symbol
+        self.account = account
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.tif = tif
+        self.post_only = post_only
+        self.stp_group = stp_group
+        self.stp_mode = stp_mode
+
+    def __repr__(self) -> str:
+        return (
+            f"Order({self.order_id}, {self.symbol}, {self.side.name}, "
+            f"{self.quantity}@{self.price}, {self.tif.name})"
+        )
+
+
+class Level:
+    """The orders resting at one price, oldest first, and their total open quantity."""
+
+    __slots__ = ("orders", "price", "quantity")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.quantity = 0
+        self.orders: deque[Order] = deque()
+
+
+class TradeCounter:
+    """The engine-wide trade id sequence, shared by every book."""
+
+    __slots__ = ("last",)
+
+    def __init__(self, last: int = 0) -> None:
+        self.last = last
+
+
+class OrderBook:
+    """Bids and asks of one instrument, with its phase."""
+
+    __slots__ = (
+        "_ask_keys",
+        "_asks",
+        "_bid_keys",
+        "_bids",
+        "_index",
+        "_trades",
+        "instrument",
+        "order_count",
+        "phase",
+    )
+
+    def __init__(
+        self, instrument: Instrument, index: dict[int, Order], trades: TradeCounter
+    ) -> None:
+        self.instrument = instrument
+        self.phase = Phase.CLOSED
+        self.order_count = 0
+        self._index = index  # engine-wide: order id -> live order
+        self._trades = trades
+        self._bids: dict[int, Level] = {}
+        self._asks: dict[int, Level] = {}
+        self._bid_keys: SortedList[int] = SortedList()  # negated prices: best first
+        self._ask_keys: SortedList[int] = SortedList()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def best_bid(self) -> int | None:
+        return -self._bid_keys[0] if self._bid_keys else None
+
+    def best_ask(self) -> int | None:
+        return self._ask_keys[0] if self._ask_keys else None
+
+    def is_crossed(self) -> bool:
+        return bool(self._bid_keys and self._ask_keys) and -self._bid_keys[0] >= self._ask_keys[0]
+
+    def levels(self, side: Side) -> Iterator[Level]:
+        """The levels of one side, best price first."""
+        if side is BUY:
+            bids = self._bids
+            return (bids[-key] for key in self._bid_keys)
+        asks = self._asks
+        return (asks[key] for key in self._ask_keys)
+
+    def resting(self) -> Iterator[Order]:
+        """Every resting order: bids then asks, each side in priority order."""
+        for side in (BUY, SELL):
+            for level in self.levels(side):
+                yield from level.orders
+
+    def would_take(self, side: Side, price: int) -> bool:
+        """Whether a limit order at `price` would trade against the opposite side now."""
+        if side is BUY:
+            return bool(self._ask_keys) and price >= self._ask_keys[0]
+        return bool(self._bid_keys) and price <= -self._bid_keys[0]
+
+    # -- structure -------------------------------------------------------------------------
+
+    def add(self, order: Order) -> None:
+        """Rest `order` at the back of its price level. O(1), or O(log L) for a new level."""
+        price = order.price
+        if order.side is BUY:
+            level = self._bids.get(price)
+            if level is None:
+                level = self._bids[price] = Level(price)
+                self._bid_keys.add(-price)
+        else:
+            level = self._asks.get(price)
+            if level is None:
+                level = self._asks[price] = Level(price)
+                self._ask_keys.add(price)
+        order.price = level.price  # share one int object per level: memory per order
+        level.orders.append(order)
+        level.quantity += order.quantity
+        self._index[order.order_id] = order
+        self.order_count += 1
+
+    def remove(self, order: Order) -> None:
+        """Take a resting order off the book. O(n) in its level's order count."""
+        price = order.price
+        if order.side is BUY:
+            level = self._bids[price]
+            level.orders.remove(order)
+            level.quantity -= order.quantity
+            if not level.orders:
+                del self._bids[price]
+                self._bid_keys.remove(-price)
+        else:
+            level = self._asks[price]
+            level.orders.remove(order)
+            level.quantity -= order.quantity
+            if not level.orders:
+                del self._asks[price]
+                self._ask_keys.remove(price)
+        del self._index[order.order_id]
+        self.order_count -= 1
+
+    def reduce(self, order: Order, quantity: int) -> None:
+        """Lower a resting order's open quantity in place, keeping its priority."""
+        assert 0 < quantity < order.quantity, (quantity, order)
+        level = (self._bids if order.side is BUY else self._asks)[order.price]
+        level.quantity -= quantity
+        order.quantity -= quantity
+
+    # -- continuous matching ---------------------------------------------------------------
+
+    def fillable(self, taker: Order, limit: int) -> bool:
+        """Whether `taker` could fill completely now (the fill-or-kill test)."""
+        needed = taker.quantity
+        group = taker.stp_group
+        for level in self.levels(taker.side.opposite):
+            if (level.price > limit) if taker.side is BUY else (level.price < limit):
+                return False
+            for maker in level.orders:
+                if group and maker.stp_group == group:
+                    if taker.stp_mode is CANCEL_OLDEST:
+                        continue
+                    return False
+                needed -= maker.quantity
+                if needed <= 0:
+                    return True
+        return False
+
+    def match(self, taker: Order, limit: int, events: list[Event]) -> None:
+        """Trade `taker` against the opposite side at prices up to `limit`, makers' prices.
+
+        Leaves the taker's open quantity in `taker.quantity` (0 when filled or cancelled by
+        self-trade prevention); the caller rests or cancels what is left.
+        """
+        if taker.side is BUY:
+            keys = self._ask_keys
+            levels = self._asks
+            sign = 1
+        else:
+            keys = self._bid_keys
+            levels = self._bids
+            sign = -1
+        limit_key = sign * limit
+        while taker.quantity and keys:
+            key = keys[0]
+            if key > limit_key:
+                break
+            level = levels[sign * key]
+            self._match_level(taker, level, events)
+            if not level.orders:
+                del levels[level.price]
+                del keys[0]
+
+    def _match_level(self, taker: Order, level: Level, events: list[Event]) -> None:
+        orders = level.orders
+        index = self._index
+        trades = self._trades
+        symbol = self.instrument.symbol
+        price = level.price
+        taker_is_buy = taker.side is BUY
+        group = taker.stp_group
+        while taker.quantity and orders:
+            maker = orders[0]
+            if group and maker.stp_group == group:
+                self._prevent_self_trade(taker, maker, level, events)
+                continue
+            quantity = taker.quantity if taker.quantity < maker.quantity else maker.quantity
+            trades.last += 1
+            if taker_is_buy:
+                buy, sell = taker, maker
+            else:
+                buy, sell = maker, taker
+            events.append(
+                TradeExecuted(
+                    trade_id=trades.last,
+                    symbol=symbol,
+                    price=price,
+                    quantity=quantity,
+                    buy_order_id=buy.order_id,
+                    sell_order_id=sell.order_id,
+                    buy_account=buy.account,
+                    sell_account=sell.account,
+                    aggressor=taker.side,
+                )
+            )
+            taker.quantity -= quantity
+            level.quantity -= quantity
+            if quantity == maker.quantity:
+                orders.popleft()
+                del index[maker.order_id]
+                self.order_count -= 1
+            else:
+                maker.quantity -= quantity
+
+    def _prevent_self_trade(
+        self, taker: Order, maker: Order, level: Level, events: list[Event]
+    ) -> None:
+        """Apply the taker's STP mode against `maker`, the head of `level`."""
+        mode = taker.stp_mode
+        symbol = self.instrument.symbol
+        both = taker.quantity if taker.quantity < maker.quantity else maker.quantity
+        events.append(
+            SelfTradePrevented(
+                symbol=symbol,
+                taker_order_id=taker.order_id,
+                maker_order_id=maker.order_id,
+                mode=mode,
+                quantity=both,
+            )
+        )
+        if mode is CANCEL_NEWEST:
+            self._cancel_taker(taker, taker.quantity, events)
+            return
+        cut = maker.quantity if mode is not StpMode.DECREMENT_AND_CANCEL else both
+        if cut == maker.quantity:
+            level.orders.popleft()
+            level.quantity -= cut
+            del self._index[maker.order_id]
+            self.order_count -= 1
+            events.append(
+                OrderCancelled(
+                    order_id=maker.order_id, symbol=symbol, quantity=cut, reason=SELF_TRADE
+                )
+            )
+        else:
+            level.quantity -= cut
+            maker.quantity -= cut
+            events.append(
+                OrderReduced(
+                    order_id=maker.order_id,
+                    symbol=symbol,
+                    quantity=cut,
+                    remaining=maker.quantity,
+                    reason=SELF_TRADE,
+                )
+            )
+        if mode is CANCEL_BOTH:
+            self._cancel_taker(taker, taker.quantity, events)
+        elif mode is StpMode.DECREMENT_AND_CANCEL:
+            if both == taker.quantity:
+                self._cancel_taker(taker, both, events)
+            else:
+                taker.quantity -= both
+                events.append(
+                    OrderReduced(
+                        order_id=taker.order_id,
+                        symbol=symbol,
+                        quantity=both,
+                        remaining=taker.quantity,
+                        reason=SELF_TRADE,
+                    )
+                )
+
+    def _cancel_taker(self, taker: Order, quantity: int, events: list[Event]) -> None:
+        taker.quantity = 0
+        events.append(
+            OrderCancelled(
+                order_id=taker.order_id,
+                symbol=self.instrument.symbol,
+                quantity=quantity,
+                reason=SELF_TRADE,
+            )
+        )
+
+    # -- call auction ----------------------------------------------------------------------
+
+    def indicative(self) -> tuple[int | None, int, int]:
+        """The uncross that the book would make now: (price, volume, imbalance).
+
+        Maximum executable volume, then the smallest |imbalance|, then the price closest to the
+        reference price, then the higher price. O(L log L) in the crossed levels.
+        """
+        if not self.is_crossed():
+            return None, 0, 0
+        low, high = self._ask_keys[0], -self._bid_keys[0]
+        bid_prices = [-key for key in self._bid_keys.irange(-high, -low)]  # descending
+        ask_prices = list(self._ask_keys.irange(low, high))  # ascending
+        bid_totals = _running_totals(self._bids[p].quantity for p in bid_prices)
+        ask_totals = _running_totals(self._asks[p].quantity for p in ask_prices)
+        ascending_bids = bid_prices[::-1]
+        reference = self.instrument.reference_price
+        best: tuple[int, int, int, int] | None = None
+        best_price = 0
+        best_imbalance = 0
+        for price in sorted(set(bid_prices) | set(ask_prices)):
+            # bids priced >= price: those before the insertion point in the descending list
+            bought = bid_totals[len(bid_prices) - bisect_left(ascending_bids, price)]
+            sold = ask_totals[bisect_right(ask_prices, price)]
+            volume = min(bought, sold)
+            score = (volume, -abs(bought - sold), -abs(price - reference), price)
+            if best is None or score > best:
+                best, best_price, best_imbalance = score, price, bought - sold
+        assert best is not None and best[0] > 0
+        return best_price, best[0], best_imbalance
+
+    def uncross(self, events: list[Event]) -> None:
+        """Execute the call auction at its indicative price, price-time on each side."""
+        price, volume, imbalance = self.indicative()
+        symbol = self.instrument.symbol
+        events.append(
+            AuctionUncrossed(symbol=symbol, price=price, volume=volume, imbalance=imbalance)
+        )
+        if price is None:
+            return
+        left = volume
+        trades = self._trades
+        while left:
+            bid_level = self._bids[-self._bid_keys[0]]
+            ask_level = self._asks[self._ask_keys[0]]
+            buy, sell = bid_level.orders[0], ask_level.orders[0]
+            quantity = min(buy.quantity, sell.quantity, left)
+            trades.last += 1
+            events.append(
+                TradeExecuted(
+                    trade_id=trades.last,
+                    symbol=symbol,
+                    price=price,
+                    quantity=quantity,
+                    buy_order_id=buy.order_id,
+                    sell_order_id=sell.order_id,
+                    buy_account=buy.account,
+                    sell_account=sell.account,
+                    aggressor=None,
+                )
+            )
+            left -= quantity
+            for order in (buy, sell):
+                if order.quantity == quantity:
+                    self.remove(order)
+                else:
+                    self.reduce(order, quantity)
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def expire_day_orders(self) -> list[Order]:
+        """Take every `day` order off the book; return them bids then asks in priority order."""
+        expired = [order for order in self.resting() if order.tif is TimeInForce.DAY]
+        for order in expired:
+            self.remove(order)
+        return expired
+
+    # -- invariants ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Assert every structural invariant of the book."""
+        count = 0
+        for side, levels, keys, sign in (
+            (BUY, self._bids, self._bid_keys, -1),
+            (SELL, self._asks, self._ask_keys, 1),
+        ):
+            assert sorted(levels) == sorted(sign * key for key in keys), "levels and keys differ"
+            for price, level in levels.items():
+                assert level.orders, f"empty level kept at {price}"
+                assert level.price == price, f"level {level.price} filed under {price}"
+                total = sum(order.quantity for order in level.orders)
+                assert level.quantity == total, f"level {price}: {level.quantity} != {total}"
+                for order in level.orders:
+                    assert order.quantity > 0, f"order without open quantity: {order}"
+                    assert order.side is side and order.price == price, f"misfiled {order}"
+                    assert order.symbol == self.instrument.symbol, f"foreign order {order}"
+                    assert self._index.get(order.order_id) is order, f"not indexed: {order}"
+                    count += 1
+        assert count == self.order_count, f"order count {self.order_count} != {count}"
+        if self.is_crossed():
+            assert self.phase.is_auction or self.phase is Phase.HALTED, (
+                f"{self.instrument.symbol} crossed in phase {self.phase.name}"
+            )
+
+
+def _running_totals(quantities: Iterator[int]) -> list[int]:
+    """[0, q0, q0+q1, ...]: element k is the sum of the first k quantities."""
+    totals = [0]
+    for quantity in quantities:
+        totals.append(totals[-1] + quantity)
+    return totals

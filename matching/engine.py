@@ -1,0 +1,470 @@
+"""The matching engine: one book per instrument, commands in, events out.
+
+Pure and deterministic: the same commands produce the same events and the same state hash on
+every machine. Validation runs in the fixed order of docs/matching.md and answers with a
+rejection event; the books only ever see valid commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from matching.book import Order, OrderBook, TradeCounter
+from matching.commands import AddInstrument, AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
+from matching.events import (
+    AmendRejected,
+    CancelRejected,
+    CommandRejected,
+    Event,
+    InstrumentAdded,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderExpired,
+    OrderRejected,
+    PhaseChanged,
+)
+from matching.instrument import QUANTITY_MAX, Instrument, instrument_reason
+from matching.types import (
+    CancelReason,
+    OrderKind,
+    Phase,
+    RejectReason,
+    Side,
+    StpMode,
+    TimeInForce,
+)
+
+ORDERS_PER_BOOK_MAX = 2_000_000
+SNAPSHOT_VERSION = 1
+
+BUY = Side.BUY
+MARKET = OrderKind.MARKET
+CONTINUOUS = Phase.CONTINUOUS
+IOC = TimeInForce.IOC
+FOK = TimeInForce.FOK
+CLOSED_PHASES = frozenset((Phase.CLOSED, Phase.HALTED))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestingOrder:
+    """A read-only view of an order on the book."""
+
+    order_id: int
+    side: Side
+    price: int
+    quantity: int
+    account: str
+
+
+class MatchingEngine:
+    """Books for every instrument, an engine-wide order index and the trade id sequence."""
+
+    __slots__ = ("_books", "_handlers", "_index", "_trades")
+
+    def __init__(self) -> None:
+        self._books: dict[str, OrderBook] = {}
+        self._index: dict[int, Order] = {}  # live orders of every book, by id
+        self._trades = TradeCounter()
+        self._handlers: dict[type, Callable[[Any], list[Event]]] = {
+            PlaceOrder: self.place,
+            CancelOrder: self.cancel,
+            AmendOrder: self.amend,
+            SetPhase: self.set_phase,
+            AddInstrument: self.add_instrument,
+        }
+
+    def apply(self, command: Command) -> list[Event]:
+        """Apply one command and return its events."""
+        return self._handlers[type(command)](command)
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def place(self, command: PlaceOrder) -> list[Event]:
+        book = self._books.get(command.symbol)
+        reason = self._place_reason(book, command)
+        if reason is not None:
+            return [OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
+        assert book is not None
+        instrument = book.instrument
+        events: list[Event] = [
+            OrderAccepted(
+                order_id=command.order_id,
+                symbol=command.symbol,
+                account=command.account,
+                side=command.side,
+                kind=command.kind,
+                price=command.price,
+                quantity=command.quantity,
+                tif=command.tif,
+            )
+        ]
+        is_market = command.kind is MARKET
+        if is_market:
+            limit = instrument.upper_limit if command.side is BUY else instrument.lower_limit
+        else:
+            assert command.price is not None
+            limit = command.price
+        order = Order(
+            command.order_id,
+            command.symbol,
+            command.account,
+            command.side,
+            limit,
+            command.quantity,
+            command.tif,
+            command.post_only,
+            command.stp_group,
+            command.stp_mode,
+        )
+        if book.phase is not CONTINUOUS:  # a call auction: the order rests unmatched
+            book.add(order)
+            return events
+        if command.tif is FOK and not book.fillable(order, limit):
+            events.append(_cancelled(order, order.quantity, CancelReason.FILL_OR_KILL))
+            return events
+        book.match(order, limit, events)
+        if order.quantity:
+            if is_market or command.tif is IOC:
+                events.append(_cancelled(order, order.quantity, CancelReason.UNFILLED_REMAINDER))
+            else:
+                book.add(order)
+        return events
+
+    def _place_reason(self, book: OrderBook | None, command: PlaceOrder) -> RejectReason | None:
+        if book is None:
+            return RejectReason.UNKNOWN_INSTRUMENT
+        if command.order_id in self._index:
+            return RejectReason.DUPLICATE_ORDER_ID
+        reason = _quantity_reason(book.instrument, command.side, command.quantity)
+        if reason is not None:
+            return reason
+        if command.kind is MARKET:
+            assert command.price is None, f"market order {command.order_id} with a price"
+            if command.post_only:
+                return RejectReason.POST_ONLY_MARKET
+        else:
+            assert command.price is not None, f"limit order {command.order_id} without a price"
+            reason = _price_reason(book.instrument, command.price)
+            if reason is not None:
+                return reason
+        phase = book.phase
+        if phase in CLOSED_PHASES:
+            return RejectReason.PHASE_CLOSED
+        if phase is not CONTINUOUS:
+            if command.kind is MARKET or command.tif is IOC or command.tif is FOK:
+                return RejectReason.ORDER_TYPE_NOT_ALLOWED_IN_PHASE
+            if command.post_only:
+                return RejectReason.ORDER_TYPE_NOT_ALLOWED_IN_PHASE
+        if book.order_count >= ORDERS_PER_BOOK_MAX:
+            return RejectReason.BOOK_FULL
+        if (
+            command.post_only
+            and phase is CONTINUOUS
+            and book.would_take(command.side, command.price)  # type: ignore[arg-type]
+        ):
+            return RejectReason.POST_ONLY_WOULD_TAKE
+        return None
+
+    def cancel(self, command: CancelOrder) -> list[Event]:
+        if command.symbol not in self._books:
+            reason = RejectReason.UNKNOWN_INSTRUMENT
+        else:
+            order = self._index.get(command.order_id)
+            if order is not None and order.symbol == command.symbol:
+                self._books[command.symbol].remove(order)
+                return [_cancelled(order, order.quantity, CancelReason.REQUESTED)]
+            reason = RejectReason.UNKNOWN_ORDER
+        return [CancelRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
+
+    def amend(self, command: AmendOrder) -> list[Event]:
+        book = self._books.get(command.symbol)
+        order = self._index.get(command.order_id)
+        reason = _amend_reason(book, order, command)
+        if reason is not None:
+            return [AmendRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
+        assert book is not None and order is not None
+        price = order.price if command.price is None else command.price
+        quantity = order.quantity if command.quantity is None else command.quantity
+        if price == order.price and quantity < order.quantity:
+            book.reduce(order, order.quantity - quantity)
+            return [_amended(order, priority_kept=True)]
+        book.remove(order)
+        order.price = price
+        order.quantity = quantity
+        events: list[Event] = [_amended(order, priority_kept=False)]
+        if book.phase is CONTINUOUS:
+            book.match(order, price, events)
+        if order.quantity:
+            book.add(order)
+        return events
+
+    # -- instruments and phases ------------------------------------------------------------
+
+    def add_instrument(self, command: AddInstrument) -> list[Event]:
+        instrument = Instrument(
+            symbol=command.symbol,
+            tick_size=command.tick_size,
+            lot=command.lot,
+            reference_price=command.reference_price,
+            price_limit_pct=command.price_limit_pct,
+        )
+        if command.symbol in self._books:
+            reason: RejectReason | None = RejectReason.DUPLICATE_INSTRUMENT
+        else:
+            reason = instrument_reason(instrument)
+        if reason is not None:
+            return [CommandRejected(command="add_instrument", symbol=command.symbol, reason=reason)]
+        self._books[command.symbol] = OrderBook(instrument, self._index, self._trades)
+        return [
+            InstrumentAdded(
+                symbol=command.symbol,
+                tick_size=command.tick_size,
+                lot=command.lot,
+                reference_price=command.reference_price,
+                price_limit_pct=command.price_limit_pct,
+                lower_limit=instrument.lower_limit,
+                upper_limit=instrument.upper_limit,
+            )
+        ]
+
+    def set_phase(self, command: SetPhase) -> list[Event]:
+        book = self._books.get(command.symbol)
+        if book is None or book.phase is command.phase:
+            reason = RejectReason.UNKNOWN_INSTRUMENT if book is None else RejectReason.NO_CHANGE
+            return [CommandRejected(command="set_phase", symbol=command.symbol, reason=reason)]
+        previous = book.phase
+        events: list[Event] = []
+        uncross_due = previous.is_auction or book.is_crossed()
+        if uncross_due and (command.phase is CONTINUOUS or command.phase is Phase.CLOSED):
+            book.uncross(events)
+        book.phase = command.phase
+        events.append(PhaseChanged(symbol=command.symbol, phase=command.phase, previous=previous))
+        if command.phase is Phase.CLOSED:
+            for order in book.expire_day_orders():
+                events.append(
+                    OrderExpired(
+                        order_id=order.order_id, symbol=order.symbol, quantity=order.quantity
+                    )
+                )
+        return events
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def symbols(self) -> list[str]:
+        return sorted(self._books)
+
+    def book(self, symbol: str) -> OrderBook:
+        """The book of `symbol`; raises KeyError naming it if there is none."""
+        try:
+            return self._books[symbol]
+        except KeyError:
+            raise KeyError(f"unknown instrument {symbol!r}") from None
+
+    def order(self, order_id: int) -> RestingOrder | None:
+        order = self._index.get(order_id)
+        return None if order is None else _view(order)
+
+    def best_bid(self, symbol: str) -> int | None:
+        return self.book(symbol).best_bid()
+
+    def best_ask(self, symbol: str) -> int | None:
+        return self.book(symbol).best_ask()
+
+    def depth(
+        self, symbol: str, levels: int
+    ) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        """Up to `levels` (price, quantity, order count) per side, best price first."""
+        book = self.book(symbol)
+        sides = []
+        for side in (Side.BUY, Side.SELL):
+            rows: list[tuple[int, int, int]] = []
+            for level in book.levels(side):
+                if len(rows) == levels:
+                    break
+                rows.append((level.price, level.quantity, len(level.orders)))
+            sides.append(rows)
+        return sides[0], sides[1]
+
+    def orders(self, symbol: str) -> list[RestingOrder]:
+        """Resting orders of `symbol`: bids then asks, each side in priority order."""
+        return [_view(order) for order in self.book(symbol).resting()]
+
+    def indicative(self, symbol: str) -> tuple[int | None, int, int]:
+        """(price, volume, imbalance) of the uncross the book would make now."""
+        return self.book(symbol).indicative()
+
+    @property
+    def last_trade_id(self) -> int:
+        return self._trades.last
+
+    def __len__(self) -> int:
+        """The number of resting orders in every book."""
+        return len(self._index)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole engine as plain JSON-able data, from which `restore` rebuilds it."""
+        books = []
+        for symbol in sorted(self._books):
+            book = self._books[symbol]
+            instrument = book.instrument
+            books.append(
+                {
+                    "symbol": symbol,
+                    "tick_size": instrument.tick_size,
+                    "lot": instrument.lot,
+                    "reference_price": instrument.reference_price,
+                    "price_limit_pct": instrument.price_limit_pct,
+                    "phase": int(book.phase),
+                    "orders": [_order_row(order) for order in book.resting()],
+                }
+            )
+        return {"version": SNAPSHOT_VERSION, "last_trade_id": self._trades.last, "books": books}
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any]) -> MatchingEngine:
+        """An engine identical to the one that produced `snapshot`."""
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {snapshot.get('version')!r}")
+        engine = cls()
+        engine._trades.last = snapshot["last_trade_id"]
+        for row in snapshot["books"]:
+            instrument = Instrument(
+                symbol=row["symbol"],
+                tick_size=row["tick_size"],
+                lot=row["lot"],
+                reference_price=row["reference_price"],
+                price_limit_pct=row["price_limit_pct"],
+            )
+            book = OrderBook(instrument, engine._index, engine._trades)
+            book.phase = Phase(row["phase"])
+            engine._books[instrument.symbol] = book
+            for order_id, side, price, quantity, account, tif, post_only, group, mode in row[
+                "orders"
+            ]:
+                book.add(
+                    Order(
+                        order_id,
+                        instrument.symbol,
+                        account,
+                        Side(side),
+                        price,
+                        quantity,
+                        TimeInForce(tif),
+                        post_only,
+                        group,
+                        StpMode(mode),
+                    )
+                )
+        return engine
+
+    def state_hash(self) -> str:
+        """SHA-256 (hex) of the canonical snapshot: equal engines, equal hashes."""
+        canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def check(self) -> None:
+        """Assert every structural invariant of every book and of the order index."""
+        for symbol, book in self._books.items():
+            assert book.instrument.symbol == symbol, f"book {symbol} holds {book.instrument}"
+            book.check()
+        total = sum(book.order_count for book in self._books.values())
+        assert total == len(self._index), f"index holds {len(self._index)}, books {total}"
+
+
+def _quantity_reason(instrument: Instrument, side: Side, quantity: int) -> RejectReason | None:
+    if quantity <= 0:
+        return RejectReason.NON_POSITIVE_QUANTITY
+    if quantity > QUANTITY_MAX:
+        return RejectReason.QUANTITY_TOO_LARGE
+    if side is BUY and quantity % instrument.lot:
+        return RejectReason.QUANTITY_NOT_A_LOT
+    return None
+
+
+def _price_reason(instrument: Instrument, price: int) -> RejectReason | None:
+    if price <= 0:
+        return RejectReason.NON_POSITIVE_PRICE
+    if price % instrument.tick_size:
+        return RejectReason.PRICE_NOT_ON_TICK
+    if not instrument.lower_limit <= price <= instrument.upper_limit:
+        return RejectReason.PRICE_OUTSIDE_LIMITS
+    return None
+
+
+def _amend_reason(
+    book: OrderBook | None, order: Order | None, command: AmendOrder
+) -> RejectReason | None:
+    if book is None:
+        return RejectReason.UNKNOWN_INSTRUMENT
+    if order is None or order.symbol != command.symbol:
+        return RejectReason.UNKNOWN_ORDER
+    if book.phase in CLOSED_PHASES:
+        return RejectReason.PHASE_CLOSED
+    instrument = book.instrument
+    quantity = order.quantity if command.quantity is None else command.quantity
+    price = order.price if command.price is None else command.price
+    if command.quantity is not None:
+        if quantity <= 0:
+            return RejectReason.NON_POSITIVE_QUANTITY
+        if quantity > QUANTITY_MAX:
+            return RejectReason.QUANTITY_TOO_LARGE
+        if order.side is BUY and quantity != order.quantity and quantity % instrument.lot:
+            return RejectReason.QUANTITY_NOT_A_LOT
+    if command.price is not None:
+        reason = _price_reason(instrument, price)
+        if reason is not None:
+            return reason
+    if price == order.price and quantity == order.quantity:
+        return RejectReason.NO_CHANGE
+    loses_priority = price != order.price or quantity > order.quantity
+    crosses = book.phase is CONTINUOUS and book.would_take(order.side, price)
+    if order.post_only and loses_priority and crosses:
+        return RejectReason.POST_ONLY_WOULD_TAKE
+    return None
+
+
+def _cancelled(order: Order, quantity: int, reason: CancelReason) -> OrderCancelled:
+    return OrderCancelled(
+        order_id=order.order_id, symbol=order.symbol, quantity=quantity, reason=reason
+    )
+
+
+def _amended(order: Order, *, priority_kept: bool) -> OrderAmended:
+    return OrderAmended(
+        order_id=order.order_id,
+        symbol=order.symbol,
+        price=order.price,
+        quantity=order.quantity,
+        priority_kept=priority_kept,
+    )
+
+
+def _view(order: Order) -> RestingOrder:
+    return RestingOrder(
+        order_id=order.order_id,
+        side=order.side,
+        price=order.price,
+        quantity=order.quantity,
+        account=order.account,
+    )
+
+
+def _order_row(order: Order) -> list[Any]:
+    return [
+        order.order_id,
+        int(order.side),
+        order.price,
+        order.quantity,
+        order.account,
+        int(order.tif),
+        order.post_only,
+        order.stp_group,
+        int(order.stp_mode),
+    ]
