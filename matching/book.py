@@ -115,14 +115,18 @@ class OrderBook:
         "_index",
         "_trades",
         "instrument",
+        "lower_limit",
         "order_count",
         "phase",
+        "upper_limit",
     )
 
     def __init__(
         self, instrument: Instrument, index: dict[int, Order], trades: TradeCounter
     ) -> None:
         self.instrument = instrument
+        self.lower_limit = instrument.lower_limit  # cached: read by every order
+        self.upper_limit = instrument.upper_limit
         self.phase = Phase.CLOSED
         self.order_count = 0
         self._index = index  # engine-wide: order id -> live order

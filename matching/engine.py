@@ -90,7 +90,6 @@ class MatchingEngine:
         if reason is not None:
             return [OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
         assert book is not None
-        instrument = book.instrument
         events: list[Event] = [
             OrderAccepted(
                 order_id=command.order_id,
@@ -105,7 +104,7 @@ class MatchingEngine:
         ]
         is_market = command.kind is MARKET
         if is_market:
-            limit = instrument.upper_limit if command.side is BUY else instrument.lower_limit
+            limit = book.upper_limit if command.side is BUY else book.lower_limit
         else:
             assert command.price is not None
             limit = command.price
@@ -140,7 +139,7 @@ class MatchingEngine:
             return RejectReason.UNKNOWN_INSTRUMENT
         if command.order_id in self._index:
             return RejectReason.DUPLICATE_ORDER_ID
-        reason = _quantity_reason(book.instrument, command.side, command.quantity)
+        reason = _quantity_reason(book, command.side, command.quantity)
         if reason is not None:
             return reason
         if command.kind is MARKET:
@@ -149,7 +148,7 @@ class MatchingEngine:
                 return RejectReason.POST_ONLY_MARKET
         else:
             assert command.price is not None, f"limit order {command.order_id} without a price"
-            reason = _price_reason(book.instrument, command.price)
+            reason = _price_reason(book, command.price)
             if reason is not None:
                 return reason
         phase = book.phase
@@ -378,22 +377,22 @@ class MatchingEngine:
         assert total == len(self._index), f"index holds {len(self._index)}, books {total}"
 
 
-def _quantity_reason(instrument: Instrument, side: Side, quantity: int) -> RejectReason | None:
+def _quantity_reason(book: OrderBook, side: Side, quantity: int) -> RejectReason | None:
     if quantity <= 0:
         return RejectReason.NON_POSITIVE_QUANTITY
     if quantity > QUANTITY_MAX:
         return RejectReason.QUANTITY_TOO_LARGE
-    if side is BUY and quantity % instrument.lot:
+    if side is BUY and quantity % book.instrument.lot:
         return RejectReason.QUANTITY_NOT_A_LOT
     return None
 
 
-def _price_reason(instrument: Instrument, price: int) -> RejectReason | None:
+def _price_reason(book: OrderBook, price: int) -> RejectReason | None:
     if price <= 0:
         return RejectReason.NON_POSITIVE_PRICE
-    if price % instrument.tick_size:
+    if price % book.instrument.tick_size:
         return RejectReason.PRICE_NOT_ON_TICK
-    if not instrument.lower_limit <= price <= instrument.upper_limit:
+    if not book.lower_limit <= price <= book.upper_limit:
         return RejectReason.PRICE_OUTSIDE_LIMITS
     return None
 
@@ -407,7 +406,6 @@ def _amend_reason(
         return RejectReason.UNKNOWN_ORDER
     if book.phase in CLOSED_PHASES:
         return RejectReason.PHASE_CLOSED
-    instrument = book.instrument
     quantity = order.quantity if command.quantity is None else command.quantity
     price = order.price if command.price is None else command.price
     if command.quantity is not None:
@@ -415,10 +413,10 @@ def _amend_reason(
             return RejectReason.NON_POSITIVE_QUANTITY
         if quantity > QUANTITY_MAX:
             return RejectReason.QUANTITY_TOO_LARGE
-        if order.side is BUY and quantity != order.quantity and quantity % instrument.lot:
+        if order.side is BUY and quantity != order.quantity and quantity % book.instrument.lot:
             return RejectReason.QUANTITY_NOT_A_LOT
     if command.price is not None:
-        reason = _price_reason(instrument, price)
+        reason = _price_reason(book, price)
         if reason is not None:
             return reason
     if price == order.price and quantity == order.quantity:

@@ -1,19 +1,47 @@
-"""Events the matching engine emits. Past-tense names; frozen values.
+"""Events the matching engine emits. Past-tense names; immutable values.
 
 Every change to an order's open quantity is told by exactly one of: TradeExecuted,
 OrderCancelled, OrderReduced, OrderAmended, OrderExpired. SelfTradePrevented and
 AuctionUncrossed are informational and never change a quantity by themselves.
+
+Events are immutable records built on `typing.NamedTuple` rather than frozen dataclasses: the
+engine builds one or more per command on its hot path, and a frozen dataclass costs one
+`object.__setattr__` call per field (about 1.1 us for a trade against 0.45 us here, a quarter
+of the engine's throughput in the matching benchmark). `@record` makes equality typed, so an
+`OrderCancelled` never equals an `OrderExpired` with the same fields, as a plain tuple would.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 from matching.types import CancelReason, OrderKind, Phase, RejectReason, Side, StpMode, TimeInForce
 
+RecordType = TypeVar("RecordType", bound=type)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InstrumentAdded:
+
+def _typed_eq(self: tuple[Any, ...], other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)
+
+
+def _typed_ne(self: tuple[Any, ...], other: object) -> bool:
+    return not _typed_eq(self, other)
+
+
+def _typed_hash(self: tuple[Any, ...]) -> int:
+    return hash((type(self).__name__, tuple(self)))
+
+
+def record(cls: RecordType) -> RecordType:
+    """Give a NamedTuple event class equality that also compares the event type."""
+    cls.__eq__ = _typed_eq  # type: ignore[assignment]
+    cls.__ne__ = _typed_ne  # type: ignore[assignment]
+    cls.__hash__ = _typed_hash  # type: ignore[assignment]
+    return cls
+
+
+@record
+class InstrumentAdded(NamedTuple):
     symbol: str
     tick_size: int
     lot: int
@@ -23,15 +51,15 @@ class InstrumentAdded:
     upper_limit: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PhaseChanged:
+@record
+class PhaseChanged(NamedTuple):
     symbol: str
     phase: Phase
     previous: Phase
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CommandRejected:
+@record
+class CommandRejected(NamedTuple):
     """An instrument or phase command was refused; `command` is its JSON type name."""
 
     command: str
@@ -39,8 +67,8 @@ class CommandRejected:
     reason: RejectReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderAccepted:
+@record
+class OrderAccepted(NamedTuple):
     order_id: int
     symbol: str
     account: str
@@ -51,15 +79,15 @@ class OrderAccepted:
     tif: TimeInForce
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderRejected:
+@record
+class OrderRejected(NamedTuple):
     order_id: int
     symbol: str
     reason: RejectReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelRejected:
+@record
+class CancelRejected(NamedTuple):
     """A cancel was refused; the order, if it exists, is unchanged."""
 
     order_id: int
@@ -67,8 +95,8 @@ class CancelRejected:
     reason: RejectReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AmendRejected:
+@record
+class AmendRejected(NamedTuple):
     """An amend was refused; the order, if it exists, is unchanged."""
 
     order_id: int
@@ -76,8 +104,8 @@ class AmendRejected:
     reason: RejectReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TradeExecuted:
+@record
+class TradeExecuted(NamedTuple):
     """A fill. `aggressor` is the taker's side, None for a trade at an auction uncross."""
 
     trade_id: int
@@ -91,8 +119,8 @@ class TradeExecuted:
     aggressor: Side | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderCancelled:
+@record
+class OrderCancelled(NamedTuple):
     """`quantity` open shares left the book; the order is done."""
 
     order_id: int
@@ -101,8 +129,8 @@ class OrderCancelled:
     reason: CancelReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderReduced:
+@record
+class OrderReduced(NamedTuple):
     """`quantity` open shares left the book and `remaining` stay, with their priority."""
 
     order_id: int
@@ -112,8 +140,8 @@ class OrderReduced:
     reason: CancelReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderAmended:
+@record
+class OrderAmended(NamedTuple):
     """The order now rests (or, if it matches at once, starts) at `price` with open `quantity`."""
 
     order_id: int
@@ -123,8 +151,8 @@ class OrderAmended:
     priority_kept: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderExpired:
+@record
+class OrderExpired(NamedTuple):
     """A day order's open quantity expired at the close; the order is done."""
 
     order_id: int
@@ -132,8 +160,8 @@ class OrderExpired:
     quantity: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelfTradePrevented:
+@record
+class SelfTradePrevented(NamedTuple):
     """An incoming order met a resting order of its own STP group; no trade took place."""
 
     symbol: str
@@ -143,8 +171,8 @@ class SelfTradePrevented:
     quantity: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuctionUncrossed:
+@record
+class AuctionUncrossed(NamedTuple):
     """A call auction ended. `price` is None when nothing could execute."""
 
     symbol: str

@@ -1,0 +1,1 @@
+"""Benchmarks run on purpose (`jinlian bench ...`), never as timed tests."""
