@@ -1,11 +1,16 @@
 """One instrument's order book: price levels in price-time priority, continuous matching and
 the call-auction uncross.
 
-Structure: per side a dict from price to `Level` (a FIFO deque of orders and its total open
-quantity) and a `SortedList` of the level prices, ordered best first (bid prices are stored
-negated so index 0 is the best price on both sides). Costs, with L levels on a side and
-n orders at a level: add O(log L) for a new level else O(1); cancel O(n) (deque.remove, a C
-scan) plus O(log L) when the level empties; each fill O(1) plus O(log L) per emptied level.
+Structure: per side a dict from price to `Level` (a FIFO deque of orders with its total open
+quantity and live order count) and a `SortedList` of the level prices, ordered best first (bid
+prices are stored negated so index 0 is the best price on both sides).
+
+A cancelled order is not searched for in its queue: it is marked dead (open quantity 0) and
+left as a tombstone, the head of a queue is always live, and a queue is compacted once its
+tombstones outnumber its live orders. So with L levels on a side: add O(1), or O(log L) for a
+new level; cancel O(1) amortised, plus O(log L) when the level empties; each fill O(1) plus
+O(log L) per emptied level. Real books hold thousands of orders at the touch, where a linear
+search per cancel (deque.remove) cost more than everything else together.
 
 The book never validates: the engine checks every command before it reaches the book.
 """
@@ -77,6 +82,21 @@ class Order:
         self.stp_group = stp_group
         self.stp_mode = stp_mode
 
+    def moved(self, price: int, quantity: int) -> Order:
+        """A copy at a new price and open quantity, for an amend that loses priority."""
+        return Order(
+            self.order_id,
+            self.symbol,
+            self.account,
+            self.side,
+            price,
+            quantity,
+            self.tif,
+            self.post_only,
+            self.stp_group,
+            self.stp_mode,
+        )
+
     def __repr__(self) -> str:
         return (
             f"Order({self.order_id}, {self.symbol}, {self.side.name}, "
@@ -85,14 +105,33 @@ class Order:
 
 
 class Level:
-    """The orders resting at one price, oldest first, and their total open quantity."""
+    """The orders resting at one price, oldest first, with their total open quantity.
 
-    __slots__ = ("orders", "price", "quantity")
+    `orders` may hold dead orders (open quantity 0) behind its live head; `count` is the
+    number of live ones.
+    """
+
+    __slots__ = ("count", "orders", "price", "quantity")
 
     def __init__(self, price: int) -> None:
         self.price = price
         self.quantity = 0
+        self.count = 0
         self.orders: deque[Order] = deque()
+
+    def live(self) -> Iterator[Order]:
+        """The live orders, oldest first."""
+        return (order for order in self.orders if order.quantity)
+
+    def pop_head(self) -> None:
+        """Drop the head (filled or cancelled) and any dead orders behind it."""
+        orders = self.orders
+        orders.popleft()
+        while orders and not orders[0].quantity:
+            orders.popleft()
+
+
+TOMBSTONES_MAX = 16  # dead orders a queue may hold beyond its live count before compaction
 
 
 class TradeCounter:
@@ -159,7 +198,7 @@ class OrderBook:
         """Every resting order: bids then asks, each side in priority order."""
         for side in (BUY, SELL):
             for level in self.levels(side):
-                yield from level.orders
+                yield from level.live()
 
     def would_take(self, side: Side, price: int) -> bool:
         """Whether a limit order at `price` would trade against the opposite side now."""
@@ -185,28 +224,35 @@ class OrderBook:
         order.price = level.price  # share one int object per level: memory per order
         level.orders.append(order)
         level.quantity += order.quantity
+        level.count += 1
         self._index[order.order_id] = order
         self.order_count += 1
 
     def remove(self, order: Order) -> None:
-        """Take a resting order off the book. O(n) in its level's order count."""
+        """Take a resting order off the book; it is dead (open quantity 0) afterwards.
+
+        O(1) amortised: the order stays in its queue as a tombstone until it reaches the head
+        or the queue is compacted. A removed order object is never put back on the book.
+        """
         price = order.price
-        if order.side is BUY:
-            level = self._bids[price]
-            level.orders.remove(order)
-            level.quantity -= order.quantity
-            if not level.orders:
-                del self._bids[price]
-                self._bid_keys.remove(-price)
-        else:
-            level = self._asks[price]
-            level.orders.remove(order)
-            level.quantity -= order.quantity
-            if not level.orders:
-                del self._asks[price]
-                self._ask_keys.remove(price)
+        is_buy = order.side is BUY
+        level = (self._bids if is_buy else self._asks)[price]
+        level.quantity -= order.quantity
+        level.count -= 1
+        order.quantity = 0
         del self._index[order.order_id]
         self.order_count -= 1
+        if not level.count:
+            if is_buy:
+                del self._bids[price]
+                self._bid_keys.remove(-price)
+            else:
+                del self._asks[price]
+                self._ask_keys.remove(price)
+        elif level.orders[0] is order:
+            level.pop_head()
+        elif len(level.orders) > 2 * level.count + TOMBSTONES_MAX:
+            level.orders = deque(level.live())
 
     def reduce(self, order: Order, quantity: int) -> None:
         """Lower a resting order's open quantity in place, keeping its priority."""
@@ -224,7 +270,7 @@ class OrderBook:
         for level in self.levels(taker.side.opposite):
             if (level.price > limit) if taker.side is BUY else (level.price < limit):
                 return False
-            for maker in level.orders:
+            for maker in level.live():
                 if group and maker.stp_group == group:
                     if taker.stp_mode is CANCEL_OLDEST:
                         continue
@@ -293,12 +339,12 @@ class OrderBook:
             )
             taker.quantity -= quantity
             level.quantity -= quantity
-            if quantity == maker.quantity:
-                orders.popleft()
+            maker.quantity -= quantity
+            if not maker.quantity:
+                level.count -= 1
+                level.pop_head()
                 del index[maker.order_id]
                 self.order_count -= 1
-            else:
-                maker.quantity -= quantity
 
     def _prevent_self_trade(
         self, taker: Order, maker: Order, level: Level, events: list[Event]
@@ -321,8 +367,10 @@ class OrderBook:
             return
         cut = maker.quantity if mode is not StpMode.DECREMENT_AND_CANCEL else both
         if cut == maker.quantity:
-            level.orders.popleft()
             level.quantity -= cut
+            level.count -= 1
+            maker.quantity = 0
+            level.pop_head()
             del self._index[maker.order_id]
             self.order_count -= 1
             events.append(
@@ -440,12 +488,14 @@ class OrderBook:
 
     # -- phases ----------------------------------------------------------------------------
 
-    def expire_day_orders(self) -> list[Order]:
-        """Take every `day` order off the book; return them bids then asks in priority order."""
+    def expire_day_orders(self) -> list[tuple[int, int]]:
+        """Take every `day` order off the book: (order id, open quantity), bids then asks, in
+        priority order."""
         expired = [order for order in self.resting() if order.tif is TimeInForce.DAY]
+        rows = [(order.order_id, order.quantity) for order in expired]
         for order in expired:
             self.remove(order)
-        return expired
+        return rows
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -458,12 +508,14 @@ class OrderBook:
         ):
             assert sorted(levels) == sorted(sign * key for key in keys), "levels and keys differ"
             for price, level in levels.items():
-                assert level.orders, f"empty level kept at {price}"
+                live = list(level.live())
+                assert live and level.count == len(live), f"level {price}: count {level.count}"
+                assert level.orders[0].quantity, f"dead order at the head of level {price}"
+                assert len(level.orders) <= 2 * level.count + TOMBSTONES_MAX, f"level {price}"
                 assert level.price == price, f"level {level.price} filed under {price}"
-                total = sum(order.quantity for order in level.orders)
+                total = sum(order.quantity for order in live)
                 assert level.quantity == total, f"level {price}: {level.quantity} != {total}"
-                for order in level.orders:
-                    assert order.quantity > 0, f"order without open quantity: {order}"
+                for order in live:
                     assert order.side is side and order.price == price, f"misfiled {order}"
                     assert order.symbol == self.instrument.symbol, f"foreign order {order}"
                     assert self._index.get(order.order_id) is order, f"not indexed: {order}"

@@ -175,8 +175,9 @@ class MatchingEngine:
         else:
             order = self._index.get(command.order_id)
             if order is not None and order.symbol == command.symbol:
+                event = _cancelled(order, order.quantity, CancelReason.REQUESTED)
                 self._books[command.symbol].remove(order)
-                return [_cancelled(order, order.quantity, CancelReason.REQUESTED)]
+                return [event]
             reason = RejectReason.UNKNOWN_ORDER
         return [CancelRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
 
@@ -193,8 +194,7 @@ class MatchingEngine:
             book.reduce(order, order.quantity - quantity)
             return [_amended(order, priority_kept=True)]
         book.remove(order)
-        order.price = price
-        order.quantity = quantity
+        order = order.moved(price, quantity)  # a removed order object never rests again
         events: list[Event] = [_amended(order, priority_kept=False)]
         if book.phase is CONTINUOUS:
             book.match(order, price, events)
@@ -244,11 +244,9 @@ class MatchingEngine:
         book.phase = command.phase
         events.append(PhaseChanged(symbol=command.symbol, phase=command.phase, previous=previous))
         if command.phase is Phase.CLOSED:
-            for order in book.expire_day_orders():
+            for order_id, quantity in book.expire_day_orders():
                 events.append(
-                    OrderExpired(
-                        order_id=order.order_id, symbol=order.symbol, quantity=order.quantity
-                    )
+                    OrderExpired(order_id=order_id, symbol=command.symbol, quantity=quantity)
                 )
         return events
 
@@ -285,7 +283,7 @@ class MatchingEngine:
             for level in book.levels(side):
                 if len(rows) == levels:
                     break
-                rows.append((level.price, level.quantity, len(level.orders)))
+                rows.append((level.price, level.quantity, level.count))
             sides.append(rows)
         return sides[0], sides[1]
 

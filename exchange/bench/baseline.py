@@ -103,7 +103,7 @@ class BaselineBook:
 
     def resting(self) -> list[tuple[int, int, int, int]]:
         """(order_id, is_buy, price, quantity) of resting orders, bids then asks, priority order."""
-        rows = []
+        rows: list[tuple[int, int, int, int]] = []
         for book in (self.bids, self.asks):
             for queue in book.values():
                 rows.extend((o[0], o[1], o[2], o[3]) for o in queue)

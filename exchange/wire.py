@@ -1,0 +1,284 @@
+"""The JSON vocabulary of commands and events: parsing at the edge, formatting on the way out.
+
+This is the canonical form shared by `jinlian match`, the ledger and the broker API. Parsing is
+strict: an object with a known `type`, every required field present with the right JSON type,
+no unknown fields, integers within int64. Anything else is a `WireError` naming the field and
+the offending value; parsing never raises on bad input. Business rules (a price off tick, a
+quantity of zero) are not the edge's business: the engine answers them with rejection events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, TypeVar
+
+import orjson
+
+from matching.commands import AddInstrument, AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
+from matching.events import (
+    AmendRejected,
+    AuctionUncrossed,
+    CancelRejected,
+    CommandRejected,
+    Event,
+    InstrumentAdded,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderExpired,
+    OrderReduced,
+    OrderRejected,
+    PhaseChanged,
+    SelfTradePrevented,
+    TradeExecuted,
+)
+from matching.types import OrderKind, Phase, Side, StpMode, TimeInForce
+
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+TEXT_LENGTH_MAX = 64
+LINE_BYTES_MAX = 64 * 1024
+
+EnumType = TypeVar("EnumType", bound=IntEnum)
+
+EVENT_TYPES: dict[type, str] = {
+    InstrumentAdded: "instrument_added",
+    PhaseChanged: "phase_changed",
+    CommandRejected: "command_rejected",
+    OrderAccepted: "accepted",
+    OrderRejected: "rejected",
+    CancelRejected: "cancel_rejected",
+    AmendRejected: "amend_rejected",
+    TradeExecuted: "trade",
+    OrderCancelled: "cancelled",
+    OrderReduced: "reduced",
+    OrderAmended: "amended",
+    OrderExpired: "expired",
+    SelfTradePrevented: "self_trade_prevented",
+    AuctionUncrossed: "auction_uncrossed",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireError:
+    """A message that could not be parsed. `field` is None when the message as a whole is bad."""
+
+    field: str | None
+    message: str
+
+    def to_dict(self, line: int | None = None) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": "error"}
+        if line is not None:
+            error["line"] = line
+        error["field"] = self.field
+        error["message"] = self.message
+        return error
+
+
+class _FieldError(Exception):
+    """Raised inside the parser only; `parse_*` turn it into a WireError value."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class _Fields:
+    """Typed access to one message's fields that records which ones were read."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.used = {"type"}
+
+    def _get(self, name: str, required: bool) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise _FieldError(name, f"missing field {name!r}")
+            return None
+        return self.data[name]
+
+    def integer(self, name: str, required: bool = True) -> int | None:
+        value = self._get(name, required)
+        if value is None and not required:
+            return None
+        if type(value) is not int:
+            raise _FieldError(name, f"{name} must be an integer, got {value!r}")
+        if not INT_MIN <= value <= INT_MAX:
+            raise _FieldError(name, f"{name} {value} is outside the 64-bit integer range")
+        return value
+
+    def required_integer(self, name: str) -> int:
+        value = self.integer(name)
+        assert value is not None
+        return value
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self._get(name, default is None)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str):
+            raise _FieldError(name, f"{name} must be a string, got {value!r}")
+        if len(value) > TEXT_LENGTH_MAX:
+            raise _FieldError(
+                name, f"{name} is longer than {TEXT_LENGTH_MAX} characters: {value!r}"
+            )
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._get(name, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise _FieldError(name, f"{name} must be true or false, got {value!r}")
+        return value
+
+    def choice(self, name: str, enum: type[EnumType], default: EnumType | None = None) -> EnumType:
+        value = self._get(name, default is None)
+        if value is None and default is not None:
+            return default
+        names = [member.name.lower() for member in enum]
+        if (
+            not isinstance(value, str)
+            or value.upper() not in enum.__members__
+            or value != value.lower()
+        ):
+            raise _FieldError(name, f"{name} must be one of {', '.join(names)}; got {value!r}")
+        return enum[value.upper()]
+
+    def finish(self) -> None:
+        for name in self.data:
+            if name not in self.used:
+                raise _FieldError(name, f"unknown field {name!r}")
+
+
+def _place(fields: _Fields) -> PlaceOrder:
+    order_id = fields.required_integer("order_id")
+    kind = fields.choice("kind", OrderKind, OrderKind.LIMIT)
+    price = fields.integer("price", required=False)
+    if kind is OrderKind.LIMIT and price is None:
+        raise _FieldError("price", "a limit order needs an integer price")
+    if kind is OrderKind.MARKET and price is not None:
+        raise _FieldError("price", f"a market order has no price, got {price!r}")
+    default_tif = TimeInForce.DAY if kind is OrderKind.LIMIT else TimeInForce.IOC
+    return PlaceOrder(
+        order_id=order_id,
+        symbol=fields.text("symbol"),
+        account=fields.text("account"),
+        side=fields.choice("side", Side),
+        kind=kind,
+        price=price,
+        quantity=fields.required_integer("quantity"),
+        tif=fields.choice("tif", TimeInForce, default_tif),
+        post_only=fields.flag("post_only", False),
+        stp_group=fields.text("stp_group", ""),
+        stp_mode=fields.choice("stp_mode", StpMode, StpMode.CANCEL_NEWEST),
+    )
+
+
+def _cancel(fields: _Fields) -> CancelOrder:
+    return CancelOrder(order_id=fields.required_integer("order_id"), symbol=fields.text("symbol"))
+
+
+def _amend(fields: _Fields) -> AmendOrder:
+    command = AmendOrder(
+        order_id=fields.required_integer("order_id"),
+        symbol=fields.text("symbol"),
+        price=fields.integer("price", required=False),
+        quantity=fields.integer("quantity", required=False),
+    )
+    if command.price is None and command.quantity is None:
+        raise _FieldError("price", "an amend needs a new price or a new quantity")
+    return command
+
+
+def _add_instrument(fields: _Fields) -> AddInstrument:
+    return AddInstrument(
+        symbol=fields.text("symbol"),
+        tick_size=fields.required_integer("tick_size"),
+        lot=fields.required_integer("lot"),
+        reference_price=fields.required_integer("reference_price"),
+        price_limit_pct=fields.integer("price_limit_pct", required=False),
+    )
+
+
+def _set_phase(fields: _Fields) -> SetPhase:
+    return SetPhase(symbol=fields.text("symbol"), phase=fields.choice("phase", Phase))
+
+
+COMMAND_PARSERS: dict[str, Callable[[_Fields], Command]] = {
+    "place": _place,
+    "cancel": _cancel,
+    "amend": _amend,
+    "add_instrument": _add_instrument,
+    "set_phase": _set_phase,
+}
+
+
+def parse_command(
+    data: Any, parsers: dict[str, Callable[[_Fields], Any]] = COMMAND_PARSERS
+) -> Any | WireError:
+    """A decoded JSON value -> a command, or a WireError naming what is wrong."""
+    if not isinstance(data, dict):
+        return WireError(field=None, message=f"a command must be a JSON object, got {data!r:.80}")
+    kind = data.get("type")
+    parser = parsers.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        known = ", ".join(sorted(parsers))
+        return WireError(field="type", message=f"unknown command type {kind!r}; known: {known}")
+    fields = _Fields(data)
+    try:
+        command = parser(fields)
+        fields.finish()
+    except _FieldError as invalid:
+        return WireError(field=invalid.field, message=invalid.message)
+    return command
+
+
+def parse_line(line: bytes | str) -> Command | WireError:
+    """One JSON text -> a matching command, or a WireError."""
+    if len(line) > LINE_BYTES_MAX:
+        return WireError(field=None, message=f"line of {len(line)} bytes exceeds {LINE_BYTES_MAX}")
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        return WireError(field=None, message=f"malformed JSON: {error}")
+    parsed: Command | WireError = parse_command(data)
+    return parsed
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, IntEnum):
+        return value.name.lower()
+    return value
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """An event as its JSON object: `type` first, enums as lower-case names."""
+    data: dict[str, Any] = {"type": EVENT_TYPES[type(event)]}
+    for name, value in zip(event._fields, event, strict=True):
+        data[name] = _plain(value)
+    return data
+
+
+def command_to_dict(command: Command) -> dict[str, Any]:
+    """A command as its JSON object, the inverse of `parse_command`."""
+    names = {cls: name for name, cls in _COMMAND_CLASSES.items()}
+    data: dict[str, Any] = {"type": names[type(command)]}
+    for name in command.__dataclass_fields__:
+        value = getattr(command, name)
+        if value is not None:
+            data[name] = _plain(value)
+    return data
+
+
+_COMMAND_CLASSES: dict[str, type] = {
+    "place": PlaceOrder,
+    "cancel": CancelOrder,
+    "amend": AmendOrder,
+    "add_instrument": AddInstrument,
+    "set_phase": SetPhase,
+}
