@@ -143,16 +143,58 @@ class TradeCounter:
         self.last = last
 
 
+class BookSide:
+    """One side of a book: its levels by price, the level keys best first, the best price.
+
+    A level's key is `sign * price` (bids: sign -1, asks: +1), so ascending keys run from the
+    best price outwards on both sides. `top` caches the best price for the hot path.
+    """
+
+    __slots__ = ("keys", "levels", "sign", "top")
+
+    def __init__(self, side: Side) -> None:
+        self.sign = -1 if side is BUY else 1
+        self.levels: dict[int, Level] = {}
+        self.keys: SortedList[int] = SortedList()
+        self.top: int | None = None
+
+    def __iter__(self) -> Iterator[Level]:
+        """The levels, best price first."""
+        levels, sign = self.levels, self.sign
+        return (levels[sign * key] for key in self.keys)
+
+    def level_for(self, price: int) -> Level:
+        """The level at `price`, opened if there is none. O(1), or O(log L) to open one."""
+        level = self.levels.get(price)
+        if level is None:
+            level = self.levels[price] = Level(price)
+            sign = self.sign
+            self.keys.add(sign * price)
+            if self.top is None or sign * price < sign * self.top:
+                self.top = price
+        return level
+
+    def drop(self, level: Level) -> None:
+        """Close an empty level. O(log L)."""
+        assert not level.count, f"closing level {level.price} with {level.count} orders"
+        price = level.price
+        del self.levels[price]
+        keys = self.keys
+        if price == self.top:
+            del keys[0]
+            self.top = self.sign * keys[0] if keys else None
+        else:
+            keys.remove(self.sign * price)
+
+
 class OrderBook:
     """Bids and asks of one instrument, with its phase."""
 
     __slots__ = (
-        "_ask_keys",
-        "_asks",
-        "_bid_keys",
-        "_bids",
         "_index",
         "_trades",
+        "asks",
+        "bids",
         "instrument",
         "lower_limit",
         "order_count",
@@ -170,57 +212,42 @@ class OrderBook:
         self.order_count = 0
         self._index = index  # engine-wide: order id -> live order
         self._trades = trades
-        self._bids: dict[int, Level] = {}
-        self._asks: dict[int, Level] = {}
-        self._bid_keys: SortedList[int] = SortedList()  # negated prices: best first
-        self._ask_keys: SortedList[int] = SortedList()
+        self.bids = BookSide(BUY)
+        self.asks = BookSide(SELL)
 
     # -- queries ---------------------------------------------------------------------------
 
     def best_bid(self) -> int | None:
-        return -self._bid_keys[0] if self._bid_keys else None
+        return self.bids.top
 
     def best_ask(self) -> int | None:
-        return self._ask_keys[0] if self._ask_keys else None
+        return self.asks.top
 
     def is_crossed(self) -> bool:
-        return bool(self._bid_keys and self._ask_keys) and -self._bid_keys[0] >= self._ask_keys[0]
+        bid, ask = self.bids.top, self.asks.top
+        return bid is not None and ask is not None and bid >= ask
 
     def levels(self, side: Side) -> Iterator[Level]:
         """The levels of one side, best price first."""
-        if side is BUY:
-            bids = self._bids
-            return (bids[-key] for key in self._bid_keys)
-        asks = self._asks
-        return (asks[key] for key in self._ask_keys)
+        return iter(self.bids if side is BUY else self.asks)
 
     def resting(self) -> Iterator[Order]:
         """Every resting order: bids then asks, each side in priority order."""
-        for side in (BUY, SELL):
-            for level in self.levels(side):
+        for side in (self.bids, self.asks):
+            for level in side:
                 yield from level.live()
 
     def would_take(self, side: Side, price: int) -> bool:
         """Whether a limit order at `price` would trade against the opposite side now."""
         if side is BUY:
-            return bool(self._ask_keys) and price >= self._ask_keys[0]
-        return bool(self._bid_keys) and price <= -self._bid_keys[0]
+            return self.asks.top is not None and price >= self.asks.top
+        return self.bids.top is not None and price <= self.bids.top
 
     # -- structure -------------------------------------------------------------------------
 
     def add(self, order: Order) -> None:
         """Rest `order` at the back of its price level. O(1), or O(log L) for a new level."""
-        price = order.price
-        if order.side is BUY:
-            level = self._bids.get(price)
-            if level is None:
-                level = self._bids[price] = Level(price)
-                self._bid_keys.add(-price)
-        else:
-            level = self._asks.get(price)
-            if level is None:
-                level = self._asks[price] = Level(price)
-                self._ask_keys.add(price)
+        level = (self.bids if order.side is BUY else self.asks).level_for(order.price)
         order.price = level.price  # share one int object per level: memory per order
         level.orders.append(order)
         level.quantity += order.quantity
@@ -234,21 +261,15 @@ class OrderBook:
         O(1) amortised: the order stays in its queue as a tombstone until it reaches the head
         or the queue is compacted. A removed order object is never put back on the book.
         """
-        price = order.price
-        is_buy = order.side is BUY
-        level = (self._bids if is_buy else self._asks)[price]
+        side = self.bids if order.side is BUY else self.asks
+        level = side.levels[order.price]
         level.quantity -= order.quantity
         level.count -= 1
         order.quantity = 0
         del self._index[order.order_id]
         self.order_count -= 1
         if not level.count:
-            if is_buy:
-                del self._bids[price]
-                self._bid_keys.remove(-price)
-            else:
-                del self._asks[price]
-                self._ask_keys.remove(price)
+            side.drop(level)
         elif level.orders[0] is order:
             level.pop_head()
         elif len(level.orders) > 2 * level.count + TOMBSTONES_MAX:
@@ -257,8 +278,8 @@ class OrderBook:
     def reduce(self, order: Order, quantity: int) -> None:
         """Lower a resting order's open quantity in place, keeping its priority."""
         assert 0 < quantity < order.quantity, (quantity, order)
-        level = (self._bids if order.side is BUY else self._asks)[order.price]
-        level.quantity -= quantity
+        side = self.bids if order.side is BUY else self.asks
+        side.levels[order.price].quantity -= quantity
         order.quantity -= quantity
 
     # -- continuous matching ---------------------------------------------------------------
@@ -286,24 +307,17 @@ class OrderBook:
         Leaves the taker's open quantity in `taker.quantity` (0 when filled or cancelled by
         self-trade prevention); the caller rests or cancels what is left.
         """
-        if taker.side is BUY:
-            keys = self._ask_keys
-            levels = self._asks
-            sign = 1
-        else:
-            keys = self._bid_keys
-            levels = self._bids
-            sign = -1
+        side = self.asks if taker.side is BUY else self.bids
+        sign = side.sign
         limit_key = sign * limit
-        while taker.quantity and keys:
-            key = keys[0]
-            if key > limit_key:
+        while taker.quantity:
+            top = side.top
+            if top is None or sign * top > limit_key:
                 break
-            level = levels[sign * key]
+            level = side.levels[top]
             self._match_level(taker, level, events)
-            if not level.orders:
-                del levels[level.price]
-                del keys[0]
+            if not level.count:
+                side.drop(level)
 
     def _match_level(self, taker: Order, level: Level, events: list[Event]) -> None:
         orders = level.orders
@@ -428,11 +442,12 @@ class OrderBook:
         """
         if not self.is_crossed():
             return None, 0, 0
-        low, high = self._ask_keys[0], -self._bid_keys[0]
-        bid_prices = [-key for key in self._bid_keys.irange(-high, -low)]  # descending
-        ask_prices = list(self._ask_keys.irange(low, high))  # ascending
-        bid_totals = _running_totals(self._bids[p].quantity for p in bid_prices)
-        ask_totals = _running_totals(self._asks[p].quantity for p in ask_prices)
+        low, high = self.asks.top, self.bids.top
+        assert low is not None and high is not None
+        bid_prices = [-key for key in self.bids.keys.irange(-high, -low)]  # descending
+        ask_prices = list(self.asks.keys.irange(low, high))  # ascending
+        bid_totals = _running_totals(self.bids.levels[p].quantity for p in bid_prices)
+        ask_totals = _running_totals(self.asks.levels[p].quantity for p in ask_prices)
         ascending_bids = bid_prices[::-1]
         reference = self.instrument.reference_price
         best: tuple[int, int, int, int] | None = None
@@ -461,9 +476,9 @@ class OrderBook:
         left = volume
         trades = self._trades
         while left:
-            bid_level = self._bids[-self._bid_keys[0]]
-            ask_level = self._asks[self._ask_keys[0]]
-            buy, sell = bid_level.orders[0], ask_level.orders[0]
+            assert self.bids.top is not None and self.asks.top is not None
+            buy = self.bids.levels[self.bids.top].orders[0]
+            sell = self.asks.levels[self.asks.top].orders[0]
             quantity = min(buy.quantity, sell.quantity, left)
             trades.last += 1
             events.append(
@@ -502,11 +517,11 @@ class OrderBook:
     def check(self) -> None:
         """Assert every structural invariant of the book."""
         count = 0
-        for side, levels, keys, sign in (
-            (BUY, self._bids, self._bid_keys, -1),
-            (SELL, self._asks, self._ask_keys, 1),
-        ):
+        for side, book_side in ((BUY, self.bids), (SELL, self.asks)):
+            levels, keys, sign = book_side.levels, book_side.keys, book_side.sign
             assert sorted(levels) == sorted(sign * key for key in keys), "levels and keys differ"
+            top = sign * keys[0] if keys else None
+            assert book_side.top == top, f"{side.name} top {book_side.top} != {top}"
             for price, level in levels.items():
                 live = list(level.live())
                 assert live and level.count == len(live), f"level {price}: count {level.count}"
