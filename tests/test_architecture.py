@@ -1,0 +1,54 @@
+"""The package rules of DESIGN.md, checked on the source: pure cores, no cross imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE = ("matching", "settlement")
+IMPURE_MODULES = {"asyncio", "aiohttp", "time", "random", "os", "socket", "datetime", "secrets"}
+MAY_NOT_IMPORT = {
+    "matching": {"settlement", "ledger", "exchange", "simulator"},
+    "settlement": {"matching", "ledger", "exchange", "simulator"},
+    "ledger": {"matching", "settlement", "exchange", "simulator"},
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_pure_packages_touch_no_clock_randomness_or_io(package: str) -> None:
+    for path in sources(package):
+        bad = imported_roots(path) & IMPURE_MODULES
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("package", sorted(MAY_NOT_IMPORT))
+def test_core_packages_do_not_import_each_other(package: str) -> None:
+    for path in sources(package):
+        bad = imported_roots(path) & MAY_NOT_IMPORT[package]
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_matching_imports_only_stdlib_and_sortedcontainers() -> None:
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"sortedcontainers", "matching"}
+    for path in sources("matching"):
+        extra = imported_roots(path) - allowed
+        assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
