@@ -1,0 +1,896 @@
+"""The settlement engine: tokenized registries, escrow locks, DvP (gross and net), cycles.
+
+Pure: the same state and the same command give the same events on every machine. Two doors:
+
+- `apply(command) -> list[Event]`: every command, validated in a fixed order, idempotent by
+  `command_id` (see `_remember`).
+- The hot path for the venue, which is the operator: `lock`, `release`, `release_all` and
+  `settle_trade` return a `RejectReason` or None (or an int) and build no event. Each is O(1),
+  a handful of dict operations; the venue emits its own events.
+
+See docs/settlement.md for the model, the order of validation and the invariants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from settlement.codec import command_from_row, event_from_row, to_row
+from settlement.commands import (
+    Command,
+    DefineAsset,
+    Deposit,
+    Freeze,
+    Issue,
+    Lock,
+    OpenAccount,
+    Redeem,
+    SetFeeSchedule,
+    SettleCycle,
+    SettleTrade,
+    Transfer,
+    Unfreeze,
+    Unlock,
+    Withdraw,
+)
+from settlement.events import (
+    AccountFrozen,
+    AccountOpened,
+    AccountUnfrozen,
+    AssetDefined,
+    AssetNetted,
+    CommandRejected,
+    CycleFailed,
+    CycleSettled,
+    Deposited,
+    Event,
+    FeeScheduleSet,
+    Issued,
+    Locked,
+    Redeemed,
+    TradeCleared,
+    TradeSettled,
+    Transferred,
+    Unlocked,
+    Withdrawn,
+)
+from settlement.fees import FeeSchedule, TradeAmounts, rates_valid, trade_amounts
+from settlement.registry import Registry
+from settlement.types import (
+    ACCOUNTS_MAX,
+    AMOUNT_MAX,
+    ASSETS_MAX,
+    BPS_DENOMINATOR,
+    COMMAND_OUTCOMES_MAX,
+    LOCKS_MAX,
+    NAME_LENGTH_MAX,
+    SUPPLY_MAX,
+    AssetKind,
+    RejectReason,
+    SettlementMode,
+)
+
+SNAPSHOT_VERSION = 1
+
+_GROSS = SettlementMode.GROSS
+_CASH_NET = SettlementMode.CASH_NET
+_SECURITY = AssetKind.SECURITY
+_R = RejectReason
+
+
+class SettlementEngine:
+    """Every registry, account, lock and open cycle of the venue, and the commands on them.
+
+    `operator` (the exchange) defines assets, fee schedules and settles trades and cycles;
+    `regulator` freezes and unfreezes accounts; each asset's issuer issues/redeems (securities)
+    or deposits/withdraws (cash); each account's broker transfers and locks its holdings.
+    """
+
+    __slots__ = (
+        "_brokers",
+        "_cycle_id",
+        "_cycle_trade_count",
+        "_forgotten_id_max",
+        "_frozen",
+        "_operator",
+        "_outcomes",
+        "_outcomes_max",
+        "_registries",
+        "_regulator",
+        "_trade_count",
+        "_trade_id_last",
+    )
+
+    def __init__(
+        self, *, operator: str, regulator: str, command_outcomes_max: int = COMMAND_OUTCOMES_MAX
+    ) -> None:
+        assert _name_valid(operator) and _name_valid(regulator), (
+            f"bad roles {operator=} {regulator=}"
+        )
+        assert command_outcomes_max > 0, f"bad {command_outcomes_max=}"
+        self._operator = operator
+        self._regulator = regulator
+        self._registries: dict[str, Registry] = {}
+        self._brokers: dict[str, str] = {}  # account -> broker
+        self._frozen: set[str] = set()
+        self._trade_id_last = 0
+        self._trade_count = 0
+        self._cycle_id = 1  # the open cycle
+        self._cycle_trade_count = 0
+        self._outcomes: dict[int, tuple[Command, tuple[Event, ...]]] = {}
+        self._outcomes_max = command_outcomes_max
+        self._forgotten_id_max: int | None = None
+
+    # ----------------------------------------------------------------- commands
+
+    def apply(self, command: Command) -> list[Event]:
+        """Apply one command; return its events. Idempotent by `command_id`: an id seen before
+        returns the original events and changes nothing (or COMMAND_ID_REUSED if the contents
+        differ); an id at or below one forgotten by the bounded window is COMMAND_ID_TOO_OLD.
+        O(1) plus the command's own cost (a cycle is O(positions log positions))."""
+        remembered = self._outcomes.get(command.command_id)
+        if remembered is not None:
+            if remembered[0] == command:
+                return list(remembered[1])
+            return [_rejected(command, _R.COMMAND_ID_REUSED)]
+        forgotten = self._forgotten_id_max
+        if forgotten is not None and command.command_id <= forgotten:
+            return [_rejected(command, _R.COMMAND_ID_TOO_OLD)]
+        events = self._dispatch(command)
+        self._remember(command, events)
+        return events
+
+    def _remember(self, command: Command, events: list[Event]) -> None:
+        """Keep the outcome of the last `command_outcomes_max` ids. The oldest is forgotten
+        first and raises the floor below which ids are refused: command ids come from the
+        sequencer in increasing order, so a retry is recent, and a forgotten id can never be
+        applied a second time."""
+        outcomes = self._outcomes
+        outcomes[command.command_id] = (command, tuple(events))
+        if len(outcomes) > self._outcomes_max:
+            oldest = next(iter(outcomes))
+            del outcomes[oldest]
+            forgotten = self._forgotten_id_max
+            self._forgotten_id_max = oldest if forgotten is None else max(forgotten, oldest)
+
+    def _dispatch(self, command: Command) -> list[Event]:
+        match command:
+            case DefineAsset():
+                return self._define_asset(command)
+            case SetFeeSchedule():
+                return self._set_fee_schedule(command)
+            case OpenAccount():
+                return self._open_account(command)
+            case Issue() | Deposit():
+                return self._mint(command)
+            case Redeem() | Withdraw():
+                return self._burn(command)
+            case Transfer():
+                return self._transfer(command)
+            case Lock():
+                return self._lock_command(command)
+            case Unlock():
+                return self._unlock_command(command)
+            case Freeze() | Unfreeze():
+                return self._freeze(command)
+            case SettleTrade():
+                return self._settle_trade_command(command)
+            case SettleCycle():
+                if command.actor != self._operator:
+                    return [_rejected(command, _R.NOT_AUTHORIZED)]
+                return self.settle_cycle()
+
+    def _define_asset(self, command: DefineAsset) -> list[Event]:
+        reason = self._define_asset_reason(command)
+        if reason is not None:
+            return [_rejected(command, reason)]
+        self._registries[command.asset] = Registry(
+            asset=command.asset,
+            kind=command.kind,
+            issuer=command.issuer,
+            currency=command.currency,
+            mode=command.mode,
+        )
+        return [
+            AssetDefined(
+                asset=command.asset,
+                kind=command.kind,
+                issuer=command.issuer,
+                currency=command.currency,
+                mode=command.mode,
+            )
+        ]
+
+    def _define_asset_reason(self, command: DefineAsset) -> RejectReason | None:
+        if command.actor != self._operator:
+            return _R.NOT_AUTHORIZED
+        if not _name_valid(command.asset) or not _name_valid(command.issuer):
+            return _R.INVALID_ASSET
+        is_cash = command.kind is AssetKind.CASH
+        if is_cash and (command.currency != command.asset or command.mode is not _GROSS):
+            return _R.INVALID_ASSET
+        if command.asset in self._registries:
+            return _R.DUPLICATE_ASSET
+        currency = self._registries.get(command.currency)
+        if not is_cash and (currency is None or currency.kind is not AssetKind.CASH):
+            return _R.UNKNOWN_CURRENCY
+        if len(self._registries) >= ASSETS_MAX:
+            return _R.CAPACITY_EXHAUSTED
+        return None
+
+    def _set_fee_schedule(self, command: SetFeeSchedule) -> list[Event]:
+        reason = self._fee_schedule_reason(command)
+        if reason is not None:
+            return [_rejected(command, reason)]
+        self._registries[command.asset].fees = FeeSchedule(
+            commission_bps=command.commission_bps,
+            stamp_duty_bps=command.stamp_duty_bps,
+            fee_account=command.fee_account,
+            tax_account=command.tax_account,
+        )
+        return [
+            FeeScheduleSet(
+                asset=command.asset,
+                commission_bps=command.commission_bps,
+                stamp_duty_bps=command.stamp_duty_bps,
+                fee_account=command.fee_account,
+                tax_account=command.tax_account,
+            )
+        ]
+
+    def _fee_schedule_reason(self, command: SetFeeSchedule) -> RejectReason | None:
+        if command.actor != self._operator:
+            return _R.NOT_AUTHORIZED
+        registry = self._registries.get(command.asset)
+        if registry is None:
+            return _R.UNKNOWN_ASSET
+        if registry.kind is not _SECURITY:
+            return _R.WRONG_ASSET_KIND
+        schedule = FeeSchedule(
+            commission_bps=command.commission_bps, stamp_duty_bps=command.stamp_duty_bps
+        )
+        if not rates_valid(schedule):
+            return _R.INVALID_FEE_SCHEDULE
+        for account, bps in (
+            (command.fee_account, command.commission_bps),
+            (command.tax_account, command.stamp_duty_bps),
+        ):
+            if (account or bps) and account not in self._brokers:
+                return _R.UNKNOWN_ACCOUNT
+        return None
+
+    def _open_account(self, command: OpenAccount) -> list[Event]:
+        reason: RejectReason | None = None
+        if command.actor not in (self._operator, command.broker):
+            reason = _R.NOT_AUTHORIZED
+        elif not _name_valid(command.account) or not _name_valid(command.broker):
+            reason = _R.INVALID_ACCOUNT
+        elif command.account in self._brokers:
+            reason = _R.DUPLICATE_ACCOUNT
+        elif len(self._brokers) >= ACCOUNTS_MAX:
+            reason = _R.CAPACITY_EXHAUSTED
+        if reason is not None:
+            return [_rejected(command, reason)]
+        self._brokers[command.account] = command.broker
+        return [AccountOpened(account=command.account, broker=command.broker)]
+
+    def _mint(self, command: Issue | Deposit) -> list[Event]:
+        """Issue (securities) or deposit (cash): new units credited by the issuer."""
+        reason = self._mint_reason(command)
+        if reason is not None:
+            return [_rejected(command, reason)]
+        registry = self._registries[command.asset]
+        registry.issued += command.amount
+        registry.credit(command.account, command.amount)
+        made = Issued if isinstance(command, Issue) else Deposited
+        return [made(asset=command.asset, account=command.account, amount=command.amount)]
+
+    def _mint_reason(self, command: Issue | Deposit) -> RejectReason | None:
+        kind = _SECURITY if isinstance(command, Issue) else AssetKind.CASH
+        reason = self._issuer_reason(command.asset, kind, command.actor, command.account)
+        if reason is None:
+            reason = _amount_reason(command.amount)
+        if reason is None and self._registries[command.asset].supply + command.amount > SUPPLY_MAX:
+            reason = _R.AMOUNT_TOO_LARGE
+        return reason
+
+    def _burn(self, command: Redeem | Withdraw) -> list[Event]:
+        """Redeem (securities) or withdraw (cash): available units retired by the issuer."""
+        kind = _SECURITY if isinstance(command, Redeem) else AssetKind.CASH
+        reason = self._issuer_reason(command.asset, kind, command.actor, command.account)
+        if reason is None:
+            reason = self._debit_reason(command.asset, command.account, command.amount)
+        if reason is not None:
+            return [_rejected(command, reason)]
+        registry = self._registries[command.asset]
+        registry.redeemed += command.amount
+        registry.debit(command.account, command.amount)
+        made = Redeemed if isinstance(command, Redeem) else Withdrawn
+        return [made(asset=command.asset, account=command.account, amount=command.amount)]
+
+    def _issuer_reason(
+        self, asset: str, kind: AssetKind, actor: str, account: str
+    ) -> RejectReason | None:
+        registry = self._registries.get(asset)
+        if registry is None:
+            return _R.UNKNOWN_ASSET
+        if registry.kind is not kind:
+            return _R.WRONG_ASSET_KIND
+        if actor != registry.issuer:
+            return _R.NOT_AUTHORIZED
+        if account not in self._brokers:
+            return _R.UNKNOWN_ACCOUNT
+        return None
+
+    def _debit_reason(self, asset: str, account: str, amount: int) -> RejectReason | None:
+        """Amount, then freeze, then funds: the common tail of every debit from available."""
+        reason = _amount_reason(amount)
+        if reason is not None:
+            return reason
+        if account in self._frozen:
+            return _R.ACCOUNT_FROZEN
+        if self._registries[asset].available.get(account, 0) < amount:
+            return _R.INSUFFICIENT_AVAILABLE
+        return None
+
+    def _transfer(self, command: Transfer) -> list[Event]:
+        reason = self._transfer_reason(command)
+        if reason is not None:
+            return [_rejected(command, reason)]
+        registry = self._registries[command.asset]
+        registry.debit(command.source, command.amount)
+        registry.credit(command.destination, command.amount)
+        return [
+            Transferred(
+                asset=command.asset,
+                source=command.source,
+                destination=command.destination,
+                amount=command.amount,
+            )
+        ]
+
+    def _transfer_reason(self, command: Transfer) -> RejectReason | None:
+        if command.asset not in self._registries:
+            return _R.UNKNOWN_ASSET
+        if command.source not in self._brokers or command.destination not in self._brokers:
+            return _R.UNKNOWN_ACCOUNT
+        if command.actor != self._brokers[command.source]:
+            return _R.NOT_AUTHORIZED
+        reason = _amount_reason(command.amount)
+        if reason is not None:
+            return reason
+        if command.source == command.destination:
+            return _R.SAME_ACCOUNT
+        return self._debit_reason(command.asset, command.source, command.amount)
+
+    def _lock_command(self, command: Lock) -> list[Event]:
+        reason = self._lock_command_reason(command)
+        if reason is not None:
+            return [_rejected(command, reason)]
+        registry = self._registries[command.asset]
+        registry.lock(command.account, command.amount, command.owner, command.actor)
+        return [
+            Locked(
+                asset=command.asset,
+                account=command.account,
+                owner=command.owner,
+                amount=command.amount,
+            )
+        ]
+
+    def _lock_command_reason(self, command: Lock) -> RejectReason | None:
+        registry = self._registries.get(command.asset)
+        if registry is None:
+            return _R.UNKNOWN_ASSET
+        if command.account not in self._brokers:
+            return _R.UNKNOWN_ACCOUNT
+        if command.actor not in (self._brokers[command.account], self._operator):
+            return _R.NOT_AUTHORIZED
+        return self._lock_reason(
+            registry, command.account, command.amount, command.owner, command.actor
+        )
+
+    def _unlock_command(self, command: Unlock) -> list[Event]:
+        reason = self._unlock_reason(command.asset, command.owner, command.amount, command.actor)
+        if reason is not None:
+            return [_rejected(command, reason)]
+        registry = self._registries[command.asset]
+        account = registry.locks[command.owner][0]
+        registry.release(command.owner, command.amount)
+        return [
+            Unlocked(
+                asset=command.asset, account=account, owner=command.owner, amount=command.amount
+            )
+        ]
+
+    def _freeze(self, command: Freeze | Unfreeze) -> list[Event]:
+        freeze = isinstance(command, Freeze)
+        reason: RejectReason | None = None
+        if command.actor != self._regulator:
+            reason = _R.NOT_AUTHORIZED
+        elif command.account not in self._brokers:
+            reason = _R.UNKNOWN_ACCOUNT
+        elif freeze and command.account in self._frozen:
+            reason = _R.ALREADY_FROZEN
+        elif not freeze and command.account not in self._frozen:
+            reason = _R.NOT_FROZEN
+        if reason is not None:
+            return [_rejected(command, reason)]
+        if freeze:
+            self._frozen.add(command.account)
+            return [AccountFrozen(account=command.account)]
+        self._frozen.discard(command.account)
+        return [AccountUnfrozen(account=command.account)]
+
+    def _settle_trade_command(self, command: SettleTrade) -> list[Event]:
+        reason = (
+            _R.NOT_AUTHORIZED
+            if command.actor != self._operator
+            else self.settle_trade(
+                command.trade_id,
+                command.asset,
+                command.price,
+                command.quantity,
+                command.buyer,
+                command.seller,
+                command.buy_owner,
+                command.sell_owner,
+            )
+        )
+        if reason is not None:
+            return [_rejected(command, reason)]
+        registry = self._registries[command.asset]
+        amounts = trade_amounts(registry.fees, command.price, command.quantity)
+        return [_trade_event(command, registry.currency, registry.mode, amounts)]
+
+    # ----------------------------------------------------------------- hot path
+
+    def lock(self, asset: str, account: str, amount: int, owner: int) -> RejectReason | None:
+        """Escrow `amount` of `account`'s available `asset` under `owner` (e.g. an order id),
+        held by the operator; adds to an existing lock of the same owner and account. O(1).
+
+        Reasons in order: UNKNOWN_ASSET, UNKNOWN_ACCOUNT, NON_POSITIVE_AMOUNT, AMOUNT_TOO_LARGE,
+        ACCOUNT_FROZEN, LOCK_OWNER_CONFLICT, INSUFFICIENT_AVAILABLE, CAPACITY_EXHAUSTED."""
+        registry = self._registries.get(asset)
+        if registry is None:
+            return _R.UNKNOWN_ASSET
+        if account not in self._brokers:
+            return _R.UNKNOWN_ACCOUNT
+        reason = self._lock_reason(registry, account, amount, owner, self._operator)
+        if reason is None:
+            registry.lock(account, amount, owner, self._operator)
+        return reason
+
+    def _lock_reason(
+        self, registry: Registry, account: str, amount: int, owner: int, holder: str
+    ) -> RejectReason | None:
+        if amount <= 0:
+            return _R.NON_POSITIVE_AMOUNT
+        if amount > AMOUNT_MAX:
+            return _R.AMOUNT_TOO_LARGE
+        if account in self._frozen:
+            return _R.ACCOUNT_FROZEN
+        held = registry.locks.get(owner)
+        if held is not None and (held[0] != account or held[2] != holder):
+            return _R.LOCK_OWNER_CONFLICT
+        if registry.available.get(account, 0) < amount:
+            return _R.INSUFFICIENT_AVAILABLE
+        if held is None and len(registry.locks) >= LOCKS_MAX:
+            return _R.CAPACITY_EXHAUSTED
+        return None
+
+    def release(self, asset: str, owner: int, amount: int) -> RejectReason | None:
+        """Return `amount` of the operator's lock `owner` to available. O(1).
+
+        Reasons in order: UNKNOWN_ASSET, UNKNOWN_LOCK, NOT_AUTHORIZED (another member's lock),
+        NON_POSITIVE_AMOUNT, INSUFFICIENT_LOCKED (more than the lock holds)."""
+        reason = self._unlock_reason(asset, owner, amount, self._operator)
+        if reason is None:
+            self._registries[asset].release(owner, amount)
+        return reason
+
+    def release_all(self, asset: str, owner: int) -> int:
+        """Return whatever the operator's lock `owner` still holds; the amount released (0 when
+        there is no such lock, e.g. the order was fully consumed or never funded). O(1)."""
+        registry = self._registries.get(asset)
+        held = None if registry is None else registry.locks.get(owner)
+        if registry is None or held is None or held[2] != self._operator:
+            return 0
+        registry.release(owner, held[1])
+        return held[1]
+
+    def _unlock_reason(
+        self, asset: str, owner: int, amount: int, holder: str
+    ) -> RejectReason | None:
+        registry = self._registries.get(asset)
+        if registry is None:
+            return _R.UNKNOWN_ASSET
+        held = registry.locks.get(owner)
+        if held is None:
+            return _R.UNKNOWN_LOCK
+        if held[2] != holder:
+            return _R.NOT_AUTHORIZED
+        if amount <= 0:
+            return _R.NON_POSITIVE_AMOUNT
+        if amount > held[1]:
+            return _R.INSUFFICIENT_LOCKED
+        return None
+
+    def settle_trade(
+        self,
+        trade_id: int,
+        asset: str,
+        price: int,
+        quantity: int,
+        buyer: str,
+        seller: str,
+        buy_owner: int | None = None,
+        sell_owner: int | None = None,
+    ) -> RejectReason | None:
+        """DvP for one trade of `quantity` shares of `asset` at `price` fen, both legs or neither.
+
+        GROSS: the seller's shares (from lock `sell_owner`) go to the buyer and the buyer's
+        cash, price * quantity + commission (from lock `buy_owner`), goes to the seller less
+        commission and stamp duty, which go to the fee and tax accounts. CASH_NET: the shares
+        move now; the cash moves into the buyer's cycle escrow and becomes obligations.
+        NET_NET: both legs go into escrow and become obligations. An owner of None takes a
+        gross leg from available, or leaves a net obligation unfunded until the cycle.
+        Trade ids must increase: each trade settles exactly once. O(1).
+
+        Reasons in order: TRADE_ALREADY_SETTLED, UNKNOWN_ASSET, WRONG_ASSET_KIND, INVALID_TRADE,
+        UNKNOWN_ACCOUNT (buyer, seller), then the seller's leg and the buyer's leg, each:
+        ACCOUNT_FROZEN, INSUFFICIENT_AVAILABLE (no owner) or UNKNOWN_LOCK, LOCK_OWNER_CONFLICT,
+        INSUFFICIENT_LOCKED (an owner)."""
+        if trade_id <= self._trade_id_last:
+            return _R.TRADE_ALREADY_SETTLED
+        security = self._registries.get(asset)
+        if security is None:
+            return _R.UNKNOWN_ASSET
+        if security.kind is not _SECURITY:
+            return _R.WRONG_ASSET_KIND
+        notional = price * quantity
+        if price <= 0 or quantity <= 0 or notional > AMOUNT_MAX:
+            return _R.INVALID_TRADE
+        brokers = self._brokers
+        if buyer not in brokers or seller not in brokers:
+            return _R.UNKNOWN_ACCOUNT
+        cash = self._registries[security.currency]
+        fees = security.fees
+        commission = notional * fees.commission_bps // BPS_DENOMINATOR
+        stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
+        pays = notional + commission
+        mode = security.mode
+        frozen = self._frozen
+        reason = security.leg_reason(
+            seller, quantity, sell_owner, frozen, mode is not SettlementMode.NET_NET
+        ) or cash.leg_reason(buyer, pays, buy_owner, frozen, mode is _GROSS)
+        if reason is not None:
+            return reason
+        receives = notional - commission - stamp_duty
+        if mode is _GROSS:
+            security.move(seller, quantity, sell_owner, buyer, quantity)
+            cash.move(buyer, pays, buy_owner, seller, receives)
+            if commission:
+                cash.credit(fees.fee_account, 2 * commission)
+            if stamp_duty:
+                cash.credit(fees.tax_account, stamp_duty)
+        else:
+            self._clear(security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner)
+            _oblige_cash(cash, fees, buyer, seller, pays, receives, commission, stamp_duty)
+        self._trade_id_last = trade_id
+        self._trade_count += 1
+        return None
+
+    def _clear(
+        self,
+        security: Registry,
+        cash: Registry,
+        quantity: int,
+        pays: int,
+        buyer: str,
+        seller: str,
+        buy_owner: int | None,
+        sell_owner: int | None,
+    ) -> None:
+        """The legs of a validated net-mode trade, apart from the cash obligations."""
+        if security.mode is _CASH_NET:
+            security.move(seller, quantity, sell_owner, buyer, quantity)
+        else:
+            security.take_to_escrow(seller, quantity, sell_owner)
+            security.oblige(seller, -quantity)
+            security.oblige(buyer, quantity)
+            security.gross += quantity
+        cash.take_to_escrow(buyer, pays, buy_owner)
+        self._cycle_trade_count += 1
+
+    # ----------------------------------------------------------------- cycles
+
+    def settle_cycle(self) -> list[Event]:
+        """Settle every pending position of every asset, all or nothing. If any account's net
+        debit exceeds its available plus cycle escrow, emit one CycleFailed per short position
+        (by asset, then account) and change nothing: positions and escrow stay for a retry.
+        Otherwise release each escrow, apply each net position, and emit PositionSettled rows
+        and one AssetNetted per asset (by asset), then CycleSettled; the next cycle opens.
+        A freeze does not stop a cycle: its trades were accepted before. O(P log P) for P
+        pending positions, plus O(assets)."""
+        cycle_id = self._cycle_id
+        pending = [
+            registry
+            for _, registry in sorted(self._registries.items())
+            if registry.positions or registry.escrow
+        ]
+        failed: list[Event] = [
+            CycleFailed(cycle_id=cycle_id, asset=registry.asset, account=account, shortfall=short)
+            for registry in pending
+            for account, short in registry.shortfalls()
+        ]
+        if failed:
+            return failed
+        events: list[Event] = []
+        gross_value = net_value = 0
+        for registry in pending:
+            gross = registry.gross
+            settled, net = registry.settle_positions(cycle_id)
+            events.extend(settled)
+            events.append(
+                AssetNetted(cycle_id=cycle_id, asset=registry.asset, gross=gross, net=net)
+            )
+            if registry.kind is AssetKind.CASH:
+                gross_value += gross
+                net_value += net
+        events.append(
+            CycleSettled(
+                cycle_id=cycle_id,
+                trade_count=self._cycle_trade_count,
+                gross_value=gross_value,
+                net_value=net_value,
+            )
+        )
+        self._cycle_id += 1
+        self._cycle_trade_count = 0
+        return events
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def operator(self) -> str:
+        return self._operator
+
+    @property
+    def regulator(self) -> str:
+        return self._regulator
+
+    @property
+    def last_trade_id(self) -> int:
+        return self._trade_id_last
+
+    @property
+    def trade_count(self) -> int:
+        """Trades settled or cleared since the start."""
+        return self._trade_count
+
+    @property
+    def cycle_id(self) -> int:
+        """The open cycle: the id the next SettleCycle will carry."""
+        return self._cycle_id
+
+    @property
+    def cycle_trade_count(self) -> int:
+        """Net-mode trades cleared into the open cycle."""
+        return self._cycle_trade_count
+
+    def assets(self) -> list[str]:
+        return sorted(self._registries)
+
+    def accounts(self) -> list[str]:
+        return sorted(self._brokers)
+
+    def broker_of(self, account: str) -> str | None:
+        return self._brokers.get(account)
+
+    def is_frozen(self, account: str) -> bool:
+        return account in self._frozen
+
+    def registry(self, asset: str) -> Registry:
+        """The registry of `asset`, for reading. Raises KeyError naming an unknown asset."""
+        registry = self._registries.get(asset)
+        if registry is None:
+            raise KeyError(f"unknown asset {asset!r}")
+        return registry
+
+    def available(self, asset: str, account: str) -> int:
+        return self.registry(asset).available.get(account, 0)
+
+    def locked(self, asset: str, account: str) -> int:
+        """Locked balance: the account's locks plus its cycle escrow."""
+        return self.registry(asset).locked.get(account, 0)
+
+    def locked_by(self, asset: str, owner: int) -> int:
+        held = self.registry(asset).locks.get(owner)
+        return 0 if held is None else held[1]
+
+    def escrowed(self, asset: str, account: str) -> int:
+        return self.registry(asset).escrow.get(account, 0)
+
+    def position(self, asset: str, account: str) -> int:
+        """The account's net obligation in `asset` for the open cycle (+ receive, - deliver)."""
+        return self.registry(asset).positions.get(account, 0)
+
+    def supply(self, asset: str) -> int:
+        return self.registry(asset).supply
+
+    def fee_schedule(self, asset: str) -> FeeSchedule:
+        return self.registry(asset).fees
+
+    def trade_amounts(self, asset: str, price: int, quantity: int) -> TradeAmounts:
+        """The cash of a trade in `asset` under its current fee schedule. O(1)."""
+        return trade_amounts(self.registry(asset).fees, price, quantity)
+
+    def buy_lock_amount(self, asset: str, price: int, quantity: int) -> int:
+        """Cash to lock for a buy of `quantity` at limit `price`: notional plus commission.
+        Covers any set of fills of that quantity at `price` or better (fees round down). O(1)."""
+        return trade_amounts(self.registry(asset).fees, price, quantity).buyer_pays
+
+    # ----------------------------------------------------------------- state
+
+    def snapshot(self) -> dict[str, Any]:
+        """A canonical JSON-ready dict of the whole state, remembered outcomes included.
+        O(n log n) in accounts, balances, locks, positions and outcomes."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "operator": self._operator,
+            "regulator": self._regulator,
+            "accounts": [
+                [account, broker, account in self._frozen]
+                for account, broker in sorted(self._brokers.items())
+            ],
+            "assets": [registry.snapshot() for _, registry in sorted(self._registries.items())],
+            "trade_id_last": self._trade_id_last,
+            "trade_count": self._trade_count,
+            "cycle_id": self._cycle_id,
+            "cycle_trade_count": self._cycle_trade_count,
+            "outcomes_max": self._outcomes_max,
+            "forgotten_id_max": self._forgotten_id_max,
+            "outcomes": [
+                [command_id, to_row(command), [to_row(event) for event in events]]
+                for command_id, (command, events) in self._outcomes.items()
+            ],
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any]) -> SettlementEngine:
+        """The engine a `snapshot()` describes; its snapshot and behaviour are identical. O(n)."""
+        assert snapshot["version"] == SNAPSHOT_VERSION, f"snapshot version {snapshot['version']}"
+        engine = cls(
+            operator=snapshot["operator"],
+            regulator=snapshot["regulator"],
+            command_outcomes_max=snapshot["outcomes_max"],
+        )
+        for account, broker, frozen in snapshot["accounts"]:
+            engine._brokers[account] = broker
+            if frozen:
+                engine._frozen.add(account)
+        for row in snapshot["assets"]:
+            engine._registries[row["asset"]] = Registry.restore(row)
+        engine._trade_id_last = snapshot["trade_id_last"]
+        engine._trade_count = snapshot["trade_count"]
+        engine._cycle_id = snapshot["cycle_id"]
+        engine._cycle_trade_count = snapshot["cycle_trade_count"]
+        engine._forgotten_id_max = snapshot["forgotten_id_max"]
+        for command_id, command_row, event_rows in snapshot["outcomes"]:
+            events = tuple(event_from_row(row) for row in event_rows)
+            engine._outcomes[command_id] = (command_from_row(command_row), events)
+        return engine
+
+    def state_hash(self) -> str:
+        """SHA-256 hex of the canonical JSON of `snapshot()`: sorted keys, no spaces. O(n log n)."""
+        canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def check(self) -> None:
+        """Assert every invariant: per asset conservation (available + locked = issued -
+        redeemed), no negative balance, locks per account (plus escrow) = locked, positions
+        balanced, trade ids consumed once each, bounded tables. O(state)."""
+        assert len(self._brokers) <= ACCOUNTS_MAX, f"{len(self._brokers)} accounts"
+        assert len(self._registries) <= ASSETS_MAX, f"{len(self._registries)} assets"
+        assert self._frozen <= self._brokers.keys(), (
+            f"frozen unknown {self._frozen - set(self._brokers)}"
+        )
+        for asset, registry in self._registries.items():
+            assert registry.asset == asset, f"registry {registry.asset!r} filed as {asset!r}"
+            assert len(registry.locks) <= LOCKS_MAX, f"{asset}: {len(registry.locks)} locks"
+            registry.check(self._brokers)
+            if registry.kind is _SECURITY:
+                currency = self._registries.get(registry.currency)
+                assert currency is not None and currency.kind is AssetKind.CASH, (
+                    f"{asset}: currency {registry.currency!r} is not a cash asset"
+                )
+            for account in (registry.fees.fee_account, registry.fees.tax_account):
+                assert not account or account in self._brokers, f"{asset}: fee account {account!r}"
+        # Exactly once: trade ids strictly increase, so each id is consumed at most once.
+        assert 0 <= self._trade_count <= self._trade_id_last or self._trade_count == 0, (
+            f"{self._trade_count} trades settled under ids up to {self._trade_id_last}"
+        )
+        assert 0 <= self._cycle_trade_count <= self._trade_count, f"{self._cycle_trade_count=}"
+        assert self._cycle_id >= 1, f"{self._cycle_id=}"
+        assert len(self._outcomes) <= self._outcomes_max, f"{len(self._outcomes)} outcomes"
+        forgotten = self._forgotten_id_max
+        assert forgotten is None or all(i > forgotten for i in self._outcomes), "stale outcome"
+
+
+def _oblige_cash(
+    cash: Registry,
+    fees: FeeSchedule,
+    buyer: str,
+    seller: str,
+    pays: int,
+    receives: int,
+    commission: int,
+    stamp_duty: int,
+) -> None:
+    cash.oblige(buyer, -pays)
+    cash.oblige(seller, receives)
+    if commission:
+        cash.oblige(fees.fee_account, 2 * commission)
+    if stamp_duty:
+        cash.oblige(fees.tax_account, stamp_duty)
+    cash.gross += pays
+
+
+def _trade_event(
+    command: SettleTrade, currency: str, mode: SettlementMode, amounts: TradeAmounts
+) -> TradeSettled | TradeCleared:
+    if mode is _GROSS:
+        return TradeSettled(
+            trade_id=command.trade_id,
+            asset=command.asset,
+            currency=currency,
+            price=command.price,
+            quantity=command.quantity,
+            buyer=command.buyer,
+            seller=command.seller,
+            buyer_paid=amounts.buyer_pays,
+            seller_received=amounts.seller_receives,
+            commission=amounts.commission,
+            stamp_duty=amounts.stamp_duty,
+        )
+    return TradeCleared(
+        trade_id=command.trade_id,
+        asset=command.asset,
+        currency=currency,
+        mode=mode,
+        price=command.price,
+        quantity=command.quantity,
+        buyer=command.buyer,
+        seller=command.seller,
+        buyer_owes=amounts.buyer_pays,
+        seller_owed=amounts.seller_receives,
+        commission=amounts.commission,
+        stamp_duty=amounts.stamp_duty,
+    )
+
+
+def _amount_reason(amount: int) -> RejectReason | None:
+    if amount <= 0:
+        return _R.NON_POSITIVE_AMOUNT
+    if amount > AMOUNT_MAX:
+        return _R.AMOUNT_TOO_LARGE
+    return None
+
+
+def _name_valid(name: str) -> bool:
+    return 0 < len(name) <= NAME_LENGTH_MAX
+
+
+_COMMAND_NAMES: dict[type[Any], str] = {}
+
+
+def _rejected(command: Command, reason: RejectReason) -> CommandRejected:
+    cls = type(command)
+    name = _COMMAND_NAMES.get(cls)
+    if name is None:
+        name = "".join("_" + c.lower() if c.isupper() else c for c in cls.__name__).lstrip("_")
+        _COMMAND_NAMES[cls] = name
+    return CommandRejected(command_id=command.command_id, command=name, reason=reason)

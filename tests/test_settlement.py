@@ -1,0 +1,864 @@
+"""Unit tests of settlement/: every command, every reject reason in its order, the hot path,
+fees and rounding, the three modes, cycles, idempotency, snapshots and purity."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import pathlib
+import typing
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import settlement.engine as engine_module
+from settlement import codec
+from settlement.commands import (
+    Command,
+    DefineAsset,
+    Deposit,
+    Freeze,
+    Issue,
+    Lock,
+    OpenAccount,
+    Redeem,
+    SetFeeSchedule,
+    SettleCycle,
+    SettleTrade,
+    Transfer,
+    Unfreeze,
+    Unlock,
+    Withdraw,
+)
+from settlement.engine import SettlementEngine
+from settlement.events import (
+    AccountFrozen,
+    AccountOpened,
+    AccountUnfrozen,
+    AssetDefined,
+    AssetNetted,
+    CommandRejected,
+    CycleFailed,
+    CycleSettled,
+    Deposited,
+    Event,
+    FeeScheduleSet,
+    Issued,
+    Locked,
+    PositionSettled,
+    Redeemed,
+    TradeCleared,
+    TradeSettled,
+    Transferred,
+    Unlocked,
+    Withdrawn,
+)
+from settlement.fees import FeeSchedule, trade_amounts
+from settlement.types import AMOUNT_MAX, SUPPLY_MAX, AssetKind, RejectReason, SettlementMode
+from settlement.workload import net_settlement_workload, run_net_settlement
+
+R = RejectReason
+OPERATOR, REGULATOR, BANK, ISSUER = "EXCHANGE", "CSRC", "BANK", "ISSUER"
+GROSS_STOCK, CASH_NET_STOCK, NET_NET_BOND = "600000", "000001", "019547"
+
+
+class World:
+    """An engine with CNY, one security per mode, brokers BRK1 (A, B) and BRK2 (C), and fee and
+    tax accounts. `do` applies a command with a fresh id and checks every invariant."""
+
+    def __init__(self) -> None:
+        self.engine = SettlementEngine(operator=OPERATOR, regulator=REGULATOR)
+        self.ids = itertools.count(1)
+        self.trade_ids = itertools.count(1)
+        self.do(DefineAsset, actor=OPERATOR, asset="CNY", kind=AssetKind.CASH, issuer=BANK)
+        for asset, mode in (
+            (GROSS_STOCK, SettlementMode.GROSS),
+            (CASH_NET_STOCK, SettlementMode.CASH_NET),
+            (NET_NET_BOND, SettlementMode.NET_NET),
+        ):
+            self.do(
+                DefineAsset,
+                actor=OPERATOR,
+                asset=asset,
+                kind=AssetKind.SECURITY,
+                issuer=ISSUER,
+                mode=mode,
+            )
+        for account, broker in (("A", "BRK1"), ("B", "BRK1"), ("C", "BRK2"), ("FEE", OPERATOR)):
+            self.do(OpenAccount, actor=broker, account=account, broker=broker)
+        self.do(OpenAccount, actor=OPERATOR, account="TAX", broker=OPERATOR)
+
+    def do(self, command_type: type[Any], /, **fields: Any) -> list[Event]:
+        events: list[Event] = self.engine.apply(command_type(command_id=next(self.ids), **fields))
+        self.engine.check()
+        return events
+
+    def fund(self, account: str, cash: int = 0, **shares: int) -> None:
+        if cash:
+            self.do(Deposit, actor=BANK, asset="CNY", account=account, amount=cash)
+        for asset, amount in shares.items():
+            self.do(Issue, actor=ISSUER, asset=_asset(asset), account=account, amount=amount)
+
+    def fees(self, asset: str, commission_bps: int, stamp_duty_bps: int) -> None:
+        (event,) = self.do(
+            SetFeeSchedule,
+            actor=OPERATOR,
+            asset=asset,
+            commission_bps=commission_bps,
+            stamp_duty_bps=stamp_duty_bps,
+            fee_account="FEE",
+            tax_account="TAX",
+        )
+        assert isinstance(event, FeeScheduleSet)
+
+    def balance(self, asset: str, account: str) -> tuple[int, int]:
+        return self.engine.available(asset, account), self.engine.locked(asset, account)
+
+
+def _asset(keyword: str) -> str:
+    return {"gross": GROSS_STOCK, "cash_net": CASH_NET_STOCK, "net_net": NET_NET_BOND}[keyword]
+
+
+def reason_of(events: list[Event]) -> RejectReason:
+    (event,) = events
+    assert isinstance(event, CommandRejected), event
+    return event.reason
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+def test_define_asset_emits_and_rejects_in_order(world: World) -> None:
+    def define(**fields: Any) -> list[Event]:
+        base: dict[str, Any] = {
+            "actor": OPERATOR,
+            "asset": "510300",
+            "kind": AssetKind.SECURITY,
+            "issuer": ISSUER,
+        }
+        return world.do(DefineAsset, **(base | fields))
+
+    assert reason_of(define(actor="BRK1", asset="")) is R.NOT_AUTHORIZED
+    assert reason_of(define(asset="")) is R.INVALID_ASSET
+    assert reason_of(define(asset="X" * 33)) is R.INVALID_ASSET
+    assert reason_of(define(issuer="")) is R.INVALID_ASSET
+    assert reason_of(define(asset="USD", kind=AssetKind.CASH)) is R.INVALID_ASSET  # currency CNY
+    assert (
+        reason_of(
+            define(asset="USD", kind=AssetKind.CASH, currency="USD", mode=SettlementMode.NET_NET)
+        )
+        is R.INVALID_ASSET
+    )
+    assert reason_of(define(asset=GROSS_STOCK, currency="USD")) is R.DUPLICATE_ASSET
+    assert reason_of(define(currency="USD")) is R.UNKNOWN_CURRENCY
+    assert reason_of(define(currency=GROSS_STOCK)) is R.UNKNOWN_CURRENCY
+    assert define(mode=SettlementMode.CASH_NET) == [
+        AssetDefined(
+            asset="510300",
+            kind=AssetKind.SECURITY,
+            issuer=ISSUER,
+            currency="CNY",
+            mode=SettlementMode.CASH_NET,
+        )
+    ]
+    (event,) = define(asset="USD", kind=AssetKind.CASH, currency="USD")
+    assert isinstance(event, AssetDefined)
+    assert world.engine.assets() == ["000001", "019547", "510300", "600000", "CNY", "USD"]
+
+
+def test_define_asset_capacity(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "ASSETS_MAX", 4)
+    events = world.do(
+        DefineAsset, actor=OPERATOR, asset="510300", kind=AssetKind.SECURITY, issuer=ISSUER
+    )
+    assert reason_of(events) is R.CAPACITY_EXHAUSTED
+
+
+def test_set_fee_schedule_rejects_in_order(world: World) -> None:
+    def schedule(**fields: Any) -> list[Event]:
+        base: dict[str, Any] = {"actor": OPERATOR, "asset": GROSS_STOCK, "commission_bps": 3}
+        return world.do(SetFeeSchedule, **(base | {"fee_account": "FEE"} | fields))
+
+    assert reason_of(schedule(actor="BRK1", asset="NOPE")) is R.NOT_AUTHORIZED
+    assert reason_of(schedule(asset="NOPE")) is R.UNKNOWN_ASSET
+    assert reason_of(schedule(asset="CNY")) is R.WRONG_ASSET_KIND
+    assert reason_of(schedule(commission_bps=-1)) is R.INVALID_FEE_SCHEDULE
+    assert reason_of(schedule(stamp_duty_bps=1_001)) is R.INVALID_FEE_SCHEDULE
+    assert reason_of(schedule(fee_account="")) is R.UNKNOWN_ACCOUNT  # a rate needs an account
+    assert reason_of(schedule(fee_account="NOPE")) is R.UNKNOWN_ACCOUNT
+    assert reason_of(schedule(stamp_duty_bps=5)) is R.UNKNOWN_ACCOUNT  # no tax account
+    assert reason_of(schedule(commission_bps=0, fee_account="NOPE")) is R.UNKNOWN_ACCOUNT
+    assert schedule(stamp_duty_bps=5, tax_account="TAX") == [
+        FeeScheduleSet(
+            asset=GROSS_STOCK,
+            commission_bps=3,
+            stamp_duty_bps=5,
+            fee_account="FEE",
+            tax_account="TAX",
+        )
+    ]
+    assert world.engine.fee_schedule(GROSS_STOCK) == FeeSchedule(
+        commission_bps=3, stamp_duty_bps=5, fee_account="FEE", tax_account="TAX"
+    )
+    assert world.engine.fee_schedule(NET_NET_BOND) == FeeSchedule()  # zero by default
+
+
+def test_open_account_rejects_in_order(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    def open_(actor: str, account: str, broker: str) -> list[Event]:
+        return world.do(OpenAccount, actor=actor, account=account, broker=broker)
+
+    assert reason_of(open_("BRK2", "", "BRK1")) is R.NOT_AUTHORIZED
+    assert reason_of(open_("BRK1", "", "BRK1")) is R.INVALID_ACCOUNT
+    assert reason_of(open_(OPERATOR, "D", "")) is R.INVALID_ACCOUNT
+    assert reason_of(open_("BRK1", "D" * 33, "BRK1")) is R.INVALID_ACCOUNT
+    assert reason_of(open_("BRK2", "A", "BRK2")) is R.DUPLICATE_ACCOUNT
+    assert open_(OPERATOR, "D", "BRK2") == [AccountOpened(account="D", broker="BRK2")]
+    assert world.engine.broker_of("D") == "BRK2"
+    assert world.engine.broker_of("NOPE") is None
+    monkeypatch.setattr(engine_module, "ACCOUNTS_MAX", 6)
+    assert reason_of(open_("BRK1", "E", "BRK1")) is R.CAPACITY_EXHAUSTED
+
+
+# --------------------------------------------------------------------------- supply
+
+
+@pytest.mark.parametrize(
+    ("kind", "made", "asset", "issuer", "wrong_asset"),
+    [
+        (Issue, Issued, GROSS_STOCK, ISSUER, "CNY"),
+        (Deposit, Deposited, "CNY", BANK, GROSS_STOCK),
+    ],
+)
+def test_mint_rejects_in_order(
+    world: World, kind: type[Any], made: type[Any], asset: str, issuer: str, wrong_asset: str
+) -> None:
+    def mint(**fields: Any) -> list[Event]:
+        base = {"actor": issuer, "asset": asset, "account": "A", "amount": 100}
+        return world.do(kind, **(base | fields))
+
+    assert reason_of(mint(asset="NOPE", actor="X")) is R.UNKNOWN_ASSET
+    assert reason_of(mint(asset=wrong_asset, actor="X")) is R.WRONG_ASSET_KIND
+    assert reason_of(mint(actor="X", account="NOPE")) is R.NOT_AUTHORIZED
+    assert reason_of(mint(account="NOPE", amount=0)) is R.UNKNOWN_ACCOUNT
+    assert reason_of(mint(amount=0)) is R.NON_POSITIVE_AMOUNT
+    assert reason_of(mint(amount=-5)) is R.NON_POSITIVE_AMOUNT
+    assert reason_of(mint(amount=AMOUNT_MAX + 1)) is R.AMOUNT_TOO_LARGE
+    world.do(Freeze, actor=REGULATOR, account="A")  # a frozen account still receives
+    assert mint() == [made(asset=asset, account="A", amount=100)]
+    assert reason_of(mint(amount=SUPPLY_MAX - 99)) is R.AMOUNT_TOO_LARGE  # supply would pass max
+    mint(amount=SUPPLY_MAX - 100)
+    assert world.engine.supply(asset) == SUPPLY_MAX
+    assert world.balance(asset, "A") == (SUPPLY_MAX, 0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "made", "asset", "issuer", "wrong_asset"),
+    [
+        (Redeem, Redeemed, GROSS_STOCK, ISSUER, "CNY"),
+        (Withdraw, Withdrawn, "CNY", BANK, GROSS_STOCK),
+    ],
+)
+def test_burn_rejects_in_order(
+    world: World, kind: type[Any], made: type[Any], asset: str, issuer: str, wrong_asset: str
+) -> None:
+    world.fund("A", cash=1_000, gross=1_000)
+
+    def burn(**fields: Any) -> list[Event]:
+        base = {"actor": issuer, "asset": asset, "account": "A", "amount": 600}
+        return world.do(kind, **(base | fields))
+
+    assert reason_of(burn(asset="NOPE", actor="X")) is R.UNKNOWN_ASSET
+    assert reason_of(burn(asset=wrong_asset, actor="X")) is R.WRONG_ASSET_KIND
+    assert reason_of(burn(actor="X", account="NOPE")) is R.NOT_AUTHORIZED
+    assert reason_of(burn(account="NOPE", amount=0)) is R.UNKNOWN_ACCOUNT
+    assert reason_of(burn(amount=0)) is R.NON_POSITIVE_AMOUNT
+    assert reason_of(burn(amount=AMOUNT_MAX + 1)) is R.AMOUNT_TOO_LARGE
+    world.do(Freeze, actor=REGULATOR, account="A")
+    assert reason_of(burn(amount=10**6)) is R.ACCOUNT_FROZEN
+    world.do(Unfreeze, actor=REGULATOR, account="A")
+    assert reason_of(burn(amount=1_001)) is R.INSUFFICIENT_AVAILABLE
+    assert burn() == [made(asset=asset, account="A", amount=600)]
+    assert world.balance(asset, "A") == (400, 0)
+    assert world.engine.supply(asset) == 400
+    assert world.engine.lock(asset, "A", 300, owner=1) is None
+    assert reason_of(burn(amount=101)) is R.INSUFFICIENT_AVAILABLE  # locked units stay put
+
+
+def test_transfer_rejects_in_order_and_moves(world: World) -> None:
+    world.fund("A", cash=500)
+
+    def transfer(**fields: Any) -> list[Event]:
+        base = {"actor": "BRK1", "asset": "CNY", "source": "A", "destination": "C", "amount": 200}
+        return world.do(Transfer, **(base | fields))
+
+    assert reason_of(transfer(asset="NOPE", source="NOPE")) is R.UNKNOWN_ASSET
+    assert reason_of(transfer(source="NOPE", actor="X")) is R.UNKNOWN_ACCOUNT
+    assert reason_of(transfer(destination="NOPE", actor="X")) is R.UNKNOWN_ACCOUNT
+    assert reason_of(transfer(actor="BRK2", amount=0)) is R.NOT_AUTHORIZED
+    assert reason_of(transfer(amount=0, destination="A")) is R.NON_POSITIVE_AMOUNT
+    assert reason_of(transfer(amount=AMOUNT_MAX + 1)) is R.AMOUNT_TOO_LARGE
+    assert reason_of(transfer(destination="A", amount=10**6)) is R.SAME_ACCOUNT
+    world.do(Freeze, actor=REGULATOR, account="A")
+    assert reason_of(transfer(amount=10**6)) is R.ACCOUNT_FROZEN
+    world.do(Unfreeze, actor=REGULATOR, account="A")
+    assert reason_of(transfer(amount=501)) is R.INSUFFICIENT_AVAILABLE
+    assert transfer() == [Transferred(asset="CNY", source="A", destination="C", amount=200)]
+    world.do(Freeze, actor=REGULATOR, account="C")  # a frozen account still receives
+    assert transfer(amount=300, destination="C")[0] == Transferred(
+        asset="CNY", source="A", destination="C", amount=300
+    )
+    assert world.balance("CNY", "A") == (0, 0)
+    assert world.balance("CNY", "C") == (500, 0)
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def test_lock_command_rejects_in_order(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.fund("A", cash=1_000)
+    world.fund("B", cash=1_000)
+
+    def lock(**fields: Any) -> list[Event]:
+        base = {"actor": "BRK1", "asset": "CNY", "account": "A", "amount": 300, "owner": 7}
+        return world.do(Lock, **(base | fields))
+
+    assert reason_of(lock(asset="NOPE", account="NOPE")) is R.UNKNOWN_ASSET
+    assert reason_of(lock(account="NOPE", actor="X")) is R.UNKNOWN_ACCOUNT
+    assert reason_of(lock(actor="BRK2", amount=0)) is R.NOT_AUTHORIZED
+    assert reason_of(lock(amount=0)) is R.NON_POSITIVE_AMOUNT
+    assert reason_of(lock(amount=AMOUNT_MAX + 1)) is R.AMOUNT_TOO_LARGE
+    world.do(Freeze, actor=REGULATOR, account="A")
+    assert reason_of(lock(amount=10**6)) is R.ACCOUNT_FROZEN
+    world.do(Unfreeze, actor=REGULATOR, account="A")
+    assert reason_of(lock(amount=1_001)) is R.INSUFFICIENT_AVAILABLE
+    assert lock() == [Locked(asset="CNY", account="A", owner=7, amount=300)]
+    assert reason_of(lock(account="B")) is R.LOCK_OWNER_CONFLICT  # owner 7 holds A's cash
+    assert reason_of(lock(actor=OPERATOR)) is R.LOCK_OWNER_CONFLICT  # held by BRK1, not operator
+    assert lock(amount=200) == [Locked(asset="CNY", account="A", owner=7, amount=200)]  # top-up
+    assert world.engine.locked_by("CNY", 7) == 500
+    assert world.balance("CNY", "A") == (500, 500)
+    monkeypatch.setattr(engine_module, "LOCKS_MAX", 1)
+    assert reason_of(lock(owner=8, amount=1)) is R.CAPACITY_EXHAUSTED
+    assert lock(amount=1)[0] == Locked(asset="CNY", account="A", owner=7, amount=1)  # not new
+
+
+def test_unlock_command_rejects_in_order(world: World) -> None:
+    world.fund("A", cash=1_000)
+    world.do(Lock, actor="BRK1", asset="CNY", account="A", amount=300, owner=7)
+    assert world.engine.lock("CNY", "A", 100, owner=8) is None  # held by the operator
+
+    def unlock(**fields: Any) -> list[Event]:
+        base = {"actor": "BRK1", "asset": "CNY", "owner": 7, "amount": 100}
+        return world.do(Unlock, **(base | fields))
+
+    assert reason_of(unlock(asset="NOPE", owner=99)) is R.UNKNOWN_ASSET
+    assert reason_of(unlock(owner=99, actor="X")) is R.UNKNOWN_LOCK
+    assert reason_of(unlock(actor=OPERATOR, amount=0)) is R.NOT_AUTHORIZED
+    assert reason_of(unlock(owner=8, amount=0)) is R.NOT_AUTHORIZED  # the operator's lock
+    assert reason_of(unlock(amount=0)) is R.NON_POSITIVE_AMOUNT
+    assert reason_of(unlock(amount=301)) is R.INSUFFICIENT_LOCKED
+    world.do(Freeze, actor=REGULATOR, account="A")  # unlocking stays allowed when frozen
+    assert unlock() == [Unlocked(asset="CNY", account="A", owner=7, amount=100)]
+    assert unlock(amount=200) == [Unlocked(asset="CNY", account="A", owner=7, amount=200)]
+    assert world.engine.locked_by("CNY", 7) == 0
+    assert reason_of(unlock()) is R.UNKNOWN_LOCK  # an emptied lock is gone
+    assert world.balance("CNY", "A") == (900, 100)
+
+
+def test_hot_lock_and_release(world: World) -> None:
+    engine = world.engine
+    world.fund("A", cash=1_000)
+    assert engine.lock("NOPE", "A", 1, owner=1) is R.UNKNOWN_ASSET
+    assert engine.lock("CNY", "NOPE", 1, owner=1) is R.UNKNOWN_ACCOUNT
+    assert engine.lock("CNY", "A", 0, owner=1) is R.NON_POSITIVE_AMOUNT
+    assert engine.lock("CNY", "A", 1_001, owner=1) is R.INSUFFICIENT_AVAILABLE
+    assert engine.lock("CNY", "A", 600, owner=1) is None
+    assert engine.lock("CNY", "A", 100, owner=1) is None  # adds
+    assert engine.lock("CNY", "C", 1, owner=1) is R.LOCK_OWNER_CONFLICT
+    assert engine.release("NOPE", 1, 1) is R.UNKNOWN_ASSET
+    assert engine.release("CNY", 2, 1) is R.UNKNOWN_LOCK
+    assert engine.release("CNY", 1, 0) is R.NON_POSITIVE_AMOUNT
+    assert engine.release("CNY", 1, 701) is R.INSUFFICIENT_LOCKED
+    assert engine.release("CNY", 1, 200) is None
+    assert world.balance("CNY", "A") == (500, 500)
+    assert engine.release_all("CNY", 1) == 500
+    assert engine.release_all("CNY", 1) == 0
+    assert engine.release_all("NOPE", 1) == 0
+    world.do(Lock, actor="BRK1", asset="CNY", account="A", amount=50, owner=3)
+    assert engine.release("CNY", 3, 10) is R.NOT_AUTHORIZED  # a broker's lock
+    assert engine.release_all("CNY", 3) == 0
+    assert world.balance("CNY", "A") == (950, 50)
+    world.do(Freeze, actor=REGULATOR, account="A")
+    assert engine.lock("CNY", "A", 1, owner=4) is R.ACCOUNT_FROZEN
+    engine.check()
+
+
+# --------------------------------------------------------------------------- freeze
+
+
+def test_freeze_and_unfreeze(world: World) -> None:
+    def freeze(kind: type[Any], actor: str = REGULATOR, account: str = "A") -> list[Event]:
+        return world.do(kind, actor=actor, account=account)
+
+    assert reason_of(freeze(Freeze, actor=OPERATOR, account="NOPE")) is R.NOT_AUTHORIZED
+    assert reason_of(freeze(Freeze, account="NOPE")) is R.UNKNOWN_ACCOUNT
+    assert reason_of(freeze(Unfreeze)) is R.NOT_FROZEN
+    assert freeze(Freeze) == [AccountFrozen(account="A")]
+    assert world.engine.is_frozen("A")
+    assert reason_of(freeze(Freeze)) is R.ALREADY_FROZEN
+    assert reason_of(freeze(Unfreeze, actor="BRK1")) is R.NOT_AUTHORIZED
+    assert freeze(Unfreeze) == [AccountUnfrozen(account="A")]
+    assert not world.engine.is_frozen("A")
+
+
+# --------------------------------------------------------------------------- fees
+
+
+def test_trade_amounts_round_down_per_component() -> None:
+    schedule = FeeSchedule(commission_bps=3, stamp_duty_bps=5)
+    amounts = trade_amounts(schedule, price=1_234, quantity=100)  # notional 123_400 fen
+    assert amounts.commission == 37  # 37.02
+    assert amounts.stamp_duty == 61  # 61.7, rounded down
+    assert amounts.buyer_pays == 123_437
+    assert amounts.seller_receives == 123_400 - 37 - 61
+    tiny = trade_amounts(schedule, price=10, quantity=1)
+    assert (tiny.commission, tiny.stamp_duty, tiny.buyer_pays) == (0, 0, 10)
+
+
+@given(
+    limit=st.integers(1, 10_000),
+    fills=st.lists(st.tuples(st.integers(1, 10_000), st.integers(1, 1_000)), min_size=1),
+    bps=st.integers(0, 1_000),
+)
+def test_buy_lock_at_limit_covers_any_split_into_fills(
+    limit: int, fills: list[tuple[int, int]], bps: int
+) -> None:
+    schedule = FeeSchedule(commission_bps=bps)
+    quantity = sum(q for _, q in fills)
+    lock = trade_amounts(schedule, limit, quantity).buyer_pays
+    paid = sum(trade_amounts(schedule, min(price, limit), q).buyer_pays for price, q in fills)
+    assert paid <= lock
+
+
+# --------------------------------------------------------------------------- gross DvP
+
+
+def settle(world: World, **fields: Any) -> list[Event]:
+    base: dict[str, Any] = {
+        "actor": OPERATOR,
+        "trade_id": next(world.trade_ids),
+        "asset": GROSS_STOCK,
+        "price": 1_000,
+        "quantity": 100,
+        "buyer": "A",
+        "seller": "C",
+    }
+    return world.do(SettleTrade, **(base | fields))
+
+
+def test_gross_trade_moves_both_legs_with_fees(world: World) -> None:
+    engine = world.engine
+    world.fees(GROSS_STOCK, commission_bps=3, stamp_duty_bps=5)
+    world.fund("A", cash=1_000_000)
+    world.fund("C", gross=1_000)
+    buy_lock = engine.buy_lock_amount(GROSS_STOCK, 1_010, 100)
+    assert buy_lock == 101_000 + 30
+    assert engine.lock("CNY", "A", buy_lock, owner=11) is None
+    assert engine.lock(GROSS_STOCK, "C", 100, owner=12) is None
+    events = settle(world, trade_id=5, price=1_000, buy_owner=11, sell_owner=12)
+    assert events == [
+        TradeSettled(
+            trade_id=5,
+            asset=GROSS_STOCK,
+            currency="CNY",
+            price=1_000,
+            quantity=100,
+            buyer="A",
+            seller="C",
+            buyer_paid=100_030,
+            seller_received=100_000 - 30 - 50,
+            commission=30,
+            stamp_duty=50,
+        )
+    ]
+    assert world.balance(GROSS_STOCK, "A") == (100, 0)
+    assert world.balance(GROSS_STOCK, "C") == (900, 0)
+    assert world.balance("CNY", "A") == (1_000_000 - buy_lock, buy_lock - 100_030)
+    assert world.balance("CNY", "C") == (99_920, 0)
+    assert world.balance("CNY", "FEE") == (60, 0)
+    assert world.balance("CNY", "TAX") == (50, 0)
+    assert engine.locked_by(GROSS_STOCK, 12) == 0  # consumed whole: gone
+    assert engine.release_all("CNY", 11) == 1_000  # price improvement comes back
+    assert engine.last_trade_id == 5 and engine.trade_count == 1
+
+
+def test_gross_trade_from_available_without_locks(world: World) -> None:
+    world.fund("A", cash=100_000)
+    world.fund("C", gross=100)
+    (event,) = settle(world)
+    assert isinstance(event, TradeSettled)
+    assert world.balance("CNY", "C") == (100_000, 0)
+    assert world.balance(GROSS_STOCK, "A") == (100, 0)
+
+
+def test_settle_trade_rejects_in_order(world: World) -> None:
+    engine = world.engine
+    world.fund("A", cash=1_000_000)
+    world.fund("C", gross=1_000)
+    world.fund("B", gross=10)
+    assert engine.lock("CNY", "A", 50_000, owner=1) is None
+    assert engine.lock(GROSS_STOCK, "C", 100, owner=2) is None
+    assert engine.lock(GROSS_STOCK, "B", 5, owner=3) is None
+    assets = engine.snapshot()["assets"]
+
+    def trade(**fields: Any) -> RejectReason:
+        return reason_of(settle(world, **({"trade_id": 10} | fields)))
+
+    assert trade(actor="BRK1", trade_id=0) is R.NOT_AUTHORIZED
+    assert trade(trade_id=0, asset="NOPE") is R.TRADE_ALREADY_SETTLED
+    assert trade(asset="NOPE", price=0) is R.UNKNOWN_ASSET
+    assert trade(asset="CNY", price=0) is R.WRONG_ASSET_KIND
+    assert trade(price=0, buyer="NOPE") is R.INVALID_TRADE
+    assert trade(quantity=-1, buyer="NOPE") is R.INVALID_TRADE
+    assert trade(price=AMOUNT_MAX, quantity=2, buyer="NOPE") is R.INVALID_TRADE
+    assert trade(buyer="NOPE", sell_owner=99) is R.UNKNOWN_ACCOUNT
+    assert trade(seller="NOPE", sell_owner=99) is R.UNKNOWN_ACCOUNT
+    # The seller's leg first, then the buyer's.
+    assert trade(sell_owner=99, buy_owner=99) is R.UNKNOWN_LOCK
+    assert trade(sell_owner=1, buy_owner=99) is R.UNKNOWN_LOCK  # 1 is a CNY lock
+    assert trade(sell_owner=3, buy_owner=99) is R.LOCK_OWNER_CONFLICT  # 3 is B's, not C's
+    assert trade(sell_owner=2, quantity=101, buy_owner=1) is R.INSUFFICIENT_LOCKED
+    assert trade(sell_owner=2, buy_owner=99) is R.UNKNOWN_LOCK
+    assert trade(sell_owner=2, buy_owner=1, price=1_000) is R.INSUFFICIENT_LOCKED  # 100_000
+    assert trade(sell_owner=2, buy_owner=2) is R.UNKNOWN_LOCK  # 2 is not a CNY lock
+    assert trade(seller="B") is R.INSUFFICIENT_AVAILABLE
+    assert trade(sell_owner=2, buyer="B") is R.INSUFFICIENT_AVAILABLE
+    world.do(Freeze, actor=REGULATOR, account="C")
+    world.do(Freeze, actor=REGULATOR, account="A")
+    assert trade() is R.ACCOUNT_FROZEN  # from available: a frozen seller cannot deliver
+    assert trade(sell_owner=2) is R.ACCOUNT_FROZEN  # nor a frozen buyer pay
+    world.do(Unfreeze, actor=REGULATOR, account="C")
+    world.do(Unfreeze, actor=REGULATOR, account="A")
+    assert engine.snapshot()["assets"] == assets and engine.trade_count == 0  # nothing moved
+    # A frozen account's locked legs still settle: the trade was accepted before the freeze.
+    world.do(Freeze, actor=REGULATOR, account="C")
+    (event,) = settle(world, trade_id=10, price=500, sell_owner=2, buy_owner=1)
+    assert isinstance(event, TradeSettled)
+    assert trade(trade_id=10) is R.TRADE_ALREADY_SETTLED
+    assert trade(trade_id=9) is R.TRADE_ALREADY_SETTLED
+
+
+def test_hot_settle_trade_is_all_or_nothing(world: World) -> None:
+    engine = world.engine
+    world.fund("A", cash=1_000)
+    world.fund("C", gross=100)
+    engine.lock(GROSS_STOCK, "C", 100, owner=2)
+    before = engine.snapshot()
+    assert engine.settle_trade(1, GROSS_STOCK, 1_000, 100, "A", "C", None, 2) is (
+        R.INSUFFICIENT_AVAILABLE
+    )
+    assert engine.snapshot() == before  # the seller's leg did not move alone
+    engine.check()
+
+
+# --------------------------------------------------------------------------- net modes
+
+
+def test_cash_net_moves_shares_now_and_cash_at_the_cycle(world: World) -> None:
+    engine = world.engine
+    world.fees(CASH_NET_STOCK, commission_bps=10, stamp_duty_bps=10)
+    world.fund("A", cash=200_000, cash_net=100)
+    world.fund("C", cash=200_000, cash_net=100)
+    assert engine.lock("CNY", "A", engine.buy_lock_amount(CASH_NET_STOCK, 1_000, 100), 1) is None
+    assert engine.lock(CASH_NET_STOCK, "C", 100, owner=2) is None
+    (cleared,) = settle(
+        world, asset=CASH_NET_STOCK, buyer="A", seller="C", buy_owner=1, sell_owner=2
+    )
+    assert cleared == TradeCleared(
+        trade_id=1,
+        asset=CASH_NET_STOCK,
+        currency="CNY",
+        mode=SettlementMode.CASH_NET,
+        price=1_000,
+        quantity=100,
+        buyer="A",
+        seller="C",
+        buyer_owes=100_100,
+        seller_owed=100_000 - 100 - 100,
+        commission=100,
+        stamp_duty=100,
+    )
+    assert world.balance(CASH_NET_STOCK, "A") == (200, 0)  # shares moved at trade time
+    assert world.balance("CNY", "A") == (99_900, 100_100)  # cash escrowed for the cycle
+    assert engine.escrowed("CNY", "A") == 100_100 and engine.locked_by("CNY", 1) == 0
+    assert engine.position("CNY", "A") == -100_100
+    assert engine.position("CNY", "C") == 99_800
+    # The other way, unfunded: C buys 50 back from A at 10.00 with no locks.
+    settle(world, asset=CASH_NET_STOCK, price=1_000, quantity=50, buyer="C", seller="A")
+    assert engine.position("CNY", "A") == -100_100 + 49_900
+    events = world.do(SettleCycle, actor=OPERATOR)
+    assert events == [
+        PositionSettled(cycle_id=1, asset="CNY", account="A", amount=-50_200),
+        PositionSettled(cycle_id=1, asset="CNY", account="C", amount=49_750),
+        PositionSettled(cycle_id=1, asset="CNY", account="FEE", amount=300),
+        PositionSettled(cycle_id=1, asset="CNY", account="TAX", amount=150),
+        AssetNetted(cycle_id=1, asset="CNY", gross=100_100 + 50_050, net=50_200),
+        CycleSettled(cycle_id=1, trade_count=2, gross_value=150_150, net_value=50_200),
+    ]
+    cycle = events[-1]
+    assert isinstance(cycle, CycleSettled)
+    assert cycle.netting_efficiency == pytest.approx(150_150 / 50_200)
+    assert world.balance("CNY", "A") == (200_000 - 50_200, 0)
+    assert world.balance("CNY", "C") == (200_000 + 49_750, 0)
+    assert engine.cycle_id == 2 and engine.cycle_trade_count == 0
+
+
+def test_net_net_settles_both_legs_at_the_cycle(world: World) -> None:
+    engine = world.engine
+    world.fund("A", cash=1_000_000, net_net=1_000)
+    world.fund("B", cash=1_000_000, net_net=1_000)
+    world.fund("C", cash=1_000_000, net_net=1_000)
+    trades = [("A", "B", 300), ("B", "C", 300), ("C", "A", 100)]  # price 100 each
+    for owner, (buyer, seller, quantity) in enumerate(trades):
+        assert engine.lock("CNY", buyer, 100 * quantity, owner=2 * owner) is None
+        assert engine.lock(NET_NET_BOND, seller, quantity, owner=2 * owner + 1) is None
+        settle(
+            world,
+            asset=NET_NET_BOND,
+            price=100,
+            quantity=quantity,
+            buyer=buyer,
+            seller=seller,
+            buy_owner=2 * owner,
+            sell_owner=2 * owner + 1,
+        )
+    assert world.balance(NET_NET_BOND, "B") == (700, 300)  # escrowed, not yet delivered
+    assert engine.position(NET_NET_BOND, "A") == 200 and engine.position(NET_NET_BOND, "B") == 0
+    events = world.do(SettleCycle, actor=OPERATOR)
+    assert AssetNetted(cycle_id=1, asset=NET_NET_BOND, gross=700, net=200) in events
+    assert AssetNetted(cycle_id=1, asset="CNY", gross=70_000, net=20_000) in events
+    assert events[-1] == CycleSettled(
+        cycle_id=1, trade_count=3, gross_value=70_000, net_value=20_000
+    )
+    assert world.balance(NET_NET_BOND, "A") == (1_200, 0)
+    assert world.balance(NET_NET_BOND, "B") == (1_000, 0)  # escrow released, net zero
+    assert world.balance(NET_NET_BOND, "C") == (800, 0)
+    assert world.balance("CNY", "A") == (980_000, 0)
+    assert world.balance("CNY", "C") == (1_020_000, 0)
+
+
+def test_cycle_that_cannot_settle_settles_nothing(world: World) -> None:
+    engine = world.engine
+    world.fund("A", cash=10_000, net_net=10)
+    world.fund("C", cash=5_000, net_net=50)
+    settle(world, asset=NET_NET_BOND, price=100, quantity=30, buyer="A", seller="C")  # unfunded
+    settle(world, asset=NET_NET_BOND, price=100, quantity=100, buyer="C", seller="A")
+    settle(world, asset=NET_NET_BOND, price=100, quantity=20, buyer="B", seller="C")
+    before = engine.snapshot()
+    # Net: bond A -70 (holds 10), B +20, C +50; cash A +7_000, B -2_000 (holds 0), C -5_000.
+    events = world.do(SettleCycle, actor=OPERATOR)
+    assert events == [
+        CycleFailed(cycle_id=1, asset=NET_NET_BOND, account="A", shortfall=60),
+        CycleFailed(cycle_id=1, asset="CNY", account="B", shortfall=2_000),
+    ]
+    after = engine.snapshot()
+    assert after["assets"] == before["assets"] and after["cycle_id"] == before["cycle_id"]
+    assert after["cycle_trade_count"] == 3
+    # Fund the short positions and run the cycle again: it settles, same cycle id.
+    world.fund("A", net_net=60)
+    world.fund("B", cash=2_000)
+    events = world.do(SettleCycle, actor=OPERATOR)
+    assert events[-1] == CycleSettled(
+        cycle_id=1, trade_count=3, gross_value=15_000, net_value=7_000
+    )
+    assert world.balance(NET_NET_BOND, "A") == (0, 0)
+    assert world.balance(NET_NET_BOND, "B") == (20, 0)
+    assert world.balance(NET_NET_BOND, "C") == (100, 0)
+    assert world.balance("CNY", "A") == (17_000, 0)
+    assert world.balance("CNY", "B") == (0, 0)
+    assert world.balance("CNY", "C") == (0, 0)
+
+
+def test_empty_cycle_and_authorization(world: World) -> None:
+    assert reason_of(world.do(SettleCycle, actor="BRK1")) is R.NOT_AUTHORIZED
+    (event,) = world.do(SettleCycle, actor=OPERATOR)
+    assert event == CycleSettled(cycle_id=1, trade_count=0, gross_value=0, net_value=0)
+    assert event.netting_efficiency is None
+    assert world.engine.cycle_id == 2
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_same_command_id_returns_the_original_outcome(world: World) -> None:
+    engine = world.engine
+    deposit = Deposit(command_id=1_000, actor=BANK, asset="CNY", account="A", amount=500)
+    first = engine.apply(deposit)
+    state = engine.state_hash()
+    assert engine.apply(deposit) == first
+    assert engine.state_hash() == state and engine.available("CNY", "A") == 500
+    withdraw = Withdraw(command_id=1_001, actor=BANK, asset="CNY", account="A", amount=900)
+    assert reason_of(engine.apply(withdraw)) is R.INSUFFICIENT_AVAILABLE
+    engine.apply(Deposit(command_id=1_002, actor=BANK, asset="CNY", account="A", amount=500))
+    assert reason_of(engine.apply(withdraw)) is R.INSUFFICIENT_AVAILABLE  # the original outcome
+    assert engine.available("CNY", "A") == 1_000
+    other = replace(deposit, amount=1)
+    assert engine.apply(other) == [
+        CommandRejected(command_id=1_000, command="deposit", reason=R.COMMAND_ID_REUSED)
+    ]
+    assert engine.available("CNY", "A") == 1_000
+    engine.check()
+
+
+def test_idempotency_window_is_bounded() -> None:
+    engine = SettlementEngine(operator=OPERATOR, regulator=REGULATOR, command_outcomes_max=3)
+    commands = [
+        OpenAccount(command_id=index, actor=OPERATOR, account=f"A{index}", broker="B")
+        for index in (10, 11, 12, 13)
+    ]
+    for command in commands:
+        engine.apply(command)
+    engine.check()
+    assert engine.apply(commands[0]) == [
+        CommandRejected(command_id=10, command="open_account", reason=R.COMMAND_ID_TOO_OLD)
+    ]
+    assert reason_of(engine.apply(replace(commands[0], command_id=9))) is R.COMMAND_ID_TOO_OLD
+    assert engine.apply(commands[1]) == [AccountOpened(account="A11", broker="B")]
+    assert engine.accounts() == ["A10", "A11", "A12", "A13"]
+    assert isinstance(engine.apply(replace(commands[0], command_id=14))[0], CommandRejected)
+    restored = SettlementEngine.restore(engine.snapshot())
+    assert restored.snapshot() == engine.snapshot()
+    assert reason_of(restored.apply(commands[0])) is R.COMMAND_ID_TOO_OLD
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def busy_world() -> World:
+    world = World()
+    world.fees(GROSS_STOCK, 3, 5)
+    world.fees(NET_NET_BOND, 1, 0)
+    world.fund("A", cash=10**9, gross=1_000, net_net=1_000, cash_net=1_000)
+    world.fund("C", cash=10**9, gross=1_000, net_net=1_000, cash_net=1_000)
+    engine = world.engine
+    engine.lock("CNY", "A", 10**6, owner=1)
+    engine.lock(GROSS_STOCK, "C", 300, owner=2)
+    engine.lock(NET_NET_BOND, "C", 300, owner=3)
+    settle(world, price=1_500, quantity=100, buy_owner=1, sell_owner=2)
+    settle(world, asset=NET_NET_BOND, price=900, quantity=200, buy_owner=1, sell_owner=3)
+    settle(world, asset=CASH_NET_STOCK, price=700, quantity=10, buyer="C", seller="A")
+    world.do(Freeze, actor=REGULATOR, account="B")
+    return world
+
+
+def test_snapshot_restore_is_identical_and_behaves_the_same() -> None:
+    world = busy_world()
+    engine = world.engine
+    snapshot = engine.snapshot()
+    restored = SettlementEngine.restore(snapshot)
+    restored.check()
+    assert restored.snapshot() == snapshot
+    assert restored.state_hash() == engine.state_hash()
+    assert SettlementEngine.restore(busy_world().engine.snapshot()).state_hash() == (
+        engine.state_hash()
+    )  # deterministic: two runs of the same commands hash the same
+    cycle = SettleCycle(command_id=500, actor=OPERATOR)
+    assert restored.apply(cycle) == engine.apply(cycle)
+    assert restored.state_hash() == engine.state_hash()
+    assert restored.apply(cycle) == engine.apply(cycle)  # remembered outcome survives restore
+
+
+def test_codec_round_trips_every_command_and_event() -> None:
+    world = busy_world()
+    world.do(SettleCycle, actor=OPERATOR)
+    world.do(Unfreeze, actor=OPERATOR, account="B")
+    for _, command_row, event_rows in world.engine.snapshot()["outcomes"]:
+        command = codec.command_from_row(command_row)
+        assert codec.to_row(command) == command_row
+        for row in event_rows:
+            assert codec.to_row(codec.event_from_row(row)) == row
+    kinds = {row["type"] for _, _, rows in world.engine.snapshot()["outcomes"] for row in rows}
+    assert {"TradeSettled", "TradeCleared", "CycleSettled", "CommandRejected"} <= kinds
+    assert len(typing.get_args(Command)) == 14
+
+
+# --------------------------------------------------------------------------- netting workload
+
+
+def test_workload_nets_to_the_sum_of_gross_obligations() -> None:
+    engine, trades = net_settlement_workload(trade_count=3_000, account_count=25, seed=7)
+    expected: dict[tuple[str, str], int] = {}
+    gross: dict[str, int] = {}
+    for _, asset, price, quantity, buyer, seller in trades:
+        schedule = engine.fee_schedule(asset)
+        notional = price * quantity
+        commission = notional * schedule.commission_bps // 10_000
+        stamp = notional * schedule.stamp_duty_bps // 10_000
+        for key, delta in (
+            ((asset, buyer), quantity),
+            ((asset, seller), -quantity),
+            (("CNY", buyer), -notional - commission),
+            (("CNY", seller), notional - commission - stamp),
+            (("CNY", schedule.fee_account), 2 * commission),
+            (("CNY", schedule.tax_account), stamp),
+        ):
+            expected[key] = expected.get(key, 0) + delta
+        gross[asset] = gross.get(asset, 0) + quantity
+        gross["CNY"] = gross.get("CNY", 0) + notional + commission
+    before = {key: engine.available(*key) for key in expected}
+    events = run_net_settlement(engine, trades)
+    engine.check()
+    moved = {(e.asset, e.account): e.amount for e in events if isinstance(e, PositionSettled)}
+    assert moved == {key: value for key, value in expected.items() if value}
+    for key, value in expected.items():
+        assert engine.available(*key) == before[key] + value
+    netted = {e.asset: e for e in events if isinstance(e, AssetNetted)}
+    for asset, value in gross.items():
+        assert netted[asset].gross == value
+        assert netted[asset].net == sum(
+            -v for (a, _), v in expected.items() if a == asset and v < 0
+        )
+    assert events[-1] == CycleSettled(
+        cycle_id=1,
+        trade_count=3_000,
+        gross_value=gross["CNY"],
+        net_value=netted["CNY"].net,
+    )
+
+
+# --------------------------------------------------------------------------- purity
+
+
+ALLOWED_IMPORTS = {
+    "__future__",
+    "collections",
+    "dataclasses",
+    "enum",
+    "hashlib",
+    "json",
+    "typing",
+    "settlement",
+}
+
+
+def test_settlement_is_pure() -> None:
+    package = pathlib.Path(engine_module.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in ALLOWED_IMPORTS, f"{path.name} imports {name}"
