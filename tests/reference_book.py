@@ -229,6 +229,10 @@ class ReferenceBook:
         return events
 
     def _place(self, command: PlaceOrder) -> list[Event]:
+        # The kind and the price agree by construction (the wire parser sees to it): a mismatch
+        # is a programmer error, as in the engine, not a business rejection.
+        limit = command.kind is OrderKind.LIMIT
+        assert limit == (command.price is not None), f"kind and price disagree: {command!r}"
         reason = self._place_reason(command)
         if reason is not None:
             return [OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
@@ -239,7 +243,7 @@ class ReferenceBook:
             account=command.account,
             side=command.side,
             kind=command.kind,
-            price=command.price if command.kind is OrderKind.LIMIT else None,
+            price=command.price,
             open=command.quantity,
             tif=command.tif,
             post_only=command.post_only,
@@ -579,8 +583,8 @@ def _quantity_reason(instrument: Instrument, side: Side, quantity: int) -> Rejec
 
 
 def _price_reason(instrument: Instrument, price: int | None) -> RejectReason | None:
-    # A limit order without a price is read as a non-positive price (the doc is silent).
-    if price is None or price <= 0:
+    assert price is not None
+    if price <= 0:
         return RejectReason.NON_POSITIVE_PRICE
     if price % instrument.tick_size != 0:
         return RejectReason.PRICE_NOT_ON_TICK

@@ -1174,6 +1174,39 @@ def test_no_uncross_between_auctions_or_into_a_halt(venue: Venue) -> None:
     ]
 
 
+def test_halted_crossed_book_uncrosses_at_the_close(venue: Venue) -> None:
+    auction_with(venue, order(1, BUY, 1002, 100, tif=GTC), order(2, SELL, 998, 300, tif=GTC))
+    phase(venue, Phase.HALTED)
+    assert phase(venue, Phase.CLOSED) == [
+        uncrossed(1002, 100, -200),
+        trade(1, 1002, 100, 1, 2, None),
+        changed(Phase.CLOSED, Phase.HALTED),
+    ]
+    assert book(venue) == [(2, SELL, 998, 200)]
+
+
+@pytest.mark.parametrize("new", [p for p in Phase if p is not Phase.CONTINUOUS])
+def test_cancels_are_accepted_in_every_phase(venue: Venue, new: Phase) -> None:
+    rest(venue, order(1, BUY, 990, 100, tif=GTC), order(2, SELL, 1010, 100, tif=GTC))
+    phase(venue, new)
+    assert venue.apply(CancelOrder(order_id=2, symbol=SYMBOL)) == [
+        cancelled(2, 100, CancelReason.REQUESTED)
+    ]
+    assert book(venue) == [(1, BUY, 990, 100)]
+
+
+def test_any_phase_may_follow_any_other(venue: Venue) -> None:
+    for new, previous in (
+        (Phase.CALL_AUCTION, Phase.CONTINUOUS),
+        (Phase.CLOSED, Phase.CALL_AUCTION),
+        (Phase.CLOSING_AUCTION, Phase.CLOSED),
+        (Phase.CALL_AUCTION, Phase.CLOSING_AUCTION),
+        (Phase.CONTINUOUS, Phase.CALL_AUCTION),
+    ):
+        events = phase(venue, new)
+        assert events[-1] == changed(new, previous), events
+
+
 def test_halted_uncrossed_book_reopens_without_an_auction_event(venue: Venue) -> None:
     rest(venue, order(1, BUY, 999, 100))
     phase(venue, Phase.HALTED)
