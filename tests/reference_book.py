@@ -358,7 +358,9 @@ class ReferenceBook:
         if book.phase in (Phase.CLOSED, Phase.HALTED):
             return RejectReason.PHASE_CLOSED
         if command.quantity is not None:
-            reason = _quantity_reason(book.instrument, order.side, command.quantity)
+            # A buy may restate its current open quantity even when fills left it odd.
+            side = Side.SELL if command.quantity == order.open else order.side
+            reason = _quantity_reason(book.instrument, side, command.quantity)
             if reason is not None:
                 return reason
         if command.price is not None:

@@ -730,19 +730,24 @@ def test_post_only_on_an_empty_opposite_side_rests(venue: Venue) -> None:
 # -------------------------------------------------------------------------------- amend
 
 
-@pytest.mark.parametrize("price", [None, 1001, 999])
-def test_amend_lot_rule_applies_to_a_restated_odd_quantity(venue: Venue, price: int | None) -> None:
-    """ "QUANTITY_NOT_A_LOT (buy orders, new quantity not whole lots)" is checked before the
-    price and NO_CHANGE: a buy left with an odd 50 cannot state 50 as its new quantity."""
+def test_amend_may_restate_an_odd_open_quantity_but_not_choose_one(venue: Venue) -> None:
+    """A buy left with an odd 50 by fills may restate 50 (with a new price, or as NO_CHANGE);
+    a new quantity that is not whole lots is still refused."""
     rest(venue, order(1, SELL, 1000, 100))
     venue.apply(order(2, BUY, 1000, 200))  # fills 100, rests 100
     rest(venue, order(3, SELL, 1001, 50))
     venue.apply(AmendOrder(order_id=2, symbol=SYMBOL, price=1001))  # fills 50, rests 50
     assert book(venue) == [(2, BUY, 1001, 50)]
-    assert venue.apply(AmendOrder(order_id=2, symbol=SYMBOL, price=price, quantity=50)) == [
+    assert venue.apply(AmendOrder(order_id=2, symbol=SYMBOL, quantity=50)) == [
+        AmendRejected(order_id=2, symbol=SYMBOL, reason=RejectReason.NO_CHANGE)
+    ]
+    assert venue.apply(AmendOrder(order_id=2, symbol=SYMBOL, quantity=30)) == [
         AmendRejected(order_id=2, symbol=SYMBOL, reason=RejectReason.QUANTITY_NOT_A_LOT)
     ]
-    assert book(venue) == [(2, BUY, 1001, 50)]
+    assert venue.apply(AmendOrder(order_id=2, symbol=SYMBOL, price=999, quantity=50)) == [
+        OrderAmended(order_id=2, symbol=SYMBOL, price=999, quantity=50, priority_kept=False)
+    ]
+    assert book(venue) == [(2, BUY, 999, 50)]
 
 
 def test_amend_quantity_down_keeps_priority(venue: Venue) -> None:
