@@ -85,11 +85,18 @@ class MatchingEngine:
     # -- orders ----------------------------------------------------------------------------
 
     def place(self, command: PlaceOrder) -> list[Event]:
-        book = self._books.get(command.symbol)
-        reason = self._place_reason(book, command)
+        reason = self.place_reason(command)
         if reason is not None:
             return [OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
-        assert book is not None
+        return self.place_checked(command)
+
+    def place_reason(self, command: PlaceOrder) -> RejectReason | None:
+        """Why `place(command)` would be rejected now, or None. Changes nothing."""
+        return self._place_reason(self._books.get(command.symbol), command)
+
+    def place_checked(self, command: PlaceOrder) -> list[Event]:
+        """Place an order that `place_reason` has just accepted (the venue funds it between)."""
+        book = self._books[command.symbol]
         events: list[Event] = [
             OrderAccepted(
                 order_id=command.order_id,
@@ -182,12 +189,21 @@ class MatchingEngine:
         return [CancelRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
 
     def amend(self, command: AmendOrder) -> list[Event]:
-        book = self._books.get(command.symbol)
-        order = self._index.get(command.order_id)
-        reason = _amend_reason(book, order, command)
+        reason = self.amend_reason(command)
         if reason is not None:
             return [AmendRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
-        assert book is not None and order is not None
+        return self.amend_checked(command)
+
+    def amend_reason(self, command: AmendOrder) -> RejectReason | None:
+        """Why `amend(command)` would be rejected now, or None. Changes nothing."""
+        return _amend_reason(
+            self._books.get(command.symbol), self._index.get(command.order_id), command
+        )
+
+    def amend_checked(self, command: AmendOrder) -> list[Event]:
+        """Amend an order as `amend_reason` has just accepted (the venue funds it between)."""
+        book = self._books[command.symbol]
+        order = self._index[command.order_id]
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
         if price == order.price and quantity < order.quantity:
@@ -261,6 +277,10 @@ class MatchingEngine:
             return self._books[symbol]
         except KeyError:
             raise KeyError(f"unknown instrument {symbol!r}") from None
+
+    def resting_order(self, order_id: int) -> Order | None:
+        """The live order object itself, for the venue's hot path. Read it; never change it."""
+        return self._index.get(order_id)
 
     def order(self, order_id: int) -> RestingOrder | None:
         order = self._index.get(order_id)
