@@ -9,6 +9,9 @@ quantity of zero) are not the edge's business: the engine answers them with reje
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -16,13 +19,14 @@ from typing import Any, TypeVar
 
 import orjson
 
+from exchange.venue import SETTLEMENT_COMMANDS
+from exchange.venue_types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
 from matching.events import (
     AmendRejected,
     AuctionUncrossed,
     CancelRejected,
     CommandRejected,
-    Event,
     InstrumentAdded,
     OrderAccepted,
     OrderAmended,
@@ -238,16 +242,59 @@ def parse_command(
     return command
 
 
-def parse_line(line: bytes | str) -> Command | WireError:
-    """One JSON text -> a matching command, or a WireError."""
+def decode(line: bytes | str) -> Any | WireError:
+    """One JSON text -> its value, or a WireError for an oversized or malformed line."""
     if len(line) > LINE_BYTES_MAX:
         return WireError(field=None, message=f"line of {len(line)} bytes exceeds {LINE_BYTES_MAX}")
     try:
-        data = orjson.loads(line)
+        return orjson.loads(line)
     except orjson.JSONDecodeError as error:
         return WireError(field=None, message=f"malformed JSON: {error}")
+
+
+def parse_line(line: bytes | str) -> Command | WireError:
+    """One JSON text -> a matching command, or a WireError."""
+    data = decode(line)
+    if isinstance(data, WireError):
+        return data
     parsed: Command | WireError = parse_command(data)
     return parsed
+
+
+def dataclass_parser(cls: type[Any]) -> Callable[[_Fields], Any]:
+    """A parser for a flat command dataclass, from its type hints: int, str, bool, IntEnum and
+    optional ints; fields with defaults are optional."""
+    hints = typing.get_type_hints(cls)
+    specs: list[tuple[str, Any, Any]] = []
+    for field in dataclasses.fields(cls):
+        has_default = field.default is not dataclasses.MISSING
+        specs.append((field.name, hints[field.name], field.default if has_default else None))
+
+    def parse(fields: _Fields) -> Any:
+        values: dict[str, Any] = {}
+        for name, hint, default in specs:
+            if hint is int:
+                values[name] = (
+                    fields.required_integer(name)
+                    if default is None
+                    else _default(fields.integer(name, required=False), default)
+                )
+            elif hint == int | None:
+                values[name] = fields.integer(name, required=False)
+            elif hint is str:
+                values[name] = fields.text(name, default)
+            elif hint is bool:
+                values[name] = fields.flag(name, bool(default))
+            else:
+                assert isinstance(hint, type) and issubclass(hint, IntEnum), (cls, name, hint)
+                values[name] = fields.choice(name, hint, default)
+        return cls(**values)
+
+    return parse
+
+
+def _default(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _plain(value: Any) -> Any:
@@ -256,11 +303,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def event_to_dict(event: Event) -> dict[str, Any]:
-    """An event as its JSON object: `type` first, enums as lower-case names."""
-    data: dict[str, Any] = {"type": EVENT_TYPES[type(event)]}
-    for name, value in zip(event._fields, event, strict=True):
-        data[name] = _plain(value)
+def snake_case(name: str) -> str:
+    """`TradeSettled` -> `trade_settled`: the wire name of a class."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def event_to_dict(event: Any) -> dict[str, Any]:
+    """An event as its JSON object: `type` first, enums as lower-case names. Matching events
+    keep their short names (`trade`, `accepted`); others are their class names in snake case."""
+    kind = type(event)
+    data: dict[str, Any] = {"type": EVENT_TYPES.get(kind) or snake_case(kind.__name__)}
+    if dataclasses.is_dataclass(event):
+        for field in dataclasses.fields(event):
+            data[field.name] = _plain(getattr(event, field.name))
+    else:
+        for name, value in zip(event._fields, event, strict=True):
+            data[name] = _plain(value)
     return data
 
 
@@ -282,3 +340,47 @@ _COMMAND_CLASSES: dict[str, type] = {
     "add_instrument": AddInstrument,
     "set_phase": SetPhase,
 }
+
+
+def _from_broker(parser: Callable[[_Fields], Any]) -> Callable[[_Fields], Any]:
+    def parse(fields: _Fields) -> Any:
+        broker = fields.text("broker")
+        return BrokerCommand(broker=broker, command=parser(fields))
+
+    return parse
+
+
+def _venue_parsers() -> dict[str, Callable[[_Fields], Any]]:
+    parsers: dict[str, Callable[[_Fields], Any]] = {
+        "place": _from_broker(_place),
+        "cancel": _from_broker(_cancel),
+        "amend": _from_broker(_amend),
+        "set_phase": _set_phase,
+    }
+    for cls in (ListInstrument, BeginDay, EndDay, *SETTLEMENT_COMMANDS):
+        parsers[snake_case(cls.__name__)] = dataclass_parser(cls)
+    return parsers
+
+
+VENUE_PARSERS = _venue_parsers()
+
+
+def parse_venue_line(line: bytes | str) -> VenueCommand | WireError:
+    """One JSON text -> a venue command (order commands carry `broker`), or a WireError."""
+    data = decode(line)
+    if isinstance(data, WireError):
+        return data
+    parsed: VenueCommand | WireError = parse_command(data, VENUE_PARSERS)
+    return parsed
+
+
+def venue_command_to_dict(command: VenueCommand) -> dict[str, Any]:
+    """A venue command as its JSON object, the inverse of `parse_venue_line`."""
+    if isinstance(command, BrokerCommand):
+        return {**command_to_dict(command.command), "broker": command.broker}
+    if isinstance(command, SetPhase):
+        return command_to_dict(command)
+    data: dict[str, Any] = {"type": snake_case(type(command).__name__)}
+    for field in dataclasses.fields(command):
+        data[field.name] = _plain(getattr(command, field.name))
+    return data

@@ -1,0 +1,505 @@
+"""The Venue: the one deterministic state machine every member node runs.
+
+It composes the matching engine and the settlement engine so that every accepted order is
+funded and every trade settles as delivery-versus-payment:
+
+- Accepting a buy locks its cash (price x quantity plus commission; a market buy at the upper
+  price limit) and accepting a sell locks its shares, each lock owned by the order id.
+- A trade settles at once from the two locks (or clears into the cycle for net modes).
+- After anything that changes an order (a fill, a cancel, an expiry, an amend, a self-trade
+  reduction) the order's lock is reconciled to exactly what its open quantity still needs at its
+  price: price improvement, cancels and expiries give back what is no longer needed.
+
+Invariant (checked by `check`): every live order holds exactly its requirement under its id,
+and no other operator lock exists. Pure: no clock (days arrive as commands), no IO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from exchange.venue_types import (
+    BeginDay,
+    BrokerCommand,
+    DayBegun,
+    DayEnded,
+    DayRefused,
+    EndDay,
+    Event,
+    InstrumentListed,
+    ListingRefused,
+    ListInstrument,
+    OrderRefused,
+    OrderUnfunded,
+    VenueCommand,
+    VenueRejectReason,
+)
+from matching.commands import AddInstrument, AmendOrder, CancelOrder, PlaceOrder, SetPhase
+from matching.engine import MatchingEngine
+from matching.events import (
+    AmendRejected,
+    CommandRejected,
+    OrderAmended,
+    OrderCancelled,
+    OrderExpired,
+    OrderReduced,
+    OrderRejected,
+    TradeExecuted,
+)
+from matching.events import Event as MatchingEvent
+from matching.types import OrderKind, Phase, Side
+from settlement import commands as settlement_commands
+from settlement.engine import SettlementEngine
+from settlement.events import TradeCleared, TradeSettled
+from settlement.types import AssetKind, RejectReason, SettlementMode
+
+SNAPSHOT_VERSION = 1
+BUY = Side.BUY
+R = VenueRejectReason
+
+# Settlement commands a member may sequence through the venue. Trades settle when they match,
+# and order locks belong to the venue: SettleTrade, Lock and Unlock stay inside settlement.
+SETTLEMENT_COMMANDS: tuple[type, ...] = tuple(
+    cls
+    for cls in typing.get_args(settlement_commands.Command)
+    if cls
+    not in (settlement_commands.SettleTrade, settlement_commands.Lock, settlement_commands.Unlock)
+)
+CHANGES_AN_ORDER = (OrderCancelled, OrderExpired, OrderReduced, OrderAmended)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rules:
+    """What the venue keeps about a listed instrument beyond its book."""
+
+    symbol: str
+    currency: str
+    t_plus: int
+    lot: int
+    upper_limit: int  # a market buy is funded at this price
+
+
+class Venue:
+    """Matching plus settlement plus the trading calendar. `apply` is the only way in."""
+
+    __slots__ = (
+        "_bought_today",
+        "_day",
+        "_day_open",
+        "_handlers",
+        "_rules",
+        "matching",
+        "settlement",
+    )
+
+    def __init__(self, *, operator: str, regulator: str) -> None:
+        self.matching = MatchingEngine()
+        self.settlement = SettlementEngine(operator=operator, regulator=regulator)
+        self._rules: dict[str, Rules] = {}
+        self._bought_today: dict[tuple[str, str], int] = {}  # (account, symbol) -> shares
+        self._day = 0  # the last day begun, yyyymmdd
+        self._day_open = False
+        self._handlers: dict[type, Callable[[Any], list[Event]]] = {
+            BrokerCommand: self._broker_command,
+            SetPhase: self._set_phase,
+            ListInstrument: self._list,
+            BeginDay: self._begin_day,
+            EndDay: self._end_day,
+        }
+        for cls in SETTLEMENT_COMMANDS:
+            self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
+
+    def apply(self, command: VenueCommand) -> list[Event]:
+        """Apply one sequenced command; return its events."""
+        handler = self._handlers.get(type(command))
+        assert handler is not None, f"not a venue command: {command!r}"
+        return handler(command)
+
+    # -- broker order commands -------------------------------------------------------------
+
+    def _broker_command(self, envelope: BrokerCommand) -> list[Event]:
+        command = envelope.command
+        if type(command) is PlaceOrder:
+            return self._place(envelope.broker, command)
+        if type(command) is CancelOrder:
+            return self._cancel(envelope.broker, command)
+        assert type(command) is AmendOrder, f"not an order command: {command!r}"
+        return self._amend(envelope.broker, command)
+
+    def _account_reason(self, broker: str, account: str) -> VenueRejectReason | None:
+        owner = self.settlement.broker_of(account)
+        if owner is None:
+            return R.UNKNOWN_ACCOUNT
+        if owner != broker:
+            return R.NOT_YOUR_ACCOUNT
+        if self.settlement.is_frozen(account):
+            return R.ACCOUNT_FROZEN
+        return None
+
+    def _place(self, broker: str, command: PlaceOrder) -> list[Event]:
+        reason = R.DAY_NOT_OPEN if not self._day_open else None
+        reason = reason or self._account_reason(broker, command.account)
+        if reason is not None:
+            return [_refused("place", broker, command.order_id, command.symbol, reason)]
+        rejection = self.matching.place_reason(command)
+        if rejection is not None:
+            return [
+                OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=rejection)
+            ]
+        problem = self._fund_place(broker, command)
+        if problem is not None:
+            return [problem]
+        events = self.matching.place_checked(command)
+        if len(events) == 1:  # accepted and resting untouched: nothing to settle
+            return events  # type: ignore[return-value]
+        return self._settle(command.symbol, events)
+
+    def _fund_place(self, broker: str, command: PlaceOrder) -> Event | None:
+        rules = self._rules[command.symbol]
+        if command.side is BUY:
+            price = command.price if command.kind is OrderKind.LIMIT else rules.upper_limit
+            assert price is not None
+            amount = self.settlement.buy_lock_amount(command.symbol, price, command.quantity)
+            return self._lock_cash(rules, command.account, command.order_id, amount)
+        sellable = self._sellable(rules, command.account)
+        if command.quantity % rules.lot and command.quantity % rules.lot != sellable % rules.lot:
+            return _refused("place", broker, command.order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)
+        return self._lock_shares(rules, command.account, command.order_id, command.quantity)
+
+    def _sellable(self, rules: Rules, account: str) -> int:
+        available = self.settlement.available(rules.symbol, account)
+        if rules.t_plus:
+            return available - self._bought_today.get((account, rules.symbol), 0)
+        return available
+
+    def _lock_cash(self, rules: Rules, account: str, order_id: int, amount: int) -> Event | None:
+        reason = self.settlement.lock(rules.currency, account, amount, order_id)
+        if reason is None:
+            return None
+        assert reason is RejectReason.INSUFFICIENT_AVAILABLE, f"cash lock {order_id}: {reason!r}"
+        return OrderUnfunded(
+            order_id=order_id,
+            symbol=rules.symbol,
+            account=account,
+            asset=rules.currency,
+            required=amount,
+            available=self.settlement.available(rules.currency, account),
+            reason=R.INSUFFICIENT_CASH,
+        )
+
+    def _lock_shares(
+        self, rules: Rules, account: str, order_id: int, quantity: int
+    ) -> Event | None:
+        sellable = self._sellable(rules, account)
+        if quantity > sellable:
+            held = self.settlement.available(rules.symbol, account)
+            return OrderUnfunded(
+                order_id=order_id,
+                symbol=rules.symbol,
+                account=account,
+                asset=rules.symbol,
+                required=quantity,
+                available=max(sellable, 0),
+                reason=R.BOUGHT_TODAY if quantity <= held else R.INSUFFICIENT_SECURITIES,
+            )
+        reason = self.settlement.lock(rules.symbol, account, quantity, order_id)
+        assert reason is None, f"share lock {order_id}: {reason!r}"
+        return None
+
+    def _cancel(self, broker: str, command: CancelOrder) -> list[Event]:
+        order = self.matching.resting_order(command.order_id)
+        if order is not None and order.symbol == command.symbol:
+            owner = self.settlement.broker_of(order.account)
+            if owner != broker:
+                return [
+                    _refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)
+                ]
+        events = self.matching.cancel(command)
+        if type(events[0]) is OrderCancelled:
+            self._reconcile(command.order_id, command.symbol)
+        return events  # type: ignore[return-value]
+
+    def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
+        order = self.matching.resting_order(command.order_id)
+        reason = R.DAY_NOT_OPEN if not self._day_open else None
+        known = order is not None and order.symbol == command.symbol
+        if reason is None and known and self.settlement.broker_of(order.account) != broker:  # type: ignore[union-attr]
+            reason = R.NOT_YOUR_ORDER
+        if reason is not None:
+            return [_refused("amend", broker, command.order_id, command.symbol, reason)]
+        rejection = self.matching.amend_reason(command)
+        if rejection is not None:
+            return [
+                AmendRejected(order_id=command.order_id, symbol=command.symbol, reason=rejection)
+            ]
+        assert order is not None
+        problem = self._fund_amend(order.account, order.side, command)
+        if problem is not None:
+            return [problem]
+        return self._settle(command.symbol, self.matching.amend_checked(command))
+
+    def _fund_amend(self, account: str, side: Side, command: AmendOrder) -> Event | None:
+        """Lock what the amended order needs beyond what it holds (release comes after)."""
+        order = self.matching.resting_order(command.order_id)
+        assert order is not None
+        rules = self._rules[command.symbol]
+        price = order.price if command.price is None else command.price
+        quantity = order.quantity if command.quantity is None else command.quantity
+        if side is BUY:
+            need = self.settlement.buy_lock_amount(command.symbol, price, quantity)
+            held = self.settlement.locked_by(rules.currency, command.order_id)
+            if need > held:
+                return self._lock_cash(rules, account, command.order_id, need - held)
+            return None
+        held = self.settlement.locked_by(command.symbol, command.order_id)
+        if quantity > held:
+            return self._lock_shares(rules, account, command.order_id, quantity - held)
+        return None
+
+    # -- settlement of what matching did ---------------------------------------------------
+
+    def _settle(self, symbol: str, events: list[MatchingEvent]) -> list[Event]:
+        """Settle each trade right after it, then reconcile every order the events touched."""
+        rules = self._rules[symbol]
+        out: list[Event] = []
+        touched: list[int] = []
+        for event in events:
+            out.append(event)
+            kind = type(event)
+            if kind is TradeExecuted:
+                out.append(self._settle_trade(rules, event))  # type: ignore[arg-type]
+                touched.append(event.buy_order_id)  # type: ignore[union-attr]
+                touched.append(event.sell_order_id)  # type: ignore[union-attr]
+            elif kind in CHANGES_AN_ORDER:
+                touched.append(event.order_id)  # type: ignore[union-attr]
+        for order_id in dict.fromkeys(touched):
+            self._reconcile(order_id, symbol)
+        return out
+
+    def _settle_trade(self, rules: Rules, trade: TradeExecuted) -> Event:
+        symbol, price, quantity = trade.symbol, trade.price, trade.quantity
+        reason = self.settlement.settle_trade(
+            trade.trade_id,
+            symbol,
+            price,
+            quantity,
+            trade.buy_account,
+            trade.sell_account,
+            trade.buy_order_id,
+            trade.sell_order_id,
+        )
+        assert reason is None, f"pre-funded trade {trade.trade_id} failed to settle: {reason!r}"
+        amounts = self.settlement.trade_amounts(symbol, price, quantity)
+        mode = self.settlement.registry(symbol).mode
+        if rules.t_plus and mode is not SettlementMode.NET_NET:
+            key = (trade.buy_account, symbol)
+            self._bought_today[key] = self._bought_today.get(key, 0) + quantity
+        if mode is SettlementMode.GROSS:
+            return TradeSettled(
+                trade_id=trade.trade_id,
+                asset=symbol,
+                currency=rules.currency,
+                price=price,
+                quantity=quantity,
+                buyer=trade.buy_account,
+                seller=trade.sell_account,
+                buyer_paid=amounts.buyer_pays,
+                seller_received=amounts.seller_receives,
+                commission=amounts.commission,
+                stamp_duty=amounts.stamp_duty,
+            )
+        return TradeCleared(
+            trade_id=trade.trade_id,
+            asset=symbol,
+            currency=rules.currency,
+            mode=mode,
+            price=price,
+            quantity=quantity,
+            buyer=trade.buy_account,
+            seller=trade.sell_account,
+            buyer_owes=amounts.buyer_pays,
+            seller_owed=amounts.seller_receives,
+            commission=amounts.commission,
+            stamp_duty=amounts.stamp_duty,
+        )
+
+    def _reconcile(self, order_id: int, symbol: str) -> None:
+        """Bring the order's lock to exactly its requirement (nothing, once it is done)."""
+        settlement = self.settlement
+        currency = self._rules[symbol].currency
+        order = self.matching.resting_order(order_id)
+        if order is None:
+            settlement.release_all(currency, order_id)
+            settlement.release_all(symbol, order_id)
+            return
+        if order.side is BUY:
+            asset = currency
+            need = settlement.buy_lock_amount(symbol, order.price, order.quantity)
+        else:
+            asset, need = symbol, order.quantity
+        held = settlement.locked_by(asset, order_id)
+        assert held >= need, f"order {order_id} holds {held} of {asset}, needs {need}"
+        if held > need:
+            reason = settlement.release(asset, order_id, held - need)
+            assert reason is None, (order_id, reason)
+
+    # -- instruments, phases and the calendar ----------------------------------------------
+
+    def _set_phase(self, command: SetPhase) -> list[Event]:
+        events = self.matching.set_phase(command)
+        if command.symbol not in self._rules or len(events) == 1:
+            return events  # type: ignore[return-value]
+        return self._settle(command.symbol, events)
+
+    def _list(self, command: ListInstrument) -> list[Event]:
+        reason = self._listing_reason(command)
+        if reason is not None:
+            return [ListingRefused(symbol=command.symbol, reason=reason)]
+        events: list[Event] = list(
+            self.matching.add_instrument(
+                AddInstrument(
+                    symbol=command.symbol,
+                    tick_size=command.tick_size,
+                    lot=command.lot,
+                    reference_price=command.reference_price,
+                    price_limit_pct=command.price_limit_pct,
+                )
+            )
+        )
+        if type(events[0]) is CommandRejected:
+            return events
+        registry = self.settlement.registry(command.symbol)
+        self._rules[command.symbol] = Rules(
+            symbol=command.symbol,
+            currency=registry.currency,
+            t_plus=command.t_plus,
+            lot=command.lot,
+            upper_limit=self.matching.book(command.symbol).upper_limit,
+        )
+        events.append(
+            InstrumentListed(
+                symbol=command.symbol, currency=registry.currency, t_plus=command.t_plus
+            )
+        )
+        return events
+
+    def _listing_reason(self, command: ListInstrument) -> VenueRejectReason | None:
+        if command.symbol in self._rules:
+            return R.DUPLICATE_INSTRUMENT
+        if command.symbol not in self.settlement.assets():
+            return R.UNKNOWN_ASSET
+        if self.settlement.registry(command.symbol).kind is not AssetKind.SECURITY:
+            return R.UNKNOWN_ASSET
+        if command.t_plus not in (0, 1):
+            return R.INVALID_RULES
+        return None
+
+    def _begin_day(self, command: BeginDay) -> list[Event]:
+        if self._day_open:
+            return [DayRefused(day=command.day, reason=R.DAY_ALREADY_OPEN)]
+        if command.day <= self._day:
+            return [DayRefused(day=command.day, reason=R.DAY_NOT_AFTER)]
+        self._day = command.day
+        self._day_open = True
+        self._bought_today.clear()
+        return [DayBegun(day=command.day)]
+
+    def _end_day(self, command: EndDay) -> list[Event]:
+        if not self._day_open or command.day != self._day:
+            return [DayRefused(day=command.day, reason=R.DAY_NOT_OPEN)]
+        events: list[Event] = []
+        for symbol in sorted(self._rules):
+            if self.matching.book(symbol).phase is not Phase.CLOSED:
+                events.extend(self._set_phase(SetPhase(symbol=symbol, phase=Phase.CLOSED)))
+        self._day_open = False
+        events.append(DayEnded(day=command.day))
+        return events
+
+    # -- queries and state -----------------------------------------------------------------
+
+    @property
+    def day(self) -> int:
+        return self._day
+
+    @property
+    def day_open(self) -> bool:
+        return self._day_open
+
+    def rules(self, symbol: str) -> Rules:
+        return self._rules[symbol]
+
+    def sellable(self, symbol: str, account: str) -> int:
+        """Shares of `symbol` that `account` may sell now (T+1 applied)."""
+        return max(self._sellable(self._rules[symbol], account), 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "version": SNAPSHOT_VERSION,
+            "matching": self.matching.snapshot(),
+            "settlement": self.settlement.snapshot(),
+            "day": self._day,
+            "day_open": self._day_open,
+            "rules": [
+                [r.symbol, r.currency, r.t_plus, r.lot, r.upper_limit]
+                for _, r in sorted(self._rules.items())
+            ],
+            "bought_today": sorted([a, s, q] for (a, s), q in self._bought_today.items()),
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any]) -> Venue:
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported venue snapshot version {snapshot.get('version')!r}")
+        settlement = SettlementEngine.restore(snapshot["settlement"])
+        venue = cls(operator=settlement.operator, regulator=settlement.regulator)
+        venue.matching = MatchingEngine.restore(snapshot["matching"])
+        venue.settlement = settlement
+        for cls_ in SETTLEMENT_COMMANDS:
+            venue._handlers[cls_] = settlement.apply  # type: ignore[assignment]
+        venue._day = snapshot["day"]
+        venue._day_open = snapshot["day_open"]
+        for symbol, currency, t_plus, lot, upper_limit in snapshot["rules"]:
+            venue._rules[symbol] = Rules(
+                symbol=symbol, currency=currency, t_plus=t_plus, lot=lot, upper_limit=upper_limit
+            )
+        venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
+        return venue
+
+    def state_hash(self) -> str:
+        """SHA-256 (hex) of the canonical snapshot of books, registries and calendar."""
+        canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def check(self) -> None:
+        """Assert the invariants of matching, of settlement, and of funding between them."""
+        self.matching.check()
+        self.settlement.check()
+        operator = self.settlement.operator
+        live: set[tuple[str, int]] = set()
+        for symbol, rules in self._rules.items():
+            for order in self.matching.book(symbol).resting():
+                if order.side is BUY:
+                    asset = rules.currency
+                    need = self.settlement.buy_lock_amount(symbol, order.price, order.quantity)
+                else:
+                    asset, need = symbol, order.quantity
+                held = self.settlement.locked_by(asset, order.order_id)
+                assert held == need, f"order {order.order_id} holds {held} {asset}, needs {need}"
+                live.add((asset, order.order_id))
+        for asset in self.settlement.assets():
+            for owner, (_, _, holder) in self.settlement.registry(asset).locks.items():
+                if holder == operator:
+                    assert (asset, owner) in live, f"lock {owner} on {asset} has no live order"
+
+
+def _refused(
+    command: str, broker: str, order_id: int, symbol: str, reason: VenueRejectReason
+) -> OrderRefused:
+    return OrderRefused(
+        command=command, broker=broker, order_id=order_id, symbol=symbol, reason=reason
+    )
