@@ -4,50 +4,99 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, BinaryIO
 
 import orjson
 
 from exchange import wire
+from exchange.venue import Venue
 from matching.engine import MatchingEngine
 from matching.types import name_of
 
 
 def run_match(lines: Iterable[bytes], out: BinaryIO, *, final_book: bool) -> int:
-    """Apply JSON-lines commands to a fresh engine, writing JSON-lines events. Returns 0."""
+    """Apply JSON-lines commands to a fresh matching engine, writing JSON-lines events."""
     engine = MatchingEngine()
+    _run_lines(lines, out, wire.parse_line, engine.apply)
+    if final_book:
+        _write_books(engine, out)
+    out.flush()
+    return 0
+
+
+def run_venue(
+    lines: Iterable[bytes],
+    out: BinaryIO,
+    *,
+    operator: str,
+    regulator: str,
+    final_book: bool,
+    state_hash: bool,
+) -> int:
+    """Apply JSON-lines venue commands to a fresh venue, writing JSON-lines events."""
+    venue = Venue(operator=operator, regulator=regulator)
+    _run_lines(lines, out, wire.parse_venue_line, venue.apply)
+    if final_book:
+        _write_books(venue.matching, out)
+    if state_hash:
+        out.write(orjson.dumps({"type": "state", "state_hash": venue.state_hash()}) + b"\n")
+    out.flush()
+    return 0
+
+
+def _run_lines(
+    lines: Iterable[bytes],
+    out: BinaryIO,
+    parse: Callable[[bytes], Any],
+    apply: Callable[[Any], Sequence[Any]],
+) -> None:
     write = out.write
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        parsed = wire.parse_line(line)
+        parsed = parse(line)
         if isinstance(parsed, wire.WireError):
             write(orjson.dumps(parsed.to_dict(line=number)) + b"\n")
             continue
-        for event in engine.apply(parsed):
+        for event in apply(parsed):
             write(orjson.dumps(wire.event_to_dict(event)) + b"\n")
-    if final_book:
-        for symbol in engine.symbols():
-            orders = [
-                {
-                    "order_id": order.order_id,
-                    "side": name_of(order.side),
-                    "price": order.price,
-                    "quantity": order.quantity,
-                }
-                for order in engine.orders(symbol)
-            ]
-            write(orjson.dumps({"type": "book", "symbol": symbol, "orders": orders}) + b"\n")
-    out.flush()
-    return 0
+
+
+def _write_books(engine: MatchingEngine, out: BinaryIO) -> None:
+    for symbol in engine.symbols():
+        orders = [
+            {
+                "order_id": order.order_id,
+                "side": name_of(order.side),
+                "price": order.price,
+                "quantity": order.quantity,
+            }
+            for order in engine.orders(symbol)
+        ]
+        out.write(orjson.dumps({"type": "book", "symbol": symbol, "orders": orders}) + b"\n")
 
 
 def _match(arguments: argparse.Namespace) -> int:
     return run_match(sys.stdin.buffer, sys.stdout.buffer, final_book=arguments.final_book)
 
 
+def _venue(arguments: argparse.Namespace) -> int:
+    return run_venue(
+        sys.stdin.buffer,
+        sys.stdout.buffer,
+        operator=arguments.operator,
+        regulator=arguments.regulator,
+        final_book=arguments.final_book,
+        state_hash=arguments.state_hash,
+    )
+
+
 def _bench(arguments: argparse.Namespace) -> int:
+    if arguments.target == "venue":
+        from exchange.bench import venue_bench
+
+        return venue_bench.main(arguments)
     from exchange.bench import matching_bench
 
     return matching_bench.main(arguments)
@@ -73,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     match.set_defaults(run=_match)
 
+    venue = commands.add_parser(
+        "venue", help="the venue (matching + settlement): JSON-lines commands in, events out"
+    )
+    venue.add_argument("--operator", default="EXCHANGE", help="the exchange's member id")
+    venue.add_argument("--regulator", default="CSRC", help="the regulator's member id")
+    venue.add_argument("--final-book", action="store_true", help="end with the books")
+    venue.add_argument("--state-hash", action="store_true", help="end with the state hash")
+    venue.set_defaults(run=_venue)
+
     bench = commands.add_parser("bench", help="benchmarks, run on purpose")
     targets = bench.add_subparsers(dest="target", required=True)
     matching = targets.add_parser("matching", help="the matching engine against a bare baseline")
@@ -85,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     matching.add_argument("--json", action="store_true", help="one JSON object on stdout")
     matching.set_defaults(run=_bench)
+    venue_target = targets.add_parser(
+        "venue", help="the venue (funding, locks, DvP) against matching alone"
+    )
+    venue_target.add_argument("--seed", type=int, default=1)
+    venue_target.add_argument("--messages", type=int, default=200_000, help="timed commands")
+    venue_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
+    venue_target.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    venue_target.add_argument(
+        "--net-trades", type=int, default=1_000_000, help="trades in the model-3 netting figure"
+    )
+    venue_target.add_argument("--net-accounts", type=int, default=1_000)
+    venue_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    venue_target.set_defaults(run=_bench)
 
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)

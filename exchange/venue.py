@@ -56,10 +56,13 @@ from matching.types import OrderKind, Phase, Side
 from settlement import commands as settlement_commands
 from settlement.engine import SettlementEngine
 from settlement.events import TradeCleared, TradeSettled
+from settlement.fees import fee
+from settlement.registry import Registry
 from settlement.types import AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
 BUY = Side.BUY
+SELL = Side.SELL
 R = VenueRejectReason
 
 # Settlement commands a member may sequence through the venue. Trades settle when they match,
@@ -75,13 +78,27 @@ CHANGES_AN_ORDER = (OrderCancelled, OrderExpired, OrderReduced, OrderAmended)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rules:
-    """What the venue keeps about a listed instrument beyond its book."""
+    """What the venue keeps about a listed instrument beyond its book. The registries are
+    settlement's own, held here to read fees and locks on the hot path; the venue changes
+    them only through the settlement engine."""
 
     symbol: str
     currency: str
     t_plus: int
     lot: int
     upper_limit: int  # a market buy is funded at this price
+    security: Registry
+    cash: Registry
+
+    def buy_need(self, price: int, quantity: int) -> int:
+        """Cash a buy of `quantity` at `price` must hold: notional plus commission (the same
+        sum as `SettlementEngine.buy_lock_amount`, without building a TradeAmounts)."""
+        notional = price * quantity
+        return notional + fee(notional, self.security.fees.commission_bps)
+
+    def held(self, asset_registry: Registry, order_id: int) -> int:
+        row = asset_registry.locks.get(order_id)
+        return 0 if row is None else row[1]
 
 
 class Venue:
@@ -164,7 +181,7 @@ class Venue:
         if command.side is BUY:
             price = command.price if command.kind is OrderKind.LIMIT else rules.upper_limit
             assert price is not None
-            amount = self.settlement.buy_lock_amount(command.symbol, price, command.quantity)
+            amount = rules.buy_need(price, command.quantity)
             return self._lock_cash(rules, command.account, command.order_id, amount)
         sellable = self._sellable(rules, command.account)
         if command.quantity % rules.lot and command.quantity % rules.lot != sellable % rules.lot:
@@ -172,7 +189,7 @@ class Venue:
         return self._lock_shares(rules, command.account, command.order_id, command.quantity)
 
     def _sellable(self, rules: Rules, account: str) -> int:
-        available = self.settlement.available(rules.symbol, account)
+        available = rules.security.available.get(account, 0)
         if rules.t_plus:
             return available - self._bought_today.get((account, rules.symbol), 0)
         return available
@@ -221,7 +238,8 @@ class Venue:
                 ]
         events = self.matching.cancel(command)
         if type(events[0]) is OrderCancelled:
-            self._reconcile(command.order_id, command.symbol)
+            assert order is not None
+            self._reconcile(command.order_id, command.symbol, order.side)
         return events  # type: ignore[return-value]
 
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
@@ -251,12 +269,12 @@ class Venue:
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
         if side is BUY:
-            need = self.settlement.buy_lock_amount(command.symbol, price, quantity)
-            held = self.settlement.locked_by(rules.currency, command.order_id)
+            need = rules.buy_need(price, quantity)
+            held = rules.held(rules.cash, command.order_id)
             if need > held:
                 return self._lock_cash(rules, account, command.order_id, need - held)
             return None
-        held = self.settlement.locked_by(command.symbol, command.order_id)
+        held = rules.held(rules.security, command.order_id)
         if quantity > held:
             return self._lock_shares(rules, account, command.order_id, quantity - held)
         return None
@@ -267,18 +285,19 @@ class Venue:
         """Settle each trade right after it, then reconcile every order the events touched."""
         rules = self._rules[symbol]
         out: list[Event] = []
-        touched: list[int] = []
+        touched: dict[int, Side | None] = {}  # order id -> side, when the events tell it
         for event in events:
             out.append(event)
             kind = type(event)
             if kind is TradeExecuted:
                 out.append(self._settle_trade(rules, event))  # type: ignore[arg-type]
-                touched.append(event.buy_order_id)  # type: ignore[union-attr]
-                touched.append(event.sell_order_id)  # type: ignore[union-attr]
+                # A fill consumes exactly its shares from the sell lock, so a sell needs no
+                # reconciling after a trade; a buy may have paid less than it locked.
+                touched[event.buy_order_id] = BUY  # type: ignore[union-attr]
             elif kind in CHANGES_AN_ORDER:
-                touched.append(event.order_id)  # type: ignore[union-attr]
-        for order_id in dict.fromkeys(touched):
-            self._reconcile(order_id, symbol)
+                touched.setdefault(event.order_id, None)  # type: ignore[union-attr]
+        for order_id, side in touched.items():
+            self._reconcile(order_id, symbol, side)
         return out
 
     def _settle_trade(self, rules: Rules, trade: TradeExecuted) -> Event:
@@ -294,8 +313,11 @@ class Venue:
             trade.sell_order_id,
         )
         assert reason is None, f"pre-funded trade {trade.trade_id} failed to settle: {reason!r}"
-        amounts = self.settlement.trade_amounts(symbol, price, quantity)
-        mode = self.settlement.registry(symbol).mode
+        fees = rules.security.fees
+        notional = price * quantity
+        commission = fee(notional, fees.commission_bps)
+        stamp_duty = fee(notional, fees.stamp_duty_bps)
+        mode = rules.security.mode
         if rules.t_plus and mode is not SettlementMode.NET_NET:
             key = (trade.buy_account, symbol)
             self._bought_today[key] = self._bought_today.get(key, 0) + quantity
@@ -308,10 +330,10 @@ class Venue:
                 quantity=quantity,
                 buyer=trade.buy_account,
                 seller=trade.sell_account,
-                buyer_paid=amounts.buyer_pays,
-                seller_received=amounts.seller_receives,
-                commission=amounts.commission,
-                stamp_duty=amounts.stamp_duty,
+                buyer_paid=notional + commission,
+                seller_received=notional - commission - stamp_duty,
+                commission=commission,
+                stamp_duty=stamp_duty,
             )
         return TradeCleared(
             trade_id=trade.trade_id,
@@ -322,27 +344,31 @@ class Venue:
             quantity=quantity,
             buyer=trade.buy_account,
             seller=trade.sell_account,
-            buyer_owes=amounts.buyer_pays,
-            seller_owed=amounts.seller_receives,
-            commission=amounts.commission,
-            stamp_duty=amounts.stamp_duty,
+            buyer_owes=notional + commission,
+            seller_owed=notional - commission - stamp_duty,
+            commission=commission,
+            stamp_duty=stamp_duty,
         )
 
-    def _reconcile(self, order_id: int, symbol: str) -> None:
-        """Bring the order's lock to exactly its requirement (nothing, once it is done)."""
+    def _reconcile(self, order_id: int, symbol: str, side: Side | None) -> None:
+        """Bring the order's lock to exactly its requirement (nothing, once it is done).
+        `side` None: not known from the events, so a done order's lock is looked for in both
+        registries."""
         settlement = self.settlement
-        currency = self._rules[symbol].currency
+        rules = self._rules[symbol]
         order = self.matching.resting_order(order_id)
         if order is None:
-            settlement.release_all(currency, order_id)
-            settlement.release_all(symbol, order_id)
+            if side is not SELL:
+                settlement.release_all(rules.currency, order_id)
+            if side is not BUY:
+                settlement.release_all(symbol, order_id)
             return
         if order.side is BUY:
-            asset = currency
-            need = settlement.buy_lock_amount(symbol, order.price, order.quantity)
+            registry, asset = rules.cash, rules.currency
+            need = rules.buy_need(order.price, order.quantity)
         else:
-            asset, need = symbol, order.quantity
-        held = settlement.locked_by(asset, order_id)
+            registry, asset, need = rules.security, symbol, order.quantity
+        held = rules.held(registry, order_id)
         assert held >= need, f"order {order_id} holds {held} of {asset}, needs {need}"
         if held > need:
             reason = settlement.release(asset, order_id, held - need)
@@ -380,6 +406,8 @@ class Venue:
             t_plus=command.t_plus,
             lot=command.lot,
             upper_limit=self.matching.book(command.symbol).upper_limit,
+            security=registry,
+            cash=self.settlement.registry(registry.currency),
         )
         events.append(
             InstrumentListed(
@@ -465,7 +493,13 @@ class Venue:
         venue._day_open = snapshot["day_open"]
         for symbol, currency, t_plus, lot, upper_limit in snapshot["rules"]:
             venue._rules[symbol] = Rules(
-                symbol=symbol, currency=currency, t_plus=t_plus, lot=lot, upper_limit=upper_limit
+                symbol=symbol,
+                currency=currency,
+                t_plus=t_plus,
+                lot=lot,
+                upper_limit=upper_limit,
+                security=settlement.registry(symbol),
+                cash=settlement.registry(currency),
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
         return venue
