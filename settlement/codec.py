@@ -21,9 +21,12 @@ _EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in typing.get_ar
 def to_row(value: Command | Event) -> dict[str, Any]:
     """A JSON-ready dict of a command or event. O(fields)."""
     row: dict[str, Any] = {"type": type(value).__name__}
-    for field in dataclasses.fields(value):
-        item = getattr(value, field.name)
-        row[field.name] = int(item) if isinstance(item, IntEnum) else item
+    if dataclasses.is_dataclass(value):  # commands
+        pairs = [(field.name, getattr(value, field.name)) for field in dataclasses.fields(value)]
+    else:  # events: NamedTuple records
+        pairs = list(zip(value._fields, value, strict=True))
+    for name, item in pairs:
+        row[name] = int(item) if isinstance(item, IntEnum) else item
     return row
 
 
