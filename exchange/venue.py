@@ -39,6 +39,7 @@ from exchange.venue_types import (
     VenueCommand,
     VenueRejectReason,
 )
+from matching.book import Order
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.engine import MatchingEngine
 from matching.events import (
@@ -52,10 +53,10 @@ from matching.events import (
     TradeExecuted,
 )
 from matching.events import Event as MatchingEvent
-from matching.types import OrderKind, Phase, Side
+from matching.types import CancelReason, OrderKind, Phase, Side
 from settlement import commands as settlement_commands
 from settlement.engine import SettlementEngine
-from settlement.events import TradeCleared, TradeSettled
+from settlement.events import FeeScheduleSet, PositionSettled, TradeCleared, TradeSettled
 from settlement.fees import fee
 from settlement.registry import Registry
 from settlement.types import AssetKind, RejectReason, SettlementMode
@@ -74,6 +75,7 @@ SETTLEMENT_COMMANDS: tuple[type, ...] = tuple(
     not in (settlement_commands.SettleTrade, settlement_commands.Lock, settlement_commands.Unlock)
 )
 CHANGES_AN_ORDER = (OrderCancelled, OrderExpired, OrderReduced, OrderAmended)
+UNFUNDED_REASONS = (RejectReason.INSUFFICIENT_AVAILABLE, RejectReason.AMOUNT_TOO_LARGE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +111,7 @@ class Venue:
         "_day",
         "_day_open",
         "_handlers",
+        "_pending_today",
         "_rules",
         "matching",
         "settlement",
@@ -119,6 +122,7 @@ class Venue:
         self.settlement = SettlementEngine(operator=operator, regulator=regulator)
         self._rules: dict[str, Rules] = {}
         self._bought_today: dict[tuple[str, str], int] = {}  # (account, symbol) -> shares
+        self._pending_today: dict[tuple[str, str], int] = {}  # NET_NET bought, not delivered
         self._day = 0  # the last day begun, yyyymmdd
         self._day_open = False
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
@@ -128,8 +132,13 @@ class Venue:
             BeginDay: self._begin_day,
             EndDay: self._end_day,
         }
+        self._route_settlement()
+
+    def _route_settlement(self) -> None:
         for cls in SETTLEMENT_COMMANDS:
             self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
+        self._handlers[settlement_commands.SetFeeSchedule] = self._set_fees
+        self._handlers[settlement_commands.SettleCycle] = self._settle_cycle
 
     def apply(self, command: VenueCommand) -> list[Event]:
         """Apply one sequenced command; return its events."""
@@ -198,7 +207,8 @@ class Venue:
         reason = self.settlement.lock(rules.currency, account, amount, order_id)
         if reason is None:
             return None
-        assert reason is RejectReason.INSUFFICIENT_AVAILABLE, f"cash lock {order_id}: {reason!r}"
+        # AMOUNT_TOO_LARGE: more than any balance can hold (a huge market buy at the limit).
+        assert reason in UNFUNDED_REASONS, f"cash lock {order_id}: {reason!r}"
         return OrderUnfunded(
             order_id=order_id,
             symbol=rules.symbol,
@@ -245,9 +255,8 @@ class Venue:
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
         order = self.matching.resting_order(command.order_id)
         reason = R.DAY_NOT_OPEN if not self._day_open else None
-        known = order is not None and order.symbol == command.symbol
-        if reason is None and known and self.settlement.broker_of(order.account) != broker:  # type: ignore[union-attr]
-            reason = R.NOT_YOUR_ORDER
+        if reason is None and order is not None and order.symbol == command.symbol:
+            reason = self._amend_account_reason(broker, command, order)
         if reason is not None:
             return [_refused("amend", broker, command.order_id, command.symbol, reason)]
         rejection = self.matching.amend_reason(command)
@@ -256,13 +265,31 @@ class Venue:
                 AmendRejected(order_id=command.order_id, symbol=command.symbol, reason=rejection)
             ]
         assert order is not None
-        problem = self._fund_amend(order.account, order.side, command)
+        problem = self._fund_amend(broker, order.account, order.side, command)
         if problem is not None:
             return [problem]
         return self._settle(command.symbol, self.matching.amend_checked(command))
 
-    def _fund_amend(self, account: str, side: Side, command: AmendOrder) -> Event | None:
-        """Lock what the amended order needs beyond what it holds (release comes after)."""
+    def _amend_account_reason(
+        self, broker: str, command: AmendOrder, order: Order
+    ) -> VenueRejectReason | None:
+        if self.settlement.broker_of(order.account) != broker:
+            return R.NOT_YOUR_ORDER
+        quantity = command.quantity
+        if order.side is SELL and quantity is not None and quantity != order.quantity:
+            rules = self._rules[command.symbol]
+            holding = self._sellable(rules, order.account) + rules.held(
+                rules.security, order.order_id
+            )
+            if quantity % rules.lot and quantity % rules.lot != holding % rules.lot:
+                return R.ODD_LOT_NOT_WHOLE
+        return None
+
+    def _fund_amend(
+        self, broker: str, account: str, side: Side, command: AmendOrder
+    ) -> Event | None:
+        """Lock what the amended order needs beyond what it holds (release comes after). A
+        frozen account may amend down, which needs nothing more, but not up."""
         order = self.matching.resting_order(command.order_id)
         assert order is not None
         rules = self._rules[command.symbol]
@@ -271,13 +298,16 @@ class Venue:
         if side is BUY:
             need = rules.buy_need(price, quantity)
             held = rules.held(rules.cash, command.order_id)
-            if need > held:
-                return self._lock_cash(rules, account, command.order_id, need - held)
+        else:
+            need = quantity
+            held = rules.held(rules.security, command.order_id)
+        if need <= held:
             return None
-        held = rules.held(rules.security, command.order_id)
-        if quantity > held:
-            return self._lock_shares(rules, account, command.order_id, quantity - held)
-        return None
+        if self.settlement.is_frozen(account):
+            return _refused("amend", broker, command.order_id, command.symbol, R.ACCOUNT_FROZEN)
+        if side is BUY:
+            return self._lock_cash(rules, account, command.order_id, need - held)
+        return self._lock_shares(rules, account, command.order_id, need - held)
 
     # -- settlement of what matching did ---------------------------------------------------
 
@@ -318,9 +348,11 @@ class Venue:
         commission = fee(notional, fees.commission_bps)
         stamp_duty = fee(notional, fees.stamp_duty_bps)
         mode = rules.security.mode
-        if rules.t_plus and mode is not SettlementMode.NET_NET:
+        if rules.t_plus:
             key = (trade.buy_account, symbol)
-            self._bought_today[key] = self._bought_today.get(key, 0) + quantity
+            # NET_NET shares arrive at the cycle: they count as bought today once delivered.
+            today = self._pending_today if mode is SettlementMode.NET_NET else self._bought_today
+            today[key] = today.get(key, 0) + quantity
         if mode is SettlementMode.GROSS:
             return TradeSettled(
                 trade_id=trade.trade_id,
@@ -373,6 +405,36 @@ class Venue:
         if held > need:
             reason = settlement.release(asset, order_id, held - need)
             assert reason is None, (order_id, reason)
+
+    def _set_fees(self, command: settlement_commands.SetFeeSchedule) -> list[Event]:
+        """A new fee schedule changes what resting buys need: top each up in priority order,
+        or cancel it (reason `unfunded`) if its account cannot pay; release any surplus."""
+        events: list[Event] = list(self.settlement.apply(command))
+        rules = self._rules.get(command.asset)
+        if rules is None or type(events[0]) is not FeeScheduleSet:
+            return events
+        buys = [o for o in self.matching.book(command.asset).resting() if o.side is BUY]
+        for order in buys:
+            need = rules.buy_need(order.price, order.quantity)
+            held = rules.held(rules.cash, order.order_id)
+            if need > held and self._lock_cash(rules, order.account, order.order_id, need - held):
+                cancel = CancelOrder(order_id=order.order_id, symbol=command.asset)
+                events.extend(self.matching.cancel(cancel, CancelReason.UNFUNDED))
+            self._reconcile(order.order_id, command.asset, BUY)
+        return events
+
+    def _settle_cycle(self, command: settlement_commands.SettleCycle) -> list[Event]:
+        """Settle the cycle; under T+1, NET_NET shares bought today and delivered by this cycle
+        count as bought today."""
+        events: list[Event] = list(self.settlement.apply(command))
+        for event in events:
+            if type(event) is PositionSettled and event.amount > 0:
+                key = (event.account, event.asset)
+                pending = self._pending_today.pop(key, 0)
+                if pending:
+                    delivered = min(pending, event.amount)
+                    self._bought_today[key] = self._bought_today.get(key, 0) + delivered
+        return events
 
     # -- instruments, phases and the calendar ----------------------------------------------
 
@@ -435,6 +497,7 @@ class Venue:
         self._day = command.day
         self._day_open = True
         self._bought_today.clear()
+        self._pending_today.clear()
         return [DayBegun(day=command.day)]
 
     def _end_day(self, command: EndDay) -> list[Event]:
@@ -477,6 +540,7 @@ class Venue:
                 for _, r in sorted(self._rules.items())
             ],
             "bought_today": sorted([a, s, q] for (a, s), q in self._bought_today.items()),
+            "pending_today": sorted([a, s, q] for (a, s), q in self._pending_today.items()),
         }
 
     @classmethod
@@ -487,8 +551,7 @@ class Venue:
         venue = cls(operator=settlement.operator, regulator=settlement.regulator)
         venue.matching = MatchingEngine.restore(snapshot["matching"])
         venue.settlement = settlement
-        for cls_ in SETTLEMENT_COMMANDS:
-            venue._handlers[cls_] = settlement.apply  # type: ignore[assignment]
+        venue._route_settlement()
         venue._day = snapshot["day"]
         venue._day_open = snapshot["day_open"]
         for symbol, currency, t_plus, lot, upper_limit in snapshot["rules"]:
@@ -502,6 +565,7 @@ class Venue:
                 cash=settlement.registry(currency),
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
+        venue._pending_today = {(a, s): q for a, s, q in snapshot["pending_today"]}
         return venue
 
     def state_hash(self) -> str:

@@ -176,13 +176,16 @@ class MatchingEngine:
             return RejectReason.POST_ONLY_WOULD_TAKE
         return None
 
-    def cancel(self, command: CancelOrder) -> list[Event]:
+    def cancel(
+        self, command: CancelOrder, why: CancelReason = CancelReason.REQUESTED
+    ) -> list[Event]:
+        """Cancel a live order (`why`: requested by its owner, or the venue's reason)."""
         if command.symbol not in self._books:
             reason = RejectReason.UNKNOWN_INSTRUMENT
         else:
             order = self._index.get(command.order_id)
             if order is not None and order.symbol == command.symbol:
-                event = _cancelled(order, order.quantity, CancelReason.REQUESTED)
+                event = _cancelled(order, order.quantity, why)
                 self._books[command.symbol].remove(order)
                 return [event]
             reason = RejectReason.UNKNOWN_ORDER

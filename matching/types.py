@@ -80,6 +80,7 @@ class CancelReason(IntEnum):
     UNFILLED_REMAINDER = 2  # ioc or market remainder after matching
     FILL_OR_KILL = 3  # a fok order that could not fill completely
     SELF_TRADE = 4  # self-trade prevention
+    UNFUNDED = 5  # the venue cancelled an order its account could no longer fund
 
 
 def name_of(member: IntEnum) -> str:
