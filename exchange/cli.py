@@ -96,7 +96,8 @@ def _bench(arguments: argparse.Namespace) -> int:
     if arguments.target == "venue":
         from exchange.bench import venue_bench
 
-        return venue_bench.main(arguments)
+        result: int = venue_bench.main(arguments)
+        return result
     from exchange.bench import matching_bench
 
     return matching_bench.main(arguments)

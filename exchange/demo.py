@@ -1,113 +1,197 @@
-"""`jinlian demo`: a short, readable trading session on the matching engine, in process."""
+"""`jinlian demo`: a short, readable trading day on the venue, in process.
+
+Registries and funded accounts, an opening call auction, continuous trading, and after each
+step the book and what every account holds: the locks that fund resting orders and the
+delivery-versus-payment of every trade.
+"""
 
 from __future__ import annotations
 
+from exchange.venue import Venue
+from exchange.venue_types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
 from exchange.wire import event_to_dict
-from matching.commands import AddInstrument, CancelOrder, Command, PlaceOrder, SetPhase
-from matching.engine import MatchingEngine
-from matching.events import AuctionUncrossed, Event, TradeExecuted
+from matching.commands import CancelOrder, PlaceOrder, SetPhase
+from matching.events import AuctionUncrossed, TradeExecuted
 from matching.types import OrderKind, Phase, Side, TimeInForce
+from settlement.commands import DefineAsset, Deposit, Issue, OpenAccount, SetFeeSchedule
+from settlement.events import TradeSettled
+from settlement.types import AssetKind
 
 SYMBOL = "600000.SH"
+OPERATOR = "EXCHANGE"
+ACCOUNTS = {"BANK-A": "CICC", "FUND-B": "CITIC", "RETAIL-C": "HTSC", "RETAIL-D": "HTSC"}
+QUIET = {"accepted", "phase_changed", "instrument_added", "day_begun", "day_ended"}
 
 
-def _limit(order_id: int, account: str, side: Side, price: int, quantity: int) -> PlaceOrder:
-    return PlaceOrder(
+def _yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+
+
+def _order(
+    order_id: int, account: str, side: Side, price: int | None, quantity: int, **extra: object
+) -> BrokerCommand:
+    kind = OrderKind.LIMIT if price is not None else OrderKind.MARKET
+    command = PlaceOrder(
         order_id=order_id,
         symbol=SYMBOL,
         account=account,
         side=side,
-        kind=OrderKind.LIMIT,
+        kind=kind,
         price=price,
         quantity=quantity,
+        **extra,  # type: ignore[arg-type]
     )
+    return BrokerCommand(broker=ACCOUNTS[account], command=command)
 
 
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
+def _setup() -> list[VenueCommand]:
+    ids = iter(range(1, 1_000))
+    commands: list[VenueCommand] = [
+        DefineAsset(
+            command_id=next(ids), actor=OPERATOR, asset="CNY", kind=AssetKind.CASH, issuer="PBOC"
+        ),
+        DefineAsset(
+            command_id=next(ids),
+            actor=OPERATOR,
+            asset=SYMBOL,
+            kind=AssetKind.SECURITY,
+            issuer="CSDC",
+        ),
+        OpenAccount(command_id=next(ids), actor=OPERATOR, account="FEES", broker=OPERATOR),
+        OpenAccount(command_id=next(ids), actor=OPERATOR, account="TAX", broker=OPERATOR),
+        SetFeeSchedule(
+            command_id=next(ids),
+            actor=OPERATOR,
+            asset=SYMBOL,
+            commission_bps=3,
+            stamp_duty_bps=5,
+            fee_account="FEES",
+            tax_account="TAX",
+        ),
+    ]
+    for account, broker in ACCOUNTS.items():
+        commands.append(
+            OpenAccount(command_id=next(ids), actor=OPERATOR, account=account, broker=broker)
+        )
+        commands.append(
+            Deposit(
+                command_id=next(ids), actor="PBOC", asset="CNY", account=account, amount=2_000_000
+            )
+        )
+        commands.append(
+            Issue(command_id=next(ids), actor="CSDC", asset=SYMBOL, account=account, amount=1_000)
+        )
+    commands.append(
+        ListInstrument(
+            symbol=SYMBOL, tick_size=1, lot=100, reference_price=1000, price_limit_pct=10
+        )
+    )
+    commands.append(BeginDay(day=20261123))
+    return commands
 
 
-def _show_book(engine: MatchingEngine) -> None:
-    bids, asks = engine.depth(SYMBOL, 5)
+def _show_book(venue: Venue) -> None:
+    bids, asks = venue.matching.depth(SYMBOL, 5)
     print(f"  {'bid qty':>9} {'bid':>8} | {'ask':<8} {'ask qty':<9}")
-    for row in range(max(len(bids), len(asks))):
+    for row in range(max(len(bids), len(asks), 1)):
         bid = f"{bids[row][1]:>9,} {_yuan(bids[row][0]):>8}" if row < len(bids) else " " * 18
         ask = f"{_yuan(asks[row][0]):<8} {asks[row][1]:<9,}" if row < len(asks) else ""
         print(f"  {bid} | {ask}")
 
 
-def _show_events(events: list[Event]) -> None:
-    for event in events:
-        if isinstance(event, TradeExecuted):
-            aggressor = "auction" if event.aggressor is None else event.aggressor.name.lower()
-            print(
-                f"  trade #{event.trade_id}: {event.quantity:,} @ {_yuan(event.price)} "
-                f"buy #{event.buy_order_id} ({event.buy_account}) / sell #{event.sell_order_id} "
-                f"({event.sell_account}), aggressor {aggressor}"
-            )
-        elif isinstance(event, AuctionUncrossed) and event.price is not None:
-            print(f"  uncross at {_yuan(event.price)} for {event.volume:,} shares")
-        else:
-            fields = event_to_dict(event)
-            kind = fields.pop("type")
-            fields.pop("symbol", None)
-            print(f"  {kind}: " + ", ".join(f"{key} {value}" for key, value in fields.items()))
+def _show_holdings(venue: Venue) -> None:
+    settlement = venue.settlement
+    print(
+        f"  {'account':<9} {'cash free':>13} {'cash locked':>12} {'shares free':>12} {'locked':>7}"
+    )
+    for account in [*ACCOUNTS, "FEES", "TAX"]:
+        print(
+            f"  {account:<9} {_yuan(settlement.available('CNY', account)):>13} "
+            f"{_yuan(settlement.locked('CNY', account)):>12} "
+            f"{settlement.available(SYMBOL, account):>12,} "
+            f"{settlement.locked(SYMBOL, account):>7,}"
+        )
 
 
-def _step(engine: MatchingEngine, title: str, commands: list[Command]) -> None:
+def _step(venue: Venue, title: str, commands: list[VenueCommand], *, quiet: bool = False) -> None:
     print(f"\n{title}")
     for command in commands:
-        _show_events(engine.apply(command))
+        events = venue.apply(command)
+        if quiet:
+            continue
+        for event in events:
+            if isinstance(event, TradeExecuted):
+                print(
+                    f"  trade #{event.trade_id}: {event.quantity:,} @ {_yuan(event.price)} "
+                    f"{event.buy_account} buys from {event.sell_account}"
+                )
+            elif isinstance(event, TradeSettled):
+                print(
+                    f"    DvP: {event.quantity:,} shares to {event.buyer}, "
+                    f"{_yuan(event.buyer_paid)} paid, {_yuan(event.seller_received)} received, "
+                    f"commission {_yuan(event.commission)} each side, "
+                    f"stamp duty {_yuan(event.stamp_duty)}"
+                )
+            elif isinstance(event, AuctionUncrossed) and event.price is not None:
+                print(f"  uncross at {_yuan(event.price)} for {event.volume:,} shares")
+            else:
+                fields = event_to_dict(event)
+                kind = fields.pop("type")
+                if kind not in QUIET:
+                    fields.pop("symbol", None)
+                    detail = ", ".join(f"{key} {value}" for key, value in fields.items())
+                    print(f"  {kind}: {detail}")
+    venue.check()
 
 
 def main() -> int:
-    engine = MatchingEngine()
-    print(f"Jinlian demo: {SYMBOL}, tick 0.01, lot 100, reference 10.00, limits +/-10%")
+    venue = Venue(operator=OPERATOR, regulator="CSRC")
+    print(f"Jinlian demo: {SYMBOL}, tick 0.01, lot 100, reference 10.00, limits +/-10%,")
+    print("commission 3 bps each side, stamp duty 5 bps on the seller, T+1")
     _step(
-        engine,
-        "Opening call auction: orders rest without matching",
+        venue, "Registries, accounts at three brokers, the listing, a new day", _setup(), quiet=True
+    )
+    _show_holdings(venue)
+    _step(
+        venue,
+        "Opening call auction: orders rest without matching; buys lock cash, sells lock shares",
         [
-            AddInstrument(
-                symbol=SYMBOL, tick_size=1, lot=100, reference_price=1000, price_limit_pct=10
-            ),
             SetPhase(symbol=SYMBOL, phase=Phase.CALL_AUCTION),
-            _limit(1, "BANK-A", Side.BUY, 1005, 500),
-            _limit(2, "BROKER-B", Side.BUY, 1002, 300),
-            _limit(3, "BROKER-C", Side.SELL, 998, 400),
-            _limit(4, "FUND-D", Side.SELL, 1003, 600),
+            _order(1, "BANK-A", Side.BUY, 1005, 500),
+            _order(2, "FUND-B", Side.BUY, 1002, 300),
+            _order(3, "RETAIL-C", Side.SELL, 998, 400),
+            _order(4, "RETAIL-D", Side.SELL, 1003, 600),
         ],
     )
-    _show_book(engine)
-    price, volume, imbalance = engine.indicative(SYMBOL)
+    _show_book(venue)
+    price, volume, imbalance = venue.matching.indicative(SYMBOL)
     assert price is not None
     print(f"  indicative: {volume:,} shares at {_yuan(price)}, imbalance {imbalance:+,}")
+    _show_holdings(venue)
     _step(
-        engine,
-        "Continuous trading opens: the book uncrosses at one price",
+        venue,
+        "Continuous trading opens: the book uncrosses at one price, each trade settles DvP",
         [SetPhase(symbol=SYMBOL, phase=Phase.CONTINUOUS)],
     )
-    _show_book(engine)
+    _show_book(venue)
     _step(
-        engine,
-        "A sell meets the bid; an IOC buy sweeps two levels and its remainder is cancelled",
+        venue,
+        "An IOC buy sweeps two levels; its remainder is cancelled and its lock released",
         [
-            _limit(5, "BROKER-B", Side.SELL, 1000, 200),
-            _limit(7, "FUND-D", Side.SELL, 1004, 300),
-            PlaceOrder(
-                order_id=6,
-                symbol=SYMBOL,
-                account="BANK-A",
-                side=Side.BUY,
-                kind=OrderKind.LIMIT,
-                price=1004,
-                quantity=1000,
-                tif=TimeInForce.IOC,
-            ),
-            _limit(8, "BROKER-C", Side.BUY, 1001, 200),
-            CancelOrder(order_id=2, symbol=SYMBOL),
-            CancelOrder(order_id=8, symbol=SYMBOL),
+            _order(5, "RETAIL-D", Side.SELL, 1004, 300),
+            _order(6, "FUND-B", Side.BUY, 1004, 1_000, tif=TimeInForce.IOC),
         ],
     )
-    _show_book(engine)
-    print(f"\nstate hash {engine.state_hash()[:16]}..., {len(engine)} orders resting")
+    _step(
+        venue,
+        "T+1: BANK-A cannot sell what it bought today; HTSC cannot cancel another broker's order",
+        [
+            _order(7, "BANK-A", Side.SELL, 1006, 1_400),
+            BrokerCommand(broker="HTSC", command=CancelOrder(order_id=2, symbol=SYMBOL)),
+        ],
+    )
+    _step(venue, "End of day: day orders expire and release their locks", [EndDay(day=20261123)])
+    _show_holdings(venue)
+    print(f"\nstate hash {venue.state_hash()[:16]}... (every member computes the same)")
     return 0
