@@ -616,11 +616,9 @@ class SettlementEngine:
         A freeze does not stop a cycle: its trades were accepted before. O(P log P) for P
         pending positions, plus O(assets)."""
         cycle_id = self._cycle_id
-        pending = [
-            registry
-            for _, registry in sorted(self._registries.items())
-            if registry.positions or registry.escrow
-        ]
+        # gross > 0 iff a trade cleared into the asset this cycle (price, quantity >= 1); unlike
+        # the positions dict it does not depend on zero entries, which snapshots leave out.
+        pending = [registry for _, registry in sorted(self._registries.items()) if registry.gross]
         failed: list[Event] = [
             CycleFailed(cycle_id=cycle_id, asset=registry.asset, account=account, shortfall=short)
             for registry in pending
@@ -810,7 +808,7 @@ class SettlementEngine:
             for account in (registry.fees.fee_account, registry.fees.tax_account):
                 assert not account or account in self._brokers, f"{asset}: fee account {account!r}"
         # Exactly once: trade ids strictly increase, so each id is consumed at most once.
-        assert 0 <= self._trade_count <= self._trade_id_last or self._trade_count == 0, (
+        assert 0 <= self._trade_count <= self._trade_id_last, (
             f"{self._trade_count} trades settled under ids up to {self._trade_id_last}"
         )
         assert 0 <= self._cycle_trade_count <= self._trade_count, f"{self._cycle_trade_count=}"

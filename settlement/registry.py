@@ -218,6 +218,8 @@ class Registry:
         assert net == 0, f"{asset}: cycle positions sum to {net}, not 0"
         assert all(account in accounts for account in self.positions), f"{asset}: bad position"
         assert self.gross >= 0, f"{asset}: negative gross {self.gross}"
+        if any(self.positions.values()) or self.escrow:
+            assert self.gross > 0, f"{asset}: cycle positions without a cleared trade"
         self._check_definition()
 
     def _check_definition(self) -> None:

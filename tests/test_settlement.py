@@ -776,6 +776,21 @@ def test_snapshot_restore_is_identical_and_behaves_the_same() -> None:
     assert restored.apply(cycle) == engine.apply(cycle)  # remembered outcome survives restore
 
 
+def test_restore_keeps_a_cycle_whose_positions_net_to_zero(world: World) -> None:
+    world.fund("A", cash=1_000, net_net=10)
+    settle(world, asset=NET_NET_BOND, price=10, quantity=5, buyer="A", seller="A")
+    assert world.engine.position(NET_NET_BOND, "A") == 0  # a zero entry, left out of snapshots
+    restored = SettlementEngine.restore(world.engine.snapshot())
+    cycle = SettleCycle(command_id=999, actor=OPERATOR)
+    events = world.engine.apply(cycle)
+    assert restored.apply(cycle) == events
+    assert events == [
+        AssetNetted(cycle_id=1, asset=NET_NET_BOND, gross=5, net=0),
+        AssetNetted(cycle_id=1, asset="CNY", gross=50, net=0),
+        CycleSettled(cycle_id=1, trade_count=1, gross_value=50, net_value=0),
+    ]
+
+
 def test_codec_round_trips_every_command_and_event() -> None:
     world = busy_world()
     world.do(SettleCycle, actor=OPERATOR)
