@@ -59,6 +59,7 @@ from settlement.engine import SettlementEngine
 from settlement.events import FeeScheduleSet, PositionSettled, TradeCleared, TradeSettled
 from settlement.fees import fee
 from settlement.registry import Registry
+from settlement.types import BPS_DENOMINATOR as BPS
 from settlement.types import AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
@@ -93,10 +94,12 @@ class Rules:
     cash: Registry
 
     def buy_need(self, price: int, quantity: int) -> int:
-        """Cash a buy of `quantity` at `price` must hold: notional plus commission (the same
-        sum as `SettlementEngine.buy_lock_amount`, without building a TradeAmounts)."""
-        notional = price * quantity
-        return notional + fee(notional, self.security.fees.commission_bps)
+        """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
+        commission on one share rounded up to the fen. Linear in quantity, so each fill takes
+        exactly its share of the lock and the rest stays exact for the open quantity; a fill
+        never costs more (commission on a trade rounds down and its price is at most `price`).
+        At most one fen per share more than the exact commission."""
+        return quantity * (price + -(-price * self.security.fees.commission_bps // BPS))
 
     def held(self, asset_registry: Registry, order_id: int) -> int:
         row = asset_registry.locks.get(order_id)
@@ -183,7 +186,10 @@ class Venue:
         events = self.matching.place_checked(command)
         if len(events) == 1:  # accepted and resting untouched: nothing to settle
             return events  # type: ignore[return-value]
-        return self._settle(command.symbol, events)
+        price = (
+            command.price if command.price is not None else self._rules[command.symbol].upper_limit
+        )
+        return self._settle(command.symbol, events, price)
 
     def _fund_place(self, broker: str, command: PlaceOrder) -> Event | None:
         rules = self._rules[command.symbol]
@@ -268,7 +274,8 @@ class Venue:
         problem = self._fund_amend(broker, order.account, order.side, command)
         if problem is not None:
             return [problem]
-        return self._settle(command.symbol, self.matching.amend_checked(command))
+        price = order.price if command.price is None else command.price
+        return self._settle(command.symbol, self.matching.amend_checked(command), price)
 
     def _amend_account_reason(
         self, broker: str, command: AmendOrder, order: Order
@@ -311,8 +318,17 @@ class Venue:
 
     # -- settlement of what matching did ---------------------------------------------------
 
-    def _settle(self, symbol: str, events: list[MatchingEvent]) -> list[Event]:
-        """Settle each trade right after it, then reconcile every order the events touched."""
+    def _settle(
+        self, symbol: str, events: list[MatchingEvent], taker_price: int | None = None
+    ) -> list[Event]:
+        """Settle each trade right after it, then reconcile every order the events touched.
+
+        A fill takes exactly its shares from the sell lock and exactly its linear share of the
+        buy lock (`Rules.buy_need` at the buy's limit: the taker's `taker_price`, or a resting
+        buy's own price, which is the trade price), so continuous trades leave both orders'
+        locks exact. Only an auction uncross, where a buy fills below a limit the events do not
+        tell, is settled at the price paid and reconciled afterwards.
+        """
         rules = self._rules[symbol]
         out: list[Event] = []
         touched: dict[int, Side | None] = {}  # order id -> side, when the events tell it
@@ -320,17 +336,20 @@ class Venue:
             out.append(event)
             kind = type(event)
             if kind is TradeExecuted:
-                out.append(self._settle_trade(rules, event))  # type: ignore[arg-type]
-                # A fill consumes exactly its shares from the sell lock, so a sell needs no
-                # reconciling after a trade; a buy may have paid less than it locked.
-                touched[event.buy_order_id] = BUY  # type: ignore[union-attr]
+                aggressor = event.aggressor  # type: ignore[union-attr]
+                if aggressor is None:
+                    limit = None
+                    touched[event.buy_order_id] = BUY  # type: ignore[union-attr]
+                else:
+                    limit = taker_price if aggressor is BUY else event.price  # type: ignore[union-attr]
+                out.append(self._settle_trade(rules, event, limit))  # type: ignore[arg-type]
             elif kind in CHANGES_AN_ORDER:
                 touched.setdefault(event.order_id, None)  # type: ignore[union-attr]
         for order_id, side in touched.items():
             self._reconcile(order_id, symbol, side)
         return out
 
-    def _settle_trade(self, rules: Rules, trade: TradeExecuted) -> Event:
+    def _settle_trade(self, rules: Rules, trade: TradeExecuted, limit: int | None) -> Event:
         symbol, price, quantity = trade.symbol, trade.price, trade.quantity
         reason = self.settlement.settle_trade(
             trade.trade_id,
@@ -341,6 +360,7 @@ class Venue:
             trade.sell_account,
             trade.buy_order_id,
             trade.sell_order_id,
+            None if limit is None else rules.buy_need(limit, quantity),
         )
         assert reason is None, f"pre-funded trade {trade.trade_id} failed to settle: {reason!r}"
         fees = rules.security.fees
@@ -442,7 +462,7 @@ class Venue:
         events = self.matching.set_phase(command)
         if command.symbol not in self._rules or len(events) == 1:
             return events  # type: ignore[return-value]
-        return self._settle(command.symbol, events)
+        return self._settle(command.symbol, events, None)
 
     def _list(self, command: ListInstrument) -> list[Event]:
         reason = self._listing_reason(command)
@@ -583,7 +603,7 @@ class Venue:
             for order in self.matching.book(symbol).resting():
                 if order.side is BUY:
                     asset = rules.currency
-                    need = self.settlement.buy_lock_amount(symbol, order.price, order.quantity)
+                    need = rules.buy_need(order.price, order.quantity)
                 else:
                     asset, need = symbol, order.quantity
                 held = self.settlement.locked_by(asset, order.order_id)

@@ -528,8 +528,13 @@ class SettlementEngine:
         seller: str,
         buy_owner: int | None = None,
         sell_owner: int | None = None,
+        buy_lock_debit: int | None = None,
     ) -> RejectReason | None:
         """DvP for one trade of `quantity` shares of `asset` at `price` fen, both legs or neither.
+
+        `buy_lock_debit` (with `buy_owner`): take this much, at least what the buyer pays, off
+        the buy lock, and return what the buyer does not pay to its available in the same step:
+        the venue locks a buy at its limit price and gives back price improvement per fill.
 
         GROSS: the seller's shares (from lock `sell_owner`) go to the buyer and the buyer's
         cash, price * quantity + commission (from lock `buy_owner`), goes to the seller less
@@ -539,7 +544,8 @@ class SettlementEngine:
         gross leg from available, or leaves a net obligation unfunded until the cycle.
         Trade ids must increase: each trade settles exactly once. O(1).
 
-        Reasons in order: TRADE_ALREADY_SETTLED, UNKNOWN_ASSET, WRONG_ASSET_KIND, INVALID_TRADE,
+        Reasons in order: TRADE_ALREADY_SETTLED, UNKNOWN_ASSET, WRONG_ASSET_KIND, INVALID_TRADE
+        (also a `buy_lock_debit` below what the buyer pays, or without a `buy_owner`),
         UNKNOWN_ACCOUNT (buyer, seller), then the seller's leg and the buyer's leg, each:
         ACCOUNT_FROZEN, INSUFFICIENT_AVAILABLE (no owner) or UNKNOWN_LOCK, LOCK_OWNER_CONFLICT,
         INSUFFICIENT_LOCKED (an owner)."""
@@ -561,17 +567,20 @@ class SettlementEngine:
         commission = notional * fees.commission_bps // BPS_DENOMINATOR
         stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
         pays = notional + commission
+        debit = pays if buy_lock_debit is None else buy_lock_debit
+        if debit < pays or (buy_owner is None and debit != pays):
+            return _R.INVALID_TRADE
         mode = security.mode
         frozen = self._frozen
         reason = security.leg_reason(
             seller, quantity, sell_owner, frozen, mode is not SettlementMode.NET_NET
-        ) or cash.leg_reason(buyer, pays, buy_owner, frozen, mode is _GROSS)
+        ) or cash.leg_reason(buyer, debit, buy_owner, frozen, mode is _GROSS)
         if reason is not None:
             return reason
         receives = notional - commission - stamp_duty
         if mode is _GROSS:
             security.move(seller, quantity, sell_owner, buyer, quantity)
-            cash.move(buyer, pays, buy_owner, seller, receives)
+            cash.move(buyer, pays, buy_owner, seller, receives, debit - pays)
             if commission:
                 cash.credit(fees.fee_account, 2 * commission)
             if stamp_duty:
@@ -579,6 +588,9 @@ class SettlementEngine:
         else:
             self._clear(security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner)
             _oblige_cash(cash, fees, buyer, seller, pays, receives, commission, stamp_duty)
+            if debit > pays:
+                assert buy_owner is not None
+                cash.release(buy_owner, debit - pays)
         self._trade_id_last = trade_id
         self._trade_count += 1
         return None

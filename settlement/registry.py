@@ -114,24 +114,35 @@ class Registry:
         return None
 
     def move(
-        self, source: str, debit: int, owner: int | None, destination: str, credit: int
+        self,
+        source: str,
+        debit: int,
+        owner: int | None,
+        destination: str,
+        credit: int,
+        refund: int = 0,
     ) -> None:
         """A validated gross leg: `debit` from `owner`'s lock of `source` (from its available
-        when None), `credit` to `destination`'s available. Inlined: this is the hot path."""
+        when None), `credit` to `destination`'s available; a `refund` more leaves the lock
+        back to `source`'s available. Inlined: this is the hot path."""
         available = self.available
         if owner is None:
+            assert not refund, f"{self.asset}: a refund without a lock"
             left = available[source] - debit
             assert left >= 0, f"{self.asset}: debit of {debit} overdraws {source!r}"
             available[source] = left
         else:
             locks = self.locks
             account, held, holder = locks[owner]
-            assert account == source and 0 < debit <= held, f"{self.asset}: lock {owner} short"
-            if held == debit:
+            taken = debit + refund
+            assert account == source and 0 < taken <= held, f"{self.asset}: lock {owner} short"
+            if held == taken:
                 del locks[owner]
             else:
-                locks[owner] = (account, held - debit, holder)
-            self.locked[source] -= debit
+                locks[owner] = (account, held - taken, holder)
+            self.locked[source] -= taken
+            if refund:
+                available[source] = available.get(source, 0) + refund
         available[destination] = available.get(destination, 0) + credit
 
     def take_to_escrow(self, account: str, amount: int, owner: int | None) -> None:
