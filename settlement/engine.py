@@ -458,10 +458,17 @@ class SettlementEngine:
             return _R.UNKNOWN_ASSET
         if account not in self._brokers:
             return _R.UNKNOWN_ACCOUNT
-        reason = self._lock_reason(registry, account, amount, owner, self._operator)
-        if reason is None:
-            registry.lock(account, amount, owner, self._operator)
-        return reason
+        operator = self._operator
+        reason = self._lock_reason(registry, account, amount, owner, operator)
+        if reason is not None:
+            return reason
+        # Registry.lock, inlined: the venue takes a lock for every order it accepts.
+        available, locked, locks = registry.available, registry.locked, registry.locks
+        available[account] -= amount
+        locked[account] = locked.get(account, 0) + amount
+        held = locks.get(owner)
+        locks[owner] = (account, amount if held is None else held[1] + amount, operator)
+        return None
 
     def _lock_reason(
         self, registry: Registry, account: str, amount: int, owner: int, holder: str
@@ -495,11 +502,19 @@ class SettlementEngine:
         """Return whatever the operator's lock `owner` still holds; the amount released (0 when
         there is no such lock, e.g. the order was fully consumed or never funded). O(1)."""
         registry = self._registries.get(asset)
-        held = None if registry is None else registry.locks.get(owner)
-        if registry is None or held is None or held[2] != self._operator:
+        if registry is None:
             return 0
-        registry.release(owner, held[1])
-        return held[1]
+        locks = registry.locks
+        held = locks.get(owner)
+        if held is None or held[2] != self._operator:
+            return 0
+        # Registry.release of the whole lock, inlined: every done order comes through here.
+        account, amount, _ = held
+        del locks[owner]
+        registry.locked[account] -= amount
+        available = registry.available
+        available[account] = available.get(account, 0) + amount
+        return amount
 
     def _unlock_reason(
         self, asset: str, owner: int, amount: int, holder: str
