@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
 from exchange.bench.baseline import BaselineBook, BaselineMessage
 from exchange.bench.flow import ACCOUNTS, LOT, REFERENCE_PRICE, SYMBOL, Flow, make_flow
+from exchange.bench.report import emit
 from matching.commands import AddInstrument, Command, PlaceOrder, SetPhase
 from matching.engine import MatchingEngine
 from matching.types import OrderKind, Phase, Side
@@ -181,12 +179,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(arguments: argparse.Namespace) -> int:
-    report = measure(arguments)
-    if arguments.json:
-        sys.stdout.write(orjson.dumps(report).decode() + "\n")
-    else:
-        print(render(report))
-    return 0 if report["books_agree"] else 1
+    return emit(measure(arguments), render, arguments.json)
 
 
 __all__ = ["BaselineMessage", "main", "measure", "percentile"]

@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
 from typing import Any
 
-import orjson
-
 from exchange.bench.flow import ACCOUNTS, SYMBOL, Flow, make_flow
+from exchange.bench.report import emit
 from exchange.venue import Venue
 from exchange.venue_types import BeginDay, BrokerCommand, ListInstrument, VenueCommand
 from matching.commands import AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
@@ -209,9 +207,4 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(arguments: argparse.Namespace) -> int:
-    report = measure(arguments)
-    if arguments.json:
-        sys.stdout.write(orjson.dumps(report).decode() + "\n")
-    else:
-        print(render(report))
-    return 0 if report["books_agree"] else 1
+    return emit(measure(arguments), render, arguments.json)
