@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from exchange.outcomes import Outcomes
 from exchange.venue_types import (
     BeginDay,
     BrokerCommand,
@@ -56,7 +57,7 @@ from matching.events import Event as MatchingEvent
 from matching.types import CancelReason, OrderKind, Phase, Side
 from settlement import commands as settlement_commands
 from settlement.engine import SettlementEngine
-from settlement.events import FeeScheduleSet, PositionSettled, TradeCleared, TradeSettled
+from settlement.events import FeeScheduleSet, TradeCleared, TradeSettled
 from settlement.fees import fee
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
@@ -114,6 +115,7 @@ class Venue:
         "_day",
         "_day_open",
         "_handlers",
+        "_outcomes",
         "_pending_today",
         "_rules",
         "matching",
@@ -126,6 +128,7 @@ class Venue:
         self._rules: dict[str, Rules] = {}
         self._bought_today: dict[tuple[str, str], int] = {}  # (account, symbol) -> shares
         self._pending_today: dict[tuple[str, str], int] = {}  # NET_NET bought, not delivered
+        self._outcomes = Outcomes()  # of the settlement commands the venue extends
         self._day = 0  # the last day begun, yyyymmdd
         self._day_open = False
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
@@ -428,32 +431,48 @@ class Venue:
 
     def _set_fees(self, command: settlement_commands.SetFeeSchedule) -> list[Event]:
         """A new fee schedule changes what resting buys need: top each up in priority order,
-        or cancel it (reason `unfunded`) if its account cannot pay; release any surplus."""
+        or cancel it (reason `unfunded`) if its account cannot pay or is frozen; release any
+        surplus. A replayed command id gets the original outcome and changes nothing."""
+        remembered = self._outcomes.get(command)
+        if remembered is not None:
+            return list(remembered)
         events: list[Event] = list(self.settlement.apply(command))
         rules = self._rules.get(command.asset)
-        if rules is None or type(events[0]) is not FeeScheduleSet:
-            return events
-        buys = [o for o in self.matching.book(command.asset).resting() if o.side is BUY]
+        if rules is not None and type(events[0]) is FeeScheduleSet:
+            events += self._refund_resting_buys(rules)
+            self._outcomes.remember(command, events)
+        return events
+
+    def _refund_resting_buys(self, rules: Rules) -> list[Event]:
+        events: list[Event] = []
+        symbol = rules.symbol
+        buys = [o for o in self.matching.book(symbol).resting() if o.side is BUY]
         for order in buys:
             need = rules.buy_need(order.price, order.quantity)
             held = rules.held(rules.cash, order.order_id)
-            if need > held and self._lock_cash(rules, order.account, order.order_id, need - held):
-                cancel = CancelOrder(order_id=order.order_id, symbol=command.asset)
+            if need > held and (
+                self.settlement.is_frozen(order.account)
+                or self._lock_cash(rules, order.account, order.order_id, need - held)
+            ):
+                cancel = CancelOrder(order_id=order.order_id, symbol=symbol)
                 events.extend(self.matching.cancel(cancel, CancelReason.UNFUNDED))
-            self._reconcile(order.order_id, command.asset, BUY)
+            self._reconcile(order.order_id, symbol, BUY)
         return events
 
     def _settle_cycle(self, command: settlement_commands.SettleCycle) -> list[Event]:
-        """Settle the cycle; under T+1, NET_NET shares bought today and delivered by this cycle
-        count as bought today."""
+        """Settle the cycle. Under T+1, NET_NET shares bought today reach their buyers at the
+        cycle, and from then on count as bought today. A replayed command id gets the original
+        outcome and changes nothing."""
+        remembered = self._outcomes.get(command)
+        if remembered is not None:
+            return list(remembered)
+        cycle = self.settlement.cycle_id
         events: list[Event] = list(self.settlement.apply(command))
-        for event in events:
-            if type(event) is PositionSettled and event.amount > 0:
-                key = (event.account, event.asset)
-                pending = self._pending_today.pop(key, 0)
-                if pending:
-                    delivered = min(pending, event.amount)
-                    self._bought_today[key] = self._bought_today.get(key, 0) + delivered
+        if self.settlement.cycle_id != cycle:  # it settled (a failed cycle settles nothing)
+            for key, quantity in self._pending_today.items():
+                self._bought_today[key] = self._bought_today.get(key, 0) + quantity
+            self._pending_today.clear()
+            self._outcomes.remember(command, events)
         return events
 
     # -- instruments, phases and the calendar ----------------------------------------------
@@ -561,6 +580,7 @@ class Venue:
             ],
             "bought_today": sorted([a, s, q] for (a, s), q in self._bought_today.items()),
             "pending_today": sorted([a, s, q] for (a, s), q in self._pending_today.items()),
+            "outcomes": self._outcomes.snapshot(),
         }
 
     @classmethod
@@ -586,6 +606,7 @@ class Venue:
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
         venue._pending_today = {(a, s): q for a, s, q in snapshot["pending_today"]}
+        venue._outcomes = Outcomes.restore(snapshot["outcomes"])
         return venue
 
     def state_hash(self) -> str:
