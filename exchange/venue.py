@@ -3,12 +3,14 @@
 It composes the matching engine and the settlement engine so that every accepted order is
 funded and every trade settles as delivery-versus-payment:
 
-- Accepting a buy locks its cash (price x quantity plus commission; a market buy at the upper
-  price limit) and accepting a sell locks its shares, each lock owned by the order id.
-- A trade settles at once from the two locks (or clears into the cycle for net modes).
-- After anything that changes an order (a fill, a cancel, an expiry, an amend, a self-trade
-  reduction) the order's lock is reconciled to exactly what its open quantity still needs at its
-  price: price improvement, cancels and expiries give back what is no longer needed.
+- Accepting a buy locks its cash (per share: the limit price plus the commission on one share
+  rounded up; a market buy at the upper price limit) and accepting a sell locks its shares,
+  each lock owned by the order id.
+- A trade settles at once from the two locks (or clears into the cycle for net modes), each
+  fill taking exactly its share of both and returning the buyer's price improvement.
+- After anything else that changes an order (a cancel, an expiry, an amend, a self-trade
+  reduction, an auction fill) the order's lock is reconciled to exactly what its open quantity
+  still needs at its price: what is no longer needed goes back.
 
 Invariant (checked by `check`): every live order holds exactly its requirement under its id,
 and no other operator lock exists. Pure: no clock (days arrive as commands), no IO.
