@@ -191,10 +191,10 @@ class Venue:
         events = self.matching.place_checked(command)
         if len(events) == 1:  # accepted and resting untouched: nothing to settle
             return events  # type: ignore[return-value]
-        price = (
-            command.price if command.price is not None else self._rules[command.symbol].upper_limit
-        )
-        return self._settle(command.symbol, events, price)
+        price = command.price
+        if price is None:  # a market buy is funded at the upper limit
+            price = self._rules[command.symbol].upper_limit
+        return self._settle(command.symbol, events, price, command.order_id, command.side)
 
     def _fund_place(self, broker: str, command: PlaceOrder) -> Event | None:
         rules = self._rules[command.symbol]
@@ -258,9 +258,10 @@ class Venue:
                     _refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)
                 ]
         events = self.matching.cancel(command)
-        if type(events[0]) is OrderCancelled:
+        if type(events[0]) is OrderCancelled:  # the order is done: its whole lock goes back
             assert order is not None
-            self._reconcile(command.order_id, command.symbol, order.side)
+            asset = self._rules[command.symbol].currency if order.side is BUY else command.symbol
+            self.settlement.release_all(asset, command.order_id)
         return events  # type: ignore[return-value]
 
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
@@ -280,7 +281,8 @@ class Venue:
         if problem is not None:
             return [problem]
         price = order.price if command.price is None else command.price
-        return self._settle(command.symbol, self.matching.amend_checked(command), price)
+        events = self.matching.amend_checked(command)
+        return self._settle(command.symbol, events, price, command.order_id, order.side)
 
     def _amend_account_reason(
         self, broker: str, command: AmendOrder, order: Order
@@ -324,7 +326,12 @@ class Venue:
     # -- settlement of what matching did ---------------------------------------------------
 
     def _settle(
-        self, symbol: str, events: list[MatchingEvent], taker_price: int | None = None
+        self,
+        symbol: str,
+        events: list[MatchingEvent],
+        taker_price: int | None = None,
+        taker_id: int = 0,
+        taker_side: Side | None = None,
     ) -> list[Event]:
         """Settle each trade right after it, then reconcile every order the events touched.
 
@@ -349,7 +356,8 @@ class Venue:
                     limit = taker_price if aggressor is BUY else event.price  # type: ignore[union-attr]
                 out.append(self._settle_trade(rules, event, limit))  # type: ignore[arg-type]
             elif kind in CHANGES_AN_ORDER:
-                touched.setdefault(event.order_id, None)  # type: ignore[union-attr]
+                order_id = event.order_id  # type: ignore[union-attr]
+                touched.setdefault(order_id, taker_side if order_id == taker_id else None)
         for order_id, side in touched.items():
             self._reconcile(order_id, symbol, side)
         return out
