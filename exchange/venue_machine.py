@@ -1,0 +1,27 @@
+"""The Venue as the ledger's state machine: canonical JSON commands in, JSON events out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exchange import wire
+from exchange.venue import Venue
+
+
+class VenueMachine:
+    """Adapts `Venue` to `ledger.machine.StateMachine`. A command that does not parse becomes an
+    `error` event naming the field, the same on every node, and changes nothing."""
+
+    __slots__ = ("venue",)
+
+    def __init__(self, venue: Venue) -> None:
+        self.venue = venue
+
+    def apply(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        parsed = wire.parse_command(command, wire.VENUE_PARSERS)
+        if isinstance(parsed, wire.WireError):
+            return [parsed.to_dict()]
+        return [wire.event_to_dict(event) for event in self.venue.apply(parsed)]
+
+    def state_hash(self) -> bytes:
+        return bytes.fromhex(self.venue.state_hash())
