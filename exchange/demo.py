@@ -7,15 +7,14 @@ delivery-versus-payment of every trade.
 
 from __future__ import annotations
 
+from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT, Funding, registry_setup
 from exchange.venue import Venue
 from exchange.venue_types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
 from exchange.wire import event_to_dict
 from matching.commands import CancelOrder, PlaceOrder, SetPhase
 from matching.events import AuctionUncrossed, TradeExecuted
 from matching.types import OrderKind, Phase, Side, TimeInForce
-from settlement.commands import DefineAsset, Deposit, Issue, OpenAccount, SetFeeSchedule
 from settlement.events import TradeSettled
-from settlement.types import AssetKind
 
 SYMBOL = "600000.SH"
 OPERATOR = "EXCHANGE"
@@ -46,49 +45,22 @@ def _order(
 
 
 def _setup() -> list[VenueCommand]:
-    ids = iter(range(1, 1_000))
-    commands: list[VenueCommand] = [
-        DefineAsset(
-            command_id=next(ids), actor=OPERATOR, asset="CNY", kind=AssetKind.CASH, issuer="PBOC"
-        ),
-        DefineAsset(
-            command_id=next(ids),
-            actor=OPERATOR,
-            asset=SYMBOL,
-            kind=AssetKind.SECURITY,
-            issuer="CSDC",
-        ),
-        OpenAccount(command_id=next(ids), actor=OPERATOR, account="FEES", broker=OPERATOR),
-        OpenAccount(command_id=next(ids), actor=OPERATOR, account="TAX", broker=OPERATOR),
-        SetFeeSchedule(
-            command_id=next(ids),
-            actor=OPERATOR,
-            asset=SYMBOL,
-            commission_bps=3,
-            stamp_duty_bps=5,
-            fee_account="FEES",
-            tax_account="TAX",
-        ),
-    ]
-    for account, broker in ACCOUNTS.items():
-        commands.append(
-            OpenAccount(command_id=next(ids), actor=OPERATOR, account=account, broker=broker)
-        )
-        commands.append(
-            Deposit(
-                command_id=next(ids), actor="PBOC", asset="CNY", account=account, amount=2_000_000
-            )
-        )
-        commands.append(
-            Issue(command_id=next(ids), actor="CSDC", asset=SYMBOL, account=account, amount=1_000)
-        )
-    commands.append(
+    funding = Funding(
+        operator=OPERATOR,
+        cash_issuer="PBOC",
+        security_issuer="CSDC",
+        cash=2_000_000,
+        shares=1_000,
+        commission_bps=3,
+        stamp_duty_bps=5,
+    )
+    return [
+        *registry_setup(funding, SYMBOL, ACCOUNTS),
         ListInstrument(
             symbol=SYMBOL, tick_size=1, lot=100, reference_price=1000, price_limit_pct=10
-        )
-    )
-    commands.append(BeginDay(day=20261123))
-    return commands
+        ),
+        BeginDay(day=20261123),
+    ]
 
 
 def _show_book(venue: Venue) -> None:
@@ -105,7 +77,7 @@ def _show_holdings(venue: Venue) -> None:
     print(
         f"  {'account':<9} {'cash free':>13} {'cash locked':>12} {'shares free':>12} {'locked':>7}"
     )
-    for account in [*ACCOUNTS, "FEES", "TAX"]:
+    for account in [*ACCOUNTS, FEE_ACCOUNT, TAX_ACCOUNT]:
         print(
             f"  {account:<9} {_yuan(settlement.available('CNY', account)):>13} "
             f"{_yuan(settlement.locked('CNY', account)):>12} "

@@ -16,14 +16,13 @@ from typing import Any
 
 from exchange.bench.flow import ACCOUNTS, SYMBOL, Flow, make_flow
 from exchange.bench.report import emit
+from exchange.setup import Funding, registry_setup
 from exchange.venue import Venue
 from exchange.venue_types import BeginDay, BrokerCommand, ListInstrument, VenueCommand
 from matching.commands import AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
 from matching.engine import MatchingEngine
 from matching.types import Phase
-from settlement.commands import DefineAsset, Deposit, Issue, OpenAccount, SetFeeSchedule
 from settlement.events import CycleSettled
-from settlement.types import AssetKind
 from settlement.workload import net_settlement_workload, run_net_settlement
 
 OPERATOR = "EXCHANGE"
@@ -38,49 +37,17 @@ def broker_of(account: str) -> str:
 
 def venue_setup(flow: Flow) -> list[VenueCommand]:
     """Registries, funded accounts, the listing and an open day, then the flow's own setup."""
-    ids = iter(range(1, 10**9))
-    commands: list[VenueCommand] = [
-        DefineAsset(
-            command_id=next(ids), actor=OPERATOR, asset="CNY", kind=AssetKind.CASH, issuer="BANK"
-        ),
-        DefineAsset(
-            command_id=next(ids),
-            actor=OPERATOR,
-            asset=SYMBOL,
-            kind=AssetKind.SECURITY,
-            issuer="CSDC",
-        ),
-        OpenAccount(command_id=next(ids), actor=OPERATOR, account="FEES", broker=OPERATOR),
-        OpenAccount(command_id=next(ids), actor=OPERATOR, account="TAXES", broker=OPERATOR),
-        SetFeeSchedule(
-            command_id=next(ids),
-            actor=OPERATOR,
-            asset=SYMBOL,
-            commission_bps=3,
-            stamp_duty_bps=5,
-            fee_account="FEES",
-            tax_account="TAXES",
-        ),
-    ]
-    for account in ACCOUNTS:
-        broker = broker_of(account)
-        commands += [
-            OpenAccount(command_id=next(ids), actor=OPERATOR, account=account, broker=broker),
-            Deposit(
-                command_id=next(ids),
-                actor="BANK",
-                asset="CNY",
-                account=account,
-                amount=CASH_PER_ACCOUNT,
-            ),
-            Issue(
-                command_id=next(ids),
-                actor="CSDC",
-                asset=SYMBOL,
-                account=account,
-                amount=SHARES_PER_ACCOUNT,
-            ),
-        ]
+    funding = Funding(
+        operator=OPERATOR,
+        cash_issuer="BANK",
+        security_issuer="CSDC",
+        cash=CASH_PER_ACCOUNT,
+        shares=SHARES_PER_ACCOUNT,
+        commission_bps=3,
+        stamp_duty_bps=5,
+    )
+    accounts = {account: broker_of(account) for account in ACCOUNTS}
+    commands = registry_setup(funding, SYMBOL, accounts)
     instrument = flow.setup[0]
     commands += [
         ListInstrument(
@@ -93,8 +60,7 @@ def venue_setup(flow: Flow) -> list[VenueCommand]:
         BeginDay(day=20261123),
         SetPhase(symbol=SYMBOL, phase=Phase.CONTINUOUS),
     ]
-    accounts: dict[int, str] = {}
-    commands += wrap(flow.setup[2:], accounts)
+    commands += wrap(flow.setup[2:], {})
     return commands
 
 
