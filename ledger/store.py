@@ -1,0 +1,572 @@
+"""The node's block store: one SQLite file per node (stdlib `sqlite3`), generic.
+
+It stores what the ledger replicates and nothing of what the commands mean: signed blocks
+(header canonical bytes, header hash, proposer signature), their commands and the events the
+state machine derived from them (canonical bytes, so receipts with inclusion proofs can be
+built later), quorum certificates, evidence of misbehaviour, and a `meta` table with the
+genesis hash and the schema version. Derived tables for analysts (orders, trades, balances)
+belong to the state machine's side and are not here.
+
+Writes:
+
+- `append(block, events)` writes the block, its commands and its events in ONE transaction
+  (`BEGIN IMMEDIATE ... COMMIT`). It refuses, before writing anything, a height that is not
+  the tip's plus one (`OutOfOrderError`), a parent hash that is not the tip's hash (or the
+  genesis hash at height 1, `ParentMismatchError`) and counts that disagree with the header
+  (`CountMismatchError`). Any failure inside the transaction (a constraint, a full disk)
+  rolls back everything of that block, so a crash between two writes leaves either the whole
+  block or nothing of it.
+- `add_certificate(qc)` stores the first certificate for a stored block; the store does not
+  verify signatures (it does not know the members): the caller runs `check_certificate`.
+- `record_evidence(kind, height, payload)` appends evidence; identical evidence is kept once.
+
+Reads return `None` for a height that is not stored. Stored bytes are checked when read (the
+header hashes to its stored hash, the command count matches the header), so a changed byte is
+reported as `StoreCorruptError` naming the height instead of being passed on.
+
+Durability: WAL journal, `synchronous=FULL`, foreign keys on (see `_PRAGMAS`). One writer per
+file is expected (the node); readers may open the same file concurrently.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self, TypeVar
+
+from ledger.block import (
+    HASH_BYTES,
+    SIGNATURE_BYTES,
+    Block,
+    BlockHeader,
+    MalformedBlockError,
+    QuorumCertificate,
+)
+from ledger.canonical import CanonicalError, canonical_bytes, parse_canonical, sha256
+from ledger.wire import parse_certificate, parse_header
+
+SCHEMA_VERSION: Final = 1
+BLOCKS_PAGE_MAX: Final = 256  # blocks per `blocks_from` call: a catch-up page
+EVIDENCE_PAGE_MAX: Final = 1_000
+EVIDENCE_KIND_CHARS_MAX: Final = 64
+EVIDENCE_BYTES_MAX: Final = 16 * 1024 * 1024
+BUSY_TIMEOUT_MS: Final = 5_000
+
+# synchronous=FULL: in WAL mode every COMMIT fsyncs the WAL. With NORMAL the store stays
+# consistent but the last commits can be lost on power failure (not on a process crash). A
+# member signs its vote only after the block is stored, and the exchange acknowledges commands
+# once their block is stored; losing such a block after a power cut could make an honest member
+# vote for a different block at the same height (equivocation) or lose an acknowledged command.
+# The cost is one fsync per block, not per command, since blocks batch commands.
+_PRAGMAS: Final = (
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA synchronous = FULL",
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+)
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value ANY NOT NULL
+    ) STRICT, WITHOUT ROWID""",
+    f"""CREATE TABLE IF NOT EXISTS blocks (
+        height INTEGER PRIMARY KEY CHECK (height >= 1),
+        hash BLOB NOT NULL UNIQUE CHECK (length(hash) = {HASH_BYTES}),
+        header BLOB NOT NULL CHECK (length(header) > 0),
+        signature BLOB NOT NULL CHECK (length(signature) = {SIGNATURE_BYTES}),
+        UNIQUE (height, hash)
+    ) STRICT""",
+    """CREATE TABLE IF NOT EXISTS commands (
+        height INTEGER NOT NULL REFERENCES blocks (height),
+        idx INTEGER NOT NULL CHECK (idx >= 0),
+        data BLOB NOT NULL CHECK (length(data) > 0),
+        PRIMARY KEY (height, idx)
+    ) STRICT, WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS events (
+        height INTEGER NOT NULL REFERENCES blocks (height),
+        idx INTEGER NOT NULL CHECK (idx >= 0),
+        data BLOB NOT NULL CHECK (length(data) > 0),
+        PRIMARY KEY (height, idx)
+    ) STRICT, WITHOUT ROWID""",
+    f"""CREATE TABLE IF NOT EXISTS certificates (
+        height INTEGER PRIMARY KEY,
+        header_hash BLOB NOT NULL CHECK (length(header_hash) = {HASH_BYTES}),
+        data BLOB NOT NULL CHECK (length(data) > 0),
+        FOREIGN KEY (height, header_hash) REFERENCES blocks (height, hash)
+    ) STRICT""",
+    f"""CREATE TABLE IF NOT EXISTS evidence (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id BLOB NOT NULL UNIQUE CHECK (length(id) = {HASH_BYTES}),
+        height INTEGER NOT NULL CHECK (height >= 0),
+        kind TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND {EVIDENCE_KIND_CHARS_MAX}),
+        data BLOB NOT NULL CHECK (length(data) > 0)
+    ) STRICT""",
+    "CREATE INDEX IF NOT EXISTS evidence_by_height ON evidence (height)",
+)
+
+_META_GENESIS: Final = "genesis_hash"
+_META_VERSION: Final = "schema_version"
+Parsed = TypeVar("Parsed")
+
+
+class StoreError(Exception):
+    """The store refuses an operation or cannot be used. The message names the values."""
+
+
+class SchemaError(StoreError):
+    """The file is not a block store of this schema version, or of another genesis."""
+
+
+class OutOfOrderError(StoreError):
+    """A block whose height is not the tip's plus one."""
+
+    def __init__(self, height: int, expected: int) -> None:
+        super().__init__(f"block {height}: height {height}, expected {expected}")
+        self.height = height
+        self.expected = expected
+
+
+class ParentMismatchError(StoreError):
+    """A block whose parent hash is not the stored tip's hash (the genesis hash at height 1)."""
+
+    def __init__(self, height: int, parent_hash: bytes, tip_hash: bytes) -> None:
+        super().__init__(
+            f"block {height}: parent hash {parent_hash.hex()} is not the tip's {tip_hash.hex()}"
+        )
+        self.height = height
+        self.parent_hash = parent_hash
+        self.tip_hash = tip_hash
+
+
+class CountMismatchError(StoreError):
+    """The commands or events given do not match the header's counts."""
+
+
+class UnknownBlockError(StoreError):
+    """A certificate for a block that is not stored (no such height, or another hash)."""
+
+
+class StoreCorruptError(StoreError):
+    """Stored bytes that do not parse or do not hash to what is stored beside them."""
+
+    def __init__(self, height: int, message: str) -> None:
+        super().__init__(f"block {height}: stored {message}")
+        self.height = height
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """One piece of recorded evidence. `id` is SHA-256 of the canonical [kind, height, payload]
+    (payload as hex); `seq` is the order in which this store recorded it (1, 2, ...)."""
+
+    seq: int
+    id: bytes
+    height: int
+    kind: str
+    payload: bytes  # canonical bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredBlock:
+    """A block as served for catch-up: with its certificate once it is final."""
+
+    block: Block
+    certificate: QuorumCertificate | None
+
+
+class BlockStore:
+    """A node's block store. Build it with `BlockStore.open(path, genesis_hash=...)`; use it as
+    a context manager or call `close()`. Not thread-safe: one object per thread."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, genesis_hash: bytes) -> None:
+        self._db = connection
+        self.path = path
+        self.genesis_hash = genesis_hash
+
+    @classmethod
+    def open(cls, path: Path, genesis_hash: bytes | None = None) -> BlockStore:
+        """Open the store at `path`, creating the file and its schema if absent.
+
+        A new store needs `genesis_hash` (the parent of block 1) and records it; an existing
+        one must have the schema version `SCHEMA_VERSION` and, if `genesis_hash` is given, that
+        genesis hash. Raises `SchemaError` otherwise, `sqlite3.Error` if SQLite cannot open
+        the file."""
+        if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
+            raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
+        if genesis_hash is None and not path.exists():
+            raise SchemaError(f"{path}: a new block store needs the genesis hash")
+        connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
+        try:
+            stored = _prepare(connection, path, genesis_hash)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, path, stored)
+
+    def close(self) -> None:
+        """Close the connection; committed blocks are on disk. Idempotent."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- writes ----
+
+    def append(self, block: Block, events: Sequence[bytes]) -> None:
+        """Store `block`, its commands and `events` (the canonical bytes of the events the
+        state machine derived, in order) in one transaction. The caller has checked the block
+        (`check_block`, `check_execution`); the store checks only the chain: the height is the
+        tip's plus one and the parent hash is the tip's hash (the genesis hash at height 1),
+        and the numbers of commands and events are the header's counts.
+
+        Raises `OutOfOrderError`, `ParentMismatchError`, `CountMismatchError`, or
+        `CanonicalError` for a command without a canonical form, all before writing anything;
+        `sqlite3.Error` if the write fails, after which nothing of the block is stored.
+        O(commands + events)."""
+        header = block.header
+        if len(block.commands) != header.command_count:
+            raise CountMismatchError(
+                f"block {header.height}: {len(block.commands)} commands, "
+                f"header command_count {header.command_count}"
+            )
+        if len(events) != header.event_count:
+            raise CountMismatchError(
+                f"block {header.height}: {len(events)} events, "
+                f"header event_count {header.event_count}"
+            )
+        header_bytes = canonical_bytes(header.to_dict())
+        command_rows = [
+            (header.height, index, canonical_bytes(command))
+            for index, command in enumerate(block.commands)
+        ]
+        event_rows = [(header.height, index, bytes(event)) for index, event in enumerate(events)]
+        with self._transaction():
+            tip = self._tip()
+            expected = 1 if tip is None else tip[0] + 1
+            if header.height != expected:
+                raise OutOfOrderError(header.height, expected)
+            tip_hash = self.genesis_hash if tip is None else tip[1]
+            if header.parent_hash != tip_hash:
+                raise ParentMismatchError(header.height, header.parent_hash, tip_hash)
+            self._db.execute(
+                "INSERT INTO blocks (height, hash, header, signature) VALUES (?, ?, ?, ?)",
+                (header.height, header.hash, header_bytes, block.signature),
+            )
+            self._db.executemany(
+                "INSERT INTO commands (height, idx, data) VALUES (?, ?, ?)", command_rows
+            )
+            self._db.executemany(
+                "INSERT INTO events (height, idx, data) VALUES (?, ?, ?)", event_rows
+            )
+
+    def add_certificate(self, certificate: QuorumCertificate) -> bool:
+        """Store the certificate of a stored block. The caller has verified it
+        (`check_certificate`). Returns False, and keeps the stored one, if the block already
+        has a certificate (another quorum's is as good). Raises `UnknownBlockError` if no block
+        with this height and header hash is stored. O(votes)."""
+        data = canonical_bytes(certificate.to_dict())
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT hash FROM blocks WHERE height = ?", (certificate.height,)
+            ).fetchone()
+            if row is None or bytes(row[0]) != certificate.header_hash:
+                stored = "no block" if row is None else f"block {bytes(row[0]).hex()}"
+                raise UnknownBlockError(
+                    f"certificate for height {certificate.height} header "
+                    f"{certificate.header_hash.hex()}: the store has {stored} at that height"
+                )
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO certificates (height, header_hash, data) VALUES (?, ?, ?)",
+                (certificate.height, certificate.header_hash, data),
+            )
+            return cursor.rowcount == 1
+
+    def record_evidence(self, kind: str, height: int, payload: bytes) -> Evidence:
+        """Record evidence of misbehaviour at `height` (which need not be stored): `kind` is a
+        short label such as "equivocation", `payload` the canonical bytes of what proves it
+        (two signed headers, a block and what re-execution gave). Identical evidence is kept
+        once; the stored record is returned either way. Raises `StoreError` for an empty or
+        overlong kind or payload, `CanonicalError` for a payload that is not canonical."""
+        if not 1 <= len(kind) <= EVIDENCE_KIND_CHARS_MAX or not kind.isprintable():
+            raise StoreError(
+                f"evidence kind {kind!r} is not 1 to {EVIDENCE_KIND_CHARS_MAX} printable chars"
+            )
+        if height < 0:
+            raise StoreError(f"evidence height {height} is negative")
+        if not 0 < len(payload) <= EVIDENCE_BYTES_MAX:
+            raise StoreError(
+                f"evidence payload of {len(payload)} bytes is not 1 to {EVIDENCE_BYTES_MAX}"
+            )
+        parse_canonical(payload)
+        evidence_id = sha256(canonical_bytes([kind, height, payload]))
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO evidence (id, height, kind, data) VALUES (?, ?, ?, ?)",
+                (evidence_id, height, kind, payload),
+            )
+            row = self._db.execute(
+                "SELECT seq, id, height, kind, data FROM evidence WHERE id = ?", (evidence_id,)
+            ).fetchone()
+        return _evidence(row)
+
+    # ---- reads ----
+
+    def tip(self) -> tuple[int, bytes] | None:
+        """(height, header hash) of the last stored block, or None if there is none."""
+        return self._tip()
+
+    def block(self, height: int) -> Block | None:
+        """The stored block at `height`, or None. Raises `StoreCorruptError`."""
+        row = self._db.execute(
+            "SELECT height, hash, header, signature FROM blocks WHERE height = ?", (height,)
+        ).fetchone()
+        if row is None:
+            return None
+        return self._block(row, self._rows("commands", height, height)[height])
+
+    def header(self, height: int) -> BlockHeader | None:
+        """The stored header at `height`, or None. Raises `StoreCorruptError`."""
+        row = self._db.execute(
+            "SELECT height, hash, header FROM blocks WHERE height = ?", (height,)
+        ).fetchone()
+        return None if row is None else _header(row[0], bytes(row[1]), bytes(row[2]))
+
+    def commands(self, height: int) -> list[bytes] | None:
+        """The canonical bytes of the block's commands, in order (the commands tree's leaves),
+        or None if no block is stored at `height`."""
+        if not self._has(height):
+            return None
+        return self._rows("commands", height, height)[height]
+
+    def events(self, height: int) -> list[bytes] | None:
+        """The canonical bytes of the block's events, in order (the events tree's leaves), or
+        None if no block is stored at `height`."""
+        if not self._has(height):
+            return None
+        return self._rows("events", height, height)[height]
+
+    def certificate(self, height: int) -> QuorumCertificate | None:
+        """The stored certificate of the block at `height`, or None (no block, or not final
+        here yet). Raises `StoreCorruptError`."""
+        row = self._db.execute(
+            "SELECT height, header_hash, data FROM certificates WHERE height = ?", (height,)
+        ).fetchone()
+        return None if row is None else _certificate(row[0], bytes(row[1]), bytes(row[2]))
+
+    def certified_height(self) -> int:
+        """The highest height with a stored certificate, 0 if none."""
+        row = self._db.execute("SELECT max(height) FROM certificates").fetchone()
+        return 0 if row[0] is None else int(row[0])
+
+    def blocks_from(self, height: int, limit: int = BLOCKS_PAGE_MAX) -> list[StoredBlock]:
+        """Up to `limit` consecutive stored blocks from `height` on, with their certificates,
+        for a peer that catches up; an empty list past the tip. Raises ValueError for a height
+        below 1 or a limit outside 1..`BLOCKS_PAGE_MAX`, `StoreCorruptError`.
+        O(size of the page), three queries."""
+        if height < 1:
+            raise ValueError(f"height {height} is below 1")
+        if not 1 <= limit <= BLOCKS_PAGE_MAX:
+            raise ValueError(f"limit {limit} is not in 1..{BLOCKS_PAGE_MAX}")
+        last = height + limit - 1
+        with self._snapshot():
+            rows = self._db.execute(
+                "SELECT b.height, b.hash, b.header, b.signature, c.header_hash, c.data "
+                "FROM blocks AS b LEFT JOIN certificates AS c ON c.height = b.height "
+                "WHERE b.height BETWEEN ? AND ? ORDER BY b.height",
+                (height, last),
+            ).fetchall()
+            commands = self._rows("commands", height, last)
+        page: list[StoredBlock] = []
+        for row in rows:
+            block = self._block(row[:4], commands.get(row[0], []))
+            certificate = None if row[4] is None else _certificate(row[0], row[4], row[5])
+            page.append(StoredBlock(block=block, certificate=certificate))
+        return page
+
+    def evidence(self, after: int = 0, limit: int = EVIDENCE_PAGE_MAX) -> list[Evidence]:
+        """Recorded evidence with `seq` greater than `after`, in recorded order, at most
+        `limit` (1..`EVIDENCE_PAGE_MAX`); page on with the last `seq`."""
+        if not 1 <= limit <= EVIDENCE_PAGE_MAX:
+            raise ValueError(f"limit {limit} is not in 1..{EVIDENCE_PAGE_MAX}")
+        rows = self._db.execute(
+            "SELECT seq, id, height, kind, data FROM evidence WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [_evidence(row) for row in rows]
+
+    # ---- internals ----
+
+    @staticmethod
+    def _block(row: Sequence[object], commands: list[bytes]) -> Block:
+        height = _int(row[0])
+        header = _header(height, _bytes(row[1]), _bytes(row[2]))
+        if len(commands) != header.command_count:
+            raise StoreCorruptError(
+                height, f"{len(commands)} commands, header command_count {header.command_count}"
+            )
+        parsed: list[dict[str, object]] = []
+        for index, data in enumerate(commands):
+            try:
+                value = parse_canonical(data)
+            except CanonicalError as error:
+                raise StoreCorruptError(height, f"command {index}: {error}") from None
+            if type(value) is not dict:
+                raise StoreCorruptError(height, f"command {index} is not an object")
+            parsed.append(value)
+        return Block(header=header, commands=tuple(parsed), signature=_bytes(row[3]))
+
+    def _tip(self) -> tuple[int, bytes] | None:
+        row = self._db.execute(
+            "SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def _has(self, height: int) -> bool:
+        row = self._db.execute("SELECT 1 FROM blocks WHERE height = ?", (height,)).fetchone()
+        return row is not None
+
+    def _rows(self, table: str, first: int, last: int) -> dict[int, list[bytes]]:
+        """Rows of `commands` or `events` for heights first..last, by height, in order."""
+        assert table in ("commands", "events"), table
+        found: dict[int, list[bytes]] = {height: [] for height in range(first, last + 1)}
+        cursor = self._db.execute(
+            f"SELECT height, idx, data FROM {table} "  # `table` is one of two names
+            "WHERE height BETWEEN ? AND ? ORDER BY height, idx",
+            (first, last),
+        )
+        for height, index, data in cursor:
+            rows = found[height]
+            if index != len(rows):
+                raise StoreCorruptError(height, f"{table} row {index}, expected {len(rows)}")
+            rows.append(bytes(data))
+        return found
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, "BEGIN IMMEDIATE")
+
+    def _snapshot(self) -> _Transaction:
+        return _Transaction(self._db, "BEGIN DEFERRED")
+
+
+class _Transaction:
+    """BEGIN on entry; COMMIT on a normal exit, ROLLBACK on an exception (which propagates)."""
+
+    def __init__(self, connection: sqlite3.Connection, begin: str) -> None:
+        self._db = connection
+        self._begin = begin
+
+    def __enter__(self) -> None:
+        self._db.execute(self._begin)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+
+def _prepare(connection: sqlite3.Connection, path: Path, genesis_hash: bytes | None) -> bytes:
+    """Set the pragmas, create the schema if absent, check or record the meta values, and
+    return the stored genesis hash."""
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise SchemaError(f"{path}: journal mode {mode!r}, not wal")
+    for pragma in _PRAGMAS:
+        connection.execute(pragma)
+    with _Transaction(connection, "BEGIN IMMEDIATE"):
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            if genesis_hash is None:
+                raise SchemaError(f"{path}: a new block store needs the genesis hash")
+            connection.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [(_META_GENESIS, genesis_hash), (_META_VERSION, SCHEMA_VERSION)],
+            )
+            return genesis_hash
+    version = meta.get(_META_VERSION)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"{path}: schema version {version!r}, expected {SCHEMA_VERSION}")
+    stored = meta.get(_META_GENESIS)
+    if not isinstance(stored, bytes) or len(stored) != HASH_BYTES:
+        raise SchemaError(f"{path}: stored genesis hash {stored!r} is not {HASH_BYTES} bytes")
+    if genesis_hash is not None and genesis_hash != stored:
+        raise SchemaError(
+            f"{path}: store of genesis {stored.hex()}, not of genesis {genesis_hash.hex()}"
+        )
+    return stored
+
+
+def _header(height: int, stored_hash: bytes, data: bytes) -> BlockHeader:
+    header = _parse(height, "header", data, parse_header)
+    if header.height != height or header.hash != stored_hash:
+        raise StoreCorruptError(
+            height,
+            f"header of height {header.height} hashes to {header.hash.hex()}, "
+            f"not {stored_hash.hex()}",
+        )
+    return header
+
+
+def _certificate(height: int, header_hash: bytes, data: bytes) -> QuorumCertificate:
+    certificate = _parse(height, "certificate", data, parse_certificate)
+    if certificate.height != height or certificate.header_hash != header_hash:
+        raise StoreCorruptError(
+            height,
+            f"certificate for height {certificate.height} header "
+            f"{certificate.header_hash.hex()}, stored for {header_hash.hex()}",
+        )
+    return certificate
+
+
+def _parse(
+    height: int,
+    what: str,
+    data: bytes,
+    parser: Callable[[object], Parsed | MalformedBlockError],
+) -> Parsed:
+    try:
+        value = parse_canonical(data)
+    except CanonicalError as error:
+        raise StoreCorruptError(height, f"{what}: {error}") from None
+    parsed = parser(value)
+    if isinstance(parsed, MalformedBlockError):
+        raise StoreCorruptError(height, f"{what}: {parsed}")
+    return parsed
+
+
+def _evidence(row: Sequence[object]) -> Evidence:
+    return Evidence(
+        seq=_int(row[0]),
+        id=_bytes(row[1]),
+        height=_int(row[2]),
+        kind=str(row[3]),
+        payload=_bytes(row[4]),
+    )
+
+
+def _int(value: object) -> int:
+    assert type(value) is int, value
+    return value
+
+
+def _bytes(value: object) -> bytes:
+    assert isinstance(value, bytes), value
+    return value
