@@ -476,7 +476,12 @@ class _Transaction:
         traceback: TracebackType | None,
     ) -> None:
         if kind is None:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:  # a failed COMMIT (disk full, I/O error) leaves it open
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
         elif self._db.in_transaction:
             self._db.execute("ROLLBACK")
 

@@ -502,3 +502,15 @@ def test_a_changed_stored_byte_is_reported_with_its_height(tmp_path: Path) -> No
             store.block(3)
         with pytest.raises(StoreCorruptError, match="block 2"):
             store.blocks_from(1)
+
+
+def test_two_stores_on_one_file_see_one_tip(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    (first, first_events), (second, events) = make_chain(2)
+    with open_store(path) as writer, BlockStore.open(path) as other:
+        writer.append(first, first_events)
+        assert other.tip() == (1, first.header.hash)  # the tip is read, never cached
+        with pytest.raises(OutOfOrderError, match="height 1, expected 2"):
+            other.append(first, first_events)
+        other.append(second, events)
+        assert writer.block(2) == second
