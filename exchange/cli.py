@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
@@ -92,6 +93,27 @@ def _venue(arguments: argparse.Namespace) -> int:
     )
 
 
+def _init(arguments: argparse.Namespace) -> int:
+    from exchange.consortium import init_consortium
+
+    try:
+        genesis = init_consortium(
+            arguments.directory, members=arguments.members, brokers=arguments.brokers
+        )
+    except (ValueError, FileExistsError) as error:
+        print(f"jinlian init: {error}", file=sys.stderr)
+        return 2
+    voters = sum(member.voting for member in genesis.members)
+    print(
+        f"wrote {arguments.directory}/genesis.json (hash {genesis.hash.hex()[:16]}...): "
+        f"exchange + {voters} voting members (quorum {genesis.quorum()}), "
+        f"{len(genesis.brokers)} brokers, {len(genesis.instruments)} instruments"
+    )
+    for member in genesis.members:
+        print(f"  {member.name:<12} {member.role.value:<10} {member.address}")
+    return 0
+
+
 def _bench(arguments: argparse.Namespace) -> int:
     if arguments.target == "venue":
         from exchange.bench import venue_bench
@@ -131,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     venue.add_argument("--final-book", action="store_true", help="end with the books")
     venue.add_argument("--state-hash", action="store_true", help="end with the state hash")
     venue.set_defaults(run=_venue)
+
+    init = commands.add_parser(
+        "init", help="write genesis, keys and node configs for a local consortium"
+    )
+    init.add_argument("directory", type=Path)
+    init.add_argument("--members", type=int, default=4, help="voting members, 3f + 1")
+    init.add_argument("--brokers", type=int, default=3)
+    init.set_defaults(run=_init)
 
     bench = commands.add_parser("bench", help="benchmarks, run on purpose")
     targets = bench.add_subparsers(dest="target", required=True)

@@ -1,0 +1,228 @@
+"""A local consortium on disk (`jinlian init`) and the venue's starting state from a genesis.
+
+`init_consortium` writes a directory that the node commands will run from:
+
+    DIR/genesis.json            members, brokers, instruments, holdings (ledger/genesis.py)
+    DIR/<member>/key.pem        each member's Ed25519 key (mode 0600), and node.json
+    DIR/brokers/<broker>/key.pem
+
+`genesis_commands` turns a genesis into the venue commands that every node applies before block
+1, so every member starts from the same state: the cash registry, one registry per instrument
+with its settlement mode and fees, the listings, each broker's accounts, and the holdings.
+Accounts are named by their genesis number (`"10001"`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from exchange import wire
+from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT
+from exchange.venue import Venue
+from exchange.venue_types import ListInstrument, VenueCommand
+from ledger.block import faults_tolerated
+from ledger.genesis import Broker, Genesis, GenesisError, Member, Role, save_genesis
+from ledger.keys import generate_private_key, save_private_key
+from settlement.commands import DefineAsset, Deposit, Issue, OpenAccount, SetFeeSchedule
+from settlement.types import AssetKind, SettlementMode
+
+CASH = "CNY"
+HOST = "127.0.0.1"
+VOTING_ROLES = (Role.BANK, Role.DEPOSITORY, Role.REGULATOR, Role.BROKER)
+SAMPLE_INSTRUMENTS: tuple[dict[str, object], ...] = (
+    {"symbol": "600000.SH", "tick_size": 1, "lot": 100, "reference_price": 1000,
+     "price_limit_pct": 10, "t_plus": 1, "settlement": "gross",
+     "commission_bps": 3, "stamp_duty_bps": 5},
+    {"symbol": "000001.SZ", "tick_size": 1, "lot": 100, "reference_price": 1200,
+     "price_limit_pct": 10, "t_plus": 1, "settlement": "cash_net",
+     "commission_bps": 3, "stamp_duty_bps": 5},
+    {"symbol": "300750.SZ", "tick_size": 1, "lot": 100, "reference_price": 18000,
+     "price_limit_pct": 20, "t_plus": 1, "settlement": "gross",
+     "commission_bps": 3, "stamp_duty_bps": 5},
+)  # fmt: skip
+ACCOUNTS_PER_BROKER = 2
+CASH_PER_ACCOUNT = 100_000_000  # fen: 1,000,000.00 CNY
+SHARES_PER_ACCOUNT = 100_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Roles:
+    """The members a venue needs by role, named as in the genesis."""
+
+    operator: str
+    regulator: str
+    cash_issuer: str
+    security_issuer: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstrumentSpec:
+    """One genesis instrument: its listing, its settlement mode and its fees."""
+
+    symbol: str
+    tick_size: int
+    lot: int
+    reference_price: int
+    price_limit_pct: int | None
+    t_plus: int
+    settlement: SettlementMode
+    commission_bps: int
+    stamp_duty_bps: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holding:
+    account: int
+    asset: str
+    amount: int
+
+
+def roles(genesis: Genesis) -> Roles:
+    """The operator (the exchange), the regulator, the first bank as cash issuer and the first
+    depository as securities issuer. Raises GenesisError naming a missing role."""
+
+    def first(role: Role) -> str:
+        for member in genesis.members:
+            if member.role is role:
+                return member.name
+        raise GenesisError("$.members", f"no member with the role {role.value!r}")
+
+    return Roles(
+        operator=genesis.exchange.name,
+        regulator=first(Role.REGULATOR),
+        cash_issuer=first(Role.BANK),
+        security_issuer=first(Role.DEPOSITORY),
+    )
+
+
+def _parse_items(items: tuple[dict[str, object], ...], cls: type[Any], path: str) -> list[Any]:
+    parser: Callable[..., Any] = wire.dataclass_parser(cls)
+    parsed = []
+    for index, item in enumerate(items):
+        value = wire.parse_command({**item, "type": "item"}, {"item": parser})
+        if isinstance(value, wire.WireError):
+            raise GenesisError(f"{path}[{index}].{value.field}", value.message)
+        parsed.append(value)
+    return parsed
+
+
+def genesis_commands(genesis: Genesis) -> tuple[Roles, list[VenueCommand]]:
+    """The roles and the commands that build the venue's state at height 0. Raises
+    GenesisError naming a bad instrument or holding field."""
+    who = roles(genesis)
+    instruments: list[InstrumentSpec] = _parse_items(
+        genesis.instruments, InstrumentSpec, "$.instruments"
+    )
+    holdings: list[Holding] = _parse_items(genesis.holdings, Holding, "$.holdings")
+    ids = iter(range(1, 10**9))
+    op = who.operator
+    commands: list[VenueCommand] = [
+        DefineAsset(command_id=next(ids), actor=op, asset=CASH, kind=AssetKind.CASH,
+                    issuer=who.cash_issuer, currency=CASH),
+        OpenAccount(command_id=next(ids), actor=op, account=FEE_ACCOUNT, broker=op),
+        OpenAccount(command_id=next(ids), actor=op, account=TAX_ACCOUNT, broker=op),
+    ]  # fmt: skip
+    for spec in instruments:
+        commands += [
+            DefineAsset(command_id=next(ids), actor=op, asset=spec.symbol,
+                        kind=AssetKind.SECURITY, issuer=who.security_issuer, currency=CASH,
+                        mode=spec.settlement),
+            SetFeeSchedule(command_id=next(ids), actor=op, asset=spec.symbol,
+                           commission_bps=spec.commission_bps,
+                           stamp_duty_bps=spec.stamp_duty_bps,
+                           fee_account=FEE_ACCOUNT, tax_account=TAX_ACCOUNT),
+            ListInstrument(symbol=spec.symbol, tick_size=spec.tick_size, lot=spec.lot,
+                           reference_price=spec.reference_price,
+                           price_limit_pct=spec.price_limit_pct, t_plus=spec.t_plus),
+        ]  # fmt: skip
+    for broker in genesis.brokers:
+        for account in broker.accounts:
+            commands.append(
+                OpenAccount(command_id=next(ids), actor=op, account=str(account),
+                            broker=broker.name)
+            )  # fmt: skip
+    for holding in holdings:
+        holder, amount = str(holding.account), holding.amount
+        if holding.asset == CASH:
+            commands.append(Deposit(command_id=next(ids), actor=who.cash_issuer, asset=CASH,
+                                    account=holder, amount=amount))  # fmt: skip
+        else:
+            commands.append(Issue(command_id=next(ids), actor=who.security_issuer,
+                                  asset=holding.asset, account=holder, amount=amount))  # fmt: skip
+    return who, commands
+
+
+def venue_from_genesis(genesis: Genesis) -> Venue:
+    """A venue at height 0. Raises GenesisError if a genesis command is refused."""
+    who, commands = genesis_commands(genesis)
+    venue = Venue(operator=who.operator, regulator=who.regulator)
+    for position, command in enumerate(commands):
+        for event in venue.apply(command):
+            kind = wire.event_to_dict(event)["type"]
+            if kind.endswith(("rejected", "refused")):
+                raise GenesisError("$", f"genesis command {position} refused: {event}")
+    venue.check()
+    return venue
+
+
+def _member_roles(count: int) -> list[Role]:
+    return [
+        VOTING_ROLES[index] if index < len(VOTING_ROLES) else Role.BANK for index in range(count)
+    ]
+
+
+def init_consortium(
+    directory: Path, *, members: int, brokers: int, base_port: int = 7400
+) -> Genesis:
+    """Write keys, node configs and a genesis for a local consortium of `members` voting
+    members (3f + 1), a non-voting exchange and `brokers` brokers. Refuses a non-empty
+    directory rather than overwrite keys."""
+    if members < 4 or faults_tolerated(members) * 3 + 1 != members:
+        raise ValueError(f"--members must be 3f + 1 and at least 4 (4, 7, 10, ...), got {members}")
+    if not 1 <= brokers <= 100:
+        raise ValueError(f"--brokers must be between 1 and 100, got {brokers}")
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty: refusing to overwrite keys")
+    directory.mkdir(parents=True, exist_ok=True)
+    counts: dict[Role, int] = {}
+    nodes: list[Member] = []
+    for index, role in enumerate([Role.EXCHANGE, *_member_roles(members)]):
+        counts[role] = counts.get(role, 0) + 1
+        name = role.value if role is Role.EXCHANGE else f"{role.value}{counts[role]}"
+        key = generate_private_key()
+        (directory / name).mkdir()
+        save_private_key(key, directory / name / "key.pem")
+        address = f"{HOST}:{base_port + index}"
+        nodes.append(Member(id=index, name=name, role=role, public_key=key.public_key,
+                            address=address, voting=role is not Role.EXCHANGE))  # fmt: skip
+        config = {"id": index, "name": name, "role": role.value, "address": address,
+                  "genesis": "../genesis.json", "store": "ledger.sqlite"}  # fmt: skip
+        (directory / name / "node.json").write_bytes(
+            orjson.dumps(config, option=orjson.OPT_INDENT_2)
+        )
+    firms: list[Broker] = []
+    holdings: list[dict[str, object]] = []
+    for number in range(1, brokers + 1):
+        key = generate_private_key()
+        folder = directory / "brokers" / f"broker{number}"
+        folder.mkdir(parents=True)
+        save_private_key(key, folder / "key.pem")
+        accounts = tuple(number * 10_000 + k for k in range(1, ACCOUNTS_PER_BROKER + 1))
+        firms.append(Broker(id=number, name=f"broker{number}", public_key=key.public_key,
+                            accounts=accounts))  # fmt: skip
+        for account in accounts:
+            holdings.append({"account": account, "asset": CASH, "amount": CASH_PER_ACCOUNT})
+            for instrument in SAMPLE_INSTRUMENTS:
+                holdings.append({"account": account, "asset": instrument["symbol"],
+                                 "amount": SHARES_PER_ACCOUNT})  # fmt: skip
+    genesis = Genesis(version=1, chain_id="jinlian-local",
+                      members=tuple(nodes), brokers=tuple(firms),
+                      instruments=SAMPLE_INSTRUMENTS, holdings=tuple(holdings))  # fmt: skip
+    venue_from_genesis(genesis)  # refuse to write a genesis the venue cannot start from
+    save_genesis(genesis, directory / "genesis.json")
+    return genesis
