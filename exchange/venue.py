@@ -104,6 +104,12 @@ class Rules:
         At most one fen per share more than the exact commission."""
         return quantity * (price + -(-price * self.security.fees.commission_bps // BPS))
 
+    def requirement(self, order: Order) -> tuple[Registry, str, int]:
+        """(registry, asset, amount) that a live order's lock must hold."""
+        if order.side is BUY:
+            return self.cash, self.currency, self.buy_need(order.price, order.quantity)
+        return self.security, self.symbol, order.quantity
+
     def held(self, asset_registry: Registry, order_id: int) -> int:
         row = asset_registry.locks.get(order_id)
         return 0 if row is None else row[1]
@@ -206,7 +212,9 @@ class Venue:
         sellable = self._sellable(rules, command.account)
         if command.quantity % rules.lot and command.quantity % rules.lot != sellable % rules.lot:
             return _refused("place", broker, command.order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)
-        return self._lock_shares(rules, command.account, command.order_id, command.quantity)
+        return self._lock_shares(
+            rules, command.account, command.order_id, command.quantity, sellable
+        )
 
     def _sellable(self, rules: Rules, account: str) -> int:
         available = rules.security.available.get(account, 0)
@@ -231,9 +239,9 @@ class Venue:
         )
 
     def _lock_shares(
-        self, rules: Rules, account: str, order_id: int, quantity: int
+        self, rules: Rules, account: str, order_id: int, quantity: int, sellable: int
     ) -> Event | None:
-        sellable = self._sellable(rules, account)
+        """Lock `quantity` shares, of which `sellable` (see `_sellable`) may be sold now."""
         if quantity > sellable:
             held = self.settlement.available(rules.symbol, account)
             return OrderUnfunded(
@@ -277,7 +285,7 @@ class Venue:
                 AmendRejected(order_id=command.order_id, symbol=command.symbol, reason=rejection)
             ]
         assert order is not None
-        problem = self._fund_amend(broker, order.account, order.side, command)
+        problem = self._fund_amend(broker, order, command)
         if problem is not None:
             return [problem]
         price = order.price if command.price is None else command.price
@@ -299,14 +307,11 @@ class Venue:
                 return R.ODD_LOT_NOT_WHOLE
         return None
 
-    def _fund_amend(
-        self, broker: str, account: str, side: Side, command: AmendOrder
-    ) -> Event | None:
+    def _fund_amend(self, broker: str, order: Order, command: AmendOrder) -> Event | None:
         """Lock what the amended order needs beyond what it holds (release comes after). A
         frozen account may amend down, which needs nothing more, but not up."""
-        order = self.matching.resting_order(command.order_id)
-        assert order is not None
         rules = self._rules[command.symbol]
+        account, side = order.account, order.side
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
         if side is BUY:
@@ -321,7 +326,8 @@ class Venue:
             return _refused("amend", broker, command.order_id, command.symbol, R.ACCOUNT_FROZEN)
         if side is BUY:
             return self._lock_cash(rules, account, command.order_id, need - held)
-        return self._lock_shares(rules, account, command.order_id, need - held)
+        sellable = self._sellable(rules, account)
+        return self._lock_shares(rules, account, command.order_id, need - held, sellable)
 
     # -- settlement of what matching did ---------------------------------------------------
 
@@ -428,11 +434,7 @@ class Venue:
             if side is not BUY:
                 settlement.release_all(symbol, order_id)
             return
-        if order.side is BUY:
-            registry, asset = rules.cash, rules.currency
-            need = rules.buy_need(order.price, order.quantity)
-        else:
-            registry, asset, need = rules.security, symbol, order.quantity
+        registry, asset, need = rules.requirement(order)
         held = rules.held(registry, order_id)
         assert held >= need, f"order {order_id} holds {held} of {asset}, needs {need}"
         if held > need:
@@ -632,11 +634,7 @@ class Venue:
         live: set[tuple[str, int]] = set()
         for symbol, rules in self._rules.items():
             for order in self.matching.book(symbol).resting():
-                if order.side is BUY:
-                    asset = rules.currency
-                    need = rules.buy_need(order.price, order.quantity)
-                else:
-                    asset, need = symbol, order.quantity
+                _, asset, need = rules.requirement(order)
                 held = self.settlement.locked_by(asset, order.order_id)
                 assert held == need, f"order {order.order_id} holds {held} {asset}, needs {need}"
                 live.add((asset, order.order_id))
