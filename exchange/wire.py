@@ -322,24 +322,23 @@ def event_to_dict(event: Any) -> dict[str, Any]:
     return data
 
 
+COMMAND_TYPES: dict[type, str] = {
+    PlaceOrder: "place",
+    CancelOrder: "cancel",
+    AmendOrder: "amend",
+    AddInstrument: "add_instrument",
+    SetPhase: "set_phase",
+}
+
+
 def command_to_dict(command: Command) -> dict[str, Any]:
     """A command as its JSON object, the inverse of `parse_command`."""
-    names = {cls: name for name, cls in _COMMAND_CLASSES.items()}
-    data: dict[str, Any] = {"type": names[type(command)]}
+    data: dict[str, Any] = {"type": COMMAND_TYPES[type(command)]}
     for name in command.__dataclass_fields__:
         value = getattr(command, name)
         if value is not None:
             data[name] = _plain(value)
     return data
-
-
-_COMMAND_CLASSES: dict[str, type] = {
-    "place": PlaceOrder,
-    "cancel": CancelOrder,
-    "amend": AmendOrder,
-    "add_instrument": AddInstrument,
-    "set_phase": SetPhase,
-}
 
 
 def _from_broker(parser: Callable[[_Fields], Any]) -> Callable[[_Fields], Any]:
