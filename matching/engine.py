@@ -146,7 +146,7 @@ class MatchingEngine:
             return RejectReason.UNKNOWN_INSTRUMENT
         if command.order_id in self._index:
             return RejectReason.DUPLICATE_ORDER_ID
-        reason = _quantity_reason(book, command.side, command.quantity)
+        reason = _quantity_reason(book, command.quantity, whole_lots=command.side is BUY)
         if reason is not None:
             return reason
         if command.kind is MARKET:
@@ -398,12 +398,13 @@ class MatchingEngine:
         assert total == len(self._index), f"index holds {len(self._index)}, books {total}"
 
 
-def _quantity_reason(book: OrderBook, side: Side, quantity: int) -> RejectReason | None:
+def _quantity_reason(book: OrderBook, quantity: int, *, whole_lots: bool) -> RejectReason | None:
+    """`whole_lots`: the quantity must be a whole number of lots (a buy's new quantity)."""
     if quantity <= 0:
         return RejectReason.NON_POSITIVE_QUANTITY
     if quantity > QUANTITY_MAX:
         return RejectReason.QUANTITY_TOO_LARGE
-    if side is BUY and quantity % book.instrument.lot:
+    if whole_lots and quantity % book.instrument.lot:
         return RejectReason.QUANTITY_NOT_A_LOT
     return None
 
@@ -430,12 +431,11 @@ def _amend_reason(
     quantity = order.quantity if command.quantity is None else command.quantity
     price = order.price if command.price is None else command.price
     if command.quantity is not None:
-        if quantity <= 0:
-            return RejectReason.NON_POSITIVE_QUANTITY
-        if quantity > QUANTITY_MAX:
-            return RejectReason.QUANTITY_TOO_LARGE
-        if order.side is BUY and quantity != order.quantity and quantity % book.instrument.lot:
-            return RejectReason.QUANTITY_NOT_A_LOT
+        # A buy may restate the odd open quantity fills left it with, not choose a new one.
+        whole_lots = order.side is BUY and quantity != order.quantity
+        reason = _quantity_reason(book, quantity, whole_lots=whole_lots)
+        if reason is not None:
+            return reason
     if command.price is not None:
         reason = _price_reason(book, price)
         if reason is not None:
