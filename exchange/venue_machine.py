@@ -6,6 +6,7 @@ from typing import Any
 
 from exchange import wire
 from exchange.venue import Venue
+from ledger.canonical import canonical_bytes
 
 
 class VenueMachine:
@@ -17,11 +18,11 @@ class VenueMachine:
     def __init__(self, venue: Venue) -> None:
         self.venue = venue
 
-    def apply(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+    def apply(self, command: dict[str, Any]) -> list[bytes]:
         parsed = wire.parse_command(command, wire.VENUE_PARSERS)
         if isinstance(parsed, wire.WireError):
-            return [parsed.to_dict()]
-        return [wire.event_to_dict(event) for event in self.venue.apply(parsed)]
+            return [canonical_bytes(parsed.to_dict())]
+        return [canonical_bytes(wire.event_to_dict(event)) for event in self.venue.apply(parsed)]
 
     def state_hash(self) -> bytes:
         return bytes.fromhex(self.venue.state_hash())

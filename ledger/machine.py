@@ -1,7 +1,9 @@
 """What the ledger replicates: any deterministic state machine over canonical commands.
 
 The ledger stores commands as canonical JSON values and commits to the events they produce and
-to the state after them; it never looks inside either. A state machine only has to be
+to the state after them; it never looks inside either. A state machine returns each event as
+its canonical bytes (`ledger.canonical`), encoded once: they are the leaves of the events tree
+and the rows the store keeps. A state machine only has to be
 deterministic: the same commands from the same state give the same events and state hash on
 every node. Invalid commands must come back as events (a rejection or an error), never as an
 exception, since every node must agree on them too.
@@ -13,16 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger.block import BlockHeader, DivergedError, check_execution, values_root
+from ledger.block import BlockHeader, DivergedError, check_execution
+from ledger.merkle import leaf_hash, root_of_leaf_hashes
 
 
 class StateMachine(Protocol):
-    def apply(self, command: dict[str, Any]) -> list[dict[str, Any]]:
-        """Apply one canonical command; its events as canonical JSON values."""
+    def apply(self, command: dict[str, Any]) -> list[bytes]:
+        """Apply one canonical command; the canonical bytes of each event it produced."""
         ...
 
     def state_hash(self) -> bytes:
-        """SHA-256 of the whole state after the commands applied so far."""
+        """A 32-byte commitment to the whole state after the commands applied so far. Called
+        once per block, so it should cost O(what changed), not O(state)."""
         ...
 
 
@@ -30,7 +34,7 @@ class StateMachine(Protocol):
 class Execution:
     """What executing a block's commands produced: what the header commits to."""
 
-    events: tuple[dict[str, Any], ...]
+    events: tuple[bytes, ...]  # canonical bytes, the leaves of the events tree
     events_root: bytes
     state_hash: bytes
 
@@ -42,11 +46,14 @@ class Execution:
 def execute(machine: StateMachine, commands: Sequence[dict[str, Any]]) -> Execution:
     """Apply `commands` in order; the events, their Merkle root and the state hash after.
     O(commands + events)."""
-    events: list[dict[str, Any]] = []
+    events: list[bytes] = []
+    apply = machine.apply
     for command in commands:
-        events.extend(machine.apply(command))
+        events.extend(apply(command))
     return Execution(
-        events=tuple(events), events_root=values_root(events), state_hash=machine.state_hash()
+        events=tuple(events),
+        events_root=root_of_leaf_hashes([leaf_hash(event) for event in events]),
+        state_hash=machine.state_hash(),
     )
 
 

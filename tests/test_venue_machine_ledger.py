@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from exchange.bench.flow import make_flow
 from exchange.bench.venue_bench import OPERATOR, venue_setup, wrap
 from exchange.venue import Venue
@@ -48,7 +50,7 @@ def test_two_members_agree_on_a_block_of_venue_commands() -> None:
     replica, divergence = re_execute(member(), header, commands)
     assert divergence is None
     assert replica.events == proposer.events
-    assert any(event["type"] == "trade_settled" for event in proposer.events)
+    assert any(orjson.loads(event)["type"] == "trade_settled" for event in proposer.events)
 
 
 def test_a_member_with_a_changed_command_diverges() -> None:
@@ -65,7 +67,7 @@ def test_a_member_with_a_changed_command_diverges() -> None:
 def test_an_unparsable_command_is_an_error_event_on_every_member() -> None:
     machine = member()
     events = machine.apply({"type": "place", "broker": "B1", "order_id": "x"})
-    assert events == [
+    assert [orjson.loads(event) for event in events] == [
         {
             "type": "error",
             "field": "order_id",
