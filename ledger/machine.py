@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger.block import BlockHeader, DivergedError, check_execution
+from ledger.block import Block, BlockHeader, DivergedError, check_execution, sign_block, values_root
+from ledger.keys import PrivateKey
 from ledger.merkle import leaf_hash, root_of_leaf_hashes
 
 
@@ -69,3 +70,31 @@ def re_execute(
         state_hash=execution.state_hash,
     )
     return execution, divergence
+
+
+def propose(
+    machine: StateMachine,
+    key: PrivateKey,
+    *,
+    proposer: int,
+    height: int,
+    parent_hash: bytes,
+    time_ns: int,
+    commands: Sequence[dict[str, Any]],
+) -> tuple[Block, Execution]:
+    """What the proposer does with a batch of sequenced commands: execute them on its own
+    machine, build the header that commits to commands, events and state, and sign it.
+    O(commands + events)."""
+    execution = execute(machine, commands)
+    header = BlockHeader(
+        height=height,
+        parent_hash=parent_hash,
+        time_ns=time_ns,
+        commands_root=values_root(commands),
+        command_count=len(commands),
+        events_root=execution.events_root,
+        event_count=execution.event_count,
+        state_hash=execution.state_hash,
+        proposer=proposer,
+    )
+    return sign_block(key, header, commands), execution
