@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from exchange import wire
@@ -18,7 +19,7 @@ class VenueMachine:
     def __init__(self, venue: Venue) -> None:
         self.venue = venue
 
-    def apply(self, command: dict[str, Any]) -> list[bytes]:
+    def apply(self, command: Mapping[str, Any]) -> list[bytes]:
         parsed = wire.parse_command(command, wire.VENUE_PARSERS)
         if isinstance(parsed, wire.WireError):
             return [canonical_bytes(parsed.to_dict())]

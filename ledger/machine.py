@@ -11,7 +11,7 @@ exception, since every node must agree on them too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from ledger.merkle import leaf_hash, root_of_leaf_hashes
 
 
 class StateMachine(Protocol):
-    def apply(self, command: dict[str, Any]) -> list[bytes]:
+    def apply(self, command: Mapping[str, Any]) -> list[bytes]:
         """Apply one canonical command; the canonical bytes of each event it produced."""
         ...
 
@@ -44,7 +44,7 @@ class Execution:
         return len(self.events)
 
 
-def execute(machine: StateMachine, commands: Sequence[dict[str, Any]]) -> Execution:
+def execute(machine: StateMachine, commands: Sequence[Mapping[str, Any]]) -> Execution:
     """Apply `commands` in order; the events, their Merkle root and the state hash after.
     O(commands + events)."""
     events: list[bytes] = []
@@ -59,7 +59,7 @@ def execute(machine: StateMachine, commands: Sequence[dict[str, Any]]) -> Execut
 
 
 def re_execute(
-    machine: StateMachine, header: BlockHeader, commands: Sequence[dict[str, Any]]
+    machine: StateMachine, header: BlockHeader, commands: Sequence[Mapping[str, Any]]
 ) -> tuple[Execution, DivergedError | None]:
     """What a member does with a proposed block: execute it, compare with the header."""
     execution = execute(machine, commands)
@@ -80,7 +80,7 @@ def propose(
     height: int,
     parent_hash: bytes,
     time_ns: int,
-    commands: Sequence[dict[str, Any]],
+    commands: Sequence[Mapping[str, Any]],
 ) -> tuple[Block, Execution]:
     """What the proposer does with a batch of sequenced commands: execute them on its own
     machine, build the header that commits to commands, events and state, and sign it.

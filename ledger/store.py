@@ -369,6 +369,20 @@ class BlockStore:
         row = self._db.execute("SELECT max(height) FROM certificates").fetchone()
         return 0 if row[0] is None else int(row[0])
 
+    def uncertified_heights(self, limit: int = BLOCKS_PAGE_MAX) -> list[int]:
+        """The lowest `limit` stored heights without a certificate, in increasing order."""
+        rows = self._db.execute(
+            "SELECT b.height FROM blocks AS b LEFT JOIN certificates AS c "
+            "ON c.height = b.height WHERE c.height IS NULL ORDER BY b.height LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def has_header_hash(self, header_hash: bytes) -> bool:
+        """Whether a stored block has this header hash."""
+        row = self._db.execute("SELECT 1 FROM blocks WHERE hash = ?", (header_hash,)).fetchone()
+        return row is not None
+
     def blocks_from(self, height: int, limit: int = BLOCKS_PAGE_MAX) -> list[StoredBlock]:
         """Up to `limit` consecutive stored blocks from `height` on, with their certificates,
         for a peer that catches up; an empty list past the tip. Raises ValueError for a height

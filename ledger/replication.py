@@ -1,0 +1,460 @@
+"""Replication as two sans-IO state machines: the exchange's `Proposer` and a `Replica`.
+
+Neither touches a socket, a clock or a thread. The shell (`ledger.node` over aiohttp, or a
+simulated network in the tests) feeds each one the messages it receives and a periodic
+`tick()`, and delivers the `Send`s they return. So the same code runs under a seeded
+simulation with drops, delays, duplicates, partitions, crashes and Byzantine peers, and in the
+real processes.
+
+The exchange (`Proposer`) sequences commands, cuts them into blocks, executes each block on
+its own state machine, stores it (an acknowledged command is in a stored block), and
+proposes it to every voting member. A `Replica` checks the block (proposer signature, parent
+link, commands root), re-executes it on its own machine, compares events root and state hash,
+stores it, and only then votes. 2f + 1 votes make a certificate, which the exchange stores
+and sends to every member. Several blocks may be in flight; if the highest certified height
+falls more than `lag_max` blocks behind the tip, the exchange refuses new commands (degraded)
+instead of running ahead unverified.
+
+Lost messages are repaired by the tick: the exchange re-proposes uncertified blocks to members
+that have not voted for them and re-sends its latest certificate; a replica that is behind,
+or knows of certificates it lacks, fetches pages of blocks with their certificates from a
+peer (the exchange first, then the members in turn) and verifies them exactly like proposals.
+
+What is evidence (stored, never voted for): a validly signed block that does not link or does
+not match its commands (`invalid_block`), one whose re-execution differs (`diverged`), two
+different signed headers at one height (`equivocation`), and a signed vote for a header the
+exchange did not propose (`bad_vote`). Bad signatures are noise and are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ledger.block import (
+    BadTimeError,
+    Block,
+    BlockHeader,
+    BrokenChainError,
+    QuorumCertificate,
+    Vote,
+    certify,
+    check_block,
+    check_certificate,
+    proposal_message,
+    sign_vote,
+)
+from ledger.canonical import canonical_bytes
+from ledger.genesis import Genesis
+from ledger.keys import PrivateKey
+from ledger.machine import StateMachine, execute, propose, re_execute
+from ledger.protocol import Blocks, Certified, Fetch, Message, Propose, VoteMessage
+from ledger.store import BLOCKS_PAGE_MAX, BlockStore, StoreCorruptError, StoredBlock
+
+PENDING_MAX: Final = 256  # blocks a replica holds ahead of its tip
+FETCH_TICKS: Final = 5  # ticks before an unanswered fetch is given up and another peer asked
+REPROPOSE_MAX: Final = 64  # uncertified blocks re-sent per tick
+QUEUE_MAX: Final = 200_000  # sequenced commands waiting for a block
+BLOCK_COMMANDS: Final = 2_000
+LAG_MAX: Final = 64  # blocks between the tip and the highest certificate before "degraded"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Deliver `message` to member `to` (a member id from the genesis)."""
+
+    to: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why the exchange did not take a command: `busy` (queue full) or `degraded`."""
+
+    code: str
+    message: str
+
+
+MachineFactory = Callable[[], StateMachine]
+
+
+def replay(
+    store: BlockStore, new_machine: MachineFactory
+) -> tuple[StateMachine, BlockHeader | None]:
+    """A machine with every stored block re-applied, and the tip header. Raises
+    `StoreCorruptError` naming the first height whose state hash the replay does not
+    reproduce (run `jinlian verify` to see why). O(stored commands)."""
+    machine = new_machine()
+    tip: BlockHeader | None = None
+    height = 1
+    while True:
+        page = store.blocks_from(height, BLOCKS_PAGE_MAX)
+        for stored in page:
+            header = stored.block.header
+            execution = execute(machine, stored.block.commands)
+            if execution.state_hash != header.state_hash:
+                raise StoreCorruptError(header.height, "replay gives a different state hash")
+            tip = header
+        if len(page) < BLOCKS_PAGE_MAX:
+            return machine, tip
+        height += len(page)
+
+
+def _header_evidence(block: Block, reason: str) -> bytes:
+    return canonical_bytes(
+        {"header": block.header.to_dict(), "signature": block.signature.hex(), "reason": reason}
+    )
+
+
+class Replica:
+    """A voting member: verifies, re-executes, stores and votes; serves catch-up."""
+
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        member_id: int,
+        key: PrivateKey,
+        store: BlockStore,
+        new_machine: MachineFactory,
+    ) -> None:
+        self.genesis = genesis
+        self.member_id = member_id
+        self.key = key
+        self.store = store
+        self.new_machine = new_machine
+        exchange = genesis.exchange
+        self.exchange_id = exchange.id
+        self.exchange_key = exchange.public_key
+        self.voters = genesis.voters()
+        self.quorum = genesis.quorum()
+        self.peers = [exchange.id] + [
+            member.id for member in genesis.members if member.id not in (member_id, exchange.id)
+        ]
+        self.machine, self.tip_header = replay(store, new_machine)
+        self.pending: dict[int, Block] = {}
+        self.uncertified: set[int] = set(store.uncertified_heights())
+        self.known_tip = self.height
+        self.known_certified = store.certified_height()
+        self.fetch_wait = 0
+        self.fetch_turn = 0
+
+    @property
+    def height(self) -> int:
+        return 0 if self.tip_header is None else self.tip_header.height
+
+    # ---- input ----
+
+    def receive(self, sender: int, message: Message) -> list[Send]:
+        """Handle one message from member `sender`; what to send in return."""
+        match message:
+            case Propose(block, certified):
+                if sender != self.exchange_id:
+                    return []
+                self.known_certified = max(self.known_certified, certified)
+                self.known_tip = max(self.known_tip, block.header.height)
+                return self._block(block, None)
+            case Certified(certificate):
+                self.known_certified = max(self.known_certified, certificate.height)
+                self._certificate(certificate)
+                return []
+            case Fetch(start, limit):
+                return [Send(sender, self._page(start, limit))]
+            case Blocks(blocks, tip, certified):
+                return self._catch_up(blocks, tip, certified)
+            case VoteMessage():
+                return []
+
+    def tick(self) -> list[Send]:
+        """Periodic work: fetch what is missing when behind or lacking certificates."""
+        if self.fetch_wait:
+            self.fetch_wait -= 1
+            return []
+        start = self.height + 1
+        missing = [h for h in self.uncertified if h <= self.known_certified]
+        if missing:
+            start = min(missing)
+        elif self.known_tip <= self.height and not self.pending:
+            return []
+        return [self._fetch(start)]
+
+    # ---- blocks ----
+
+    def _block(self, block: Block, certificate: QuorumCertificate | None) -> list[Send]:
+        height = block.header.height
+        if height <= self.height:
+            return self._known(block, certificate)
+        if height > self.height + 1:
+            return self._hold(block)
+        sends = self._extend(block, certificate)
+        while self.height + 1 in self.pending:
+            sends += self._extend(self.pending.pop(self.height + 1), None)
+        return sends
+
+    def _known(self, block: Block, certificate: QuorumCertificate | None) -> list[Send]:
+        """A block at a height already stored: a duplicate, or equivocation."""
+        height = block.header.height
+        stored = self.store.header(height)
+        assert stored is not None, f"height {height} at or below the tip is not stored"
+        if stored.hash != block.header.hash:
+            if self._signed(block):
+                first = self.store.block(height)
+                assert first is not None, f"height {height} has a header but no block"
+                self._equivocation(first, block)
+            return []
+        if certificate is not None:
+            self._certificate(certificate)
+        if height in self.uncertified:  # our vote may have been lost: send it again
+            return [
+                Send(self.exchange_id, VoteMessage(sign_vote(self.key, self.member_id, stored)))
+            ]
+        return []
+
+    def _hold(self, block: Block) -> list[Send]:
+        """A block beyond the next height: keep it (bounded) and fetch what is between."""
+        height = block.header.height
+        held = self.pending.get(height)
+        if held is not None:
+            if held.header.hash != block.header.hash and self._signed(block):
+                self._equivocation(held, block)
+            return []
+        if height - self.height > PENDING_MAX or not self._signed(block):
+            return [] if self.fetch_wait else [self._fetch(self.height + 1)]
+        self.pending[height] = block
+        return [] if self.fetch_wait else [self._fetch(self.height + 1)]
+
+    def _extend(self, block: Block, certificate: QuorumCertificate | None) -> list[Send]:
+        """Check, re-execute, store and vote for the block at the next height."""
+        error = check_block(
+            block,
+            parent=self.tip_header,
+            genesis_hash=self.genesis.hash,
+            proposer=self.exchange_id,
+            proposer_key=self.exchange_key,
+        )
+        if error is not None:
+            # Only what the signed header proves is evidence against the proposer: a header
+            # that does not extend our chain. Commands that do not match their root may have
+            # been changed by whoever relayed them, and a bad signature proves nothing.
+            if isinstance(error, BrokenChainError | BadTimeError):
+                self._evidence("invalid_block", block, str(error))
+            return []
+        header = block.header
+        valid_certificate = (
+            certificate
+            if certificate is not None
+            and check_certificate(certificate, header, self.voters, self.quorum) is None
+            else None
+        )
+        execution, divergence = re_execute(self.machine, header, block.commands)
+        if divergence is not None:
+            self._evidence("diverged", block, str(divergence))
+            self.machine, _ = replay(self.store, self.new_machine)  # undo the block
+            self.pending.clear()
+            return []
+        self.store.append(block, execution.events)
+        self.tip_header = header
+        self.known_tip = max(self.known_tip, header.height)
+        if valid_certificate is not None:
+            self.store.add_certificate(valid_certificate)
+            return []
+        self.uncertified.add(header.height)
+        return [Send(self.exchange_id, VoteMessage(sign_vote(self.key, self.member_id, header)))]
+
+    def _certificate(self, certificate: QuorumCertificate) -> None:
+        header = self.store.header(certificate.height)
+        if header is None or header.hash != certificate.header_hash:
+            return  # not stored yet (catch-up brings it with the block), or not ours
+        if check_certificate(certificate, header, self.voters, self.quorum) is None:
+            self.store.add_certificate(certificate)
+            self.uncertified.discard(certificate.height)
+
+    # ---- catch-up ----
+
+    def _fetch(self, start: int) -> Send:
+        peer = self.peers[self.fetch_turn % len(self.peers)]
+        self.fetch_turn += 1
+        self.fetch_wait = FETCH_TICKS
+        return Send(peer, Fetch(start, BLOCKS_PAGE_MAX))
+
+    def _page(self, start: int, limit: int) -> Blocks:
+        page = self.store.blocks_from(start, min(limit, BLOCKS_PAGE_MAX))
+        return Blocks(tuple(page), self.height, self.store.certified_height())
+
+    def _catch_up(self, blocks: Sequence[StoredBlock], tip: int, certified: int) -> list[Send]:
+        self.fetch_wait = 0
+        self.known_tip = max(self.known_tip, min(tip, self.height + PENDING_MAX))
+        sends: list[Send] = []
+        for stored in blocks:
+            height = stored.block.header.height
+            if height > self.height + 1:
+                break  # a gap: ask again from the tip
+            before = self.height
+            sends += self._block(stored.block, stored.certificate)
+            if height == before + 1 and self.height == before:
+                break  # refused: the rest cannot link either
+        self.known_certified = max(
+            self.known_certified, min(certified, self.store.certified_height() + len(blocks))
+        )
+        if blocks and self.known_tip > self.height:
+            sends.append(self._fetch(self.height + 1))
+        return sends
+
+    # ---- helpers ----
+
+    def _signed(self, block: Block) -> bool:
+        return block.header.proposer == self.exchange_id and self.exchange_key.verify(
+            proposal_message(block.header.hash), block.signature
+        )
+
+    def _evidence(self, kind: str, block: Block, reason: str) -> None:
+        self.store.record_evidence(kind, block.header.height, _header_evidence(block, reason))
+
+    def _equivocation(self, first: Block, second: Block) -> None:
+        """Two headers the proposer signed for one height: the proof is both, signed."""
+        signed = [
+            {"header": block.header.to_dict(), "signature": block.signature.hex()}
+            for block in (first, second)
+        ]
+        self.store.record_evidence("equivocation", first.header.height, canonical_bytes(signed))
+
+
+class Proposer:
+    """The exchange: sequences commands into blocks, collects votes into certificates."""
+
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        key: PrivateKey,
+        store: BlockStore,
+        new_machine: MachineFactory,
+        block_commands: int = BLOCK_COMMANDS,
+        queue_max: int = QUEUE_MAX,
+        lag_max: int = LAG_MAX,
+    ) -> None:
+        self.genesis = genesis
+        self.key = key
+        self.store = store
+        self.member_id = genesis.exchange.id
+        self.voters = genesis.voters()
+        self.quorum = genesis.quorum()
+        self.block_commands = block_commands
+        self.queue_max = queue_max
+        self.lag_max = lag_max
+        self.machine, self.tip_header = replay(store, new_machine)
+        self.queue: list[dict[str, Any]] = []
+        self.votes: dict[int, dict[int, Vote]] = {}
+        self.unvoted: dict[int, Block] = {}  # stored, proposed, not yet certified
+        self.proposed: dict[bytes, int] = {}  # header hash -> height, for the unvoted
+        for height in store.uncertified_heights():
+            block = store.block(height)
+            assert block is not None, f"uncertified height {height} is not stored"
+            self._await_votes(block)
+        self.certified = store.certified_height()
+        self.latest_certificate = store.certificate(self.certified) if self.certified else None
+
+    @property
+    def height(self) -> int:
+        return 0 if self.tip_header is None else self.tip_header.height
+
+    @property
+    def lag(self) -> int:
+        """Blocks stored but not yet final: the tip minus the highest certified height."""
+        return self.height - self.certified
+
+    @property
+    def degraded(self) -> bool:
+        return self.lag > self.lag_max
+
+    def submit(self, command: dict[str, Any]) -> Refused | None:
+        """Sequence a command for the next block; None if taken. Refused when degraded (the
+        exchange does not run ahead of finality) or when the queue is full."""
+        if self.degraded:
+            return Refused(
+                "degraded",
+                f"finality is {self.lag} blocks behind the tip (at most {self.lag_max}): "
+                "not accepting commands until members catch up",
+            )
+        if len(self.queue) >= self.queue_max:
+            return Refused("busy", f"{len(self.queue)} commands queued (at most {self.queue_max})")
+        self.queue.append(command)
+        return None
+
+    def cut(self, time_ns: int) -> tuple[Block | None, list[Send]]:
+        """Make, store and propose the next block from the queued commands (None if there are
+        none). Once this returns, the block's commands are acknowledged: they survive a crash.
+        `time_ns` comes from the shell's clock; it never goes below the parent's."""
+        if not self.queue:
+            return None, []
+        commands = self.queue[: self.block_commands]
+        del self.queue[: self.block_commands]
+        parent = self.tip_header
+        block, execution = propose(
+            self.machine,
+            self.key,
+            proposer=self.member_id,
+            height=self.height + 1,
+            parent_hash=self.genesis.hash if parent is None else parent.hash,
+            time_ns=time_ns if parent is None else max(time_ns, parent.time_ns),
+            commands=commands,
+        )
+        self.store.append(block, execution.events)
+        self.tip_header = block.header
+        self._await_votes(block)
+        message = Propose(block, self.certified)
+        return block, [Send(member, message) for member in self.voters if member != self.member_id]
+
+    def _await_votes(self, block: Block) -> None:
+        height = block.header.height
+        self.unvoted[height] = block
+        self.proposed[block.header.hash] = height
+        self.votes[height] = {}
+
+    def receive(self, sender: int, message: Message) -> list[Send]:
+        match message:
+            case VoteMessage(vote):
+                return self._vote(vote)
+            case Fetch(start, limit):
+                page = self.store.blocks_from(start, min(limit, BLOCKS_PAGE_MAX))
+                return [Send(sender, Blocks(tuple(page), self.height, self.certified))]
+            case _:
+                return []
+
+    def tick(self) -> list[Send]:
+        """Re-propose uncertified blocks to members that have not voted for them, oldest
+        first, and remind everyone of the latest certificate."""
+        sends: list[Send] = []
+        for height in sorted(self.unvoted)[:REPROPOSE_MAX]:
+            message = Propose(self.unvoted[height], self.certified)
+            voted = self.votes[height]
+            sends += [Send(m, message) for m in self.voters if m not in voted]
+        if self.latest_certificate is not None:
+            certified = Certified(self.latest_certificate)
+            sends += [Send(m, certified) for m in self.voters if m != self.member_id]
+        return sends
+
+    def _vote(self, vote: Vote) -> list[Send]:
+        key = self.voters.get(vote.member)
+        if key is None or not vote.verify(key):
+            return []  # noise: anyone can send bytes
+        height = self.proposed.get(vote.header_hash)
+        if height is None:
+            if not self.store.has_header_hash(vote.header_hash):
+                # a member signed a header this exchange never proposed
+                self.store.record_evidence("bad_vote", self.height, canonical_bytes(vote.to_dict()))
+            return []  # or a late vote for a block already certified
+        votes = self.votes[height]
+        votes[vote.member] = vote
+        if len(votes) < self.quorum:
+            return []
+        block = self.unvoted.pop(height)
+        del self.votes[height], self.proposed[vote.header_hash]
+        certificate = certify(block.header, votes.values())
+        self.store.add_certificate(certificate)
+        if height > self.certified:
+            self.certified = height
+            self.latest_certificate = certificate
+        message = Certified(certificate)
+        return [Send(member, message) for member in self.voters if member != self.member_id]

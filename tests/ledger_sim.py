@@ -1,0 +1,335 @@
+"""A seeded, simulated network for the replication protocol: many nodes in one process.
+
+Virtual time in milliseconds. Every message is encoded to bytes and decoded on delivery (so the
+codec is exercised), and may be dropped, delayed (which reorders), duplicated, or cut by a
+partition. Members and the exchange crash (their in-memory state is discarded; their SQLite
+store, which holds only committed transactions, survives) and restart from their store.
+Byzantine members are honest `Replica`s whose outgoing votes are rewritten.
+
+Everything random comes from one `random.Random(seed)`, keys included, so a failing seed
+replays exactly.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.block import Vote, sign_vote, vote_message
+from ledger.canonical import canonical_bytes, sha256
+from ledger.genesis import Genesis, Member, Role
+from ledger.keys import PrivateKey
+from ledger.protocol import Fetch, MalformedMessage, VoteMessage, decode, encode
+from ledger.replication import Proposer, Replica, Send
+from ledger.store import BlockStore
+
+EXCHANGE = 0
+TICK_MS = 10
+CUT_MS = 20
+
+
+class CounterMachine:
+    """A toy deterministic state machine: `{"id": n, "key": k, "add": a}` adds to a counter."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def apply(self, command: Mapping[str, Any]) -> list[bytes]:
+        key, add = command.get("key"), command.get("add")
+        if not isinstance(key, str) or type(add) is not int:
+            return [canonical_bytes({"type": "error", "id": command.get("id")})]
+        value = self.values.get(key, 0) + add
+        self.values[key] = value
+        return [canonical_bytes({"type": "added", "key": key, "value": value})]
+
+    def state_hash(self) -> bytes:
+        return sha256(canonical_bytes(self.values))
+
+
+def seeded_key(rng: random.Random) -> PrivateKey:
+    return PrivateKey(key=Ed25519PrivateKey.from_private_bytes(rng.randbytes(32)))
+
+
+def make_genesis(rng: random.Random, voters: int) -> tuple[Genesis, dict[int, PrivateKey]]:
+    keys = {member: seeded_key(rng) for member in range(voters + 1)}
+    members = tuple(
+        Member(
+            id=member,
+            name="exchange" if member == EXCHANGE else f"bank{member}",
+            role=Role.EXCHANGE if member == EXCHANGE else Role.BANK,
+            public_key=keys[member].public_key,
+            address=f"127.0.0.1:{9000 + member}",
+            voting=member != EXCHANGE,
+        )
+        for member in keys
+    )
+    genesis = Genesis(
+        version=1, chain_id="sim", members=members, brokers=(), instruments=(), holdings=()
+    )
+    return genesis, keys
+
+
+@dataclass
+class Faults:
+    drop: float = 0.0
+    duplicate: float = 0.0
+    delay_max_ms: int = 5
+    partitions: bool = False
+    member_crashes: bool = False
+    exchange_crashes: bool = False
+    byzantine: dict[int, str] = field(default_factory=dict)  # member -> behaviour
+
+
+class Sim:
+    def __init__(self, seed: int, directory: Path, faults: Faults, voters: int = 4) -> None:
+        self.rng = random.Random(seed)
+        self.directory = directory
+        self.faults = faults
+        self.genesis, self.keys = make_genesis(self.rng, voters)
+        self.now = 0
+        self.sequence = 0
+        self.queue: list[tuple[int, int, int, int, bytes]] = []
+        self.nodes: dict[int, Proposer | Replica | None] = {}
+        self.stores: dict[int, BlockStore] = {}
+        self.cut_pairs: set[frozenset[int]] = set()
+        self.next_command = 1
+        self.acknowledged: list[int] = []  # command ids in blocks the exchange stored
+        self.final: dict[int, bytes] = {}  # height -> header hash, as certificates formed
+        self.refusals: dict[str, int] = {}
+        self.malformed = 0
+        self.crashes: dict[int, int] = {}
+        self.partitions = 0
+        for member in self.keys:
+            self.start(member)
+
+    # ---- nodes ----
+
+    def start(self, member: int) -> None:
+        store = BlockStore.open(self.directory / f"{member}.sqlite", self.genesis.hash)
+        self.stores[member] = store
+        if member == EXCHANGE:
+            self.nodes[member] = Proposer(
+                genesis=self.genesis,
+                key=self.keys[member],
+                store=store,
+                new_machine=CounterMachine,
+                block_commands=50,
+                lag_max=8,
+            )
+        else:
+            self.nodes[member] = Replica(
+                genesis=self.genesis,
+                member_id=member,
+                key=self.keys[member],
+                store=store,
+                new_machine=CounterMachine,
+            )
+
+    def crash(self, member: int) -> None:
+        self.crashes[member] = self.crashes.get(member, 0) + 1
+        self.nodes[member] = None
+        self.stores[member].close()
+
+    @property
+    def exchange(self) -> Proposer | None:
+        node = self.nodes[EXCHANGE]
+        assert node is None or isinstance(node, Proposer)
+        return node
+
+    def honest(self) -> list[int]:
+        return [m for m in self.keys if m not in self.faults.byzantine]
+
+    # ---- network ----
+
+    def send(self, sender: int, sends: list[Send]) -> None:
+        for send in sends:
+            for message in self.rewrite(sender, send):
+                self.post(sender, send.to, encode(message))
+
+    def post(self, sender: int, to: int, data: bytes) -> None:
+        faults = self.faults
+        if frozenset((sender, to)) in self.cut_pairs or self.rng.random() < faults.drop:
+            return
+        copies = 2 if self.rng.random() < faults.duplicate else 1
+        for _ in range(copies):
+            self.sequence += 1
+            when = self.now + self.rng.randint(1, faults.delay_max_ms)
+            heapq.heappush(self.queue, (when, self.sequence, to, sender, data))
+
+    def rewrite(self, sender: int, send: Send) -> list[Any]:
+        """What a Byzantine member sends instead of an honest vote."""
+        behaviour = self.faults.byzantine.get(sender)
+        message = send.message
+        if behaviour is None:
+            return [message]
+        if behaviour == "silent":
+            return []
+        if behaviour == "lying_server" or not isinstance(message, VoteMessage):
+            return [message]  # a lying server lies in its catch-up pages (`lie`)
+        vote = message.vote
+        key = self.keys[sender]
+        wrong = sha256(vote.header_hash)
+        if behaviour == "bad_signature":
+            forged = Vote(member=sender, header_hash=vote.header_hash, signature=bytes(64))
+            return [VoteMessage(forged)]
+        if behaviour == "wrong_hash":
+            signature = key.sign(vote_message(wrong))
+            return [VoteMessage(Vote(member=sender, header_hash=wrong, signature=signature))]
+        if behaviour == "equivocate":
+            signature = key.sign(vote_message(wrong))
+            other = Vote(member=sender, header_hash=wrong, signature=signature)
+            return [VoteMessage(other), message]
+        if behaviour == "impersonate":  # votes in another member's name with its own key
+            victim = 1 if sender != 1 else 2
+            return [VoteMessage(Vote(member=victim, header_hash=vote.header_hash,
+                                     signature=vote.signature)), message]  # fmt: skip
+        raise AssertionError(f"unknown behaviour {behaviour}")
+
+    def deliver(self) -> None:
+        while self.queue and self.queue[0][0] <= self.now:
+            _, _, to, sender, data = heapq.heappop(self.queue)
+            node = self.nodes.get(to)
+            if node is None:
+                continue
+            message = decode(data)
+            if isinstance(message, MalformedMessage):
+                self.malformed += 1
+                continue
+            if self.faults.byzantine.get(to) == "lying_server" and isinstance(message, Fetch):
+                self.send(to, self.lie(node, sender, message))
+                continue
+            self.send(to, node.receive(sender, message))
+            self.record_finality()
+
+    def lie(self, node: Proposer | Replica, sender: int, fetch: Fetch) -> list[Send]:
+        """Serve catch-up pages whose commands were changed after signing."""
+        sends = node.receive(sender, fetch)
+        for send in sends:
+            for stored in getattr(send.message, "blocks", ()):
+                commands = stored.block.commands
+                if commands:
+                    changed = dict(commands[0])
+                    changed["add"] = int(changed.get("add", 0)) + 1
+                    object.__setattr__(stored.block, "commands", (changed, *commands[1:]))
+        return sends
+
+    def record_finality(self) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            return
+        certificate = exchange.latest_certificate
+        if certificate is not None:
+            known = self.final.setdefault(certificate.height, certificate.header_hash)
+            assert known == certificate.header_hash, f"final block {certificate.height} changed"
+
+    # ---- the run ----
+
+    def submit_some(self) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            return
+        for _ in range(self.rng.randint(0, 6)):
+            command = {"id": self.next_command, "key": f"k{self.rng.randint(1, 5)}",
+                       "add": self.rng.randint(-3, 9)}  # fmt: skip
+            refused = exchange.submit(command)
+            if refused is None:
+                self.next_command += 1
+            else:
+                self.refusals[refused.code] = self.refusals.get(refused.code, 0) + 1
+
+    def step(self, faulty: bool, load: bool = True) -> None:
+        self.now += 1
+        self.deliver()
+        if load and self.now % 3 == 0:
+            self.submit_some()
+        exchange = self.exchange
+        if exchange is not None and self.now % CUT_MS == 0:
+            block, sends = exchange.cut(time_ns=self.now * 1_000_000)
+            if block is not None:
+                self.acknowledged += [int(c["id"]) for c in block.commands]  # type: ignore[call-overload]
+            self.send(EXCHANGE, sends)
+        if self.now % TICK_MS == 0:
+            for member, node in list(self.nodes.items()):
+                if node is not None:
+                    self.send(member, node.tick())
+        if faulty:
+            self.chaos()
+
+    def chaos(self) -> None:
+        rng, faults = self.rng, self.faults
+        if self.now == 300:  # every enabled fault happens at least once
+            if faults.partitions:
+                self.partitions += 1
+                self.cut_pairs = {frozenset((1, m)) for m in self.keys if m != 1}
+            if faults.member_crashes and self.nodes[2] is not None:
+                self.crash(2)
+            if faults.exchange_crashes and self.nodes[EXCHANGE] is not None:
+                self.crash(EXCHANGE)
+            return
+        if faults.member_crashes and rng.random() < 0.004:
+            member = rng.choice([m for m in self.honest() if m != EXCHANGE])
+            if self.nodes[member] is None:
+                self.start(member)
+            elif sum(node is None for node in self.nodes.values()) == 0:
+                self.crash(member)  # at most one honest member down at a time
+        if faults.exchange_crashes and rng.random() < 0.002:
+            if self.nodes[EXCHANGE] is None:
+                self.start(EXCHANGE)
+            else:
+                self.crash(EXCHANGE)
+        if faults.partitions and rng.random() < 0.003:
+            if self.cut_pairs:
+                self.cut_pairs.clear()
+            else:
+                self.partitions += 1
+                side = rng.choice([m for m in self.keys if m != EXCHANGE])
+                self.cut_pairs = {frozenset((side, m)) for m in self.keys if m != side}
+
+    def heal(self) -> None:
+        self.cut_pairs.clear()
+        for member, node in self.nodes.items():
+            if node is None:
+                self.start(member)
+
+    def run(self, faulty_ms: int, quiet_ms: int) -> None:
+        for _ in range(faulty_ms):
+            self.step(faulty=True)
+        self.heal()
+        saved = (self.faults.drop, self.faults.duplicate)
+        self.faults.drop = self.faults.duplicate = 0.0
+        for elapsed in range(quiet_ms):
+            self.step(faulty=False, load=elapsed < quiet_ms // 2)  # then drain
+        self.faults.drop, self.faults.duplicate = saved
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+
+
+def chain(store: BlockStore) -> list[tuple[bytes, bytes]]:
+    """(header hash, state hash) at every stored height."""
+    tip = store.tip()
+    headers = [store.header(h) for h in range(1, (0 if tip is None else tip[0]) + 1)]
+    return [(h.hash, h.state_hash) for h in headers if h is not None]
+
+
+def stored_command_ids(store: BlockStore) -> list[int]:
+    tip = store.tip()
+    ids: list[int] = []
+    for height in range(1, (0 if tip is None else tip[0]) + 1):
+        block = store.block(height)
+        assert block is not None
+        ids += [int(c["id"]) for c in block.commands]  # type: ignore[call-overload]
+    return ids
+
+
+def signed_vote(sim: Sim, member: int, height: int) -> Vote:
+    header = sim.stores[EXCHANGE].header(height)
+    assert header is not None
+    return sign_vote(sim.keys[member], member, header)

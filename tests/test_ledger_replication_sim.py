@@ -1,0 +1,259 @@
+"""Deterministic simulation of replication: over many seeds, with drops, delays, duplicates,
+reordering, partitions, crashes and restarts, and Byzantine members.
+
+Properties checked on every run:
+- agreement: every honest node's store has the exchange's header (so its state hash) at every
+  height it holds;
+- final blocks are never lost or changed (checked as each certificate forms, and at the end);
+- no acknowledged command is lost, even across exchange crashes;
+- with at most f faulty members, every block becomes final and every honest member catches
+  up once the network heals; with more than f, nothing becomes final and nothing diverges.
+
+`JINLIAN_SIM_SEEDS` runs more seeds (the default keeps the suite fast).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ledger.block import proposal_message
+from ledger.protocol import Propose, VoteMessage
+from ledger.replication import Proposer, Replica, Send
+from ledger.wire import parse_header
+from tests.ledger_sim import EXCHANGE, Faults, Sim, chain, signed_vote, stored_command_ids
+
+SEEDS = int(os.environ.get("JINLIAN_SIM_SEEDS", "4"))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    """Stores on tmpfs when there is one: the simulation commits thousands of blocks."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=shm) as directory:
+            yield Path(directory)
+    else:
+        yield tmp_path
+
+
+def check_agreement(sim: Sim) -> None:
+    reference = chain(sim.stores[EXCHANGE])
+    for member in sim.honest():
+        mine = chain(sim.stores[member])
+        assert mine == reference[: len(mine)], f"member {member} diverged from the exchange"
+    for height, header_hash in sim.final.items():
+        header = sim.stores[EXCHANGE].header(height)
+        assert header is not None and header.hash == header_hash, f"final {height} lost"
+    stored = stored_command_ids(sim.stores[EXCHANGE])
+    assert stored[: len(sim.acknowledged)] == sim.acknowledged or set(sim.acknowledged) <= set(
+        stored
+    ), "an acknowledged command was lost"
+    assert len(stored) == len(set(stored)), "a command was sequenced twice"
+
+
+def check_live(sim: Sim) -> None:
+    exchange = sim.exchange
+    assert exchange is not None
+    assert exchange.height > 10, f"only {exchange.height} blocks were made"
+    assert exchange.certified == exchange.height, (
+        f"certified {exchange.certified} of {exchange.height}"
+    )
+    for member in sim.honest():
+        node = sim.nodes[member]
+        assert isinstance(node, Replica | Proposer)
+        assert node.height == exchange.height, f"member {member} at {node.height}"
+        assert sim.stores[member].certified_height() == exchange.height
+        assert sim.stores[member].uncertified_heights() == [], f"member {member} lacks a cert"
+
+
+SCENARIOS = {
+    "clean": Faults(),
+    "lossy": Faults(drop=0.2, duplicate=0.1, delay_max_ms=30),
+    "partitions": Faults(drop=0.05, delay_max_ms=15, partitions=True),
+    "member crashes": Faults(drop=0.05, duplicate=0.05, member_crashes=True),
+    "exchange crashes": Faults(drop=0.05, duplicate=0.05, exchange_crashes=True),
+    "everything": Faults(
+        drop=0.1,
+        duplicate=0.1,
+        delay_max_ms=20,
+        partitions=True,
+        member_crashes=True,
+        exchange_crashes=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_honest_consortium_agrees_and_finalizes(name: str, seed: int, workdir: Path) -> None:
+    sim = Sim(seed, workdir, SCENARIOS[name])
+    try:
+        sim.run(faulty_ms=1_500, quiet_ms=1_500)
+        check_agreement(sim)
+        check_live(sim)
+        faults = SCENARIOS[name]
+        assert bool(faults.partitions) == (sim.partitions > 0)
+        assert faults.exchange_crashes == (EXCHANGE in sim.crashes)
+        assert faults.member_crashes == any(m != EXCHANGE for m in sim.crashes)
+    finally:
+        sim.close()
+
+
+BYZANTINE = ["bad_signature", "wrong_hash", "equivocate", "silent", "lying_server",
+             "impersonate"]  # fmt: skip
+
+
+@pytest.mark.parametrize("behaviour", BYZANTINE)
+@pytest.mark.parametrize("seed", range(max(2, SEEDS // 2)))
+def test_one_byzantine_member_cannot_stop_or_split_the_ledger(
+    behaviour: str, seed: int, workdir: Path
+) -> None:
+    faults = Faults(drop=0.05, duplicate=0.05, member_crashes=True, byzantine={3: behaviour})
+    sim = Sim(seed, workdir, faults)
+    try:
+        sim.run(faulty_ms=1_500, quiet_ms=1_500)
+        check_agreement(sim)
+        check_live(sim)
+        exchange_evidence = {e.kind for e in sim.stores[EXCHANGE].evidence()}
+        if behaviour in ("wrong_hash", "equivocate"):
+            assert exchange_evidence == {"bad_vote"}, exchange_evidence
+        else:
+            assert exchange_evidence == set()
+        for member in sim.honest():
+            if member != EXCHANGE:
+                assert sim.stores[member].evidence() == [], f"member {member} accused someone"
+    finally:
+        sim.close()
+
+
+@pytest.mark.parametrize("seed", range(max(2, SEEDS // 2)))
+def test_more_than_f_faulty_members_stop_finality_without_divergence(
+    seed: int, workdir: Path
+) -> None:
+    faults = Faults(drop=0.05, byzantine={2: "silent", 3: "wrong_hash"})
+    sim = Sim(seed, workdir, faults)
+    try:
+        sim.run(faulty_ms=1_000, quiet_ms=1_000)
+        check_agreement(sim)
+        exchange = sim.exchange
+        assert exchange is not None
+        assert exchange.certified == 0 and sim.final == {}
+        assert exchange.height >= 9, "the exchange stopped before reaching its lag bound"
+        assert exchange.degraded and sim.refusals.get("degraded", 0) > 0
+        refused = exchange.submit({"id": 0, "key": "k", "add": 1})
+        assert refused is not None and refused.code == "degraded"
+        assert "blocks behind" in refused.message
+    finally:
+        sim.close()
+
+
+def test_a_member_records_equivocation_and_never_votes_twice_at_a_height(
+    workdir: Path,
+) -> None:
+    """The exchange signs two different blocks at height 1 (it is Byzantine here)."""
+    sim = Sim(7, workdir, Faults())
+    try:
+        exchange = sim.exchange
+        assert exchange is not None
+        exchange.submit({"id": 1, "key": "a", "add": 1})
+        first, _ = exchange.cut(time_ns=1)
+        assert first is not None
+        replica = sim.nodes[1]
+        assert isinstance(replica, Replica)
+        votes = replica.receive(EXCHANGE, Propose(first, 0))
+        assert [type(s.message) for s in votes] == [VoteMessage]
+        # a second exchange state, same key, different block at the same height
+        sim.stores[EXCHANGE].close()
+        other_path = workdir / "other.sqlite"
+        from ledger.store import BlockStore
+        from tests.ledger_sim import CounterMachine
+
+        other = Proposer(
+            genesis=sim.genesis,
+            key=sim.keys[EXCHANGE],
+            store=BlockStore.open(other_path, sim.genesis.hash),
+            new_machine=CounterMachine,
+        )
+        other.submit({"id": 2, "key": "b", "add": 5})
+        second, _ = other.cut(time_ns=1)
+        assert second is not None and second.header.height == 1
+        assert replica.receive(EXCHANGE, Propose(second, 0)) == []
+        evidence = sim.stores[1].evidence()
+        assert [e.kind for e in evidence] == ["equivocation"]
+        signed = orjson.loads(evidence[0].payload)
+        headers = [parse_header(item["header"]) for item in signed]
+        assert [h.hash for h in headers] == [first.header.hash, second.header.hash]  # type: ignore[union-attr]
+        key = sim.genesis.exchange.public_key
+        for header, item in zip(headers, signed, strict=True):
+            message = proposal_message(header.hash)  # type: ignore[union-attr]
+            assert key.verify(message, bytes.fromhex(item["signature"]))
+        other.store.close()
+        sim.stores[EXCHANGE] = BlockStore.open(workdir / "0.sqlite", sim.genesis.hash)
+    finally:
+        sim.close()
+
+
+def test_a_vote_is_counted_once_and_a_late_vote_is_harmless(workdir: Path) -> None:
+    sim = Sim(3, workdir, Faults())
+    try:
+        exchange = sim.exchange
+        assert exchange is not None
+        exchange.submit({"id": 1, "key": "a", "add": 1})
+        block, _ = exchange.cut(time_ns=1)
+        assert block is not None
+        vote = signed_vote(sim, 1, 1)
+        assert exchange.receive(1, VoteMessage(vote)) == []
+        assert exchange.receive(1, VoteMessage(vote)) == []  # a duplicate is not a second vote
+        assert exchange.certified == 0
+        assert exchange.receive(2, VoteMessage(signed_vote(sim, 2, 1))) == []
+        sends = exchange.receive(3, VoteMessage(signed_vote(sim, 3, 1)))
+        assert exchange.certified == 1
+        assert sorted(s.to for s in sends) == [1, 2, 3, 4]
+        assert exchange.receive(4, VoteMessage(signed_vote(sim, 4, 1))) == []
+        assert sim.stores[EXCHANGE].evidence() == []
+    finally:
+        sim.close()
+
+
+def test_a_restarted_exchange_reproposes_what_it_stored_and_never_resigns_a_height(
+    workdir: Path,
+) -> None:
+    sim = Sim(5, workdir, Faults())
+    try:
+        exchange = sim.exchange
+        assert exchange is not None
+        exchange.submit({"id": 1, "key": "a", "add": 1})
+        block, proposals = exchange.cut(time_ns=1)
+        assert block is not None and len(proposals) == 4
+        sim.crash(EXCHANGE)  # before any vote arrived
+        sim.start(EXCHANGE)
+        restarted = sim.exchange
+        assert restarted is not None and restarted.height == 1 and restarted.certified == 0
+        again = restarted.tick()
+        assert {s.to for s in again if isinstance(s.message, Propose)} == {1, 2, 3, 4}
+        assert all(s.message.block == block for s in again if isinstance(s.message, Propose))
+        restarted.submit({"id": 2, "key": "a", "add": 1})
+        following, _ = restarted.cut(time_ns=2)
+        assert following is not None and following.header.parent_hash == block.header.hash
+    finally:
+        sim.close()
+
+
+def test_sends_are_addressed_to_members_of_the_genesis(workdir: Path) -> None:
+    sim = Sim(1, workdir, Faults())
+    try:
+        members = set(sim.keys)
+        sim.run(faulty_ms=200, quiet_ms=0)
+        for node in sim.nodes.values():
+            assert node is not None
+            for send in node.tick():
+                assert isinstance(send, Send) and send.to in members
+    finally:
+        sim.close()
