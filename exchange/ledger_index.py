@@ -53,7 +53,7 @@ SCHEMA: Final = (
         tif TEXT,
         reason TEXT,
         PRIMARY KEY (height, event_idx)
-    ) STRICT""",
+    ) STRICT, WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS orders_by_order ON orders (order_id, height)",
     """CREATE TABLE IF NOT EXISTS trades (
         trade_id INTEGER PRIMARY KEY,
@@ -89,7 +89,7 @@ SCHEMA: Final = (
         account TEXT,
         amount INTEGER,
         PRIMARY KEY (height, event_idx)
-    ) STRICT""",
+    ) STRICT, WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS settlements_by_trade ON settlements (trade_id)",
     """CREATE TABLE IF NOT EXISTS balance_changes (
         height INTEGER NOT NULL,
@@ -103,7 +103,7 @@ SCHEMA: Final = (
         event TEXT NOT NULL,
         trade_id INTEGER,
         PRIMARY KEY (height, event_idx, leg)
-    ) STRICT""",
+    ) STRICT, WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS balance_changes_by_account ON balance_changes (account, asset)",
     "CREATE INDEX IF NOT EXISTS trades_by_height ON trades (height)",
 )

@@ -377,3 +377,19 @@ def test_verify_receipt_reports_bad_files(tmp_path: Path) -> None:
     garbage.write_bytes(b'{"trade_id": 1, "version": 1}')
     result = cli("verify-receipt", garbage, "--genesis", genesis)
     assert result.returncode == 1 and "no field 'genesis_hash'" in result.stdout
+
+
+def test_an_indexer_that_raises_stores_nothing(tmp_path: Path) -> None:
+    class Raising(VenueIndexer):
+        __slots__ = ()
+
+        def rows(self, *arguments: Any) -> Mapping[str, Sequence[Row]]:
+            raise ValueError("indexer bug")
+
+    chain = Chain.create(tmp_path)
+    chain.store.close()
+    chain.store = BlockStore.open(chain.node / "ledger.sqlite", indexer=Raising())
+    with pytest.raises(ValueError, match="indexer bug"):
+        chain.add_block(chain.opening())
+    assert chain.store.tip() is None and chain.store.block(1) is None
+    chain.close()
