@@ -131,6 +131,68 @@ def _demo(arguments: argparse.Namespace) -> int:
     return demo.main()
 
 
+def _verify(arguments: argparse.Namespace) -> int:
+    from exchange import ledger_audit
+
+    try:
+        report = ledger_audit.verify_node(arguments.node)
+    except ledger_audit.UsageError as error:
+        print(f"jinlian verify: {error}", file=sys.stderr)
+        return 2
+    print(ledger_audit.format_report(report))
+    return 0 if report.ok else 1
+
+
+def _receipt(arguments: argparse.Namespace) -> int:
+    from exchange import ledger_audit
+    from ledger.receipt import ReceiptError
+
+    try:
+        data = ledger_audit.receipt_bytes(
+            ledger_audit.trade_receipt(arguments.node, arguments.trade)
+        )
+        if arguments.out is None:
+            sys.stdout.buffer.write(data)
+        else:
+            arguments.out.write_bytes(data)
+    except (ledger_audit.UsageError, ReceiptError) as error:
+        print(f"jinlian receipt: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"jinlian receipt: {arguments.out}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verify_receipt(arguments: argparse.Namespace) -> int:
+    from exchange import ledger_audit
+
+    try:
+        failure = ledger_audit.verify_receipt_file(arguments.file, arguments.genesis)
+    except ledger_audit.UsageError as error:
+        print(f"jinlian verify-receipt: {error}", file=sys.stderr)
+        return 2
+    print("OK" if failure is None else f"FAILED: {failure}")
+    return 0 if failure is None else 1
+
+
+def _add_audit_commands(commands: Any) -> None:
+    verify = commands.add_parser(
+        "verify", help="check a node's whole store from the genesis (signatures, re-execution)"
+    )
+    verify.add_argument("node", type=Path, help="the node directory, DIR/<member>")
+    verify.set_defaults(run=_verify)
+    receipt = commands.add_parser("receipt", help="write a trade's receipt with its proofs")
+    receipt.add_argument("node", type=Path, help="the node directory, DIR/<member>")
+    receipt.add_argument("--trade", type=int, required=True, help="the trade id")
+    receipt.add_argument("--out", type=Path, help="the file to write (default: stdout)")
+    receipt.set_defaults(run=_receipt)
+    check = commands.add_parser("verify-receipt", help="check a trade receipt offline")
+    check.add_argument("file", type=Path)
+    check.add_argument("--genesis", type=Path, required=True, help="the genesis file")
+    check.set_defaults(run=_verify_receipt)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jinlian", description="Jinlian: a securities exchange on a shared ledger."
@@ -190,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)
+    _add_audit_commands(commands)
     return parser
 
 

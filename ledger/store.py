@@ -5,7 +5,9 @@ It stores what the ledger replicates and nothing of what the commands mean: sign
 state machine derived from them (canonical bytes, so receipts with inclusion proofs can be
 built later), quorum certificates, evidence of misbehaviour, and a `meta` table with the
 genesis hash and the schema version. Derived tables for analysts (orders, trades, balances)
-belong to the state machine's side and are not here.
+belong to the state machine's side: it passes an `Indexer`, which declares its tables and maps
+each block to rows; the store creates those tables with its schema and writes their rows in the
+block's own transaction, so a block and its derived rows are stored together or not at all.
 
 Writes:
 
@@ -30,12 +32,13 @@ file is expected (the node); readers may open the same file concurrently.
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
 from ledger.block import (
     HASH_BYTES,
@@ -106,6 +109,35 @@ _SCHEMA: Final = (
     ) STRICT""",
     "CREATE INDEX IF NOT EXISTS evidence_by_height ON evidence (height)",
 )
+
+_CORE_TABLES: Final = frozenset(
+    {"meta", "blocks", "commands", "events", "certificates", "evidence", "sqlite_sequence"}
+)
+_TABLE_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
+Row = tuple[int | str | bytes | None, ...]
+
+
+class Indexer(Protocol):
+    """Derived tables that a state machine's side keeps beside the blocks (orders, trades...).
+
+    `schema()` gives the statements that create its tables and indexes (`CREATE TABLE IF NOT
+    EXISTS ...`), run with the store's schema. `rows(...)` maps one block to the rows of each of
+    its tables, by table name; each row is a tuple of the table's columns in declared order.
+    `append` computes the rows before its transaction and inserts them inside it, so a block is
+    stored with its derived rows or not at all: an exception from `rows` stores nothing, and a
+    row that SQLite refuses (a constraint) rolls the whole block back. `rows` must be a pure
+    function of its arguments."""
+
+    def schema(self) -> Sequence[str]: ...
+
+    def rows(
+        self,
+        height: int,
+        header: BlockHeader,
+        commands: Sequence[Mapping[str, Any]],
+        events: Sequence[bytes],
+    ) -> Mapping[str, Sequence[Row]]: ...
+
 
 _META_GENESIS: Final = "genesis_hash"
 _META_VERSION: Final = "schema_version"
@@ -181,30 +213,42 @@ class BlockStore:
     """A node's block store. Build it with `BlockStore.open(path, genesis_hash=...)`; use it as
     a context manager or call `close()`. Not thread-safe: one object per thread."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, genesis_hash: bytes) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        path: Path,
+        genesis_hash: bytes,
+        indexer: Indexer | None = None,
+    ) -> None:
         self._db = connection
         self.path = path
         self.genesis_hash = genesis_hash
+        self.indexer = indexer
 
     @classmethod
-    def open(cls, path: Path, genesis_hash: bytes | None = None) -> BlockStore:
+    def open(
+        cls, path: Path, genesis_hash: bytes | None = None, *, indexer: Indexer | None = None
+    ) -> BlockStore:
         """Open the store at `path`, creating the file and its schema if absent.
 
         A new store needs `genesis_hash` (the parent of block 1) and records it; an existing
         one must have the schema version `SCHEMA_VERSION` and, if `genesis_hash` is given, that
-        genesis hash. Raises `SchemaError` otherwise, `sqlite3.Error` if SQLite cannot open
-        the file."""
+        genesis hash. `indexer`'s tables are created with the schema and filled by `append`
+        from then on (blocks stored before are not indexed). Raises `SchemaError` otherwise,
+        `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's schema."""
         if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
             raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
         if genesis_hash is None and not path.exists():
             raise SchemaError(f"{path}: a new block store needs the genesis hash")
         connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
         try:
-            stored = _prepare(connection, path, genesis_hash)
+            stored = _prepare(
+                connection, path, genesis_hash, () if indexer is None else indexer.schema()
+            )
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, stored)
+        return cls(connection, path, stored, indexer)
 
     def close(self) -> None:
         """Close the connection; committed blocks are on disk. Idempotent."""
@@ -230,9 +274,12 @@ class BlockStore:
         tip's plus one and the parent hash is the tip's hash (the genesis hash at height 1),
         and the numbers of commands and events are the header's counts.
 
+        With an indexer, its rows for the block are inserted in the same transaction.
+
         Raises `OutOfOrderError`, `ParentMismatchError`, `CountMismatchError`, or
         `CanonicalError` for a command without a canonical form, all before writing anything;
-        `sqlite3.Error` if the write fails, after which nothing of the block is stored.
+        `StoreError` for indexer rows of an unknown table or whatever the indexer raises, also
+        before; `sqlite3.Error` if the write fails, after which nothing of the block is stored.
         O(commands + events)."""
         header = block.header
         if len(block.commands) != header.command_count:
@@ -251,6 +298,7 @@ class BlockStore:
             for index, command in enumerate(block.commands)
         ]
         event_rows = [(header.height, index, bytes(event)) for index, event in enumerate(events)]
+        derived = self._derived(block, events)
         with self._transaction():
             tip = self._tip()
             expected = 1 if tip is None else tip[0] + 1
@@ -269,6 +317,30 @@ class BlockStore:
             self._db.executemany(
                 "INSERT INTO events (height, idx, data) VALUES (?, ?, ?)", event_rows
             )
+            for statement, rows in derived:
+                self._db.executemany(statement, rows)
+
+    def _derived(self, block: Block, events: Sequence[bytes]) -> list[tuple[str, Sequence[Row]]]:
+        """The indexer's rows for `block` as (INSERT statement, rows) per table."""
+        if self.indexer is None:
+            return []
+        header = block.header
+        tables = self.indexer.rows(header.height, header, block.commands, events)
+        derived: list[tuple[str, Sequence[Row]]] = []
+        for table, rows in tables.items():
+            if not _TABLE_NAME.fullmatch(table) or table in _CORE_TABLES:
+                raise StoreError(f"block {header.height}: indexer table name {table!r} refused")
+            if not rows:
+                continue
+            width = len(rows[0])
+            if width == 0 or any(len(row) != width for row in rows):
+                raise StoreError(
+                    f"block {header.height}: indexer rows of {table!r} differ in width"
+                )
+            # `table` matched a plain identifier above, so it may be formatted in.
+            statement = f"INSERT INTO {table} VALUES ({', '.join('?' * width)})"
+            derived.append((statement, rows))
+        return derived
 
     def add_certificate(self, certificate: QuorumCertificate) -> bool:
         """Store the certificate of a stored block. The caller has verified it
@@ -419,6 +491,16 @@ class BlockStore:
         ).fetchall()
         return [_evidence(row) for row in rows]
 
+    def read(self, statement: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one SQL query, for the indexer's tables: the state machine's side reads
+        what it derived without the store knowing what it means. Runs with `query_only`, so a
+        statement that would write fails (`sqlite3.Error`), as does a malformed one."""
+        self._db.execute("PRAGMA query_only = ON")
+        try:
+            return [tuple(row) for row in self._db.execute(statement, tuple(parameters))]
+        finally:
+            self._db.execute("PRAGMA query_only = OFF")
+
     # ---- internals ----
 
     @staticmethod
@@ -500,16 +582,21 @@ class _Transaction:
             self._db.execute("ROLLBACK")
 
 
-def _prepare(connection: sqlite3.Connection, path: Path, genesis_hash: bytes | None) -> bytes:
-    """Set the pragmas, create the schema if absent, check or record the meta values, and
-    return the stored genesis hash."""
+def _prepare(
+    connection: sqlite3.Connection,
+    path: Path,
+    genesis_hash: bytes | None,
+    derived_schema: Sequence[str],
+) -> bytes:
+    """Set the pragmas, create the schema (and an indexer's tables) if absent, check or record
+    the meta values, and return the stored genesis hash."""
     mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise SchemaError(f"{path}: journal mode {mode!r}, not wal")
     for pragma in _PRAGMAS:
         connection.execute(pragma)
     with _Transaction(connection, "BEGIN IMMEDIATE"):
-        for statement in _SCHEMA:
+        for statement in (*_SCHEMA, *derived_schema):
             connection.execute(statement)
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         if not meta:

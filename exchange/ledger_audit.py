@@ -1,0 +1,182 @@
+"""`jinlian verify`, `jinlian receipt` and `jinlian verify-receipt`: the venue's glue around
+`ledger.audit` and `ledger.receipt`.
+
+A node directory (`DIR/<member>`, written by `jinlian init`) holds `node.json`, whose `genesis`
+and `store` paths are relative to the directory. Every outside input is validated here and
+every failure comes back as a `UsageError` or a report line naming the value, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from exchange.consortium import venue_from_genesis
+from exchange.ledger_index import VenueIndexer
+from exchange.venue_machine import VenueMachine
+from ledger.audit import AuditReport, Authority, audit_store
+from ledger.genesis import Genesis, GenesisError, load_genesis
+from ledger.receipt import ReceiptError, build_receipt, check_receipt
+from ledger.store import BlockStore, StoreError
+
+NODE_CONFIG_BYTES_MAX: Final = 64 * 1024
+RECEIPT_BYTES_MAX: Final = 1024 * 1024
+
+
+class UsageError(Exception):
+    """A node directory, genesis, store or receipt file that cannot be used at all."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    directory: Path
+    genesis: Genesis
+    store_path: Path
+
+
+def load_node(directory: Path) -> Node:
+    """Read `directory/node.json` and the genesis it names. Raises `UsageError`."""
+    config_path = directory / "node.json"
+    value = _read_json(config_path, NODE_CONFIG_BYTES_MAX)
+    if not isinstance(value, dict):
+        raise UsageError(f"{config_path}: not a JSON object")
+    paths: dict[str, Path] = {}
+    for name in ("genesis", "store"):
+        field = value.get(name)
+        if not isinstance(field, str) or not field:
+            raise UsageError(f"{config_path}: {name} {field!r} is not a path")
+        paths[name] = directory / field
+    return Node(
+        directory=directory, genesis=_load_genesis(paths["genesis"]), store_path=paths["store"]
+    )
+
+
+def authority(genesis: Genesis) -> Authority:
+    return Authority(
+        genesis_hash=genesis.hash,
+        proposer=genesis.exchange.id,
+        proposer_key=genesis.exchange.public_key,
+        voters=genesis.voters(),
+        quorum=genesis.quorum(),
+    )
+
+
+def verify_node(directory: Path) -> AuditReport:
+    """Audit the node's whole store from its genesis. Raises `UsageError` if the node, its
+    genesis or its store cannot be opened; anything wrong inside the store is the report's."""
+    node = load_node(directory)
+    store = _open_store(node)
+    try:
+        machine = VenueMachine(venue_from_genesis(node.genesis))
+        return audit_store(store, authority(node.genesis), machine)
+    finally:
+        store.close()
+
+
+def format_report(report: AuditReport) -> str:
+    if not report.ok:
+        return f"height {report.failed_height}: {report.failure}"
+    tip = "none" if report.state_hash is None else report.state_hash.hex()
+    return (
+        f"OK: {report.blocks} blocks, {report.commands} commands, {report.events} events, "
+        f"certified height {report.certified_height}, state hash at tip {tip}"
+    )
+
+
+def trade_receipt(directory: Path, trade_id: int) -> dict[str, Any]:
+    """The receipt of trade `trade_id` from the node's store. Raises `UsageError`,
+    `ReceiptError` (unknown trade, block not certified)."""
+    node = load_node(directory)
+    store = _open_store(node)
+    try:
+        where = find_trade(store, trade_id)
+        if where is None:
+            raise ReceiptError(f"trade {trade_id} is not in {node.store_path}")
+        receipt = build_receipt(store, *where)
+    except StoreError as error:
+        raise ReceiptError(str(error)) from None
+    finally:
+        store.close()
+    return {**receipt, "trade_id": trade_id}
+
+
+def find_trade(store: BlockStore, trade_id: int) -> tuple[int, int] | None:
+    """(height, event index) of the trade: from the `trades` table, else by scanning the
+    stored events, since blocks appended by a process without the indexer are not in the
+    table. Raises `StoreError`. O(log trades) when indexed, O(events) for a miss."""
+    found = store.read("SELECT height, event_idx FROM trades WHERE trade_id = ?", (trade_id,))
+    if found:
+        return int(found[0][0]), int(found[0][1])
+    tip = store.tip()
+    for height in range(1, 0 if tip is None else tip[0] + 1):
+        for index, data in enumerate(store.events(height) or []):
+            event = orjson.loads(data)
+            if event.get("type") == "trade" and event.get("trade_id") == trade_id:
+                return height, index
+    return None
+
+
+def verify_receipt_file(path: Path, genesis_path: Path) -> str | None:
+    """None if the receipt in `path` proves a final trade under the genesis, else the first
+    failure. Raises `UsageError` if a file cannot be read."""
+    genesis = _load_genesis(genesis_path)
+    receipt = _read_json(path, RECEIPT_BYTES_MAX)
+    if not isinstance(receipt, dict):
+        return f"{path}: a receipt is a JSON object"
+    trade_id = receipt.get("trade_id")
+    if type(trade_id) is not int:
+        return f"trade_id {trade_id!r:.80} is not an integer"
+    try:
+        leaf = check_receipt(
+            receipt,
+            genesis_hash=genesis.hash,
+            voters=genesis.voters(),
+            quorum=genesis.quorum(),
+        )
+    except ReceiptError as error:
+        return str(error)
+    if not isinstance(leaf, dict) or leaf.get("type") != "trade":
+        return f"leaf is not a trade: {orjson.dumps(leaf).decode()[:120]}"
+    if leaf.get("trade_id") != trade_id:
+        return f"leaf is trade {leaf.get('trade_id')!r}, not trade {trade_id}"
+    return None
+
+
+def _open_store(node: Node) -> BlockStore:
+    if not node.store_path.is_file():
+        raise UsageError(f"no block store at {node.store_path}")
+    try:
+        return BlockStore.open(node.store_path, node.genesis.hash, indexer=VenueIndexer())
+    except (StoreError, sqlite3.Error) as error:
+        raise UsageError(f"{node.store_path}: {error}") from None
+
+
+def _load_genesis(path: Path) -> Genesis:
+    try:
+        return load_genesis(path)
+    except (GenesisError, OSError) as error:
+        raise UsageError(f"genesis: {error}") from None
+
+
+def _read_json(path: Path, size_max: int) -> object:
+    try:
+        with path.open("rb") as file:
+            data = file.read(size_max + 1)
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror or error}") from None
+    if len(data) > size_max:
+        raise UsageError(f"{path}: larger than {size_max} bytes")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise UsageError(f"{path}: not JSON: {error}") from None
+
+
+def receipt_bytes(receipt: dict[str, Any]) -> bytes:
+    """The receipt file's bytes: indented JSON with sorted keys."""
+    return orjson.dumps(receipt, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

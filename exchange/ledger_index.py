@@ -1,0 +1,339 @@
+"""The venue's derived tables in a node's block store: what analysts read with plain SQL.
+
+`VenueIndexer` is the `ledger.store.Indexer` of the venue. The block store writes its rows in the
+block's own transaction, so the tables always describe exactly the stored blocks. Every row
+names the block (`height`) and the event's position in it (`event_idx`, the leaf index in that
+block's events tree: what a receipt's inclusion proof starts from). Columns are integers or
+text; enums are their lower-case wire names. Tables (see docs/ledger.md, "Derived tables"):
+
+- `orders`: one row per order lifecycle event (accepted, rejected, order_refused,
+  order_unfunded, cancelled, reduced, amended, expired, cancel_rejected, amend_rejected).
+- `trades`: one row per `trade` event, keyed by trade id.
+- `settlements`: one row per settlement event (trade_settled, trade_cleared, position_settled,
+  asset_netted, cycle_settled, cycle_failed).
+- `balance_changes`: one row per account and asset that a settlement event moves.
+
+What the events do not carry is not invented. A block's events are the concatenation of its
+commands' events, so an event is not tied to its command: the broker of an order is known only
+from a `place` command for that order id in the same block (or from an `order_refused` event),
+and an account only from the event or that command; otherwise they are NULL, and an analyst
+joins on the order's `accepted` row. The locks that fund orders (taken on acceptance, released
+on cancel, expiry or price improvement) are venue-internal and not events, so
+`balance_changes` records the change of each account's holding (available + locked + cycle
+escrow) exactly, and its split into available and locked only where the event states it
+(NULL otherwise). The commission and stamp duty of a gross trade go to the fee and tax accounts
+of the instrument's fee schedule, which the event does not name: those credits are not rows
+(they are `commission` and `stamp_duty` in `settlements`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import orjson
+
+from ledger.block import BlockHeader
+from ledger.store import Row
+
+SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS orders (
+        height INTEGER NOT NULL,
+        event_idx INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        order_id INTEGER NOT NULL,
+        broker TEXT,
+        account TEXT,
+        symbol TEXT NOT NULL,
+        side TEXT,
+        kind TEXT,
+        price INTEGER,
+        quantity INTEGER,
+        remaining INTEGER,
+        tif TEXT,
+        reason TEXT,
+        PRIMARY KEY (height, event_idx)
+    ) STRICT, WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS orders_by_order ON orders (order_id, height)",
+    """CREATE TABLE IF NOT EXISTS trades (
+        trade_id INTEGER PRIMARY KEY,
+        height INTEGER NOT NULL,
+        event_idx INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        price INTEGER NOT NULL,
+        quantity INTEGER NOT NULL,
+        buy_order_id INTEGER NOT NULL,
+        sell_order_id INTEGER NOT NULL,
+        buy_account TEXT NOT NULL,
+        sell_account TEXT NOT NULL,
+        aggressor TEXT,
+        UNIQUE (height, event_idx)
+    ) STRICT""",
+    """CREATE TABLE IF NOT EXISTS settlements (
+        height INTEGER NOT NULL,
+        event_idx INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        trade_id INTEGER,
+        cycle_id INTEGER,
+        asset TEXT,
+        currency TEXT,
+        mode TEXT,
+        price INTEGER,
+        quantity INTEGER,
+        buyer TEXT,
+        seller TEXT,
+        buyer_cash INTEGER,
+        seller_cash INTEGER,
+        commission INTEGER,
+        stamp_duty INTEGER,
+        account TEXT,
+        amount INTEGER,
+        PRIMARY KEY (height, event_idx)
+    ) STRICT, WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS settlements_by_trade ON settlements (trade_id)",
+    """CREATE TABLE IF NOT EXISTS balance_changes (
+        height INTEGER NOT NULL,
+        event_idx INTEGER NOT NULL,
+        leg INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        holding_delta INTEGER NOT NULL,
+        available_delta INTEGER,
+        locked_delta INTEGER,
+        event TEXT NOT NULL,
+        trade_id INTEGER,
+        PRIMARY KEY (height, event_idx, leg)
+    ) STRICT, WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS balance_changes_by_account ON balance_changes (account, asset)",
+    "CREATE INDEX IF NOT EXISTS trades_by_height ON trades (height)",
+)
+TABLES: Final = ("orders", "trades", "settlements", "balance_changes")
+ORDER_EVENTS: Final = frozenset(
+    {
+        "accepted",
+        "rejected",
+        "order_refused",
+        "order_unfunded",
+        "cancelled",
+        "reduced",
+        "amended",
+        "expired",
+        "cancel_rejected",
+        "amend_rejected",
+    }
+)
+SETTLEMENT_EVENTS: Final = frozenset(
+    {
+        "trade_settled",
+        "trade_cleared",
+        "position_settled",
+        "asset_netted",
+        "cycle_settled",
+        "cycle_failed",
+    }
+)
+# (available_delta, locked_delta) per unit of the amount, for events that move one account.
+_ONE_ACCOUNT: Final[dict[str, tuple[int, int]]] = {
+    "deposited": (1, 0),
+    "issued": (1, 0),
+    "withdrawn": (-1, 0),
+    "redeemed": (-1, 0),
+}
+Balance = tuple[str, str, int, int | None, int | None]  # account, asset, holding, avail, locked
+
+
+class VenueIndexer:
+    """The venue's `Indexer`: pure, stateless; one instance may serve any number of stores."""
+
+    __slots__ = ()
+
+    def schema(self) -> Sequence[str]:
+        return SCHEMA
+
+    def rows(
+        self,
+        height: int,
+        header: BlockHeader,
+        commands: Sequence[Mapping[str, Any]],
+        events: Sequence[bytes],
+    ) -> Mapping[str, Sequence[Row]]:
+        """The rows of the four tables for one block. O(commands + events)."""
+        placed = _placed(commands)
+        orders: list[Row] = []
+        trades: list[Row] = []
+        settlements: list[Row] = []
+        balances: list[Row] = []
+        loads = orjson.loads
+        for index, data in enumerate(events):
+            event = loads(data)
+            kind = event.get("type")
+            if kind == "trade":
+                trades.append(_trade(height, index, event))
+            elif kind in ORDER_EVENTS:
+                orders.append(_order(height, index, kind, event, placed))
+            elif kind in SETTLEMENT_EVENTS:
+                settlements.append(_settlement(height, index, kind, event))
+            changes = _BALANCES.get(kind) if isinstance(kind, str) else None
+            if changes is not None:
+                trade_id = event.get("trade_id")
+                for leg, (account, asset, holding, available, locked) in enumerate(changes(event)):
+                    balances.append(
+                        (height, index, leg, account, asset, holding, available, locked, kind,
+                         trade_id)
+                    )  # fmt: skip
+        return {
+            "orders": orders,
+            "trades": trades,
+            "settlements": settlements,
+            "balance_changes": balances,
+        }
+
+
+def _placed(commands: Sequence[Mapping[str, Any]]) -> dict[int, tuple[str, str]]:
+    """order id -> (broker, account) of the block's first `place` command for it."""
+    placed: dict[int, tuple[str, str]] = {}
+    for command in commands:
+        if command.get("type") == "place":
+            order_id, broker, account = (
+                command.get("order_id"),
+                command.get("broker"),
+                command.get("account"),
+            )
+            if type(order_id) is int and type(broker) is str and type(account) is str:
+                placed.setdefault(order_id, (broker, account))
+    return placed
+
+
+def _order(
+    height: int, index: int, kind: str, event: dict[str, Any], placed: dict[int, tuple[str, str]]
+) -> Row:
+    order_id = event["order_id"]
+    broker, account = placed.get(order_id, (None, None))
+    return (
+        height,
+        index,
+        kind,
+        order_id,
+        event.get("broker", broker),
+        event.get("account", account),
+        event["symbol"],
+        event.get("side"),
+        event.get("kind"),
+        event.get("price"),
+        event.get("quantity", event.get("required")),
+        event.get("remaining"),
+        event.get("tif"),
+        event.get("reason"),
+    )
+
+
+def _trade(height: int, index: int, event: dict[str, Any]) -> Row:
+    return (
+        event["trade_id"],
+        height,
+        index,
+        event["symbol"],
+        event["price"],
+        event["quantity"],
+        event["buy_order_id"],
+        event["sell_order_id"],
+        event["buy_account"],
+        event["sell_account"],
+        event.get("aggressor"),
+    )
+
+
+def _settlement(height: int, index: int, kind: str, event: dict[str, Any]) -> Row:
+    get = event.get
+    amount = get("amount", get("shortfall", get("net", get("net_value"))))
+    return (
+        height,
+        index,
+        kind,
+        get("trade_id"),
+        get("cycle_id"),
+        get("asset"),
+        get("currency"),
+        get("mode"),
+        get("price"),
+        get("quantity"),
+        get("buyer"),
+        get("seller"),
+        get("buyer_paid", get("buyer_owes")),
+        get("seller_received", get("seller_owed")),
+        get("commission"),
+        get("stamp_duty"),
+        get("account"),
+        amount,
+    )
+
+
+def _one_account(kind: str) -> Callable[[dict[str, Any]], list[Balance]]:
+    available, locked = _ONE_ACCOUNT[kind]
+
+    def changes(event: dict[str, Any]) -> list[Balance]:
+        amount = event["amount"]
+        return [(event["account"], event["asset"], available * amount, available * amount,
+                 locked * amount)]  # fmt: skip
+
+    return changes
+
+
+def _transferred(event: dict[str, Any]) -> list[Balance]:
+    amount, asset = event["amount"], event["asset"]
+    return [
+        (event["source"], asset, -amount, -amount, 0),
+        (event["destination"], asset, amount, amount, 0),
+    ]
+
+
+def _locked(sign: int) -> Callable[[dict[str, Any]], list[Balance]]:
+    def changes(event: dict[str, Any]) -> list[Balance]:
+        amount = sign * event["amount"]
+        return [(event["account"], event["asset"], 0, -amount, amount)]
+
+    return changes
+
+
+def _trade_settled(event: dict[str, Any]) -> list[Balance]:
+    """Gross DvP: the seller's shares leave its lock for the buyer's available; the seller is
+    credited its proceeds; the buyer pays out of its order's lock, which also returns any price
+    improvement to available, an amount the event does not state: split unknown."""
+    asset, cash, quantity = event["asset"], event["currency"], event["quantity"]
+    paid, received = event["buyer_paid"], event["seller_received"]
+    return [
+        (event["seller"], asset, -quantity, 0, -quantity),
+        (event["buyer"], asset, quantity, quantity, 0),
+        (event["buyer"], cash, -paid, None, None),
+        (event["seller"], cash, received, received, 0),
+    ]
+
+
+def _trade_cleared(event: dict[str, Any]) -> list[Balance]:
+    """Net modes: the cash (and under net_net the shares) leave the lock for the cycle escrow,
+    still held by the same account: no holding changes until `position_settled`. Under cash_net
+    the shares move now, as in gross."""
+    if event["mode"] != "cash_net":
+        return []
+    asset, quantity = event["asset"], event["quantity"]
+    return [
+        (event["seller"], asset, -quantity, 0, -quantity),
+        (event["buyer"], asset, quantity, quantity, 0),
+    ]
+
+
+def _position_settled(event: dict[str, Any]) -> list[Balance]:
+    """At the cycle the escrow is released and the net position applied: the holding changes
+    by the net amount; the split between available and escrow is not stated."""
+    return [(event["account"], event["asset"], event["amount"], None, None)]
+
+
+_BALANCES: Final[dict[str, Callable[[dict[str, Any]], list[Balance]]]] = {
+    **{kind: _one_account(kind) for kind in _ONE_ACCOUNT},
+    "transferred": _transferred,
+    "locked": _locked(1),
+    "unlocked": _locked(-1),
+    "trade_settled": _trade_settled,
+    "trade_cleared": _trade_cleared,
+    "position_settled": _position_settled,
+}
