@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -193,6 +194,51 @@ def _add_audit_commands(commands: Any) -> None:
     check.set_defaults(run=_verify_receipt)
 
 
+def _node(arguments: argparse.Namespace) -> int:
+    from exchange import nodes
+
+    return _run_node(lambda: nodes.run_node(arguments.directory), "node")
+
+
+def _exchange(arguments: argparse.Namespace) -> int:
+    from exchange import nodes
+
+    return _run_node(lambda: nodes.run_exchange(arguments.directory), "exchange")
+
+
+def _up(arguments: argparse.Namespace) -> int:
+    from exchange import nodes
+
+    return _run_node(lambda: nodes.run_up(arguments.directory), "up")
+
+
+def _run_node(run: Callable[[], int], name: str) -> int:
+    from exchange.ledger_audit import UsageError
+
+    logging.basicConfig(
+        level=logging.WARNING, format=f"%(asctime)s {name} %(levelname)s %(message)s"
+    )
+    try:
+        return run()
+    except (UsageError, OSError, ValueError) as error:
+        print(f"jinlian {name}: {error}", file=sys.stderr)
+        return 2
+
+
+def _add_node_commands(commands: Any) -> None:
+    node = commands.add_parser("node", help="run one member node (DIR/<member>)")
+    node.add_argument("directory", type=Path)
+    node.set_defaults(run=_node)
+    exchange = commands.add_parser("exchange", help="run the exchange of a consortium DIR")
+    exchange.add_argument("directory", type=Path)
+    exchange.set_defaults(run=_exchange)
+    up = commands.add_parser(
+        "up", help="start the exchange and every member as processes (init DIR if empty)"
+    )
+    up.add_argument("directory", type=Path, nargs="?", default=Path("consortium"))
+    up.set_defaults(run=_up)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jinlian", description="Jinlian: a securities exchange on a shared ledger."
@@ -253,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)
     _add_audit_commands(commands)
+    _add_node_commands(commands)
     return parser
 
 

@@ -157,6 +157,7 @@ class Replica:
                 return self._block(block, None)
             case Certified(certificate):
                 self.known_certified = max(self.known_certified, certificate.height)
+                self.known_tip = max(self.known_tip, certificate.height)
                 self._certificate(certificate)
                 return []
             case Fetch(start, limit):

@@ -1,0 +1,193 @@
+"""Member nodes and the exchange as processes: `jinlian node`, `jinlian exchange`, `jinlian up`.
+
+Each node directory (`jinlian init`) holds `node.json` (id, name, address, genesis and store
+paths relative to it) and `key.pem`. A node opens its store with the venue's indexer (so the
+analysts' tables are written with every block), rebuilds its venue by replaying the store
+from the genesis, and serves until SIGINT or SIGTERM, when it closes its sockets and its store.
+`jinlian up DIR` starts the exchange and every voting member as separate processes and stops
+them all on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from exchange.consortium import init_consortium, venue_from_genesis
+from exchange.ledger_audit import UsageError, load_node
+from exchange.ledger_index import VenueIndexer
+from exchange.venue_machine import VenueMachine
+from ledger.genesis import Genesis
+from ledger.keys import load_private_key
+from ledger.node import ExchangeNode, ReplicaNode
+from ledger.replication import Proposer, Replica
+from ledger.store import BlockStore
+
+STOP_GRACE_S: Final = 5.0
+log = logging.getLogger("jinlian")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    directory: Path
+    member_id: int
+    name: str
+    address: str
+    genesis: Genesis
+    store_path: Path
+
+
+def load_config(directory: Path) -> NodeConfig:
+    """The node directory's config, genesis and identity. Raises `UsageError` naming a bad
+    value."""
+    node = load_node(directory)
+    config = orjson.loads((directory / "node.json").read_bytes())
+    member_id = config.get("id")
+    member = node.genesis.member(member_id) if type(member_id) is int else None
+    if member is None:
+        raise UsageError(f"{directory}/node.json: id {member_id!r} is not a genesis member")
+    return NodeConfig(
+        directory=directory,
+        member_id=member.id,
+        name=member.name,
+        address=member.address,
+        genesis=node.genesis,
+        store_path=node.store_path,
+    )
+
+
+def open_store(config: NodeConfig) -> BlockStore:
+    return BlockStore.open(config.store_path, config.genesis.hash, indexer=VenueIndexer())
+
+
+def build_replica(config: NodeConfig) -> ReplicaNode:
+    genesis = config.genesis
+    member = genesis.member(config.member_id)
+    if member is None or not member.voting:
+        raise UsageError(f"{config.directory}: member {config.name} is not a voting member")
+    key = load_private_key(config.directory / "key.pem")
+    replica = Replica(
+        genesis=genesis,
+        member_id=config.member_id,
+        key=key,
+        store=open_store(config),
+        new_machine=lambda: VenueMachine(venue_from_genesis(genesis)),
+    )
+    return ReplicaNode(replica, config.address)
+
+
+def build_exchange(config: NodeConfig, *, lag_max: int | None = None) -> ExchangeNode:
+    genesis = config.genesis
+    if config.member_id != genesis.exchange.id:
+        raise UsageError(f"{config.directory}: member {config.name} is not the exchange")
+    key = load_private_key(config.directory / "key.pem")
+    options = {} if lag_max is None else {"lag_max": lag_max}
+    proposer = Proposer(
+        genesis=genesis,
+        key=key,
+        store=open_store(config),
+        new_machine=lambda: VenueMachine(venue_from_genesis(genesis)),
+        **options,
+    )
+    return ExchangeNode(proposer, config.address)
+
+
+async def serve(node: ReplicaNode | ExchangeNode, what: str) -> None:
+    """Run `node` until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop.set)
+    await node.start()
+    status = node.status()
+    print(f"{what} listening on {node.address} at height {status['height']}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+        height = node.status()["height"]
+        store = node.replica.store if isinstance(node, ReplicaNode) else node.proposer.store
+        store.close()
+        print(f"{what} stopped at height {height}", flush=True)
+
+
+def run_node(directory: Path) -> int:
+    config = load_config(directory)
+    node = build_replica(config)
+    asyncio.run(serve(node, f"member {config.name}"))
+    return 0
+
+
+def run_exchange(directory: Path) -> int:
+    config = load_config(directory / "exchange")
+    node = build_exchange(config)
+    asyncio.run(serve(node, "exchange"))
+    return 0
+
+
+def start_processes(directory: Path) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    """The exchange and every voting member of `directory` as child processes."""
+    config = load_config(directory / "exchange")
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    python = [sys.executable, "-m", "exchange.cli"]
+    for member in config.genesis.members:
+        if member.voting:
+            command = [*python, "node", str(directory / member.name)]
+            children.append((member.name, subprocess.Popen(command)))
+    children.append(("exchange", subprocess.Popen([*python, "exchange", str(directory)])))
+    return children
+
+
+def stop_processes(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for _, child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for _, child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(max(0.0, deadline - time.monotonic()))
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def run_up(directory: Path, *, members: int = 4, brokers: int = 3) -> int:
+    """Initialise `directory` if it is empty, start the consortium, wait for Ctrl-C."""
+    if not (directory / "genesis.json").exists():
+        init_consortium(directory, members=members, brokers=brokers)
+        print(f"initialised a consortium in {directory}")
+    config = load_config(directory / "exchange")
+    children = start_processes(directory)
+    stopping = False
+
+    def stop(number: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"exchange at http://{config.address} (status: /status, sequencer feed: /submit)")
+    for member in config.genesis.members:
+        if member.voting:
+            print(f"  member {member.name:<12} http://{member.address}/status")
+    print("Ctrl-C stops every process.", flush=True)
+    failed = None
+    while not stopping and failed is None:
+        time.sleep(0.2)
+        failed = next((name for name, child in children if child.poll() is not None), None)
+    stop_processes(children)
+    if failed is not None and not stopping:
+        print(f"jinlian up: {failed} exited; stopped the consortium", file=sys.stderr)
+        return 1
+    print("consortium stopped")
+    return 0

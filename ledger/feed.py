@@ -1,0 +1,136 @@
+"""A client of the exchange's sequencer feed (`/submit`) and status endpoints.
+
+`submit` sends one batch and waits for its answer; `pipeline` keeps up to `window` batches in
+flight, which is how a load generator reaches the exchange's throughput. A batch is answered
+`stored` (its commands are in a stored block: acknowledged) or `refused` (`busy`,
+`degraded`, `malformed`), possibly in several `stored` parts when it spans blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import aiohttp
+import orjson
+
+from ledger.protocol import MESSAGE_BYTES_MAX
+
+
+class FeedError(Exception):
+    """The exchange refused a batch: `code` is busy, degraded or malformed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass
+class _Batch:
+    count: int
+    stored: int = 0
+    heights: list[int] = field(default_factory=list)
+    done: asyncio.Future[list[int]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Feed:
+    """`async with Feed("127.0.0.1:7400") as feed: heights = await feed.submit([...])`."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._batches: dict[int, _Batch] = {}
+        self._next = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(
+            f"http://{self.address}/submit", max_msg_size=MESSAGE_BYTES_MAX
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def submit(self, commands: Sequence[dict[str, Any]]) -> list[int]:
+        """Sequence `commands`; the heights of the blocks that store them. Raises FeedError."""
+        return await (await self.send(commands))
+
+    async def send(self, commands: Sequence[dict[str, Any]]) -> asyncio.Future[list[int]]:
+        """Send a batch without waiting for its answer; the future of its heights."""
+        assert self._ws is not None, "use Feed as an async context manager"
+        self._next += 1
+        batch = self._batches[self._next] = _Batch(len(commands))
+        await self._ws.send_bytes(orjson.dumps({"request": self._next, "commands": commands}))
+        return batch.done
+
+    async def pipeline(
+        self, batches: Iterable[Sequence[dict[str, Any]]], window: int = 8
+    ) -> list[int]:
+        """Send every batch with up to `window` unanswered; the heights, in order. A batch
+        refused as busy or degraded is retried after a pause."""
+        heights: list[int] = []
+        inflight: list[tuple[Sequence[dict[str, Any]], asyncio.Future[list[int]]]] = []
+
+        async def settle(
+            oldest: tuple[Sequence[dict[str, Any]], asyncio.Future[list[int]]],
+        ) -> None:
+            commands, future = oldest
+            while True:
+                try:
+                    heights.extend(await future)
+                    return
+                except FeedError as error:
+                    if error.code not in ("busy", "degraded"):
+                        raise
+                    await asyncio.sleep(0.01)
+                    future = await self.send(commands)
+
+        for commands in batches:
+            inflight.append((commands, await self.send(commands)))
+            if len(inflight) >= window:
+                await settle(inflight.pop(0))
+        for oldest in inflight:
+            await settle(oldest)
+        return heights
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for frame in self._ws:
+            if frame.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                continue
+            reply = orjson.loads(frame.data)
+            batch = self._batches.get(reply.get("request"))
+            if batch is None:
+                continue
+            if reply["type"] == "refused":
+                del self._batches[reply["request"]]
+                batch.done.set_exception(FeedError(reply["code"], reply["message"]))
+                continue
+            batch.stored += reply["count"]
+            batch.heights.append(reply["height"])
+            if batch.stored >= batch.count:
+                del self._batches[reply["request"]]
+                batch.done.set_result(batch.heights)
+        for batch in self._batches.values():
+            if not batch.done.done():
+                batch.done.set_exception(ConnectionError("the exchange closed the feed"))
+
+
+async def status(address: str) -> dict[str, Any]:
+    """A node's `/status`."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://{address}/status") as r:
+        value: dict[str, Any] = orjson.loads(await r.read())
+        return value

@@ -1,0 +1,478 @@
+"""The replication shell: `Proposer` and `Replica` over aiohttp on real sockets.
+
+A member node listens on its genesis address:
+
+| endpoint | what |
+|---|---|
+| `GET /ledger` (WebSocket) | the exchange's connection: proposals, certificates in; votes out |
+| `GET /blocks?from=H&limit=N` | a catch-up page (`blocks` message) for any peer |
+| `GET /status` | height, certified height, evidence count |
+
+The exchange listens on its own address (`/blocks`, `/status`, and `/submit`, the sequencer's
+feed: a WebSocket taking JSON arrays of commands and answering each batch once its block is
+stored) and dials every voting member's `/ledger`, reconnecting with backoff. Every frame is
+one protocol message (`ledger.protocol`); a malformed frame is dropped and counted, never
+fatal. All protocol decisions are in the sans-IO cores; this module only moves bytes, keeps
+time (block cutting, ticks) and bounds every queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from ledger.genesis import Genesis
+from ledger.protocol import (
+    MESSAGE_BYTES_MAX,
+    Blocks,
+    Fetch,
+    MalformedMessage,
+    Message,
+    decode,
+    encode,
+)
+from ledger.replication import Proposer, Replica, Send
+from ledger.store import BLOCKS_PAGE_MAX
+
+log = logging.getLogger("jinlian.node")
+
+TICK_S: Final = 0.05
+BLOCK_INTERVAL_S: Final = 0.005
+LINK_QUEUE_MAX: Final = 4096  # messages waiting for one peer; more are dropped (ticks repair)
+SUBMIT_BATCH_MAX: Final = 10_000  # commands in one /submit frame
+RECONNECT_S: Final = (0.05, 2.0)
+FETCH_TIMEOUT_S: Final = 10.0
+LATENCY_SAMPLES_MAX: Final = 1_000_000
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+class _Encoded:
+    """Encode each message once, however many peers it goes to."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[Message, bytes]] = {}
+
+    def __call__(self, message: Message) -> bytes:
+        hit = self._cache.get(id(message))
+        if hit is not None and hit[0] is message:
+            return hit[1]
+        data = encode(message)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[id(message)] = (message, data)
+        return data
+
+
+class _Link:
+    """One outgoing connection's bounded queue and its writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(LINK_QUEUE_MAX)
+        self.task = asyncio.create_task(self._write())
+        self.dropped = 0
+
+    def put(self, data: bytes) -> None:
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _write(self) -> None:
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            while True:
+                await self.ws.send_bytes(await self.queue.get())
+
+    def close(self) -> None:
+        self.task.cancel()
+
+
+async def _fetch_page(
+    session: aiohttp.ClientSession, address: str, fetch: Fetch
+) -> Message | MalformedMessage:
+    url = f"http://{address}/blocks"
+    params = {"from": str(fetch.start), "limit": str(min(fetch.limit, BLOCKS_PAGE_MAX))}
+    timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
+    async with session.get(url, params=params, timeout=timeout) as response:
+        if response.status != 200:
+            return MalformedMessage(f"{url}: HTTP {response.status}")
+        return decode(await response.read())
+
+
+def _fetch_request(request: web.Request) -> Fetch | web.Response:
+    try:
+        start = int(request.query.get("from", ""))
+        limit = int(request.query.get("limit", str(BLOCKS_PAGE_MAX)))
+    except ValueError:
+        return _error(400, "from and limit must be integers")
+    if start < 1 or not 1 <= limit <= BLOCKS_PAGE_MAX:
+        return _error(400, f"from {start} must be >= 1, limit {limit} in 1..{BLOCKS_PAGE_MAX}")
+    return Fetch(start, limit)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response(
+        {"error": message}, status=status, dumps=lambda v: orjson.dumps(v).decode()
+    )
+
+
+def _json(value: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(value), content_type="application/json")
+
+
+class _Shell:
+    """What both node kinds share: the HTTP server, catch-up fetches, ticks, routing."""
+
+    def __init__(self, genesis: Genesis, member_id: int, address: str) -> None:
+        self.genesis = genesis
+        self.member_id = member_id
+        self.address = address
+        self.addresses = {member.id: member.address for member in genesis.members}
+        self.encoded = _Encoded()
+        self.links: dict[int, _Link] = {}
+        self.malformed = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.sockets: set[web.WebSocketResponse] = set()  # accepted, still open
+        self.runner: web.AppRunner | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.app = web.Application(client_max_size=MESSAGE_BYTES_MAX)
+        self.app.router.add_get("/blocks", self._blocks)
+        self.app.router.add_get("/status", self._status)
+
+    # the core, provided by the subclass
+    def receive(self, sender: int, message: Message) -> list[Send]:
+        raise NotImplementedError
+
+    def tick(self) -> list[Send]:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession()
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        host, port = split_address(self.address)
+        await web.TCPSite(self.runner, host, port, reuse_address=True).start()
+        self.spawn(self._ticker())
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for link in list(self.links.values()):
+            link.close()
+        for ws in list(self.sockets):  # or the server would wait for its handlers
+            await ws.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+
+    def spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task failed", exc_info=task.exception())
+
+    def route(self, sends: list[Send]) -> None:
+        for send in sends:
+            if isinstance(send.message, Fetch):
+                self.spawn(self._fetch(send.to, send.message))
+                continue
+            link = self.links.get(send.to)
+            if link is not None:
+                link.put(self.encoded(send.message))
+
+    def handle(self, sender: int, data: bytes | str) -> None:
+        message = decode(data)
+        if isinstance(message, MalformedMessage):
+            self.malformed += 1
+            log.warning("dropped a message from member %s: %s", sender, message)
+            return
+        self.route(self.receive(sender, message))
+
+    async def _fetch(self, peer: int, fetch: Fetch) -> None:
+        address = self.addresses.get(peer)
+        if address is None or self.session is None:
+            return
+        try:
+            message = await _fetch_page(self.session, address, fetch)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            log.info("catch-up from member %s failed: %s", peer, error)
+            return
+        if isinstance(message, MalformedMessage) or not isinstance(message, Blocks):
+            self.malformed += 1
+            return
+        self.route(self.receive(peer, message))
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.route(self.tick())
+
+    async def _blocks(self, request: web.Request) -> web.StreamResponse:
+        fetch = _fetch_request(request)
+        if isinstance(fetch, web.Response):
+            return fetch
+        sends = self.receive(-1, fetch)
+        return web.Response(body=encode(sends[0].message), content_type="application/json")
+
+    async def _status(self, request: web.Request) -> web.StreamResponse:
+        return _json(self.status())
+
+
+class ReplicaNode(_Shell):
+    """A voting member on the network."""
+
+    def __init__(self, replica: Replica, address: str) -> None:
+        super().__init__(replica.genesis, replica.member_id, address)
+        self.replica = replica
+        self.exchange_id = replica.exchange_id
+        self.app.router.add_get("/ledger", self._ledger)
+
+    def receive(self, sender: int, message: Message) -> list[Send]:
+        return self.replica.receive(sender, message)
+
+    def tick(self) -> list[Send]:
+        return self.replica.tick()
+
+    def status(self) -> dict[str, Any]:
+        store = self.replica.store
+        return {
+            "member": self.member_id,
+            "height": self.replica.height,
+            "certified": store.certified_height(),
+            "evidence": len(store.evidence()),
+            "exchange_connected": self.exchange_id in self.links,
+            "malformed": self.malformed,
+        }
+
+    async def _ledger(self, request: web.Request) -> web.StreamResponse:
+        """The exchange's connection. Messages are signed, so the socket needs no login; a
+        newer connection replaces an older one."""
+        ws = web.WebSocketResponse(max_msg_size=MESSAGE_BYTES_MAX, heartbeat=5.0)
+        await ws.prepare(request)
+        old = self.links.pop(self.exchange_id, None)
+        if old is not None:
+            old.close()
+        link = self.links[self.exchange_id] = _Link(ws)
+        self.sockets.add(ws)
+        try:
+            async for frame in ws:
+                if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                    self.handle(self.exchange_id, frame.data)
+        finally:
+            if self.links.get(self.exchange_id) is link:
+                del self.links[self.exchange_id]
+            link.close()
+            self.sockets.discard(ws)
+        return ws
+
+
+@dataclass
+class _Pending:
+    """A /submit batch waiting for its block: where to answer, and when it was sequenced."""
+
+    ws: web.WebSocketResponse
+    request: Any
+    count: int
+    sequenced_ns: int
+
+
+@dataclass
+class Finality:
+    """Sequencing-to-certificate latency of every finalized command, for `/status`."""
+
+    finalized_commands: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES_MAX))
+
+    def percentile(self, fraction: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class ExchangeNode(_Shell):
+    """The exchange on the network: the sequencer's feed, block cutting, proposals."""
+
+    def __init__(
+        self,
+        proposer: Proposer,
+        address: str,
+        *,
+        block_interval_s: float = BLOCK_INTERVAL_S,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(proposer.genesis, proposer.member_id, address)
+        self.proposer = proposer
+        self.block_interval_s = block_interval_s
+        self.clock = clock
+        self.waiting: deque[_Pending] = deque()  # in sequence order, as in proposer.queue
+        self.queued = 0
+        self.sequenced_at: dict[int, list[tuple[int, int]]] = {}  # height -> (count, ns)
+        self.finality = Finality()
+        self.wake = asyncio.Event()
+        self.app.router.add_get("/submit", self._submit)
+
+    def receive(self, sender: int, message: Message) -> list[Send]:
+        before = set(self.proposer.unvoted)
+        sends = self.proposer.receive(sender, message)
+        if len(self.proposer.unvoted) < len(before):
+            now = time.monotonic_ns()
+            for height in before - set(self.proposer.unvoted):
+                for count, sequenced in self.sequenced_at.pop(height, ()):
+                    self.finality.finalized_commands += count
+                    latency = (now - sequenced) / 1e6
+                    self.finality.latencies_ms.extend([latency] * count)
+        return sends
+
+    def tick(self) -> list[Send]:
+        return self.proposer.tick()
+
+    def status(self) -> dict[str, Any]:
+        proposer = self.proposer
+        return {
+            "member": self.member_id,
+            "height": proposer.height,
+            "certified": proposer.certified,
+            "lag": proposer.lag,
+            "degraded": proposer.degraded,
+            "queued": len(proposer.queue),
+            "members_connected": sorted(self.links),
+            "finalized_commands": self.finality.finalized_commands,
+            "finality_p50_ms": self.finality.percentile(0.5),
+            "finality_p99_ms": self.finality.percentile(0.99),
+            "malformed": self.malformed,
+        }
+
+    async def start(self) -> None:
+        await super().start()
+        for member in self.proposer.voters:
+            if member != self.member_id:
+                self.spawn(self._dial(member))
+        self.spawn(self._cutter())
+
+    async def _dial(self, member: int) -> None:
+        assert self.session is not None
+        url = f"http://{self.addresses[member]}/ledger"
+        delay = RECONNECT_S[0]
+        while True:
+            try:
+                async with self.session.ws_connect(
+                    url, max_msg_size=MESSAGE_BYTES_MAX, heartbeat=5.0
+                ) as ws:
+                    delay = RECONNECT_S[0]
+                    link = self.links[member] = _Link(ws)
+                    self.route(self.proposer.tick())  # what it may have missed
+                    try:
+                        async for frame in ws:
+                            if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                                self.handle(member, frame.data)
+                    finally:
+                        del self.links[member]
+                        link.close()
+            except (aiohttp.ClientError, OSError) as error:
+                log.debug("member %s unreachable: %s", member, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_S[1])
+
+    async def _cutter(self) -> None:
+        proposer = self.proposer
+        while True:
+            if len(proposer.queue) < proposer.block_commands:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.block_interval_s)
+            self.wake.clear()
+            self.cut()
+            await asyncio.sleep(0)  # let votes and submissions in between blocks
+
+    def cut(self) -> None:
+        proposer = self.proposer
+        block, sends = proposer.cut(self.clock())
+        if block is None:
+            return
+        self.route(sends)
+        height, remaining = block.header.height, len(block.commands)
+        answered: list[tuple[_Pending, int, int]] = []
+        stamps = self.sequenced_at.setdefault(height, [])
+        while remaining:
+            pending = self.waiting[0]
+            taken = min(pending.count, remaining)
+            answered.append((pending, taken, height))
+            stamps.append((taken, pending.sequenced_ns))
+            remaining -= taken
+            pending.count -= taken
+            if pending.count == 0:
+                self.waiting.popleft()
+        for pending, count, at in answered:
+            if not pending.ws.closed:
+                reply = {"type": "stored", "request": pending.request, "count": count,
+                         "height": at}  # fmt: skip
+                self.spawn(pending.ws.send_bytes(orjson.dumps(reply)))
+
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
+        """The sequencer's feed: `{"request": any, "commands": [...]}` frames; each batch is
+        answered `stored` (with its height) once in a stored block, or `refused`."""
+        ws = web.WebSocketResponse(max_msg_size=MESSAGE_BYTES_MAX, heartbeat=5.0)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        try:
+            async for frame in ws:
+                if frame.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                    continue
+                reply = self._sequence(ws, frame.data)
+                if reply is not None:
+                    await ws.send_bytes(orjson.dumps(reply))
+        finally:
+            self.sockets.discard(ws)
+        return ws
+
+    def _sequence(self, ws: web.WebSocketResponse, data: bytes | str) -> dict[str, Any] | None:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            return {"type": "refused", "code": "malformed", "message": f"not JSON: {error}"}
+        request = value.get("request") if isinstance(value, dict) else None
+        commands = value.get("commands") if isinstance(value, dict) else None
+        if not isinstance(commands, list) or not 1 <= len(commands) <= SUBMIT_BATCH_MAX:
+            message = f"commands must be a list of 1..{SUBMIT_BATCH_MAX} objects"
+            return {"type": "refused", "request": request, "code": "malformed", "message": message}
+        for index, command in enumerate(commands):
+            if not isinstance(command, dict):
+                return {"type": "refused", "request": request, "code": "malformed",
+                        "message": f"commands[{index}] is not an object"}  # fmt: skip
+        proposer = self.proposer
+        room = proposer.queue_max - len(proposer.queue)
+        if room < len(commands) and not proposer.degraded:
+            return {"type": "refused", "request": request, "code": "busy",
+                    "message": f"{len(proposer.queue)} commands queued "
+                               f"(at most {proposer.queue_max})"}  # fmt: skip
+        for command in commands:
+            refused = proposer.submit(command)
+            if refused is not None:  # only before the first: degraded is checked per command
+                return {"type": "refused", "request": request, "code": refused.code,
+                        "message": refused.message}  # fmt: skip
+        self.waiting.append(_Pending(ws, request, len(commands), time.monotonic_ns()))
+        if len(proposer.queue) >= proposer.block_commands:
+            self.wake.set()
+        return None

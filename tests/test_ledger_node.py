@@ -1,0 +1,175 @@
+"""The exchange and four members on real loopback sockets, in one process: blocks become
+final on every member, a stopped member catches up, bad frames and bad requests are answered
+and never crash a node."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from exchange.nodes import build_exchange, build_replica, load_config
+from ledger.feed import Feed, FeedError, status
+from ledger.node import ExchangeNode, ReplicaNode
+from tests.consortium_net import make_consortium, opening, orders, until
+
+MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+
+
+class Consortium:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.exchange: ExchangeNode | None = None
+        self.members: dict[str, ReplicaNode] = {}
+
+    @property
+    def address(self) -> str:
+        return load_config(self.directory / "exchange").address
+
+    async def start_member(self, name: str) -> ReplicaNode:
+        node = build_replica(load_config(self.directory / name))
+        await node.start()
+        self.members[name] = node
+        return node
+
+    async def stop_member(self, name: str) -> None:
+        node = self.members.pop(name)
+        await node.stop()
+        node.replica.store.close()
+
+    async def start(self, lag_max: int | None = None) -> None:
+        for name in MEMBERS:
+            await self.start_member(name)
+        self.exchange = build_exchange(load_config(self.directory / "exchange"), lag_max=lag_max)
+        await self.exchange.start()
+
+    async def stop(self) -> None:
+        for name in list(self.members):
+            await self.stop_member(name)
+        if self.exchange is not None:
+            await self.exchange.stop()
+            self.exchange.proposer.store.close()
+
+    async def final_everywhere(self, height: int) -> bool:
+        assert self.exchange is not None
+        if self.exchange.proposer.certified < height:
+            return False
+        return all(
+            node.replica.height >= height and node.replica.store.certified_height() >= height
+            for node in self.members.values()
+        )
+
+
+@pytest.fixture
+async def consortium(tmp_path: Path) -> AsyncIterator[Consortium]:
+    make_consortium(tmp_path / "c")
+    running = Consortium(tmp_path / "c")
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_blocks_become_final_on_every_member_with_identical_state(
+    consortium: Consortium,
+) -> None:
+    async with Feed(consortium.address) as feed:
+        heights = await feed.submit(opening())
+        assert heights == [1]
+        heights = await feed.pipeline([orders(1 + 100 * k, 100) for k in range(10)], window=4)
+    tip = max(heights)
+    await until(lambda: consortium.final_everywhere(tip), what="finality on every member")
+    assert consortium.exchange is not None
+    store = consortium.exchange.proposer.store
+    for node in consortium.members.values():
+        for height in range(1, tip + 1):
+            assert node.replica.store.header(height) == store.header(height)
+    trades = store.read("SELECT count(*) FROM trades", ())
+    assert trades[0][0] == 500  # every buy met a sell
+    info = await status(consortium.address)
+    assert info["certified"] == tip and info["lag"] == 0 and info["degraded"] is False
+    assert info["finalized_commands"] == 1002 and info["finality_p99_ms"] is not None
+
+
+async def test_a_stopped_member_catches_up_from_its_peers(consortium: Consortium) -> None:
+    await consortium.stop_member("broker1")
+    async with Feed(consortium.address) as feed:
+        await feed.submit(opening())
+        heights = await feed.pipeline([orders(1 + 50 * k, 50) for k in range(6)])
+    tip = max(heights)
+    assert consortium.exchange is not None
+    await until(lambda: _certified(consortium, tip), what="finality with three of four members")
+    node = await consortium.start_member("broker1")
+    await until(lambda: consortium.final_everywhere(tip), what="the restarted member")
+    header = consortium.exchange.proposer.store.header(tip)
+    assert node.replica.store.header(tip) == header
+    assert node.replica.store.evidence() == []
+
+
+async def _certified(consortium: Consortium, height: int) -> bool:
+    assert consortium.exchange is not None
+    return consortium.exchange.proposer.certified >= height
+
+
+async def test_bad_frames_and_requests_get_errors_and_nodes_keep_working(
+    consortium: Consortium,
+) -> None:
+    member = load_config(consortium.directory / "bank1").address
+    async with aiohttp.ClientSession() as session:
+        for query in ("from=x", "from=0", "from=1&limit=100000"):
+            async with session.get(f"http://{member}/blocks?{query}") as response:
+                assert response.status == 400
+                assert "from" in (await response.json())["error"]
+        async with session.ws_connect(f"http://{member}/ledger") as ws:
+            await ws.send_bytes(b"not json")
+            await ws.send_bytes(orjson.dumps({"type": "propose", "block": {}, "certified": 0}))
+            await ws.send_bytes(orjson.dumps({"type": "gossip"}))
+        async with session.ws_connect(f"http://{consortium.address}/submit") as ws:
+            for frame, code in (
+                (b"{", "malformed"),
+                (orjson.dumps({"request": 1, "commands": []}), "malformed"),
+                (orjson.dumps({"request": 2, "commands": [1]}), "malformed"),
+            ):
+                await ws.send_bytes(frame)
+                reply = orjson.loads((await ws.receive()).data)
+                assert reply["type"] == "refused" and reply["code"] == code, reply
+    await until(lambda: _malformed(consortium, "bank1", 3), what="the member to count bad frames")
+    async with Feed(consortium.address) as feed:  # still working
+        assert await feed.submit(opening()) == [1]
+        heights = await feed.submit([{"type": "place", "broker": "broker1", "order_id": "x"}])
+    await until(lambda: consortium.final_everywhere(heights[0]), what="finality")
+    assert consortium.exchange is not None
+    events = consortium.exchange.proposer.store.events(heights[0])
+    assert events is not None and orjson.loads(events[0])["type"] == "error"
+
+
+async def _malformed(consortium: Consortium, name: str, count: int) -> bool:
+    return consortium.members[name].malformed >= count
+
+
+async def test_the_exchange_degrades_instead_of_running_ahead_of_finality(
+    tmp_path: Path,
+) -> None:
+    make_consortium(tmp_path / "c")
+    running = Consortium(tmp_path / "c")
+    await running.start(lag_max=2)
+    try:
+        for name in ("bank1", "depository1"):  # two of four: no quorum
+            await running.stop_member(name)
+        async with Feed(running.address) as feed:
+            for k in range(3):
+                await feed.submit(orders(1 + 10 * k, 10))
+            with pytest.raises(FeedError) as refused:
+                for k in range(3, 6):
+                    await feed.submit(orders(1 + 10 * k, 10))
+            assert refused.value.code == "degraded"
+            info = await status(running.address)
+            assert info["degraded"] is True and info["certified"] == 0
+            await running.start_member("bank1")  # quorum again: finality resumes
+            await until(lambda: _certified(running, 3), what="finality after recovery")
+            assert (await status(running.address))["degraded"] is False
+            await feed.submit(orders(100, 10))
+    finally:
+        await running.stop()
