@@ -116,6 +116,10 @@ def _init(arguments: argparse.Namespace) -> int:
 
 
 def _bench(arguments: argparse.Namespace) -> int:
+    if arguments.target == "ledger":
+        from exchange.bench import ledger_bench
+
+        return ledger_bench.main(arguments)
     if arguments.target == "venue":
         from exchange.bench import venue_bench
 
@@ -295,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     venue_target.add_argument("--net-accounts", type=int, default=1_000)
     venue_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     venue_target.set_defaults(run=_bench)
+
+    ledger_target = targets.add_parser(
+        "ledger", help="exchange + 4 members as processes: commands finalized per second"
+    )
+    ledger_target.add_argument("--seed", type=int, default=1)
+    ledger_target.add_argument("--messages", type=int, default=100_000, help="timed commands")
+    ledger_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
+    ledger_target.add_argument("--base-port", type=int, default=7600, help="first of 5 ports")
+    ledger_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ledger_target.set_defaults(run=_bench)
 
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)

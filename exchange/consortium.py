@@ -176,12 +176,27 @@ def _member_roles(count: int) -> list[Role]:
     ]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Market:
+    """What a new consortium trades and how its brokers' accounts are funded."""
+
+    instruments: tuple[dict[str, object], ...] = SAMPLE_INSTRUMENTS
+    accounts_per_broker: int = ACCOUNTS_PER_BROKER
+    cash_per_account: int = CASH_PER_ACCOUNT  # fen
+    shares_per_account: int = SHARES_PER_ACCOUNT  # of every instrument
+
+
 def init_consortium(
-    directory: Path, *, members: int, brokers: int, base_port: int = 7400
+    directory: Path,
+    *,
+    members: int,
+    brokers: int,
+    base_port: int = 7400,
+    market: Market = Market(),  # frozen: one shared default is safe
 ) -> Genesis:
     """Write keys, node configs and a genesis for a local consortium of `members` voting
-    members (3f + 1), a non-voting exchange and `brokers` brokers. Refuses a non-empty
-    directory rather than overwrite keys."""
+    members (3f + 1), a non-voting exchange and `brokers` brokers whose accounts hold
+    `market`'s cash and shares. Refuses a non-empty directory rather than overwrite keys."""
     if members < 4 or faults_tolerated(members) * 3 + 1 != members:
         raise ValueError(f"--members must be 3f + 1 and at least 4 (4, 7, 10, ...), got {members}")
     if not 1 <= brokers <= 100:
@@ -212,17 +227,17 @@ def init_consortium(
         folder = directory / "brokers" / f"broker{number}"
         folder.mkdir(parents=True)
         save_private_key(key, folder / "key.pem")
-        accounts = tuple(number * 10_000 + k for k in range(1, ACCOUNTS_PER_BROKER + 1))
+        accounts = tuple(number * 10_000 + k for k in range(1, market.accounts_per_broker + 1))
         firms.append(Broker(id=number, name=f"broker{number}", public_key=key.public_key,
                             accounts=accounts))  # fmt: skip
         for account in accounts:
-            holdings.append({"account": account, "asset": CASH, "amount": CASH_PER_ACCOUNT})
-            for instrument in SAMPLE_INSTRUMENTS:
+            holdings.append({"account": account, "asset": CASH, "amount": market.cash_per_account})
+            for instrument in market.instruments:
                 holdings.append({"account": account, "asset": instrument["symbol"],
-                                 "amount": SHARES_PER_ACCOUNT})  # fmt: skip
+                                 "amount": market.shares_per_account})  # fmt: skip
     genesis = Genesis(version=1, chain_id="jinlian-local",
                       members=tuple(nodes), brokers=tuple(firms),
-                      instruments=SAMPLE_INSTRUMENTS, holdings=tuple(holdings))  # fmt: skip
+                      instruments=market.instruments, holdings=tuple(holdings))  # fmt: skip
     venue_from_genesis(genesis)  # refuse to write a genesis the venue cannot start from
     save_genesis(genesis, directory / "genesis.json")
     return genesis

@@ -51,11 +51,32 @@ def canonical_bytes(value: object) -> bytes:
     the signed 64-bit range, a lone surrogate, an unsupported type or nesting past `DEPTH_MAX`.
     O(size of the value).
     """
+    if type(value) is dict and _flat(value):  # a command or an event: nothing to copy
+        return orjson.dumps(value, option=_SORTED)
     try:
         plain = _plain(value, 0)
     except _RefusedError as refused:
         raise CanonicalError(_path(refused.trail), refused.reason) from None
     return orjson.dumps(plain, option=_SORTED)
+
+
+def _flat(value: dict[object, object]) -> bool:
+    """Whether `value` is an object of ASCII keys and plain scalars that orjson already
+    encodes canonically (exact ints in range, ASCII strings, bools, null). Anything else,
+    including what must be refused, takes the general path. O(fields)."""
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(item)
+        if kind is int:
+            if not INTEGER_MIN <= item <= INTEGER_MAX:  # type: ignore[operator]
+                return False
+        elif kind is str:
+            if not item.isascii():  # type: ignore[attr-defined]
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
 
 
 def parse_canonical(data: bytes) -> object:

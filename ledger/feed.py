@@ -129,8 +129,9 @@ class Feed:
                 batch.done.set_exception(ConnectionError("the exchange closed the feed"))
 
 
-async def status(address: str) -> dict[str, Any]:
-    """A node's `/status`."""
-    async with aiohttp.ClientSession() as session, session.get(f"http://{address}/status") as r:
+async def status(address: str, after: int = 0) -> dict[str, Any]:
+    """A node's `/status` (finality percentiles over the blocks above `after`)."""
+    url = f"http://{address}/status?after={after}"
+    async with aiohttp.ClientSession() as session, session.get(url) as r:
         value: dict[str, Any] = orjson.loads(await r.read())
         return value

@@ -160,7 +160,7 @@ class _Shell:
     def tick(self) -> list[Send]:
         raise NotImplementedError
 
-    def status(self) -> dict[str, Any]:
+    def status(self, after: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -237,7 +237,10 @@ class _Shell:
         return web.Response(body=encode(sends[0].message), content_type="application/json")
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
-        return _json(self.status())
+        after = request.query.get("after", "0")
+        if not after.isdigit():
+            return _error(400, f"after {after!r} is not a height")
+        return _json(self.status(int(after)))
 
 
 class ReplicaNode(_Shell):
@@ -255,7 +258,7 @@ class ReplicaNode(_Shell):
     def tick(self) -> list[Send]:
         return self.replica.tick()
 
-    def status(self) -> dict[str, Any]:
+    def status(self, after: int = 0) -> dict[str, Any]:
         store = self.replica.store
         return {
             "member": self.member_id,
@@ -300,16 +303,30 @@ class _Pending:
 
 @dataclass
 class Finality:
-    """Sequencing-to-certificate latency of every finalized command, for `/status`."""
+    """Sequencing-to-certificate latency of finalized commands: one sample per batch per
+    block, weighted by its command count, for `/status`."""
 
     finalized_commands: int = 0
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES_MAX))
+    samples: deque[tuple[int, int, float]] = field(  # (height, commands, latency ms)
+        default_factory=lambda: deque(maxlen=LATENCY_SAMPLES_MAX)
+    )
 
-    def percentile(self, fraction: float) -> float | None:
-        if not self.latencies_ms:
+    def add(self, height: int, count: int, latency_ms: float) -> None:
+        self.finalized_commands += count
+        self.samples.append((height, count, latency_ms))
+
+    def percentile(self, fraction: float, after: int = 0) -> float | None:
+        """The latency below which `fraction` of the commands in blocks above `after` were."""
+        chosen = sorted((latency, count) for h, count, latency in self.samples if h > after)
+        total = sum(count for _, count in chosen)
+        if not total:
             return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        rank, seen = fraction * total, 0
+        for latency, count in chosen:
+            seen += count
+            if seen >= rank:
+                return round(latency, 3)
+        return round(chosen[-1][0], 3)
 
 
 class ExchangeNode(_Shell):
@@ -341,15 +358,14 @@ class ExchangeNode(_Shell):
             now = time.monotonic_ns()
             for height in before - set(self.proposer.unvoted):
                 for count, sequenced in self.sequenced_at.pop(height, ()):
-                    self.finality.finalized_commands += count
-                    latency = (now - sequenced) / 1e6
-                    self.finality.latencies_ms.extend([latency] * count)
+                    self.finality.add(height, count, (now - sequenced) / 1e6)
         return sends
 
     def tick(self) -> list[Send]:
         return self.proposer.tick()
 
-    def status(self) -> dict[str, Any]:
+    def status(self, after: int = 0) -> dict[str, Any]:
+        """`after`: finality percentiles over the blocks above this height only."""
         proposer = self.proposer
         return {
             "member": self.member_id,
@@ -360,8 +376,8 @@ class ExchangeNode(_Shell):
             "queued": len(proposer.queue),
             "members_connected": sorted(self.links),
             "finalized_commands": self.finality.finalized_commands,
-            "finality_p50_ms": self.finality.percentile(0.5),
-            "finality_p99_ms": self.finality.percentile(0.99),
+            "finality_p50_ms": self.finality.percentile(0.5, after),
+            "finality_p99_ms": self.finality.percentile(0.99, after),
             "malformed": self.malformed,
         }
 

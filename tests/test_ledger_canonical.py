@@ -130,3 +130,32 @@ def test_round_trip(value: object) -> None:
 @given(st.binary(max_size=40))
 def test_bytes_are_lowercase_hex(data: bytes) -> None:
     assert canonical_bytes({"b": data}) == b'{"b":"' + data.hex().encode() + b'"}'
+
+
+flat_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(INTEGER_MIN - 2, INTEGER_MAX + 2)
+    | st.text(st.characters(codec="utf-8"), max_size=6)
+    | st.floats(allow_nan=False)
+    | st.sampled_from([Colour.RED])
+)
+
+
+@given(st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=6), flat_scalars, max_size=8))
+def test_flat_objects_take_the_fast_path_with_the_same_bytes_and_refusals(
+    value: dict[str, Any],
+) -> None:
+    """Commands and events are flat objects; their fast path must agree with the stdlib
+    encoder and refuse exactly what the general path refuses."""
+    refused = any(
+        isinstance(v, float) or (type(v) is int and not INTEGER_MIN <= v <= INTEGER_MAX)
+        for v in value.values()
+    )
+    if refused:
+        with pytest.raises(CanonicalError):
+            canonical_bytes(value)
+        return
+    plain = {k: int(v) if isinstance(v, IntEnum) else v for k, v in value.items()}
+    expected = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_bytes(value) == expected.encode()
