@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/jinlian demo
+	$(BIN)/jinlian up demo-consortium --demo
 
 test: lint typecheck unit
 
@@ -31,6 +31,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/jinlian bench matching
 	$(BIN)/jinlian bench venue
+	$(BIN)/jinlian bench ledger
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf demo-consortium $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -213,7 +213,7 @@ def _exchange(arguments: argparse.Namespace) -> int:
 def _up(arguments: argparse.Namespace) -> int:
     from exchange import nodes
 
-    return _run_node(lambda: nodes.run_up(arguments.directory), "up")
+    return _run_node(lambda: nodes.run_up(arguments.directory, demo=arguments.demo), "up")
 
 
 def _run_node(run: Callable[[], int], name: str) -> int:
@@ -240,6 +240,7 @@ def _add_node_commands(commands: Any) -> None:
         "up", help="start the exchange and every member as processes (init DIR if empty)"
     )
     up.add_argument("directory", type=Path, nargs="?", default=Path("consortium"))
+    up.add_argument("--demo", action="store_true", help="run a scripted trading session")
     up.set_defaults(run=_up)
 
 

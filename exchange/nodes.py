@@ -161,8 +161,9 @@ def stop_processes(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
             child.wait()
 
 
-def run_up(directory: Path, *, members: int = 4, brokers: int = 3) -> int:
-    """Initialise `directory` if it is empty, start the consortium, wait for Ctrl-C."""
+def run_up(directory: Path, *, members: int = 4, brokers: int = 3, demo: bool = False) -> int:
+    """Initialise `directory` if it is empty, start the consortium, wait for Ctrl-C. With
+    `demo`, a scripted trading session runs once everything is up."""
     if not (directory / "genesis.json").exists():
         init_consortium(directory, members=members, brokers=brokers)
         print(f"initialised a consortium in {directory}")
@@ -181,6 +182,13 @@ def run_up(directory: Path, *, members: int = 4, brokers: int = 3) -> int:
         if member.voting:
             print(f"  member {member.name:<12} http://{member.address}/status")
     print("Ctrl-C stops every process.", flush=True)
+    if demo:
+        from exchange.up_demo import run_session  # noqa: PLC0415 - only for the demo
+
+        try:
+            asyncio.run(run_session(directory))
+        except (OSError, RuntimeError) as error:
+            print(f"jinlian up: the demo session failed: {error}", file=sys.stderr)
     failed = None
     while not stopping and failed is None:
         time.sleep(0.2)

@@ -206,3 +206,31 @@ def test_the_exchange_killed_under_load_loses_no_acknowledged_command(
 
 async def _acknowledged(acknowledged: list[int], count: int) -> bool:
     return len(acknowledged) >= count
+
+
+def test_up_runs_the_demo_session_and_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    make_consortium(directory)
+    up = subprocess.Popen(
+        [*PYTHON, "up", str(directory), "--demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            lines.append(line)
+            if "the consortium keeps running" in line:
+                break
+        up.send_signal(signal.SIGINT)
+        rest, _ = up.communicate(timeout=20)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    output = "".join(lines) + rest
+    assert up.returncode == 0, output
+    assert output.count("final (signed by") == 2, output
+    assert output.count("stopped at height 3") == 5, output
+    assert "consortium stopped" in output
