@@ -461,14 +461,23 @@ class SettlementEngine:
         if account not in self._brokers:
             return _R.UNKNOWN_ACCOUNT
         operator = self._operator
-        reason = self._lock_reason(registry, account, amount, owner, operator)
-        if reason is not None:
-            return reason
-        # Registry.lock, inlined: the venue takes a lock for every order it accepts.
-        available, locked, locks = registry.available, registry.locked, registry.locks
-        available[account] -= amount
-        locked[account] = locked.get(account, 0) + amount
+        # The venue takes a lock for every order it accepts: `_lock_reason` in one test, which
+        # only a refusal runs again to tell the reason; then Registry.lock, inlined.
+        available, locks = registry.available, registry.locks
         held = locks.get(owner)
+        have = available.get(account, 0)
+        if (
+            amount <= 0
+            or amount > AMOUNT_MAX
+            or account in self._frozen
+            or (held is not None and (held[0] != account or held[2] != operator))
+            or have < amount
+            or (held is None and len(locks) >= LOCKS_MAX)
+        ):
+            return self._lock_reason(registry, account, amount, owner, operator)
+        available[account] = have - amount
+        locked = registry.locked
+        locked[account] = locked.get(account, 0) + amount
         locks[owner] = (account, amount if held is None else held[1] + amount, operator)
         return None
 
