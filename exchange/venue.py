@@ -119,9 +119,11 @@ class Venue:
     """Matching plus settlement plus the trading calendar. `apply` is the only way in."""
 
     __slots__ = (
+        "_account_brokers",
         "_bought_today",
         "_day",
         "_day_open",
+        "_frozen_accounts",
         "_handlers",
         "_outcomes",
         "_pending_today",
@@ -140,7 +142,6 @@ class Venue:
         self._day = 0  # the last day begun, yyyymmdd
         self._day_open = False
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
-            BrokerCommand: self._broker_command,
             SetPhase: self._set_phase,
             ListInstrument: self._list,
             BeginDay: self._begin_day,
@@ -149,6 +150,8 @@ class Venue:
         self._route_settlement()
 
     def _route_settlement(self) -> None:
+        """Route settlement commands to `self.settlement`, and read its account tables."""
+        self._account_brokers, self._frozen_accounts = self.settlement.account_tables()
         for cls in SETTLEMENT_COMMANDS:
             self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
         self._handlers[settlement_commands.SetFeeSchedule] = self._set_fees
@@ -156,20 +159,19 @@ class Venue:
 
     def apply(self, command: VenueCommand) -> list[Event]:
         """Apply one sequenced command; return its events."""
+        if type(command) is BrokerCommand:  # nearly every command: dispatched here, one call
+            order_command = command.command
+            if type(order_command) is PlaceOrder:
+                return self._place(command.broker, order_command)
+            if type(order_command) is CancelOrder:
+                return self._cancel(command.broker, order_command)
+            assert type(order_command) is AmendOrder, f"not an order command: {command!r}"
+            return self._amend(command.broker, order_command)
         handler = self._handlers.get(type(command))
         assert handler is not None, f"not a venue command: {command!r}"
         return handler(command)
 
     # -- broker order commands -------------------------------------------------------------
-
-    def _broker_command(self, envelope: BrokerCommand) -> list[Event]:
-        command = envelope.command
-        if type(command) is PlaceOrder:
-            return self._place(envelope.broker, command)
-        if type(command) is CancelOrder:
-            return self._cancel(envelope.broker, command)
-        assert type(command) is AmendOrder, f"not an order command: {command!r}"
-        return self._amend(envelope.broker, command)
 
     def _account_reason(self, broker: str, account: str) -> VenueRejectReason | None:
         owner = self.settlement.broker_of(account)
@@ -189,7 +191,7 @@ class Venue:
         account = command.account
         reason = R.DAY_NOT_OPEN if not self._day_open else None
         if reason is None and (
-            settlement.broker_of(account) != broker or settlement.is_frozen(account)
+            self._account_brokers.get(account) != broker or account in self._frozen_accounts
         ):
             reason = self._account_reason(broker, account)
         if reason is not None:
@@ -282,12 +284,12 @@ class Venue:
 
     def _cancel(self, broker: str, command: CancelOrder) -> list[Event]:
         order = self.matching.resting_order(command.order_id)
-        if order is not None and order.symbol == command.symbol:
-            owner = self.settlement.broker_of(order.account)
-            if owner != broker:
-                return [
-                    _refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)
-                ]
+        if (
+            order is not None
+            and order.symbol == command.symbol
+            and self._account_brokers.get(order.account) != broker
+        ):
+            return [_refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)]
         events = self.matching.cancel(command)
         if type(events[0]) is OrderCancelled:  # the order is done: its whole lock goes back
             assert order is not None

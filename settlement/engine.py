@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from settlement.codec import command_from_row, event_from_row, to_row
@@ -865,6 +867,12 @@ class SettlementEngine:
 
     def broker_of(self, account: str) -> str | None:
         return self._brokers.get(account)
+
+    def account_tables(self) -> tuple[Mapping[str, str], AbstractSet[str]]:
+        """The live account -> broker table and set of frozen accounts, read-only: for the
+        venue's hot path, which checks an account on every order without a call to
+        `broker_of` and `is_frozen`. They stay the same objects for this engine's life."""
+        return self._brokers, self._frozen
 
     def is_frozen(self, account: str) -> bool:
         return account in self._frozen
