@@ -639,48 +639,56 @@ class SettlementEngine:
         reason it was refused, having changed nothing). O(1).
 
         The venue settles every trade it matches through here. The common case, a GROSS trade
-        funded by both orders' locks, is `settle_trade` inlined (same checks in the same order,
-        same writes): it runs once per trade, and the calls to `Registry.leg_reason`, `move` and
+        funded by both orders' locks that settles, is `settle_trade` inlined with the same
+        writes: it runs once per trade, and the calls to `Registry.leg_reason`, `move` and
         `credit`, and computing the fees a second time for the event, cost about as much as
-        the matching itself. Every other case goes through `settle_trade`."""
+        the matching itself. It only tests that every check passes; anything else (another
+        mode, a leg without a lock, any refusal) goes through `settle_trade`, which tells the
+        reason in its order and changes nothing."""
         security = self._registries.get(asset)
         if (
             security is None
             or security.mode is not _GROSS
+            or security.kind is not _SECURITY
             or buy_owner is None
             or sell_owner is None
             or buy_lock_debit is None
             or trade_id <= self._trade_id_last
+            or price <= 0
+            or quantity <= 0
         ):
             return self._settle_trade_event_slow(
                 trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
                 buy_lock_debit,
             )  # fmt: skip
-        if security.kind is not _SECURITY:
-            return _R.WRONG_ASSET_KIND
         notional = price * quantity
-        if price <= 0 or quantity <= 0 or notional > AMOUNT_MAX:
-            return _R.INVALID_TRADE
-        brokers = self._brokers
-        if buyer not in brokers or seller not in brokers:
-            return _R.UNKNOWN_ACCOUNT
         fees = security.fees
         commission = notional * fees.commission_bps // BPS_DENOMINATOR
-        stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
         pays = notional + commission
-        if buy_lock_debit < pays:
-            return _R.INVALID_TRADE
-        # The seller's leg, then the buyer's; `leg_reason` tells why a lock falls short.
         share_locks = security.locks
         shares = share_locks.get(sell_owner)
-        if shares is None or shares[0] != seller or shares[1] < quantity:
-            return _lock_short(security, seller, quantity, sell_owner)
         currency = security.currency
         cash = self._registries[currency]
         cash_locks = cash.locks
         funds = cash_locks.get(buy_owner)
-        if funds is None or funds[0] != buyer or funds[1] < buy_lock_debit:
-            return _lock_short(cash, buyer, buy_lock_debit, buy_owner)
+        brokers = self._brokers
+        if (
+            notional > AMOUNT_MAX
+            or buyer not in brokers
+            or seller not in brokers
+            or buy_lock_debit < pays
+            or shares is None  # the seller's leg, then the buyer's: Registry.leg_reason
+            or shares[0] != seller
+            or shares[1] < quantity
+            or funds is None
+            or funds[0] != buyer
+            or funds[1] < buy_lock_debit
+        ):
+            return self._settle_trade_event_slow(
+                trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
+                buy_lock_debit,
+            )  # fmt: skip
+        stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
         # Registry.move of the shares: lock -> buyer.
         if shares[1] == quantity:
             del share_locks[sell_owner]
@@ -1054,13 +1062,6 @@ def _trade_event(
         commission=amounts.commission,
         stamp_duty=amounts.stamp_duty,
     )
-
-
-def _lock_short(registry: Registry, account: str, amount: int, owner: int) -> RejectReason:
-    """Why lock `owner` cannot fund a leg of `amount` from `account`, known to fall short."""
-    reason = registry.leg_reason(account, amount, owner, set(), True)
-    assert reason is not None, f"{registry.asset}: lock {owner} funds {amount} of {account!r}"
-    return reason
 
 
 def _amount_reason(amount: int) -> RejectReason | None:
