@@ -221,14 +221,19 @@ class Venue:
         return self._settle(command.symbol, events, price, command.order_id, command.side)
 
     def _fund_sell(self, broker: str, rules: Rules, command: PlaceOrder) -> Event | None:
-        """Lock a sell's shares, or the event refusing it. `_sellable` inlined."""
+        """Lock a sell's shares, or the event refusing it: `_sellable` and the common path of
+        `_lock_shares` inlined."""
         account, quantity = command.account, command.quantity
         sellable = rules.security.available.get(account, 0)
         if rules.t_plus:
             sellable -= self._bought_today.get((account, rules.symbol), 0)
         if quantity % rules.lot and quantity % rules.lot != sellable % rules.lot:
             return _refused("place", broker, command.order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)
-        return self._lock_shares(rules, account, command.order_id, quantity, sellable)
+        if quantity > sellable:
+            return self._lock_shares(rules, account, command.order_id, quantity, sellable)
+        reason = self.settlement.lock(rules.symbol, account, quantity, command.order_id)
+        assert reason is None, f"share lock {command.order_id}: {reason!r}"
+        return None
 
     def _sellable(self, rules: Rules, account: str) -> int:
         available = rules.security.available.get(account, 0)
@@ -380,9 +385,10 @@ class Venue:
         today = self._pending_today if security.mode is NET_NET else self._bought_today
         t_plus = rules.t_plus
         out: list[Event] = []
+        append = out.append
         touched: dict[int, Side | None] = {}  # order id -> side, when the events tell it
         for event in events:
-            out.append(event)
+            append(event)
             if type(event) is TradeExecuted:
                 # Unpacked at once and settled inline: this runs once per trade, the venue's
                 # hottest loop (a method per trade cost about as much as the matching).
@@ -401,7 +407,7 @@ class Venue:
                 assert not isinstance(settled, RejectReason), (
                     f"pre-funded trade {trade_id} failed to settle: {settled!r}"
                 )
-                out.append(settled)
+                append(settled)
                 if t_plus:
                     key = (buyer, symbol)
                     today[key] = today.get(key, 0) + quantity
