@@ -78,7 +78,7 @@ SETTLEMENT_COMMANDS: tuple[type, ...] = tuple(
     if cls
     not in (settlement_commands.SettleTrade, settlement_commands.Lock, settlement_commands.Unlock)
 )
-CHANGES_AN_ORDER = (OrderCancelled, OrderExpired, OrderReduced, OrderAmended)
+CHANGES_AN_ORDER = frozenset((OrderCancelled, OrderExpired, OrderReduced, OrderAmended))
 UNFUNDED_REASONS = (RejectReason.INSUFFICIENT_AVAILABLE, RejectReason.AMOUNT_TOO_LARGE)
 
 
