@@ -476,7 +476,9 @@ class SettlementEngine:
             or have < amount
             or (held is None and len(locks) >= LOCKS_MAX)
         ):
-            return self._lock_reason(registry, account, amount, owner, operator)
+            reason = self._lock_reason(registry, account, amount, owner, operator)
+            assert reason is not None, f"lock {owner} of {amount} {asset} refused for no reason"
+            return reason
         available[account] = have - amount
         locked = registry.locked
         locked[account] = locked.get(account, 0) + amount
