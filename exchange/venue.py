@@ -185,8 +185,9 @@ class Venue:
 
     def _place(self, broker: str, command: PlaceOrder) -> list[Event]:
         # Every order comes through here, so the common path is written out: one test each
-        # for the account and the funding (the helpers tell the reason of a refusal), and a
-        # buy's lock inline (`Rules.buy_need`): a method per step cost a tenth of the venue.
+        # for the account and the funding, the helpers only naming a refusal's reason, and a
+        # buy's lock amount inline (`Rules.buy_need`). Each call saved runs 134,000 times in
+        # the venue benchmark's 200,000 commands.
         settlement = self.settlement
         account = command.account
         reason = R.DAY_NOT_OPEN if not self._day_open else None
@@ -390,8 +391,8 @@ class Venue:
         for event in events:
             append(event)
             if type(event) is TradeExecuted:
-                # Unpacked at once and settled inline: this runs once per trade, the venue's
-                # hottest loop (a method per trade cost about as much as the matching).
+                # Unpacked at once, the buy's debit computed inline and settled in one call
+                # that returns the event: this runs once per trade, the venue's hottest loop.
                 trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
                 if aggressor is None:
                     debit = None

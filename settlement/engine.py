@@ -643,10 +643,10 @@ class SettlementEngine:
         The venue settles every trade it matches through here. The common case, a GROSS trade
         funded by both orders' locks that settles, is `settle_trade` inlined with the same
         writes: it runs once per trade, and the calls to `Registry.leg_reason`, `move` and
-        `credit`, and computing the fees a second time for the event, cost about as much as
-        the matching itself. It only tests that every check passes; anything else (another
-        mode, a leg without a lock, any refusal) goes through `settle_trade`, which tells the
-        reason in its order and changes nothing."""
+        `credit`, and computing the fees a second time for the event, cost about as much per
+        trade as matching one command. It only tests that every check passes; anything else
+        (another mode, a leg without a lock, any refusal) goes through `settle_trade`, which
+        tells the reason in its order and changes nothing."""
         security = self._registries.get(asset)
         if (
             security is None
