@@ -56,11 +56,10 @@ from matching.events import (
     TradeExecuted,
 )
 from matching.events import Event as MatchingEvent
-from matching.types import CancelReason, OrderKind, Phase, Side
+from matching.types import CancelReason, Phase, Side
 from settlement import commands as settlement_commands
 from settlement.engine import SettlementEngine
-from settlement.events import FeeScheduleSet, TradeCleared, TradeSettled
-from settlement.fees import fee
+from settlement.events import FeeScheduleSet
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
 from settlement.types import AssetKind, RejectReason, SettlementMode
@@ -69,6 +68,7 @@ SNAPSHOT_VERSION = 1
 BUY = Side.BUY
 SELL = Side.SELL
 R = VenueRejectReason
+NET_NET = SettlementMode.NET_NET
 
 # Settlement commands a member may sequence through the venue. Trades settle when they match,
 # and order locks belong to the venue: SettleTrade, Lock and Unlock stay inside settlement.
@@ -78,7 +78,7 @@ SETTLEMENT_COMMANDS: tuple[type, ...] = tuple(
     if cls
     not in (settlement_commands.SettleTrade, settlement_commands.Lock, settlement_commands.Unlock)
 )
-CHANGES_AN_ORDER = (OrderCancelled, OrderExpired, OrderReduced, OrderAmended)
+CHANGES_AN_ORDER = frozenset((OrderCancelled, OrderExpired, OrderReduced, OrderAmended))
 UNFUNDED_REASONS = (RejectReason.INSUFFICIENT_AVAILABLE, RejectReason.AMOUNT_TOO_LARGE)
 
 
@@ -119,9 +119,11 @@ class Venue:
     """Matching plus settlement plus the trading calendar. `apply` is the only way in."""
 
     __slots__ = (
+        "_account_brokers",
         "_bought_today",
         "_day",
         "_day_open",
+        "_frozen_accounts",
         "_handlers",
         "_outcomes",
         "_pending_today",
@@ -140,7 +142,6 @@ class Venue:
         self._day = 0  # the last day begun, yyyymmdd
         self._day_open = False
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
-            BrokerCommand: self._broker_command,
             SetPhase: self._set_phase,
             ListInstrument: self._list,
             BeginDay: self._begin_day,
@@ -149,6 +150,8 @@ class Venue:
         self._route_settlement()
 
     def _route_settlement(self) -> None:
+        """Route settlement commands to `self.settlement`, and read its account tables."""
+        self._account_brokers, self._frozen_accounts = self.settlement.account_tables()
         for cls in SETTLEMENT_COMMANDS:
             self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
         self._handlers[settlement_commands.SetFeeSchedule] = self._set_fees
@@ -156,20 +159,19 @@ class Venue:
 
     def apply(self, command: VenueCommand) -> list[Event]:
         """Apply one sequenced command; return its events."""
+        if type(command) is BrokerCommand:  # nearly every command: dispatched here, one call
+            order_command = command.command
+            if type(order_command) is PlaceOrder:
+                return self._place(command.broker, order_command)
+            if type(order_command) is CancelOrder:
+                return self._cancel(command.broker, order_command)
+            assert type(order_command) is AmendOrder, f"not an order command: {command!r}"
+            return self._amend(command.broker, order_command)
         handler = self._handlers.get(type(command))
         assert handler is not None, f"not a venue command: {command!r}"
         return handler(command)
 
     # -- broker order commands -------------------------------------------------------------
-
-    def _broker_command(self, envelope: BrokerCommand) -> list[Event]:
-        command = envelope.command
-        if type(command) is PlaceOrder:
-            return self._place(envelope.broker, command)
-        if type(command) is CancelOrder:
-            return self._cancel(envelope.broker, command)
-        assert type(command) is AmendOrder, f"not an order command: {command!r}"
-        return self._amend(envelope.broker, command)
 
     def _account_reason(self, broker: str, account: str) -> VenueRejectReason | None:
         owner = self.settlement.broker_of(account)
@@ -182,8 +184,17 @@ class Venue:
         return None
 
     def _place(self, broker: str, command: PlaceOrder) -> list[Event]:
+        # Every order comes through here, so the common path is written out: one test each
+        # for the account and the funding, the helpers only naming a refusal's reason, and a
+        # buy's lock amount inline (`Rules.buy_need`). Each call saved runs 134,000 times in
+        # the venue benchmark's 200,000 commands.
+        settlement = self.settlement
+        account = command.account
         reason = R.DAY_NOT_OPEN if not self._day_open else None
-        reason = reason or self._account_reason(broker, command.account)
+        if reason is None and (
+            self._account_brokers.get(account) != broker or account in self._frozen_accounts
+        ):
+            reason = self._account_reason(broker, account)
         if reason is not None:
             return [_refused("place", broker, command.order_id, command.symbol, reason)]
         rejection = self.matching.place_reason(command)
@@ -191,30 +202,39 @@ class Venue:
             return [
                 OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=rejection)
             ]
-        problem = self._fund_place(broker, command)
-        if problem is not None:
-            return [problem]
+        rules = self._rules[command.symbol]
+        price = command.price
+        if price is None:  # a market order; a market buy is funded at the upper limit
+            price = rules.upper_limit
+        if command.side is BUY:
+            bps = rules.security.fees.commission_bps
+            amount = command.quantity * (price + -(-price * bps // BPS))
+            refused = settlement.lock(rules.currency, account, amount, command.order_id)
+            if refused is not None:
+                return [self._cash_unfunded(rules, account, command.order_id, amount, refused)]
+        else:
+            problem = self._fund_sell(broker, rules, command)
+            if problem is not None:
+                return [problem]
         events = self.matching.place_checked(command)
         if len(events) == 1:  # accepted and resting untouched: nothing to settle
             return events  # type: ignore[return-value]
-        price = command.price
-        if price is None:  # a market buy is funded at the upper limit
-            price = self._rules[command.symbol].upper_limit
         return self._settle(command.symbol, events, price, command.order_id, command.side)
 
-    def _fund_place(self, broker: str, command: PlaceOrder) -> Event | None:
-        rules = self._rules[command.symbol]
-        if command.side is BUY:
-            price = command.price if command.kind is OrderKind.LIMIT else rules.upper_limit
-            assert price is not None
-            amount = rules.buy_need(price, command.quantity)
-            return self._lock_cash(rules, command.account, command.order_id, amount)
-        sellable = self._sellable(rules, command.account)
-        if command.quantity % rules.lot and command.quantity % rules.lot != sellable % rules.lot:
+    def _fund_sell(self, broker: str, rules: Rules, command: PlaceOrder) -> Event | None:
+        """Lock a sell's shares, or the event refusing it: `_sellable` and the common path of
+        `_lock_shares` inlined."""
+        account, quantity = command.account, command.quantity
+        sellable = rules.security.available.get(account, 0)
+        if rules.t_plus:
+            sellable -= self._bought_today.get((account, rules.symbol), 0)
+        if quantity % rules.lot and quantity % rules.lot != sellable % rules.lot:
             return _refused("place", broker, command.order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)
-        return self._lock_shares(
-            rules, command.account, command.order_id, command.quantity, sellable
-        )
+        if quantity > sellable:
+            return self._lock_shares(rules, account, command.order_id, quantity, sellable)
+        reason = self.settlement.lock(rules.symbol, account, quantity, command.order_id)
+        assert reason is None, f"share lock {command.order_id}: {reason!r}"
+        return None
 
     def _sellable(self, rules: Rules, account: str) -> int:
         available = rules.security.available.get(account, 0)
@@ -226,6 +246,17 @@ class Venue:
         reason = self.settlement.lock(rules.currency, account, amount, order_id)
         if reason is None:
             return None
+        return self._cash_unfunded(rules, account, order_id, amount, reason)
+
+    def _cash_unfunded(
+        self,
+        rules: Rules,
+        account: str,
+        order_id: int,
+        amount: int,
+        reason: RejectReason,
+    ) -> Event:
+        """The event refusing a buy whose cash lock settlement refused for `reason`."""
         # AMOUNT_TOO_LARGE: more than any balance can hold (a huge market buy at the limit).
         assert reason in UNFUNDED_REASONS, f"cash lock {order_id}: {reason!r}"
         return OrderUnfunded(
@@ -259,12 +290,12 @@ class Venue:
 
     def _cancel(self, broker: str, command: CancelOrder) -> list[Event]:
         order = self.matching.resting_order(command.order_id)
-        if order is not None and order.symbol == command.symbol:
-            owner = self.settlement.broker_of(order.account)
-            if owner != broker:
-                return [
-                    _refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)
-                ]
+        if (
+            order is not None
+            and order.symbol == command.symbol
+            and self._account_brokers.get(order.account) != broker
+        ):
+            return [_refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)]
         events = self.matching.cancel(command)
         if type(events[0]) is OrderCancelled:  # the order is done: its whole lock goes back
             assert order is not None
@@ -348,78 +379,45 @@ class Venue:
         tell, is settled at the price paid and reconciled afterwards.
         """
         rules = self._rules[symbol]
+        security = rules.security
+        settle = self.settlement.settle_trade_event
+        commission_bps = security.fees.commission_bps  # fixed for the whole command
+        # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
+        today = self._pending_today if security.mode is NET_NET else self._bought_today
+        t_plus = rules.t_plus
         out: list[Event] = []
+        append = out.append
         touched: dict[int, Side | None] = {}  # order id -> side, when the events tell it
         for event in events:
-            out.append(event)
-            kind = type(event)
-            if kind is TradeExecuted:
-                aggressor = event.aggressor  # type: ignore[union-attr]
+            append(event)
+            if type(event) is TradeExecuted:
+                # Unpacked at once, the buy's debit computed inline and settled in one call
+                # that returns the event: this runs once per trade, the venue's hottest loop.
+                trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
                 if aggressor is None:
-                    limit = None
-                    touched[event.buy_order_id] = BUY  # type: ignore[union-attr]
+                    debit = None
+                    touched[buy_id] = BUY
                 else:
-                    limit = taker_price if aggressor is BUY else event.price  # type: ignore[union-attr]
-                out.append(self._settle_trade(rules, event, limit))  # type: ignore[arg-type]
-            elif kind in CHANGES_AN_ORDER:
+                    limit = taker_price if aggressor is BUY else price
+                    assert limit is not None
+                    # Rules.buy_need(limit, quantity), inlined.
+                    debit = quantity * (limit + -(-limit * commission_bps // BPS))
+                settled = settle(
+                    trade_id, symbol, price, quantity, buyer, seller, buy_id, sell_id, debit
+                )
+                assert not isinstance(settled, RejectReason), (
+                    f"pre-funded trade {trade_id} failed to settle: {settled!r}"
+                )
+                append(settled)
+                if t_plus:
+                    key = (buyer, symbol)
+                    today[key] = today.get(key, 0) + quantity
+            elif type(event) in CHANGES_AN_ORDER:
                 order_id = event.order_id  # type: ignore[union-attr]
                 touched.setdefault(order_id, taker_side if order_id == taker_id else None)
         for order_id, side in touched.items():
             self._reconcile(order_id, symbol, side)
         return out
-
-    def _settle_trade(self, rules: Rules, trade: TradeExecuted, limit: int | None) -> Event:
-        symbol, price, quantity = trade.symbol, trade.price, trade.quantity
-        reason = self.settlement.settle_trade(
-            trade.trade_id,
-            symbol,
-            price,
-            quantity,
-            trade.buy_account,
-            trade.sell_account,
-            trade.buy_order_id,
-            trade.sell_order_id,
-            None if limit is None else rules.buy_need(limit, quantity),
-        )
-        assert reason is None, f"pre-funded trade {trade.trade_id} failed to settle: {reason!r}"
-        fees = rules.security.fees
-        notional = price * quantity
-        commission = fee(notional, fees.commission_bps)
-        stamp_duty = fee(notional, fees.stamp_duty_bps)
-        mode = rules.security.mode
-        if rules.t_plus:
-            key = (trade.buy_account, symbol)
-            # NET_NET shares arrive at the cycle: they count as bought today once delivered.
-            today = self._pending_today if mode is SettlementMode.NET_NET else self._bought_today
-            today[key] = today.get(key, 0) + quantity
-        if mode is SettlementMode.GROSS:
-            return TradeSettled(
-                trade_id=trade.trade_id,
-                asset=symbol,
-                currency=rules.currency,
-                price=price,
-                quantity=quantity,
-                buyer=trade.buy_account,
-                seller=trade.sell_account,
-                buyer_paid=notional + commission,
-                seller_received=notional - commission - stamp_duty,
-                commission=commission,
-                stamp_duty=stamp_duty,
-            )
-        return TradeCleared(
-            trade_id=trade.trade_id,
-            asset=symbol,
-            currency=rules.currency,
-            mode=mode,
-            price=price,
-            quantity=quantity,
-            buyer=trade.buy_account,
-            seller=trade.sell_account,
-            buyer_owes=notional + commission,
-            seller_owed=notional - commission - stamp_duty,
-            commission=commission,
-            stamp_duty=stamp_duty,
-        )
 
     def _reconcile(self, order_id: int, symbol: str, side: Side | None) -> None:
         """Bring the order's lock to exactly its requirement (nothing, once it is done).

@@ -569,6 +569,95 @@ def test_hot_settle_trade_is_all_or_nothing(world: World) -> None:
     engine.check()
 
 
+def _trade_event_by_hand(
+    engine: SettlementEngine, reason: RejectReason | None, **trade: Any
+) -> TradeSettled | TradeCleared | RejectReason:
+    """What `settle_trade_event` must return, from `settle_trade`'s reason and `trade_amounts`."""
+    if reason is not None:
+        return reason
+    registry = engine.registry(trade["asset"])
+    amounts = trade_amounts(registry.fees, trade["price"], trade["quantity"])
+    common = {key: trade[key] for key in ("trade_id", "asset", "price", "quantity")}
+    common |= {"buyer": trade["buyer"], "seller": trade["seller"]}
+    if registry.mode is SettlementMode.GROSS:
+        return TradeSettled(
+            **common,
+            currency=registry.currency,
+            buyer_paid=amounts.buyer_pays,
+            seller_received=amounts.seller_receives,
+            commission=amounts.commission,
+            stamp_duty=amounts.stamp_duty,
+        )
+    return TradeCleared(
+        **common,
+        currency=registry.currency,
+        mode=registry.mode,
+        buyer_owes=amounts.buyer_pays,
+        seller_owed=amounts.seller_receives,
+        commission=amounts.commission,
+        stamp_duty=amounts.stamp_duty,
+    )
+
+
+_TRADE = st.fixed_dictionaries(
+    {
+        "trade_id": st.sampled_from([-1, 0] + [1] * 8),  # added to the last trade id
+        "asset": st.sampled_from([GROSS_STOCK] * 6 + [CASH_NET_STOCK, NET_NET_BOND, "CNY", "NO"]),
+        "price": st.sampled_from([-1, 0, AMOUNT_MAX] + [1, 999, 1_000, 1_001] * 3),
+        "quantity": st.sampled_from([0, 1, 50, 50, 100, 100, 101]),
+        # (buyer, buy_owner) and (seller, sell_owner): mostly the locks the accounts hold.
+        "buy": st.sampled_from([("A", 1)] * 4 + [("B", 4), ("A", None), ("A", 4), ("NO", 1)]),
+        "sell": st.sampled_from([("C", 2)] * 4 + [("B", 3), ("C", None), ("C", 3), ("A", 99)]),
+        "debit": st.sampled_from([None, -1, 700] + [0] * 5),  # added to what the buyer pays
+    }
+)
+
+
+@given(draws=st.lists(_TRADE, max_size=8), fees=st.booleans())
+def test_settle_trade_event_is_settle_trade_with_its_event(
+    draws: list[dict[str, Any]], fees: bool
+) -> None:
+    """The venue's entry (with its inlined GROSS fast path) does exactly what `settle_trade`
+    does, reasons and state alike, and returns the event a `SettleTrade` would emit."""
+    worlds = World(), World()
+    for world in worlds:
+        if fees:
+            for asset in (GROSS_STOCK, CASH_NET_STOCK, NET_NET_BOND):
+                world.fees(asset, commission_bps=3, stamp_duty_bps=5)
+        world.fund("A", cash=10**7)
+        world.fund("B", cash=10**7, gross=600, cash_net=600, net_net=600)
+        world.fund("C", gross=900, cash_net=900, net_net=900)
+        engine = world.engine
+        assert engine.lock("CNY", "A", 400_000, owner=1) is None
+        assert engine.lock("CNY", "B", 300_000, owner=4) is None
+        for asset in (GROSS_STOCK, CASH_NET_STOCK, NET_NET_BOND):
+            assert engine.lock(asset, "C", 500, owner=2) is None
+            assert engine.lock(asset, "B", 200, owner=3) is None
+    fast, slow = (world.engine for world in worlds)
+    for draw in draws:
+        (buyer, buy_owner), (seller, sell_owner) = draw["buy"], draw["sell"]
+        trade = {
+            "trade_id": slow.last_trade_id + draw["trade_id"],
+            "asset": draw["asset"],
+            "price": draw["price"],
+            "quantity": draw["quantity"],
+            "buyer": buyer,
+            "seller": seller,
+            "buy_owner": buy_owner,
+            "sell_owner": sell_owner,
+            "buy_lock_debit": None,
+        }
+        if draw["debit"] is not None and draw["asset"] != "NO":
+            notional = draw["price"] * draw["quantity"]
+            bps = fast.fee_schedule(draw["asset"]).commission_bps
+            trade["buy_lock_debit"] = notional + notional * bps // 10_000 + draw["debit"]
+        reason = slow.settle_trade(**trade)
+        assert fast.settle_trade_event(**trade) == _trade_event_by_hand(slow, reason, **trade)
+        assert fast.snapshot() == slow.snapshot()
+        assert (fast.last_trade_id, fast.trade_count) == (slow.last_trade_id, slow.trade_count)
+        fast.check()
+
+
 # --------------------------------------------------------------------------- net modes
 
 

@@ -1515,6 +1515,34 @@ def test_snapshot_restore_at_every_point_gives_the_same_hash_and_future() -> Non
             venue.apply(commands[cut])
 
 
+def test_a_restored_venue_checks_accounts_against_its_own_settlement(desk: Desk) -> None:
+    """The venue reads settlement's account tables on the hot path: after a restore it must
+    read the restored engine's, as accounts open and freeze."""
+    restored = Desk(Venue.restore(json.loads(json.dumps(desk.venue.snapshot()))))
+    restored.command_id = 1_000
+    restored.apply(
+        OpenAccount(command_id=restored.next_id(), actor="BRK1", account="N1", broker="BRK1")
+    )
+    assert restored.place("BRK1", 1, "N1", "GRS", SELL, 1000, 100) == [
+        OrderUnfunded(
+            order_id=1,
+            symbol="GRS",
+            account="N1",
+            asset="GRS",
+            required=100,
+            available=0,
+            reason=R.INSUFFICIENT_SECURITIES,
+        )
+    ]  # known to the restored venue: refused for funding, not as an unknown account
+    restored.apply(Freeze(command_id=restored.next_id(), actor=REGULATOR, account="A1"))
+    assert restored.place("BRK1", 2, "A1", "GRS", BUY, 1000, 100) == [
+        OrderRefused(
+            command="place", broker="BRK1", order_id=2, symbol="GRS", reason=R.ACCOUNT_FROZEN
+        )
+    ]
+    assert isinstance(desk.place("BRK1", 2, "A1", "GRS", BUY, 1000, 100)[0], OrderAccepted)
+
+
 def test_restore_refuses_an_unknown_snapshot_version(desk: Desk) -> None:
     snapshot = desk.venue.snapshot()
     snapshot["version"] = 99
