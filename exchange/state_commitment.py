@@ -70,6 +70,7 @@ from matching.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
+from matching.types import Side
 from settlement import commands as sc
 from settlement.codec import to_row
 from settlement.engine import SNAPSHOT_VERSION as SETTLEMENT_VERSION
@@ -91,6 +92,8 @@ _shake = hashlib.shake_256
 _from_bytes = int.from_bytes
 
 Key = tuple[Any, ...]
+BUY: Final = Side.BUY
+_BUY: Final = int(Side.BUY)
 Level = tuple[str, int, int]  # symbol, side, price
 
 VENUE_KEYS: Final = frozenset(
@@ -194,6 +197,14 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
             settlement["forgotten_id_max"],
         ),
     )
+    registries = {row["asset"]: row for row in settlement["assets"]}
+    for row in registries.values():
+        _check_keys("registry snapshot", row, REGISTRY_KEYS)
+    locks = {
+        (row["asset"], owner): [account, amount, holder]
+        for row in registries.values()
+        for owner, account, amount, holder in row["locks"]
+    }
     for book in matching["books"]:
         _check_keys("book snapshot", book, BOOK_KEYS)
         symbol = book["symbol"]
@@ -208,11 +219,15 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
                 book["phase"],
             ),
         )
+        currency = registries[symbol]["currency"]
         tails: dict[tuple[int, int], int] = {}
         for oid, side, price, *rest in book["orders"]:
             prev = tails.get((side, price))
             tails[side, price] = oid
-            yield ("o", oid), _dumps(["o", oid, symbol, side, price, *rest, prev])
+            lock = locks.pop((currency if side == _BUY else symbol, oid), None)
+            yield ("o", oid), _dumps(["o", oid, symbol, side, price, *rest, prev, lock])
+    for (asset, owner), (account, amount, holder) in locks.items():
+        yield ("l", asset, owner), _dumps(["l", asset, owner, account, amount, holder])
     for symbol, currency, t_plus, lot, upper_limit in snapshot["rules"]:
         yield ("u", symbol), _dumps(["u", symbol, currency, t_plus, lot, upper_limit])
     for account, symbol, quantity in snapshot["bought_today"]:
@@ -227,7 +242,6 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
     for account, broker, frozen in settlement["accounts"]:
         yield ("a", account), _dumps(["a", account, broker, frozen])
     for row in settlement["assets"]:
-        _check_keys("registry snapshot", row, REGISTRY_KEYS)
         asset = row["asset"]
         yield (
             ("r", asset),
@@ -248,8 +262,6 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
         )
         for account, available, locked in row["balances"]:
             yield ("b", asset, account), _dumps(["b", asset, account, available, locked])
-        for owner, account, amount, holder in row["locks"]:
-            yield ("l", asset, owner), _dumps(["l", asset, owner, account, amount, holder])
         for account, amount in row["escrow"]:
             yield ("e", asset, account), _dumps(["e", asset, account, amount])
         for account, amount in row["positions"]:
@@ -278,21 +290,23 @@ def _book_entry(
     return _dumps(["k", symbol, tick, lot, reference, limit_pct, phase])
 
 
-def _order_entry(order: Order, prev: int | None) -> bytes:
+def _order_entry(order: Order, prev: int | None, lock: tuple[str, int, str] | None) -> bytes:
+    """orjson writes the IntEnum fields as their integers, as the snapshot has them."""
     return _dumps(
         [
             "o",
             order.order_id,
             order.symbol,
-            int(order.side),
+            order.side,
             order.price,
             order.quantity,
             order.account,
-            int(order.tif),
+            order.tif,
             order.post_only,
             order.stp_group,
-            int(order.stp_mode),
+            order.stp_mode,
             prev,
+            lock,
         ]
     )
 
@@ -327,17 +341,18 @@ class StateCommitment:
     """
 
     __slots__ = (
+        "_account",
         "_accounts",
         "_accumulator",
         "_appended",
         "_assets",
         "_bought_keys",
+        "_currency",
         "_cycle",
         "_entries",
         "_escrow_keys",
         "_fee_symbols",
         "_level",
-        "_lock_account",
         "_next",
         "_orders",
         "_outcome_ids",
@@ -346,6 +361,7 @@ class StateCommitment:
         "_position_keys",
         "_prev",
         "_settlement_outcomes",
+        "_stray",
         "_symbols",
         "_tail",
         "_today",
@@ -365,7 +381,9 @@ class StateCommitment:
         self._next: dict[int, int | None] = {}
         self._level: dict[int, Level] = {}
         self._tail: dict[Level, int] = {}
-        self._lock_account: dict[tuple[str, int], str] = {}
+        self._account: dict[int, str] = {}  # order id -> account, for committed orders
+        self._stray: dict[tuple[str, int], str] = {}  # (asset, owner) -> account: `l` locks
+        self._currency: dict[str, str] = {}  # symbol -> its cash asset
         self._escrow_keys: set[tuple[str, str]] = set()
         self._position_keys: set[tuple[str, str]] = set()
         self._bought_keys: set[tuple[str, str]] = set()
@@ -396,14 +414,15 @@ class StateCommitment:
             entries[key] = (entry, value)
             accumulator += value
         self._accumulator = accumulator & MASK
+        for key in entries:
+            if key[0] == "l":
+                self._stray[key[1], key[2]] = orjson.loads(entries[key][0])[3]
         for book in snapshot["matching"]["books"]:
             symbol = book["symbol"]
             for row in book["orders"]:
-                self._link(row[0], (symbol, row[1], row[2]))
+                self._link(row[0], (symbol, row[1], row[2]), row[4])
         for row in snapshot["settlement"]["assets"]:
             asset = row["asset"]
-            for owner, account, _, _ in row["locks"]:
-                self._lock_account[asset, owner] = account
             self._escrow_keys.update((asset, account) for account, _ in row["escrow"])
             self._position_keys.update((asset, account) for account, _ in row["positions"])
         self._bought_keys.update((a, s) for a, s, _ in snapshot["bought_today"])
@@ -549,7 +568,7 @@ class StateCommitment:
                 if amount:
                     keys.add((asset, account))
                     update((tag, asset, account), _dumps([tag, asset, account, amount]))
-                else:
+                elif (asset, account) in keys:
                     keys.discard((asset, account))
                     update((tag, asset, account), None)
         for asset in self._assets:
@@ -645,21 +664,36 @@ class StateCommitment:
 
     def _flush_orders(self) -> None:
         """Replay the block's queue changes on the committed queues, then rehash the orders
-        whose content or `prev` changed, and their locks."""
+        whose content, lock or `prev` changed. A live order's entity holds its lock (in the
+        asset its side pays with); any other lock is an `l` entity of its own."""
         resting = self.venue.matching._index
-        rules = self.venue._rules
+        registries = self.venue.settlement._registries
         level_of, prev_of, appended = self._level, self._prev, self._appended
-        changed: set[int] = set()
-        for order_id in self._orders:
-            if order_id in level_of and (order_id in appended or order_id not in resting):
-                behind = self._unlink(order_id)
-                if behind is not None:
-                    changed.add(behind)
-            changed.add(order_id)
+        account_of, pairs, currencies = self._account, self._pairs, self._currency
+        changed: dict[int, None] = {}
+        for order_id, symbol in self._orders.items():
+            order = resting.get(order_id)
+            level = level_of.get(order_id)
+            currency = currencies.get(symbol)
+            if currency is None:
+                currency = currencies[symbol] = registries[symbol].currency
+            if level is None:
+                if order is None:
+                    continue  # placed and done since the last digest: nothing to commit
+            else:  # the committed lock's account: its balance may change
+                pairs.add((currency if level[1] == _BUY else symbol, account_of[order_id]))
+                if order is None or order_id in appended:
+                    behind = self._unlink(order_id)
+                    if behind is not None:
+                        changed[behind] = None
+            changed[order_id] = None
+            if order is not None:
+                pairs.add((currency if order.side is BUY else symbol, order.account))
+            self._strays(order_id, symbol, currency, order)
         for order_id in appended:
             order = resting.get(order_id)
             if order is not None:
-                self._link(order_id, (order.symbol, int(order.side), order.price))
+                self._link(order_id, (order.symbol, int(order.side), order.price), order.account)
         update = self._update
         for order_id in changed:
             order = resting.get(order_id)
@@ -669,28 +703,35 @@ class StateCommitment:
                 assert self._level[order_id] == (order.symbol, int(order.side), order.price), (
                     f"order {order_id} moved without losing priority"
                 )
-                update(("o", order_id), _order_entry(order, prev_of[order_id]))
-        settlement_registries = self.venue.settlement._registries
-        pairs, lock_account = self._pairs, self._lock_account
-        for order_id, symbol in self._orders.items():
-            rule = rules.get(symbol)
-            if rule is None:
-                continue
-            for asset in (symbol, rule.currency):
-                row = settlement_registries[asset].locks.get(order_id)
-                key = (asset, order_id)
-                old_account = lock_account.get(key)
-                if old_account is not None:
-                    pairs.add((asset, old_account))
-                if row is None:
-                    lock_account.pop(key, None)
-                    update(("l", asset, order_id), None)
-                else:
-                    lock_account[key] = row[0]
-                    pairs.add((asset, row[0]))
-                    update(("l", asset, order_id), _dumps(["l", asset, order_id, *row]))
+                asset = currencies[order.symbol] if order.side is BUY else order.symbol
+                lock = registries[asset].locks.get(order_id)
+                update(("o", order_id), _order_entry(order, prev_of[order_id], lock))
 
-    def _link(self, order_id: int, level: Level) -> None:
+    def _strays(self, order_id: int, symbol: str, currency: str, order: Order | None) -> None:
+        """Locks under `order_id` that no live order's entity holds (none while the venue's
+        invariant holds: a done order holds nothing)."""
+        registries = self.venue.settlement._registries
+        stray = self._stray
+        for asset in (symbol, currency):
+            if order is not None and asset == (currency if order.side is BUY else symbol):
+                row = None  # held in the order's entity
+            else:
+                row = registries[asset].locks.get(order_id)
+            key = (asset, order_id)
+            old_account = stray.get(key)
+            if row is None and old_account is None:
+                continue
+            if old_account is not None:
+                self._pairs.add((asset, old_account))
+                del stray[key]
+            if row is None:
+                self._update(("l", asset, order_id), None)
+            else:
+                stray[key] = row[0]
+                self._pairs.add((asset, row[0]))
+                self._update(("l", asset, order_id), _dumps(["l", asset, order_id, *row]))
+
+    def _link(self, order_id: int, level: Level, account: str) -> None:
         tail = self._tail.get(level)
         self._prev[order_id] = tail
         self._next[order_id] = None
@@ -698,6 +739,7 @@ class StateCommitment:
             self._next[tail] = order_id
         self._tail[level] = order_id
         self._level[order_id] = level
+        self._account[order_id] = account
 
     def _unlink(self, order_id: int) -> int | None:
         """Take an order out of its committed queue; the order behind it, whose `prev`
@@ -705,6 +747,7 @@ class StateCommitment:
         prev = self._prev.pop(order_id)
         behind = self._next.pop(order_id)
         level = self._level.pop(order_id)
+        del self._account[order_id]
         if prev is not None:
             self._next[prev] = behind
         if behind is not None:
