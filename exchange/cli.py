@@ -115,6 +115,11 @@ def _init(arguments: argparse.Namespace) -> int:
 
 
 def _bench(arguments: argparse.Namespace) -> int:
+    if arguments.target == "machine":
+        from exchange.bench import machine_bench
+
+        outcome: int = machine_bench.main(arguments)
+        return outcome
     if arguments.target == "venue":
         from exchange.bench import venue_bench
 
@@ -187,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     venue_target.add_argument("--net-accounts", type=int, default=1_000)
     venue_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     venue_target.set_defaults(run=_bench)
+    machine_target = targets.add_parser(
+        "machine", help="the ledger's state machine (JSON in, event bytes, state hash) vs venue"
+    )
+    machine_target.add_argument("--seed", type=int, default=1)
+    machine_target.add_argument("--messages", type=int, default=100_000, help="timed commands")
+    machine_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
+    machine_target.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    machine_target.add_argument("--block", type=int, default=1_000, help="commands per block")
+    machine_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    machine_target.set_defaults(run=_bench)
 
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)

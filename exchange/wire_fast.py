@@ -9,7 +9,8 @@ fast path only ever accepts what the strict parser accepts, and builds the same 
 
 `event_bytes(event)` is `canonical_bytes(wire.event_to_dict(event))`: a per-type encoder,
 generated from the event's fields and type hints, builds the same dict (enums as lower-case
-names) and hands it to orjson with sorted keys, which is how canonical bytes are made. The
+names) with its keys already in sorted order and hands it to orjson, which keeps that order:
+the bytes orjson with `OPT_SORT_KEYS` makes, which is how canonical bytes are made. The
 canonical checks are kept: every integer field is range-checked (signed 64-bit), an enum field
 must hold its enum, and orjson itself refuses lone surrogates; an event that fails any check is
 encoded by the slow path, which raises the same `CanonicalError` it always did.
@@ -73,6 +74,30 @@ _CANCEL_FIELDS: Final = frozenset({"type", "broker", "order_id", "symbol"})
 _AMEND_FIELDS: Final = frozenset({"type", "broker", "order_id", "symbol", "price", "quantity"})
 
 
+def _maker(cls: type[Any]) -> Callable[..., Any]:
+    """A constructor of the frozen, slotted dataclass `cls` taking its fields positionally, in
+    declaration order, that sets the slots directly: the same object as `cls(**fields)`, without
+    the frozen `__setattr__` per field. Only for classes whose `__init__` does nothing else."""
+    assert dataclasses.is_dataclass(cls) and not hasattr(cls, "__post_init__"), cls
+    names = [field.name for field in dataclasses.fields(cls)]
+    assert tuple(names) == tuple(cls.__slots__), cls  # type: ignore[attr-defined]
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = [f"def make({', '.join(names)}):", "    made = new(cls)"]
+    for index, name in enumerate(names):
+        namespace[f"set{index}"] = getattr(cls, name).__set__
+        lines.append(f"    set{index}(made, {name})")
+    lines.append("    return made")
+    exec("\n".join(lines), namespace)  # generated from the class's own field names
+    make: Callable[..., Any] = namespace["make"]
+    return make
+
+
+_new_place: Final = _maker(PlaceOrder)
+_new_cancel: Final = _maker(CancelOrder)
+_new_amend: Final = _maker(AmendOrder)
+_new_broker_command: Final = _maker(BrokerCommand)
+
+
 def _text(value: Any) -> bool:
     return type(value) is str and len(value) <= _TEXT_MAX
 
@@ -93,15 +118,21 @@ def _place(data: dict[str, Any]) -> BrokerCommand | None:
     broker, order_id, symbol = get("broker"), get("order_id"), get("symbol")
     account = get("account")
     quantity, price = get("quantity"), get("price")
-    side = _choice(get("side"), _SIDES)
+    side = get("side")
+    side = _SIDES.get(side) if type(side) is str else None
     if not (
-        _text(broker)
-        and _integer(order_id)
-        and _text(symbol)
-        and _text(account)
+        type(broker) is str
+        and len(broker) <= _TEXT_MAX
+        and type(order_id) is int
+        and _LOW <= order_id <= _HIGH
+        and type(symbol) is str
+        and len(symbol) <= _TEXT_MAX
+        and type(account) is str
+        and len(account) <= _TEXT_MAX
         and side is not None
-        and _integer(quantity)
-        and (price is None or _integer(price))
+        and type(quantity) is int
+        and _LOW <= quantity <= _HIGH
+        and (price is None or (type(price) is int and _LOW <= price <= _HIGH))
     ):
         return None
     kind = get("kind")
@@ -137,20 +168,20 @@ def _place(data: dict[str, Any]) -> BrokerCommand | None:
         stp_mode = _choice(stp_mode, _STP_MODES)
         if stp_mode is None:
             return None
-    return BrokerCommand(
-        broker=broker,
-        command=PlaceOrder(
-            order_id=order_id,
-            symbol=symbol,
-            account=account,
-            side=side,
-            kind=kind,
-            price=price,
-            quantity=quantity,
-            tif=tif,
-            post_only=post_only,
-            stp_group=stp_group,
-            stp_mode=stp_mode,
+    return _new_broker_command(  # type: ignore[no-any-return]
+        broker,
+        _new_place(
+            order_id,
+            symbol,
+            account,
+            side,
+            kind,
+            price,
+            quantity,
+            tif,
+            post_only,
+            stp_group,
+            stp_mode,
         ),
     )
 
@@ -162,7 +193,7 @@ def _cancel(data: dict[str, Any]) -> BrokerCommand | None:
     broker, order_id, symbol = get("broker"), get("order_id"), get("symbol")
     if not (_text(broker) and _integer(order_id) and _text(symbol)):
         return None
-    return BrokerCommand(broker=broker, command=CancelOrder(order_id=order_id, symbol=symbol))
+    return _new_broker_command(broker, _new_cancel(order_id, symbol))  # type: ignore[no-any-return]
 
 
 def _amend(data: dict[str, Any]) -> BrokerCommand | None:
@@ -180,9 +211,8 @@ def _amend(data: dict[str, Any]) -> BrokerCommand | None:
         and (price is not None or quantity is not None)
     ):
         return None
-    return BrokerCommand(
-        broker=broker,
-        command=AmendOrder(order_id=order_id, symbol=symbol, price=price, quantity=quantity),
+    return _new_broker_command(  # type: ignore[no-any-return]
+        broker, _new_amend(order_id, symbol, price, quantity)
     )
 
 
@@ -249,13 +279,14 @@ def _encoder(cls: type[Any]) -> Callable[[Any], bytes]:
     hints = typing.get_type_hints(cls)
     namespace: dict[str, Any] = {
         "dumps": orjson.dumps,
-        "SORTED": _SORTED,
         "LOW": INTEGER_MIN,
         "HIGH": INTEGER_MAX,
         "Slow": _SlowPathError,
     }
-    checks: list[str] = []
-    items = [f'"type": {wire.EVENT_TYPES.get(cls) or wire.snake_case(cls.__name__)!r}']
+    conditions: list[str] = []  # all must hold, or the slow path encodes the event
+    integers: list[str] = []
+    items = {"type": repr(wire.EVENT_TYPES.get(cls) or wire.snake_case(cls.__name__))}
+    assert "type" not in names, cls  # event_to_dict would let the field overwrite the type
     for index, name in enumerate(names):
         variable = f"v{index}"
         enum, optional = _enum_of(hints[name])
@@ -264,21 +295,23 @@ def _encoder(cls: type[Any]) -> Callable[[Any], bytes]:
             namespace[f"E{index}"] = enum
             namespace[f"N{index}"] = {member: member.name.lower() for member in enum}
             if optional:
-                checks.append(f"if {variable} is not None and type({variable}) is not E{index}:")
-                items.append(f"{name!r}: None if {variable} is None else N{index}[{variable}]")
+                conditions.append(f"({variable} is None or type({variable}) is E{index})")
+                items[name] = f"None if {variable} is None else N{index}[{variable}]"
             else:
-                checks.append(f"if type({variable}) is not E{index}:")
-                items.append(f"{name!r}: N{index}[{variable}]")
-            checks.append("    raise Slow")
+                conditions.append(f"type({variable}) is E{index}")
+                items[name] = f"N{index}[{variable}]"
             continue
-        if is_int:
-            test = f"(type({variable}) is not int or not LOW <= {variable} <= HIGH)"
-            if int_optional:
-                checks.append(f"if {variable} is not None and {test}:")
-            else:
-                checks.append(f"if {test}:")
-            checks.append("    raise Slow")
-        items.append(f"{name!r}: {variable}")
+        if is_int and int_optional:
+            conditions.append(
+                f"({variable} is None or (type({variable}) is int and LOW <= {variable} <= HIGH))"
+            )
+        elif is_int:
+            integers.append(variable)
+            conditions.append(f"LOW <= {variable} <= HIGH")
+        items[name] = variable
+    if integers:
+        conditions.insert(0, " is ".join(f"type({v})" for v in integers) + " is int")
+    checks = [f"if not ({' and '.join(conditions)}):", "    raise Slow"] if conditions else []
     if dataclasses.is_dataclass(cls):
         unpack = "".join(f"    v{i} = event.{name}\n" for i, name in enumerate(names))
     else:
@@ -286,7 +319,7 @@ def _encoder(cls: type[Any]) -> Callable[[Any], bytes]:
     body = "".join(f"    {line}\n" for line in checks)
     source = (
         f"def encode(event):\n{unpack}{body}"
-        f"    return dumps({{{', '.join(items)}}}, option=SORTED)\n"
+        f"    return dumps({{{', '.join(f'{key!r}: {items[key]}' for key in sorted(items))}}})\n"
     )
     exec(source, namespace)  # generated from the event's own field names and hints
     encode: Callable[[Any], bytes] = namespace["encode"]
