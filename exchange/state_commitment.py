@@ -290,27 +290,6 @@ def _book_entry(
     return _dumps(["k", symbol, tick, lot, reference, limit_pct, phase])
 
 
-def _order_entry(order: Order, prev: int | None, lock: tuple[str, int, str] | None) -> bytes:
-    """orjson writes the IntEnum fields as their integers, as the snapshot has them."""
-    return _dumps(
-        [
-            "o",
-            order.order_id,
-            order.symbol,
-            order.side,
-            order.price,
-            order.quantity,
-            order.account,
-            order.tif,
-            order.post_only,
-            order.stp_group,
-            order.stp_mode,
-            prev,
-            lock,
-        ]
-    )
-
-
 def _registry_entry(registry: Registry) -> bytes:
     fees = registry.fees
     return _dumps(
@@ -354,6 +333,7 @@ class StateCommitment:
         "_fee_symbols",
         "_level",
         "_next",
+        "_order_entries",
         "_orders",
         "_outcome_ids",
         "_pairs",
@@ -374,7 +354,8 @@ class StateCommitment:
     def __init__(self, venue: Venue) -> None:
         """Build the commitment of `venue` as it is now. O(state), once."""
         self.venue = venue
-        self._entries: dict[Key, tuple[bytes, int]] = {}
+        self._entries: dict[Key, tuple[bytes, int]] = {}  # every entity but the orders
+        self._order_entries: dict[int, tuple[bytes, int]] = {}  # order id -> entry, hash
         self._accumulator = 0
         # the committed queues: order id -> the order ahead / behind, its level; level -> tail
         self._prev: dict[int, int | None] = {}
@@ -407,11 +388,14 @@ class StateCommitment:
 
     def _build(self) -> None:
         snapshot = self.venue.snapshot()
-        entries = self._entries
+        entries, order_entries = self._entries, self._order_entries
         accumulator = 0
         for key, entry in snapshot_entries(snapshot):
             value = entry_hash(entry)
-            entries[key] = (entry, value)
+            if key[0] == "o":
+                order_entries[key[1]] = (entry, value)
+            else:
+                entries[key] = (entry, value)
             accumulator += value
         self._accumulator = accumulator & MASK
         for key in entries:
@@ -667,45 +651,85 @@ class StateCommitment:
         whose content, lock or `prev` changed. A live order's entity holds its lock (in the
         asset its side pays with); any other lock is an `l` entity of its own."""
         resting = self.venue.matching._index
-        registries = self.venue.settlement._registries
+        rules = self.venue._rules
         level_of, prev_of, appended = self._level, self._prev, self._appended
-        account_of, pairs, currencies = self._account, self._pairs, self._currency
+        account_of, pairs, stray = self._account, self._pairs, self._stray
         changed: dict[int, None] = {}
         for order_id, symbol in self._orders.items():
             order = resting.get(order_id)
             level = level_of.get(order_id)
-            currency = currencies.get(symbol)
-            if currency is None:
-                currency = currencies[symbol] = registries[symbol].currency
-            if level is None:
-                if order is None:
-                    continue  # placed and done since the last digest: nothing to commit
-            else:  # the committed lock's account: its balance may change
-                pairs.add((currency if level[1] == _BUY else symbol, account_of[order_id]))
+            if level is None and order is None:
+                continue  # placed and done since the last digest: nothing to commit
+            rule = rules[symbol]
+            if level is not None:  # the committed lock's account: its balance may change
+                pairs.add((rule.currency if level[1] == _BUY else symbol, account_of[order_id]))
                 if order is None or order_id in appended:
                     behind = self._unlink(order_id)
                     if behind is not None:
                         changed[behind] = None
             changed[order_id] = None
-            if order is not None:
-                pairs.add((currency if order.side is BUY else symbol, order.account))
-            self._strays(order_id, symbol, currency, order)
+            if order is None:  # done: whatever it still holds is a stray lock
+                if stray or order_id in rule.cash.locks or order_id in rule.security.locks:
+                    self._strays(order_id, symbol, rule.currency, order)
+            else:
+                if order.side is BUY:
+                    pairs.add((rule.currency, order.account))
+                    other = rule.security.locks
+                else:
+                    pairs.add((symbol, order.account))
+                    other = rule.cash.locks
+                if stray or order_id in other:
+                    self._strays(order_id, symbol, rule.currency, order)
         for order_id in appended:
             order = resting.get(order_id)
             if order is not None:
                 self._link(order_id, (order.symbol, int(order.side), order.price), order.account)
-        update = self._update
+        self._rehash_orders(changed)
+
+    def _rehash_orders(self, changed: dict[int, None]) -> None:
+        """Bring the entities of `changed` orders up to date (inline: the hot loop)."""
+        resting = self.venue.matching._index
+        rules = self.venue._rules
+        level_of, prev_of = self._level, self._prev
+        order_entries = self._order_entries
+        added: list[int] = []
+        removed: list[int] = []
         for order_id in changed:
             order = resting.get(order_id)
+            old = order_entries.get(order_id)
             if order is None:
-                update(("o", order_id), None)
-            else:
-                assert self._level[order_id] == (order.symbol, int(order.side), order.price), (
-                    f"order {order_id} moved without losing priority"
-                )
-                asset = currencies[order.symbol] if order.side is BUY else order.symbol
-                lock = registries[asset].locks.get(order_id)
-                update(("o", order_id), _order_entry(order, prev_of[order_id], lock))
+                if old is not None:
+                    removed.append(old[1])
+                    del order_entries[order_id]
+                continue
+            assert level_of[order_id][2] == order.price, f"order {order_id} moved in its queue"
+            rule = rules[order.symbol]
+            locks = rule.cash.locks if order.side is BUY else rule.security.locks
+            entry = _dumps(
+                [
+                    "o",
+                    order_id,
+                    order.symbol,
+                    order.side,
+                    order.price,
+                    order.quantity,
+                    order.account,
+                    order.tif,
+                    order.post_only,
+                    order.stp_group,
+                    order.stp_mode,
+                    prev_of[order_id],
+                    locks.get(order_id),
+                ]
+            )
+            if old is not None:
+                if old[0] == entry:
+                    continue
+                removed.append(old[1])
+            value = _from_bytes(_shake(entry).digest(MODULUS_BYTES), "little")
+            added.append(value)
+            order_entries[order_id] = (entry, value)
+        self._accumulator += sum(added) - sum(removed)
 
     def _strays(self, order_id: int, symbol: str, currency: str, order: Order | None) -> None:
         """Locks under `order_id` that no live order's entity holds (none while the venue's
