@@ -652,7 +652,7 @@ class StateCommitment:
         asset its side pays with); any other lock is an `l` entity of its own."""
         resting = self.venue.matching._index
         rules = self.venue._rules
-        level_of, prev_of, appended = self._level, self._prev, self._appended
+        level_of, appended = self._level, self._appended
         account_of, pairs, stray = self._account, self._pairs, self._stray
         changed: dict[int, None] = {}
         for order_id, symbol in self._orders.items():
