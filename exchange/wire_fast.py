@@ -359,16 +359,7 @@ def event_bytes(event: Any) -> bytes:
 
 def events_bytes(events: list[Any]) -> list[bytes]:
     """`event_bytes` of each event."""
-    encoders = _ENCODERS
-    out: list[bytes] = []
-    append = out.append
-    for event in events:
-        encode = encoders.get(type(event))
-        if encode is None:
-            append(slow_event_bytes(event))
-            continue
-        try:
-            append(encode(event))
-        except (_SlowPathError, orjson.JSONEncodeError, KeyError):
-            append(slow_event_bytes(event))
-    return out
+    try:
+        return [_ENCODERS[type(event)](event) for event in events]
+    except (_SlowPathError, orjson.JSONEncodeError, KeyError):
+        return [event_bytes(event) for event in events]
