@@ -325,6 +325,7 @@ class StateCommitment:
         "_accumulator",
         "_appended",
         "_assets",
+        "_balance_entries",
         "_bought_keys",
         "_currency",
         "_cycle",
@@ -356,6 +357,7 @@ class StateCommitment:
         self.venue = venue
         self._entries: dict[Key, tuple[bytes, int]] = {}  # every entity but the orders
         self._order_entries: dict[int, tuple[bytes, int]] = {}  # order id -> entry, hash
+        self._balance_entries: dict[tuple[str, str], tuple[bytes, int]] = {}  # `b` entities
         self._accumulator = 0
         # the committed queues: order id -> the order ahead / behind, its level; level -> tail
         self._prev: dict[int, int | None] = {}
@@ -394,6 +396,8 @@ class StateCommitment:
             value = entry_hash(entry)
             if key[0] == "o":
                 order_entries[key[1]] = (entry, value)
+            elif key[0] == "b":
+                self._balance_entries[key[1], key[2]] = (entry, value)
             else:
                 entries[key] = (entry, value)
             accumulator += value
@@ -533,28 +537,7 @@ class StateCommitment:
             self._assets.update(asset for asset, _ in self._position_keys)
         update = self._update
         registries = settlement._registries
-        for asset, account in pairs:
-            registry = registries.get(asset)
-            if registry is None:
-                continue
-            available = registry.available.get(account, 0)
-            locked = registry.locked.get(account, 0)
-            key = ("b", asset, account)
-            update(
-                key,
-                _dumps(["b", asset, account, available, locked]) if available or locked else None,
-            )
-            for tag, table, keys in (
-                ("e", registry.escrow, self._escrow_keys),
-                ("p", registry.positions, self._position_keys),
-            ):
-                amount = table.get(account, 0)
-                if amount:
-                    keys.add((asset, account))
-                    update((tag, asset, account), _dumps([tag, asset, account, amount]))
-                elif (asset, account) in keys:
-                    keys.discard((asset, account))
-                    update((tag, asset, account), None)
+        self._rehash_balances(pairs)
         for asset in self._assets:
             registry = registries.get(asset)
             update(("r", asset), None if registry is None else _registry_entry(registry))
@@ -615,6 +598,48 @@ class StateCommitment:
         self._clear()
         self._accumulator &= MASK
         return finish(self._accumulator)
+
+    def _rehash_balances(self, pairs: set[tuple[str, str]]) -> None:
+        """Bring the `b`, `e` and `p` entities of `pairs` (asset, account) up to date."""
+        registries = self.venue.settlement._registries
+        balances, update = self._balance_entries, self._update
+        escrow_keys, position_keys = self._escrow_keys, self._position_keys
+        added: list[int] = []
+        removed: list[int] = []
+        for pair in pairs:
+            asset, account = pair
+            registry = registries.get(asset)
+            if registry is None:
+                continue
+            available = registry.available.get(account, 0)
+            locked = registry.locked.get(account, 0)
+            old = balances.get(pair)
+            if available or locked:
+                entry = _dumps(["b", asset, account, available, locked])
+                if old is None or old[0] != entry:
+                    if old is not None:
+                        removed.append(old[1])
+                    value = _from_bytes(_shake(entry).digest(MODULUS_BYTES), "little")
+                    added.append(value)
+                    balances[pair] = (entry, value)
+            elif old is not None:
+                removed.append(old[1])
+                del balances[pair]
+            # escrow and positions exist only while a cleared trade is pending (gross > 0,
+            # which Registry.check asserts), so a gross registry skips them
+            if registry.gross or pair in escrow_keys or pair in position_keys:
+                for tag, table, keys in (
+                    ("e", registry.escrow, escrow_keys),
+                    ("p", registry.positions, position_keys),
+                ):
+                    amount = table.get(account, 0)
+                    if amount:
+                        keys.add(pair)
+                        update((tag, asset, account), _dumps([tag, asset, account, amount]))
+                    elif pair in keys:
+                        keys.discard(pair)
+                        update((tag, asset, account), None)
+        self._accumulator += sum(added) - sum(removed)
 
     def _clear(self) -> None:
         self._orders.clear()
