@@ -31,6 +31,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/jinlian bench matching
 	$(BIN)/jinlian bench venue
+	$(BIN)/jinlian bench machine
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

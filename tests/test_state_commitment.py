@@ -239,3 +239,11 @@ def test_a_snapshot_field_the_commitment_does_not_know_is_refused() -> None:
         assert "something_new" in str(error)
     else:
         raise AssertionError("an unknown snapshot field was accepted")
+
+
+def test_the_machine_benchmark_runs_and_agrees(capsys: Any) -> None:
+    from exchange.cli import main
+
+    assert main(["bench", "machine", "--messages", "1500", "--depth", "300", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "VenueMachine.apply" in out and "equals the recomputed one: True" in out
