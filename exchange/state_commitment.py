@@ -21,12 +21,14 @@ The entities (tag: key -> value), with exactly the content of `Venue.snapshot()`
   regulator, the outcome window size and the highest forgotten id). Small: rehashed each time.
 - `k` symbol -> the book's instrument rules and phase; `u` symbol -> the venue's listing rules.
 - `o` order id -> symbol, side, price, open quantity, account, tif, post only, stp group and
-  mode, and `prev` (see above).
+  mode, `prev` (see above) and its lock row (account, amount, holder) in the asset its side
+  pays with, or null: one hash per changed order covers both.
 - `r` asset -> kind, issuer, currency, mode, fee schedule, issued, redeemed, gross.
 - `a` account -> broker, frozen.
 - `b` (asset, account) -> available, locked (absent when both are 0, as in the snapshot);
   `e` and `p` (asset, account) -> cycle escrow and net position (absent when 0);
-  `l` (asset, lock owner) -> account, amount, holder.
+  `l` (asset, lock owner) -> account, amount, holder, for a lock no live order's entity holds
+  (none while the venue's invariant holds).
 - `t` / `n` (account, symbol) -> shares bought today / bought today but not yet delivered.
 - `s` / `v` command id -> `prev` command id, command row and event rows: settlement's and
   the venue's remembered outcomes, in the order they were remembered.
@@ -43,7 +45,11 @@ accumulator keeps the header field at 32 bytes.
 Change tracking comes from the commands and the events the venue returned (`touch`), never
 from hooks in the venue: every state change the venue makes is told by an event or follows
 from the command (see `touch` for the table). Tests compare the incremental commitment with
-the one recomputed from `Venue.snapshot()` after random command sequences.
+the one recomputed from `Venue.snapshot()` after random command sequences. All commands must go
+through `touch` (`VenueMachine.apply` does it): a change made behind its back is not seen.
+
+Memory: each entity keeps its entry bytes and its 2048-bit element (about 0.5 KB per resting
+order with the queue links), so that a change costs one hash, not two.
 """
 
 from __future__ import annotations
