@@ -48,8 +48,9 @@ from the command (see `touch` for the table). Tests compare the incremental comm
 the one recomputed from `Venue.snapshot()` after random command sequences. All commands must go
 through `touch` (`VenueMachine.apply` does it): a change made behind its back is not seen.
 
-Memory: each entity keeps its entry bytes and its 2048-bit element (about 0.5 KB per resting
-order with the queue links), so that a change costs one hash, not two.
+Memory: each entity keeps its 2048-bit element (300 bytes) so that a change costs one hash, not
+two; with the queue links about 0.55 KB per resting order. Entry bytes are not kept: each bytes
+object orjson returns holds a 4 KB buffer.
 """
 
 from __future__ import annotations
@@ -361,9 +362,10 @@ class StateCommitment:
     def __init__(self, venue: Venue) -> None:
         """Build the commitment of `venue` as it is now. O(state), once."""
         self.venue = venue
-        self._entries: dict[Key, tuple[bytes, int]] = {}  # every entity but the orders
-        self._order_entries: dict[int, tuple[bytes, int]] = {}  # order id -> entry, hash
-        self._balance_entries: dict[tuple[str, str], tuple[bytes, int]] = {}  # `b` entities
+        # each entity's element of the group (not its bytes: orjson's output holds 4 KB)
+        self._entries: dict[Key, int] = {}  # every entity but the orders and balances
+        self._order_entries: dict[int, int] = {}  # `o` entities by order id
+        self._balance_entries: dict[tuple[str, str], int] = {}  # `b` by (asset, account)
         self._accumulator = 0
         # the committed queues: order id -> the order ahead / behind, its level; level -> tail
         self._prev: dict[int, int | None] = {}
@@ -401,16 +403,15 @@ class StateCommitment:
         for key, entry in snapshot_entries(snapshot):
             value = entry_hash(entry)
             if key[0] == "o":
-                order_entries[key[1]] = (entry, value)
+                order_entries[key[1]] = value
             elif key[0] == "b":
-                self._balance_entries[key[1], key[2]] = (entry, value)
+                self._balance_entries[key[1], key[2]] = value
             else:
-                entries[key] = (entry, value)
+                entries[key] = value
+                if key[0] == "l":
+                    self._stray[key[1], key[2]] = orjson.loads(entry)[3]
             accumulator += value
         self._accumulator = accumulator & MASK
-        for key in entries:
-            if key[0] == "l":
-                self._stray[key[1], key[2]] = orjson.loads(entries[key][0])[3]
         for book in snapshot["matching"]["books"]:
             symbol = book["symbol"]
             for row in book["orders"]:
@@ -622,14 +623,14 @@ class StateCommitment:
             old = balances.get(pair)
             if available or locked:
                 entry = _dumps(["b", asset, account, available, locked])
-                if old is None or old[0] != entry:
+                value = _from_bytes(_shake(entry).digest(MODULUS_BYTES), "little")
+                if value != old:
                     if old is not None:
-                        removed.append(old[1])
-                    value = _from_bytes(_shake(entry).digest(MODULUS_BYTES), "little")
+                        removed.append(old)
                     added.append(value)
-                    balances[pair] = (entry, value)
+                    balances[pair] = value
             elif old is not None:
-                removed.append(old[1])
+                removed.append(old)
                 del balances[pair]
             # escrow and positions exist only while a cleared trade is pending (gross > 0,
             # which Registry.check asserts), so a gross registry skips them
@@ -665,17 +666,15 @@ class StateCommitment:
         """Make `key`'s entity `entry` (None: no such entity)."""
         entries = self._entries
         old = entries.get(key)
-        if old is not None:
-            if old[0] == entry:
-                return
-            self._accumulator -= old[1]
         if entry is None:
             if old is not None:
+                self._accumulator -= old
                 del entries[key]
             return
         value = entry_hash(entry)
-        self._accumulator += value
-        entries[key] = (entry, value)
+        if value != old:
+            self._accumulator += value - (old or 0)
+            entries[key] = value
 
     def _flush_orders(self) -> None:
         """Replay the block's queue changes on the committed queues, then rehash the orders
@@ -730,7 +729,7 @@ class StateCommitment:
             old = order_entries.get(order_id)
             if order is None:
                 if old is not None:
-                    removed.append(old[1])
+                    removed.append(old)
                     del order_entries[order_id]
                 continue
             assert level_of[order_id][2] == order.price, f"order {order_id} moved in its queue"
@@ -753,13 +752,13 @@ class StateCommitment:
                     locks.get(order_id),
                 ]
             )
-            if old is not None:
-                if old[0] == entry:
-                    continue
-                removed.append(old[1])
             value = _from_bytes(_shake(entry).digest(MODULUS_BYTES), "little")
+            if value == old:
+                continue
+            if old is not None:
+                removed.append(old)
             added.append(value)
-            order_entries[order_id] = (entry, value)
+            order_entries[order_id] = value
         self._accumulator += sum(added) - sum(removed)
 
     def _strays(self, order_id: int, symbol: str, currency: str, order: Order | None) -> None:
