@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/jinlian bench matching
 	$(BIN)/jinlian bench venue
 	$(BIN)/jinlian bench ledger
+	$(BIN)/jinlian bench machine
 
 clean:
 	rm -rf demo-consortium $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

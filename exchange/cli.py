@@ -120,6 +120,11 @@ def _bench(arguments: argparse.Namespace) -> int:
         from exchange.bench import ledger_bench
 
         return ledger_bench.main(arguments)
+    if arguments.target == "machine":
+        from exchange.bench import machine_bench
+
+        outcome: int = machine_bench.main(arguments)
+        return outcome
     if arguments.target == "venue":
         from exchange.bench import venue_bench
 
@@ -244,6 +249,54 @@ def _add_node_commands(commands: Any) -> None:
     up.set_defaults(run=_up)
 
 
+def _add_bench_commands(commands: Any) -> None:
+    bench = commands.add_parser("bench", help="benchmarks, run on purpose")
+    targets = bench.add_subparsers(dest="target", required=True)
+    matching = targets.add_parser("matching", help="the matching engine against a bare baseline")
+    matching.add_argument("--seed", type=int, default=1)
+    matching.add_argument("--messages", type=int, default=200_000, help="timed messages")
+    matching.add_argument("--depth", type=int, default=20_000, help="orders resting at the start")
+    matching.add_argument("--rounds", type=int, default=3, help="alternating rounds; median kept")
+    matching.add_argument(
+        "--memory-orders", type=int, default=1_000_000, help="resting orders for the memory figure"
+    )
+    matching.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    matching.set_defaults(run=_bench)
+    venue_target = targets.add_parser(
+        "venue", help="the venue (funding, locks, DvP) against matching alone"
+    )
+    venue_target.add_argument("--seed", type=int, default=1)
+    venue_target.add_argument("--messages", type=int, default=200_000, help="timed commands")
+    venue_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
+    venue_target.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    venue_target.add_argument(
+        "--net-trades", type=int, default=1_000_000, help="trades in the model-3 netting figure"
+    )
+    venue_target.add_argument("--net-accounts", type=int, default=1_000)
+    venue_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    venue_target.set_defaults(run=_bench)
+    machine_target = targets.add_parser(
+        "machine", help="the ledger's state machine (JSON in, event bytes, state hash) vs venue"
+    )
+    machine_target.add_argument("--seed", type=int, default=1)
+    machine_target.add_argument("--messages", type=int, default=100_000, help="timed commands")
+    machine_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
+    machine_target.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    machine_target.add_argument("--block", type=int, default=1_000, help="commands per block")
+    machine_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    machine_target.set_defaults(run=_bench)
+
+    ledger_target = targets.add_parser(
+        "ledger", help="exchange + 4 members as processes: commands finalized per second"
+    )
+    ledger_target.add_argument("--seed", type=int, default=1)
+    ledger_target.add_argument("--messages", type=int, default=100_000, help="timed commands")
+    ledger_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
+    ledger_target.add_argument("--base-port", type=int, default=7600, help="first of 5 ports")
+    ledger_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ledger_target.set_defaults(run=_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jinlian", description="Jinlian: a securities exchange on a shared ledger."
@@ -275,41 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--brokers", type=int, default=3)
     init.set_defaults(run=_init)
 
-    bench = commands.add_parser("bench", help="benchmarks, run on purpose")
-    targets = bench.add_subparsers(dest="target", required=True)
-    matching = targets.add_parser("matching", help="the matching engine against a bare baseline")
-    matching.add_argument("--seed", type=int, default=1)
-    matching.add_argument("--messages", type=int, default=200_000, help="timed messages")
-    matching.add_argument("--depth", type=int, default=20_000, help="orders resting at the start")
-    matching.add_argument("--rounds", type=int, default=3, help="alternating rounds; median kept")
-    matching.add_argument(
-        "--memory-orders", type=int, default=1_000_000, help="resting orders for the memory figure"
-    )
-    matching.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    matching.set_defaults(run=_bench)
-    venue_target = targets.add_parser(
-        "venue", help="the venue (funding, locks, DvP) against matching alone"
-    )
-    venue_target.add_argument("--seed", type=int, default=1)
-    venue_target.add_argument("--messages", type=int, default=200_000, help="timed commands")
-    venue_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
-    venue_target.add_argument("--rounds", type=int, default=3, help="alternating rounds")
-    venue_target.add_argument(
-        "--net-trades", type=int, default=1_000_000, help="trades in the model-3 netting figure"
-    )
-    venue_target.add_argument("--net-accounts", type=int, default=1_000)
-    venue_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    venue_target.set_defaults(run=_bench)
-
-    ledger_target = targets.add_parser(
-        "ledger", help="exchange + 4 members as processes: commands finalized per second"
-    )
-    ledger_target.add_argument("--seed", type=int, default=1)
-    ledger_target.add_argument("--messages", type=int, default=100_000, help="timed commands")
-    ledger_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
-    ledger_target.add_argument("--base-port", type=int, default=7600, help="first of 5 ports")
-    ledger_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    ledger_target.set_defaults(run=_bench)
+    _add_bench_commands(commands)
 
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)

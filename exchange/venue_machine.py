@@ -6,24 +6,36 @@ from collections.abc import Mapping
 from typing import Any
 
 from exchange import wire
+from exchange.state_commitment import StateCommitment
 from exchange.venue import Venue
+from exchange.wire_fast import events_bytes, parse_venue_command
 from ledger.canonical import canonical_bytes
 
 
 class VenueMachine:
     """Adapts `Venue` to `ledger.machine.StateMachine`. A command that does not parse becomes an
-    `error` event naming the field, the same on every node, and changes nothing."""
+    `error` event naming the field, the same on every node, and changes nothing.
 
-    __slots__ = ("venue",)
+    Commands are parsed and events encoded by `exchange.wire_fast`, which gives exactly the
+    results of `wire.parse_command` and `canonical_bytes(wire.event_to_dict(event))`. The state
+    hash is the incremental multiset commitment of `exchange.state_commitment`: each `apply`
+    records what changed, and `state_hash` (once per block) costs O(what changed)."""
+
+    __slots__ = ("_touch", "_venue_apply", "commitment", "venue")
 
     def __init__(self, venue: Venue) -> None:
         self.venue = venue
+        self.commitment = StateCommitment(venue)
+        self._venue_apply = venue.apply
+        self._touch = self.commitment.touch
 
     def apply(self, command: Mapping[str, Any]) -> list[bytes]:
-        parsed = wire.parse_command(command, wire.VENUE_PARSERS)
-        if isinstance(parsed, wire.WireError):
+        parsed = parse_venue_command(command)
+        if type(parsed) is wire.WireError:
             return [canonical_bytes(parsed.to_dict())]
-        return [canonical_bytes(wire.event_to_dict(event)) for event in self.venue.apply(parsed)]
+        events = self._venue_apply(parsed)
+        self._touch(parsed, events)
+        return events_bytes(events)
 
     def state_hash(self) -> bytes:
-        return bytes.fromhex(self.venue.state_hash())
+        return self.commitment.digest()
