@@ -57,7 +57,7 @@ FETCH_TICKS: Final = 5  # ticks before an unanswered fetch is given up and anoth
 REPROPOSE_MAX: Final = 64  # uncertified blocks re-sent per tick
 QUEUE_MAX: Final = 200_000  # sequenced commands waiting for a block
 BLOCK_COMMANDS: Final = 2_000
-LAG_MAX: Final = 64  # blocks between the tip and the highest certificate before "degraded"
+LAG_MAX: Final = 8  # blocks between the tip and the highest certificate before "degraded"
 
 
 @dataclass(frozen=True, slots=True)
