@@ -352,12 +352,13 @@ class ExchangeNode(_Shell):
         self.app.router.add_get("/submit", self._submit)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
-        before = set(self.proposer.unvoted)
+        unvoted = self.proposer.unvoted
+        before = len(unvoted)
         sends = self.proposer.receive(sender, message)
-        if len(self.proposer.unvoted) < len(before):
+        if len(unvoted) < before:  # a certificate formed: its commands are final
             now = time.monotonic_ns()
-            for height in before - set(self.proposer.unvoted):
-                for count, sequenced in self.sequenced_at.pop(height, ()):
+            for height in [h for h in self.sequenced_at if h not in unvoted]:
+                for count, sequenced in self.sequenced_at.pop(height):
                     self.finality.add(height, count, (now - sequenced) / 1e6)
         return sends
 
@@ -478,16 +479,10 @@ class ExchangeNode(_Shell):
                 return {"type": "refused", "request": request, "code": "malformed",
                         "message": f"commands[{index}] is not an object"}  # fmt: skip
         proposer = self.proposer
-        room = proposer.queue_max - len(proposer.queue)
-        if room < len(commands) and not proposer.degraded:
-            return {"type": "refused", "request": request, "code": "busy",
-                    "message": f"{len(proposer.queue)} commands queued "
-                               f"(at most {proposer.queue_max})"}  # fmt: skip
-        for command in commands:
-            refused = proposer.submit(command)
-            if refused is not None:  # only before the first: degraded is checked per command
-                return {"type": "refused", "request": request, "code": refused.code,
-                        "message": refused.message}  # fmt: skip
+        refused = proposer.submit(commands)
+        if refused is not None:
+            return {"type": "refused", "request": request, "code": refused.code,
+                    "message": refused.message}  # fmt: skip
         self.waiting.append(_Pending(ws, request, len(commands), time.monotonic_ns()))
         if len(proposer.queue) >= proposer.block_commands:
             self.wake.set()

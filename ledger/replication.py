@@ -220,9 +220,8 @@ class Replica:
             if held.header.hash != block.header.hash and self._signed(block):
                 self._equivocation(held, block)
             return []
-        if height - self.height > PENDING_MAX or not self._signed(block):
-            return [] if self.fetch_wait else [self._fetch(self.height + 1)]
-        self.pending[height] = block
+        if height - self.height <= PENDING_MAX and self._signed(block):
+            self.pending[height] = block
         return [] if self.fetch_wait else [self._fetch(self.height + 1)]
 
     def _extend(self, block: Block, certificate: QuorumCertificate | None) -> list[Send]:
@@ -369,18 +368,23 @@ class Proposer:
     def degraded(self) -> bool:
         return self.lag > self.lag_max
 
-    def submit(self, command: dict[str, Any]) -> Refused | None:
-        """Sequence a command for the next block; None if taken. Refused when degraded (the
-        exchange does not run ahead of finality) or when the queue is full."""
+    def submit(self, commands: Sequence[dict[str, Any]]) -> Refused | None:
+        """Sequence a batch of commands, in order, for the next blocks; None if taken. The
+        whole batch is refused when degraded (the exchange does not run ahead of finality) or
+        when it does not fit in the queue."""
         if self.degraded:
             return Refused(
                 "degraded",
                 f"finality is {self.lag} blocks behind the tip (at most {self.lag_max}): "
                 "not accepting commands until members catch up",
             )
-        if len(self.queue) >= self.queue_max:
-            return Refused("busy", f"{len(self.queue)} commands queued (at most {self.queue_max})")
-        self.queue.append(command)
+        if len(self.queue) + len(commands) > self.queue_max:
+            return Refused(
+                "busy",
+                f"{len(commands)} commands do not fit: {len(self.queue)} queued "
+                f"(at most {self.queue_max})",
+            )
+        self.queue.extend(commands)
         return None
 
     def cut(self, time_ns: int) -> tuple[Block | None, list[Send]]:

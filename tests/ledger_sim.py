@@ -237,7 +237,7 @@ class Sim:
         for _ in range(self.rng.randint(0, 6)):
             command = {"id": self.next_command, "key": f"k{self.rng.randint(1, 5)}",
                        "add": self.rng.randint(-3, 9)}  # fmt: skip
-            refused = exchange.submit(command)
+            refused = exchange.submit([command])
             if refused is None:
                 self.next_command += 1
             else:

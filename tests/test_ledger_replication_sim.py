@@ -147,7 +147,7 @@ def test_more_than_f_faulty_members_stop_finality_without_divergence(
         assert exchange.certified == 0 and sim.final == {}
         assert exchange.height >= 9, "the exchange stopped before reaching its lag bound"
         assert exchange.degraded and sim.refusals.get("degraded", 0) > 0
-        refused = exchange.submit({"id": 0, "key": "k", "add": 1})
+        refused = exchange.submit([{"id": 0, "key": "k", "add": 1}])
         assert refused is not None and refused.code == "degraded"
         assert "blocks behind" in refused.message
     finally:
@@ -162,7 +162,7 @@ def test_a_member_records_equivocation_and_never_votes_twice_at_a_height(
     try:
         exchange = sim.exchange
         assert exchange is not None
-        exchange.submit({"id": 1, "key": "a", "add": 1})
+        exchange.submit([{"id": 1, "key": "a", "add": 1}])
         first, _ = exchange.cut(time_ns=1)
         assert first is not None
         replica = sim.nodes[1]
@@ -181,7 +181,7 @@ def test_a_member_records_equivocation_and_never_votes_twice_at_a_height(
             store=BlockStore.open(other_path, sim.genesis.hash),
             new_machine=CounterMachine,
         )
-        other.submit({"id": 2, "key": "b", "add": 5})
+        other.submit([{"id": 2, "key": "b", "add": 5}])
         second, _ = other.cut(time_ns=1)
         assert second is not None and second.header.height == 1
         assert replica.receive(EXCHANGE, Propose(second, 0)) == []
@@ -205,7 +205,7 @@ def test_a_vote_is_counted_once_and_a_late_vote_is_harmless(workdir: Path) -> No
     try:
         exchange = sim.exchange
         assert exchange is not None
-        exchange.submit({"id": 1, "key": "a", "add": 1})
+        exchange.submit([{"id": 1, "key": "a", "add": 1}])
         block, _ = exchange.cut(time_ns=1)
         assert block is not None
         vote = signed_vote(sim, 1, 1)
@@ -229,7 +229,7 @@ def test_a_restarted_exchange_reproposes_what_it_stored_and_never_resigns_a_heig
     try:
         exchange = sim.exchange
         assert exchange is not None
-        exchange.submit({"id": 1, "key": "a", "add": 1})
+        exchange.submit([{"id": 1, "key": "a", "add": 1}])
         block, proposals = exchange.cut(time_ns=1)
         assert block is not None and len(proposals) == 4
         sim.crash(EXCHANGE)  # before any vote arrived
@@ -239,7 +239,7 @@ def test_a_restarted_exchange_reproposes_what_it_stored_and_never_resigns_a_heig
         again = restarted.tick()
         assert {s.to for s in again if isinstance(s.message, Propose)} == {1, 2, 3, 4}
         assert all(s.message.block == block for s in again if isinstance(s.message, Propose))
-        restarted.submit({"id": 2, "key": "a", "add": 1})
+        restarted.submit([{"id": 2, "key": "a", "add": 1}])
         following, _ = restarted.cut(time_ns=2)
         assert following is not None and following.header.parent_hash == block.header.hash
     finally:
@@ -255,5 +255,21 @@ def test_sends_are_addressed_to_members_of_the_genesis(workdir: Path) -> None:
             assert node is not None
             for send in node.tick():
                 assert isinstance(send, Send) and send.to in members
+    finally:
+        sim.close()
+
+
+def test_a_batch_that_does_not_fit_is_refused_whole(workdir: Path) -> None:
+    sim = Sim(2, workdir, Faults())
+    try:
+        exchange = sim.exchange
+        assert exchange is not None
+        exchange.queue_max = 3
+        assert exchange.submit([{"id": 1, "key": "a", "add": 1}] * 2) is None
+        refused = exchange.submit([{"id": 2, "key": "a", "add": 1}] * 2)
+        assert refused is not None and refused.code == "busy"
+        assert "2 commands do not fit: 2 queued (at most 3)" in refused.message
+        assert len(exchange.queue) == 2
+        assert exchange.submit([{"id": 3, "key": "a", "add": 1}]) is None
     finally:
         sim.close()
