@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -66,6 +67,11 @@ def load_config(directory: Path) -> NodeConfig:
     )
 
 
+def new_machine(genesis: Genesis) -> VenueMachine:
+    """The venue at height 0, as every node starts it and replays its store onto it."""
+    return VenueMachine(venue_from_genesis(genesis))
+
+
 def open_store(config: NodeConfig) -> BlockStore:
     return BlockStore.open(config.store_path, config.genesis.hash, indexer=VenueIndexer())
 
@@ -81,7 +87,7 @@ def build_replica(config: NodeConfig) -> ReplicaNode:
         member_id=config.member_id,
         key=key,
         store=open_store(config),
-        new_machine=lambda: VenueMachine(venue_from_genesis(genesis)),
+        new_machine=partial(new_machine, genesis),
     )
     return ReplicaNode(replica, config.address)
 
@@ -96,7 +102,7 @@ def build_exchange(config: NodeConfig, *, lag_max: int | None = None) -> Exchang
         genesis=genesis,
         key=key,
         store=open_store(config),
-        new_machine=lambda: VenueMachine(venue_from_genesis(genesis)),
+        new_machine=partial(new_machine, genesis),
         **options,
     )
     return ExchangeNode(proposer, config.address)

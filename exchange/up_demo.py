@@ -9,12 +9,11 @@ that holds them and the members whose signatures made it final.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 from exchange.nodes import load_config
-from ledger.feed import Feed, status
+from ledger.feed import Feed, status, wait_until_up
 from ledger.store import BlockStore
 
 SYMBOL = "600000.SH"
@@ -44,24 +43,11 @@ SESSION: list[tuple[str, list[dict[str, Any]]]] = [
 ]  # fmt: skip
 
 
-async def _wait_up(addresses: list[str]) -> None:
-    deadline = time.monotonic() + 60
-    for address in addresses:
-        while True:
-            try:
-                await status(address)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{address} did not start") from None
-                await asyncio.sleep(0.1)
-
-
 async def run_session(directory: Path) -> None:
     exchange = load_config(directory / "exchange")
     genesis = exchange.genesis
     member = next(m for m in genesis.members if m.voting)
-    await _wait_up([exchange.address] + [m.address for m in genesis.members if m.voting])
+    await wait_until_up([exchange.address] + [m.address for m in genesis.members if m.voting])
     tip = 0
     async with Feed(exchange.address) as feed:
         for caption, commands in SESSION:

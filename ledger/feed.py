@@ -9,6 +9,7 @@ flight, which is how a load generator reaches the exchange's throughput. A batch
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -127,6 +128,21 @@ class Feed:
         for batch in self._batches.values():
             if not batch.done.done():
                 batch.done.set_exception(ConnectionError("the exchange closed the feed"))
+
+
+async def wait_until_up(addresses: Iterable[str], timeout_s: float = 60.0) -> None:
+    """Return once every node answers `/status`; RuntimeError naming the first that does
+    not within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    for address in addresses:
+        while True:
+            try:
+                await status(address)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{address} did not start") from None
+                await asyncio.sleep(0.05)
 
 
 async def status(address: str, after: int = 0) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from exchange.nodes import load_config
-from ledger.feed import Feed, FeedError, status
+from ledger.feed import Feed, FeedError, status, wait_until_up
 from ledger.store import BlockStore
 from tests.consortium_net import make_consortium, opening, orders, until
 
@@ -75,18 +75,8 @@ def consortium(tmp_path: Path) -> Iterator[Processes]:
             child.wait()
 
 
-async def reachable(address: str) -> bool:
-    try:
-        await status(address)
-    except OSError:
-        return False
-    return True
-
-
 async def wait_up(processes: Processes, names: tuple[str, ...]) -> None:
-    for name in names:
-        address = processes.address(name)
-        await until(lambda a=address: reachable(a), what=f"{name} to listen")  # type: ignore[misc]
+    await wait_until_up([processes.address(name) for name in names], timeout_s=30)
 
 
 async def tip_of(address: str) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from exchange.nodes import load_config, start_processes, stop_processes
 from exchange.venue_machine import VenueMachine
 from exchange.venue_types import BrokerCommand
 from exchange.wire import venue_command_to_dict
-from ledger.feed import Feed, status
+from ledger.feed import Feed, status, wait_until_up
 from matching.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 
 ACCOUNTS_PER_BROKER: Final = 20
@@ -75,24 +75,11 @@ def batches(commands: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [commands[i : i + BATCH] for i in range(0, len(commands), BATCH)]
 
 
-async def _reachable(address: str) -> bool:
-    try:
-        await status(address)
-    except OSError:
-        return False
-    return True
-
-
 async def _drive(
     addresses: list[str], setup: list[dict[str, Any]], timed: list[dict[str, Any]]
 ) -> dict[str, Any]:
     exchange = addresses[0]
-    deadline = time.monotonic() + 60
-    for address in addresses:
-        while not await _reachable(address):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{address} did not start")
-            await asyncio.sleep(0.1)
+    await wait_until_up(addresses)
     while len((await status(exchange))["members_connected"]) < len(addresses) - 1:
         await asyncio.sleep(0.05)
     async with Feed(exchange) as feed:
