@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -16,13 +17,13 @@ SYMBOL = "600000.SH"
 
 
 def free_base_port(count: int) -> int:
-    """A port p such that p .. p + count - 1 are free on 127.0.0.1 right now."""
+    """A port p such that p .. p + count - 1 are free on 127.0.0.1 right now. Chosen below
+    the kernel's ephemeral range, so that no outgoing connection (the exchange dialling a
+    member that is still starting) can take a port a node is about to listen on."""
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
+        base = random.randrange(10_000, low - count)
         sockets = []
         try:
             for port in range(base, base + count):
