@@ -108,8 +108,8 @@ requests = st.builds(
 frames = st.one_of(
     st.binary(max_size=64),
     st.text(max_size=64),
-    json_values.map(lambda value: json.dumps(value)),
-    requests.map(lambda value: json.dumps(value)),
+    json_values.map(json.dumps),
+    requests.map(json.dumps),
 )
 REPLIES = {"error", "report", "order", "open_orders", "cancel_all", "replayed", "subscribed",
            "unsubscribed", "book_snapshot", "bbo", "phase", "book", "trades", "pong",
