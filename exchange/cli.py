@@ -116,6 +116,10 @@ def _init(arguments: argparse.Namespace) -> int:
 
 
 def _bench(arguments: argparse.Namespace) -> int:
+    if arguments.target == "gateway":
+        from exchange.bench import gateway_bench
+
+        return gateway_bench.main(arguments)
     if arguments.target == "ledger":
         from exchange.bench import ledger_bench
 
@@ -295,6 +299,19 @@ def _add_bench_commands(commands: Any) -> None:
     ledger_target.add_argument("--base-port", type=int, default=7600, help="first of 5 ports")
     ledger_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ledger_target.set_defaults(run=_bench)
+
+    gateway_target = targets.add_parser(
+        "gateway", help="brokers' orders over WebSockets into the running consortium, open-loop"
+    )
+    gateway_target.add_argument(
+        "--rates", type=int, nargs="+", default=[1_000, 2_000, 4_000, 7_000, 10_000, 14_000],
+        help="offered orders/s, stepped up until one is not sustained",
+    )  # fmt: skip
+    gateway_target.add_argument("--seconds", type=float, default=4.0, help="per offered rate")
+    gateway_target.add_argument("--sessions", type=int, default=2, help="client processes")
+    gateway_target.add_argument("--base-port", type=int, default=7700, help="first of 5 ports")
+    gateway_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    gateway_target.set_defaults(run=_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
