@@ -51,10 +51,17 @@ def execute(machine: StateMachine, commands: Sequence[Mapping[str, Any]]) -> Exe
     apply = machine.apply
     for command in commands:
         events.extend(apply(command))
+    return executed(events, machine.state_hash())
+
+
+def executed(events: Sequence[bytes], state_hash: bytes) -> Execution:
+    """The execution of commands already applied one by one (by a driver that needed each
+    command's events at once, such as the in-process simulator): their events in order and the
+    machine's state hash after the last. O(events)."""
     return Execution(
         events=tuple(events),
         events_root=root_of_leaf_hashes([leaf_hash(event) for event in events]),
-        state_hash=machine.state_hash(),
+        state_hash=state_hash,
     )
 
 
@@ -86,6 +93,30 @@ def propose(
     machine, build the header that commits to commands, events and state, and sign it.
     O(commands + events)."""
     execution = execute(machine, commands)
+    block = seal(
+        key,
+        proposer=proposer,
+        height=height,
+        parent_hash=parent_hash,
+        time_ns=time_ns,
+        commands=commands,
+        execution=execution,
+    )
+    return block, execution
+
+
+def seal(
+    key: PrivateKey,
+    *,
+    proposer: int,
+    height: int,
+    parent_hash: bytes,
+    time_ns: int,
+    commands: Sequence[Mapping[str, Any]],
+    execution: Execution,
+) -> Block:
+    """The signed block of `commands`, whose `execution` the proposer has already computed:
+    the header commits to the commands, their events and the state after them. O(commands)."""
     header = BlockHeader(
         height=height,
         parent_hash=parent_hash,
@@ -97,4 +128,4 @@ def propose(
         state_hash=execution.state_hash,
         proposer=proposer,
     )
-    return sign_block(key, header, commands), execution
+    return sign_block(key, header, commands)
