@@ -227,7 +227,12 @@ class BlockStore:
 
     @classmethod
     def open(
-        cls, path: Path, genesis_hash: bytes | None = None, *, indexer: Indexer | None = None
+        cls,
+        path: Path,
+        genesis_hash: bytes | None = None,
+        *,
+        indexer: Indexer | None = None,
+        durable: bool = True,
     ) -> BlockStore:
         """Open the store at `path`, creating the file and its schema if absent.
 
@@ -235,7 +240,11 @@ class BlockStore:
         one must have the schema version `SCHEMA_VERSION` and, if `genesis_hash` is given, that
         genesis hash. `indexer`'s tables are created with the schema and filled by `append`
         from then on (blocks stored before are not indexed). Raises `SchemaError` otherwise,
-        `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's schema."""
+        `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's schema.
+
+        `durable=False` skips the fsync of each commit (`synchronous = OFF`): for a store that
+        can be rebuilt from its inputs, such as a simulation's (the simulator reruns from the
+        seed), never for a member node, which signs only what is on disk (see `_PRAGMAS`)."""
         if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
             raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
         if genesis_hash is None and not path.exists():
@@ -248,6 +257,8 @@ class BlockStore:
         except BaseException:
             connection.close()
             raise
+        if not durable:
+            connection.execute("PRAGMA synchronous = OFF")
         return cls(connection, path, stored, indexer)
 
     def close(self) -> None:

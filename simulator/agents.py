@@ -375,14 +375,22 @@ class Spoofer(Agent):
         spoof_side = SELL if self.uniform() < 0.5 else BUY  # sell layers push the price down
         intents = []
         for layer in range(int(p["layers"])):
-            price = ask + distance + layer * tick if spoof_side is SELL else bid - distance - layer * tick
+            price = (
+                ask + distance + layer * tick
+                if spoof_side is SELL
+                else bid - distance - layer * tick
+            )
             order = self.place(now_ns, symbol, spoof_side, price, int(p["layer_lots"]))
             self._layers.append(order.order_id)
-            self.labels.append(Label(now_ns, self.agent_id, "spoofing", "layer", order.order_id, symbol))
+            self.labels.append(
+                Label(now_ns, self.agent_id, "spoofing", "layer", order.order_id, symbol)
+            )
             intents.append(order)
         genuine_side, touch = (BUY, bid) if spoof_side is SELL else (SELL, ask)
         genuine = self.place(now_ns, symbol, genuine_side, touch, int(p["genuine_lots"]))
-        self.labels.append(Label(now_ns, self.agent_id, "spoofing", "genuine", genuine.order_id, symbol))
+        self.labels.append(
+            Label(now_ns, self.agent_id, "spoofing", "genuine", genuine.order_id, symbol)
+        )
         intents.append(genuine)
         self._layered_ns = now_ns
         return intents
@@ -417,8 +425,12 @@ class WashTrader(Agent):
         buy = self.place(now_ns, symbol, BUY, price, lots, account=self.accounts[second], ioc=True)
         if sell.price != price or buy.price != price:  # clamped to the band: would not meet
             return []
-        self.labels.append(Label(now_ns, self.agent_id, "wash_trade", "sell_leg", sell.order_id, symbol))
-        self.labels.append(Label(now_ns, self.agent_id, "wash_trade", "buy_leg", buy.order_id, symbol))
+        self.labels.append(
+            Label(now_ns, self.agent_id, "wash_trade", "sell_leg", sell.order_id, symbol)
+        )
+        self.labels.append(
+            Label(now_ns, self.agent_id, "wash_trade", "buy_leg", buy.order_id, symbol)
+        )
         return [sell, buy]
 
 
@@ -445,7 +457,9 @@ class MarkingClose(Agent):
         ask = market.best_ask(symbol)
         base = ask if ask is not None and phase is CONTINUOUS else market.last_price(symbol)
         order = self.place(now_ns, symbol, BUY, base + push, int(p["quantity_lots"]))
-        self.labels.append(Label(now_ns, self.agent_id, "marking_close", "mark", order.order_id, symbol))
+        self.labels.append(
+            Label(now_ns, self.agent_id, "marking_close", "mark", order.order_id, symbol)
+        )
         return [order]
 
 

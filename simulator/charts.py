@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import matplotlib.pyplot as plt  # after choosing the backend
+import numpy as np
+import pyarrow as pa
 
 
 def price_volume(trades: pa.Table, path: Path) -> None:

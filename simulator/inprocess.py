@@ -36,7 +36,6 @@ from ledger.keys import PrivateKey, private_key_from_bytes
 from ledger.machine import executed, seal
 from ledger.store import BlockStore
 from matching.events import (
-    OrderAccepted,
     OrderCancelled,
     OrderExpired,
     OrderRejected,
@@ -142,7 +141,7 @@ class InProcessDriver:
             member.id: derived_key(seed, member.name) for member in genesis.members if member.voting
         }
         self.store = BlockStore.open(
-            directory / NODE / "ledger.sqlite", genesis.hash, indexer=VenueIndexer()
+            directory / NODE / "ledger.sqlite", genesis.hash, indexer=VenueIndexer(), durable=False
         )
         self.machine = VenueMachine(venue_from_genesis(genesis))
         self._apply = self.machine.apply_observed
@@ -203,9 +202,11 @@ class InProcessDriver:
                 if intent.ioc:
                     command["tif"] = "ioc"
                 events = self._run(now_ns, command)
-                row = (now_ns, intent.order_id, agent.agent_id, "place", intent.account,
-                       intent.symbol, SIDE_NAMES[intent.side], intent.price, intent.quantity,
-                       intent.ioc)  # fmt: skip
+                row: tuple[object, ...] = (
+                    now_ns, intent.order_id, agent.agent_id, "place", intent.account,
+                    intent.symbol, SIDE_NAMES[intent.side], intent.price, intent.quantity,
+                    intent.ioc,
+                )  # fmt: skip
             else:
                 assert type(intent) is Cancel
                 command = {"type": "cancel", "broker": self._brokers[intent.account],
@@ -228,7 +229,8 @@ class InProcessDriver:
     # -- commands, feedback and blocks ----------------------------------------------------
 
     def _run(self, now_ns: int, command: dict[str, Any]) -> list[Any]:
-        events, data = self._apply(command)
+        observed, data = self._apply(command)
+        events: list[Any] = observed  # dispatched on their exact type below
         self._commands.append(command)
         self._events.extend(data)
         for event in events:
@@ -262,11 +264,11 @@ class InProcessDriver:
         for name, value in zip(TRADE_COLUMNS, row, strict=True):
             trades[name].append(value)
 
-    def _event_name(self, event: object) -> str:
+    def _event_name(self, event: Any) -> str:
         kind = type(event)
         name = self._event_names.get(kind)
         if name is None:
-            name = str(wire.event_to_dict(event)["type"])  # type: ignore[arg-type]
+            name = str(wire.event_to_dict(event)["type"])
             self._event_names[kind] = name
         return name
 

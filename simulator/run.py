@@ -116,8 +116,9 @@ def run_inprocess(
 
 
 def _label_schema() -> pa.Schema:
-    return pa.schema([("time_ns", pa.int64()), ("agent_id", pa.int64()), ("label", pa.string()),
-                      ("role", pa.string()), ("order_id", pa.int64()), ("symbol", pa.string())])  # fmt: skip
+    text, integer = pa.string(), pa.int64()
+    return pa.schema([("time_ns", integer), ("agent_id", integer), ("label", text),
+                      ("role", text), ("order_id", integer), ("symbol", text)])  # fmt: skip
 
 
 def code_version() -> str:
@@ -165,7 +166,7 @@ def write_outputs(result: RunResult) -> dict[str, Any]:
     directory = result.directory
     for name, table in result.tables.items():
         pq.write_table(table, directory / f"{name}.parquet")
-    from simulator import charts  # matplotlib is slow to import: only when writing
+    from simulator import charts  # noqa: PLC0415  (matplotlib is slow to import: only here)
 
     charts.price_volume(result.tables["trades"], directory / "price_volume.png")
     charts.throughput(result.blocks_table, directory / "throughput.png")

@@ -163,7 +163,9 @@ class Scenario:
 
 def shipped_names() -> list[str]:
     folder = resources.files(SCENARIOS_PACKAGE)
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
@@ -179,8 +181,9 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     except OSError as error:
         shipped = ", ".join(shipped_names())
         raise ScenarioError(
-            "file", f"{text!r} is neither a shipped scenario ({shipped}) nor a readable file: "
-            f"{error.strerror or error}"
+            "file",
+            f"{text!r} is neither a shipped scenario ({shipped}) nor a readable file: "
+            f"{error.strerror or error}",
         ) from None
     return parse_scenario(data)
 
@@ -198,20 +201,21 @@ def parse_scenario(data: bytes) -> Scenario:
     symbols = tuple(instrument.symbol for instrument in instruments)
     phases = _phases(document.get("phases", [{"at_s": 0, "phase": "continuous"}]), duration_ns)
     agents = _agents(document.get("agents"), symbols)
+    interval_ms = _integer(document, "block_interval_ms", "", low=1, high=3_600_000, default=500)
     scenario = Scenario(
         name=_text(document, "name", ""),
         description=str(document.get("description", "")),
         duration_ns=duration_ns,
         day=_integer(document, "day", "", low=19700101, high=99991231, default=20260105),
-        block_interval_ns=_integer(document, "block_interval_ms", "", low=1, high=3_600_000,
-                                   default=500) * 1_000_000,  # fmt: skip
-        block_commands=_integer(document, "block_commands", "", low=1, high=65_536,
-                                default=2_000),  # fmt: skip
+        block_interval_ns=interval_ms * 1_000_000,
+        block_commands=_integer(document, "block_commands", "", low=1, high=65_536, default=2000),
         brokers=_integer(document, "brokers", "", low=1, high=100, default=2),
-        cash_per_account=_integer(document, "cash_per_account", "", low=0, high=10**15,
-                                  default=1_000_000_000),  # fmt: skip
-        shares_per_account=_integer(document, "shares_per_account", "", low=0, high=10**12,
-                                    default=100_000),  # fmt: skip
+        cash_per_account=_integer(
+            document, "cash_per_account", "", low=0, high=10**15, default=1_000_000_000
+        ),
+        shares_per_account=_integer(
+            document, "shares_per_account", "", low=0, high=10**12, default=100_000
+        ),
         instruments=instruments,
         phases=phases,
         agents=agents,
@@ -287,7 +291,9 @@ def _agents(value: object, symbols: tuple[str, ...]) -> tuple[AgentGroup, ...]:
         path = f"agents[{index}]"
         kind = _text(item, "kind", path)
         if kind not in AGENT_PARAMETERS:
-            raise ScenarioError(f"{path}.kind", f"{kind!r} is not one of {sorted(AGENT_PARAMETERS)}")
+            raise ScenarioError(
+                f"{path}.kind", f"{kind!r} is not one of {sorted(AGENT_PARAMETERS)}"
+            )
         defaults = AGENT_PARAMETERS[kind]
         _keys(item, _AGENT_KEYS | set(defaults), path, required={"kind", "count", "rate_per_s"})
         count = _integer(item, "count", path, low=0, high=AGENTS_MAX)
@@ -368,7 +374,7 @@ def _number(
     default: float | None = None,
 ) -> float:
     value = table.get(name, default)
-    if type(value) not in (int, float) or not math.isfinite(value):
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise ScenarioError(_field(path, name), f"must be a number, got {value!r}")
     if not low <= value <= high:
         raise ScenarioError(_field(path, name), f"{value} is not between {low} and {high}")

@@ -72,9 +72,7 @@ def assign_accounts(scenario: Scenario) -> list[AgentSpec]:
             if slot + needed > per_broker:
                 broker, slot = broker + 1, 0
             assert broker <= scenario.brokers, "accounts_per_broker leaves room for every agent"
-            accounts = tuple(
-                str(broker * ACCOUNT_BASE + slot + k + 1) for k in range(needed)
-            )
+            accounts = tuple(str(broker * ACCOUNT_BASE + slot + k + 1) for k in range(needed))
             slot += needed
             agent_id = len(specs)
             specs.append(AgentSpec(agent_id=agent_id, name=f"{group.kind}{number + 1}",
@@ -147,10 +145,8 @@ class Simulation:
         advance, submit = driver.advance, driver.submit
         driver.begin(0)
         next_phase_ns = phases[0].at_ns if phases else None
-        count = 0
-        for now_ns, index in zip(
-            self.schedule_ns.tolist(), self.schedule_agents.tolist(), strict=True
-        ):
+        arrivals = zip(self.schedule_ns.tolist(), self.schedule_agents.tolist(), strict=True)
+        for count, (now_ns, index) in enumerate(arrivals, start=1):
             while next_phase_ns is not None and next_phase_ns <= now_ns:
                 advance(next_phase_ns)
                 driver.set_phase(next_phase_ns, phases.pop(0).phase)
@@ -162,7 +158,6 @@ class Simulation:
                 submit(now_ns, agent, intents)
             if observer is not None:
                 observer(now_ns, agent)
-            count += 1
             if progress is not None and count % progress_every == 0:
                 progress(now_ns)
         for change in phases:
