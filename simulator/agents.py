@@ -257,8 +257,9 @@ class NoiseTrader(Agent):
 
 class MarketMaker(Agent):
     """Quotes both sides around its fair value (the fundamental, which it is assumed to
-    estimate), `half_spread_ticks` away, skewed against its inventory; at each arrival it
-    replaces its quotes. Past `inventory_limit_lots` it stops quoting the side that would add."""
+    estimate), `half_spread_ticks` away, skewed against its inventory, and never through the
+    book; at each arrival it replaces its quotes. Past `inventory_limit_lots` it stops quoting
+    the side that would add to its inventory."""
 
     kind = "market_maker"
 
@@ -276,10 +277,17 @@ class MarketMaker(Agent):
         fair = self.fundamentals.value(symbol, now_ns) - skew
         half = int(p["half_spread_ticks"]) * tick
         lots = int(p["quote_lots"])
+        bid, ask = fair - half, fair + half
+        # never cross the book: a quote that traded at once would leave that side empty
+        best_bid, best_ask = market.best_bid(symbol), market.best_ask(symbol)
+        if best_ask is not None:
+            bid = min(bid, best_ask - tick)
+        if best_bid is not None:
+            ask = max(ask, best_bid + tick)
         if inventory < limit:
-            intents.append(self.place(now_ns, symbol, BUY, fair - half, lots))
+            intents.append(self.place(now_ns, symbol, BUY, bid, lots))
         if inventory > -limit:
-            intents.append(self.place(now_ns, symbol, SELL, fair + half, lots))
+            intents.append(self.place(now_ns, symbol, SELL, ask, lots))
         return intents
 
     def cancel(self, order_id: int) -> Cancel:
