@@ -136,6 +136,7 @@ class Agent:
         self.rate_per_s = group.rate_per_s
         self.symbols = group.symbols
         self.instruments = instruments
+        self._bands = {symbol: instrument.band() for symbol, instrument in instruments.items()}
         self.rng = rng
         self.fundamentals = fundamentals
         self.open_orders: dict[int, OpenOrder] = {}
@@ -184,7 +185,7 @@ class Agent:
         account: str | None = None,
     ) -> Place:
         instrument = self.instruments[symbol]
-        low, high = instrument.band()
+        low, high = self._bands[symbol]
         price = min(max(price, low), high)
         self._next_order += 1
         order_id = self._next_order

@@ -19,6 +19,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +30,45 @@ from ledger.block import certify, sign_vote
 from ledger.genesis import load_genesis
 from ledger.machine import propose
 from ledger.store import BlockStore
-from simulator.inprocess import NODE, day_start_ns, derived_key
+from simulator.inprocess import day_start_ns, derived_key
 from simulator.run import run_inprocess
 from simulator.scenario import load_scenario
 
 
-def replay_machine(directory: Path, blocks: list[list[dict[str, Any]]]) -> tuple[float, str]:
-    """Seconds to apply every command to a fresh VenueMachine, hashing after each block."""
+@dataclass(frozen=True, slots=True)
+class Timing:
+    wall_s: float
+    cpu_s: float  # this process's CPU time: steadier than wall time on a shared machine
+    state_hash: str
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self, state_hash: bytes) -> Timing:
+        return Timing(
+            time.perf_counter() - self.wall, time.process_time() - self.cpu, state_hash.hex()
+        )
+
+
+def replay_machine(directory: Path, blocks: list[list[dict[str, Any]]]) -> Timing:
+    """Apply every command to a fresh VenueMachine, with the state hash after each block."""
     machine = VenueMachine(venue_from_genesis(load_genesis(directory / "genesis.json")))
     apply = machine.apply
     state = b""
-    started = time.perf_counter()
+    watch = _Stopwatch()
     for commands in blocks:
         for command in commands:
             apply(command)
         state = machine.state_hash()
-    return time.perf_counter() - started, state.hex()
+    return watch.stop(state)
 
 
 def replay_ledger(
     directory: Path, blocks: list[list[dict[str, Any]]], seed: int, day: int
-) -> tuple[float, str]:
-    """Seconds to propose, sign, certify and store every block on a fresh machine and store."""
+) -> Timing:
+    """Propose, sign, certify and store every block on a fresh machine and store."""
     genesis = load_genesis(directory / "genesis.json")
     machine = VenueMachine(venue_from_genesis(genesis))
     exchange_key = derived_key(seed, genesis.exchange.name)
@@ -60,7 +78,7 @@ def replay_ledger(
             Path(scratch) / "replay.sqlite", genesis.hash, indexer=VenueIndexer(), durable=False
         )
         parent, state = genesis.hash, b""
-        started = time.perf_counter()
+        watch = _Stopwatch()
         for height, commands in enumerate(blocks, start=1):
             block, execution = propose(
                 machine, exchange_key, proposer=genesis.exchange.id, height=height,
@@ -70,9 +88,9 @@ def replay_ledger(
             votes = [sign_vote(key, member, block.header) for member, key in voters.items()]
             store.add_certificate(certify(block.header, votes))
             parent, state = block.header.hash, execution.state_hash
-        seconds = time.perf_counter() - started
+        timing = watch.stop(state)
         store.close()
-    return seconds, state.hex()
+    return timing
 
 
 def main(arguments: argparse.Namespace) -> int:
@@ -82,10 +100,11 @@ def main(arguments: argparse.Namespace) -> int:
         result = run_inprocess(scenario, arguments.seed, directory, keep_commands=True)
         blocks = result.kept_commands
         assert blocks is not None
-        ledger_s, ledger_hash = replay_ledger(directory, blocks, arguments.seed, scenario.day)
-        machine_s, machine_hash = replay_machine(directory, blocks)
+        ledger = replay_ledger(directory, blocks, arguments.seed, scenario.day)
+        machine = replay_machine(directory, blocks)
     messages = result.messages
-    figures = {
+    run = Timing(result.wall_s, result.cpu_s, result.state_hash)
+    figures: dict[str, Any] = {
         "benchmark": "simulate",
         "scenario": scenario.name,
         "seed": arguments.seed,
@@ -93,39 +112,40 @@ def main(arguments: argparse.Namespace) -> int:
         "messages": messages,
         "trades": result.trades,
         "blocks": result.blocks,
-        "node": NODE,
-        "run_s": round(result.wall_s, 3),
-        "run_messages_per_s": round(messages / result.wall_s),
-        "ledger_replay_messages_per_s": round(messages / ledger_s),
-        "machine_replay_messages_per_s": round(messages / machine_s),
-        "agents_and_driver_share": round(max(0.0, result.wall_s - ledger_s) / result.wall_s, 3),
-        "blocks_and_store_share": round(max(0.0, ledger_s - machine_s) / result.wall_s, 3),
-        "machine_share": round(machine_s / result.wall_s, 3),
         "goal_messages_per_s": 100_000,
-        "state_hashes_agree": ledger_hash == machine_hash == result.state_hash,
+        "state_hashes_agree": ledger.state_hash == machine.state_hash == result.state_hash,
     }
+    for name, timing in (("run", run), ("ledger_replay", ledger), ("machine_replay", machine)):
+        figures[f"{name}_wall_s"] = round(timing.wall_s, 3)
+        figures[f"{name}_cpu_s"] = round(timing.cpu_s, 3)
+        figures[f"{name}_messages_per_s"] = round(messages / timing.wall_s)
+        figures[f"{name}_messages_per_cpu_s"] = round(messages / timing.cpu_s)
+    figures["agents_and_driver_cpu_share"] = round(1 - ledger.cpu_s / run.cpu_s, 3)
+    figures["blocks_and_store_cpu_share"] = round((ledger.cpu_s - machine.cpu_s) / run.cpu_s, 3)
+    figures["machine_cpu_share"] = round(machine.cpu_s / run.cpu_s, 3)
     if arguments.json:
         print(json.dumps(figures))
     else:
-        print(f"jinlian bench simulate: {scenario.name} in-process, seed {arguments.seed}: "
-              f"{figures['agents']} agents, {messages:,} messages, {result.trades:,} trades, "
-              f"{result.blocks} blocks")  # fmt: skip
-        print(
-            f"  simulation (agents + venue + blocks + store): "
-            f"{figures['run_messages_per_s']:>9,} messages/s  ({result.wall_s:.2f} s)"
-        )
-        print(
-            f"  baseline, same commands, no agents (venue + blocks + store): "
-            f"{figures['ledger_replay_messages_per_s']:>9,} messages/s  ({ledger_s:.2f} s)"
-        )
-        print(
-            f"  baseline, same commands, VenueMachine alone: "
-            f"{figures['machine_replay_messages_per_s']:>9,} messages/s  ({machine_s:.2f} s)"
-        )
-        print(
-            f"  time share: agents and driver {figures['agents_and_driver_share']:.0%}, "
-            f"blocks and store {figures['blocks_and_store_share']:.0%}, "
-            f"state machine {figures['machine_share']:.0%}; goal 100,000 messages/s"
-        )
-        print(f"  final state hashes agree: {figures['state_hashes_agree']}")
+        _print(figures)
     return 0 if figures["state_hashes_agree"] else 1
+
+
+def _print(figures: dict[str, Any]) -> None:
+    print(f"jinlian bench simulate: {figures['scenario']} in-process, seed {figures['seed']}: "
+          f"{figures['agents']} agents, {figures['messages']:,} messages, "
+          f"{figures['trades']:,} trades, {figures['blocks']} blocks")  # fmt: skip
+    print(f"  {'':52} {'messages/s':>12} {'per CPU s':>12}")
+    rows = (
+        ("run", "simulation (agents + venue + blocks + store)"),
+        ("ledger_replay", "baseline: same commands, venue + blocks + store"),
+        ("machine_replay", "baseline: same commands, VenueMachine alone"),
+    )
+    for key, title in rows:
+        print(f"  {title:52} {figures[f'{key}_messages_per_s']:>12,} "
+              f"{figures[f'{key}_messages_per_cpu_s']:>12,}")  # fmt: skip
+    print(
+        f"  CPU share: agents and driver {figures['agents_and_driver_cpu_share']:.0%}, "
+        f"blocks and store {figures['blocks_and_store_cpu_share']:.0%}, "
+        f"state machine {figures['machine_cpu_share']:.0%}; goal 100,000 messages/s"
+    )
+    print(f"  final state hashes agree: {figures['state_hashes_agree']}")
