@@ -343,6 +343,16 @@ def test_pragmas_and_schema_version(tmp_path: Path) -> None:
         BlockStore.open(path)
 
 
+def test_a_store_opened_not_durable_skips_only_the_fsync(tmp_path: Path) -> None:
+    path = tmp_path / "simulation.db"
+    with BlockStore.open(path, GENESIS.hash, durable=False) as store:
+        db = store._db
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with BlockStore.open(path) as store:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+
+
 # ---- atomicity ----
 
 
