@@ -51,17 +51,10 @@ def execute(machine: StateMachine, commands: Sequence[Mapping[str, Any]]) -> Exe
     apply = machine.apply
     for command in commands:
         events.extend(apply(command))
-    return executed(events, machine.state_hash())
-
-
-def executed(events: Sequence[bytes], state_hash: bytes) -> Execution:
-    """The execution of commands already applied one by one (by a driver that needed each
-    command's events at once, such as the in-process simulator): their events in order and the
-    machine's state hash after the last. O(events)."""
     return Execution(
         events=tuple(events),
         events_root=root_of_leaf_hashes([leaf_hash(event) for event in events]),
-        state_hash=state_hash,
+        state_hash=machine.state_hash(),
     )
 
 
@@ -93,16 +86,29 @@ def propose(
     machine, build the header that commits to commands, events and state, and sign it.
     O(commands + events)."""
     execution = execute(machine, commands)
-    block = seal(
-        key,
-        proposer=proposer,
+    header = BlockHeader(
         height=height,
         parent_hash=parent_hash,
         time_ns=time_ns,
-        commands=commands,
-        execution=execution,
+        commands_root=values_root(commands),
+        command_count=len(commands),
+        events_root=execution.events_root,
+        event_count=execution.event_count,
+        state_hash=execution.state_hash,
+        proposer=proposer,
     )
-    return block, execution
+    return sign_block(key, header, commands), execution
+
+
+def executed(events: Sequence[bytes], state_hash: bytes) -> Execution:
+    """The execution of commands already applied one by one (by a driver that needed each
+    command's events at once, such as the in-process simulator): their events in order and the
+    machine's state hash after the last. O(events)."""
+    return Execution(
+        events=tuple(events),
+        events_root=root_of_leaf_hashes([leaf_hash(event) for event in events]),
+        state_hash=state_hash,
+    )
 
 
 def seal(
@@ -115,8 +121,8 @@ def seal(
     commands: Sequence[Mapping[str, Any]],
     execution: Execution,
 ) -> Block:
-    """The signed block of `commands`, whose `execution` the proposer has already computed:
-    the header commits to the commands, their events and the state after them. O(commands)."""
+    """What `propose` does after executing: the signed block of `commands`, whose `execution`
+    the proposer computed as it applied them (see `executed`). O(commands)."""
     header = BlockHeader(
         height=height,
         parent_hash=parent_hash,

@@ -75,7 +75,10 @@ def replay_ledger(
     voters = {m.id: derived_key(seed, m.name) for m in genesis.members if m.voting}
     with tempfile.TemporaryDirectory() as scratch:
         store = BlockStore.open(
-            Path(scratch) / "replay.sqlite", genesis.hash, indexer=VenueIndexer(), durable=False
+            Path(scratch) / "replay.sqlite",
+            genesis.hash,
+            indexer=VenueIndexer(),
+            synchronous="NORMAL",
         )
         parent, state = genesis.hash, b""
         watch = _Stopwatch()

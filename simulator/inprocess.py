@@ -141,7 +141,10 @@ class InProcessDriver:
             member.id: derived_key(seed, member.name) for member in genesis.members if member.voting
         }
         self.store = BlockStore.open(
-            directory / NODE / "ledger.sqlite", genesis.hash, indexer=VenueIndexer(), durable=False
+            directory / NODE / "ledger.sqlite",
+            genesis.hash,
+            indexer=VenueIndexer(),
+            synchronous="NORMAL",
         )
         self.machine = VenueMachine(venue_from_genesis(genesis))
         self._apply = self.machine.apply_observed
