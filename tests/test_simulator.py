@@ -386,6 +386,9 @@ def test_jinlian_simulate_as_a_process(tmp_path: Path) -> None:
     assert report["seed"] == 2 and report["scenario"] == "smoke" and report["mode"] == "inprocess"
     assert report["scenario_sha256"] == load_scenario("smoke").sha256
     assert report["final_state_hash"][:40] in completed.stdout
+    in_process = run_inprocess(load_scenario("smoke"), 2, tmp_path / "here")
+    assert in_process.state_hash == report["final_state_hash"]  # another process, same ledger
+    assert in_process.tables["trades"].equals(pq.read_table(out / "trades.parquet"))
     for name in ("orders", "trades", "labels", "agents"):
         assert pq.read_table(out / f"{name}.parquet").num_rows > 0
     for chart in ("price_volume.png", "throughput.png"):
