@@ -251,7 +251,7 @@ def _instruments(value: object) -> tuple[Instrument, ...]:
             symbol=symbol, tick_size=tick,
             lot=_integer(item, "lot", path, low=1, high=10**6, default=100),
             reference_price=reference,
-            price_limit_pct=(None if limit == 0 else
+            price_limit_pct=(None if type(limit) is int and limit == 0 else
                              _integer(item, "price_limit_pct", path, low=0, high=100, default=10)),
             t_plus=_integer(item, "t_plus", path, low=0, high=1, default=1),
             settlement=settlement,

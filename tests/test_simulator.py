@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exchange import ledger_audit
 from ledger.store import BlockStore
@@ -24,7 +27,7 @@ from simulator.scenario import (
     parse_scenario,
     shipped_names,
 )
-from simulator.simulation import Simulation
+from simulator.simulation import Simulation, assign_accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -409,3 +412,55 @@ def test_jinlian_simulate_names_a_bad_scenario_field(tmp_path: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == 2
     assert "agents[0].count: -6 is not between 0 and 100000" in completed.stderr
+
+
+# -- properties ------------------------------------------------------------------------------
+
+KINDS = ("noise", "market_maker", "momentum", "value", "spoofer", "wash_trader", "marking_close")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    brokers=st.integers(1, 7),
+    groups=st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 9)), min_size=1, max_size=6),
+)
+def test_every_agent_gets_its_own_accounts(brokers: int, groups: list[tuple[str, int]]) -> None:
+    text = TINY.split("[[agents]]", maxsplit=1)[0].replace("brokers = 1", f"brokers = {brokers}")
+    for kind, count in groups:
+        text += f'\n[[agents]]\nkind = "{kind}"\ncount = {count}\nrate_per_s = 1.0\n'
+    scenario = parse_scenario(text.encode())
+    specs = assign_accounts(scenario)
+    assert len(specs) == sum(count for _, count in groups)
+    accounts = [account for spec in specs for account in spec.accounts]
+    assert len(accounts) == len(set(accounts))
+    for spec in specs:
+        assert len(spec.accounts) == (2 if spec.kind == "wash_trader" else 1)
+        number = int(spec.broker.removeprefix("broker"))
+        assert 1 <= number <= brokers
+        for account in spec.accounts:  # the genesis's numbering: broker * 10_000 + k
+            assert int(account) // 10_000 == number
+            assert 1 <= int(account) % 10_000 <= scenario.accounts_per_broker()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    line=st.sampled_from([line for line in TINY.splitlines() if " = " in line]),
+    value=st.one_of(
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=8),
+        st.booleans(),
+        st.lists(st.integers(), max_size=2),
+    ),
+)
+def test_any_bad_value_is_a_scenario_error_or_a_scenario(line: str, value: object) -> None:
+    key = line.split(" = ", maxsplit=1)[0]
+    if isinstance(value, float) and not math.isfinite(value):
+        literal = str(value)  # TOML spells them nan, inf, -inf as Python does
+    else:
+        literal = json.dumps(value)
+    text = TINY.replace(line, f"{key} = {literal}", 1)
+    try:
+        parse_scenario(text.encode())
+    except ScenarioError as error:
+        assert error.field and error.problem
