@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -303,8 +303,8 @@ class MomentumTrader(Agent):
 
     kind = "momentum"
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:  # the keywords of Agent
+        super().__init__(**kwargs)
         self._seen: dict[str, deque[tuple[int, int]]] = {s: deque() for s in self.symbols}
 
     def act(self, now_ns: int, market: MarketView) -> list[Intent]:
@@ -360,8 +360,8 @@ class Spoofer(Agent):
 
     kind = "spoofer"
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:  # the keywords of Agent
+        super().__init__(**kwargs)
         self._layers: list[int] = []
         self._layered_ns = 0
 
