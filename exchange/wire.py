@@ -347,9 +347,7 @@ def _from_broker(
     def parse(fields: _Fields) -> Any:
         broker = fields.text("broker")
         client_order_id = fields.text("client_order_id", "") if client_ids else ""
-        return BrokerCommand(
-            broker=broker, command=parser(fields), client_order_id=client_order_id
-        )
+        return BrokerCommand(broker=broker, command=parser(fields), client_order_id=client_order_id)
 
     return parse
 
@@ -381,10 +379,10 @@ def parse_venue_line(line: bytes | str) -> VenueCommand | WireError:
 def venue_command_to_dict(command: VenueCommand) -> dict[str, Any]:
     """A venue command as its JSON object, the inverse of `parse_venue_line`."""
     if isinstance(command, BrokerCommand):
-        data = {**command_to_dict(command.command), "broker": command.broker}
+        order = {**command_to_dict(command.command), "broker": command.broker}
         if command.client_order_id:
-            data["client_order_id"] = command.client_order_id
-        return data
+            order["client_order_id"] = command.client_order_id
+        return order
     if isinstance(command, SetPhase):
         return command_to_dict(command)
     data: dict[str, Any] = {"type": snake_case(type(command).__name__)}
