@@ -52,3 +52,21 @@ def test_matching_imports_only_stdlib_and_sortedcontainers() -> None:
     for path in sources("matching"):
         extra = imported_roots(path) - allowed
         assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
+
+
+def test_simulator_imports_the_exchange_and_below_and_its_libraries() -> None:
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {
+        "matching", "settlement", "ledger", "exchange", "simulator",
+        "numpy", "pyarrow", "matplotlib", "rich",
+    }  # fmt: skip
+    for path in sources("simulator"):
+        extra = imported_roots(path) - allowed
+        assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
+
+
+def test_only_the_command_line_of_the_exchange_reaches_the_simulator() -> None:
+    for path in sources("exchange"):
+        if path.name != "cli.py":
+            assert "simulator" not in imported_roots(path), f"{path.relative_to(ROOT)}"
