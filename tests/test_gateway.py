@@ -288,3 +288,19 @@ async def test_the_rest_surface(venue: RunningVenue) -> None:
         metrics = await get("/metrics")
         assert "jinlian_orders_total 2" in metrics and "jinlian_sessions 3" in metrics
     assert (await two.receipt(1))["header"]["height"] <= final["height"]
+
+
+def test_a_session_more_than_its_backlog_behind_is_closed_not_buffered() -> None:
+    """The outgoing queue is bounded: past `backlog_max` the session is marked to close (its
+    writer then closes the socket with the reason) and nothing more is queued."""
+    from exchange.gateway import Session
+
+    session = Session(1, None, Limits(backlog_max=3))  # type: ignore[arg-type]  # never written
+    for n in range(3):
+        session.send({"n": n})
+    assert session.closing is None and len(session.outbox) == 3
+    session.send({"n": 3})
+    assert session.closing is not None and "slow consumer" in session.closing
+    assert len(session.outbox) == 3
+    session.send({"n": 4})
+    assert len(session.outbox) == 3
