@@ -66,6 +66,7 @@ from matching.events import TradeExecuted
 
 log = logging.getLogger("jinlian.gateway")
 
+BLOCKS_AWAITING_MAX: Final = 10_000  # blocks with reports whose finality notice is pending
 WS_FRAME_BYTES_MAX: Final = 1 << 20  # aiohttp closes (1009) above this; below, our own limit
 
 
@@ -299,6 +300,8 @@ class Gateway:
                     symbols.add(event.symbol)
         if touched:
             self.block_brokers[height] = touched
+            if len(self.block_brokers) > BLOCKS_AWAITING_MAX:  # certificates lost for good
+                del self.block_brokers[min(self.block_brokers)]
         if self.sessions:
             self._publish(self.market.block(symbols, trades))
 
@@ -338,8 +341,6 @@ class Gateway:
 
     def _final(self, certificate: QuorumCertificate) -> None:
         brokers = self.block_brokers.pop(certificate.height, None)
-        for height in [h for h in self.block_brokers if h < certificate.height]:
-            del self.block_brokers[height]  # certified by this later certificate's chain
         if not brokers:
             return
         notice = orjson.dumps({"type": "final", "height": certificate.height,
@@ -379,7 +380,7 @@ class Gateway:
             del self.sessions[session.id]
             self.node.sockets.discard(ws)
             if session.cancel_on_disconnect:
-                self._cancel_orders(session, [o for o in self._session_orders(session)])
+                self._cancel_orders(session, self._session_orders(session))
             session.closing = session.closing or "closed"
             session.wake.set()
             with contextlib.suppress(asyncio.CancelledError):
