@@ -89,7 +89,8 @@ def _with_time(frame: pd.DataFrame, blocks: pd.DataFrame) -> pd.DataFrame:
 
 def _integers(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     for column in columns:
-        frame[column] = frame[column].astype(_NULLABLE_INT)
+        if frame[column].dtype != "int64":
+            frame[column] = frame[column].astype(_NULLABLE_INT)
     return frame
 
 
