@@ -341,3 +341,25 @@ def test_export_writes_parquet(
     assert "node.json" in capsys.readouterr().err
     with pytest.raises(UsageError):
         t.NodeLedger.open(tmp_path / "nowhere")
+
+
+def test_order_level_labels_map_to_the_trades_they_made(session: Session, tmp_path: Path) -> None:
+    """The simulator's shape: one row per labelled order, a role, `marking_close`."""
+    with t.NodeLedger.open(session.node) as ledger:
+        trades = t.trades(ledger)
+    planted = surveillance.read_labels(session.labels)
+    wash = trades[trades["trade_id"].isin(surveillance.truth(planted, "wash_trade"))]
+    closing = trades[trades["trade_id"].isin(surveillance.truth(planted, "marking_the_close"))]
+    rows = [("wash_trade", "sell_leg", order) for order in wash["sell_order_id"]]
+    rows += [("wash_trade", "buy_leg", order) for order in wash["buy_order_id"]]
+    rows += [("marking_close", "mark", order) for order in closing["buy_order_id"].unique()]
+    rows += [("spoofing", "layer", order) for order in surveillance.truth(planted, "spoofing")]
+    rows += [("spoofing", "genuine", 999_999)]
+    path = tmp_path / "labels.parquet"
+    frame = pd.DataFrame(rows, columns=["label", "role", "order_id"])
+    frame.assign(time_ns=0, agent_id=1, symbol=GROSS).to_parquet(path)
+    labels = surveillance.read_labels(path)
+    for label in ("wash_trade", "marking_the_close", "spoofing"):
+        assert surveillance.truth(labels, label, trades) == surveillance.truth(planted, label)
+    with pytest.raises(ValueError, match="pass the trades"):
+        surveillance.truth(labels, "wash_trade")

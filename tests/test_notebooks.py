@@ -1,20 +1,25 @@
 """Every notebook in notebooks/ runs top to bottom, headless, on a seeded session's ledger.
 
-The ledger comes from one fixture, `notebook_inputs`, so the generator can be swapped for the
-simulator without touching the rest: it must return the consortium directory (one node
-directory per member), the node the notebooks read and the labels file. The notebooks assert
-what they show, so a broken analysis fails here. The parameters are injected papermill-style:
-a cell after the one tagged `parameters` overrides its values.
+The ledger comes from one fixture, `notebook_inputs`, which returns the consortium directory
+(one node directory per member), the node the notebooks read and the labels file. It has two
+sources: the seeded session of `tests.analysis_ledger` (planted abuse on the `Chain` fixture,
+every voting member's store written) and, once the `simulator` package is installed, a
+`jinlian simulate smoke --mode inprocess --seed 1` run (its consortium directory, `bank1`,
+`labels.parquet`). The notebooks assert what they show, so a broken analysis fails here. The
+parameters are injected papermill-style: a cell after the one tagged `parameters` overrides
+its values.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from exchange.cli import main
 from tests.analysis_ledger import Session, generate_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,9 +27,19 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120
 
 
-@pytest.fixture(scope="module")
-def notebook_inputs(tmp_path_factory: pytest.TempPathFactory) -> Session:
-    return generate_session(tmp_path_factory.mktemp("notebooks"), seed=3, blocks=80)
+SOURCES = ["session"] + (["simulator"] if importlib.util.find_spec("simulator") else [])
+
+
+@pytest.fixture(scope="module", params=SOURCES)
+def notebook_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Session:  # fmt: skip
+    directory = tmp_path_factory.mktemp(request.param)
+    if request.param == "session":
+        return generate_session(directory, seed=3, blocks=80)
+    out = directory / "smoke"
+    command = ["simulate", "smoke", "--mode", "inprocess", "--seed", "1", "--out", str(out)]
+    assert main(command) == 0
+    return Session(consortium=out, node=out / "bank1", labels=out / "labels.parquet")
 
 
 def test_notebooks_are_committed_without_outputs() -> None:

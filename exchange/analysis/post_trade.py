@@ -44,12 +44,23 @@ def dvp_timing(trades: pd.DataFrame, settlements: pd.DataFrame) -> pd.DataFrame:
     cycles = settlements[settlements["event"] == "cycle_settled"].copy()
     cleared["sequence"] = _sequence(cleared)
     cycles["sequence"] = _sequence(cycles)
-    netted = pd.merge_asof(
+    cycles["cycle_row"] = range(len(cycles))
+    # Match on the cycle's row number, then join its integers: a merge_asof that finds no
+    # cycle for a trade would turn the times into floats, which round nanoseconds.
+    matched = pd.merge_asof(
         cleared[["trade_id", "mode", "sequence"]].sort_values("sequence"),
-        cycles[["sequence", "height", "time_ns", "cycle_id"]].sort_values("sequence"),
+        cycles[["sequence", "cycle_row"]].sort_values("sequence"),
         on="sequence",
         direction="forward",
-    ).drop(columns="sequence")
+    )
+    matched["cycle_row"] = matched["cycle_row"].astype("Int64")
+    cycle_columns = cycles[["cycle_row", "height", "time_ns", "cycle_id"]].astype(
+        {"cycle_row": "Int64", "height": "Int64", "time_ns": "Int64", "cycle_id": "Int64"}
+    )
+    netted = matched.merge(cycle_columns, on="cycle_row", how="left").drop(
+        columns=["sequence", "cycle_row"]
+    )
+    gross = gross.astype({"height": "Int64", "time_ns": "Int64"})
     settled = pd.concat([gross, netted], ignore_index=True).rename(
         columns={"height": "settled_height", "time_ns": "settled_time_ns"}
     )

@@ -19,9 +19,11 @@ models:
   aggressive trades in the window are flagged.
 
 Labels (`read_labels`) are a Parquet or CSV file with a `label` column (`wash_trade`,
-`spoofing`, `marking_the_close`; anything else is background) and `trade_id` and/or
-`order_id`: what the simulator's manipulating agents did. `score` gives precision
-(flagged that are labelled) and recall (labelled that are flagged) per detector.
+`spoofing`, `marking_the_close` or the simulator's `marking_close`; anything else is
+background) and `trade_id` and/or `order_id`: what the manipulating agents did. The
+simulator labels orders (with a `role`: layer, genuine, sell_leg, buy_leg, mark); `truth`
+maps them to the trades they made. `score` gives precision (flagged that are labelled) and
+recall (labelled that are flagged) per detector.
 """
 
 from __future__ import annotations
@@ -44,26 +46,36 @@ def wash_trades(
     lifecycle: pd.DataFrame,
     owners: Mapping[str, str] | None = None,
     window_ns: int = 5 * NANOSECONDS_PER_SECOND,
+    orders_between_max: int = 0,
 ) -> pd.DataFrame:
-    """The trades flagged as wash trades, with `reason` (same_owner or same_broker)."""
+    """The trades flagged as wash trades, with `reason` (same_owner or same_broker), the time
+    between the two orders' acceptance (`gap_ns`, block time) and `orders_between`, how many
+    other orders the venue accepted between them (0: back to back)."""
     owner = (lambda account: account) if owners is None else (lambda a: owners.get(a, a))
-    terms = lifecycle.set_index("order_id")[["quantity", "accepted_time_ns"]]
+    accepted = lifecycle[lifecycle["accepted_height"].notna()].sort_values(
+        ["accepted_height", "accepted_event_idx"]
+    )
+    rank = pd.Series(range(len(accepted)), index=accepted["order_id"])
+    accepted_ns = accepted.set_index("order_id")["accepted_time_ns"].astype("float64")
+    quantity = lifecycle.set_index("order_id")["quantity"]
     frame = trades.copy()
     frame["buy_owner"] = frame["buy_account"].map(owner)
     frame["sell_owner"] = frame["sell_account"].map(owner)
-    buy = terms.reindex(frame["buy_order_id"]).to_numpy()
-    sell = terms.reindex(frame["sell_order_id"]).to_numpy()
-    whole = (buy[:, 0] == frame["quantity"].to_numpy()) & (
-        sell[:, 0] == frame["quantity"].to_numpy()
-    )
-    gap = np.abs(buy[:, 1].astype(float) - sell[:, 1].astype(float))
-    frame["whole"] = whole
-    frame["gap_ns"] = pd.Series(gap, index=frame.index).astype("Int64")
+    buy, sell = frame["buy_order_id"], frame["sell_order_id"]
+    whole = (buy.map(quantity) == frame["quantity"]) & (sell.map(quantity) == frame["quantity"])
+    frame["gap_ns"] = (buy.map(accepted_ns) - sell.map(accepted_ns)).abs().astype("Int64")
+    frame["orders_between"] = ((buy.map(rank) - sell.map(rank)).abs() - 1).astype("Int64")
     same_owner = frame["buy_owner"] == frame["sell_owner"]
-    arranged = (frame["buy_broker"] == frame["sell_broker"]) & frame["whole"] & (gap <= window_ns)
+    arranged = (
+        (frame["buy_broker"] == frame["sell_broker"])
+        & whole.fillna(False)
+        & (frame["gap_ns"] <= window_ns).fillna(False)
+        & (frame["orders_between"] <= orders_between_max).fillna(False)
+    )
     frame["reason"] = np.where(same_owner, "same_owner", np.where(arranged, "same_broker", ""))
     columns = ["trade_id", "symbol", "time_ns", "price", "quantity", "buy_account",
-               "sell_account", "buy_broker", "sell_broker", "gap_ns", "reason"]  # fmt: skip
+               "sell_account", "buy_broker", "sell_broker", "gap_ns", "orders_between",
+               "reason"]  # fmt: skip
     return frame.loc[frame["reason"] != "", columns].reset_index(drop=True)
 
 
@@ -73,26 +85,25 @@ def spoofing(
     trades: pd.DataFrame,
     history: BookHistory,
     *,
-    size_factor: float = 5.0,
+    size_factor: float = 3.0,
     away_ticks: int = 2,
     fill_ratio_max: float = 0.1,
     cancel_window_ns: int = 10 * NANOSECONDS_PER_SECOND,
+    opposite: str = "fill",
 ) -> pd.DataFrame:
-    """The orders flagged as spoofing or layering, with the opposite fill that preceded each
-    cancel (`fill_trade_id`, `fill_time_ns`) and `cancel_delay_ns` after it."""
+    """The orders flagged as spoofing or layering. The trigger before each cancel is, with
+    `opposite="fill"`, the account's last fill on the other side while the order rested
+    (`trigger_id` a trade id); with `opposite="order"`, its last order on the other side
+    accepted meanwhile (`trigger_id` an order id), for spoofers whose genuine order has not
+    filled yet when they cancel. Raises ValueError naming another `opposite`."""
+    if opposite not in ("fill", "order"):
+        raise ValueError(f"opposite {opposite!r} is not 'fill' or 'order'")
     accepted = lifecycle[lifecycle["accepted_height"].notna() & lifecycle["price"].notna()]
     median = accepted.groupby("symbol")["quantity"].median()
     large = accepted[accepted["quantity"] >= accepted["symbol"].map(median) * size_factor]
     cancels = orders[orders["event"] == "cancelled"].drop_duplicates("order_id")
     cancel_ns = cancels.set_index("order_id")["time_ns"]
-    fills = pd.concat(
-        [
-            trades[["trade_id", "time_ns", "symbol", "sell_account"]].set_axis(
-                ["trade_id", "time_ns", "symbol", "account"], axis=1).assign(side="sell"),
-            trades[["trade_id", "time_ns", "symbol", "buy_account"]].set_axis(
-                ["trade_id", "time_ns", "symbol", "account"], axis=1).assign(side="buy"),
-        ]
-    ).sort_values("time_ns")  # fmt: skip
+    triggers = _triggers(trades, accepted, opposite)
     records = []
     order: Any
     for order in large.itertuples(index=False):
@@ -106,11 +117,10 @@ def spoofing(
         if behind < away_ticks:
             continue
         cancelled_ns = int(cancel_ns[order.order_id])
-        opposite = "sell" if order.side == "buy" else "buy"
-        before = fills[
-            (fills["account"] == order.account) & (fills["symbol"] == order.symbol)
-            & (fills["side"] == opposite) & (fills["time_ns"] >= order.accepted_time_ns)
-            & (fills["time_ns"] <= cancelled_ns)
+        before = triggers[
+            (triggers["account"] == order.account) & (triggers["symbol"] == order.symbol)
+            & (triggers["side"] != order.side) & (triggers["time_ns"] >= order.accepted_time_ns)
+            & (triggers["time_ns"] <= cancelled_ns) & (triggers["id"] != order.order_id)
         ]  # fmt: skip
         if before.empty:
             continue
@@ -121,22 +131,29 @@ def spoofing(
         records.append(
             {"order_id": order.order_id, "account": order.account, "symbol": order.symbol,
              "side": order.side, "price": order.price, "quantity": order.quantity,
-             "ticks_behind_touch": behind, "fill_trade_id": int(last["trade_id"]),
-             "fill_time_ns": int(last["time_ns"]), "cancel_delay_ns": delay}
+             "ticks_behind_touch": behind, "trigger": opposite, "trigger_id": int(last["id"]),
+             "trigger_time_ns": int(last["time_ns"]), "cancel_delay_ns": delay}
         )  # fmt: skip
-    columns = [
-        "order_id",
-        "account",
-        "symbol",
-        "side",
-        "price",
-        "quantity",
-        "ticks_behind_touch",
-        "fill_trade_id",
-        "fill_time_ns",
-        "cancel_delay_ns",
-    ]
-    return pd.DataFrame.from_records(records, columns=columns)  # fmt: skip
+    columns = ["order_id", "account", "symbol", "side", "price", "quantity",
+               "ticks_behind_touch", "trigger", "trigger_id", "trigger_time_ns",
+               "cancel_delay_ns"]  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _triggers(trades: pd.DataFrame, accepted: pd.DataFrame, opposite: str) -> pd.DataFrame:
+    """What may trigger a cancel, in time order: columns id, time_ns, symbol, account, side."""
+    columns = ["id", "time_ns", "symbol", "account"]
+    if opposite == "order":
+        frame = accepted[["order_id", "accepted_time_ns", "symbol", "account", "side"]]
+        return frame.set_axis([*columns, "side"], axis=1).sort_values("time_ns")
+    return pd.concat(
+        [
+            trades[["trade_id", "time_ns", "symbol", f"{side}_account"]]
+            .set_axis(columns, axis=1)
+            .assign(side=side)
+            for side in ("buy", "sell")
+        ]
+    ).sort_values("time_ns", kind="stable")
 
 
 def marking_the_close(
@@ -148,46 +165,67 @@ def marking_the_close(
     close_ns: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """The trades flagged as marking the close: per symbol, the close is `close_ns[symbol]`
-    or else its last trade. Columns: the trade, the aggressor `account`, its `share` of the
+    or else its last trade (a closing auction's uncross). In the window, an account's volume
+    in one direction counts its aggressive trades and its side of auction trades (no
+    aggressor). Columns: the trade, the `account` and `direction` flagged, its `share` of the
     window's volume and the `move_bps` from the last price before the window to the close."""
-    frame = trades[trades["aggressor"].isin(["buy", "sell"])].copy()
-    frame["account"] = np.where(
-        frame["aggressor"] == "buy", frame["buy_account"], frame["sell_account"]
-    )
     flagged = []
     for symbol, group in trades.sort_values("trade_id").groupby("symbol"):
         close = int(group["time_ns"].max()) if close_ns is None else int(close_ns[str(symbol)])
         start = close - window_ns
         earlier = group[group["time_ns"] < start]
-        if earlier.empty:
+        window = group[(group["time_ns"] >= start) & (group["time_ns"] <= close)]
+        if earlier.empty or window.empty:
             continue
         reference = float(earlier["price"].iloc[-1])
-        last = float(group[group["time_ns"] <= close]["price"].iloc[-1])
-        move_bps = (last - reference) / reference * 10_000
-        window = frame[(frame["symbol"] == symbol) & (frame["time_ns"] >= start)
-                       & (frame["time_ns"] <= close)]  # fmt: skip
-        volume = group[(group["time_ns"] >= start) & (group["time_ns"] <= close)]["quantity"].sum()
-        for (_, side), mine in window.groupby(["account", "aggressor"]):
-            share = float(mine["quantity"].sum()) / float(volume)
-            direction = 1 if side == "buy" else -1
-            if share >= share_min and direction * move_bps >= move_bps_min:
+        move_bps = (float(window["price"].iloc[-1]) - reference) / reference * 10_000
+        volume = float(window["quantity"].sum())
+        sides = _initiators(window)
+        for (_, direction), mine in sides.groupby(["account", "direction"]):
+            share = float(mine["quantity"].sum()) / volume
+            sign = 1 if direction == "buy" else -1
+            if share >= share_min and sign * move_bps >= move_bps_min:
                 flagged.append(mine.assign(share=share, move_bps=move_bps))
     columns = ["trade_id", "symbol", "time_ns", "price", "quantity", "aggressor", "account",
-               "share", "move_bps"]  # fmt: skip
+               "direction", "share", "move_bps"]  # fmt: skip
     if not flagged:
         return pd.DataFrame(columns=columns)
     return pd.concat(flagged)[columns].sort_values("trade_id").reset_index(drop=True)
 
 
+def _initiators(window: pd.DataFrame) -> pd.DataFrame:
+    """Who pushed each trade: the aggressor's account and side; for an auction trade (no
+    aggressor) both the buyer (buy) and the seller (sell)."""
+    aggressive = window[window["aggressor"].isin(["buy", "sell"])]
+    auction = window[~window["aggressor"].isin(["buy", "sell"])]
+    parts = [
+        aggressive.assign(
+            account=np.where(
+                aggressive["aggressor"] == "buy",
+                aggressive["buy_account"],
+                aggressive["sell_account"],
+            ),
+            direction=aggressive["aggressor"],
+        ),
+        auction.assign(account=auction["buy_account"], direction="buy"),
+        auction.assign(account=auction["sell_account"], direction="sell"),
+    ]
+    return pd.concat([part for part in parts if not part.empty] or [aggressive])
+
+
 def read_labels(path: Path | str) -> pd.DataFrame:
-    """Ground-truth labels from a Parquet or CSV file. Raises ValueError naming the file and
-    what is missing: a `label` column and, for every label kind present, its id column."""
+    """Ground-truth labels from a Parquet or CSV file, with `label` normalised (the
+    simulator's `marking_close` is `marking_the_close`). Raises ValueError naming the file and
+    what is missing: a `label` column and, for every label kind present, `order_id` or its
+    own id column."""
     path = Path(path)
     frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     if "label" not in frame.columns:
         raise ValueError(f"{path}: no 'label' column (columns: {', '.join(frame.columns)})")
+    frame["label"] = frame["label"].replace(LABEL_ALIASES)
     for label, column in LABELS.items():
-        if (frame["label"] == label).any() and column not in frame.columns:
+        present = (frame["label"] == label).any()
+        if present and column not in frame.columns and "order_id" not in frame.columns:
             raise ValueError(f"{path}: {label} labels need a {column!r} column")
     for column in ("trade_id", "order_id"):
         if column in frame.columns:
@@ -195,11 +233,32 @@ def read_labels(path: Path | str) -> pd.DataFrame:
     return frame
 
 
-def truth(labels: pd.DataFrame, label: str) -> set[int]:
-    """The labelled ids of one kind (trade ids or order ids, as `LABELS` says)."""
+LABEL_ALIASES: Final = {"marking_close": "marking_the_close"}
+SUPPORTING_ROLES: Final = frozenset({"genuine"})  # a spoofer's small real order: not a spoof
+
+
+def truth(labels: pd.DataFrame, label: str, trades: pd.DataFrame | None = None) -> set[int]:
+    """The labelled ids of one kind: order ids for spoofing (without the supporting `genuine`
+    orders when the labels have a `role`), trade ids for the others. Labels that name orders
+    rather than trades (the simulator's) are mapped to `trades`: a wash trade is a trade whose
+    two orders are both labelled, a marked close a trade with a labelled order on either
+    side. Raises ValueError if that mapping is needed and `trades` is None."""
     column = LABELS[label]
-    ids = labels.loc[labels["label"] == label, column].dropna()
-    return {int(x) for x in ids}
+    mine = labels[labels["label"] == label]
+    if column == "order_id":
+        if "role" in mine.columns:
+            mine = mine[~mine["role"].isin(SUPPORTING_ROLES)]
+        return {int(x) for x in mine["order_id"].dropna()}
+    if "trade_id" in mine.columns and mine["trade_id"].notna().any():
+        return {int(x) for x in mine["trade_id"].dropna()}
+    if mine.empty:
+        return set()
+    if trades is None:
+        raise ValueError(f"{label} labels name orders: pass the trades to map them")
+    orders = set(mine["order_id"].dropna().astype("int64"))
+    buy, sell = trades["buy_order_id"].isin(orders), trades["sell_order_id"].isin(orders)
+    hit = (buy & sell) if label == "wash_trade" else (buy | sell)
+    return {int(x) for x in trades.loc[hit, "trade_id"]}
 
 
 def score(flagged: set[int], labelled: set[int]) -> dict[str, float | int]:
@@ -217,12 +276,16 @@ def score(flagged: set[int], labelled: set[int]) -> dict[str, float | int]:
     }
 
 
-def scores(detections: Mapping[str, pd.DataFrame], labels: pd.DataFrame) -> pd.DataFrame:
+def scores(
+    detections: Mapping[str, pd.DataFrame],
+    labels: pd.DataFrame,
+    trades: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One row per detector (named by label: wash_trade, spoofing, marking_the_close) with its
-    `score` against `labels`."""
+    `score` against `labels` (`trades` maps order-level labels to trades, see `truth`)."""
     records = []
     for label, found in detections.items():
         column = LABELS[label]
         flagged = {int(x) for x in found[column]} if not found.empty else set()
-        records.append({"detector": label, **score(flagged, truth(labels, label))})
+        records.append({"detector": label, **score(flagged, truth(labels, label, trades))})
     return pd.DataFrame.from_records(records)

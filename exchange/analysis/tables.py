@@ -21,12 +21,14 @@ it follows exactly from the ledger:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -81,10 +83,46 @@ class NodeLedger:
         }
 
 
+def exact_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """A DataFrame of `rows` whose integer columns stay exact: a column of integers becomes
+    int64, or nullable Int64 when some values are missing, never float64, which rounds past
+    2**53 (a time in nanoseconds). Other columns are left to pandas. O(rows x columns)."""
+    data: dict[str, Any] = {}
+    for position, name in enumerate(columns):
+        values = [None if _missing(row[position]) else row[position] for row in rows]
+        present = [value for value in values if value is not None]
+        if present and all(_integer(value) for value in present):
+            if len(present) == len(values):
+                data[name] = np.array([int(value) for value in present], dtype="int64")
+            else:
+                data[name] = pd.array(
+                    [None if value is None else int(value) for value in values], dtype="Int64"
+                )
+        else:
+            data[name] = pd.Series(values, dtype=object).infer_objects() if values else []
+    return pd.DataFrame(data, columns=list(columns))
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _records(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    return exact_frame([[record.get(name) for name in columns] for record in records], columns)
+
+
 def _with_time(frame: pd.DataFrame, blocks: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with the `time_ns` and `time` of its block (by `height`)."""
-    times = blocks[["height", "time_ns", "time"]]
-    return frame.merge(times, on="height", how="left", validate="many_to_one")
+    """`frame` with the `time_ns` and `time` of its block (by `height`); `time_ns` stays an
+    exact integer (nullable where the height is not a block, such as 0 for the genesis)."""
+    times = blocks[["height", "time_ns", "time"]].astype({"time_ns": _NULLABLE_INT})
+    merged = frame.merge(times, on="height", how="left", validate="many_to_one")
+    if merged["time_ns"].notna().all():
+        merged["time_ns"] = merged["time_ns"].astype("int64")
+    return merged
 
 
 def _integers(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -121,8 +159,7 @@ def blocks(ledger: NodeLedger) -> pd.DataFrame:
                 "certified": certificate is not None,
             }
         )
-    frame = pd.DataFrame.from_records(records, columns=_BLOCK_COLUMNS)
-    frame = frame.astype({"height": "int64", "time_ns": "int64", "votes": "int64"})
+    frame = _records(records, _BLOCK_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time_ns"], unit="ns", utc=True)
     return frame
 
@@ -178,8 +215,7 @@ def commands(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd
         record["data"] = bytes(data).decode()
         records.append(record)
     columns = ["height", "idx", "type", *_COMMAND_FIELDS, "data"]
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    frame = _integers(frame, ["height", "idx", "order_id", "price", "quantity"])
+    frame = _records(records, columns)
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)
 
 
@@ -208,9 +244,9 @@ def events(
         list(types),
     )
     records = [{"height": h, "event_idx": i, **orjson.loads(data)} for h, i, data in rows]
-    frame = pd.DataFrame.from_records(records)
-    if frame.empty:
-        frame = pd.DataFrame(columns=["height", "event_idx", "type"])
+    columns = ["height", "event_idx", "type"]
+    columns += sorted({name for record in records for name in record} - set(columns))
+    frame = _records(records, columns)
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)
 
 
@@ -226,7 +262,7 @@ def derived(
         order += ", leg"
     names = [row[0] for row in ledger.store.read("SELECT name FROM pragma_table_info(?)", [table])]
     rows = ledger.store.read(f"SELECT {', '.join(names)} FROM {table} ORDER BY {order}")
-    frame = pd.DataFrame(rows, columns=names)
+    frame = exact_frame(rows, names)
     frame = _integers(frame, [column for column in frame.columns if column in _INTEGER_COLUMNS])
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)
 
@@ -304,16 +340,18 @@ def order_lifecycle(orders_frame: pd.DataFrame, trades_frame: pd.DataFrame) -> p
         else:
             continue  # rejected cancels and amends change nothing
         life["last_time_ns"] = row.time_ns
-    frame = pd.DataFrame.from_records(list(lives.values()), columns=_LIFE_COLUMNS)
+    frame = _records(list(lives.values()), _LIFE_COLUMNS)
     frame["status"] = [_status(life) for life in lives.values()]
-    return _integers(frame, ["price", "quantity", "accepted_height", "accepted_time_ns",
-                             "last_time_ns", "filled", "cancelled", "expired", "open"])  # fmt: skip
+    integer_columns = ["price", "quantity", "accepted_height", "accepted_event_idx",
+                       "accepted_time_ns", "last_time_ns", "filled", "cancelled", "expired",
+                       "open"]  # fmt: skip
+    return _integers(frame, integer_columns)
 
 
 _BEGINNING: Final = ("accepted", "rejected", "order_refused", "order_unfunded")
 _LIFE_COLUMNS: Final = [
     "order_id", "broker", "account", "symbol", "side", "kind", "tif", "price", "quantity",
-    "accepted_height", "accepted_time_ns", "last_time_ns", "reject_reason",
+    "accepted_height", "accepted_event_idx", "accepted_time_ns", "last_time_ns", "reject_reason",
     "filled", "cancelled", "expired", "open", "amends",
 ]  # fmt: skip
 
@@ -340,6 +378,7 @@ def _new_life(row: Any) -> dict[str, Any]:
         "symbol": row.symbol, "side": row.side, "kind": row.kind, "tif": row.tif,
         "price": row.price, "quantity": quantity,
         "accepted_height": row.height if accepted else None,
+        "accepted_event_idx": row.event_idx if accepted else None,
         "accepted_time_ns": row.time_ns if accepted else None,
         "last_time_ns": row.time_ns,
         "reject_reason": None if accepted else row.reason,
@@ -402,8 +441,7 @@ def holding_changes(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None
         ["height", "event_idx", "leg", "holding_delta", "available_delta", "locked_delta",
          "trade_id"],
     )  # fmt: skip
-    times = blocks_frame[["height", "time_ns", "time"]]
-    return changes.merge(times, on="height", how="left")
+    return _with_time(changes, blocks_frame)
 
 
 def balances(changes: pd.DataFrame) -> pd.DataFrame:
