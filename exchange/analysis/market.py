@@ -173,7 +173,9 @@ def rebuild_book(orders: pd.DataFrame, trades: pd.DataFrame, depth_ticks: int = 
     changes = _order_changes(orders, trades)
     row: Any
     for row in changes.itertuples(index=False):
-        book = books.setdefault(row.symbol, _Book())
+        book = books.get(row.symbol)
+        if book is None:
+            book = books[row.symbol] = _Book()
         event, order_id = row.event, row.order_id
         if event in ("accepted", "amended"):
             bid, _, ask, _, _, _ = book.quote(0)

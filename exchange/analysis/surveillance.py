@@ -117,22 +117,19 @@ def spoofing(
         if behind < away_ticks:
             continue
         cancelled_ns = int(cancel_ns[order.order_id])
-        before = triggers[
-            (triggers["account"] == order.account) & (triggers["symbol"] == order.symbol)
-            & (triggers["side"] != order.side) & (triggers["time_ns"] >= order.accepted_time_ns)
-            & (triggers["time_ns"] <= cancelled_ns) & (triggers["id"] != order.order_id)
-        ]  # fmt: skip
-        if before.empty:
+        opposite_side = "sell" if order.side == "buy" else "buy"
+        times, ids = triggers.get((order.account, order.symbol, opposite_side), _NO_TRIGGERS)
+        last = int(np.searchsorted(times, cancelled_ns, side="right")) - 1
+        if last < 0 or times[last] < order.accepted_time_ns:
             continue
-        last = before.iloc[-1]
-        delay = cancelled_ns - int(last["time_ns"])
+        delay = cancelled_ns - int(times[last])
         if delay > cancel_window_ns:
             continue
         records.append(
             {"order_id": order.order_id, "account": order.account, "symbol": order.symbol,
              "side": order.side, "price": order.price, "quantity": order.quantity,
-             "ticks_behind_touch": behind, "trigger": opposite, "trigger_id": int(last["id"]),
-             "trigger_time_ns": int(last["time_ns"]), "cancel_delay_ns": delay}
+             "ticks_behind_touch": behind, "trigger": opposite, "trigger_id": int(ids[last]),
+             "trigger_time_ns": int(times[last]), "cancel_delay_ns": delay}
         )  # fmt: skip
     columns = ["order_id", "account", "symbol", "side", "price", "quantity",
                "ticks_behind_touch", "trigger", "trigger_id", "trigger_time_ns",
@@ -140,20 +137,34 @@ def spoofing(
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _triggers(trades: pd.DataFrame, accepted: pd.DataFrame, opposite: str) -> pd.DataFrame:
-    """What may trigger a cancel, in time order: columns id, time_ns, symbol, account, side."""
-    columns = ["id", "time_ns", "symbol", "account"]
+_NO_TRIGGERS: Final = (np.array([], dtype="int64"), np.array([], dtype="int64"))
+
+
+def _triggers(
+    trades: pd.DataFrame, accepted: pd.DataFrame, opposite: str
+) -> dict[tuple[str, str, str], tuple[Any, Any]]:
+    """What may trigger a cancel, per (account, symbol, side): times and ids in time order."""
+    columns = ["id", "time_ns", "symbol", "account", "side"]
     if opposite == "order":
         frame = accepted[["order_id", "accepted_time_ns", "symbol", "account", "side"]]
-        return frame.set_axis([*columns, "side"], axis=1).sort_values("time_ns")
-    return pd.concat(
-        [
-            trades[["trade_id", "time_ns", "symbol", f"{side}_account"]]
-            .set_axis(columns, axis=1)
-            .assign(side=side)
-            for side in ("buy", "sell")
-        ]
-    ).sort_values("time_ns", kind="stable")
+        frame = frame.set_axis(columns, axis=1)
+    else:
+        frame = pd.concat(
+            [
+                trades[["trade_id", "time_ns", "symbol", f"{side}_account"]]
+                .set_axis(columns[:4], axis=1)
+                .assign(side=side)
+                for side in ("buy", "sell")
+            ]
+        )
+    frame = frame.astype({"time_ns": "int64", "id": "int64"}).sort_values("time_ns", kind="stable")
+    return {
+        (str(account), str(symbol), str(side)): (
+            group["time_ns"].to_numpy(),
+            group["id"].to_numpy(),
+        )
+        for (account, symbol, side), group in frame.groupby(["account", "symbol", "side"])
+    }
 
 
 def marking_the_close(

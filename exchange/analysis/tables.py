@@ -21,16 +21,15 @@ it follows exactly from the ledger:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from exchange.ledger_audit import load_node, open_store
 from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT
@@ -86,29 +85,24 @@ class NodeLedger:
 def exact_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.DataFrame:
     """A DataFrame of `rows` whose integer columns stay exact: a column of integers becomes
     int64, or nullable Int64 when some values are missing, never float64, which rounds past
-    2**53 (a time in nanoseconds). Other columns are left to pandas. O(rows x columns)."""
-    data: dict[str, Any] = {}
-    for position, name in enumerate(columns):
-        values = [None if _missing(row[position]) else row[position] for row in rows]
-        present = [value for value in values if value is not None]
-        if present and all(_integer(value) for value in present):
-            if len(present) == len(values):
-                data[name] = np.array([int(value) for value in present], dtype="int64")
-            else:
-                data[name] = pd.array(
-                    [None if value is None else int(value) for value in values], dtype="Int64"
-                )
+    2**53 (a time in nanoseconds). Columns are converted by pyarrow, which reads Python
+    integers and None exactly; a column of mixed types stays a column of objects. O(cells)."""
+    values_by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    series: dict[str, Any] = {}
+    for name, values in zip(columns, values_by_column, strict=True):
+        try:
+            array = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            series[name] = pd.Series(values, dtype=object)
+            continue
+        if pa.types.is_integer(array.type):
+            integer = array.to_pandas(types_mapper={array.type: pd.Int64Dtype()}.get)
+            series[name] = integer if array.null_count else integer.astype("int64")
+        elif pa.types.is_null(array.type):
+            series[name] = pd.Series([None] * len(values), dtype=object)
         else:
-            data[name] = pd.Series(values, dtype=object).infer_objects() if values else []
-    return pd.DataFrame(data, columns=list(columns))
-
-
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
-def _integer(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+            series[name] = array.to_pandas()
+    return pd.DataFrame(series, columns=list(columns))
 
 
 def _records(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
