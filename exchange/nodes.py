@@ -25,6 +25,7 @@ from typing import Final
 import orjson
 
 from exchange.consortium import init_consortium, venue_from_genesis
+from exchange.gateway import DEFAULT_LIMITS, Gateway, Limits
 from exchange.ledger_audit import UsageError, load_node
 from exchange.ledger_index import VenueIndexer
 from exchange.venue_machine import VenueMachine
@@ -93,19 +94,30 @@ def build_replica(config: NodeConfig) -> ReplicaNode:
 
 
 def build_exchange(config: NodeConfig, *, lag_max: int | None = None) -> ExchangeNode:
+    return build_venue(config, lag_max=lag_max)[0]
+
+
+def build_venue(
+    config: NodeConfig, *, lag_max: int | None = None, limits: Limits = DEFAULT_LIMITS
+) -> tuple[ExchangeNode, Gateway]:
+    """The exchange node with the broker gateway on it: the proposer's machine is the
+    gateway's, so every stored block turns into execution reports and market data."""
     genesis = config.genesis
     if config.member_id != genesis.exchange.id:
         raise UsageError(f"{config.directory}: member {config.name} is not the exchange")
     key = load_private_key(config.directory / "key.pem")
     options = {} if lag_max is None else {"lag_max": lag_max}
+    gateway = Gateway(genesis, limits=limits)
     proposer = Proposer(
         genesis=genesis,
         key=key,
         store=open_store(config),
-        new_machine=partial(new_machine, genesis),
+        new_machine=gateway.new_machine,
         **options,
     )
-    return ExchangeNode(proposer, config.address)
+    node = ExchangeNode(proposer, config.address)
+    gateway.attach(node)
+    return node, gateway
 
 
 async def serve(node: ReplicaNode | ExchangeNode, what: str) -> None:

@@ -35,10 +35,14 @@ class VenueRejectReason(IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerCommand:
-    """An order command as a broker sent it: the broker's identity arrives with the command."""
+    """An order command as a broker sent it: the broker's identity arrives with the command.
+    `client_order_id` is the broker's own id of a new order (empty if none): the venue does not
+    read it, but the ledger keeps it with the order, so the gateway's client order ids (unique
+    per broker per trading day) survive a restart of the exchange."""
 
     broker: str
     command: PlaceOrder | CancelOrder | AmendOrder
+    client_order_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

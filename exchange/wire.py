@@ -341,17 +341,20 @@ def command_to_dict(command: Command) -> dict[str, Any]:
     return data
 
 
-def _from_broker(parser: Callable[[_Fields], Any]) -> Callable[[_Fields], Any]:
+def _from_broker(
+    parser: Callable[[_Fields], Any], *, client_ids: bool = False
+) -> Callable[[_Fields], Any]:
     def parse(fields: _Fields) -> Any:
         broker = fields.text("broker")
-        return BrokerCommand(broker=broker, command=parser(fields))
+        client_order_id = fields.text("client_order_id", "") if client_ids else ""
+        return BrokerCommand(broker=broker, command=parser(fields), client_order_id=client_order_id)
 
     return parse
 
 
 def _venue_parsers() -> dict[str, Callable[[_Fields], Any]]:
     parsers: dict[str, Callable[[_Fields], Any]] = {
-        "place": _from_broker(_place),
+        "place": _from_broker(_place, client_ids=True),
         "cancel": _from_broker(_cancel),
         "amend": _from_broker(_amend),
         "set_phase": _set_phase,
@@ -376,7 +379,10 @@ def parse_venue_line(line: bytes | str) -> VenueCommand | WireError:
 def venue_command_to_dict(command: VenueCommand) -> dict[str, Any]:
     """A venue command as its JSON object, the inverse of `parse_venue_line`."""
     if isinstance(command, BrokerCommand):
-        return {**command_to_dict(command.command), "broker": command.broker}
+        order = {**command_to_dict(command.command), "broker": command.broker}
+        if command.client_order_id:
+            order["client_order_id"] = command.client_order_id
+        return order
     if isinstance(command, SetPhase):
         return command_to_dict(command)
     data: dict[str, Any] = {"type": snake_case(type(command).__name__)}

@@ -68,6 +68,7 @@ _PLACE_FIELDS: Final = frozenset(
         "post_only",
         "stp_group",
         "stp_mode",
+        "client_order_id",
     }
 )
 _CANCEL_FIELDS: Final = frozenset({"type", "broker", "order_id", "symbol"})
@@ -168,6 +169,11 @@ def _place(data: dict[str, Any]) -> BrokerCommand | None:
         stp_mode = _choice(stp_mode, _STP_MODES)
         if stp_mode is None:
             return None
+    client_order_id = get("client_order_id")
+    if client_order_id is None:
+        client_order_id = ""
+    elif not _text(client_order_id):
+        return None
     return _new_broker_command(  # type: ignore[no-any-return]
         broker,
         _new_place(
@@ -183,6 +189,7 @@ def _place(data: dict[str, Any]) -> BrokerCommand | None:
             stp_group,
             stp_mode,
         ),
+        client_order_id,
     )
 
 
@@ -193,7 +200,7 @@ def _cancel(data: dict[str, Any]) -> BrokerCommand | None:
     broker, order_id, symbol = get("broker"), get("order_id"), get("symbol")
     if not (_text(broker) and _integer(order_id) and _text(symbol)):
         return None
-    return _new_broker_command(broker, _new_cancel(order_id, symbol))  # type: ignore[no-any-return]
+    return _new_broker_command(broker, _new_cancel(order_id, symbol), "")  # type: ignore[no-any-return]
 
 
 def _amend(data: dict[str, Any]) -> BrokerCommand | None:
@@ -212,7 +219,7 @@ def _amend(data: dict[str, Any]) -> BrokerCommand | None:
     ):
         return None
     return _new_broker_command(  # type: ignore[no-any-return]
-        broker, _new_amend(order_id, symbol, price, quantity)
+        broker, _new_amend(order_id, symbol, price, quantity), ""
     )
 
 

@@ -31,17 +31,19 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis
 from ledger.protocol import (
     MESSAGE_BYTES_MAX,
     Blocks,
+    Certified,
     Fetch,
     MalformedMessage,
     Message,
     decode,
     encode,
 )
-from ledger.replication import Proposer, Replica, Send
+from ledger.replication import Proposer, Refused, Replica, Send
 from ledger.store import BLOCKS_PAGE_MAX
 
 log = logging.getLogger("jinlian.node")
@@ -293,12 +295,13 @@ class ReplicaNode(_Shell):
 
 @dataclass
 class _Pending:
-    """A /submit batch waiting for its block: where to answer, and when it was sequenced."""
+    """A submitted batch waiting for its block: how many of its commands are not yet in a
+    stored block, when it was sequenced, and what to call with (commands, height) once they
+    are (a /submit socket's answer; nothing for a caller that listens to stored blocks)."""
 
-    ws: web.WebSocketResponse
-    request: Any
     count: int
     sequenced_ns: int
+    stored: Callable[[int, int], None] | None
 
 
 @dataclass
@@ -349,6 +352,10 @@ class ExchangeNode(_Shell):
         self.sequenced_at: dict[int, list[tuple[int, int]]] = {}  # height -> (count, ns)
         self.finality = Finality()
         self.wake = asyncio.Event()
+        # called with each block once it is stored, and each certificate once it forms: how
+        # the exchange's gateway turns blocks into reports and finality notices
+        self.stored_listeners: list[Callable[[Block], None]] = []
+        self.final_listeners: list[Callable[[QuorumCertificate], None]] = []
         self.app.router.add_get("/submit", self._submit)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
@@ -360,6 +367,9 @@ class ExchangeNode(_Shell):
             for height in [h for h in self.sequenced_at if h not in unvoted]:
                 for count, sequenced in self.sequenced_at.pop(height):
                     self.finality.add(height, count, (now - sequenced) / 1e6)
+            if self.final_listeners and sends and isinstance(sends[0].message, Certified):
+                for listener in self.final_listeners:
+                    listener(sends[0].message.certificate)
         return sends
 
     def tick(self) -> list[Send]:
@@ -430,22 +440,36 @@ class ExchangeNode(_Shell):
             return
         self.route(sends)
         height, remaining = block.header.height, len(block.commands)
-        answered: list[tuple[_Pending, int, int]] = []
+        answered: list[tuple[_Pending, int]] = []
         stamps = self.sequenced_at.setdefault(height, [])
         while remaining:
             pending = self.waiting[0]
             taken = min(pending.count, remaining)
-            answered.append((pending, taken, height))
+            answered.append((pending, taken))
             stamps.append((taken, pending.sequenced_ns))
             remaining -= taken
             pending.count -= taken
             if pending.count == 0:
                 self.waiting.popleft()
-        for pending, count, at in answered:
-            if not pending.ws.closed:
-                reply = {"type": "stored", "request": pending.request, "count": count,
-                         "height": at}  # fmt: skip
-                self.spawn(pending.ws.send_bytes(orjson.dumps(reply)))
+        for listener in self.stored_listeners:
+            listener(block)
+        for pending, count in answered:
+            if pending.stored is not None:
+                pending.stored(count, height)
+
+    def submit(
+        self, commands: list[dict[str, Any]], stored: Callable[[int, int], None] | None = None
+    ) -> Refused | None:
+        """Sequence `commands` (whole or not at all: `Refused`); `stored(count, height)` is
+        called as each part of the batch lands in a stored block."""
+        proposer = self.proposer
+        refused = proposer.submit(commands)
+        if refused is not None:
+            return refused
+        self.waiting.append(_Pending(len(commands), time.monotonic_ns(), stored))
+        if len(proposer.queue) >= proposer.block_commands:
+            self.wake.set()
+        return None
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         """The sequencer's feed: `{"request": any, "commands": [...]}` frames; each batch is
@@ -478,12 +502,14 @@ class ExchangeNode(_Shell):
             if not isinstance(command, dict):
                 return {"type": "refused", "request": request, "code": "malformed",
                         "message": f"commands[{index}] is not an object"}  # fmt: skip
-        proposer = self.proposer
-        refused = proposer.submit(commands)
+
+        def stored(count: int, height: int) -> None:
+            if not ws.closed:
+                reply = {"type": "stored", "request": request, "count": count, "height": height}
+                self.spawn(ws.send_bytes(orjson.dumps(reply)))
+
+        refused = self.submit(commands, stored)
         if refused is not None:
             return {"type": "refused", "request": request, "code": refused.code,
                     "message": refused.message}  # fmt: skip
-        self.waiting.append(_Pending(ws, request, len(commands), time.monotonic_ns()))
-        if len(proposer.queue) >= proposer.block_commands:
-            self.wake.set()
         return None

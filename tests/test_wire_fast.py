@@ -93,6 +93,12 @@ MALFORMED: list[Any] = [
     {**PLACE, "post_only": True, "stp_group": "g", "stp_mode": "cancel_both"},
     {**PLACE, "stp_mode": "both"},
     {**PLACE, "stp_group": "x" * 65},
+    {**PLACE, "client_order_id": "c-1"},
+    {**PLACE, "client_order_id": ""},
+    {**PLACE, "client_order_id": 1},
+    {**PLACE, "client_order_id": None},
+    {**PLACE, "client_order_id": "c" * 65},
+    {"type": "cancel", "broker": "B01", "order_id": 7, "symbol": "X", "client_order_id": "c"},
     {"type": "cancel", "broker": "B01", "order_id": 7, "symbol": "600000.SH"},
     {"type": "cancel", "broker": "B01", "order_id": 7},
     {"type": "cancel", "broker": "B01", "order_id": "7", "symbol": "600000.SH"},
@@ -126,6 +132,7 @@ values = st.one_of(
 )
 keys = st.sampled_from(
     [
+        "client_order_id",
         "broker",
         "order_id",
         "symbol",
