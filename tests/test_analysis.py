@@ -363,3 +363,20 @@ def test_order_level_labels_map_to_the_trades_they_made(session: Session, tmp_pa
         assert surveillance.truth(labels, label, trades) == surveillance.truth(planted, label)
     with pytest.raises(ValueError, match="pass the trades"):
         surveillance.truth(labels, "wash_trade")
+
+
+def test_nanosecond_times_stay_exact(tmp_path: Path) -> None:
+    """Times past 2**53 ns would be rounded by a float64 column (to multiples of 256 ns)."""
+    chain = Chain.create(tmp_path)
+    odd = at(0) + 7
+    chain.add_block([*chain.opening(), chain.place(1, "10001", Side.SELL, 1000, 100)], time_ns=odd)
+    chain.add_block([chain.place(2, "20001", Side.BUY, 1000, 100)], time_ns=odd + 1)
+    chain.close()
+    with t.NodeLedger.open(chain.node) as ledger:
+        tables = t.load(ledger)
+    assert tables.blocks["time_ns"].tolist() == [odd, odd + 1]
+    assert tables.trades["time_ns"].tolist() == [odd + 1]
+    assert tables.holding_changes["time_ns"].dropna().unique().tolist() == [odd + 1]
+    assert tables.order_lifecycle["accepted_time_ns"].tolist() == [odd, odd + 1]
+    timing = post_trade.dvp_timing(tables.trades, tables.settlements)
+    assert timing["settled_time_ns"].tolist() == [odd + 1] and timing["delay_ns"].tolist() == [0]
