@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/jinlian bench venue
 	$(BIN)/jinlian bench ledger
 	$(BIN)/jinlian bench machine
+	$(BIN)/jinlian bench simulate
 
 clean:
 	rm -rf demo-consortium $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -116,6 +116,15 @@ def _init(arguments: argparse.Namespace) -> int:
 
 
 def _bench(arguments: argparse.Namespace) -> int:
+    if arguments.target == "gateway":
+        from exchange.bench import gateway_bench
+
+        return gateway_bench.main(arguments)
+    if arguments.target == "simulate":
+        from simulator import bench as simulate_bench
+
+        simulated: int = simulate_bench.main(arguments)
+        return simulated
     if arguments.target == "ledger":
         from exchange.bench import ledger_bench
 
@@ -133,6 +142,24 @@ def _bench(arguments: argparse.Namespace) -> int:
     from exchange.bench import matching_bench
 
     return matching_bench.main(arguments)
+
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", help="a shipped scenario (smoke, realistic, stress) or a file")
+    parser.add_argument(
+        "--mode", choices=["inprocess"], default="inprocess",
+        help="inprocess: a virtual clock drives the venue and builds the ledger (no sockets)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="the run's only source of randomness")
+    parser.add_argument(
+        "--out", type=Path, help="output directory, empty or absent (default: sim-SCENARIO-seedN)"
+    )
+
+
+def _simulate(arguments: argparse.Namespace) -> int:
+    from simulator import cli as simulate_cli
+
+    return simulate_cli.main(arguments)
 
 
 def _demo(arguments: argparse.Namespace) -> int:
@@ -316,6 +343,26 @@ def _add_bench_commands(commands: Any) -> None:
     ledger_target.add_argument("--base-port", type=int, default=7600, help="first of 5 ports")
     ledger_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ledger_target.set_defaults(run=_bench)
+    simulate_target = targets.add_parser(
+        "simulate", help="the realistic scenario in-process: agents + venue + blocks, messages/s"
+    )
+    simulate_target.add_argument("--scenario", default="realistic", help="a shipped name or file")
+    simulate_target.add_argument("--seed", type=int, default=1)
+    simulate_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    simulate_target.set_defaults(run=_bench)
+
+    gateway_target = targets.add_parser(
+        "gateway", help="brokers' orders over WebSockets into the running consortium, open-loop"
+    )
+    gateway_target.add_argument(
+        "--rates", type=int, nargs="+", default=[1_000, 2_000, 4_000, 7_000, 10_000, 14_000],
+        help="offered orders/s, stepped up until one is not sustained",
+    )  # fmt: skip
+    gateway_target.add_argument("--seconds", type=float, default=4.0, help="per offered rate")
+    gateway_target.add_argument("--sessions", type=int, default=2, help="client processes")
+    gateway_target.add_argument("--base-port", type=int, default=7700, help="first of 5 ports")
+    gateway_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    gateway_target.set_defaults(run=_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(run=_init)
 
     _add_bench_commands(commands)
+
+    simulate = commands.add_parser(
+        "simulate", help="run a market simulation scenario; write its ledger, tables and charts"
+    )
+    _simulate_arguments(simulate)
+    simulate.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)

@@ -27,7 +27,7 @@ from exchange.venue import Venue
 from exchange.venue_types import ListInstrument, VenueCommand
 from ledger.block import faults_tolerated
 from ledger.genesis import Broker, Genesis, GenesisError, Member, Role, save_genesis
-from ledger.keys import generate_private_key, save_private_key
+from ledger.keys import PrivateKey, generate_private_key, save_private_key
 from settlement.commands import DefineAsset, Deposit, Issue, OpenAccount, SetFeeSchedule
 from settlement.types import AssetKind, SettlementMode
 
@@ -193,10 +193,16 @@ def init_consortium(
     brokers: int,
     base_port: int = 7400,
     market: Market = Market(),  # frozen: one shared default is safe
+    new_key: Callable[[str], PrivateKey] | None = None,
+    chain_id: str = "jinlian-local",
 ) -> Genesis:
     """Write keys, node configs and a genesis for a local consortium of `members` voting
     members (3f + 1), a non-voting exchange and `brokers` brokers whose accounts hold
-    `market`'s cash and shares. Refuses a non-empty directory rather than overwrite keys."""
+    `market`'s cash and shares. Refuses a non-empty directory rather than overwrite keys.
+    `new_key(path)` makes the key stored at DIR/<path>/key.pem (a member name, or
+    `brokers/<broker>`) (default: a fresh random key; the
+    simulator derives them from its seed so that a rerun is byte-identical)."""
+    make_key = new_key if new_key is not None else (lambda name: generate_private_key())
     if members < 4 or faults_tolerated(members) * 3 + 1 != members:
         raise ValueError(f"--members must be 3f + 1 and at least 4 (4, 7, 10, ...), got {members}")
     if not 1 <= brokers <= 100:
@@ -209,7 +215,7 @@ def init_consortium(
     for index, role in enumerate([Role.EXCHANGE, *_member_roles(members)]):
         counts[role] = counts.get(role, 0) + 1
         name = role.value if role is Role.EXCHANGE else f"{role.value}{counts[role]}"
-        key = generate_private_key()
+        key = make_key(name)
         (directory / name).mkdir()
         save_private_key(key, directory / name / "key.pem")
         address = f"{HOST}:{base_port + index}"
@@ -223,7 +229,7 @@ def init_consortium(
     firms: list[Broker] = []
     holdings: list[dict[str, object]] = []
     for number in range(1, brokers + 1):
-        key = generate_private_key()
+        key = make_key(f"brokers/broker{number}")
         folder = directory / "brokers" / f"broker{number}"
         folder.mkdir(parents=True)
         save_private_key(key, folder / "key.pem")
@@ -235,7 +241,7 @@ def init_consortium(
             for instrument in market.instruments:
                 holdings.append({"account": account, "asset": instrument["symbol"],
                                  "amount": market.shares_per_account})  # fmt: skip
-    genesis = Genesis(version=1, chain_id="jinlian-local",
+    genesis = Genesis(version=1, chain_id=chain_id,
                       members=tuple(nodes), brokers=tuple(firms),
                       instruments=market.instruments, holdings=tuple(holdings))  # fmt: skip
     venue_from_genesis(genesis)  # refuse to write a genesis the venue cannot start from

@@ -195,7 +195,9 @@ def run_up(directory: Path, *, members: int = 4, brokers: int = 3, demo: bool = 
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"exchange at http://{config.address} (status: /status, sequencer feed: /submit)")
+    print(f"brokers connect to ws://{config.address}/ws (docs/api.md; their keys are in "
+          f"{directory / 'brokers'})")  # fmt: skip
+    print(f"REST: http://{config.address}/instruments, /book/SYMBOL, /health, /metrics")
     for member in config.genesis.members:
         if member.voting:
             print(f"  member {member.name:<12} http://{member.address}/status")

@@ -1,9 +1,12 @@
 """The scripted session `jinlian up --demo` runs once the consortium is up.
 
-Two brokers open the day and trade through the exchange's sequencer feed; the script then
-waits for the blocks to become final and reads one member's own store (SQLite allows readers
-beside the running node) to show what that member holds: the trades it re-executed, the block
-that holds them and the members whose signatures made it final.
+Everything goes through the broker API with the client library (`exchange.client`), as a
+real broker's and the operator's programs would: the operator logs on with its member key and
+opens the day; two brokers log on with their keys, place orders and trade, and watch their
+execution reports and the finality notices of their blocks. The script then reads one
+member's own store (SQLite allows readers beside the running node) to show what that member
+holds: the trades it re-executed, the block that holds them and the members whose signatures
+made it final.
 """
 
 from __future__ import annotations
@@ -12,35 +15,32 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from exchange.client import Client
 from exchange.nodes import load_config
-from ledger.feed import Feed, status, wait_until_up
+from ledger.feed import status, wait_until_up
+from ledger.keys import load_private_key
 from ledger.store import BlockStore
 
 SYMBOL = "600000.SH"
 
 
 def _order(
-    order_id: int, broker: str, account: str, side: str, price: int, quantity: int
+    client_order_id: str, account: str, side: str, price: int, quantity: int
 ) -> dict[str, Any]:
-    return {"type": "place", "broker": broker, "order_id": order_id, "symbol": SYMBOL,
-            "account": account, "side": side, "kind": "limit", "price": price,
-            "quantity": quantity, "tif": "day"}  # fmt: skip
+    return {"client_order_id": client_order_id, "account": account, "symbol": SYMBOL,
+            "side": side, "price": price, "quantity": quantity}  # fmt: skip
 
 
-SESSION: list[tuple[str, list[dict[str, Any]]]] = [
-    ("the exchange opens the day and continuous trading", [
-        {"type": "begin_day", "day": 20261123},
-        {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
-    ]),
-    ("broker2 offers 500 shares at 10.02 and 10.05; broker1 bids 300 at 9.98", [
-        _order(1, "broker2", "20001", "sell", 1002, 300),
-        _order(2, "broker2", "20001", "sell", 1005, 200),
-        _order(3, "broker1", "10001", "buy", 998, 300),
-    ]),
-    ("broker1 lifts the offers: buys 400 at up to 10.05", [
-        _order(4, "broker1", "10002", "buy", 1005, 400),
-    ]),
-]  # fmt: skip
+def _show(who: str, report: dict[str, Any]) -> None:
+    kind = report["report"]
+    detail = (
+        f"{report['quantity']} at {report['price'] / 100:.2f}"
+        if kind == "trade"
+        else f"{report['side']} {report['quantity']} at {(report['price'] or 0) / 100:.2f}"
+    )
+    print(f"  {who}: #{report['index']} {kind:<8} order {report['order_id']} "
+          f"({report['client_order_id']}) {detail}, status {report['status']}, "
+          f"block {report['height']}", flush=True)  # fmt: skip
 
 
 async def run_session(directory: Path) -> None:
@@ -48,12 +48,42 @@ async def run_session(directory: Path) -> None:
     genesis = exchange.genesis
     member = next(m for m in genesis.members if m.voting)
     await wait_until_up([exchange.address] + [m.address for m in genesis.members if m.voting])
-    tip = 0
-    async with Feed(exchange.address) as feed:
-        for caption, commands in SESSION:
-            heights = await feed.submit(commands)
-            tip = max(tip, *heights)
-            print(f"  sequenced: {caption} -> stored in block {heights[-1]}", flush=True)
+    address, chain = exchange.address, genesis.chain_id
+
+    def key(*parts: str) -> Any:
+        return load_private_key(directory.joinpath(*parts, "key.pem"))
+
+    async with (
+        Client(address, "exchange", key("exchange"), member=True, chain_id=chain) as operator,
+        Client(address, "broker1", key("brokers", "broker1"), chain_id=chain) as one,
+        Client(address, "broker2", key("brokers", "broker2"), chain_id=chain) as two,
+    ):
+        print("the operator opens the day and continuous trading:", flush=True)
+        for command in (
+            {"type": "begin_day", "day": 20261123},
+            {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
+        ):
+            result = await operator.admin(command)
+            print(f"  {command['type']} -> {[e['type'] for e in result['events']]} "
+                  f"in block {result['height']}", flush=True)  # fmt: skip
+        print("broker2 offers 500 shares at 10.02 and 10.05; broker1 bids 300 at 9.98:")
+        _show("broker2", await two.place(**_order("ask-1", "20001", "sell", 1002, 300)))
+        _show("broker2", await two.place(**_order("ask-2", "20001", "sell", 1005, 200)))
+        _show("broker1", await one.place(**_order("bid-1", "10001", "buy", 998, 300)))
+        print("broker1 lifts the offers: buys 400 at up to 10.05")
+        _show("broker1", await one.place(**_order("lift-1", "10002", "buy", 1005, 400)))
+        tip = 0
+        for _ in range(2):  # its two fills
+            report = await one.next_report()
+            while report["report"] != "trade":
+                report = await one.next_report()
+            _show("broker1", report)
+            tip = max(tip, report["height"])
+        final = await asyncio.wait_for(one.finals.get(), 30)
+        while final["height"] < tip:
+            final = await asyncio.wait_for(one.finals.get(), 30)
+        signers = [vote["member"] for vote in final["certificate"]["votes"]]
+        print(f"  broker1: block {final['height']} is final, signed by members {signers}")
     while (await status(member.address))["certified"] < tip:
         await asyncio.sleep(0.05)
     config = load_config(directory / member.name)

@@ -111,6 +111,15 @@ def generate_private_key() -> PrivateKey:
     return PrivateKey(key=Ed25519PrivateKey.generate())
 
 
+def private_key_from_bytes(raw: bytes) -> PrivateKey:
+    """The private key whose 32-byte Ed25519 seed is `raw`. For keys derived on purpose from a
+    known secret (the simulator derives its consortium's keys from the run's seed, so that a
+    rerun signs byte-identical blocks); such keys protect nothing. Raises `KeyFormatError`."""
+    if type(raw) is not bytes or len(raw) != PUBLIC_KEY_BYTES:
+        raise KeyFormatError(f"private key seed of {len(raw)} bytes, expected {PUBLIC_KEY_BYTES}")
+    return PrivateKey(key=Ed25519PrivateKey.from_private_bytes(raw))
+
+
 def public_key_from_hex(text: str) -> PublicKey:
     """Parse 64 lowercase hex digits. Raises `KeyFormatError` naming the text."""
     if (

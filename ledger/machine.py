@@ -98,3 +98,40 @@ def propose(
         proposer=proposer,
     )
     return sign_block(key, header, commands), execution
+
+
+def executed(events: Sequence[bytes], state_hash: bytes) -> Execution:
+    """The execution of commands already applied one by one (by a driver that needed each
+    command's events at once, such as the in-process simulator): their events in order and the
+    machine's state hash after the last. O(events)."""
+    return Execution(
+        events=tuple(events),
+        events_root=root_of_leaf_hashes([leaf_hash(event) for event in events]),
+        state_hash=state_hash,
+    )
+
+
+def seal(
+    key: PrivateKey,
+    *,
+    proposer: int,
+    height: int,
+    parent_hash: bytes,
+    time_ns: int,
+    commands: Sequence[Mapping[str, Any]],
+    execution: Execution,
+) -> Block:
+    """What `propose` does after executing: the signed block of `commands`, whose `execution`
+    the proposer computed as it applied them (see `executed`). O(commands)."""
+    header = BlockHeader(
+        height=height,
+        parent_hash=parent_hash,
+        time_ns=time_ns,
+        commands_root=values_root(commands),
+        command_count=len(commands),
+        events_root=execution.events_root,
+        event_count=execution.event_count,
+        state_hash=execution.state_hash,
+        proposer=proposer,
+    )
+    return sign_block(key, header, commands)

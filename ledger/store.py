@@ -64,6 +64,7 @@ BUSY_TIMEOUT_MS: Final = 5_000
 # once their block is stored; losing such a block after a power cut could make an honest member
 # vote for a different block at the same height (equivocation) or lose an acknowledged command.
 # The cost is one fsync per block, not per command, since blocks batch commands.
+SYNCHRONOUS: Final = ("FULL", "NORMAL")  # NORMAL fsyncs only at checkpoints
 _PRAGMAS: Final = (
     "PRAGMA foreign_keys = ON",
     "PRAGMA synchronous = FULL",
@@ -227,24 +228,34 @@ class BlockStore:
 
     @classmethod
     def open(
-        cls, path: Path, genesis_hash: bytes | None = None, *, indexer: Indexer | None = None
+        cls,
+        path: Path,
+        genesis_hash: bytes | None = None,
+        *,
+        indexer: Indexer | None = None,
+        synchronous: str = "FULL",
     ) -> BlockStore:
         """Open the store at `path`, creating the file and its schema if absent.
 
         A new store needs `genesis_hash` (the parent of block 1) and records it; an existing
         one must have the schema version `SCHEMA_VERSION` and, if `genesis_hash` is given, that
         genesis hash. `indexer`'s tables are created with the schema and filled by `append`
-        from then on (blocks stored before are not indexed). Raises `SchemaError` otherwise,
-        `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's schema."""
+        from then on (blocks stored before are not indexed). `synchronous` is FULL (a commit
+        survives a power cut) or NORMAL (a process crash only: for a store that can be rebuilt,
+        such as a simulation's). Raises `SchemaError` otherwise, `sqlite3.Error` if SQLite
+        cannot open the file or refuses the indexer's schema."""
         if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
             raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
         if genesis_hash is None and not path.exists():
             raise SchemaError(f"{path}: a new block store needs the genesis hash")
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous {synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
         try:
             stored = _prepare(
                 connection, path, genesis_hash, () if indexer is None else indexer.schema()
             )
+            connection.execute(f"PRAGMA synchronous = {synchronous}")
         except BaseException:
             connection.close()
             raise

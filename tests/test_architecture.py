@@ -82,3 +82,21 @@ def test_the_analysis_package_is_imported_only_by_the_export_command() -> None:
                     assert not any(node in ast.iter_child_nodes(top) for top in [tree]), (
                         "exchange.cli imports exchange.analysis at module level"
                     )
+
+
+def test_simulator_imports_the_exchange_and_below_and_its_libraries() -> None:
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {
+        "matching", "settlement", "ledger", "exchange", "simulator",
+        "numpy", "pyarrow", "matplotlib", "rich",
+    }  # fmt: skip
+    for path in sources("simulator"):
+        extra = imported_roots(path) - allowed
+        assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
+
+
+def test_only_the_command_line_of_the_exchange_reaches_the_simulator() -> None:
+    for path in sources("exchange"):
+        if path.name != "cli.py":
+            assert "simulator" not in imported_roots(path), f"{path.relative_to(ROOT)}"

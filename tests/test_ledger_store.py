@@ -514,3 +514,14 @@ def test_two_stores_on_one_file_see_one_tip(tmp_path: Path) -> None:
             other.append(first, first_events)
         other.append(second, events)
         assert writer.block(2) == second
+
+
+def test_synchronous_normal_is_chosen_at_open_and_only_then(tmp_path: Path) -> None:
+    path = tmp_path / "simulation.db"
+    with BlockStore.open(path, GENESIS.hash, synchronous="NORMAL") as store:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with BlockStore.open(path) as store:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    with pytest.raises(ValueError, match="synchronous 'OFF' is not one of FULL, NORMAL"):
+        BlockStore.open(path, synchronous="OFF")

@@ -1,0 +1,218 @@
+"""`jinlian bench gateway`: brokers' orders over real WebSockets into a running consortium.
+
+It writes a consortium in a temporary directory (4 voting members, one broker per client
+session, accounts funded for any run length), starts the exchange and the members as separate
+processes, opens the market through the operator's session, then drives it from client
+processes with open-loop load: each session sends its orders at fixed scheduled times
+(`offered / sessions` per second each, whatever the replies do), and an order's ack latency is
+from its scheduled send time to its reply (the `accepted` report, sent once the order's block
+is stored), recorded in an HDR histogram. Measuring from the schedule, not from the actual
+send, keeps a stalled exchange from hiding its stall (no coordinated omission).
+
+The offered rate steps up until a step is not sustained (fewer than 99% of the orders acked
+without error, or acks arriving at under 95% of the offered rate). The baseline in the same
+run is the ping round trip on the same sessions at the lowest rate: the cost of the socket
+and the event loops alone, without sequencing, matching and storing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import tempfile
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from hdrh.histogram import HdrHistogram
+
+from exchange.client import Client, RequestError
+from exchange.consortium import SAMPLE_INSTRUMENTS, Market, init_consortium
+from exchange.nodes import load_config, start_processes, stop_processes
+from ledger.feed import wait_until_up
+from ledger.keys import load_private_key
+
+SYMBOL: Final = str(SAMPLE_INSTRUMENTS[0]["symbol"])
+PRICE: Final = int(str(SAMPLE_INSTRUMENTS[0]["reference_price"]))
+RATES: Final = (1_000, 2_000, 4_000, 7_000, 10_000, 14_000)
+HISTOGRAM: Final = (1, 60_000_000, 3)  # microseconds, 1 us .. 60 s, 3 significant digits
+MARKET: Final = Market(instruments=SAMPLE_INSTRUMENTS[:1], cash_per_account=10**14,
+                       shares_per_account=10**10)  # fmt: skip
+
+
+async def _drive(
+    address: str, directory: str, broker: str, rate: float, duration_s: float, start_at: float,
+    kind: str,
+) -> dict[str, Any]:  # fmt: skip
+    key = load_private_key(Path(directory) / "brokers" / broker / "key.pem")
+    histogram = HdrHistogram(*HISTOGRAM)
+    errors: Counter[str] = Counter()
+    number = int(broker.removeprefix("broker"))
+    buyer, seller = str(number * 10_000 + 1), str(number * 10_000 + 2)
+    acked = 0
+    last = 0.0
+    async with Client(address, broker, key, reconnect=False) as client:
+        count = int(rate * duration_s)
+        tasks = []
+        delay = start_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        origin = time.perf_counter()
+
+        async def send(index: int, scheduled: float) -> None:
+            nonlocal acked, last
+            try:
+                if kind == "ping":
+                    await client.request("ping")
+                else:
+                    buy = index % 2 == 0
+                    await client.place(client_order_id=f"{kind}-{index}",
+                                       account=buyer if buy else seller, symbol=SYMBOL,
+                                       side="buy" if buy else "sell", price=PRICE,
+                                       quantity=100)  # fmt: skip
+            except RequestError as error:
+                errors[error.code] += 1
+                return
+            except (ConnectionError, TimeoutError) as error:
+                errors[type(error).__name__] += 1
+                return
+            now = time.perf_counter()
+            acked, last = acked + 1, max(last, now - origin)
+            histogram.record_value(max(1, int((now - scheduled) * 1e6)))
+
+        for index in range(count):
+            scheduled = origin + index / rate
+            wait = scheduled - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(send(index, scheduled)))
+        await asyncio.gather(*tasks)
+    return {"sent": count, "acked": acked, "elapsed_s": last, "errors": dict(errors),
+            "histogram": histogram.encode().decode()}  # fmt: skip
+
+
+def _driver(connection: Connection, *arguments: Any) -> None:
+    result = asyncio.run(_drive(*arguments))
+    connection.send(result)
+    connection.close()
+
+
+def _step(address: str, directory: Path, brokers: list[str], rate: int, duration_s: float,
+          kind: str) -> dict[str, Any]:  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    start_at = time.time() + 1.5  # every process connected and waiting
+    children = []
+    for broker in brokers:
+        ours, theirs = context.Pipe(duplex=False)
+        process = context.Process(target=_driver, args=(theirs, address, str(directory), broker,
+                                  rate / len(brokers), duration_s, start_at, kind))  # fmt: skip
+        process.start()
+        children.append((process, ours))
+    results = []
+    for process, ours in children:
+        results.append(ours.recv())
+        process.join()
+    histogram = HdrHistogram(*HISTOGRAM)
+    errors: Counter[str] = Counter()
+    for result in results:
+        histogram.add(HdrHistogram.decode(result["histogram"].encode()))
+        errors.update(result["errors"])
+    sent = sum(r["sent"] for r in results)
+    acked = sum(r["acked"] for r in results)
+    elapsed = max(r["elapsed_s"] for r in results) or duration_s
+    achieved = acked / max(elapsed, duration_s)
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": round(achieved),
+        "sent": sent,
+        "acked": acked,
+        "errors": dict(errors),
+        "p50_ms": histogram.get_value_at_percentile(50) / 1000,
+        "p99_ms": histogram.get_value_at_percentile(99) / 1000,
+        "p999_ms": histogram.get_value_at_percentile(99.9) / 1000,
+        "sustained": acked >= 0.99 * sent and achieved >= 0.95 * rate,
+    }
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    sessions = arguments.sessions
+    with tempfile.TemporaryDirectory(prefix="jinlian-bench-gateway-") as temporary:
+        directory = Path(temporary) / "consortium"
+        init_consortium(directory, members=4, brokers=sessions, base_port=arguments.base_port,
+                        market=MARKET)  # fmt: skip
+        config = load_config(directory / "exchange")
+        genesis = config.genesis
+        children = start_processes(directory)
+        try:
+            addresses = [config.address] + [m.address for m in genesis.members if m.voting]
+            asyncio.run(wait_until_up(addresses))
+            asyncio.run(_open(config.address, directory, genesis.chain_id))
+            brokers = [broker.name for broker in genesis.brokers]
+            baseline = _step(config.address, directory, brokers, min(arguments.rates),
+                             arguments.seconds, "ping")  # fmt: skip
+            steps = []
+            for rate in sorted(arguments.rates):
+                step = _step(config.address, directory, brokers, rate, arguments.seconds, "o")
+                steps.append(step)
+                print(_row(step), flush=True)
+                if not step["sustained"]:
+                    break
+        finally:
+            stop_processes(children)
+    sustained = [step for step in steps if step["sustained"]]
+    best = max(sustained, key=lambda step: step["achieved_per_s"]) if sustained else None
+    return {
+        "sessions": sessions,
+        "seconds_per_step": arguments.seconds,
+        "steps": steps,
+        "ping_baseline": baseline,
+        "max_sustained_orders_per_s": 0 if best is None else best["achieved_per_s"],
+        "ack_p99_ms_at_max": None if best is None else best["p99_ms"],
+        "ack_p99_over_ping_p99": None
+        if best is None
+        else round(best["p99_ms"] / max(baseline["p99_ms"], 0.001), 1),
+        "books_agree": True,
+    }
+
+
+async def _open(address: str, directory: Path, chain_id: str) -> None:
+    key = load_private_key(directory / "exchange" / "key.pem")
+    async with Client(address, "exchange", key, member=True, chain_id=chain_id) as operator:
+        await operator.admin({"type": "begin_day", "day": 20261123})
+        await operator.admin({"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"})
+
+
+def _row(step: dict[str, Any]) -> str:
+    errors = ", ".join(f"{k} {v}" for k, v in step["errors"].items()) or "none"
+    return (f"  offered {step['offered_per_s']:>7,}/s  achieved {step['achieved_per_s']:>7,}/s  "
+            f"ack p50 {step['p50_ms']:7.2f} ms  p99 {step['p99_ms']:8.2f} ms  "
+            f"p99.9 {step['p999_ms']:8.2f} ms  errors: {errors}"
+            f"{'' if step['sustained'] else '  (not sustained)'}")  # fmt: skip
+
+
+def render(report: dict[str, Any]) -> str:
+    baseline = report["ping_baseline"]
+    lines = [
+        f"jinlian bench gateway: exchange + 4 members as processes, {report['sessions']} broker "
+        f"sessions in their own processes, open-loop, {report['seconds_per_step']} s per step",
+        f"  baseline (same run): ping round trip at {baseline['offered_per_s']:,}/s p50 "
+        f"{baseline['p50_ms']:.2f} ms p99 {baseline['p99_ms']:.2f} ms",
+        *(_row(step) for step in report["steps"]),
+        f"  max sustained: {report['max_sustained_orders_per_s']:,} orders/s, ack p99 "
+        f"{report['ack_p99_ms_at_max']} ms ({report['ack_p99_over_ping_p99']}x the ping p99); "
+        "goal: 10,000/s with p99 under 20 ms",
+    ]
+    return "\n".join(lines)
+
+
+def main(arguments: argparse.Namespace) -> int:
+    report = run(arguments)
+    if arguments.json:
+        print(orjson.dumps({k: v for k, v in report.items() if k != "books_agree"}).decode())
+    else:
+        print(render(report))
+    return 0

@@ -1,0 +1,498 @@
+"""Trading agents: each decides, at its Poisson arrival times, what orders to send.
+
+The seam between order-flow generation and execution: an agent never talks to the venue. At an
+arrival `act(now_ns, market)` returns order *intents* (`Place`, `Cancel`), and a driver executes
+them and feeds back what happened (`on_fill`, `on_done`). The driver also supplies the
+`MarketView` the agent reads (best bid and ask, last price, phase). The in-process driver
+(`simulator.inprocess`) applies intents to the venue at once, so the feedback arrives before the
+next arrival; a network driver would send them through the broker client and deliver execution
+reports and market data as they come back, later. Agents therefore keep their own view of their
+open orders and positions, updated only from feedback.
+
+Order ids are allocated by the agent, from a range of its own (`(agent_id + 1) * 10**9 + n`),
+so that they do not depend on any other agent's activity or on the driver.
+
+Each agent draws from its own numpy `Generator` (spawned from the run's `SeedSequence`), in
+pre-drawn batches of uniforms: a draw is a list index, not a call into numpy. Manipulators
+(spoofer, wash trader, marking the close) write ground-truth `Label`s of what they did, so that
+surveillance analyses can be scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from matching.types import Phase, Side
+from simulator.scenario import AgentGroup, Instrument
+
+BUY: Final = Side.BUY
+SELL: Final = Side.SELL
+ORDER_IDS_PER_AGENT: Final = 10**9
+UNIFORM_BATCH: Final = 1024
+CONTINUOUS: Final = Phase.CONTINUOUS
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Place a limit order; `ioc` for one that must trade at once or not at all."""
+
+    order_id: int
+    account: str
+    symbol: str
+    side: Side
+    price: int
+    quantity: int
+    ioc: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    order_id: int
+    account: str
+    symbol: str
+
+
+Intent = Place | Cancel
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """Ground truth of a manipulation: which order was part of what, and in what role."""
+
+    time_ns: int
+    agent_id: int
+    label: str  # spoofing, wash_trade, marking_close
+    role: str  # layer, genuine, sell_leg, buy_leg, mark
+    order_id: int
+    symbol: str
+
+
+class MarketView(Protocol):
+    """What an agent may see of the market: the driver's view, not the venue's internals."""
+
+    def best_bid(self, symbol: str) -> int | None: ...
+
+    def best_ask(self, symbol: str) -> int | None: ...
+
+    def last_price(self, symbol: str) -> int: ...
+
+    def phase(self, symbol: str) -> Phase: ...
+
+
+class Fundamentals:
+    """Each instrument's fundamental value: a geometric random walk in ticks sampled once per
+    virtual second, drawn up front in one vectorised pass from the market's own stream."""
+
+    def __init__(
+        self, instruments: tuple[Instrument, ...], duration_ns: int, rng: np.random.Generator
+    ) -> None:
+        seconds = duration_ns // 1_000_000_000 + 2
+        self._values: dict[str, list[int]] = {}
+        for instrument in instruments:
+            steps = rng.standard_normal(seconds) * (instrument.volatility_bps / 10_000)
+            steps[0] = 0.0
+            path = instrument.reference_price * np.exp(np.cumsum(steps))
+            low, high = instrument.band()
+            ticks = np.rint(path / instrument.tick_size) * instrument.tick_size
+            self._values[instrument.symbol] = np.clip(ticks, low, high).astype(np.int64).tolist()
+
+    def value(self, symbol: str, now_ns: int) -> int:
+        return self._values[symbol][now_ns // 1_000_000_000]
+
+
+@dataclass(slots=True)
+class OpenOrder:
+    symbol: str
+    side: Side
+    price: int
+    remaining: int
+    placed_ns: int
+
+
+class Agent:
+    """The common part: identity, accounts, draws, open orders and positions."""
+
+    kind = "agent"
+
+    def __init__(
+        self,
+        *,
+        agent_id: int,
+        accounts: tuple[str, ...],
+        group: AgentGroup,
+        instruments: dict[str, Instrument],
+        rng: np.random.Generator,
+        fundamentals: Fundamentals,
+    ) -> None:
+        self.agent_id = agent_id
+        self.accounts = accounts
+        self.account = accounts[0]
+        self.group = group
+        self.rate_per_s = group.rate_per_s
+        self.symbols = group.symbols
+        self.instruments = instruments
+        self._bands = {symbol: instrument.band() for symbol, instrument in instruments.items()}
+        self.rng = rng
+        self.fundamentals = fundamentals
+        self.open_orders: dict[int, OpenOrder] = {}
+        self.position: dict[str, int] = dict.fromkeys(instruments, 0)  # shares, bought - sold
+        self.labels: list[Label] = []
+        self._next_order = (agent_id + 1) * ORDER_IDS_PER_AGENT
+        self._uniforms: list[float] = []
+        self._drawn = 0
+
+    # -- draws ---------------------------------------------------------------------------
+
+    def uniform(self) -> float:
+        """The next uniform in [0, 1) from this agent's stream, from a pre-drawn batch."""
+        if self._drawn == len(self._uniforms):
+            self._uniforms = self.rng.random(UNIFORM_BATCH).tolist()
+            self._drawn = 0
+        value = self._uniforms[self._drawn]
+        self._drawn += 1
+        return value
+
+    def below(self, count: int) -> int:
+        """A uniform integer in [0, count)."""
+        return int(self.uniform() * count)
+
+    def pick_symbol(self) -> str:
+        symbols = self.symbols
+        return symbols[0] if len(symbols) == 1 else symbols[self.below(len(symbols))]
+
+    # -- arrivals ------------------------------------------------------------------------
+
+    def arrival_window_ns(self, duration_ns: int, close_ns: int | None) -> tuple[int, int]:
+        """When this agent is active; by default the whole day."""
+        return 0, duration_ns
+
+    # -- orders --------------------------------------------------------------------------
+
+    def place(
+        self,
+        now_ns: int,
+        symbol: str,
+        side: Side,
+        price: int,
+        lots: int,
+        *,
+        ioc: bool = False,
+        account: str | None = None,
+    ) -> Place:
+        instrument = self.instruments[symbol]
+        low, high = self._bands[symbol]
+        price = min(max(price, low), high)
+        self._next_order += 1
+        order_id = self._next_order
+        quantity = lots * instrument.lot
+        self.open_orders[order_id] = OpenOrder(symbol, side, price, quantity, now_ns)
+        return Place(order_id, account or self.account, symbol, side, price, quantity, ioc)
+
+    def cancel(self, order_id: int) -> Cancel:
+        order = self.open_orders[order_id]
+        return Cancel(order_id, self.account, order.symbol)
+
+    def reference(self, market: MarketView, symbol: str) -> int:
+        """The mid if the book is two-sided, else the last price."""
+        bid, ask = market.best_bid(symbol), market.best_ask(symbol)
+        if bid is not None and ask is not None:
+            tick = self.instruments[symbol].tick_size
+            return (bid + ask) // (2 * tick) * tick
+        return market.last_price(symbol)
+
+    # -- feedback from the driver --------------------------------------------------------
+
+    def on_fill(self, order_id: int, symbol: str, side: Side, quantity: int) -> None:
+        """One of its orders traded `quantity` (even one it has already given up on)."""
+        self.position[symbol] += quantity if side is BUY else -quantity
+        order = self.open_orders.get(order_id)
+        if order is None:
+            return
+        order.remaining -= quantity
+        if order.remaining <= 0:
+            del self.open_orders[order_id]
+
+    def on_done(self, order_id: int) -> None:
+        """The order left the book without (further) trading: cancelled, expired, refused."""
+        self.open_orders.pop(order_id, None)
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        raise NotImplementedError
+
+
+class NoiseTrader(Agent):
+    """Zero intelligence: a random side, a random passive price near the mid or a marketable
+    order; or a cancel of its oldest order. Keeps at most `open_orders_max` orders."""
+
+    kind = "noise"
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        p = self.group.parameters
+        if self.open_orders and (
+            len(self.open_orders) >= int(p["open_orders_max"])
+            or self.uniform() < float(p["cancel_fraction"])
+        ):
+            return [self.cancel(next(iter(self.open_orders)))]
+        symbol = self.pick_symbol()
+        phase = market.phase(symbol)
+        if phase is Phase.CLOSED or phase is Phase.HALTED:
+            return []
+        side = BUY if self.uniform() < 0.5 else SELL
+        lots = 1 + self.below(int(p["quantity_lots_max"]))
+        tick = self.instruments[symbol].tick_size
+        continuous = phase is CONTINUOUS
+        if continuous and self.uniform() < float(p["marketable_fraction"]):
+            touch = market.best_ask(symbol) if side is BUY else market.best_bid(symbol)
+            if touch is not None:
+                return [self.place(now_ns, symbol, side, touch, lots, ioc=True)]
+        offset = (1 + self.below(int(p["spread_ticks"]))) * tick
+        middle = self.reference(market, symbol)
+        price = middle - offset if side is BUY else middle + offset
+        return [self.place(now_ns, symbol, side, price, lots)]
+
+
+class MarketMaker(Agent):
+    """Quotes both sides around its fair value (the fundamental, which it is assumed to
+    estimate), `half_spread_ticks` away, skewed against its inventory, and never through the
+    book; at each arrival it replaces its quotes. Past `inventory_limit_lots` it stops quoting
+    the side that would add to its inventory."""
+
+    kind = "market_maker"
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        symbol = self.symbols[0]
+        if market.phase(symbol) not in (CONTINUOUS, Phase.CALL_AUCTION):
+            return []
+        p = self.group.parameters
+        instrument = self.instruments[symbol]
+        tick, lot = instrument.tick_size, instrument.lot
+        intents: list[Intent] = [self.cancel(order_id) for order_id in list(self.open_orders)]
+        limit = int(p["inventory_limit_lots"]) * lot
+        inventory = self.position[symbol]
+        skew = round(int(p["skew_ticks"]) * inventory / limit) * tick if limit else 0
+        fair = self.fundamentals.value(symbol, now_ns) - skew
+        half = int(p["half_spread_ticks"]) * tick
+        lots = int(p["quote_lots"])
+        bid, ask = fair - half, fair + half
+        # never cross the book: a quote that traded at once would leave that side empty
+        best_bid, best_ask = market.best_bid(symbol), market.best_ask(symbol)
+        if best_ask is not None:
+            bid = min(bid, best_ask - tick)
+        if best_bid is not None:
+            ask = max(ask, best_bid + tick)
+        if inventory < limit:
+            intents.append(self.place(now_ns, symbol, BUY, bid, lots))
+        if inventory > -limit:
+            intents.append(self.place(now_ns, symbol, SELL, ask, lots))
+        return intents
+
+    def cancel(self, order_id: int) -> Cancel:
+        # a quote being replaced is forgotten at once: its cancel's outcome does not matter
+        order = self.open_orders.pop(order_id)
+        return Cancel(order_id, self.account, order.symbol)
+
+
+class MomentumTrader(Agent):
+    """Buys after the price rose more than `threshold_bps` over `lookback_s`, sells after it
+    fell, with marketable IOC orders; continuous trading only."""
+
+    kind = "momentum"
+
+    def __init__(self, **kwargs: Any) -> None:  # the keywords of Agent
+        super().__init__(**kwargs)
+        self._seen: dict[str, deque[tuple[int, int]]] = {s: deque() for s in self.symbols}
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        symbol = self.pick_symbol()
+        if market.phase(symbol) is not CONTINUOUS:
+            return []
+        p = self.group.parameters
+        price = market.last_price(symbol)
+        seen = self._seen[symbol]
+        seen.append((now_ns, price))
+        horizon = now_ns - round(float(p["lookback_s"]) * 1e9)
+        while len(seen) > 1 and seen[1][0] <= horizon:
+            seen.popleft()
+        then_ns, then = seen[0]
+        if then_ns > horizon or then <= 0:
+            return []
+        change_bps = (price - then) * 10_000 / then
+        threshold = float(p["threshold_bps"])
+        lots = int(p["quantity_lots"])
+        if change_bps > threshold and (ask := market.best_ask(symbol)) is not None:
+            return [self.place(now_ns, symbol, BUY, ask, lots, ioc=True)]
+        if change_bps < -threshold and (bid := market.best_bid(symbol)) is not None:
+            return [self.place(now_ns, symbol, SELL, bid, lots, ioc=True)]
+        return []
+
+
+class ValueTrader(Agent):
+    """Trades toward the fundamental: buys when the ask is `threshold_bps` below it, sells when
+    the bid is that far above it; continuous trading only."""
+
+    kind = "value"
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        symbol = self.pick_symbol()
+        if market.phase(symbol) is not CONTINUOUS:
+            return []
+        p = self.group.parameters
+        value = self.fundamentals.value(symbol, now_ns)
+        margin = value * float(p["threshold_bps"]) / 10_000
+        lots = int(p["quantity_lots"])
+        ask, bid = market.best_ask(symbol), market.best_bid(symbol)
+        if ask is not None and ask < value - margin:
+            return [self.place(now_ns, symbol, BUY, ask, lots, ioc=True)]
+        if bid is not None and bid > value + margin:
+            return [self.place(now_ns, symbol, SELL, bid, lots, ioc=True)]
+        return []
+
+
+class Spoofer(Agent):
+    """Layering: places `layers` large orders on one side, `distance_ticks` and more away from
+    the touch (so they are unlikely to trade), a small genuine order on the other side at its
+    touch, and cancels the layers at its first arrival `cancel_after_ms` later."""
+
+    kind = "spoofer"
+
+    def __init__(self, **kwargs: Any) -> None:  # the keywords of Agent
+        super().__init__(**kwargs)
+        self._layers: list[int] = []
+        self._layered_ns = 0
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        p = self.group.parameters
+        if self._layers:
+            if now_ns - self._layered_ns < float(p["cancel_after_ms"]) * 1e6:
+                return []
+            intents: list[Intent] = [
+                self.cancel(order_id) for order_id in self._layers if order_id in self.open_orders
+            ]
+            self._layers = []
+            return intents
+        symbol = self.pick_symbol()
+        bid, ask = market.best_bid(symbol), market.best_ask(symbol)
+        if market.phase(symbol) is not CONTINUOUS or bid is None or ask is None:
+            return []
+        tick = self.instruments[symbol].tick_size
+        distance = int(p["distance_ticks"]) * tick
+        spoof_side = SELL if self.uniform() < 0.5 else BUY  # sell layers push the price down
+        intents = []
+        for layer in range(int(p["layers"])):
+            price = (
+                ask + distance + layer * tick
+                if spoof_side is SELL
+                else bid - distance - layer * tick
+            )
+            order = self.place(now_ns, symbol, spoof_side, price, int(p["layer_lots"]))
+            self._layers.append(order.order_id)
+            self.labels.append(
+                Label(now_ns, self.agent_id, "spoofing", "layer", order.order_id, symbol)
+            )
+            intents.append(order)
+        genuine_side, touch = (BUY, bid) if spoof_side is SELL else (SELL, ask)
+        genuine = self.place(now_ns, symbol, genuine_side, touch, int(p["genuine_lots"]))
+        self.labels.append(
+            Label(now_ns, self.agent_id, "spoofing", "genuine", genuine.order_id, symbol)
+        )
+        intents.append(genuine)
+        self._layered_ns = now_ns
+        return intents
+
+
+class WashTrader(Agent):
+    """Trades with itself: sells from one of its two accounts (of one broker) at a price
+    strictly inside the spread, then buys the same quantity at that price from the other,
+    back to back, so the two orders meet each other and nobody else."""
+
+    kind = "wash_trader"
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        symbol = self.pick_symbol()
+        if market.phase(symbol) is not CONTINUOUS:
+            return []
+        tick = self.instruments[symbol].tick_size
+        bid, ask = market.best_bid(symbol), market.best_ask(symbol)
+        low = bid + tick if bid is not None else None
+        high = ask - tick if ask is not None else None
+        if low is not None and high is not None:
+            if low > high:
+                return []
+            price = low + self.below((high - low) // tick + 1) * tick
+        else:
+            price = market.last_price(symbol)
+            if (low is not None and price < low) or (high is not None and price > high):
+                return []
+        first, second = (0, 1) if self.uniform() < 0.5 else (1, 0)
+        lots = int(self.group.parameters["quantity_lots"])
+        sell = self.place(now_ns, symbol, SELL, price, lots, account=self.accounts[first])
+        buy = self.place(now_ns, symbol, BUY, price, lots, account=self.accounts[second], ioc=True)
+        if sell.price != price or buy.price != price:  # clamped to the band: would not meet
+            return []
+        self.labels.append(
+            Label(now_ns, self.agent_id, "wash_trade", "sell_leg", sell.order_id, symbol)
+        )
+        self.labels.append(
+            Label(now_ns, self.agent_id, "wash_trade", "buy_leg", buy.order_id, symbol)
+        )
+        return [sell, buy]
+
+
+class MarkingClose(Agent):
+    """Marks the close: active only from `window_s` before the closing auction to the close,
+    it buys aggressively (`aggression_ticks` through the ask, or above the last price in the
+    auction) to lift the closing price."""
+
+    kind = "marking_close"
+
+    def arrival_window_ns(self, duration_ns: int, close_ns: int | None) -> tuple[int, int]:
+        end = close_ns if close_ns is not None else duration_ns
+        start = max(0, end - round(float(self.group.parameters["window_s"]) * 1e9))
+        return start, duration_ns
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        symbol = self.pick_symbol()
+        phase = market.phase(symbol)
+        if phase not in (CONTINUOUS, Phase.CLOSING_AUCTION):
+            return []
+        p = self.group.parameters
+        tick = self.instruments[symbol].tick_size
+        push = int(p["aggression_ticks"]) * tick
+        ask = market.best_ask(symbol)
+        base = ask if ask is not None and phase is CONTINUOUS else market.last_price(symbol)
+        order = self.place(now_ns, symbol, BUY, base + push, int(p["quantity_lots"]))
+        self.labels.append(
+            Label(now_ns, self.agent_id, "marking_close", "mark", order.order_id, symbol)
+        )
+        return [order]
+
+
+AGENT_TYPES: Final[dict[str, type[Agent]]] = {
+    cls.kind: cls
+    for cls in (NoiseTrader, MarketMaker, MomentumTrader, ValueTrader, Spoofer, WashTrader,
+                MarkingClose)
+}  # fmt: skip
+
+
+def arrival_times_ns(
+    rng: np.random.Generator, rate_per_s: float, start_ns: int, end_ns: int
+) -> np.ndarray:
+    """Poisson arrivals in [start_ns, end_ns): exponential gaps drawn in vectorised batches."""
+    span_s = (end_ns - start_ns) / 1e9
+    expected = rate_per_s * span_s
+    chunks: list[np.ndarray] = []
+    elapsed_s = 0.0
+    while elapsed_s < span_s:
+        size = int(expected + 6 * math.sqrt(expected) + 16)
+        gaps = rng.exponential(1.0 / rate_per_s, size)
+        times = elapsed_s + np.cumsum(gaps)
+        chunks.append(times)
+        elapsed_s = float(times[-1])
+    seconds = np.concatenate(chunks) if chunks else np.empty(0)
+    seconds = seconds[seconds < span_s]
+    return start_ns + (seconds * 1e9).astype(np.int64)

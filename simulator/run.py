@@ -1,0 +1,179 @@
+"""One in-process run, start to finish, and what it writes to its output directory.
+
+    DIR/genesis.json, DIR/<member>/...   the consortium; DIR/bank1/ledger.sqlite holds the blocks
+    DIR/report.json                      seed, scenario sha256, code version, counts, figures
+    DIR/orders.parquet                   every place and cancel an agent sent, with its outcome
+    DIR/trades.parquet                   every trade, with the agents on both sides
+    DIR/labels.parquet                   manipulators' ground truth, one row per labelled order
+    DIR/agents.parquet                   every agent: id, name, kind, broker, accounts
+    DIR/price_volume.png, DIR/throughput.png
+
+The tables hold only what the seed determines (virtual times, ids, prices), so two runs of the
+same scenario and seed write equal tables; wall-clock figures go to report.json only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator.inprocess import NODE, InProcessDriver
+from simulator.scenario import Scenario
+from simulator.simulation import Simulation
+
+LABEL_COLUMNS = ("time_ns", "agent_id", "label", "role", "order_id", "symbol")
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    scenario: Scenario
+    seed: int
+    directory: Path
+    messages: int
+    orders: int
+    cancels: int
+    trades: int
+    events: int
+    blocks: int
+    arrivals: int
+    wall_s: float
+    cpu_s: float  # this process's CPU time: the steadier figure on a shared machine
+    state_hash: str
+    tables: dict[str, pa.Table]
+    blocks_table: dict[str, list[Any]]
+    kept_commands: list[list[dict[str, Any]]] | None
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.messages / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def run_inprocess(
+    scenario: Scenario,
+    seed: int,
+    directory: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    keep_commands: bool = False,
+) -> RunResult:
+    """Run `scenario` under `seed`, writing the consortium and its ledger to `directory` (which
+    must be empty or absent). Tables are returned, not written (see `write_outputs`)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    simulation = Simulation(scenario, seed)
+    brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
+    driver = InProcessDriver(
+        scenario, seed, directory, simulation.agents, brokers, keep_commands=keep_commands
+    )
+    try:
+        simulation.run(driver, progress=progress)
+    finally:
+        driver.close()
+    wall_s = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started
+    orders = pa.table(driver.tables.orders)
+    labels: dict[str, list[Any]] = {name: [] for name in LABEL_COLUMNS}
+    for agent in simulation.agents:
+        for label in agent.labels:
+            for name in LABEL_COLUMNS:
+                labels[name].append(getattr(label, name))
+    agents = {
+        "agent_id": [spec.agent_id for spec in simulation.specs],
+        "name": [spec.name for spec in simulation.specs],
+        "kind": [spec.kind for spec in simulation.specs],
+        "broker": [spec.broker for spec in simulation.specs],
+        "accounts": [list(spec.accounts) for spec in simulation.specs],
+    }
+    actions = driver.tables.orders["action"]
+    return RunResult(
+        scenario=scenario,
+        seed=seed,
+        directory=directory,
+        messages=driver.messages,
+        orders=actions.count("place"),
+        cancels=actions.count("cancel"),
+        trades=len(driver.tables.trades["trade_id"]),
+        events=driver.events,
+        blocks=driver.height,
+        arrivals=simulation.arrivals,
+        wall_s=wall_s,
+        cpu_s=cpu_s,
+        state_hash=driver.state_hash.hex(),
+        tables={
+            "orders": orders,
+            "trades": pa.table(driver.tables.trades),
+            "labels": pa.table(labels, schema=_label_schema()),
+            "agents": pa.table(agents),
+        },
+        blocks_table=driver.tables.blocks,
+        kept_commands=driver.kept_commands,
+    )
+
+
+def _label_schema() -> pa.Schema:
+    text, integer = pa.string(), pa.int64()
+    return pa.schema([("time_ns", integer), ("agent_id", integer), ("label", text),
+                      ("role", text), ("order_id", integer), ("symbol", text)])  # fmt: skip
+
+
+def code_version() -> str:
+    """The package version, and the git commit of the source if it is a checkout."""
+    version = metadata.version("jinlian")
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+g{commit}" if commit else version
+
+
+def report(result: RunResult) -> dict[str, Any]:
+    return {
+        "scenario": result.scenario.name,
+        "scenario_sha256": result.scenario.sha256,
+        "seed": result.seed,
+        "mode": "inprocess",
+        "code_version": code_version(),
+        "node": NODE,
+        "messages": result.messages,
+        "orders": result.orders,
+        "cancels": result.cancels,
+        "trades": result.trades,
+        "events": result.events,
+        "blocks": result.blocks,
+        "arrivals": result.arrivals,
+        "labels": result.tables["labels"].num_rows,
+        "agents": result.tables["agents"].num_rows,
+        "wall_s": round(result.wall_s, 3),
+        "cpu_s": round(result.cpu_s, 3),
+        "messages_per_s": round(result.messages_per_s, 1),
+        "final_state_hash": result.state_hash,
+    }
+
+
+def write_outputs(result: RunResult) -> dict[str, Any]:
+    """Write report.json, the Parquet tables and the charts into the run's directory."""
+    directory = result.directory
+    for name, table in result.tables.items():
+        pq.write_table(table, directory / f"{name}.parquet")
+    from simulator import charts  # noqa: PLC0415  (matplotlib is slow to import: only here)
+
+    charts.price_volume(result.tables["trades"], directory / "price_volume.png")
+    charts.throughput(result.blocks_table, directory / "throughput.png")
+    document = report(result)
+    (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")
+    return document

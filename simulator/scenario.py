@@ -1,0 +1,388 @@
+"""Scenario files: what a simulation trades, when, and who trades it.
+
+A scenario is a TOML file (read with the standard library's `tomllib`) parsed here, at the edge,
+into frozen values; anything wrong raises `ScenarioError` naming the field by its path
+(`agents[2].rate_per_s`) and the problem, showing the offending value. Unknown keys are errors
+too, so a misspelt parameter cannot silently fall back to its default.
+
+    name = "smoke"
+    duration_s = 60             # the virtual trading day, in seconds
+    day = 20260105              # the venue's trading day (yyyymmdd)
+    block_interval_ms = 500     # a block is cut every so many virtual ms ...
+    block_commands = 2000       # ... or when it holds this many commands
+    brokers = 2                 # brokers in the genesis; agents' accounts are spread over them
+    cash_per_account = 1_000_000_000   # fen
+    shares_per_account = 100_000       # of every instrument
+
+    [[instruments]]             # the listing, settlement and fees (as in `jinlian init`),
+    symbol = "600000.SH"        # plus the fundamental price process of the simulation
+    reference_price = 1000
+    volatility_bps = 10         # of the fundamental, per square root of a second
+
+    [[phases]]                  # the trading-day schedule, for every instrument
+    at_s = 0
+    phase = "call_auction"      # call_auction, continuous, closing_auction, closed
+
+    [[agents]]
+    kind = "noise"              # noise, market_maker, momentum, value, spoofer,
+    count = 20                  # wash_trader, marking_close
+    rate_per_s = 1.0            # Poisson arrivals per agent
+
+Agent parameters and their defaults are in `AGENT_PARAMETERS`; docs/simulator.md explains each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+SCENARIOS_PACKAGE: Final = "simulator.scenarios"
+PHASES: Final = ("call_auction", "continuous", "closing_auction", "closed")
+SETTLEMENTS: Final = ("gross", "cash_net", "net")
+AGENTS_MAX: Final = 100_000
+INSTRUMENTS_MAX: Final = 100
+DURATION_S_MAX: Final = 7 * 24 * 3600
+RATE_PER_S_MAX: Final = 100_000.0
+
+# kind -> parameter -> default (its type is the type the file must give)
+AGENT_PARAMETERS: Final[dict[str, dict[str, int | float | str]]] = {
+    "noise": {"quantity_lots_max": 5, "spread_ticks": 10, "marketable_fraction": 0.2,
+              "cancel_fraction": 0.3, "open_orders_max": 8},
+    "market_maker": {"half_spread_ticks": 2, "quote_lots": 5, "inventory_limit_lots": 50,
+                     "skew_ticks": 2},
+    "momentum": {"lookback_s": 5.0, "threshold_bps": 10.0, "quantity_lots": 2},
+    "value": {"threshold_bps": 20.0, "quantity_lots": 3},
+    "spoofer": {"layers": 3, "layer_lots": 20, "distance_ticks": 3, "genuine_lots": 1,
+                "cancel_after_ms": 500.0},
+    "wash_trader": {"quantity_lots": 5},
+    "marking_close": {"window_s": 10.0, "quantity_lots": 5, "aggression_ticks": 2},
+}  # fmt: skip
+ACCOUNTS_PER_AGENT: Final = {"wash_trader": 2}
+
+_TOP_KEYS: Final = {"name", "description", "duration_s", "day", "block_interval_ms",
+                    "block_commands", "brokers", "cash_per_account", "shares_per_account",
+                    "instruments", "phases", "agents"}  # fmt: skip
+_INSTRUMENT_KEYS: Final = {"symbol", "tick_size", "lot", "reference_price", "price_limit_pct",
+                           "t_plus", "settlement", "commission_bps", "stamp_duty_bps",
+                           "volatility_bps"}  # fmt: skip
+_AGENT_KEYS: Final = {"kind", "count", "rate_per_s", "symbols"}
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run: `field` is the path of the bad value, `problem` says why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Instrument:
+    symbol: str
+    tick_size: int
+    lot: int
+    reference_price: int  # ticks... in the price unit (fen)
+    price_limit_pct: int | None
+    t_plus: int
+    settlement: str
+    commission_bps: int
+    stamp_duty_bps: int
+    volatility_bps: float  # of the fundamental process, per sqrt(second)
+
+    def listing(self) -> dict[str, object]:
+        """The genesis form (`exchange.consortium.InstrumentSpec`)."""
+        return {
+            "symbol": self.symbol,
+            "tick_size": self.tick_size,
+            "lot": self.lot,
+            "reference_price": self.reference_price,
+            "price_limit_pct": self.price_limit_pct,
+            "t_plus": self.t_plus,
+            "settlement": self.settlement,
+            "commission_bps": self.commission_bps,
+            "stamp_duty_bps": self.stamp_duty_bps,
+        }
+
+    def band(self) -> tuple[int, int]:
+        """Prices agents keep to: inside the daily limits, one tick in from each edge."""
+        if self.price_limit_pct is None:
+            return self.tick_size, 2**40
+        width = self.reference_price * self.price_limit_pct // 100
+        low = -(-(self.reference_price - width) // self.tick_size) * self.tick_size
+        high = (self.reference_price + width) // self.tick_size * self.tick_size
+        return low + self.tick_size, high - self.tick_size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseChange:
+    at_ns: int  # virtual time from the start of the day
+    phase: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentGroup:
+    kind: str
+    count: int
+    rate_per_s: float
+    symbols: tuple[str, ...]
+    parameters: dict[str, int | float | str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    name: str
+    description: str
+    duration_ns: int
+    day: int
+    block_interval_ns: int
+    block_commands: int
+    brokers: int
+    cash_per_account: int
+    shares_per_account: int
+    instruments: tuple[Instrument, ...]
+    phases: tuple[PhaseChange, ...]
+    agents: tuple[AgentGroup, ...]
+    sha256: str  # of the file's bytes
+
+    def accounts_needed(self) -> int:
+        return sum(group.count * ACCOUNTS_PER_AGENT.get(group.kind, 1) for group in self.agents)
+
+    def accounts_per_broker(self) -> int:
+        """Enough accounts that every agent gets its own, and a wash trader two of one broker."""
+        return -(-self.accounts_needed() // self.brokers) + 1
+
+    def phase_start_ns(self, phase: str) -> int | None:
+        return next((change.at_ns for change in self.phases if change.phase == phase), None)
+
+
+def shipped_names() -> list[str]:
+    folder = resources.files(SCENARIOS_PACKAGE)
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A shipped scenario by name (`smoke`) or a scenario file by path. Raises ScenarioError
+    (field `file` for a file that cannot be found or read as TOML)."""
+    text = str(name_or_path)
+    if text in shipped_names():
+        data = resources.files(SCENARIOS_PACKAGE).joinpath(f"{text}.toml").read_bytes()
+        return parse_scenario(data)
+    path = Path(name_or_path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        shipped = ", ".join(shipped_names())
+        raise ScenarioError(
+            "file",
+            f"{text!r} is neither a shipped scenario ({shipped}) nor a readable file: "
+            f"{error.strerror or error}",
+        ) from None
+    return parse_scenario(data)
+
+
+def parse_scenario(data: bytes) -> Scenario:
+    """Parse and validate a scenario's TOML bytes. Raises ScenarioError naming the field."""
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ScenarioError("file", f"not valid TOML: {error}") from None
+    _keys(document, _TOP_KEYS, "", required={"name", "duration_s", "instruments", "agents"})
+    duration_s = _number(document, "duration_s", "", low=1.0, high=DURATION_S_MAX)
+    duration_ns = round(duration_s * 1e9)
+    instruments = _instruments(document.get("instruments"))
+    symbols = tuple(instrument.symbol for instrument in instruments)
+    phases = _phases(document.get("phases", [{"at_s": 0, "phase": "continuous"}]), duration_ns)
+    agents = _agents(document.get("agents"), symbols)
+    interval_ms = _integer(document, "block_interval_ms", "", low=1, high=3_600_000, default=500)
+    scenario = Scenario(
+        name=_text(document, "name", ""),
+        description=str(document.get("description", "")),
+        duration_ns=duration_ns,
+        day=_integer(document, "day", "", low=19700101, high=99991231, default=20260105),
+        block_interval_ns=interval_ms * 1_000_000,
+        block_commands=_integer(document, "block_commands", "", low=1, high=65_536, default=2000),
+        brokers=_integer(document, "brokers", "", low=1, high=100, default=2),
+        cash_per_account=_integer(
+            document, "cash_per_account", "", low=0, high=10**15, default=1_000_000_000
+        ),
+        shares_per_account=_integer(
+            document, "shares_per_account", "", low=0, high=10**12, default=100_000
+        ),
+        instruments=instruments,
+        phases=phases,
+        agents=agents,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    if scenario.accounts_per_broker() > 10_000:
+        raise ScenarioError("brokers", f"{scenario.accounts_needed()} accounts need more brokers")
+    return scenario
+
+
+def _instruments(value: object) -> tuple[Instrument, ...]:
+    items = _tables(value, "instruments", INSTRUMENTS_MAX)
+    instruments: list[Instrument] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        path = f"instruments[{index}]"
+        _keys(item, _INSTRUMENT_KEYS, path, required={"symbol", "reference_price"})
+        symbol = _text(item, "symbol", path)
+        if symbol in seen:
+            raise ScenarioError(f"{path}.symbol", f"{symbol!r} is listed twice")
+        seen.add(symbol)
+        tick = _integer(item, "tick_size", path, low=1, high=10**6, default=1)
+        reference = _integer(item, "reference_price", path, low=1, high=10**12)
+        if reference % tick:
+            raise ScenarioError(
+                f"{path}.reference_price", f"{reference} is not a multiple of tick_size {tick}"
+            )
+        limit = item.get("price_limit_pct", 10)
+        settlement = _text(item, "settlement", path, default="gross")
+        if settlement not in SETTLEMENTS:
+            raise ScenarioError(f"{path}.settlement", f"{settlement!r} is not one of {SETTLEMENTS}")
+        instruments.append(Instrument(
+            symbol=symbol, tick_size=tick,
+            lot=_integer(item, "lot", path, low=1, high=10**6, default=100),
+            reference_price=reference,
+            price_limit_pct=(None if type(limit) is int and limit == 0 else
+                             _integer(item, "price_limit_pct", path, low=0, high=100, default=10)),
+            t_plus=_integer(item, "t_plus", path, low=0, high=1, default=1),
+            settlement=settlement,
+            commission_bps=_integer(item, "commission_bps", path, low=0, high=1000, default=3),
+            stamp_duty_bps=_integer(item, "stamp_duty_bps", path, low=0, high=1000, default=5),
+            volatility_bps=_number(item, "volatility_bps", path, low=0.0, high=1000.0,
+                                   default=10.0),
+        ))  # fmt: skip
+    return tuple(instruments)
+
+
+def _phases(value: object, duration_ns: int) -> tuple[PhaseChange, ...]:
+    items = _tables(value, "phases", 100)
+    changes: list[PhaseChange] = []
+    for index, item in enumerate(items):
+        path = f"phases[{index}]"
+        _keys(item, {"at_s", "phase"}, path, required={"at_s", "phase"})
+        at_ns = round(_number(item, "at_s", path, low=0.0, high=DURATION_S_MAX) * 1e9)
+        phase = _text(item, "phase", path)
+        if phase not in PHASES:
+            raise ScenarioError(f"{path}.phase", f"{phase!r} is not one of {PHASES}")
+        if at_ns >= duration_ns:
+            raise ScenarioError(f"{path}.at_s", f"{at_ns / 1e9} is not before duration_s")
+        if changes and at_ns <= changes[-1].at_ns:
+            raise ScenarioError(f"{path}.at_s", f"{at_ns / 1e9} is not after the previous phase")
+        if changes and phase == changes[-1].phase:
+            raise ScenarioError(f"{path}.phase", f"{phase!r} repeats the previous phase")
+        changes.append(PhaseChange(at_ns=at_ns, phase=phase))
+    return tuple(changes)
+
+
+def _agents(value: object, symbols: tuple[str, ...]) -> tuple[AgentGroup, ...]:
+    items = _tables(value, "agents", 1000)
+    groups: list[AgentGroup] = []
+    total = 0
+    for index, item in enumerate(items):
+        path = f"agents[{index}]"
+        kind = _text(item, "kind", path)
+        if kind not in AGENT_PARAMETERS:
+            raise ScenarioError(
+                f"{path}.kind", f"{kind!r} is not one of {sorted(AGENT_PARAMETERS)}"
+            )
+        defaults = AGENT_PARAMETERS[kind]
+        _keys(item, _AGENT_KEYS | set(defaults), path, required={"kind", "count", "rate_per_s"})
+        count = _integer(item, "count", path, low=0, high=AGENTS_MAX)
+        total += count
+        if total > AGENTS_MAX:
+            raise ScenarioError(f"{path}.count", f"more than {AGENTS_MAX} agents in all")
+        chosen = item.get("symbols", list(symbols))
+        if not isinstance(chosen, list) or not chosen:
+            raise ScenarioError(f"{path}.symbols", f"must be a non-empty list, got {chosen!r}")
+        for position, symbol in enumerate(chosen):
+            if symbol not in symbols:
+                raise ScenarioError(
+                    f"{path}.symbols[{position}]", f"{symbol!r} is not a scenario instrument"
+                )
+        parameters: dict[str, int | float | str] = {}
+        for name, default in defaults.items():
+            if isinstance(default, int):
+                parameters[name] = _integer(item, name, path, low=0, high=10**9, default=default)
+            else:
+                assert isinstance(default, float)
+                parameters[name] = _number(item, name, path, low=0.0, high=1e9, default=default)
+        for name in ("marketable_fraction", "cancel_fraction"):
+            if name in parameters and not 0.0 <= float(parameters[name]) <= 1.0:
+                raise ScenarioError(f"{path}.{name}", f"{parameters[name]} is not in [0, 1]")
+        groups.append(AgentGroup(
+            kind=kind, count=count,
+            rate_per_s=_number(item, "rate_per_s", path, low=1e-6, high=RATE_PER_S_MAX),
+            symbols=tuple(str(symbol) for symbol in chosen), parameters=parameters,
+        ))  # fmt: skip
+    return tuple(groups)
+
+
+# -- field readers: each names the field and shows the value ------------------------------
+
+
+def _field(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _keys(table: dict[str, Any], allowed: set[str], path: str, *, required: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ScenarioError(_field(path, key), f"unknown field (expected {sorted(allowed)})")
+    for key in sorted(required):
+        if key not in table:
+            raise ScenarioError(_field(path, key), "missing")
+
+
+def _tables(value: object, path: str, size_max: int) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise ScenarioError(path, f"must be a non-empty array of tables, got {value!r}")
+    if len(value) > size_max:
+        raise ScenarioError(path, f"{len(value)} entries, more than {size_max}")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{path}[{index}]", f"must be a table, got {item!r}")
+    return value
+
+
+def _integer(
+    table: dict[str, Any], name: str, path: str, *, low: int, high: int, default: int | None = None
+) -> int:
+    value = table.get(name, default)
+    if type(value) is not int:
+        raise ScenarioError(_field(path, name), f"must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ScenarioError(_field(path, name), f"{value} is not between {low} and {high}")
+    return value
+
+
+def _number(
+    table: dict[str, Any],
+    name: str,
+    path: str,
+    *,
+    low: float,
+    high: float,
+    default: float | None = None,
+) -> float:
+    value = table.get(name, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ScenarioError(_field(path, name), f"must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ScenarioError(_field(path, name), f"{value} is not between {low} and {high}")
+    return float(value)
+
+
+def _text(table: dict[str, Any], name: str, path: str, *, default: str | None = None) -> str:
+    value = table.get(name, default)
+    if type(value) is not str or not value:
+        raise ScenarioError(_field(path, name), f"must be a non-empty string, got {value!r}")
+    return value
