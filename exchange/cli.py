@@ -213,6 +213,23 @@ def _verify_receipt(arguments: argparse.Namespace) -> int:
     return 0 if failure is None else 1
 
 
+def _export(arguments: argparse.Namespace) -> int:
+    from exchange.analysis.export import export_node
+    from exchange.ledger_audit import UsageError
+
+    try:
+        counts = export_node(arguments.node, arguments.out)
+    except UsageError as error:
+        print(f"jinlian export: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"jinlian export: {arguments.out}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    for name, rows in counts.items():
+        print(f"{arguments.out / (name + '.parquet')}: {rows} rows")
+    return 0
+
+
 def _add_audit_commands(commands: Any) -> None:
     verify = commands.add_parser(
         "verify", help="check a node's whole store from the genesis (signatures, re-execution)"
@@ -228,6 +245,10 @@ def _add_audit_commands(commands: Any) -> None:
     check.add_argument("file", type=Path)
     check.add_argument("--genesis", type=Path, required=True, help="the genesis file")
     check.set_defaults(run=_verify_receipt)
+    export = commands.add_parser("export", help="write a node's ledger tables as Parquet files")
+    export.add_argument("node", type=Path, help="the node directory, DIR/<member>")
+    export.add_argument("--out", type=Path, required=True, help="the directory to write")
+    export.set_defaults(run=_export)
 
 
 def _node(arguments: argparse.Namespace) -> int:

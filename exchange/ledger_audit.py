@@ -70,7 +70,7 @@ def verify_node(directory: Path) -> AuditReport:
     """Audit the node's whole store from its genesis. Raises `UsageError` if the node, its
     genesis or its store cannot be opened; anything wrong inside the store is the report's."""
     node = load_node(directory)
-    store = _open_store(node)
+    store = open_store(node)
     try:
         machine = VenueMachine(venue_from_genesis(node.genesis))
         return audit_store(store, authority(node.genesis), machine)
@@ -92,7 +92,7 @@ def trade_receipt(directory: Path, trade_id: int) -> dict[str, Any]:
     """The receipt of trade `trade_id` from the node's store. Raises `UsageError`,
     `ReceiptError` (unknown trade, block not certified)."""
     node = load_node(directory)
-    store = _open_store(node)
+    store = open_store(node)
     try:
         where = find_trade(store, trade_id)
         if where is None:
@@ -147,7 +147,8 @@ def verify_receipt_file(path: Path, genesis_path: Path) -> str | None:
     return None
 
 
-def _open_store(node: Node) -> BlockStore:
+def open_store(node: Node) -> BlockStore:
+    """The node's block store with the venue's indexer. Raises `UsageError`."""
     if not node.store_path.is_file():
         raise UsageError(f"no block store at {node.store_path}")
     try:

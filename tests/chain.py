@@ -41,16 +41,30 @@ class Chain:
     voter_keys: dict[int, PrivateKey]
     blocks: list[Block] = field(default_factory=list)
     certificates: list[QuorumCertificate | None] = field(default_factory=list)
+    replicas: list[BlockStore] = field(default_factory=list)  # other members' stores, same blocks
 
     @classmethod
-    def create(cls, tmp_path: Path, *, brokers: int = 2, node: str = "bank1") -> Chain:
+    def create(
+        cls,
+        tmp_path: Path,
+        *,
+        brokers: int = 2,
+        node: str = "bank1",
+        replicas: tuple[str, ...] = (),
+    ) -> Chain:
+        """A consortium in `tmp_path/net` whose blocks go to `node`'s store and, identically,
+        to the stores of the members named in `replicas`."""
         directory = tmp_path / "net"
         genesis = init_consortium(directory, members=4, brokers=brokers)
         keys = {m.id: load_private_key(directory / m.name / "key.pem") for m in genesis.members}
-        store = BlockStore.open(
-            directory / node / "ledger.sqlite", genesis.hash, indexer=VenueIndexer()
+        store, *others = (
+            BlockStore.open(
+                directory / name / "ledger.sqlite", genesis.hash, indexer=VenueIndexer()
+            )
+            for name in (node, *replicas)
         )
         return cls(
+            replicas=others,
             directory=directory,
             genesis=genesis,
             node=directory / node,
@@ -64,8 +78,11 @@ class Chain:
     def height(self) -> int:
         return len(self.blocks)
 
-    def add_block(self, commands: list[dict[str, Any]], *, certified: bool = True) -> Block:
-        """Propose, store and (by default) certify a block of these commands."""
+    def add_block(
+        self, commands: list[dict[str, Any]], *, certified: bool = True, time_ns: int | None = None
+    ) -> Block:
+        """Propose, store and (by default) certify a block of these commands, at `time_ns`
+        (default: one nanosecond after the previous block)."""
         parent = self.genesis.hash if not self.blocks else self.blocks[-1].header.hash
         block, execution = propose(
             self.machine,
@@ -73,17 +90,19 @@ class Chain:
             proposer=self.genesis.exchange.id,
             height=self.height + 1,
             parent_hash=parent,
-            time_ns=TIME_NS_START + self.height,
+            time_ns=TIME_NS_START + self.height if time_ns is None else time_ns,
             commands=commands,
         )
-        self.store.append(block, execution.events)
+        for store in (self.store, *self.replicas):
+            store.append(block, execution.events)
         certificate = None
         if certified:
             certificate = certify(
                 block.header,
                 [sign_vote(key, member, block.header) for member, key in self.voter_keys.items()],
             )
-            self.store.add_certificate(certificate)
+            for store in (self.store, *self.replicas):
+                store.add_certificate(certificate)
         self.blocks.append(block)
         self.certificates.append(certificate)
         return block
@@ -130,4 +149,5 @@ class Chain:
         )
 
     def close(self) -> None:
-        self.store.close()
+        for store in (self.store, *self.replicas):
+            store.close()

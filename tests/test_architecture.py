@@ -54,6 +54,36 @@ def test_matching_imports_only_stdlib_and_sortedcontainers() -> None:
         assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
 
 
+ANALYSIS_LIBRARIES = {"pandas", "numpy", "pyarrow", "matplotlib"}
+
+
+@pytest.mark.parametrize("package", ["matching", "settlement", "ledger", "exchange"])
+def test_only_the_analysis_package_needs_the_data_stack(package: str) -> None:
+    """pandas and friends stay in `exchange.analysis`: a node, the CLI's start-up and the pure
+    cores never load them (the CLI imports `exchange.analysis` lazily, inside `export`)."""
+    for path in sources(package):
+        if path.is_relative_to(ROOT / "exchange" / "analysis"):
+            continue
+        bad = imported_roots(path) & ANALYSIS_LIBRARIES
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_analysis_package_is_imported_only_by_the_export_command() -> None:
+    for package in ("matching", "settlement", "ledger", "exchange"):
+        for path in sources(package):
+            if path.is_relative_to(ROOT / "exchange" / "analysis"):
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "exchange.analysis"
+                ):
+                    assert path.name == "cli.py", f"{path.relative_to(ROOT)} imports {node.module}"
+                    assert not any(node in ast.iter_child_nodes(top) for top in [tree]), (
+                        "exchange.cli imports exchange.analysis at module level"
+                    )
+
+
 def test_simulator_imports_the_exchange_and_below_and_its_libraries() -> None:
     import sys
 
