@@ -301,6 +301,17 @@ class _Pending:
     sequenced_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """The commands of one /submit batch in one block: answered `stored` when the block is
+    stored and `final` when its certificate forms."""
+
+    ws: web.WebSocketResponse
+    request: Any
+    count: int
+    sequenced_ns: int
+
+
 @dataclass
 class Finality:
     """Sequencing-to-certificate latency of finalized commands: one sample per batch per
@@ -346,7 +357,7 @@ class ExchangeNode(_Shell):
         self.clock = clock
         self.waiting: deque[_Pending] = deque()  # in sequence order, as in proposer.queue
         self.queued = 0
-        self.sequenced_at: dict[int, list[tuple[int, int]]] = {}  # height -> (count, ns)
+        self.sequenced_at: dict[int, list[_Part]] = {}  # height -> the batch parts in it
         self.finality = Finality()
         self.wake = asyncio.Event()
         self.app.router.add_get("/submit", self._submit)
@@ -358,8 +369,10 @@ class ExchangeNode(_Shell):
         if len(unvoted) < before:  # a certificate formed: its commands are final
             now = time.monotonic_ns()
             for height in [h for h in self.sequenced_at if h not in unvoted]:
-                for count, sequenced in self.sequenced_at.pop(height):
-                    self.finality.add(height, count, (now - sequenced) / 1e6)
+                for part in self.sequenced_at.pop(height):
+                    self.finality.add(height, part.count, (now - part.sequenced_ns) / 1e6)
+                    self._answer(part.ws, {"type": "final", "request": part.request,
+                                           "count": part.count, "height": height})  # fmt: skip
         return sends
 
     def tick(self) -> list[Send]:
@@ -430,22 +443,22 @@ class ExchangeNode(_Shell):
             return
         self.route(sends)
         height, remaining = block.header.height, len(block.commands)
-        answered: list[tuple[_Pending, int, int]] = []
-        stamps = self.sequenced_at.setdefault(height, [])
+        parts = self.sequenced_at.setdefault(height, [])
         while remaining:
             pending = self.waiting[0]
             taken = min(pending.count, remaining)
-            answered.append((pending, taken, height))
-            stamps.append((taken, pending.sequenced_ns))
+            parts.append(_Part(pending.ws, pending.request, taken, pending.sequenced_ns))
             remaining -= taken
             pending.count -= taken
             if pending.count == 0:
                 self.waiting.popleft()
-        for pending, count, at in answered:
-            if not pending.ws.closed:
-                reply = {"type": "stored", "request": pending.request, "count": count,
-                         "height": at}  # fmt: skip
-                self.spawn(pending.ws.send_bytes(orjson.dumps(reply)))
+        for part in parts:
+            self._answer(part.ws, {"type": "stored", "request": part.request,
+                                   "count": part.count, "height": height})  # fmt: skip
+
+    def _answer(self, ws: web.WebSocketResponse, reply: dict[str, Any]) -> None:
+        if not ws.closed:
+            self.spawn(ws.send_bytes(orjson.dumps(reply)))
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         """The sequencer's feed: `{"request": any, "commands": [...]}` frames; each batch is

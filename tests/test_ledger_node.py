@@ -93,6 +93,20 @@ async def test_blocks_become_final_on_every_member_with_identical_state(
     assert info["finalized_commands"] == 1002 and info["finality_p99_ms"] is not None
 
 
+async def test_the_feed_tells_when_a_batch_is_final(consortium: Consortium) -> None:
+    assert consortium.exchange is not None
+    async with Feed(consortium.address) as feed:
+        await feed.submit(opening())
+        stored, final = await feed.send_final(orders(1, 3000))  # spans two blocks
+        heights = await stored
+        await final
+        assert len(heights) >= 2
+        assert consortium.exchange.proposer.certified >= max(heights)
+        _, refused = await feed.send_final([])
+        with pytest.raises(FeedError, match="malformed"):
+            await refused
+
+
 async def test_a_stopped_member_catches_up_from_its_peers(consortium: Consortium) -> None:
     await consortium.stop_member("broker1")
     async with Feed(consortium.address) as feed:
