@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger.block import Block, BlockHeader, DivergedError, check_execution, sign_block, values_root
+from ledger.block import Block, BlockHeader, DivergedError, check_execution, sign_block
+from ledger.canonical import canonical_bytes
 from ledger.keys import PrivateKey
 from ledger.merkle import leaf_hash, root_of_leaf_hashes
 
@@ -86,15 +87,16 @@ def propose(
     machine, build the header that commits to commands, events and state, and sign it.
     O(commands + events)."""
     execution = execute(machine, commands)
+    encoded = [canonical_bytes(command) for command in commands]
     header = BlockHeader(
         height=height,
         parent_hash=parent_hash,
         time_ns=time_ns,
-        commands_root=values_root(commands),
+        commands_root=root_of_leaf_hashes([leaf_hash(data) for data in encoded]),
         command_count=len(commands),
         events_root=execution.events_root,
         event_count=execution.event_count,
         state_hash=execution.state_hash,
         proposer=proposer,
     )
-    return sign_block(key, header, commands), execution
+    return sign_block(key, header, commands, encoded), execution
