@@ -47,7 +47,8 @@ from ledger.store import BLOCKS_PAGE_MAX
 log = logging.getLogger("jinlian.node")
 
 TICK_S: Final = 0.05
-BLOCK_INTERVAL_S: Final = 0.005
+BLOCK_INTERVAL_S: Final = 0.025  # longest wait of a partial block while blocks are in flight
+PIPELINE_BLOCKS: Final = 2  # a partial block is cut at once while fewer await certificates
 LINK_QUEUE_MAX: Final = 4096  # messages waiting for one peer; more are dropped (ticks repair)
 SUBMIT_BATCH_MAX: Final = 10_000  # commands in one /submit frame
 RECONNECT_S: Final = (0.05, 2.0)
@@ -349,11 +350,13 @@ class ExchangeNode(_Shell):
         address: str,
         *,
         block_interval_s: float = BLOCK_INTERVAL_S,
+        pipeline_blocks: int = PIPELINE_BLOCKS,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__(proposer.genesis, proposer.member_id, address)
         self.proposer = proposer
         self.block_interval_s = block_interval_s
+        self.pipeline_blocks = pipeline_blocks
         self.clock = clock
         self.waiting: deque[_Pending] = deque()  # in sequence order, as in proposer.queue
         self.queued = 0
@@ -367,6 +370,7 @@ class ExchangeNode(_Shell):
         before = len(unvoted)
         sends = self.proposer.receive(sender, message)
         if len(unvoted) < before:  # a certificate formed: its commands are final
+            self.wake.set()  # room in the pipeline for a partial block
             now = time.monotonic_ns()
             for height in [h for h in self.sequenced_at if h not in unvoted]:
                 for part in self.sequenced_at.pop(height):
@@ -427,14 +431,31 @@ class ExchangeNode(_Shell):
             delay = min(delay * 2, RECONNECT_S[1])
 
     async def _cutter(self) -> None:
-        proposer = self.proposer
         while True:
-            if len(proposer.queue) < proposer.block_commands:
+            wait_s = self._cut_wait_s()
+            if wait_s > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.block_interval_s)
-            self.wake.clear()
+                    await asyncio.wait_for(self.wake.wait(), wait_s)
+                self.wake.clear()
+                continue
             self.cut()
             await asyncio.sleep(0)  # let votes and submissions in between blocks
+
+    def _cut_wait_s(self) -> float:
+        """How long to wait before cutting the next block (0: now). A full block is cut at
+        once; a partial one at once while fewer than `pipeline_blocks` blocks await their
+        certificates (light load: a command is proposed as soon as it arrives), and otherwise
+        once a certificate makes room or its oldest command has waited `block_interval_s`
+        (heavy load: fewer, larger blocks, so that the cost of each block, the same at every
+        node whatever its size, does not take the CPU that commands need)."""
+        proposer = self.proposer
+        queued = len(proposer.queue)
+        if queued >= proposer.block_commands or (queued and proposer.lag < self.pipeline_blocks):
+            return 0.0
+        if not queued:
+            return self.block_interval_s  # woken by the next submission
+        waited_s = (time.monotonic_ns() - self.waiting[0].sequenced_ns) / 1e9
+        return max(0.0, self.block_interval_s - waited_s)
 
     def cut(self) -> None:
         proposer = self.proposer
@@ -497,6 +518,5 @@ class ExchangeNode(_Shell):
             return {"type": "refused", "request": request, "code": refused.code,
                     "message": refused.message}  # fmt: skip
         self.waiting.append(_Pending(ws, request, len(commands), time.monotonic_ns()))
-        if len(proposer.queue) >= proposer.block_commands:
-            self.wake.set()
+        self.wake.set()
         return None

@@ -263,6 +263,8 @@ class Replica:
         return [Send(self.exchange_id, VoteMessage(sign_vote(self.key, self.member_id, header)))]
 
     def _certificate(self, certificate: QuorumCertificate) -> None:
+        if self.store.has_certificate(certificate.height):
+            return  # the tick's reminder of one we keep: not worth 2f + 1 signature checks
         header = self.store.header(certificate.height)
         if header is None or header.hash != certificate.header_hash:
             return  # not stored yet (catch-up brings it with the block), or not ours
@@ -442,14 +444,18 @@ class Proposer:
 
     def _vote(self, vote: Vote) -> list[Send]:
         key = self.voters.get(vote.member)
-        if key is None or not vote.verify(key):
+        if key is None:
             return []  # noise: anyone can send bytes
         height = self.proposed.get(vote.header_hash)
         if height is None:
-            if not self.store.has_header_hash(vote.header_hash):
+            if self.store.has_header_hash(vote.header_hash):
+                return []  # a late vote for a block already certified: no need to check it
+            if vote.verify(key):
                 # a member signed a header this exchange never proposed
                 self.store.record_evidence("bad_vote", self.height, canonical_bytes(vote.to_dict()))
-            return []  # or a late vote for a block already certified
+            return []
+        if vote.member in self.votes[height] or not vote.verify(key):
+            return []  # a duplicate (already checked), or noise
         votes = self.votes[height]
         votes[vote.member] = vote
         if len(votes) < self.quorum:

@@ -447,6 +447,11 @@ class BlockStore:
         ).fetchone()
         return None if row is None else _certificate(row[0], bytes(row[1]), bytes(row[2]))
 
+    def has_certificate(self, height: int) -> bool:
+        """Whether the block at `height` has a stored certificate. O(log blocks)."""
+        row = self._db.execute("SELECT 1 FROM certificates WHERE height = ?", (height,)).fetchone()
+        return row is not None
+
     def certified_height(self) -> int:
         """The highest height with a stored certificate, 0 if none."""
         row = self._db.execute("SELECT max(height) FROM certificates").fetchone()
