@@ -58,7 +58,9 @@ ACCOUNTS_PER_BROKER: Final = 20
 BATCH: Final = 500
 WINDOW: Final = 8
 SEND_INTERVAL_S: Final = 0.005  # open loop: one batch per interval
-RETRY_S: Final = 0.01  # open loop: pause before re-sending a batch refused busy or degraded
+RETRY_S: Final = (0.01, 0.2)  # open loop: first and longest pause before re-sending a batch
+# refused busy or degraded (doubling: hundreds of batches retrying every 10 ms would only add
+# to the overload they meet)
 P99_GOAL_MS: Final = 100.0
 SUSTAINED_FRACTION: Final = 0.95
 SWEEP_COMMANDS_MAX: Final = 150_000  # commands the sweep may use, all steps together
@@ -159,6 +161,7 @@ async def open_loop(feed: Feed, commands: Commands, rate: int, cpu: CpuClock) ->
 
     async def finality(batch: Commands, final: asyncio.Future[None], scheduled: float) -> float:
         nonlocal refused
+        pause_s = RETRY_S[0]
         while True:
             try:
                 await final
@@ -167,7 +170,8 @@ async def open_loop(feed: Feed, commands: Commands, rate: int, cpu: CpuClock) ->
                 if error.code not in ("busy", "degraded"):
                     raise
                 refused += 1
-                await asyncio.sleep(RETRY_S)
+                await asyncio.sleep(pause_s)
+                pause_s = min(2 * pause_s, RETRY_S[1])
                 _, final = await feed.send_final(batch)
 
     parts = batches(commands, size)
