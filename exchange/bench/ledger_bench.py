@@ -22,9 +22,9 @@ separate processes, builds the book through the exchange's sequencer feed, and t
 
 `finalized_commands_per_s` and `finality_p50_ms` / `finality_p99_ms` are those of the highest
 sustained rate (of the `--rate` run with `--rate`): the goal of the issue is both at once.
-The saturation figures are `peak_*`. Beside them, in the same run, the saturation run's
-command dicts go through one in-process `VenueMachine`: what one node could do alone, with no
-ledger.
+The saturation figures are `peak_*`. Beside them, in the same run, the first `--messages`
+command dicts of the flow (the saturation run's) go through one in-process `VenueMachine`:
+what one node could do alone, with no ledger.
 """
 
 from __future__ import annotations
@@ -297,7 +297,10 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
         timed_count, extra_count = round(arguments.rate * arguments.seconds), 0
     else:
         timed_count, extra_count = arguments.messages, SWEEP_COMMANDS_MAX
-    flow = make_flow(arguments.seed, timed_count + extra_count, arguments.depth)
+    baseline_count = max(timed_count, arguments.messages)  # in-process: never a tiny sample
+    flow = make_flow(
+        arguments.seed, max(timed_count + extra_count, baseline_count), arguments.depth
+    )
     accounts: dict[int, str] = {}
     opening: Commands = [
         {"type": "begin_day", "day": 20261123},
@@ -312,7 +315,8 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
             directory, members=4, brokers=len(ACCOUNTS) // ACCOUNTS_PER_BROKER,
             base_port=arguments.base_port, market=MARKET,
         )  # fmt: skip
-        inprocess_seconds = time_inprocess(genesis, setup, timed)
+        baseline = flowing[:baseline_count]
+        inprocess_seconds = time_inprocess(genesis, setup, baseline)
         config = load_config(directory / "exchange")
         addresses = [config.address] + [m.address for m in genesis.members if m.voting]
         children = start_processes(directory)
@@ -320,7 +324,7 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
             run = asyncio.run(_drive(addresses, children, setup, timed, extra, arguments))
         finally:
             stop_processes(children)
-    return report(arguments, run, len(timed) / inprocess_seconds)
+    return report(arguments, run, len(baseline) / inprocess_seconds)
 
 
 def report(arguments: argparse.Namespace, run: dict[str, Any], inprocess: float) -> dict[str, Any]:
