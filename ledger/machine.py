@@ -82,12 +82,19 @@ def propose(
     parent_hash: bytes,
     time_ns: int,
     commands: Sequence[Mapping[str, Any]],
+    command_bytes: Sequence[bytes] | None = None,
 ) -> tuple[Block, Execution]:
     """What the proposer does with a batch of sequenced commands: execute them on its own
     machine, build the header that commits to commands, events and state, and sign it.
+    `command_bytes`, when given, are the commands' canonical bytes (trusted), so that they
+    are not encoded again. Raises `CanonicalError` for a command without a canonical form.
     O(commands + events)."""
+    if command_bytes is None:
+        encoded = [canonical_bytes(command) for command in commands]
+    else:
+        assert len(command_bytes) == len(commands), "one encoding per command"
+        encoded = list(command_bytes)
     execution = execute(machine, commands)
-    encoded = [canonical_bytes(command) for command in commands]
     header = BlockHeader(
         height=height,
         parent_hash=parent_hash,

@@ -45,7 +45,7 @@ from ledger.block import (
     proposal_message,
     sign_vote,
 )
-from ledger.canonical import canonical_bytes
+from ledger.canonical import CanonicalError, canonical_bytes
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey
 from ledger.machine import StateMachine, execute, propose, re_execute
@@ -347,6 +347,7 @@ class Proposer:
         self.lag_max = lag_max
         self.machine, self.tip_header = replay(store, new_machine)
         self.queue: list[dict[str, Any]] = []
+        self.queue_bytes: list[bytes] = []  # their canonical bytes, encoded once at `submit`
         self.votes: dict[int, dict[int, Vote]] = {}
         self.unvoted: dict[int, Block] = {}  # stored, proposed, not yet certified
         self.proposed: dict[bytes, int] = {}  # header hash -> height, for the unvoted
@@ -372,8 +373,16 @@ class Proposer:
 
     def submit(self, commands: Sequence[dict[str, Any]]) -> Refused | None:
         """Sequence a batch of commands, in order, for the next blocks; None if taken. The
-        whole batch is refused when degraded (the exchange does not run ahead of finality) or
-        when it does not fit in the queue."""
+        whole batch is refused (`malformed`) when a command has no canonical form (a float,
+        say: it could not be hashed into a block), when degraded (the exchange does not run
+        ahead of finality) or when it does not fit in the queue (`busy`)."""
+        encoded: list[bytes] = []
+        for index, command in enumerate(commands):
+            try:
+                encoded.append(canonical_bytes(command))
+            except CanonicalError as error:
+                where = f"commands[{index}]{error.path[1:]}"
+                return Refused("malformed", f"{where}: {error.reason}")
         if self.degraded:
             return Refused(
                 "degraded",
@@ -387,6 +396,7 @@ class Proposer:
                 f"(at most {self.queue_max})",
             )
         self.queue.extend(commands)
+        self.queue_bytes.extend(encoded)
         return None
 
     def cut(self, time_ns: int) -> tuple[Block | None, list[Send]]:
@@ -396,7 +406,8 @@ class Proposer:
         if not self.queue:
             return None, []
         commands = self.queue[: self.block_commands]
-        del self.queue[: self.block_commands]
+        encoded = self.queue_bytes[: self.block_commands]
+        del self.queue[: self.block_commands], self.queue_bytes[: self.block_commands]
         parent = self.tip_header
         block, execution = propose(
             self.machine,
@@ -406,6 +417,7 @@ class Proposer:
             parent_hash=self.genesis.hash if parent is None else parent.hash,
             time_ns=time_ns if parent is None else max(time_ns, parent.time_ns),
             commands=commands,
+            command_bytes=encoded,
         )
         self.store.append(block, execution.events)
         self.tip_header = block.header
