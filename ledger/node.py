@@ -10,10 +10,10 @@ A member node listens on its genesis address:
 
 The exchange listens on its own address (`/blocks`, `/status`, and `/submit`, the sequencer's
 feed: a WebSocket taking JSON arrays of commands, answering each batch once its block is
-stored and again once that block is final) and dials every voting member's `/ledger`, reconnecting with backoff. Every frame is
-one protocol message (`ledger.protocol`); a malformed frame is dropped and counted, never
-fatal. All protocol decisions are in the sans-IO cores; this module only moves bytes, keeps
-time (block cutting, ticks) and bounds every queue.
+stored and again once that block is final) and dials every voting member's `/ledger`,
+reconnecting with backoff. Every frame is one protocol message (`ledger.protocol`); a
+malformed frame is dropped and counted, never fatal. All protocol decisions are in the sans-IO
+cores; this module only moves bytes, keeps time (block cutting, ticks) and bounds every queue.
 """
 
 from __future__ import annotations
