@@ -55,6 +55,9 @@ from ledger.store import BLOCKS_PAGE_MAX, BlockStore, StoreCorruptError, StoredB
 PENDING_MAX: Final = 256  # blocks a replica holds ahead of its tip
 FETCH_TICKS: Final = 5  # ticks before an unanswered fetch is given up and another peer asked
 REPROPOSE_MAX: Final = 64  # uncertified blocks re-sent per tick
+# ticks between two proposals of one block: a member that has not voted yet is usually still
+# busy with it, and a duplicate costs it a decode of the whole block when it has least time
+REPROPOSE_TICKS: Final = 4
 QUEUE_MAX: Final = 200_000  # sequenced commands waiting for a block
 BLOCK_COMMANDS: Final = 2_000
 LAG_MAX: Final = 8  # blocks between the tip and the highest certificate before "degraded"
@@ -351,10 +354,12 @@ class Proposer:
         self.votes: dict[int, dict[int, Vote]] = {}
         self.unvoted: dict[int, Block] = {}  # stored, proposed, not yet certified
         self.proposed: dict[bytes, int] = {}  # header hash -> height, for the unvoted
+        self.proposed_at: dict[int, int] = {}  # height -> tick of its last proposal
+        self.ticks = 0
         for height in store.uncertified_heights():
             block = store.block(height)
             assert block is not None, f"uncertified height {height} is not stored"
-            self._await_votes(block)
+            self._await_votes(block, sent=False)  # re-proposed at the first tick
         self.certified = store.certified_height()
         self.latest_certificate = store.certificate(self.certified) if self.certified else None
 
@@ -425,9 +430,10 @@ class Proposer:
         message = Propose(block, self.certified)
         return block, [Send(member, message) for member in self.voters if member != self.member_id]
 
-    def _await_votes(self, block: Block) -> None:
+    def _await_votes(self, block: Block, *, sent: bool = True) -> None:
         height = block.header.height
         self.unvoted[height] = block
+        self.proposed_at[height] = self.ticks if sent else -REPROPOSE_TICKS
         self.proposed[block.header.hash] = height
         self.votes[height] = {}
 
@@ -443,9 +449,14 @@ class Proposer:
 
     def tick(self) -> list[Send]:
         """Re-propose uncertified blocks to members that have not voted for them, oldest
-        first, and remind everyone of the latest certificate."""
+        first, at most once per `REPROPOSE_TICKS` ticks each, and remind everyone of the
+        latest certificate."""
+        self.ticks += 1
         sends: list[Send] = []
         for height in sorted(self.unvoted)[:REPROPOSE_MAX]:
+            if self.ticks - self.proposed_at[height] < REPROPOSE_TICKS:
+                continue
+            self.proposed_at[height] = self.ticks
             message = Propose(self.unvoted[height], self.certified)
             voted = self.votes[height]
             sends += [Send(m, message) for m in self.voters if m not in voted]
@@ -473,7 +484,7 @@ class Proposer:
         if len(votes) < self.quorum:
             return []
         block = self.unvoted.pop(height)
-        del self.votes[height], self.proposed[vote.header_hash]
+        del self.votes[height], self.proposed[vote.header_hash], self.proposed_at[height]
         certificate = certify(block.header, votes.values())
         self.store.add_certificate(certificate)
         if height > self.certified:
