@@ -232,8 +232,8 @@ async def sweep(
     low, runs = 0, list[dict[str, Any]]()
     for step in range(steps):
         rate = max(RATE_STEP, (low + high) // 2 // RATE_STEP * RATE_STEP)
-        if runs and rate == runs[-1]["offered_commands_per_s"]:
-            break
+        if any(rate == run["offered_commands_per_s"] for run in runs):
+            break  # the bisection is down to the rate step
         share = remaining.left // (steps - step)
         commands = remaining.take(min(share, round(rate * seconds)))
         if not commands:
