@@ -338,9 +338,20 @@ def _add_bench_commands(commands: Any) -> None:
         "ledger", help="exchange + 4 members as processes: commands finalized per second"
     )
     ledger_target.add_argument("--seed", type=int, default=1)
-    ledger_target.add_argument("--messages", type=int, default=100_000, help="timed commands")
+    ledger_target.add_argument(
+        "--messages", type=int, default=50_000, help="commands of the saturation run"
+    )
     ledger_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
     ledger_target.add_argument("--base-port", type=int, default=7600, help="first of 5 ports")
+    ledger_target.add_argument(
+        "--rate", type=int, default=None, help="one open-loop run at this many commands/s"
+    )
+    ledger_target.add_argument(
+        "--seconds", type=float, default=3.0, help="length of each open-loop run"
+    )
+    ledger_target.add_argument(
+        "--steps", type=int, default=6, help="open-loop runs of the sweep for the max rate"
+    )
     ledger_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ledger_target.set_defaults(run=_bench)
     simulate_target = targets.add_parser(

@@ -145,11 +145,46 @@ class BlockHeader:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Block:
-    """A header, the commands it commits to, and the proposer's signature of the header."""
+    """A header, the commands it commits to, and the proposer's signature of the header.
+
+    The canonical bytes of the commands (the commands tree's leaves, and what the store
+    keeps) are encoded at most once per block: `command_bytes()` caches them, `check_commands`
+    leaves the bytes it hashed there, and the proposer and the store, which already hold the
+    bytes, build the block `with_command_bytes`. The cache is not a constructor argument, so
+    `dataclasses.replace` never carries stale bytes to other commands."""
 
     header: BlockHeader
     commands: tuple[Mapping[str, object], ...]
     signature: bytes
+    _command_bytes: tuple[bytes, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @classmethod
+    def with_command_bytes(
+        cls,
+        *,
+        header: BlockHeader,
+        commands: tuple[Mapping[str, object], ...],
+        signature: bytes,
+        command_bytes: tuple[bytes, ...],
+    ) -> Block:
+        """A block whose commands' canonical bytes are known: trusted, `command_bytes[i]` must
+        be `canonical_bytes(commands[i])`."""
+        assert len(command_bytes) == len(commands), "one encoding per command"
+        block = cls(header=header, commands=commands, signature=signature)
+        object.__setattr__(block, "_command_bytes", command_bytes)
+        return block
+
+    def command_bytes(self) -> tuple[bytes, ...]:
+        """The canonical bytes of each command, in order, encoded once. Raises
+        `CanonicalError` for a command without a canonical form (`check_commands` reports it
+        as `MalformedBlockError` first). O(commands) the first time, O(1) after."""
+        encoded = self._command_bytes
+        if encoded is None:
+            encoded = tuple(canonical_bytes(command) for command in self.commands)
+            object.__setattr__(self, "_command_bytes", encoded)
+        return encoded
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -230,14 +265,22 @@ class QuorumCertificate:
 
 
 def sign_block(
-    key: PrivateKey, header: BlockHeader, commands: Sequence[Mapping[str, object]]
+    key: PrivateKey,
+    header: BlockHeader,
+    commands: Sequence[Mapping[str, object]],
+    command_bytes: Sequence[bytes] | None = None,
 ) -> Block:
-    """The proposer's block. The header must already commit to these commands."""
+    """The proposer's block. The header must already commit to these commands; pass their
+    canonical bytes when they are at hand, so that nothing encodes them again."""
     assert header.command_count == len(commands), "header command_count is not len(commands)"
-    return Block(
+    signature = key.sign(proposal_message(header.hash))
+    if command_bytes is None:
+        return Block(header=header, commands=tuple(commands), signature=signature)
+    return Block.with_command_bytes(
         header=header,
         commands=tuple(commands),
-        signature=key.sign(proposal_message(header.hash)),
+        signature=signature,
+        command_bytes=tuple(command_bytes),
     )
 
 
@@ -319,19 +362,20 @@ def check_commands(block: Block) -> BlockError | None:
         return BadRootError(
             header.height, f"command_count {header.command_count} but {count} commands"
         )
-    leaves: list[bytes] = []
+    encoded: list[bytes] = []
     for index, command in enumerate(block.commands):
         try:
-            leaves.append(leaf_hash(canonical_bytes(command)))
+            encoded.append(canonical_bytes(command))
         except CanonicalError as error:
             where = f"commands[{index}]{error.path[1:]}"
             return MalformedBlockError(header.height, f"{where}: {error.reason}")
-    root = root_of_leaf_hashes(leaves)
+    root = root_of_leaf_hashes([leaf_hash(data) for data in encoded])
     if root != header.commands_root:
         return BadRootError(
             header.height,
             f"commands_root {header.commands_root.hex()}, but the commands hash to {root.hex()}",
         )
+    object.__setattr__(block, "_command_bytes", tuple(encoded))  # for the store: no re-encoding
     return None
 
 

@@ -3,7 +3,10 @@
 `submit` sends one batch and waits for its answer; `pipeline` keeps up to `window` batches in
 flight, which is how a load generator reaches the exchange's throughput. A batch is answered
 `stored` (its commands are in a stored block: acknowledged) or `refused` (`busy`,
-`degraded`, `malformed`), possibly in several `stored` parts when it spans blocks.
+`degraded`, `malformed`), possibly in several `stored` parts when it spans blocks; then
+`final` once the certificate of each of those blocks has formed. `send(..., final=True)` gives
+a second future for that moment (an open-loop load generator times it against the batch's
+scheduled send time).
 """
 
 from __future__ import annotations
@@ -28,14 +31,18 @@ class FeedError(Exception):
         self.code = code
 
 
+def _future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
+
+
 @dataclass
 class _Batch:
     count: int
     stored: int = 0
+    final: int = 0
     heights: list[int] = field(default_factory=list)
-    done: asyncio.Future[list[int]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    done: asyncio.Future[list[int]] = field(default_factory=_future)
+    finalized: asyncio.Future[None] | None = None  # when the caller asked to be told
 
 
 class Feed:
@@ -71,11 +78,27 @@ class Feed:
 
     async def send(self, commands: Sequence[dict[str, Any]]) -> asyncio.Future[list[int]]:
         """Send a batch without waiting for its answer; the future of its heights."""
+        return (await self._send(commands, final=False))[0]
+
+    async def send_final(
+        self, commands: Sequence[dict[str, Any]]
+    ) -> tuple[asyncio.Future[list[int]], asyncio.Future[None]]:
+        """Send a batch; the futures of its heights (stored) and of its finality (every
+        block holding it certified). Both raise FeedError if the batch is refused."""
+        stored, final = await self._send(commands, final=True)
+        assert final is not None
+        return stored, final
+
+    async def _send(
+        self, commands: Sequence[dict[str, Any]], *, final: bool
+    ) -> tuple[asyncio.Future[list[int]], asyncio.Future[None] | None]:
         assert self._ws is not None, "use Feed as an async context manager"
         self._next += 1
         batch = self._batches[self._next] = _Batch(len(commands))
+        if final:
+            batch.finalized = _future()
         await self._ws.send_bytes(orjson.dumps({"request": self._next, "commands": commands}))
-        return batch.done
+        return batch.done, batch.finalized
 
     async def pipeline(
         self, batches: Iterable[Sequence[dict[str, Any]]], window: int = 8
@@ -113,21 +136,36 @@ class Feed:
             if frame.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 continue
             reply = orjson.loads(frame.data)
-            batch = self._batches.get(reply.get("request"))
+            request = reply.get("request")
+            batch = self._batches.get(request)
             if batch is None:
                 continue
-            if reply["type"] == "refused":
-                del self._batches[reply["request"]]
-                batch.done.set_exception(FeedError(reply["code"], reply["message"]))
+            kind = reply["type"]
+            if kind == "refused":
+                del self._batches[request]
+                error = FeedError(reply["code"], reply["message"])
+                batch.done.set_exception(error)
+                if batch.finalized is not None:
+                    batch.finalized.set_exception(error)
+                    batch.finalized.exception()  # retrieved: the caller may await only one
+                    batch.done.exception()
                 continue
-            batch.stored += reply["count"]
-            batch.heights.append(reply["height"])
-            if batch.stored >= batch.count:
-                del self._batches[reply["request"]]
-                batch.done.set_result(batch.heights)
+            if kind == "stored":
+                batch.stored += reply["count"]
+                batch.heights.append(reply["height"])
+                if batch.stored >= batch.count:
+                    batch.done.set_result(batch.heights)
+            elif kind == "final" and batch.finalized is not None:
+                batch.final += reply["count"]
+                if batch.final >= batch.count:
+                    batch.finalized.set_result(None)
+            if batch.done.done() and (batch.finalized is None or batch.finalized.done()):
+                del self._batches[request]
+        closed = ConnectionError("the exchange closed the feed")
         for batch in self._batches.values():
-            if not batch.done.done():
-                batch.done.set_exception(ConnectionError("the exchange closed the feed"))
+            for future in (batch.done, batch.finalized):
+                if future is not None and not future.done():
+                    future.set_exception(closed)
 
 
 async def wait_until_up(addresses: Iterable[str], timeout_s: float = 60.0) -> None:

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger.block import Block, BlockHeader, DivergedError, check_execution, sign_block, values_root
+from ledger.block import Block, BlockHeader, DivergedError, check_execution, sign_block
+from ledger.canonical import canonical_bytes
 from ledger.keys import PrivateKey
 from ledger.merkle import leaf_hash, root_of_leaf_hashes
 
@@ -81,23 +82,31 @@ def propose(
     parent_hash: bytes,
     time_ns: int,
     commands: Sequence[Mapping[str, Any]],
+    command_bytes: Sequence[bytes] | None = None,
 ) -> tuple[Block, Execution]:
     """What the proposer does with a batch of sequenced commands: execute them on its own
     machine, build the header that commits to commands, events and state, and sign it.
+    `command_bytes`, when given, are the commands' canonical bytes (trusted), so that they
+    are not encoded again. Raises `CanonicalError` for a command without a canonical form.
     O(commands + events)."""
+    if command_bytes is None:
+        encoded = [canonical_bytes(command) for command in commands]
+    else:
+        assert len(command_bytes) == len(commands), "one encoding per command"
+        encoded = list(command_bytes)
     execution = execute(machine, commands)
     header = BlockHeader(
         height=height,
         parent_hash=parent_hash,
         time_ns=time_ns,
-        commands_root=values_root(commands),
+        commands_root=root_of_leaf_hashes([leaf_hash(data) for data in encoded]),
         command_count=len(commands),
         events_root=execution.events_root,
         event_count=execution.event_count,
         state_hash=execution.state_hash,
         proposer=proposer,
     )
-    return sign_block(key, header, commands), execution
+    return sign_block(key, header, commands, encoded), execution
 
 
 def executed(events: Sequence[bytes], state_hash: bytes) -> Execution:
@@ -123,15 +132,16 @@ def seal(
 ) -> Block:
     """What `propose` does after executing: the signed block of `commands`, whose `execution`
     the proposer computed as it applied them (see `executed`). O(commands)."""
+    encoded = [canonical_bytes(command) for command in commands]
     header = BlockHeader(
         height=height,
         parent_hash=parent_hash,
         time_ns=time_ns,
-        commands_root=values_root(commands),
+        commands_root=root_of_leaf_hashes([leaf_hash(data) for data in encoded]),
         command_count=len(commands),
         events_root=execution.events_root,
         event_count=execution.event_count,
         state_hash=execution.state_hash,
         proposer=proposer,
     )
-    return sign_block(key, header, commands)
+    return sign_block(key, header, commands, encoded)

@@ -9,11 +9,11 @@ A member node listens on its genesis address:
 | `GET /status` | height, certified height, evidence count |
 
 The exchange listens on its own address (`/blocks`, `/status`, and `/submit`, the sequencer's
-feed: a WebSocket taking JSON arrays of commands and answering each batch once its block is
-stored) and dials every voting member's `/ledger`, reconnecting with backoff. Every frame is
-one protocol message (`ledger.protocol`); a malformed frame is dropped and counted, never
-fatal. All protocol decisions are in the sans-IO cores; this module only moves bytes, keeps
-time (block cutting, ticks) and bounds every queue.
+feed: a WebSocket taking JSON arrays of commands, answering each batch once its block is
+stored and again once that block is final) and dials every voting member's `/ledger`,
+reconnecting with backoff. Every frame is one protocol message (`ledger.protocol`); a
+malformed frame is dropped and counted, never fatal. All protocol decisions are in the sans-IO
+cores; this module only moves bytes, keeps time (block cutting, ticks) and bounds every queue.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from ledger.store import BLOCKS_PAGE_MAX
 log = logging.getLogger("jinlian.node")
 
 TICK_S: Final = 0.05
-BLOCK_INTERVAL_S: Final = 0.005
+BLOCK_INTERVAL_S: Final = 0.025  # longest wait of a partial block while blocks are in flight
+PIPELINE_BLOCKS: Final = 2  # a partial block is cut at once while fewer await certificates
 LINK_QUEUE_MAX: Final = 4096  # messages waiting for one peer; more are dropped (ticks repair)
 SUBMIT_BATCH_MAX: Final = 10_000  # commands in one /submit frame
 RECONNECT_S: Final = (0.05, 2.0)
@@ -296,12 +297,24 @@ class ReplicaNode(_Shell):
 @dataclass
 class _Pending:
     """A submitted batch waiting for its block: how many of its commands are not yet in a
-    stored block, when it was sequenced, and what to call with (commands, height) once they
-    are (a /submit socket's answer; nothing for a caller that listens to stored blocks)."""
+    stored block, when it was sequenced, and where to answer (a /submit socket; none for the
+    gateway, which listens to stored blocks and certificates instead)."""
 
+    ws: web.WebSocketResponse | None  # the /submit socket to answer; None for the gateway's
+    request: Any
     count: int
     sequenced_ns: int
-    stored: Callable[[int, int], None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """The commands of one submitted batch in one block: a /submit batch is answered `stored`
+    when the block is stored and `final` when its certificate forms."""
+
+    ws: web.WebSocketResponse | None
+    request: Any
+    count: int
+    sequenced_ns: int
 
 
 @dataclass
@@ -341,15 +354,17 @@ class ExchangeNode(_Shell):
         address: str,
         *,
         block_interval_s: float = BLOCK_INTERVAL_S,
+        pipeline_blocks: int = PIPELINE_BLOCKS,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__(proposer.genesis, proposer.member_id, address)
         self.proposer = proposer
         self.block_interval_s = block_interval_s
+        self.pipeline_blocks = pipeline_blocks
         self.clock = clock
         self.waiting: deque[_Pending] = deque()  # in sequence order, as in proposer.queue
         self.queued = 0
-        self.sequenced_at: dict[int, list[tuple[int, int]]] = {}  # height -> (count, ns)
+        self.sequenced_at: dict[int, list[_Part]] = {}  # height -> the batch parts in it
         self.finality = Finality()
         self.wake = asyncio.Event()
         # called with each block once it is stored, and each certificate once it forms: how
@@ -363,10 +378,13 @@ class ExchangeNode(_Shell):
         before = len(unvoted)
         sends = self.proposer.receive(sender, message)
         if len(unvoted) < before:  # a certificate formed: its commands are final
+            self.wake.set()  # room in the pipeline for a partial block
             now = time.monotonic_ns()
             for height in [h for h in self.sequenced_at if h not in unvoted]:
-                for count, sequenced in self.sequenced_at.pop(height):
-                    self.finality.add(height, count, (now - sequenced) / 1e6)
+                for part in self.sequenced_at.pop(height):
+                    self.finality.add(height, part.count, (now - part.sequenced_ns) / 1e6)
+                    self._answer(part.ws, {"type": "final", "request": part.request,
+                                           "count": part.count, "height": height})  # fmt: skip
             if self.final_listeners and sends and isinstance(sends[0].message, Certified):
                 for listener in self.final_listeners:
                     listener(sends[0].message.certificate)
@@ -424,14 +442,31 @@ class ExchangeNode(_Shell):
             delay = min(delay * 2, RECONNECT_S[1])
 
     async def _cutter(self) -> None:
-        proposer = self.proposer
         while True:
-            if len(proposer.queue) < proposer.block_commands:
+            wait_s = self._cut_wait_s()
+            if wait_s > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.block_interval_s)
-            self.wake.clear()
+                    await asyncio.wait_for(self.wake.wait(), wait_s)
+                self.wake.clear()
+                continue
             self.cut()
             await asyncio.sleep(0)  # let votes and submissions in between blocks
+
+    def _cut_wait_s(self) -> float:
+        """How long to wait before cutting the next block (0: now). A full block is cut at
+        once; a partial one at once while fewer than `pipeline_blocks` blocks await their
+        certificates (light load: a command is proposed as soon as it arrives), and otherwise
+        once a certificate makes room or its oldest command has waited `block_interval_s`
+        (heavy load: fewer, larger blocks, so that the cost of each block, the same at every
+        node whatever its size, does not take the CPU that commands need)."""
+        proposer = self.proposer
+        queued = len(proposer.queue)
+        if queued >= proposer.block_commands or (queued and proposer.lag < self.pipeline_blocks):
+            return 0.0
+        if not queued:
+            return self.block_interval_s  # woken by the next submission
+        waited_s = (time.monotonic_ns() - self.waiting[0].sequenced_ns) / 1e9
+        return max(0.0, self.block_interval_s - waited_s)
 
     def cut(self) -> None:
         proposer = self.proposer
@@ -440,36 +475,39 @@ class ExchangeNode(_Shell):
             return
         self.route(sends)
         height, remaining = block.header.height, len(block.commands)
-        answered: list[tuple[_Pending, int]] = []
-        stamps = self.sequenced_at.setdefault(height, [])
+        parts = self.sequenced_at.setdefault(height, [])
         while remaining:
             pending = self.waiting[0]
             taken = min(pending.count, remaining)
-            answered.append((pending, taken))
-            stamps.append((taken, pending.sequenced_ns))
+            parts.append(_Part(pending.ws, pending.request, taken, pending.sequenced_ns))
             remaining -= taken
             pending.count -= taken
             if pending.count == 0:
                 self.waiting.popleft()
         for listener in self.stored_listeners:
             listener(block)
-        for pending, count in answered:
-            if pending.stored is not None:
-                pending.stored(count, height)
+        for part in parts:
+            self._answer(part.ws, {"type": "stored", "request": part.request,
+                                   "count": part.count, "height": height})  # fmt: skip
 
     def submit(
-        self, commands: list[dict[str, Any]], stored: Callable[[int, int], None] | None = None
+        self,
+        commands: list[dict[str, Any]],
+        ws: web.WebSocketResponse | None = None,
+        request: Any = None,
     ) -> Refused | None:
-        """Sequence `commands` (whole or not at all: `Refused`); `stored(count, height)` is
-        called as each part of the batch lands in a stored block."""
-        proposer = self.proposer
-        refused = proposer.submit(commands)
+        """Sequence `commands` (whole or not at all: `Refused`). A /submit batch passes its
+        socket and request id, to be answered `stored` and `final`; the gateway passes none."""
+        refused = self.proposer.submit(commands)
         if refused is not None:
             return refused
-        self.waiting.append(_Pending(len(commands), time.monotonic_ns(), stored))
-        if len(proposer.queue) >= proposer.block_commands:
-            self.wake.set()
+        self.waiting.append(_Pending(ws, request, len(commands), time.monotonic_ns()))
+        self.wake.set()
         return None
+
+    def _answer(self, ws: web.WebSocketResponse | None, reply: dict[str, Any]) -> None:
+        if ws is not None and not ws.closed:
+            self.spawn(ws.send_bytes(orjson.dumps(reply)))
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         """The sequencer's feed: `{"request": any, "commands": [...]}` frames; each batch is
@@ -502,13 +540,7 @@ class ExchangeNode(_Shell):
             if not isinstance(command, dict):
                 return {"type": "refused", "request": request, "code": "malformed",
                         "message": f"commands[{index}] is not an object"}  # fmt: skip
-
-        def stored(count: int, height: int) -> None:
-            if not ws.closed:
-                reply = {"type": "stored", "request": request, "count": count, "height": height}
-                self.spawn(ws.send_bytes(orjson.dumps(reply)))
-
-        refused = self.submit(commands, stored)
+        refused = self.submit(commands, ws, request)
         if refused is not None:
             return {"type": "refused", "request": request, "code": refused.code,
                     "message": refused.message}  # fmt: skip

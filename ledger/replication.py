@@ -45,7 +45,7 @@ from ledger.block import (
     proposal_message,
     sign_vote,
 )
-from ledger.canonical import canonical_bytes
+from ledger.canonical import CanonicalError, canonical_bytes
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey
 from ledger.machine import StateMachine, execute, propose, re_execute
@@ -55,6 +55,9 @@ from ledger.store import BLOCKS_PAGE_MAX, BlockStore, StoreCorruptError, StoredB
 PENDING_MAX: Final = 256  # blocks a replica holds ahead of its tip
 FETCH_TICKS: Final = 5  # ticks before an unanswered fetch is given up and another peer asked
 REPROPOSE_MAX: Final = 64  # uncertified blocks re-sent per tick
+# ticks between two proposals of one block: a member that has not voted yet is usually still
+# busy with it, and a duplicate costs it a decode of the whole block when it has least time
+REPROPOSE_TICKS: Final = 4
 QUEUE_MAX: Final = 200_000  # sequenced commands waiting for a block
 BLOCK_COMMANDS: Final = 2_000
 LAG_MAX: Final = 8  # blocks between the tip and the highest certificate before "degraded"
@@ -263,6 +266,8 @@ class Replica:
         return [Send(self.exchange_id, VoteMessage(sign_vote(self.key, self.member_id, header)))]
 
     def _certificate(self, certificate: QuorumCertificate) -> None:
+        if self.store.has_certificate(certificate.height):
+            return  # the tick's reminder of one we keep: not worth 2f + 1 signature checks
         header = self.store.header(certificate.height)
         if header is None or header.hash != certificate.header_hash:
             return  # not stored yet (catch-up brings it with the block), or not ours
@@ -345,13 +350,16 @@ class Proposer:
         self.lag_max = lag_max
         self.machine, self.tip_header = replay(store, new_machine)
         self.queue: list[dict[str, Any]] = []
+        self.queue_bytes: list[bytes] = []  # their canonical bytes, encoded once at `submit`
         self.votes: dict[int, dict[int, Vote]] = {}
         self.unvoted: dict[int, Block] = {}  # stored, proposed, not yet certified
         self.proposed: dict[bytes, int] = {}  # header hash -> height, for the unvoted
+        self.proposed_at: dict[int, int] = {}  # height -> tick of its last proposal
+        self.ticks = 0
         for height in store.uncertified_heights():
             block = store.block(height)
             assert block is not None, f"uncertified height {height} is not stored"
-            self._await_votes(block)
+            self._await_votes(block, sent=False)  # re-proposed at the first tick
         self.certified = store.certified_height()
         self.latest_certificate = store.certificate(self.certified) if self.certified else None
 
@@ -370,8 +378,16 @@ class Proposer:
 
     def submit(self, commands: Sequence[dict[str, Any]]) -> Refused | None:
         """Sequence a batch of commands, in order, for the next blocks; None if taken. The
-        whole batch is refused when degraded (the exchange does not run ahead of finality) or
-        when it does not fit in the queue."""
+        whole batch is refused (`malformed`) when a command has no canonical form (a float,
+        say: it could not be hashed into a block), when degraded (the exchange does not run
+        ahead of finality) or when it does not fit in the queue (`busy`)."""
+        encoded: list[bytes] = []
+        for index, command in enumerate(commands):
+            try:
+                encoded.append(canonical_bytes(command))
+            except CanonicalError as error:
+                where = f"commands[{index}]{error.path[1:]}"
+                return Refused("malformed", f"{where}: {error.reason}")
         if self.degraded:
             return Refused(
                 "degraded",
@@ -385,6 +401,7 @@ class Proposer:
                 f"(at most {self.queue_max})",
             )
         self.queue.extend(commands)
+        self.queue_bytes.extend(encoded)
         return None
 
     def cut(self, time_ns: int) -> tuple[Block | None, list[Send]]:
@@ -394,7 +411,8 @@ class Proposer:
         if not self.queue:
             return None, []
         commands = self.queue[: self.block_commands]
-        del self.queue[: self.block_commands]
+        encoded = self.queue_bytes[: self.block_commands]
+        del self.queue[: self.block_commands], self.queue_bytes[: self.block_commands]
         parent = self.tip_header
         block, execution = propose(
             self.machine,
@@ -404,6 +422,7 @@ class Proposer:
             parent_hash=self.genesis.hash if parent is None else parent.hash,
             time_ns=time_ns if parent is None else max(time_ns, parent.time_ns),
             commands=commands,
+            command_bytes=encoded,
         )
         self.store.append(block, execution.events)
         self.tip_header = block.header
@@ -411,9 +430,10 @@ class Proposer:
         message = Propose(block, self.certified)
         return block, [Send(member, message) for member in self.voters if member != self.member_id]
 
-    def _await_votes(self, block: Block) -> None:
+    def _await_votes(self, block: Block, *, sent: bool = True) -> None:
         height = block.header.height
         self.unvoted[height] = block
+        self.proposed_at[height] = self.ticks if sent else -REPROPOSE_TICKS
         self.proposed[block.header.hash] = height
         self.votes[height] = {}
 
@@ -429,9 +449,14 @@ class Proposer:
 
     def tick(self) -> list[Send]:
         """Re-propose uncertified blocks to members that have not voted for them, oldest
-        first, and remind everyone of the latest certificate."""
+        first, at most once per `REPROPOSE_TICKS` ticks each, and remind everyone of the
+        latest certificate."""
+        self.ticks += 1
         sends: list[Send] = []
         for height in sorted(self.unvoted)[:REPROPOSE_MAX]:
+            if self.ticks - self.proposed_at[height] < REPROPOSE_TICKS:
+                continue
+            self.proposed_at[height] = self.ticks
             message = Propose(self.unvoted[height], self.certified)
             voted = self.votes[height]
             sends += [Send(m, message) for m in self.voters if m not in voted]
@@ -442,20 +467,24 @@ class Proposer:
 
     def _vote(self, vote: Vote) -> list[Send]:
         key = self.voters.get(vote.member)
-        if key is None or not vote.verify(key):
+        if key is None:
             return []  # noise: anyone can send bytes
         height = self.proposed.get(vote.header_hash)
         if height is None:
-            if not self.store.has_header_hash(vote.header_hash):
+            if self.store.has_header_hash(vote.header_hash):
+                return []  # a late vote for a block already certified: no need to check it
+            if vote.verify(key):
                 # a member signed a header this exchange never proposed
                 self.store.record_evidence("bad_vote", self.height, canonical_bytes(vote.to_dict()))
-            return []  # or a late vote for a block already certified
+            return []
+        if vote.member in self.votes[height] or not vote.verify(key):
+            return []  # a duplicate (already checked), or noise
         votes = self.votes[height]
         votes[vote.member] = vote
         if len(votes) < self.quorum:
             return []
         block = self.unvoted.pop(height)
-        del self.votes[height], self.proposed[vote.header_hash]
+        del self.votes[height], self.proposed[vote.header_hash], self.proposed_at[height]
         certificate = certify(block.header, votes.values())
         self.store.add_certificate(certificate)
         if height > self.certified:

@@ -26,8 +26,9 @@ Reads return `None` for a height that is not stored. Stored bytes are checked wh
 header hashes to its stored hash, the command count matches the header), so a changed byte is
 reported as `StoreCorruptError` naming the height instead of being passed on.
 
-Durability: WAL journal, `synchronous=FULL`, foreign keys on (see `_PRAGMAS`). One writer per
-file is expected (the node); readers may open the same file concurrently.
+Durability: WAL journal, foreign keys on, `synchronous` FULL by default or NORMAL (see
+`SYNCHRONOUS`). One writer per file is expected (the node); readers may open the same file
+concurrently.
 """
 
 from __future__ import annotations
@@ -58,16 +59,18 @@ EVIDENCE_KIND_CHARS_MAX: Final = 64
 EVIDENCE_BYTES_MAX: Final = 16 * 1024 * 1024
 BUSY_TIMEOUT_MS: Final = 5_000
 
-# synchronous=FULL: in WAL mode every COMMIT fsyncs the WAL. With NORMAL the store stays
-# consistent but the last commits can be lost on power failure (not on a process crash). A
-# member signs its vote only after the block is stored, and the exchange acknowledges commands
-# once their block is stored; losing such a block after a power cut could make an honest member
-# vote for a different block at the same height (equivocation) or lose an acknowledged command.
-# The cost is one fsync per block, not per command, since blocks batch commands.
-SYNCHRONOUS: Final = ("FULL", "NORMAL")  # NORMAL fsyncs only at checkpoints
+# `synchronous`, chosen at open (docs/ledger.md, "Durability"). In WAL mode a COMMIT appends the
+# transaction's pages and a commit frame to the WAL with write() before it returns, so with
+# either setting a committed transaction survives the death of the process (kill -9: the
+# bytes are in the OS page cache), and a transaction cut short has no commit frame and is
+# ignored on recovery: the store is consistent after a crash between any two writes.
+# FULL (the default) also fsyncs the WAL at every COMMIT, so a committed block survives a power
+# cut or an OS crash. NORMAL fsyncs only at checkpoints: after a power cut the last commits
+# may be gone (still consistent), which can lose an exchange's acknowledged block and let it
+# sign another at that height. It saves two fsyncs per block (the block and its certificate).
+SYNCHRONOUS: Final = ("FULL", "NORMAL")
 _PRAGMAS: Final = (
     "PRAGMA foreign_keys = ON",
-    "PRAGMA synchronous = FULL",
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
 )
 
@@ -241,9 +244,8 @@ class BlockStore:
         one must have the schema version `SCHEMA_VERSION` and, if `genesis_hash` is given, that
         genesis hash. `indexer`'s tables are created with the schema and filled by `append`
         from then on (blocks stored before are not indexed). `synchronous` is FULL (a commit
-        survives a power cut) or NORMAL (a process crash only: for a store that can be rebuilt,
-        such as a simulation's). Raises `SchemaError` otherwise, `sqlite3.Error` if SQLite
-        cannot open the file or refuses the indexer's schema."""
+        survives a power cut) or NORMAL (a process crash only). Raises `SchemaError` otherwise,
+        `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's schema."""
         if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
             raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
         if genesis_hash is None and not path.exists():
@@ -252,10 +254,9 @@ class BlockStore:
             raise ValueError(f"synchronous {synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
         try:
-            stored = _prepare(
-                connection, path, genesis_hash, () if indexer is None else indexer.schema()
-            )
-            connection.execute(f"PRAGMA synchronous = {synchronous}")
+            pragmas = (*_PRAGMAS, f"PRAGMA synchronous = {synchronous}")
+            schema = () if indexer is None else indexer.schema()
+            stored = _prepare(connection, path, genesis_hash, pragmas, schema)
         except BaseException:
             connection.close()
             raise
@@ -304,9 +305,8 @@ class BlockStore:
                 f"header event_count {header.event_count}"
             )
         header_bytes = canonical_bytes(header.to_dict())
-        command_rows = [
-            (header.height, index, canonical_bytes(command))
-            for index, command in enumerate(block.commands)
+        command_rows = [  # the bytes the check hashed (or the proposer encoded), not re-encoded
+            (header.height, index, data) for index, data in enumerate(block.command_bytes())
         ]
         event_rows = [(header.height, index, bytes(event)) for index, event in enumerate(events)]
         derived = self._derived(block, events)
@@ -344,7 +344,7 @@ class BlockStore:
             if not rows:
                 continue
             width = len(rows[0])
-            if width == 0 or any(len(row) != width for row in rows):
+            if width == 0 or len(set(map(len, rows))) != 1:
                 raise StoreError(
                     f"block {header.height}: indexer rows of {table!r} differ in width"
                 )
@@ -447,6 +447,11 @@ class BlockStore:
         ).fetchone()
         return None if row is None else _certificate(row[0], bytes(row[1]), bytes(row[2]))
 
+    def has_certificate(self, height: int) -> bool:
+        """Whether the block at `height` has a stored certificate. O(log blocks)."""
+        row = self._db.execute("SELECT 1 FROM certificates WHERE height = ?", (height,)).fetchone()
+        return row is not None
+
     def certified_height(self) -> int:
         """The highest height with a stored certificate, 0 if none."""
         row = self._db.execute("SELECT max(height) FROM certificates").fetchone()
@@ -531,7 +536,12 @@ class BlockStore:
             if type(value) is not dict:
                 raise StoreCorruptError(height, f"command {index} is not an object")
             parsed.append(value)
-        return Block(header=header, commands=tuple(parsed), signature=_bytes(row[3]))
+        return Block.with_command_bytes(  # parse_canonical checked that they are canonical
+            header=header,
+            commands=tuple(parsed),
+            signature=_bytes(row[3]),
+            command_bytes=tuple(commands),
+        )
 
     def _tip(self) -> tuple[int, bytes] | None:
         row = self._db.execute(
@@ -597,6 +607,7 @@ def _prepare(
     connection: sqlite3.Connection,
     path: Path,
     genesis_hash: bytes | None,
+    pragmas: Sequence[str],
     derived_schema: Sequence[str],
 ) -> bytes:
     """Set the pragmas, create the schema (and an indexer's tables) if absent, check or record
@@ -604,7 +615,7 @@ def _prepare(
     mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise SchemaError(f"{path}: journal mode {mode!r}, not wal")
-    for pragma in _PRAGMAS:
+    for pragma in pragmas:
         connection.execute(pragma)
     with _Transaction(connection, "BEGIN IMMEDIATE"):
         for statement in (*_SCHEMA, *derived_schema):

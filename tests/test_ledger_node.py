@@ -4,6 +4,7 @@ and never crash a node."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -91,6 +92,32 @@ async def test_blocks_become_final_on_every_member_with_identical_state(
     info = await status(consortium.address)
     assert info["certified"] == tip and info["lag"] == 0 and info["degraded"] is False
     assert info["finalized_commands"] == 1002 and info["finality_p99_ms"] is not None
+
+
+async def test_the_feed_tells_when_a_batch_is_final(consortium: Consortium) -> None:
+    assert consortium.exchange is not None
+    async with Feed(consortium.address) as feed:
+        await feed.submit(opening())
+        stored, final = await feed.send_final(orders(1, 3000))  # spans two blocks
+        heights = await stored
+        await final
+        assert len(heights) >= 2
+        assert consortium.exchange.proposer.certified >= max(heights)
+        _, refused = await feed.send_final([])
+        with pytest.raises(FeedError, match="malformed"):
+            await refused
+
+
+async def test_a_command_without_a_canonical_form_is_refused_and_the_exchange_goes_on(
+    consortium: Consortium,
+) -> None:
+    async with Feed(consortium.address) as feed:
+        await feed.submit(opening())
+        with pytest.raises(FeedError, match=r"malformed: commands\[1\]\.price: float 1\.5"):
+            batch = [orders(1, 1)[0], {**orders(2, 1)[0], "price": 1.5}]
+            await asyncio.wait_for(feed.submit(batch), 10)
+        heights = await asyncio.wait_for(feed.submit(orders(3, 2)), 10)  # still cutting blocks
+    await until(lambda: consortium.final_everywhere(max(heights)), what="finality")
 
 
 async def test_a_stopped_member_catches_up_from_its_peers(consortium: Consortium) -> None:

@@ -4,6 +4,7 @@ and corruption found on read."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import sqlite3
@@ -20,6 +21,7 @@ from ledger.block import (
     certify,
     check_block,
     check_certificate,
+    check_commands,
     sign_block,
     sign_vote,
     values_root,
@@ -525,3 +527,28 @@ def test_synchronous_normal_is_chosen_at_open_and_only_then(tmp_path: Path) -> N
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
     with pytest.raises(ValueError, match="synchronous 'OFF' is not one of FULL, NORMAL"):
         BlockStore.open(path, synchronous="OFF")
+
+
+def test_synchronous_normal_is_a_choice_and_nothing_else_is(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    with BlockStore.open(path, genesis_hash=GENESIS.hash, synchronous="NORMAL") as store:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(ValueError, match="synchronous 'OFF' is not one of FULL, NORMAL"):
+        BlockStore.open(path, synchronous="OFF")
+
+
+def test_commands_are_encoded_once_and_stored_as_encoded(tmp_path: Path) -> None:
+    (block, events), *_ = make_chain(1)
+    encoded = [canonical_bytes(command) for command in block.commands]
+    assert list(block.command_bytes()) == encoded  # the proposer's own bytes
+    reordered = dataclasses.replace(block, commands=tuple(reversed(block.commands)))
+    assert list(reordered.command_bytes()) == encoded[::-1]  # never the stale cache
+    received = Block(header=block.header, commands=block.commands, signature=block.signature)
+    assert check_commands(received) is None
+    assert received.command_bytes() is received.command_bytes()
+    with open_store(tmp_path / "node.db") as store:
+        store.append(received, events)
+        assert store.commands(1) == encoded
+        stored = store.block(1)
+        assert stored is not None and list(stored.command_bytes()) == encoded

@@ -2,12 +2,29 @@
 
 It writes a consortium in a temporary directory whose genesis lists the flow's instrument and
 funds the flow's 200 accounts (10 brokers of 20), starts the exchange and 4 voting members as
-separate processes, and feeds the flow to the exchange's sequencer feed with a window of
-batches in flight. Commands finalized per second is the timed commands over the time from
-the first send until the exchange holds a certificate for the block with the last of them.
-Finality latency (sequencing to certificate, per command) is the exchange's own measure over
-the timed commands. Beside it, in the same run, the same command dicts go through one
-in-process `VenueMachine`: what one node could do alone, with no ledger.
+separate processes, builds the book through the exchange's sequencer feed, and then measures:
+
+- **Saturation** (closed loop): `--messages` commands fed with `WINDOW` batches of `BATCH` in
+  flight, as fast as the exchange takes them. Commands finalized per second is the commands
+  over the time from the first send until the exchange holds a certificate for the block with
+  the last of them: the consortium's peak. Its latency is mostly queueing (the feed keeps the
+  pipeline full) and is reported as such. Over this run the CPU time of every process is read
+  (psutil): CPU microseconds per command per process, and the ceiling they imply on this
+  machine's cores, `cores * 10**6 / sum of us per command`.
+- **Open loop** (`--rate N`, and the sweep): a batch every `SEND_INTERVAL_S` at a fixed rate
+  for `--seconds`, sent on schedule whatever the answers. A command's finality latency runs
+  from its batch's *scheduled* send time to the exchange's `final` notice for the last block
+  holding it, so a late send, a queue or a refused-and-retried batch all count in full: no
+  coordinated omission. A rate is sustained when finality p99 stays under `P99_GOAL_MS` and
+  the commands are finalized at least at `SUSTAINED_FRACTION` of the offered rate.
+- **The sweep** (the default): `--steps` open-loop runs bisecting between 0 and the saturated
+  rate for the highest sustained rate.
+
+`finalized_commands_per_s` and `finality_p50_ms` / `finality_p99_ms` are those of the highest
+sustained rate (of the `--rate` run with `--rate`): the goal of the issue is both at once.
+The saturation figures are `peak_*`. Beside them, in the same run, the first `--messages`
+command dicts of the flow (the saturation run's) go through one in-process `VenueMachine`:
+what one node could do alone, with no ledger.
 """
 
 from __future__ import annotations
@@ -16,10 +33,16 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import os
+import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
+
+import numpy as np
+import psutil
 
 from exchange.bench.flow import ACCOUNTS, REFERENCE_PRICE, SYMBOL, make_flow
 from exchange.bench.report import emit
@@ -28,12 +51,20 @@ from exchange.nodes import load_config, start_processes, stop_processes
 from exchange.venue_machine import VenueMachine
 from exchange.venue_types import BrokerCommand
 from exchange.wire import venue_command_to_dict
-from ledger.feed import Feed, status, wait_until_up
+from ledger.feed import Feed, FeedError, status, wait_until_up
 from matching.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 
 ACCOUNTS_PER_BROKER: Final = 20
 BATCH: Final = 500
 WINDOW: Final = 8
+SEND_INTERVAL_S: Final = 0.005  # open loop: one batch per interval
+RETRY_S: Final = (0.01, 0.2)  # open loop: first and longest pause before re-sending a batch
+# refused busy or degraded (doubling: hundreds of batches retrying every 10 ms would only add
+# to the overload they meet)
+P99_GOAL_MS: Final = 100.0
+SUSTAINED_FRACTION: Final = 0.95
+SWEEP_COMMANDS_MAX: Final = 150_000  # commands the sweep may use, all steps together
+RATE_STEP: Final = 100  # sweep rates are multiples of this
 INSTRUMENT: Final[dict[str, object]] = {
     "symbol": SYMBOL, "tick_size": 1, "lot": 100, "reference_price": REFERENCE_PRICE,
     "price_limit_pct": 10, "t_plus": 0, "settlement": "gross",
@@ -45,6 +76,8 @@ MARKET: Final = Market(
     cash_per_account=10**13,
     shares_per_account=10**9,
 )
+Commands = list[dict[str, Any]]
+Children = list[tuple[str, subprocess.Popen[bytes]]]
 
 
 def genesis_account(flow_account: str) -> tuple[str, str]:
@@ -54,9 +87,9 @@ def genesis_account(flow_account: str) -> tuple[str, str]:
     return f"broker{broker}", str(broker * 10_000 + index % ACCOUNTS_PER_BROKER + 1)
 
 
-def as_dicts(commands: list[Command], accounts: dict[int, str]) -> list[dict[str, Any]]:
+def as_dicts(commands: list[Command], accounts: dict[int, str]) -> Commands:
     """The flow's order commands as their brokers send them to the sequencer."""
-    wrapped: list[dict[str, Any]] = []
+    wrapped: Commands = []
     for command in commands:
         sent: PlaceOrder | CancelOrder | AmendOrder
         if isinstance(command, PlaceOrder):
@@ -71,40 +104,182 @@ def as_dicts(commands: list[Command], accounts: dict[int, str]) -> list[dict[str
     return wrapped
 
 
-def batches(commands: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    return [commands[i : i + BATCH] for i in range(0, len(commands), BATCH)]
+def batches(commands: Commands, size: int = BATCH) -> list[Commands]:
+    return [commands[i : i + size] for i in range(0, len(commands), size)]
+
+
+class CpuClock:
+    """CPU seconds (user + system) of each child process since `start()`."""
+
+    def __init__(self, children: Children) -> None:
+        self.processes = [(name, psutil.Process(child.pid)) for name, child in children]
+        self.started: list[float] = []
+
+    @staticmethod
+    def _seconds(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    def start(self) -> None:
+        self.started = [self._seconds(process) for _, process in self.processes]
+
+    def elapsed(self) -> dict[str, float]:
+        return {
+            name: self._seconds(process) - before
+            for (name, process), before in zip(self.processes, self.started, strict=True)
+        }
+
+
+@dataclasses.dataclass
+class Remaining:
+    """The flow's commands not sent yet, in order."""
+
+    commands: Commands
+    taken: int = 0
+
+    def take(self, count: int) -> Commands:
+        part = self.commands[self.taken : self.taken + count]
+        self.taken += len(part)
+        return part
+
+    @property
+    def left(self) -> int:
+        return len(self.commands) - self.taken
+
+
+def weighted_percentile(latencies_ms: Sequence[float], counts: Sequence[int], q: float) -> float:
+    """The latency below which `q` percent of the commands were (each batch weighs its size)."""
+    return float(np.percentile(np.repeat(latencies_ms, counts), q, method="inverted_cdf"))
+
+
+async def open_loop(feed: Feed, commands: Commands, rate: int, cpu: CpuClock) -> dict[str, Any]:
+    """Offer `commands` at `rate` per second, one batch per `SEND_INTERVAL_S`, on schedule;
+    each command's latency is from its batch's scheduled send to its `final` notice."""
+    size = max(1, round(rate * SEND_INTERVAL_S))
+    loop = asyncio.get_running_loop()
+    refused = 0
+
+    async def finality(batch: Commands, final: asyncio.Future[None], scheduled: float) -> float:
+        nonlocal refused
+        pause_s = RETRY_S[0]
+        while True:
+            try:
+                await final
+                return loop.time() - scheduled
+            except FeedError as error:
+                if error.code not in ("busy", "degraded"):
+                    raise
+                refused += 1
+                await asyncio.sleep(pause_s)
+                pause_s = min(2 * pause_s, RETRY_S[1])
+                _, final = await feed.send_final(batch)
+
+    parts = batches(commands, size)
+    waits: list[asyncio.Task[float]] = []
+    cpu.start()
+    start = loop.time() + SEND_INTERVAL_S
+    for index, batch in enumerate(parts):
+        scheduled = start + index * size / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        _, final = await feed.send_final(batch)
+        waits.append(asyncio.create_task(finality(batch, final, scheduled)))
+    latencies_s = await asyncio.gather(*waits)
+    seconds = max(s + start + i * size / rate for i, s in enumerate(latencies_s)) - start
+    cpu_s = sum(cpu.elapsed().values())
+    latencies_ms = [1000 * s for s in latencies_s]
+    counts = [len(batch) for batch in parts]
+    p99 = weighted_percentile(latencies_ms, counts, 99)
+    finalized = len(commands) / seconds
+    return {
+        "offered_commands_per_s": rate,
+        "commands": len(commands),
+        "finalized_commands_per_s": round(finalized),
+        "finality_p50_ms": round(weighted_percentile(latencies_ms, counts, 50), 1),
+        "finality_p99_ms": round(p99, 1),
+        "finality_max_ms": round(max(latencies_ms), 1),
+        "refused": refused,
+        "cpu_percent": round(100 * cpu_s / seconds),
+        "sustained": p99 < P99_GOAL_MS and finalized >= SUSTAINED_FRACTION * rate,
+    }
+
+
+async def saturate(feed: Feed, exchange: str, commands: Commands, cpu: CpuClock) -> dict[str, Any]:
+    """Feed `commands` with `WINDOW` batches in flight; finalized rate, the exchange's own
+    finality percentiles, and CPU microseconds per command per process."""
+    before = await status(exchange)
+    cpu.start()
+    start = time.perf_counter()
+    tip = max(await feed.pipeline(batches(commands), WINDOW))
+    while (after := await status(exchange, before["height"]))["certified"] < tip:
+        await asyncio.sleep(0.002)
+    seconds = time.perf_counter() - start
+    cpu_us = {name: round(1e6 * s / len(commands), 1) for name, s in cpu.elapsed().items()}
+    return {
+        "finalized_commands_per_s": round(len(commands) / seconds),
+        "finality_p50_ms": after["finality_p50_ms"],
+        "finality_p99_ms": after["finality_p99_ms"],
+        "blocks": after["height"] - before["height"],
+        "cpu_us_per_command": cpu_us,
+    }
+
+
+async def sweep(
+    feed: Feed, remaining: Remaining, high: int, steps: int, seconds: float, cpu: CpuClock
+) -> list[dict[str, Any]]:
+    """Bisect between 0 and `high` commands/s for the highest sustained rate."""
+    low, runs = 0, list[dict[str, Any]]()
+    for step in range(steps):
+        rate = max(RATE_STEP, (low + high) // 2 // RATE_STEP * RATE_STEP)
+        if any(rate == run["offered_commands_per_s"] for run in runs):
+            break  # the bisection is down to the rate step
+        share = remaining.left // (steps - step)
+        commands = remaining.take(min(share, round(rate * seconds)))
+        if not commands:
+            break
+        run = await open_loop(feed, commands, rate, cpu)
+        runs.append(run)
+        if run["sustained"]:
+            low = rate
+        else:
+            high = rate
+    return runs
 
 
 async def _drive(
-    addresses: list[str], setup: list[dict[str, Any]], timed: list[dict[str, Any]]
+    addresses: list[str],
+    children: Children,
+    setup: Commands,
+    timed: Commands,
+    extra: Remaining,
+    arguments: argparse.Namespace,
 ) -> dict[str, Any]:
     exchange = addresses[0]
     await wait_until_up(addresses)
     while len((await status(exchange))["members_connected"]) < len(addresses) - 1:
         await asyncio.sleep(0.05)
+    cpu = CpuClock(children)
+    result: dict[str, Any] = {}
     async with Feed(exchange) as feed:
         tip = max(await feed.pipeline(batches(setup), WINDOW))
         while (await status(exchange))["certified"] < tip:
             await asyncio.sleep(0.05)
-        before = await status(exchange)
-        start = time.perf_counter()
-        tip = max(await feed.pipeline(batches(timed), WINDOW))
-        while (after := await status(exchange, before["height"]))["certified"] < tip:
-            await asyncio.sleep(0.002)
-        seconds = time.perf_counter() - start
+        if arguments.rate is not None:
+            result["runs"] = [await open_loop(feed, timed, arguments.rate, cpu)]
+        else:
+            result["saturated"] = await saturate(feed, exchange, timed, cpu)
+            high = result["saturated"]["finalized_commands_per_s"]
+            result["runs"] = await sweep(feed, extra, high, arguments.steps, arguments.seconds, cpu)
+    after = await status(exchange)
     members = [await status(address) for address in addresses[1:]]
-    return {
-        "seconds": seconds,
-        "blocks": after["height"] - before["height"],
-        "tip": after["height"],
-        "finality_p50_ms": after["finality_p50_ms"],
-        "finality_p99_ms": after["finality_p99_ms"],
-        "members_at_tip": sum(m["height"] >= tip for m in members),
-        "evidence": sum(m["evidence"] for m in members),
-    }
+    result["tip"] = after["height"]
+    result["members_at_tip"] = sum(m["height"] >= after["height"] for m in members)
+    result["evidence"] = sum(m["evidence"] for m in members)
+    return result
 
 
-def time_inprocess(genesis: Any, setup: list[dict[str, Any]], timed: list[dict[str, Any]]) -> float:
+def time_inprocess(genesis: Any, setup: Commands, timed: Commands) -> float:
     machine = VenueMachine(venue_from_genesis(genesis))
     for command in setup:
         machine.apply(command)
@@ -118,53 +293,118 @@ def time_inprocess(genesis: Any, setup: list[dict[str, Any]], timed: list[dict[s
 
 
 def measure(arguments: argparse.Namespace) -> dict[str, Any]:
-    flow = make_flow(arguments.seed, arguments.messages, arguments.depth)
+    if arguments.rate is not None:
+        timed_count, extra_count = round(arguments.rate * arguments.seconds), 0
+    else:
+        timed_count, extra_count = arguments.messages, SWEEP_COMMANDS_MAX
+    baseline_count = max(timed_count, arguments.messages)  # in-process: never a tiny sample
+    flow = make_flow(
+        arguments.seed, max(timed_count + extra_count, baseline_count), arguments.depth
+    )
     accounts: dict[int, str] = {}
-    opening: list[dict[str, Any]] = [{"type": "begin_day", "day": 20261123},
-               {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"}]  # fmt: skip
+    opening: Commands = [
+        {"type": "begin_day", "day": 20261123},
+        {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
+    ]
     setup = opening + as_dicts(flow.setup[2:], accounts)
-    timed = as_dicts(flow.commands, accounts)
+    flowing = as_dicts(flow.commands, accounts)
+    timed, extra = flowing[:timed_count], Remaining(flowing[timed_count:])
     with tempfile.TemporaryDirectory(prefix="jinlian-bench-") as scratch:
         directory = Path(scratch) / "consortium"
         genesis = init_consortium(
             directory, members=4, brokers=len(ACCOUNTS) // ACCOUNTS_PER_BROKER,
             base_port=arguments.base_port, market=MARKET,
         )  # fmt: skip
-        inprocess_seconds = time_inprocess(genesis, setup, timed)
+        baseline = flowing[:baseline_count]
+        inprocess_seconds = time_inprocess(genesis, setup, baseline)
         config = load_config(directory / "exchange")
         addresses = [config.address] + [m.address for m in genesis.members if m.voting]
         children = start_processes(directory)
         try:
-            run = asyncio.run(_drive(addresses, setup, timed))
+            run = asyncio.run(_drive(addresses, children, setup, timed, extra, arguments))
         finally:
             stop_processes(children)
-    count = len(timed)
-    return {
+    return report(arguments, run, len(baseline) / inprocess_seconds)
+
+
+def report(arguments: argparse.Namespace, run: dict[str, Any], inprocess: float) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = run["runs"]
+    sustained = [r for r in runs if r["sustained"]]
+    best = max(sustained, key=lambda r: r["offered_commands_per_s"], default=None)
+    if arguments.rate is not None:
+        best = runs[0]
+    value: dict[str, Any] = {
         "seed": arguments.seed,
-        "commands": count,
         "members": 4,
-        "finalized_commands_per_s": round(count / run["seconds"]),
-        "finality_p50_ms": run["finality_p50_ms"],
-        "finality_p99_ms": run["finality_p99_ms"],
-        "blocks": run["blocks"],
-        "inprocess_commands_per_s": round(count / inprocess_seconds),
+        "cores": os.cpu_count(),
+        "finalized_commands_per_s": 0 if best is None else best["finalized_commands_per_s"],
+        "finality_p50_ms": None if best is None else best["finality_p50_ms"],
+        "finality_p99_ms": None if best is None else best["finality_p99_ms"],
+        "max_sustained_rate": max((r["offered_commands_per_s"] for r in sustained), default=0),
+        "p99_goal_ms": P99_GOAL_MS,
+        "inprocess_commands_per_s": round(inprocess),
+        "runs": runs,
+    }
+    saturated = run.get("saturated")
+    if saturated is not None:
+        cpu_us = saturated["cpu_us_per_command"]
+        value |= {
+            "commands": arguments.messages,
+            "peak_finalized_commands_per_s": saturated["finalized_commands_per_s"],
+            "peak_finality_p50_ms": saturated["finality_p50_ms"],
+            "peak_finality_p99_ms": saturated["finality_p99_ms"],
+            "blocks": saturated["blocks"],
+            "cpu_us_per_command": cpu_us,
+            "cpu_ceiling_commands_per_s": round((os.cpu_count() or 1) * 1e6 / sum(cpu_us.values())),
+        }
+    value |= {
         "members_at_tip": run["members_at_tip"],
         "evidence": run["evidence"],
         "books_agree": run["members_at_tip"] == 4 and run["evidence"] == 0,
     }
+    return value
 
 
 def render(report: dict[str, Any]) -> str:
-    return "\n".join([
-        f"ledger benchmark: seed {report['seed']}, {report['commands']:,} commands, exchange + "
-        f"{report['members']} members as processes on localhost, {report['blocks']} blocks",
-        f"  finalized (certificate formed)   {report['finalized_commands_per_s']:>10,} commands/s",
-        f"  finality latency                 p50 {report['finality_p50_ms']:.1f} ms, "
-        f"p99 {report['finality_p99_ms']:.1f} ms (sequenced to certified)",
-        f"  one venue machine in-process     {report['inprocess_commands_per_s']:>10,} commands/s",
+    lines = [
+        f"ledger benchmark: seed {report['seed']}, exchange + {report['members']} members as "
+        f"processes on localhost, {report['cores']} cores",
+        "  open loop: a batch every 5 ms; finality from scheduled send to certificate",
+        "     offered/s  finalized/s   p50 ms   p99 ms   max ms  refused  cpu",
+    ]
+    for run in report["runs"]:
+        lines.append(
+            f"    {run['offered_commands_per_s']:>10,} {run['finalized_commands_per_s']:>12,} "
+            f"{run['finality_p50_ms']:>8.1f} {run['finality_p99_ms']:>8.1f} "
+            f"{run['finality_max_ms']:>8.1f} {run['refused']:>8} {run['cpu_percent']:>4}%  "
+            + ("sustained" if run["sustained"] else "-")
+        )
+    p50, p99 = report["finality_p50_ms"], report["finality_p99_ms"]
+    lines.append(
+        f"  highest rate with finality p99 < {report['p99_goal_ms']:.0f} ms: "
+        f"{report['max_sustained_rate']:,} commands/s "
+        + ("" if p99 is None else f"(finalized {report['finalized_commands_per_s']:,}/s, "
+           f"p50 {p50:.1f} ms, p99 {p99:.1f} ms)")
+    )  # fmt: skip
+    if "peak_finalized_commands_per_s" in report:
+        cpu = report["cpu_us_per_command"]
+        lines += [
+            f"  saturated, {report['commands']:,} commands with {WINDOW} batches of {BATCH} in "
+            f"flight: {report['peak_finalized_commands_per_s']:,} commands/s finalized, "
+            f"p50 {report['peak_finality_p50_ms']:.1f} ms, p99 {report['peak_finality_p99_ms']:.1f}"
+            " ms (queueing)",
+            "  CPU per command: "
+            + ", ".join(f"{name} {us:.0f} us" for name, us in cpu.items())
+            + f"; sum {sum(cpu.values()):.0f} us -> at most "
+            f"{report['cpu_ceiling_commands_per_s']:,} commands/s on {report['cores']} cores",
+        ]
+    lines += [
+        f"  one venue machine in-process, same run: {report['inprocess_commands_per_s']:,} "
+        "commands/s",
         f"  members at the tip: {report['members_at_tip']} of {report['members']}, "
         f"evidence recorded: {report['evidence']}",
-    ])  # fmt: skip
+    ]
+    return "\n".join(lines)
 
 
 def main(arguments: argparse.Namespace) -> int:
