@@ -260,7 +260,9 @@ def _node(arguments: argparse.Namespace) -> int:
 def _exchange(arguments: argparse.Namespace) -> int:
     from exchange import nodes
 
-    return _run_node(lambda: nodes.run_exchange(arguments.directory), "exchange")
+    return _run_node(
+        lambda: nodes.run_exchange(arguments.directory, feed=arguments.feed), "exchange"
+    )
 
 
 def _up(arguments: argparse.Namespace) -> int:
@@ -288,6 +290,11 @@ def _add_node_commands(commands: Any) -> None:
     node.set_defaults(run=_node)
     exchange = commands.add_parser("exchange", help="run the exchange of a consortium DIR")
     exchange.add_argument("directory", type=Path)
+    exchange.add_argument(
+        "--feed", action="store_true",
+        help="also serve /submit, the raw sequencer feed (benchmarks and tests on a private host:"
+        " it takes any command from anyone who reaches the port)",
+    )  # fmt: skip
     exchange.set_defaults(run=_exchange)
     up = commands.add_parser(
         "up", help="start the exchange and every member as processes (init DIR if empty)"

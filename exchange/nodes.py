@@ -99,14 +99,21 @@ def build_replica(config: NodeConfig) -> ReplicaNode:
 
 
 def build_exchange(config: NodeConfig, *, lag_max: int | None = None) -> ExchangeNode:
-    return build_venue(config, lag_max=lag_max)[0]
+    """The exchange with the raw sequencer feed on (for the ledger's own tests)."""
+    return build_venue(config, lag_max=lag_max, feed=True)[0]
 
 
 def build_venue(
-    config: NodeConfig, *, lag_max: int | None = None, limits: Limits = DEFAULT_LIMITS
+    config: NodeConfig,
+    *,
+    lag_max: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    feed: bool = False,
 ) -> tuple[ExchangeNode, Gateway]:
     """The exchange node with the broker gateway on it: the proposer's machine is the
-    gateway's, so every stored block turns into execution reports and market data."""
+    gateway's, so every stored block turns into execution reports and market data. `feed`
+    also serves `/submit`, the raw sequencer feed, which takes any command from anyone who can
+    reach the port: for benchmarks and tests on a private host, never for brokers."""
     genesis = config.genesis
     if config.member_id != genesis.exchange.id:
         raise UsageError(f"{config.directory}: member {config.name} is not the exchange")
@@ -120,7 +127,7 @@ def build_venue(
         new_machine=gateway.new_machine,
         **options,
     )
-    node = ExchangeNode(proposer, config.address)
+    node = ExchangeNode(proposer, config.address, feed=feed)
     gateway.attach(node)
     return node, gateway
 
@@ -151,15 +158,18 @@ def run_node(directory: Path) -> int:
     return 0
 
 
-def run_exchange(directory: Path) -> int:
+def run_exchange(directory: Path, *, feed: bool = False) -> int:
     config = load_config(directory / "exchange")
-    node = build_exchange(config)
+    node, _ = build_venue(config, feed=feed)
     asyncio.run(serve(node, "exchange"))
     return 0
 
 
-def start_processes(directory: Path) -> list[tuple[str, subprocess.Popen[bytes]]]:
-    """The exchange and every voting member of `directory` as child processes."""
+def start_processes(
+    directory: Path, *, feed: bool = False
+) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    """The exchange (with the raw sequencer feed if `feed`) and every voting member of
+    `directory` as child processes."""
     config = load_config(directory / "exchange")
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     python = [sys.executable, "-m", "exchange.cli"]
@@ -167,7 +177,8 @@ def start_processes(directory: Path) -> list[tuple[str, subprocess.Popen[bytes]]
         if member.voting:
             command = [*python, "node", str(directory / member.name)]
             children.append((member.name, subprocess.Popen(command)))
-    children.append(("exchange", subprocess.Popen([*python, "exchange", str(directory)])))
+    exchange = [*python, "exchange", str(directory), *(["--feed"] if feed else [])]
+    children.append(("exchange", subprocess.Popen(exchange)))
     return children
 
 

@@ -354,6 +354,7 @@ class ExchangeNode(_Shell):
         address: str,
         *,
         block_interval_s: float = BLOCK_INTERVAL_S,
+        feed: bool = True,
         pipeline_blocks: int = PIPELINE_BLOCKS,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -371,7 +372,8 @@ class ExchangeNode(_Shell):
         # the exchange's gateway turns blocks into reports and finality notices
         self.stored_listeners: list[Callable[[Block], None]] = []
         self.final_listeners: list[Callable[[QuorumCertificate], None]] = []
-        self.app.router.add_get("/submit", self._submit)
+        if feed:
+            self.app.router.add_get("/submit", self._submit)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
         unvoted = self.proposer.unvoted

@@ -33,7 +33,7 @@ class Processes:
 
     def start(self, name: str) -> None:
         if name == "exchange":
-            command = [*PYTHON, "exchange", str(self.directory)]
+            command = [*PYTHON, "exchange", str(self.directory), "--feed"]
         else:
             command = [*PYTHON, "node", str(self.directory / name)]
         self.children[name] = subprocess.Popen(

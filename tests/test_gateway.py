@@ -285,6 +285,7 @@ async def test_the_rest_surface(venue: RunningVenue) -> None:
         assert receipt["trade_id"] == 1 and receipt["leaf"]["type"] == "trade"
         assert (await get("/receipt/99", 404))["code"] == "unknown_trade"
         assert (await get("/health"))["status"] == "ok"
+        await get("/submit", 404)  # the raw sequencer feed is off unless asked for
         metrics = await get("/metrics")
         assert "jinlian_orders_total 2" in metrics and "jinlian_sessions 3" in metrics
     assert (await two.receipt(1))["header"]["height"] <= final["height"]

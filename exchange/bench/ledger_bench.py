@@ -319,7 +319,7 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
         inprocess_seconds = time_inprocess(genesis, setup, baseline)
         config = load_config(directory / "exchange")
         addresses = [config.address] + [m.address for m in genesis.members if m.voting]
-        children = start_processes(directory)
+        children = start_processes(directory, feed=True)
         try:
             run = asyncio.run(_drive(addresses, children, setup, timed, extra, arguments))
         finally:
