@@ -60,10 +60,12 @@ def network_throughput(sent_s: Sequence[float], replied_s: Sequence[float], path
     """Messages sent (offered, on the schedule) and replies received per wall second."""
     figure, axis = plt.subplots(figsize=(8, 3.5))
     end = max([*sent_s, *replied_s, 1.0])
-    bins = np.arange(0.0, np.ceil(end) + 1.0)
+    width = max(0.1, end / 100)  # about a hundred buckets, none under 100 ms
+    bins = np.arange(0.0, end + width, width)
     for values, name in ((sent_s, "sent (offered)"), (replied_s, "replies")):
         counts, edges = np.histogram(np.asarray(values, dtype=np.float64), bins=bins)
-        axis.step(edges[:-1], counts, where="post", label=name, linewidth=0.9)
+        axis.stairs(counts / width, edges, label=name, linewidth=0.9)
+    axis.set_ylim(bottom=0)
     axis.set_xlabel("wall time from the start (s)")
     axis.set_ylabel("messages / s")
     axis.set_title("network throughput")

@@ -138,6 +138,7 @@ def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, conso
         ("trades", f"{result.trades:,}"),
         ("labelled orders", f"{document['labels']:,}"),
         ("errors", errors or "none"),
+        ("cancels held (one in flight)", f"{result.cancels_held:,}"),
         ("wall time", f"{result.wall_s:.2f} s"),
         ("offered messages/s", f"{result.offered_per_s:,.0f}"),
         ("achieved messages/s", f"{result.achieved_per_s:,.0f}"),

@@ -76,6 +76,7 @@ NETWORK_ORDER_COLUMNS: Final = (*ORDER_COLUMNS, "exchange_order_id", "latency_us
 TRADE_SIDE_COLUMNS: Final = ("trade_id", "time_ns", "height", "symbol", "price", "quantity",
                              "side", "order_id", "account", "agent_id", "liquidity")  # fmt: skip
 DONE_REPORTS: Final = frozenset({"cancelled", "expired", "rejected"})
+ENDS_ORDER: Final = DONE_REPORTS | {"order_not_open", "unknown_order"}  # replies: the order is done
 START_DELAY_S: Final = 0.5  # from the start signal to the first scheduled send
 READY_TIMEOUT_S: Final = 120.0
 QUIET_S: Final = 0.5  # after the day ends: no report for this long and the run is over
@@ -143,7 +144,6 @@ class _Session:
 
     plan: Plan
     agents: dict[int, Agent]  # the process's own agents, by agent id
-    specs: dict[int, AgentSpec]
     view: NetworkView
     clients: dict[str, Client] = field(default_factory=dict)
     origin: float = 0.0  # perf_counter at the schedule's virtual time 0
@@ -157,6 +157,8 @@ class _Session:
     replied_s: list[float] = field(default_factory=list)
     last_report: float = 0.0
     reports: int = 0
+    cancelling: set[int] = field(default_factory=set)  # agents' order ids with a cancel in flight
+    cancels_held: int = 0
 
     def virtual_ns(self, wall: float) -> int:
         return int((wall - self.origin) * self.plan.speed * 1e9)
@@ -164,6 +166,12 @@ class _Session:
     async def send(
         self, client: Client, agent: Agent, intent: Intent, now_ns: int, scheduled: float
     ) -> None:
+        cancel = type(intent) is not Place
+        if cancel:
+            if intent.order_id in self.cancelling:
+                self.cancels_held += 1  # the agent does not know yet: a broker would not resend
+                return
+            self.cancelling.add(intent.order_id)
         self.sent_s.append(time.perf_counter() - self.origin)
         client_order_id = str(intent.order_id)
         exchange_order_id = None
@@ -192,6 +200,11 @@ class _Session:
             self.errors[outcome] += 1
             self._row(agent, intent, now_ns, outcome, None, None)
             return
+        finally:
+            if cancel:
+                self.cancelling.discard(intent.order_id)
+        if outcome in ENDS_ORDER:  # the reply is feedback too, ahead of the report stream
+            agent.on_done(intent.order_id)
         replied = time.perf_counter()
         self.replied_s.append(replied - self.origin)
         latency_us = max(1, int((replied - scheduled) * 1e6))
@@ -255,7 +268,6 @@ async def _drive(connection: Connection, plan: Plan, brokers: list[str]) -> dict
     session = _Session(
         plan=plan,
         agents={i: simulation.agents[i] for i in mine},
-        specs={spec.agent_id: spec for spec in simulation.specs},
         view=NetworkView(scenario),
     )
     broker_of = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
@@ -325,6 +337,7 @@ async def _drive(connection: Connection, plan: Plan, brokers: list[str]) -> dict
         "replied_s": session.replied_s,
         "reports": session.reports,
         "resyncs": sum(book.resyncs for book in session.view.books.values()),
+        "cancels_held": session.cancels_held,
     }
 
 
@@ -368,6 +381,7 @@ class NetworkResult:
     state_hash: str | None
     verified: str | None  # the member store's audit ("OK: ..." or the failure)
     resyncs: int
+    cancels_held: int  # agents' cancels not sent: a cancel of that order was still in flight
 
     @property
     def offered_per_s(self) -> float:
@@ -601,7 +615,7 @@ def _merge(simulation: Simulation, plan: Plan, directory: Path, results: list[di
         "kind": [spec.kind for spec in specs], "broker": [spec.broker for spec in specs],
         "accounts": [list(spec.accounts) for spec in specs],
     })  # fmt: skip
-    trades = _trades_table(sides)
+    trades = trades_table(sides)
     actions = orders["action"]
     scenario = plan.scenario
     return NetworkResult(
@@ -617,10 +631,11 @@ def _merge(simulation: Simulation, plan: Plan, directory: Path, results: list[di
                 "agents": agents},
         sent_s=sent_s, replied_s=replied_s, state_hash=state_hash, verified=verified,
         resyncs=sum(int(result["resyncs"]) for result in results),
+        cancels_held=sum(int(result["cancels_held"]) for result in results),
     )  # fmt: skip
 
 
-def _trades_table(sides: list[tuple[Any, ...]]) -> pa.Table:
+def trades_table(sides: list[tuple[Any, ...]]) -> pa.Table:
     """One row per trade from its two sides' reports (either may be missing if an account is
     not the run's): the in-process mode's columns, agents' order ids, and the aggressor."""
     by_trade: dict[int, dict[str, tuple[Any, ...]]] = {}
@@ -686,6 +701,7 @@ def report(result: NetworkResult) -> dict[str, Any]:
         "agents": result.tables["agents"].num_rows,
         "errors": result.errors,
         "book_resyncs": result.resyncs,
+        "cancels_held": result.cancels_held,
         "wall_s": round(result.wall_s, 3),
         "schedule_wall_s": round(result.schedule_wall_s, 3),
         "offered_messages_per_s": round(result.offered_per_s, 1),
@@ -707,11 +723,13 @@ def write_outputs(result: NetworkResult) -> dict[str, Any]:
     histogram = result.histogram
     with (directory / "latency.hlog").open("w") as log:
         writer = HistogramLogWriter(log)
-        writer.output_comment("jinlian simulate --mode network: latency in microseconds from "
-                              "the scheduled send to the reply")  # fmt: skip
+        writer.output_comment(
+            "jinlian simulate --mode network: latency in microseconds from the scheduled send "
+            "to the reply, one interval for the run"
+        )
         writer.output_log_format_version()
         writer.output_legend()
-        writer.output_interval_histogram(histogram, 0, max(1, round(result.wall_s)))
+        writer.output_interval_histogram(histogram, 0, result.wall_s, 1000.0)  # max in ms
     with (directory / "latency_percentiles.txt").open("wb") as table:
         histogram.output_percentile_distribution(table, 1000)  # values in ms
     charts.price_volume(result.tables["trades"], directory / "price_volume.png")

@@ -17,7 +17,7 @@ from exchange import ledger_audit
 from exchange.consortium import init_consortium
 from ledger.genesis import load_genesis
 from ledger.store import BlockStore
-from simulator.network import NetworkError, check_funding
+from simulator.network import NetworkError, check_funding, trades_table
 from simulator.scenario import load_scenario
 from simulator.simulation import Simulation
 from tests.consortium_net import free_base_port
@@ -79,3 +79,21 @@ def test_a_consortium_that_does_not_fund_the_agents_is_refused(tmp_path: Path) -
     genesis = init_consortium(tmp_path / "c", members=4, brokers=2)  # 2 accounts per broker
     with pytest.raises(NetworkError, match="no account 10003 at broker1"):
         check_funding(scenario, genesis, Simulation(scenario, 1).specs)
+
+
+def test_a_trade_is_assembled_from_its_two_sides_reports() -> None:
+    # (trade_id, time_ns, height, symbol, price, quantity, side, order_id, account, agent, liq.)
+    buy = (7, 2_000, 3, "600000.SH", 1001, 200, "buy", 2_000_000_001, "10001", 1, "taker")
+    sell = (7, 1_500, 3, "600000.SH", 1001, 200, "sell", 5_000_000_004, "20001", 4, "maker")
+    auction = (8, 9_000, 5, "600000.SH", 1000, 100, "sell", 5_000_000_005, "20001", 4, "auction")
+    table = trades_table([buy, auction, sell]).to_pylist()
+    assert table == [
+        {"trade_id": 7, "time_ns": 1_500, "height": 3, "symbol": "600000.SH", "price": 1001,
+         "quantity": 200, "buy_order_id": 2_000_000_001, "sell_order_id": 5_000_000_004,
+         "buy_account": "10001", "sell_account": "20001", "buy_agent_id": 1, "sell_agent_id": 4,
+         "aggressor": "buy"},
+        {"trade_id": 8, "time_ns": 9_000, "height": 5, "symbol": "600000.SH", "price": 1000,
+         "quantity": 100, "buy_order_id": None, "sell_order_id": 5_000_000_005,
+         "buy_account": None, "sell_account": "20001", "buy_agent_id": -1, "sell_agent_id": 4,
+         "aggressor": None},
+    ]  # fmt: skip
