@@ -147,13 +147,38 @@ def _bench(arguments: argparse.Namespace) -> int:
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", help="a shipped scenario (smoke, realistic, stress) or a file")
     parser.add_argument(
-        "--mode", choices=["inprocess"], default="inprocess",
-        help="inprocess: a virtual clock drives the venue and builds the ledger (no sockets)",
+        "--mode", choices=["inprocess", "network"], default="inprocess",
+        help="inprocess: a virtual clock drives the venue and builds the ledger (no sockets); "
+             "network: client processes trade with a running consortium over the broker API",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="the run's only source of randomness")
     parser.add_argument(
         "--out", type=Path, help="output directory, empty or absent (default: sim-SCENARIO-seedN)"
     )
+    network = parser.add_argument_group("network mode")
+    network.add_argument("--speed", type=float, default=1.0,
+                         help="virtual seconds per wall second (time compression) [1]")  # fmt: skip
+    network.add_argument("--connect", metavar="ADDRESS",
+                         help="the running exchange (host:port); default: start a consortium "
+                              "for the scenario in --out and stop it after the run")  # fmt: skip
+    network.add_argument(
+        "--consortium",
+        type=Path,
+        metavar="DIR",
+        help="with --connect: the consortium directory (genesis, keys)",
+    )
+    network.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="client processes, brokers partitioned among them [2]",
+    )
+    network.add_argument(
+        "--base-port", type=int, default=7400, help="the local consortium's first port [7400]"
+    )
+    network.add_argument("--init-only", action="store_true",
+                         help="only write the scenario's consortium into --out (to start it "
+                              "with `jinlian up` and --connect to it)")  # fmt: skip
 
 
 def _simulate(arguments: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ arrival `act(now_ns, market)` returns order *intents* (`Place`, `Cancel`), and a
 them and feeds back what happened (`on_fill`, `on_done`). The driver also supplies the
 `MarketView` the agent reads (best bid and ask, last price, phase). The in-process driver
 (`simulator.inprocess`) applies intents to the venue at once, so the feedback arrives before the
-next arrival; a network driver would send them through the broker client and deliver execution
-reports and market data as they come back, later. Agents therefore keep their own view of their
-open orders and positions, updated only from feedback.
+next arrival; the network mode (`simulator.network`) sends them through the broker client and
+delivers execution reports and market data as they come back, later. Agents therefore keep
+their own view of their open orders and positions, updated only from feedback.
 
 Order ids are allocated by the agent, from a range of its own (`(agent_id + 1) * 10**9 + n`),
 so that they do not depend on any other agent's activity or on the driver.

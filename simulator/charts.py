@@ -54,3 +54,41 @@ def throughput(blocks: Mapping[str, Sequence[Any]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def network_throughput(sent_s: Sequence[float], replied_s: Sequence[float], path: Path) -> None:
+    """Messages sent (offered, on the schedule) and replies received per wall second."""
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    end = max([*sent_s, *replied_s, 1.0])
+    width = max(0.1, end / 100)  # about a hundred buckets, none under 100 ms
+    bins = np.arange(0.0, end + width, width)
+    for values, name in ((sent_s, "sent (offered)"), (replied_s, "replies")):
+        counts, edges = np.histogram(np.asarray(values, dtype=np.float64), bins=bins)
+        axis.stairs(counts / width, edges, label=name, linewidth=0.9)
+    axis.set_ylim(bottom=0)
+    axis.set_xlabel("wall time from the start (s)")
+    axis.set_ylabel("messages / s")
+    axis.set_title("network throughput")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def latency_percentiles(percentiles_ms: Mapping[float, float], path: Path) -> None:
+    """Latency (scheduled send to reply) against percentile, on the usual HDR axis: the
+    x position of percentile p is 1 / (1 - p), so the tail gets the room."""
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    points = sorted((p, v) for p, v in percentiles_ms.items() if p < 100.0)
+    if points:
+        x = np.asarray([1.0 / (1.0 - p / 100.0) for p, _ in points])
+        axis.plot(x, [v for _, v in points], marker="o", linewidth=0.9)
+        axis.set_xscale("log")
+        axis.set_xticks(x)
+        axis.set_xticklabels([f"{p:g}%" for p, _ in points])
+    axis.set_xlabel("percentile")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title("latency from the scheduled send to the reply")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

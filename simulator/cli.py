@@ -10,8 +10,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from exchange.ledger_audit import UsageError
+from ledger.genesis import GenesisError
+from simulator.inprocess import write_consortium
 from simulator.run import run_inprocess, write_outputs
-from simulator.scenario import ScenarioError, load_scenario
+from simulator.scenario import Scenario, ScenarioError, load_scenario
 
 
 def main(arguments: argparse.Namespace) -> int:
@@ -25,10 +28,14 @@ def main(arguments: argparse.Namespace) -> int:
         print(f"jinlian simulate: --seed must be in [0, 2**63), got {arguments.seed}",
               file=sys.stderr)  # fmt: skip
         return 2
-    out: Path = arguments.out or Path(f"sim-{scenario.name}-seed{arguments.seed}")
+    mode = getattr(arguments, "mode", "inprocess")
+    suffix = "-network" if mode == "network" else ""
+    out: Path = arguments.out or Path(f"sim-{scenario.name}-seed{arguments.seed}{suffix}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         print(f"jinlian simulate: --out {out} is not an empty directory", file=sys.stderr)
         return 2
+    if mode == "network":
+        return _network(arguments, scenario, out, console)
     total_s = scenario.duration_ns / 1e9
     with Progress(
         TextColumn(f"[bold]{scenario.name}[/] seed {arguments.seed}"),
@@ -66,4 +73,84 @@ def main(arguments: argparse.Namespace) -> int:
     Console().print(table)
     print(f"wrote {out}: report.json, orders/trades/labels/agents.parquet, charts; "
           f"verify with: jinlian verify {out}/{document['node']}")  # fmt: skip
+    return 0
+
+
+def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, console: Console) -> int:
+    from simulator import network  # noqa: PLC0415 - multiprocessing and the client: only here
+
+    if arguments.init_only:
+        genesis = write_consortium(scenario, arguments.seed, out, base_port=arguments.base_port)
+        print(f"wrote {out}: the consortium of {scenario.name} (seed {arguments.seed}, chain "
+              f"{genesis.chain_id}); start it with: jinlian up {out}; then: jinlian simulate "
+              f"{arguments.scenario} --mode network --seed {arguments.seed} --connect "
+              f"{genesis.exchange.address} --consortium {out} --out DIR")  # fmt: skip
+        return 0
+    if (arguments.connect is None) != (arguments.consortium is None):
+        print("jinlian simulate: --connect and --consortium go together", file=sys.stderr)
+        return 2
+    if not 0 < arguments.speed <= 1000:
+        print(f"jinlian simulate: --speed must be in (0, 1000], got {arguments.speed}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if not 1 <= arguments.processes <= 64:
+        print(f"jinlian simulate: --processes must be in 1..64, got {arguments.processes}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    total_s = scenario.duration_ns / 1e9
+    try:
+        with Progress(
+            TextColumn(f"[bold]{scenario.name}[/] seed {arguments.seed} (network)"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("simulate", total=total_s)
+            result = network.run_network(
+                scenario,
+                arguments.seed,
+                out,
+                speed=arguments.speed,
+                connect=arguments.connect,
+                consortium=arguments.consortium,
+                processes=arguments.processes,
+                base_port=arguments.base_port,
+                progress=lambda now_ns: progress.update(task, completed=now_ns / 1e9),
+            )
+    except (network.NetworkError, UsageError, GenesisError, OSError, RuntimeError) as error:
+        print(f"jinlian simulate: {error}", file=sys.stderr)
+        return 1
+    document = network.write_outputs(result)
+    table = Table(title=f"jinlian simulate {scenario.name} (seed {arguments.seed}, network, "
+                        f"speed {arguments.speed:g}x)")  # fmt: skip
+    table.add_column("figure")
+    table.add_column("value", justify="right", overflow="fold")
+    errors = ", ".join(f"{code} {count}" for code, count in sorted(result.errors.items()))
+    rows = [
+        ("agents", f"{document['agents']:,}"),
+        ("client processes / sessions", f"{result.processes} / {result.sessions}"),
+        ("messages sent", f"{result.messages:,}"),
+        ("replies", f"{result.replies:,}"),
+        ("orders", f"{result.orders:,}"),
+        ("cancels", f"{result.cancels:,}"),
+        ("trades", f"{result.trades:,}"),
+        ("labelled orders", f"{document['labels']:,}"),
+        ("errors", errors or "none"),
+        ("cancels held (one in flight)", f"{result.cancels_held:,}"),
+        ("wall time", f"{result.wall_s:.2f} s"),
+        ("offered messages/s", f"{result.offered_per_s:,.0f}"),
+        ("achieved messages/s", f"{result.achieved_per_s:,.0f}"),
+        ("latency p50", f"{result.latency_ms(50):.2f} ms"),
+        ("latency p99", f"{result.latency_ms(99):.2f} ms"),
+        ("latency p99.9", f"{result.latency_ms(99.9):.2f} ms"),
+        ("final state hash", result.state_hash or "n/a (--connect)"),
+        ("member store", result.verified or "n/a (--connect)"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+    print(f"wrote {out}: report.json, orders/trades/labels/agents.parquet, latency.hlog, "
+          "latency_percentiles.txt, charts")  # fmt: skip
     return 0

@@ -47,6 +47,7 @@ from simulator.scenario import Scenario
 
 NODE: Final = "bank1"  # the member whose store the run writes
 MEMBERS: Final = 4
+BASE_PORT: Final = 7400  # the nodes' addresses in the genesis: 127.0.0.1:7400...
 SIDE_NAMES: Final = {Side.BUY: "buy", Side.SELL: "sell"}
 DONE_EVENTS: Final = (OrderCancelled, OrderExpired, OrderRejected, OrderRefused, OrderUnfunded)
 PHASES: Final = {"call_auction": Phase.CALL_AUCTION, "continuous": Phase.CONTINUOUS,
@@ -65,6 +66,28 @@ def day_start_ns(day: int) -> int:
     moment = datetime.datetime(day // 10_000, day // 100 % 100, day % 100, 1, 30,
                                tzinfo=datetime.UTC)  # fmt: skip
     return int(moment.timestamp()) * 1_000_000_000
+
+
+def write_consortium(
+    scenario: Scenario, seed: int, directory: Path, *, base_port: int = BASE_PORT
+) -> Genesis:
+    """Write the scenario's consortium into `directory` (empty or absent): its instruments,
+    every agent's account funded, keys derived from the seed. The in-process and the network
+    modes start from this same genesis (with the default `base_port`, byte for byte)."""
+    return init_consortium(
+        directory,
+        members=MEMBERS,
+        brokers=scenario.brokers,
+        base_port=base_port,
+        market=Market(
+            instruments=tuple(instrument.listing() for instrument in scenario.instruments),
+            accounts_per_broker=scenario.accounts_per_broker(),
+            cash_per_account=scenario.cash_per_account,
+            shares_per_account=scenario.shares_per_account,
+        ),
+        new_key=lambda name: derived_key(seed, name),
+        chain_id=f"jinlian-sim-{scenario.name}",
+    )
 
 
 @dataclass(slots=True)
@@ -122,19 +145,7 @@ class InProcessDriver:
     ) -> None:
         self.scenario = scenario
         self.directory = directory
-        self.genesis: Genesis = init_consortium(
-            directory,
-            members=MEMBERS,
-            brokers=scenario.brokers,
-            market=Market(
-                instruments=tuple(instrument.listing() for instrument in scenario.instruments),
-                accounts_per_broker=scenario.accounts_per_broker(),
-                cash_per_account=scenario.cash_per_account,
-                shares_per_account=scenario.shares_per_account,
-            ),
-            new_key=lambda name: derived_key(seed, name),
-            chain_id=f"jinlian-sim-{scenario.name}",
-        )
+        self.genesis: Genesis = write_consortium(scenario, seed, directory)
         genesis = self.genesis
         self._exchange_key = derived_key(seed, genesis.exchange.name)
         self._voter_keys = {

@@ -110,7 +110,7 @@ def run_inprocess(
         tables={
             "orders": orders,
             "trades": pa.table(driver.tables.trades),
-            "labels": pa.table(labels, schema=_label_schema()),
+            "labels": pa.table(labels, schema=label_schema()),
             "agents": pa.table(agents),
         },
         blocks_table=driver.tables.blocks,
@@ -118,7 +118,7 @@ def run_inprocess(
     )
 
 
-def _label_schema() -> pa.Schema:
+def label_schema() -> pa.Schema:
     text, integer = pa.string(), pa.int64()
     return pa.schema([("time_ns", integer), ("agent_id", integer), ("label", text),
                       ("role", text), ("order_id", integer), ("symbol", text)])  # fmt: skip
@@ -142,6 +142,7 @@ def code_version() -> str:
 
 
 def report(result: RunResult) -> dict[str, Any]:
+    """The in-process run's report.json."""
     return {
         "scenario": result.scenario.name,
         "scenario_sha256": result.scenario.sha256,

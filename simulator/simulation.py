@@ -10,9 +10,10 @@ and all agents' times are merged into one schedule by a stable sort on (time, ag
 walks the schedule; before each arrival it hands the driver any phase change that is due and
 the new virtual time, then the agent's intents. The `Driver` protocol is the seam between
 order-flow generation and execution: `simulator.inprocess.InProcessDriver` applies intents to
-the real venue state machine and builds blocks; a network driver would send the same intents
-through `exchange.client` at their scheduled times (open loop) and feed execution reports back
-(see docs/simulator.md).
+the real venue state machine and builds blocks. The network mode (`simulator.network`) walks
+the same schedule in client processes' asyncio loops instead, sending the intents through
+`exchange.client` at their scheduled times (open loop) and feeding execution reports back (see
+docs/simulator.md).
 """
 
 from __future__ import annotations

@@ -90,6 +90,7 @@ def test_simulator_imports_the_exchange_and_below_and_its_libraries() -> None:
     allowed = set(sys.stdlib_module_names) | {
         "matching", "settlement", "ledger", "exchange", "simulator",
         "numpy", "pyarrow", "matplotlib", "rich",
+        "hdrh",  # the network mode's latency histograms (a dependency already: bench gateway)
     }  # fmt: skip
     for path in sources("simulator"):
         extra = imported_roots(path) - allowed
