@@ -58,7 +58,7 @@ from matching.events import (
 from matching.events import Event as MatchingEvent
 from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
-from settlement.engine import SettlementEngine
+from settlement.engine import SettlementEngine, TradeSettler
 from settlement.events import FeeScheduleSet
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
@@ -98,6 +98,7 @@ class Rules:
     security: Registry
     cash: Registry
     pays_now: bool  # GROSS: an order's own fills pay from available; only what rests locks
+    settle: TradeSettler  # settlement's `trade_settler(symbol)`: settles one trade
 
     def buy_need(self, price: int, quantity: int) -> int:
         """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
@@ -408,7 +409,7 @@ class Venue:
         """
         rules = self._rules[symbol]
         security = rules.security
-        settle = self.settlement.settle_trade_event
+        settle = rules.settle
         commission_bps = security.fees.commission_bps  # fixed for the whole command
         # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
         today = self._pending_today if security.mode is NET_NET else self._bought_today
@@ -419,7 +420,7 @@ class Venue:
         )
         out: list[Event] = []
         append = out.append
-        touched: dict[int, Side | None] = {}  # order id -> side, when the events tell it
+        touched: dict[int, Side | None] | None = None  # order id -> side, when told; rare
         for event in events:
             append(event)
             if type(event) is TradeExecuted:
@@ -440,25 +441,28 @@ class Venue:
                         sell_owner = None
                 else:  # an auction fill
                     debit = None
+                    if touched is None:
+                        touched = {}
                     touched[buy_id] = BUY
                 settled = settle(
-                    trade_id, symbol, price, quantity, buyer, seller, buy_owner, sell_owner, debit
+                    trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, debit
                 )
-                assert not isinstance(settled, RejectReason), (
+                assert type(settled) is not RejectReason, (
                     f"pre-funded trade {trade_id} failed to settle: {settled!r}"
                 )
-                append(settled)
+                append(settled)  # type: ignore[arg-type]  # (narrowed by the assert above)
                 if t_plus:
                     key = (buyer, symbol)
                     today[key] = today.get(key, 0) + quantity
             elif type(event) in CHANGES_AN_ORDER:
                 order_id = event.order_id  # type: ignore[union-attr]
-                if order_id != taker_id:
-                    touched.setdefault(order_id, None)
-                elif taker_locked:  # (an unlocked taker holds nothing to reconcile)
-                    touched.setdefault(order_id, taker_side)
-        for order_id, side in touched.items():
-            self._reconcile(order_id, symbol, side)
+                if order_id != taker_id or taker_locked:  # (an unlocked taker holds nothing)
+                    if touched is None:
+                        touched = {}
+                    touched.setdefault(order_id, taker_side if order_id == taker_id else None)
+        if touched is not None:
+            for order_id, side in touched.items():
+                self._reconcile(order_id, symbol, side)
         return out
 
     def _reconcile(self, order_id: int, symbol: str, side: Side | None) -> None:
@@ -562,6 +566,7 @@ class Venue:
             security=registry,
             cash=self.settlement.registry(registry.currency),
             pays_now=registry.mode is SettlementMode.GROSS,
+            settle=self.settlement.trade_settler(command.symbol),
         )
         events.append(
             InstrumentListed(
@@ -657,6 +662,7 @@ class Venue:
                 security=settlement.registry(symbol),
                 cash=settlement.registry(currency),
                 pays_now=settlement.registry(symbol).mode is SettlementMode.GROSS,
+                settle=settlement.trade_settler(symbol),
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
         venue._pending_today = {(a, s): q for a, s, q in snapshot["pending_today"]}
