@@ -7,7 +7,9 @@ funded and every trade settles as delivery-versus-payment:
   rounded up; a market buy at the upper price limit) and accepting a sell locks its shares,
   each lock owned by the order id.
 - A trade settles at once from the two locks (or clears into the cycle for net modes), each
-  fill taking exactly its share of both and returning the buyer's price improvement.
+  fill taking exactly its share of both and returning the buyer's price improvement. Under
+  GROSS the incoming order's funding is checked before it matches and locked after, for what
+  rests: its own fills pay from available, which leaves exactly the same state (see `_place`).
 - After anything else that changes an order (a cancel, an expiry, an amend, a self-trade
   reduction, an auction fill) the order's lock is reconciled to exactly what its open quantity
   still needs at its price: what is no longer needed goes back.
@@ -196,11 +198,14 @@ class Venue:
         # buy's lock amount inline (`Rules.buy_need`). Each call saved runs 134,000 times in
         # the venue benchmark's 200,000 commands.
         #
-        # The funding is checked before matching and locked after it, for what rests: the
-        # order's own fills pay from available (`_settle`, `taker_locked` False). Nothing but
-        # this command moves the account's assets in between, and each fill costs at most its
-        # share of the lock, so the state after the command is exactly that of locking first
-        # and settling from the lock; an order that trades at once never builds a lock.
+        # Under GROSS (`Rules.pays_now`) the funding is checked before matching and locked
+        # after it, for what rests: the order's own fills pay from available (`_settle`,
+        # `taker_locked` False). Nothing but this command moves the account's assets in
+        # between, and each fill costs at most its share of the lock (a trade's commission
+        # rounds down, its price is at most the limit), so the state after the command is
+        # exactly that of locking first and settling from the lock, and the rest can always be
+        # locked; an order that trades at once never builds a lock. The net modes lock first:
+        # their legs go into the cycle escrow from the locks.
         settlement = self.settlement
         account = command.account
         order_id = command.order_id
