@@ -354,6 +354,9 @@ class Venue:
             return [problem]
         price = order.price if command.price is None else command.price
         events = self.matching.amend_checked(command)
+        if len(events) == 1:  # amended, nothing traded: `_settle` would only reconcile it
+            self._reconcile(command.order_id, command.symbol, order.side)
+            return events  # type: ignore[return-value]
         return self._settle(command.symbol, events, price, command.order_id, order.side)
 
     def _amend_account_reason(
@@ -419,10 +422,6 @@ class Venue:
         # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
         today = self._pending_today if security.mode is NET_NET else self._bought_today
         t_plus = rules.t_plus
-        # Rules.buy_need per share at the taker's limit, fixed for the whole command.
-        taker_per_share = (
-            0 if taker_price is None else taker_price + -(-taker_price * commission_bps // BPS)
-        )
         out: list[Event] = []
         append = out.append
         touched: dict[int, Side | None] | None = None  # order id -> side, when told; rare
@@ -436,7 +435,10 @@ class Venue:
                 sell_owner: int | None = sell_id
                 if aggressor is BUY:
                     if taker_locked:
-                        debit: int | None = quantity * taker_per_share
+                        assert taker_price is not None
+                        # Rules.buy_need(taker_price, quantity), inlined.
+                        per_share = taker_price + -(-taker_price * commission_bps // BPS)
+                        debit: int | None = quantity * per_share
                     else:  # the taker pays from available
                         buy_owner = debit = None
                 elif aggressor is SELL:
