@@ -7,7 +7,9 @@ funded and every trade settles as delivery-versus-payment:
   rounded up; a market buy at the upper price limit) and accepting a sell locks its shares,
   each lock owned by the order id.
 - A trade settles at once from the two locks (or clears into the cycle for net modes), each
-  fill taking exactly its share of both and returning the buyer's price improvement.
+  fill taking exactly its share of both and returning the buyer's price improvement. Under
+  GROSS the incoming order's funding is checked before it matches and locked after, for what
+  rests: its own fills pay from available, which leaves exactly the same state (see `_place`).
 - After anything else that changes an order (a cancel, an expiry, an amend, a self-trade
   reduction, an auction fill) the order's lock is reconciled to exactly what its open quantity
   still needs at its price: what is no longer needed goes back.
@@ -56,9 +58,9 @@ from matching.events import (
     TradeExecuted,
 )
 from matching.events import Event as MatchingEvent
-from matching.types import CancelReason, Phase, Side
+from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
-from settlement.engine import SettlementEngine
+from settlement.engine import SettlementEngine, TradeSettler
 from settlement.events import FeeScheduleSet
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
@@ -67,6 +69,8 @@ from settlement.types import AssetKind, RejectReason, SettlementMode
 SNAPSHOT_VERSION = 1
 BUY = Side.BUY
 SELL = Side.SELL
+DAY = TimeInForce.DAY
+GTC = TimeInForce.GTC
 R = VenueRejectReason
 NET_NET = SettlementMode.NET_NET
 
@@ -95,6 +99,8 @@ class Rules:
     upper_limit: int  # a market buy is funded at this price
     security: Registry
     cash: Registry
+    pays_now: bool  # GROSS: an order's own fills pay from available; only what rests locks
+    settle: TradeSettler  # settlement's `trade_settler(symbol)`: settles one trade
 
     def buy_need(self, price: int, quantity: int) -> int:
         """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
@@ -125,6 +131,7 @@ class Venue:
         "_day_open",
         "_frozen_accounts",
         "_handlers",
+        "_orders",
         "_outcomes",
         "_pending_today",
         "_rules",
@@ -150,8 +157,10 @@ class Venue:
         self._route_settlement()
 
     def _route_settlement(self) -> None:
-        """Route settlement commands to `self.settlement`, and read its account tables."""
+        """Route settlement commands to `self.settlement`, and read its account tables and
+        matching's order index."""
         self._account_brokers, self._frozen_accounts = self.settlement.account_tables()
+        self._orders = self.matching.order_index()
         for cls in SETTLEMENT_COMMANDS:
             self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
         self._handlers[settlement_commands.SetFeeSchedule] = self._set_fees
@@ -188,53 +197,77 @@ class Venue:
         # for the account and the funding, the helpers only naming a refusal's reason, and a
         # buy's lock amount inline (`Rules.buy_need`). Each call saved runs 134,000 times in
         # the venue benchmark's 200,000 commands.
+        #
+        # Under GROSS (`Rules.pays_now`) the funding is checked before matching and locked
+        # after it, for what rests: the order's own fills pay from available (`_settle`,
+        # `taker_locked` False). Nothing but this command moves the account's assets in
+        # between, and each fill costs at most its share of the lock (a trade's commission
+        # rounds down, its price is at most the limit), so the state after the command is
+        # exactly that of locking first and settling from the lock, and the rest can always be
+        # locked; an order that trades at once never builds a lock. The net modes lock first:
+        # their legs go into the cycle escrow from the locks.
         settlement = self.settlement
         account = command.account
-        reason = R.DAY_NOT_OPEN if not self._day_open else None
-        if reason is None and (
-            self._account_brokers.get(account) != broker or account in self._frozen_accounts
+        order_id = command.order_id
+        if (
+            not self._day_open
+            or self._account_brokers.get(account) != broker
+            or account in self._frozen_accounts
         ):
-            reason = self._account_reason(broker, account)
-        if reason is not None:
-            return [_refused("place", broker, command.order_id, command.symbol, reason)]
+            reason = R.DAY_NOT_OPEN if not self._day_open else self._account_reason(broker, account)
+            assert reason is not None
+            return [_refused("place", broker, order_id, command.symbol, reason)]
         rejection = self.matching.place_reason(command)
         if rejection is not None:
-            return [
-                OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=rejection)
-            ]
+            return [OrderRejected(order_id=order_id, symbol=command.symbol, reason=rejection)]
         rules = self._rules[command.symbol]
         price = command.price
         if price is None:  # a market order; a market buy is funded at the upper limit
             price = rules.upper_limit
+        quantity = command.quantity
+        pays_now = rules.pays_now
         if command.side is BUY:
             bps = rules.security.fees.commission_bps
-            amount = command.quantity * (price + -(-price * bps // BPS))
-            refused = settlement.lock(rules.currency, account, amount, command.order_id)
+            amount = quantity * (price + -(-price * bps // BPS))
+            if pays_now:
+                refused = settlement.lock_reason(rules.currency, account, amount, order_id)
+            else:
+                refused = settlement.lock(rules.currency, account, amount, order_id)
             if refused is not None:
-                return [self._cash_unfunded(rules, account, command.order_id, amount, refused)]
+                return [self._cash_unfunded(rules, account, order_id, amount, refused)]
+            events = self.matching.place_checked(command)
+            if len(events) == 1:  # accepted and resting untouched: nothing to settle
+                if pays_now:
+                    settlement.lock_checked(rules.currency, account, amount, order_id)
+                return events  # type: ignore[return-value]
         else:
-            problem = self._fund_sell(broker, rules, command)
-            if problem is not None:
-                return [problem]
-        events = self.matching.place_checked(command)
-        if len(events) == 1:  # accepted and resting untouched: nothing to settle
-            return events  # type: ignore[return-value]
-        return self._settle(command.symbol, events, price, command.order_id, command.side)
-
-    def _fund_sell(self, broker: str, rules: Rules, command: PlaceOrder) -> Event | None:
-        """Lock a sell's shares, or the event refusing it: `_sellable` and the common path of
-        `_lock_shares` inlined."""
-        account, quantity = command.account, command.quantity
-        sellable = rules.security.available.get(account, 0)
-        if rules.t_plus:
-            sellable -= self._bought_today.get((account, rules.symbol), 0)
-        if quantity % rules.lot and quantity % rules.lot != sellable % rules.lot:
-            return _refused("place", broker, command.order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)
-        if quantity > sellable:
-            return self._lock_shares(rules, account, command.order_id, quantity, sellable)
-        reason = self.settlement.lock(rules.symbol, account, quantity, command.order_id)
-        assert reason is None, f"share lock {command.order_id}: {reason!r}"
-        return None
+            # `_sellable` inlined; a refusal is named by `_lock_shares`.
+            sellable = rules.security.available.get(account, 0)
+            if rules.t_plus:
+                sellable -= self._bought_today.get((account, rules.symbol), 0)
+            lot = rules.lot
+            if quantity % lot and quantity % lot != sellable % lot:
+                return [_refused("place", broker, order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)]
+            if quantity > sellable or not pays_now:
+                problem = self._lock_shares(rules, account, order_id, quantity, sellable)
+                if problem is not None:
+                    return [problem]
+            events = self.matching.place_checked(command)
+            if len(events) == 1:
+                if pays_now:
+                    refused = settlement.lock(rules.symbol, account, quantity, order_id)
+                    assert refused is None, f"share lock {order_id}: {refused!r}"
+                return events  # type: ignore[return-value]
+        if not pays_now:
+            return self._settle(command.symbol, events, price, order_id, command.side)
+        out = self._settle(command.symbol, events, price, order_id, command.side, False)
+        if command.price is not None and (command.tif is DAY or command.tif is GTC):
+            order = self._orders.get(order_id)
+            if order is not None:  # rests after trading: lock what it still needs
+                _, asset, need = rules.requirement(order)
+                refused = settlement.lock(asset, account, need, order_id)
+                assert refused is None, f"lock {order_id} of {need} {asset}: {refused!r}"
+        return out
 
     def _sellable(self, rules: Rules, account: str) -> int:
         available = rules.security.available.get(account, 0)
@@ -289,7 +322,7 @@ class Venue:
         return None
 
     def _cancel(self, broker: str, command: CancelOrder) -> list[Event]:
-        order = self.matching.resting_order(command.order_id)
+        order = self._orders.get(command.order_id)
         if (
             order is not None
             and order.symbol == command.symbol
@@ -304,7 +337,7 @@ class Venue:
         return events  # type: ignore[return-value]
 
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
-        order = self.matching.resting_order(command.order_id)
+        order = self._orders.get(command.order_id)
         reason = R.DAY_NOT_OPEN if not self._day_open else None
         if reason is None and order is not None and order.symbol == command.symbol:
             reason = self._amend_account_reason(broker, command, order)
@@ -321,6 +354,9 @@ class Venue:
             return [problem]
         price = order.price if command.price is None else command.price
         events = self.matching.amend_checked(command)
+        if len(events) == 1:  # amended, nothing traded: `_settle` would only reconcile it
+            self._reconcile(command.order_id, command.symbol, order.side)
+            return events  # type: ignore[return-value]
         return self._settle(command.symbol, events, price, command.order_id, order.side)
 
     def _amend_account_reason(
@@ -369,6 +405,7 @@ class Venue:
         taker_price: int | None = None,
         taker_id: int = 0,
         taker_side: Side | None = None,
+        taker_locked: bool = True,
     ) -> list[Event]:
         """Settle each trade right after it, then reconcile every order the events touched.
 
@@ -380,43 +417,59 @@ class Venue:
         """
         rules = self._rules[symbol]
         security = rules.security
-        settle = self.settlement.settle_trade_event
+        settle = rules.settle
         commission_bps = security.fees.commission_bps  # fixed for the whole command
         # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
         today = self._pending_today if security.mode is NET_NET else self._bought_today
         t_plus = rules.t_plus
         out: list[Event] = []
         append = out.append
-        touched: dict[int, Side | None] = {}  # order id -> side, when the events tell it
+        touched: dict[int, Side | None] | None = None  # order id -> side, when told; rare
         for event in events:
             append(event)
             if type(event) is TradeExecuted:
                 # Unpacked at once, the buy's debit computed inline and settled in one call
                 # that returns the event: this runs once per trade, the venue's hottest loop.
                 trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
-                if aggressor is None:
+                buy_owner: int | None = buy_id
+                sell_owner: int | None = sell_id
+                if aggressor is BUY:
+                    if taker_locked:
+                        assert taker_price is not None
+                        # Rules.buy_need(taker_price, quantity), inlined.
+                        per_share = taker_price + -(-taker_price * commission_bps // BPS)
+                        debit: int | None = quantity * per_share
+                    else:  # the taker pays from available
+                        buy_owner = debit = None
+                elif aggressor is SELL:
+                    # Rules.buy_need(price, quantity) of the resting buy, inlined.
+                    debit = quantity * (price + -(-price * commission_bps // BPS))
+                    if not taker_locked:  # the taker delivers from available
+                        sell_owner = None
+                else:  # an auction fill
                     debit = None
+                    if touched is None:
+                        touched = {}
                     touched[buy_id] = BUY
-                else:
-                    limit = taker_price if aggressor is BUY else price
-                    assert limit is not None
-                    # Rules.buy_need(limit, quantity), inlined.
-                    debit = quantity * (limit + -(-limit * commission_bps // BPS))
                 settled = settle(
-                    trade_id, symbol, price, quantity, buyer, seller, buy_id, sell_id, debit
+                    trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, debit
                 )
-                assert not isinstance(settled, RejectReason), (
+                assert type(settled) is not RejectReason, (
                     f"pre-funded trade {trade_id} failed to settle: {settled!r}"
                 )
-                append(settled)
+                append(settled)  # type: ignore[arg-type]  # (narrowed by the assert above)
                 if t_plus:
                     key = (buyer, symbol)
                     today[key] = today.get(key, 0) + quantity
             elif type(event) in CHANGES_AN_ORDER:
                 order_id = event.order_id  # type: ignore[union-attr]
-                touched.setdefault(order_id, taker_side if order_id == taker_id else None)
-        for order_id, side in touched.items():
-            self._reconcile(order_id, symbol, side)
+                if order_id != taker_id or taker_locked:  # (an unlocked taker holds nothing)
+                    if touched is None:
+                        touched = {}
+                    touched.setdefault(order_id, taker_side if order_id == taker_id else None)
+        if touched is not None:
+            for order_id, side in touched.items():
+                self._reconcile(order_id, symbol, side)
         return out
 
     def _reconcile(self, order_id: int, symbol: str, side: Side | None) -> None:
@@ -519,6 +572,8 @@ class Venue:
             upper_limit=self.matching.book(command.symbol).upper_limit,
             security=registry,
             cash=self.settlement.registry(registry.currency),
+            pays_now=registry.mode is SettlementMode.GROSS,
+            settle=self.settlement.trade_settler(command.symbol),
         )
         events.append(
             InstrumentListed(
@@ -613,6 +668,8 @@ class Venue:
                 upper_limit=upper_limit,
                 security=settlement.registry(symbol),
                 cash=settlement.registry(currency),
+                pays_now=settlement.registry(symbol).mode is SettlementMode.GROSS,
+                settle=settlement.trade_settler(symbol),
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
         venue._pending_today = {(a, s): q for a, s, q in snapshot["pending_today"]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,6 +284,11 @@ class MatchingEngine:
     def resting_order(self, order_id: int) -> Order | None:
         """The live order object itself, for the venue's hot path. Read it; never change it."""
         return self._index.get(order_id)
+
+    def order_index(self) -> Mapping[int, Order]:
+        """Every live order object by id, read-only: the venue's hot path looks orders up
+        there without a call to `resting_order`. The same mapping for this engine's life."""
+        return self._index
 
     def order(self, order_id: int) -> RestingOrder | None:
         order = self._index.get(order_id)

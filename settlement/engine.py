@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -82,6 +82,13 @@ _GROSS = SettlementMode.GROSS
 _CASH_NET = SettlementMode.CASH_NET
 _SECURITY = AssetKind.SECURITY
 _R = RejectReason
+_new_tuple = tuple.__new__
+
+# (trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, buy_lock_debit) -> event
+TradeSettler = Callable[
+    [int, int, int, str, str, int | None, int | None, int | None],
+    "TradeSettled | TradeCleared | RejectReason",
+]
 
 
 class SettlementEngine:
@@ -485,6 +492,44 @@ class SettlementEngine:
         locks[owner] = (account, amount if held is None else held[1] + amount, operator)
         return None
 
+    def lock_reason(self, asset: str, account: str, amount: int, owner: int) -> RejectReason | None:
+        """Why `lock` would refuse now (its reasons, in its order), or None; changes nothing.
+        With `lock_checked` it splits `lock` in two, as matching splits a place into
+        `place_reason` and `place_checked`: the venue asks this of a buy before matching it, and
+        locks only what rests once the order has traded (its fills pay from available). O(1)."""
+        registry = self._registries.get(asset)
+        if registry is None:
+            return _R.UNKNOWN_ASSET
+        if account not in self._brokers:
+            return _R.UNKNOWN_ACCOUNT
+        operator = self._operator
+        locks = registry.locks
+        held = locks.get(owner)
+        if (
+            amount <= 0
+            or amount > AMOUNT_MAX
+            or account in self._frozen
+            or (held is not None and (held[0] != account or held[2] != operator))
+            or registry.available.get(account, 0) < amount
+            or (held is None and len(locks) >= LOCKS_MAX)
+        ):
+            return self._lock_reason(registry, account, amount, owner, operator)
+        return None
+
+    def lock_checked(self, asset: str, account: str, amount: int, owner: int) -> None:
+        """`lock` that `lock_reason` has just accepted, nothing having changed since: the writes
+        alone. O(1)."""
+        registry = self._registries[asset]
+        available = registry.available
+        left = available[account] - amount
+        assert left >= 0 and amount > 0, f"lock {owner} of {amount} {asset} not checked"
+        available[account] = left
+        locked = registry.locked
+        locked[account] = locked.get(account, 0) + amount
+        locks = registry.locks
+        held = locks.get(owner)
+        locks[owner] = (account, amount if held is None else held[1] + amount, self._operator)
+
     def _lock_reason(
         self, registry: Registry, account: str, amount: int, owner: int, holder: str
     ) -> RejectReason | None:
@@ -641,89 +686,45 @@ class SettlementEngine:
         reason it was refused, having changed nothing). O(1).
 
         The venue settles every trade it matches through here. The common case, a GROSS trade
-        funded by both orders' locks that settles, is `settle_trade` inlined with the same
-        writes: it runs once per trade, and the calls to `Registry.leg_reason`, `move` and
-        `credit`, and computing the fees a second time for the event, cost about as much per
-        trade as matching one command. It only tests that every check passes; anything else
-        (another mode, a leg without a lock, any refusal) goes through `settle_trade`, which
-        tells the reason in its order and changes nothing."""
+        that settles, the resting order's leg from its lock and the incoming order's leg from
+        its lock or from available, is `settle_trade` inlined with the same writes: it runs once
+        per trade, and the calls to `Registry.leg_reason`, `move` and `credit`, and computing
+        the fees a second time for the event, cost about as much per trade as matching one
+        command. It only tests that every check passes; anything else (another mode, any
+        refusal) goes through `settle_trade`, which tells the reason in its order and changes
+        nothing. The venue calls it as `trade_settler(asset)`, made once per instrument."""
+        settle = self.trade_settler(asset)
+        return settle(
+            trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, buy_lock_debit
+        )
+
+    def trade_settler(self, asset: str) -> TradeSettler:
+        """`settle_trade_event` with `asset` bound, its registries looked up once: the venue
+        makes one per listed instrument and calls it once per trade. Registries, the account
+        table and the frozen set stay the same objects for this engine's life; the fee
+        schedule is read at each call. O(1)."""
+        slow_path = self._settle_trade_event_slow
+
+        def slow(
+            trade_id: int,
+            price: int,
+            quantity: int,
+            buyer: str,
+            seller: str,
+            buy_owner: int | None,
+            sell_owner: int | None,
+            buy_lock_debit: int | None,
+        ) -> TradeSettled | TradeCleared | RejectReason:
+            return slow_path(
+                trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
+                buy_lock_debit,
+            )  # fmt: skip
+
         security = self._registries.get(asset)
-        if (
-            security is None
-            or security.mode is not _GROSS
-            or security.kind is not _SECURITY
-            or buy_owner is None
-            or sell_owner is None
-            or buy_lock_debit is None
-            or trade_id <= self._trade_id_last
-            or price <= 0
-            or quantity <= 0
-        ):
-            return self._settle_trade_event_slow(
-                trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
-                buy_lock_debit,
-            )  # fmt: skip
-        notional = price * quantity
-        fees = security.fees
-        commission = notional * fees.commission_bps // BPS_DENOMINATOR
-        pays = notional + commission
-        share_locks = security.locks
-        shares = share_locks.get(sell_owner)
-        currency = security.currency
-        cash = self._registries[currency]
-        cash_locks = cash.locks
-        funds = cash_locks.get(buy_owner)
-        brokers = self._brokers
-        if (
-            notional > AMOUNT_MAX
-            or buyer not in brokers
-            or seller not in brokers
-            or buy_lock_debit < pays
-            or shares is None  # the seller's leg, then the buyer's: Registry.leg_reason
-            or shares[0] != seller
-            or shares[1] < quantity
-            or funds is None
-            or funds[0] != buyer
-            or funds[1] < buy_lock_debit
-        ):
-            return self._settle_trade_event_slow(
-                trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
-                buy_lock_debit,
-            )  # fmt: skip
-        stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
-        # Registry.move of the shares: lock -> buyer.
-        if shares[1] == quantity:
-            del share_locks[sell_owner]
-        else:
-            share_locks[sell_owner] = (seller, shares[1] - quantity, shares[2])
-        security.locked[seller] -= quantity
-        available = security.available
-        available[buyer] = available.get(buyer, 0) + quantity
-        # Registry.move of the cash: lock -> seller, less fees; the rest of the debit back.
-        if funds[1] == buy_lock_debit:
-            del cash_locks[buy_owner]
-        else:
-            cash_locks[buy_owner] = (buyer, funds[1] - buy_lock_debit, funds[2])
-        cash.locked[buyer] -= buy_lock_debit
-        available = cash.available
-        refund = buy_lock_debit - pays
-        if refund:
-            available[buyer] = available.get(buyer, 0) + refund
-        receives = notional - commission - stamp_duty
-        available[seller] = available.get(seller, 0) + receives
-        if commission:
-            account = fees.fee_account
-            available[account] = available.get(account, 0) + 2 * commission
-        if stamp_duty:
-            account = fees.tax_account
-            available[account] = available.get(account, 0) + stamp_duty
-        self._trade_id_last = trade_id
-        self._trade_count += 1
-        # Positional: a NamedTuple built by keyword costs twice as much, once per trade.
-        return TradeSettled(
-            trade_id, asset, currency, price, quantity, buyer, seller,
-            pays, receives, commission, stamp_duty,
-        )  # fmt: skip
+        if security is None or security.mode is not _GROSS or security.kind is not _SECURITY:
+            return slow
+        cash = self._registries[security.currency]
+        return _gross_settler(self, security, cash, self._brokers, self._frozen, slow)
 
     def _settle_trade_event_slow(
         self,
@@ -1012,6 +1013,114 @@ class SettlementEngine:
         assert len(self._outcomes) <= self._outcomes_max, f"{len(self._outcomes)} outcomes"
         forgotten = self._forgotten_id_max
         assert forgotten is None or all(i > forgotten for i in self._outcomes), "stale outcome"
+
+
+def _gross_settler(
+    engine: SettlementEngine,
+    security: Registry,
+    cash: Registry,
+    brokers: Mapping[str, str],
+    frozen: AbstractSet[str],
+    slow: TradeSettler,
+) -> TradeSettler:
+    """`SettlementEngine.trade_settler` of a GROSS security: `settle_trade` inlined, the
+    common case only (every check passing); anything else goes to `slow`."""
+    asset, currency = security.asset, security.currency
+    share_locks, share_locked, share_available = security.locks, security.locked, security.available
+    cash_locks, cash_locked, cash_available = cash.locks, cash.locked, cash.available
+
+    def settle(
+        trade_id: int,
+        price: int,
+        quantity: int,
+        buyer: str,
+        seller: str,
+        buy_owner: int | None,
+        sell_owner: int | None,
+        buy_lock_debit: int | None,
+    ) -> TradeSettled | TradeCleared | RejectReason:
+        notional = price * quantity
+        fees = security.fees
+        commission = notional * fees.commission_bps // BPS_DENOMINATOR
+        pays = notional + commission
+        debit = pays if buy_lock_debit is None else buy_lock_debit
+        # The checks of `settle_trade`: the seller's leg, then the buyer's (leg_reason).
+        shares = funds = None
+        if (
+            trade_id <= engine._trade_id_last
+            or price <= 0
+            or quantity <= 0
+            or notional > AMOUNT_MAX
+            or buyer not in brokers
+            or seller not in brokers
+            or debit < pays
+            or (
+                (seller in frozen or share_available.get(seller, 0) < quantity)
+                if sell_owner is None
+                else (
+                    (shares := share_locks.get(sell_owner)) is None
+                    or shares[0] != seller
+                    or shares[1] < quantity
+                )
+            )
+            or (
+                (debit != pays or buyer in frozen or cash_available.get(buyer, 0) < pays)
+                if buy_owner is None
+                else (
+                    (funds := cash_locks.get(buy_owner)) is None
+                    or funds[0] != buyer
+                    or funds[1] < debit
+                )
+            )
+        ):
+            return slow(
+                trade_id, price, quantity, buyer, seller, buy_owner, sell_owner,
+                buy_lock_debit,
+            )  # fmt: skip
+        stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
+        # Registry.move of the shares: the lock (or available) -> buyer.
+        available = share_available
+        if shares is None:
+            available[seller] -= quantity
+        else:
+            if shares[1] == quantity:
+                del share_locks[sell_owner]  # type: ignore[arg-type]
+            else:
+                share_locks[sell_owner] = (seller, shares[1] - quantity, shares[2])  # type: ignore[index]
+            share_locked[seller] -= quantity
+        available[buyer] = available.get(buyer, 0) + quantity
+        # Registry.move of the cash: the lock (or available) -> seller, less fees; the
+        # rest of the debit back.
+        available = cash_available
+        if funds is None:
+            available[buyer] -= pays
+        else:
+            if funds[1] == debit:
+                del cash_locks[buy_owner]  # type: ignore[arg-type]
+            else:
+                cash_locks[buy_owner] = (buyer, funds[1] - debit, funds[2])  # type: ignore[index]
+            cash_locked[buyer] -= debit
+            refund = debit - pays
+            if refund:
+                available[buyer] = available.get(buyer, 0) + refund
+        receives = notional - commission - stamp_duty
+        available[seller] = available.get(seller, 0) + receives
+        if commission:
+            account = fees.fee_account
+            available[account] = available.get(account, 0) + 2 * commission
+        if stamp_duty:
+            account = fees.tax_account
+            available[account] = available.get(account, 0) + stamp_duty
+        engine._trade_id_last = trade_id
+        engine._trade_count += 1
+        # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
+        # keyword a NamedTuple costs twice as much, once per trade.
+        return _new_tuple(TradeSettled, (
+            trade_id, asset, currency, price, quantity, buyer, seller,
+            pays, receives, commission, stamp_duty,
+        ))  # fmt: skip
+
+    return settle
 
 
 def _oblige_cash(
