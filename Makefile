@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/jinlian bench matching
 	$(BIN)/jinlian bench venue
 	$(BIN)/jinlian bench ledger
+	$(BIN)/jinlian bench gateway
 	$(BIN)/jinlian bench machine
 	$(BIN)/jinlian bench simulate
 
