@@ -7,6 +7,10 @@ are rebuilt, never stored). Each broker has one report log whose index is contig
 so a broker that reconnects asks for everything from the index it last saw. Pure: no clock,
 no IO; the same blocks give the same reports on every run.
 
+Order views are kept for the trading day: `begin_day` forgets the orders that are done (their
+reports stay in the logs) and frees their client order ids, so memory follows the open orders
+and one day's activity; an open gtc order keeps its client order id.
+
 Report kinds: `accepted`, `rejected`, `trade`, `cancelled`, `reduced` (open quantity taken
 off, the rest keeps its priority), `amended`, `expired`, `cancel_rejected`, `amend_rejected`.
 Every report carries the order's state after it: `status`, `open` (leaves), `filled`.
@@ -225,12 +229,14 @@ class Reports:
                 report = "cancel_rejected" if kind is CancelRejected else "amend_rejected"
                 self._command_rejected(out, height, sender, event, report, _reason(event.reason))
             elif kind is DayBegun:
-                self.client_ids = {
-                    key: order_id
-                    for key, order_id in self.client_ids.items()
-                    if order_id in self.orders and self.orders[order_id].status == "pending_new"
-                }
+                self._new_day()
         return out
+
+    def _new_day(self) -> None:
+        """Done orders are forgotten and their client order ids free again; open orders (gtc,
+        or sequenced but not yet in a block) keep theirs."""
+        self.orders = {i: order for i, order in self.orders.items() if order.is_open}
+        self.client_ids = {key: i for key, i in self.client_ids.items() if i in self.orders}
 
     def _placed(self, broker: str, place: PlaceOrder, client_order_id: str) -> None:
         """A place command in a block: known if the gateway reserved it, else (another feed,

@@ -305,3 +305,25 @@ def test_a_session_more_than_its_backlog_behind_is_closed_not_buffered() -> None
     assert len(session.outbox) == 3
     session.send({"n": 4})
     assert len(session.outbox) == 3
+
+
+async def test_a_new_day_forgets_done_orders_and_frees_client_order_ids(
+    venue: RunningVenue,
+) -> None:
+    await venue.open_market()
+    one = await venue.client("broker1")
+    two = await venue.client("broker2")
+    resting = await one.place(**order("gtc", "10001", "buy", 990, 100, tif="gtc"))
+    await one.place(**order("day", "10001", "buy", 995, 100))
+    await two.place(**order("hit", "20001", "sell", 995, 100))
+    operator = await venue.client("exchange", member=True)
+    await operator.admin({"type": "end_day", "day": 20261123})
+    await operator.admin({"type": "begin_day", "day": 20261124})
+    assert venue.gateway is not None
+    assert set(venue.gateway.reports.orders) == {resting["order_id"]}  # the open gtc order
+    await operator.admin({"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"})
+    again = await one.place(**order("day", "10001", "buy", 990, 100))
+    assert again["report"] == "accepted" and again["order_id"] != resting["order_id"]
+    assert (await one.order_status(client_order_id="gtc"))["order_id"] == resting["order_id"]
+    repeated = await one.place(**order("gtc", "10001", "buy", 990, 100))  # still open: its id
+    assert repeated["duplicate"] and repeated["order"]["order_id"] == resting["order_id"]
