@@ -55,9 +55,7 @@ from exchange.market_data import MarketData
 from exchange.venue_machine import VenueMachine
 from exchange.venue_types import BrokerCommand
 from exchange.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
-from exchange.wire_fast import events_bytes, parse_venue_command
 from ledger.block import Block, QuorumCertificate
-from ledger.canonical import canonical_bytes
 from ledger.genesis import Genesis, Member, Role
 from ledger.node import ExchangeNode
 from ledger.receipt import ReceiptError, build_receipt
@@ -113,14 +111,9 @@ class ObservedVenueMachine(VenueMachine):
         self.observe = observe
 
     def apply(self, command: Mapping[str, Any]) -> list[bytes]:
-        parsed = parse_venue_command(command)
-        if type(parsed) is WireError:
-            self.observe(command, None, [])
-            return [canonical_bytes(parsed.to_dict())]
-        events = self._venue_apply(parsed)
-        self._touch(parsed, events)
+        parsed, events, data = self.apply_parsed(command)
         self.observe(command, parsed, events)
-        return events_bytes(events)
+        return data
 
 
 @dataclass(slots=True)

@@ -42,12 +42,18 @@ class VenueMachine:
         """`apply`, also giving the venue's events as objects (none for a command that does not
         parse): for an in-process driver (the simulator) that reacts to each command's trades
         and cancels at once, without decoding the bytes again. Same effect on the state."""
+        _, events, data = self.apply_parsed(command)
+        return events, data
+
+    def apply_parsed(self, command: Mapping[str, Any]) -> tuple[Any, list[Event], list[bytes]]:
+        """`apply`, also giving the parsed command (None if it did not parse) and the events
+        as objects: what the exchange's gateway folds into execution reports."""
         parsed = parse_venue_command(command)
         if type(parsed) is wire.WireError:
-            return [], [canonical_bytes(parsed.to_dict())]
+            return None, [], [canonical_bytes(parsed.to_dict())]
         events = self._venue_apply(parsed)
         self._touch(parsed, events)
-        return events, events_bytes(events)
+        return parsed, events, events_bytes(events)
 
     def state_hash(self) -> bytes:
         return self.commitment.digest()
