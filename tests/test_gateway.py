@@ -235,7 +235,8 @@ async def test_cancel_on_disconnect_cancels_the_sessions_open_orders(venue: Runn
 async def test_rate_and_size_limits_answer_errors_and_the_session_stays_usable(
     tmp_path: Path,
 ) -> None:
-    venue = RunningVenue(tmp_path / "c", Limits(messages_per_s=20, message_bytes_max=2048))
+    limits = Limits(messages_per_s=20, message_bytes_max=2048, open_orders_per_account=2)
+    venue = RunningVenue(tmp_path / "c", limits)
     await venue.start()
     try:
         client = await venue.client("broker1")
@@ -250,6 +251,13 @@ async def test_rate_and_size_limits_answer_errors_and_the_session_stays_usable(
             await client.request("open_orders", account="x" * 4000)
         assert error.value.code == "message_too_large" and "2048" in str(error.value)
         assert (await client.request("open_orders"))["orders"] == []
+        await venue.open_market()
+        for n in range(2):
+            await client.place(**order(f"lim{n}", "10001", "buy", 990, 100))
+        with pytest.raises(RequestError) as error:
+            await client.place(**order("lim2", "10001", "buy", 990, 100))
+        assert (error.value.code, error.value.field) == ("too_many_open_orders", "account")
+        assert (await client.place(**order("lim3", "10002", "buy", 990, 100)))["status"] == "new"
     finally:
         await venue.stop()
 
