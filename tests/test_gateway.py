@@ -335,3 +335,50 @@ async def test_a_new_day_forgets_done_orders_and_frees_client_order_ids(
     assert (await one.order_status(client_order_id="gtc"))["order_id"] == resting["order_id"]
     repeated = await one.place(**order("gtc", "10001", "buy", 990, 100))  # still open: its id
     assert repeated["duplicate"] and repeated["order"]["order_id"] == resting["order_id"]
+
+
+async def next_market(client: Client, kind: str) -> dict[str, Any]:
+    while True:
+        message = await asyncio.wait_for(client.market.get(), 10)
+        if message["type"] == kind:
+            return message
+
+
+async def test_public_channels_show_the_auction_indicative_price_then_trades_and_bbo(
+    venue: RunningVenue,
+) -> None:
+    operator = await venue.client("exchange", member=True)
+    await operator.admin({"type": "begin_day", "day": 20261123})
+    await operator.admin({"type": "set_phase", "symbol": SYMBOL, "phase": "call_auction"})
+    watcher = await venue.client("broker2")
+    for channel in ("phase", "bbo", "trades"):
+        await watcher.subscribe(channel, SYMBOL)
+    first = await next_market(watcher, "phase")
+    assert (first["phase"], first["indicative_price"]) == ("call_auction", None)
+    one = await venue.client("broker1")
+    await one.place(**order("auc-b", "10001", "buy", 1010, 300))
+    await watcher.place(**order("auc-s", "20001", "sell", 1000, 200))
+    indicative = await next_market(watcher, "phase")
+    while indicative["indicative_volume"] == 0:
+        indicative = await next_market(watcher, "phase")
+    assert indicative["phase"] == "call_auction" and indicative["indicative_volume"] == 200
+    assert 1000 <= indicative["indicative_price"] <= 1010
+    await operator.admin({"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"})
+    latest: dict[str, dict[str, Any]] = {}  # one block's bbo, phase and trades, any order
+    while "trades" not in latest or latest.get("bbo", {}).get("bid_size") != 100:
+        message = await asyncio.wait_for(watcher.market.get(), 10)
+        latest[message["type"]] = message
+    trades = latest["trades"]["trades"]
+    assert [(t["quantity"], t["aggressor"]) for t in trades] == [(200, None)]
+    assert trades[0]["price"] == indicative["indicative_price"]
+    assert (latest["bbo"]["bid"], latest["bbo"]["ask"]) == (1010, None)
+    assert latest["phase"]["phase"] == "continuous"
+    await operator.admin({"type": "end_day", "day": 20261123})
+    expired = await one.next_report()
+    while expired["report"] != "expired":
+        expired = await one.next_report()
+    assert (expired["client_order_id"], expired["quantity"], expired["status"]) == (
+        "auc-b",
+        100,
+        "expired",
+    )
