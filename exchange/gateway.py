@@ -325,7 +325,7 @@ class Gateway:
 
     def _publish(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
-            key = (message["type"] if message["type"] != "book" else "book", message["symbol"])
+            key = (message["type"], message["symbol"])  # the channel is the message type
             data = None
             for session in self.sessions.values():
                 if key in session.subscriptions:
