@@ -52,11 +52,7 @@ def execute(machine: StateMachine, commands: Sequence[Mapping[str, Any]]) -> Exe
     apply = machine.apply
     for command in commands:
         events.extend(apply(command))
-    return Execution(
-        events=tuple(events),
-        events_root=root_of_leaf_hashes([leaf_hash(event) for event in events]),
-        state_hash=machine.state_hash(),
-    )
+    return executed(events, machine.state_hash())
 
 
 def re_execute(
@@ -89,24 +85,17 @@ def propose(
     `command_bytes`, when given, are the commands' canonical bytes (trusted), so that they
     are not encoded again. Raises `CanonicalError` for a command without a canonical form.
     O(commands + events)."""
-    if command_bytes is None:
-        encoded = [canonical_bytes(command) for command in commands]
-    else:
-        assert len(command_bytes) == len(commands), "one encoding per command"
-        encoded = list(command_bytes)
-    execution = execute(machine, commands)
-    header = BlockHeader(
-        height=height,
-        parent_hash=parent_hash,
-        time_ns=time_ns,
-        commands_root=root_of_leaf_hashes([leaf_hash(data) for data in encoded]),
-        command_count=len(commands),
-        events_root=execution.events_root,
-        event_count=execution.event_count,
-        state_hash=execution.state_hash,
-        proposer=proposer,
+    # encoded before executing: a command without a canonical form changes nothing
+    encoded = (
+        [canonical_bytes(command) for command in commands]
+        if command_bytes is None
+        else command_bytes
     )
-    return sign_block(key, header, commands, encoded), execution
+    execution = execute(machine, commands)
+    block = seal(key, proposer=proposer, height=height, parent_hash=parent_hash,
+                 time_ns=time_ns, commands=commands, execution=execution,
+                 command_bytes=encoded)  # fmt: skip
+    return block, execution
 
 
 def executed(events: Sequence[bytes], state_hash: bytes) -> Execution:
@@ -129,10 +118,16 @@ def seal(
     time_ns: int,
     commands: Sequence[Mapping[str, Any]],
     execution: Execution,
+    command_bytes: Sequence[bytes] | None = None,
 ) -> Block:
     """What `propose` does after executing: the signed block of `commands`, whose `execution`
-    the proposer computed as it applied them (see `executed`). O(commands)."""
-    encoded = [canonical_bytes(command) for command in commands]
+    the proposer computed as it applied them (see `executed`); `command_bytes` as for
+    `propose`. O(commands)."""
+    if command_bytes is None:
+        encoded: Sequence[bytes] = [canonical_bytes(command) for command in commands]
+    else:
+        assert len(command_bytes) == len(commands), "one encoding per command"
+        encoded = command_bytes
     header = BlockHeader(
         height=height,
         parent_hash=parent_hash,
