@@ -80,6 +80,9 @@ class Limits:
 
 
 DEFAULT_LIMITS: Final = Limits()
+BROKER_REQUESTS: Final = frozenset(
+    {"place", "cancel", "amend", "cancel_all", "order_status", "open_orders", "replay"}
+)  # a member session may not send these
 ADMIN_COMMANDS: Final[dict[Role, frozenset[str]]] = {
     Role.EXCHANGE: frozenset(
         {
@@ -373,7 +376,7 @@ class Gateway:
             del self.sessions[session.id]
             self.node.sockets.discard(ws)
             if session.cancel_on_disconnect:
-                self._cancel_orders(session, self._session_orders(session))
+                self._cancel_orders(self._session_orders(session))
             session.closing = session.closing or "closed"
             session.wake.set()
             with contextlib.suppress(asyncio.CancelledError):
@@ -421,6 +424,10 @@ class Gateway:
             self._fail(session, parsed.request, ApiError(
                 api.NOT_LOGGED_ON, f"{parsed.type} before logon: only logon and ping are "
                 "accepted until then", "type"))  # fmt: skip
+            return
+        if parsed.type in BROKER_REQUESTS and session.broker is None:
+            error = ApiError(api.NOT_ALLOWED, f"{parsed.type} needs a broker logon", "type")
+            self._error(session, parsed.request, error)
             return
         handler = self._handlers.get(parsed.type)
         assert handler is not None, parsed.type
@@ -493,11 +500,6 @@ class Gateway:
 
     # ---- requests ----
 
-    def _broker_only(self, session: Session) -> ApiError | None:
-        if session.broker is None:
-            return ApiError(api.NOT_ALLOWED, "order requests need a broker logon", "type")
-        return None
-
     def _submit(self, commands: list[dict[str, Any]]) -> ApiError | None:
         assert self.node is not None
         refused = self.node.submit(commands)
@@ -506,9 +508,6 @@ class Gateway:
         return ApiError(api.BUSY if refused.code == "busy" else api.DEGRADED, refused.message)
 
     def _place(self, session: Session, request: Request) -> ApiError | None:
-        error = self._broker_only(session)
-        if error is not None:
-            return error
         broker = session.broker
         assert broker is not None
         args = request.args
@@ -582,9 +581,6 @@ class Gateway:
         return self._change(session, request, "amend")
 
     def _change(self, session: Session, request: Request, kind: str) -> ApiError | None:
-        error = self._broker_only(session)
-        if error is not None:
-            return error
         order = self._own_order(session, request.args)
         if isinstance(order, ApiError):
             return order
@@ -616,17 +612,14 @@ class Gateway:
         ]
 
     def _cancel_all(self, session: Session, request: Request) -> ApiError | None:
-        error = self._broker_only(session)
-        if error is not None:
-            return error
         orders = self._matching(session, request.args)
-        error = self._cancel_orders(session, orders)
+        error = self._cancel_orders(orders)
         if error is None:
             session.send({"type": "cancel_all", "request": request.request,
                           "orders": [o.order_id for o in orders]})  # fmt: skip
         return error
 
-    def _cancel_orders(self, session: Session, orders: list[OrderView]) -> ApiError | None:
+    def _cancel_orders(self, orders: list[OrderView]) -> ApiError | None:
         commands = [{"type": "cancel", "broker": o.broker, "order_id": o.order_id,
                      "symbol": o.symbol} for o in orders]  # fmt: skip
         return self._submit(commands) if commands else None
@@ -636,9 +629,6 @@ class Gateway:
         return [orders[i] for i in session.placed if i in orders and orders[i].is_open]
 
     def _order_status(self, session: Session, request: Request) -> ApiError | None:
-        error = self._broker_only(session)
-        if error is not None:
-            return error
         order = self._own_order(session, request.args)
         if isinstance(order, ApiError):
             return order
@@ -646,17 +636,11 @@ class Gateway:
         return None
 
     def _open_orders(self, session: Session, request: Request) -> ApiError | None:
-        error = self._broker_only(session)
-        if error is not None:
-            return error
         orders = [order.to_dict() for order in self._matching(session, request.args)]
         session.send({"type": "open_orders", "request": request.request, "orders": orders})
         return None
 
     def _replay(self, session: Session, request: Request) -> ApiError | None:
-        error = self._broker_only(session)
-        if error is not None:
-            return error
         assert session.broker is not None
         report_log = self.reports.log(session.broker)
         start = request.args["from"]

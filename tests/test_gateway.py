@@ -120,6 +120,9 @@ async def test_a_broker_acts_only_on_its_own_accounts_and_orders(venue: RunningV
     with pytest.raises(RequestError) as error:
         await regulator.admin({"type": "begin_day", "day": 20261124})
     assert error.value.code == "not_allowed" and "freeze" in str(error.value)
+    with pytest.raises(RequestError) as error:
+        await regulator.place(**order("reg-1", "10001", "buy", 990, 100))
+    assert (error.value.code, error.value.field) == ("not_allowed", "type")
     frozen = await regulator.admin({"type": "freeze", "command_id": 900, "account": "20002"})
     assert frozen["events"][0]["type"] == "account_frozen", frozen
     refused = await two.place(**order("b2-2", "20002", "sell", 1000, 100))
