@@ -37,14 +37,7 @@ def main(arguments: argparse.Namespace) -> int:
     if mode == "network":
         return _network(arguments, scenario, out, console)
     total_s = scenario.duration_ns / 1e9
-    with Progress(
-        TextColumn(f"[bold]{scenario.name}[/] seed {arguments.seed}"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
+    with _progress(scenario.name, f"seed {arguments.seed}", console) as progress:
         task = progress.add_task("simulate", total=total_s)
         result = run_inprocess(
             scenario,
@@ -99,14 +92,7 @@ def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, conso
         return 2
     total_s = scenario.duration_ns / 1e9
     try:
-        with Progress(
-            TextColumn(f"[bold]{scenario.name}[/] seed {arguments.seed} (network)"),
-            BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
+        with _progress(scenario.name, f"seed {arguments.seed} (network)", console) as progress:
             task = progress.add_task("simulate", total=total_s)
             result = network.run_network(
                 scenario,
@@ -154,3 +140,15 @@ def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, conso
     print(f"wrote {out}: report.json, orders/trades/labels/agents.parquet, latency.hlog, "
           "latency_percentiles.txt, charts")  # fmt: skip
     return 0
+
+
+def _progress(name: str, detail: str, console: Console) -> Progress:
+    """The run's progress bar, in virtual seconds."""
+    return Progress(
+        TextColumn(f"[bold]{name}[/] {detail}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
