@@ -298,8 +298,9 @@ class Gateway:
             self.block_brokers[height] = touched
             if len(self.block_brokers) > BLOCKS_AWAITING_MAX:  # certificates lost for good
                 del self.block_brokers[min(self.block_brokers)]
+        messages = self.market.block(symbols, trades)  # kept current for later snapshots
         if self.sessions:
-            self._publish(self.market.block(symbols, trades))
+            self._publish(messages)
 
     def _answer(
         self, waiting: _Awaiting, height: int, events: list[Any], deliveries: list[Any]

@@ -385,3 +385,27 @@ async def test_public_channels_show_the_auction_indicative_price_then_trades_and
         100,
         "expired",
     )
+
+
+async def test_the_published_book_follows_blocks_stored_while_nobody_is_connected(
+    venue: RunningVenue,
+) -> None:
+    await venue.open_market()
+    for client in venue.clients:
+        await client.close()
+    venue.clients.clear()
+    assert venue.exchange is not None and venue.gateway is not None
+    height = venue.exchange.proposer.height
+    place = {"type": "place", "broker": "broker1", "order_id": 900, "symbol": SYMBOL,
+             "account": "10001", "side": "buy", "price": 995, "quantity": 300}  # fmt: skip
+    assert venue.exchange.submit([place]) is None
+    deadline = time.monotonic() + 10
+    while venue.exchange.proposer.height == height:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://{venue.address}/book/{SYMBOL}") as response,
+    ):
+        book = await response.json(loads=orjson.loads)
+    assert book["bids"] == [[995, 300]]
