@@ -29,7 +29,7 @@ from exchange.venue_types import (
     OrderRefused,
     OrderUnfunded,
 )
-from matching.commands import AmendOrder, CancelOrder, PlaceOrder
+from matching.commands import PlaceOrder
 from matching.events import (
     AmendRejected,
     CancelRejected,
@@ -150,19 +150,20 @@ class Reports:
     def open_of(self, broker: str) -> Iterator[OrderView]:
         return (o for o in self.orders.values() if o.broker == broker and o.is_open)
 
-    def reserve(self, broker: str, client_order_id: str, place: Mapping[str, Any]) -> OrderView:
-        """A new order the gateway is about to sequence: its order id, its client id taken."""
+    def reserve(self, broker: str, place: Mapping[str, Any]) -> OrderView:
+        """A new order the gateway is about to sequence (a parsed `place` request): its order
+        id, its client order id taken."""
         order = OrderView(
             order_id=self.next_order_id,
             broker=broker,
             account=place["account"],
             symbol=place["symbol"],
             side=place["side"],
-            kind=place.get("kind", "limit"),
+            kind=place["kind"],
             price=place.get("price"),
             quantity=place["quantity"],
-            tif=place.get("tif", "day" if place.get("kind", "limit") == "limit" else "ioc"),
-            client_order_id=client_order_id,
+            tif=place["tif"],
+            client_order_id=place["client_order_id"],
         )
         self.next_order_id += 1
         self._track(order)
@@ -349,14 +350,3 @@ class Reports:
         if extra:
             report.update(extra)
         out.append((order.broker, self.log(order.broker).append(report)))
-
-
-def command_orders(command: Any) -> tuple[str, int] | None:
-    """(broker, order id) an order command is about, for attributing its request."""
-    if type(command) is BrokerCommand and type(command.command) in (
-        PlaceOrder,
-        CancelOrder,
-        AmendOrder,
-    ):
-        return command.broker, command.command.order_id
-    return None

@@ -534,7 +534,7 @@ class Gateway:
                 f"account {account} has {limit} open orders (the limit)",
                 "account",
             )
-        order = self.reports.reserve(broker, client_order_id, args)
+        order = self.reports.reserve(broker, args)
         command = {"type": "place", "broker": broker, "order_id": order.order_id,
                    "symbol": symbol, "account": account, "side": args["side"],
                    "kind": args["kind"], "quantity": args["quantity"], "tif": args["tif"],
@@ -849,6 +849,8 @@ class Gateway:
              finality.percentile(0.99) or 0),
             ("jinlian_degraded", "gauge", "1 while refusing orders", int(proposer.degraded)),
             ("jinlian_sessions", "gauge", "open broker and member sessions", len(self.sessions)),
+            ("jinlian_reports_total", "counter", "execution reports sent",
+             self.counters["reports"]),
             ("jinlian_errors_total", "counter", "requests answered with an error",
              self.counters["errors"]),
             ("jinlian_logons_total", "counter", "successful logons", self.counters["logons"]),
