@@ -261,11 +261,6 @@ class Gateway:
             position += header.command_count
         assert position == len(executed), "replayed commands do not add up to the stored blocks"
 
-    async def stop(self) -> None:
-        for session in list(self.sessions.values()):
-            session.closing = session.closing or "the exchange is stopping"
-            session.wake.set()
-
     # ---- blocks ----
 
     def _stored(self, block: Block) -> None:
