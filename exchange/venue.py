@@ -60,11 +60,11 @@ from matching.events import (
 from matching.events import Event as MatchingEvent
 from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
-from settlement.engine import SettlementEngine, TradeSettler
+from settlement.engine import SettlementEngine, TakerFill, TradeSettler
 from settlement.events import FeeScheduleSet
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
-from settlement.types import AssetKind, RejectReason, SettlementMode
+from settlement.types import LOCKS_MAX, AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
 BUY = Side.BUY
@@ -101,6 +101,7 @@ class Rules:
     cash: Registry
     pays_now: bool  # GROSS: an order's own fills pay from available; only what rests locks
     settle: TradeSettler  # settlement's `trade_settler(symbol)`: settles one trade
+    fill: TakerFill | None  # GROSS: settlement's `taker_filler(symbol)`, for `_settle_taker`
 
     def buy_need(self, price: int, quantity: int) -> int:
         """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
@@ -230,7 +231,12 @@ class Venue:
             bps = rules.security.fees.commission_bps
             amount = quantity * (price + -(-price * bps // BPS))
             if pays_now:
-                refused = settlement.lock_reason(rules.currency, account, amount, order_id)
+                # Of `lock_reason`'s tests only these can fail here: the account is known
+                # and not frozen (above), and no lock has a new order's id (`check`).
+                cash = rules.cash
+                refused = None
+                if amount > cash.available.get(account, 0) or len(cash.locks) >= LOCKS_MAX:
+                    refused = settlement.lock_reason(rules.currency, account, amount, order_id)
             else:
                 refused = settlement.lock(rules.currency, account, amount, order_id)
             if refused is not None:
@@ -254,19 +260,17 @@ class Venue:
                     return [problem]
             events = self.matching.place_checked(command)
             if len(events) == 1:
-                if pays_now:
-                    refused = settlement.lock(rules.symbol, account, quantity, order_id)
-                    assert refused is None, f"share lock {order_id}: {refused!r}"
+                if pays_now:  # `quantity` <= `sellable`, checked above
+                    settlement.lock_checked(rules.symbol, account, quantity, order_id)
                 return events  # type: ignore[return-value]
         if not pays_now:
             return self._settle(command.symbol, events, price, order_id, command.side)
-        out = self._settle(command.symbol, events, price, order_id, command.side, False)
+        out = self._settle_taker(rules, events, order_id)
         if command.price is not None and (command.tif is DAY or command.tif is GTC):
             order = self._orders.get(order_id)
             if order is not None:  # rests after trading: lock what it still needs
                 _, asset, need = rules.requirement(order)
-                refused = settlement.lock(asset, account, need, order_id)
-                assert refused is None, f"lock {order_id} of {need} {asset}: {refused!r}"
+                settlement.lock_checked(asset, account, need, order_id)
         return out
 
     def _sellable(self, rules: Rules, account: str) -> int:
@@ -337,64 +341,61 @@ class Venue:
         return events  # type: ignore[return-value]
 
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
-        order = self._orders.get(command.order_id)
+        """Lock what the amended order needs beyond what it holds before matching amends it,
+        and give back what it no longer needs after. A frozen account may amend down, which
+        needs nothing more, but not up."""
+        order_id = command.order_id
+        order = self._orders.get(order_id)
         reason = R.DAY_NOT_OPEN if not self._day_open else None
         if reason is None and order is not None and order.symbol == command.symbol:
-            reason = self._amend_account_reason(broker, command, order)
+            if self._account_brokers.get(order.account) != broker:
+                reason = R.NOT_YOUR_ORDER
+            elif order.side is SELL and command.quantity not in (None, order.quantity):
+                reason = self._odd_lot_reason(order, command.quantity)
         if reason is not None:
-            return [_refused("amend", broker, command.order_id, command.symbol, reason)]
+            return [_refused("amend", broker, order_id, command.symbol, reason)]
         rejection = self.matching.amend_reason(command)
         if rejection is not None:
-            return [
-                AmendRejected(order_id=command.order_id, symbol=command.symbol, reason=rejection)
-            ]
+            return [AmendRejected(order_id=order_id, symbol=command.symbol, reason=rejection)]
         assert order is not None
-        problem = self._fund_amend(broker, order, command)
-        if problem is not None:
-            return [problem]
-        price = order.price if command.price is None else command.price
-        events = self.matching.amend_checked(command)
-        if len(events) == 1:  # amended, nothing traded: `_settle` would only reconcile it
-            self._reconcile(command.order_id, command.symbol, order.side)
-            return events  # type: ignore[return-value]
-        return self._settle(command.symbol, events, price, command.order_id, order.side)
-
-    def _amend_account_reason(
-        self, broker: str, command: AmendOrder, order: Order
-    ) -> VenueRejectReason | None:
-        if self.settlement.broker_of(order.account) != broker:
-            return R.NOT_YOUR_ORDER
-        quantity = command.quantity
-        if order.side is SELL and quantity is not None and quantity != order.quantity:
-            rules = self._rules[command.symbol]
-            holding = self._sellable(rules, order.account) + rules.held(
-                rules.security, order.order_id
-            )
-            if quantity % rules.lot and quantity % rules.lot != holding % rules.lot:
-                return R.ODD_LOT_NOT_WHOLE
-        return None
-
-    def _fund_amend(self, broker: str, order: Order, command: AmendOrder) -> Event | None:
-        """Lock what the amended order needs beyond what it holds (release comes after). A
-        frozen account may amend down, which needs nothing more, but not up."""
         rules = self._rules[command.symbol]
-        account, side = order.account, order.side
+        side = order.side
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
         if side is BUY:
-            need = rules.buy_need(price, quantity)
-            held = rules.held(rules.cash, command.order_id)
+            registry, need = rules.cash, rules.buy_need(price, quantity)
         else:
-            need = quantity
-            held = rules.held(rules.security, command.order_id)
-        if need <= held:
-            return None
-        if self.settlement.is_frozen(account):
-            return _refused("amend", broker, command.order_id, command.symbol, R.ACCOUNT_FROZEN)
-        if side is BUY:
-            return self._lock_cash(rules, account, command.order_id, need - held)
-        sellable = self._sellable(rules, account)
-        return self._lock_shares(rules, account, command.order_id, need - held, sellable)
+            registry, need = rules.security, quantity
+        held = rules.held(registry, order_id)
+        if need > held:
+            problem = self._fund_amend(broker, rules, order, need - held)
+            if problem is not None:
+                return [problem]
+        events = self.matching.amend_checked(command)
+        if len(events) == 1:  # amended, resting, nothing traded: it needs exactly `need`
+            if held > need:
+                released = self.settlement.release(registry.asset, order_id, held - need)
+                assert released is None, f"order {order_id}: {released!r}"
+            return events  # type: ignore[return-value]
+        return self._settle(command.symbol, events, price, order_id, side)
+
+    def _odd_lot_reason(self, order: Order, quantity: int) -> VenueRejectReason | None:
+        """An amended sell's new `quantity` must be whole lots unless it sells the holding's
+        odd lot (what it may sell now plus what the order holds)."""
+        rules = self._rules[order.symbol]
+        holding = self._sellable(rules, order.account) + rules.held(rules.security, order.order_id)
+        if quantity % rules.lot and quantity % rules.lot != holding % rules.lot:
+            return R.ODD_LOT_NOT_WHOLE
+        return None
+
+    def _fund_amend(self, broker: str, rules: Rules, order: Order, more: int) -> Event | None:
+        """Lock `more` for an amended order, or the event refusing the amend."""
+        if self.settlement.is_frozen(order.account):
+            return _refused("amend", broker, order.order_id, rules.symbol, R.ACCOUNT_FROZEN)
+        if order.side is BUY:
+            return self._lock_cash(rules, order.account, order.order_id, more)
+        sellable = self._sellable(rules, order.account)
+        return self._lock_shares(rules, order.account, order.order_id, more, sellable)
 
     # -- settlement of what matching did ---------------------------------------------------
 
@@ -405,9 +406,10 @@ class Venue:
         taker_price: int | None = None,
         taker_id: int = 0,
         taker_side: Side | None = None,
-        taker_locked: bool = True,
     ) -> list[Event]:
-        """Settle each trade right after it, then reconcile every order the events touched.
+        """Settle each trade right after it, every order's leg from its lock, then reconcile
+        every order the events touched. (A GROSS incoming order that paid from available
+        goes through `_settle_taker` instead.)
 
         A fill takes exactly its shares from the sell lock and exactly its linear share of the
         buy lock (`Rules.buy_need` at the buy's limit: the taker's `taker_price`, or a resting
@@ -418,42 +420,25 @@ class Venue:
         rules = self._rules[symbol]
         security = rules.security
         settle = rules.settle
-        commission_bps = security.fees.commission_bps  # fixed for the whole command
         # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
         today = self._pending_today if security.mode is NET_NET else self._bought_today
         t_plus = rules.t_plus
         out: list[Event] = []
         append = out.append
-        touched: dict[int, Side | None] | None = None  # order id -> side, when told; rare
+        touched: dict[int, Side | None] = {}  # order id -> side, when told
         for event in events:
             append(event)
             if type(event) is TradeExecuted:
-                # Unpacked at once, the buy's debit computed inline and settled in one call
-                # that returns the event: this runs once per trade, the venue's hottest loop.
                 trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
-                buy_owner: int | None = buy_id
-                sell_owner: int | None = sell_id
                 if aggressor is BUY:
-                    if taker_locked:
-                        assert taker_price is not None
-                        # Rules.buy_need(taker_price, quantity), inlined.
-                        per_share = taker_price + -(-taker_price * commission_bps // BPS)
-                        debit: int | None = quantity * per_share
-                    else:  # the taker pays from available
-                        buy_owner = debit = None
+                    assert taker_price is not None
+                    debit: int | None = rules.buy_need(taker_price, quantity)
                 elif aggressor is SELL:
-                    # Rules.buy_need(price, quantity) of the resting buy, inlined.
-                    debit = quantity * (price + -(-price * commission_bps // BPS))
-                    if not taker_locked:  # the taker delivers from available
-                        sell_owner = None
+                    debit = rules.buy_need(price, quantity)  # the resting buy's own price
                 else:  # an auction fill
                     debit = None
-                    if touched is None:
-                        touched = {}
                     touched[buy_id] = BUY
-                settled = settle(
-                    trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, debit
-                )
+                settled = settle(trade_id, price, quantity, buyer, seller, buy_id, sell_id, debit)
                 assert type(settled) is not RejectReason, (
                     f"pre-funded trade {trade_id} failed to settle: {settled!r}"
                 )
@@ -463,13 +448,47 @@ class Venue:
                     today[key] = today.get(key, 0) + quantity
             elif type(event) in CHANGES_AN_ORDER:
                 order_id = event.order_id  # type: ignore[union-attr]
-                if order_id != taker_id or taker_locked:  # (an unlocked taker holds nothing)
-                    if touched is None:
-                        touched = {}
-                    touched.setdefault(order_id, taker_side if order_id == taker_id else None)
+                touched.setdefault(order_id, taker_side if order_id == taker_id else None)
+        for order_id, side in touched.items():
+            self._reconcile(order_id, symbol, side)
+        return out
+
+    def _settle_taker(
+        self, rules: Rules, events: list[MatchingEvent], taker_id: int
+    ) -> list[Event]:
+        """`_settle` for a GROSS incoming order that pays or delivers from available (see
+        `_place`): each fill settles through settlement's `taker_filler`, the resting order's
+        leg from its lock. This loop runs once per trade, the venue's hottest: written for it,
+        with nothing to reconcile but a resting order that a self-trade rule reduced or
+        cancelled (the incoming order holds no lock yet)."""
+        fill = rules.fill
+        assert fill is not None, f"{rules.symbol} is not GROSS"
+        commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
+        symbol = rules.symbol
+        today = self._bought_today
+        t_plus = rules.t_plus
+        out: list[Event] = []
+        append = out.append
+        touched: list[int] | None = None
+        for event in events:
+            append(event)
+            if type(event) is TradeExecuted:
+                trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
+                if aggressor is BUY:
+                    append(fill(trade_id, price, quantity, buyer, seller, sell_id, 0))
+                else:  # the resting buy gives up `Rules.buy_need` at its own price, inlined
+                    debit = quantity * (price + -(-price * commission_bps // BPS))
+                    append(fill(trade_id, price, quantity, buyer, seller, buy_id, debit))
+                if t_plus:
+                    key = (buyer, symbol)
+                    today[key] = today.get(key, 0) + quantity
+            elif type(event) in CHANGES_AN_ORDER and event.order_id != taker_id:  # type: ignore[union-attr]
+                if touched is None:
+                    touched = []
+                touched.append(event.order_id)  # type: ignore[union-attr]
         if touched is not None:
-            for order_id, side in touched.items():
-                self._reconcile(order_id, symbol, side)
+            for order_id in dict.fromkeys(touched):
+                self._reconcile(order_id, symbol, None)
         return out
 
     def _reconcile(self, order_id: int, symbol: str, side: Side | None) -> None:
@@ -574,6 +593,7 @@ class Venue:
             cash=self.settlement.registry(registry.currency),
             pays_now=registry.mode is SettlementMode.GROSS,
             settle=self.settlement.trade_settler(command.symbol),
+            fill=_filler(self.settlement, command.symbol),
         )
         events.append(
             InstrumentListed(
@@ -670,6 +690,7 @@ class Venue:
                 cash=settlement.registry(currency),
                 pays_now=settlement.registry(symbol).mode is SettlementMode.GROSS,
                 settle=settlement.trade_settler(symbol),
+                fill=_filler(settlement, symbol),
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
         venue._pending_today = {(a, s): q for a, s, q in snapshot["pending_today"]}
@@ -705,3 +726,9 @@ def _refused(
     return OrderRefused(
         command=command, broker=broker, order_id=order_id, symbol=symbol, reason=reason
     )
+
+
+def _filler(settlement: SettlementEngine, symbol: str) -> TakerFill | None:
+    if settlement.registry(symbol).mode is SettlementMode.GROSS:
+        return settlement.taker_filler(symbol)
+    return None

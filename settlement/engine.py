@@ -84,6 +84,8 @@ _SECURITY = AssetKind.SECURITY
 _R = RejectReason
 _new_tuple = tuple.__new__
 
+# (trade_id, price, quantity, buyer, seller, maker, maker_debit) -> event; see `taker_filler`
+TakerFill = Callable[[int, int, int, str, str, int, int], TradeSettled]
 # (trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, buy_lock_debit) -> event
 TradeSettler = Callable[
     [int, int, int, str, str, int | None, int | None, int | None],
@@ -520,15 +522,18 @@ class SettlementEngine:
         """`lock` that `lock_reason` has just accepted, nothing having changed since: the writes
         alone. O(1)."""
         registry = self._registries[asset]
-        available = registry.available
+        available, locks = registry.available, registry.locks
         left = available[account] - amount
+        held = locks.get(owner)
+        operator = self._operator
         assert left >= 0 and amount > 0, f"lock {owner} of {amount} {asset} not checked"
+        assert (
+            len(locks) < LOCKS_MAX if held is None else held[0] == account and held[2] == operator
+        ), f"lock {owner} of {amount} {asset} for {account!r}: {held}"
         available[account] = left
         locked = registry.locked
         locked[account] = locked.get(account, 0) + amount
-        locks = registry.locks
-        held = locks.get(owner)
-        locks[owner] = (account, amount if held is None else held[1] + amount, self._operator)
+        locks[owner] = (account, amount if held is None else held[1] + amount, operator)
 
     def _lock_reason(
         self, registry: Registry, account: str, amount: int, owner: int, holder: str
@@ -683,61 +688,7 @@ class SettlementEngine:
         buy_lock_debit: int | None = None,
     ) -> TradeSettled | TradeCleared | RejectReason:
         """`settle_trade`, returning the event a `SettleTrade` command would emit for it (or the
-        reason it was refused, having changed nothing). O(1).
-
-        The venue settles every trade it matches through here. The common case, a GROSS trade
-        that settles, the resting order's leg from its lock and the incoming order's leg from
-        its lock or from available, is `settle_trade` inlined with the same writes: it runs once
-        per trade, and the calls to `Registry.leg_reason`, `move` and `credit`, and computing
-        the fees a second time for the event, cost about as much per trade as matching one
-        command. It only tests that every check passes; anything else (another mode, any
-        refusal) goes through `settle_trade`, which tells the reason in its order and changes
-        nothing. The venue calls it as `trade_settler(asset)`, made once per instrument."""
-        settle = self.trade_settler(asset)
-        return settle(
-            trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, buy_lock_debit
-        )
-
-    def trade_settler(self, asset: str) -> TradeSettler:
-        """`settle_trade_event` with `asset` bound, its registries looked up once: the venue
-        makes one per listed instrument and calls it once per trade. Registries, the account
-        table and the frozen set stay the same objects for this engine's life; the fee
-        schedule is read at each call. O(1)."""
-        slow_path = self._settle_trade_event_slow
-
-        def slow(
-            trade_id: int,
-            price: int,
-            quantity: int,
-            buyer: str,
-            seller: str,
-            buy_owner: int | None,
-            sell_owner: int | None,
-            buy_lock_debit: int | None,
-        ) -> TradeSettled | TradeCleared | RejectReason:
-            return slow_path(
-                trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
-                buy_lock_debit,
-            )  # fmt: skip
-
-        security = self._registries.get(asset)
-        if security is None or security.mode is not _GROSS or security.kind is not _SECURITY:
-            return slow
-        cash = self._registries[security.currency]
-        return _gross_settler(self, security, cash, self._brokers, self._frozen, slow)
-
-    def _settle_trade_event_slow(
-        self,
-        trade_id: int,
-        asset: str,
-        price: int,
-        quantity: int,
-        buyer: str,
-        seller: str,
-        buy_owner: int | None,
-        sell_owner: int | None,
-        buy_lock_debit: int | None,
-    ) -> TradeSettled | TradeCleared | RejectReason:
+        reason it was refused, having changed nothing). O(1)."""
         reason = self.settle_trade(
             trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner, buy_lock_debit
         )
@@ -773,6 +724,45 @@ class SettlementEngine:
             commission=amounts.commission,
             stamp_duty=amounts.stamp_duty,
         )
+
+    def trade_settler(self, asset: str) -> TradeSettler:
+        """`settle_trade_event` with `asset` bound: the venue makes one per listed instrument
+        and settles through it every trade that `taker_filler` does not. O(1)."""
+        settle_trade_event = self.settle_trade_event
+
+        def settle(
+            trade_id: int,
+            price: int,
+            quantity: int,
+            buyer: str,
+            seller: str,
+            buy_owner: int | None,
+            sell_owner: int | None,
+            buy_lock_debit: int | None,
+        ) -> TradeSettled | TradeCleared | RejectReason:
+            return settle_trade_event(
+                trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
+                buy_lock_debit,
+            )  # fmt: skip
+
+        return settle
+
+    def taker_filler(self, asset: str) -> TakerFill:
+        """DvP of one continuous trade of a GROSS security between a resting order, whose leg
+        comes from its lock `maker`, and an incoming order, whose leg comes from available:
+        `settle_trade`'s writes, returning its `TradeSettled`. `maker_debit` 0: the resting
+        order sells. Otherwise the resting order buys and its lock gives up `maker_debit`, at
+        least what the buyer pays; the rest goes back to the buyer's available.
+
+        The venue settles every fill of an incoming order through here. It funds both legs
+        before matching (a resting order's lock is exact, `Venue.check`; the incoming order's
+        available was checked against its limit), so nothing here tells a reason: a trade that
+        `settle_trade` would refuse is a programmer error, and assertions stop it before any
+        write, both legs or neither. Registries stay the same objects for this engine's life;
+        the fee schedule is read at each call. O(1)."""
+        security = self._registries[asset]
+        assert security.mode is _GROSS and security.kind is _SECURITY, f"{asset} is not GROSS"
+        return _taker_filler(self, security, self._registries[security.currency])
 
     def _clear(
         self,
@@ -1015,102 +1005,67 @@ class SettlementEngine:
         assert forgotten is None or all(i > forgotten for i in self._outcomes), "stale outcome"
 
 
-def _gross_settler(
-    engine: SettlementEngine,
-    security: Registry,
-    cash: Registry,
-    brokers: Mapping[str, str],
-    frozen: AbstractSet[str],
-    slow: TradeSettler,
-) -> TradeSettler:
-    """`SettlementEngine.trade_settler` of a GROSS security: `settle_trade` inlined, the
-    common case only (every check passing); anything else goes to `slow`."""
+def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:
+    """`SettlementEngine.taker_filler` of a GROSS security: `settle_trade`'s writes for the
+    two shapes of a continuous trade, `Registry.move` and the fee credits inlined, its checks
+    asserted before any write."""
     asset, currency = security.asset, security.currency
     share_locks, share_locked, share_available = security.locks, security.locked, security.available
     cash_locks, cash_locked, cash_available = cash.locks, cash.locked, cash.available
 
-    def settle(
+    def fill(
         trade_id: int,
         price: int,
         quantity: int,
         buyer: str,
         seller: str,
-        buy_owner: int | None,
-        sell_owner: int | None,
-        buy_lock_debit: int | None,
-    ) -> TradeSettled | TradeCleared | RejectReason:
-        notional = price * quantity
+        maker: int,
+        maker_debit: int,
+    ) -> TradeSettled:
+        assert trade_id > engine._trade_id_last, f"trade {trade_id} settled before"
+        assert price > 0 and quantity > 0, f"trade {trade_id}: {price=} {quantity=}"
         fees = security.fees
+        notional = price * quantity
         commission = notional * fees.commission_bps // BPS_DENOMINATOR
-        pays = notional + commission
-        debit = pays if buy_lock_debit is None else buy_lock_debit
-        # The checks of `settle_trade`: the seller's leg, then the buyer's (leg_reason).
-        shares = funds = None
-        if (
-            trade_id <= engine._trade_id_last
-            or price <= 0
-            or quantity <= 0
-            or notional > AMOUNT_MAX
-            or buyer not in brokers
-            or seller not in brokers
-            or debit < pays
-            or (
-                (seller in frozen or share_available.get(seller, 0) < quantity)
-                if sell_owner is None
-                else (
-                    (shares := share_locks.get(sell_owner)) is None
-                    or shares[0] != seller
-                    or shares[1] < quantity
-                )
-            )
-            or (
-                (debit != pays or buyer in frozen or cash_available.get(buyer, 0) < pays)
-                if buy_owner is None
-                else (
-                    (funds := cash_locks.get(buy_owner)) is None
-                    or funds[0] != buyer
-                    or funds[1] < debit
-                )
-            )
-        ):
-            return slow(
-                trade_id, price, quantity, buyer, seller, buy_owner, sell_owner,
-                buy_lock_debit,
-            )  # fmt: skip
         stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
-        # Registry.move of the shares: the lock (or available) -> buyer.
-        available = share_available
-        if shares is None:
-            available[seller] -= quantity
-        else:
-            if shares[1] == quantity:
-                del share_locks[sell_owner]  # type: ignore[arg-type]
+        pays = notional + commission
+        if maker_debit:  # the resting buy pays from its lock, the incoming sell delivers
+            row = cash_locks.get(maker)
+            shares_left = share_available.get(seller, 0) - quantity
+            assert (
+                row is not None and row[0] == buyer and pays <= maker_debit <= row[1]
+            ) and shares_left >= 0, f"trade {trade_id}: lock {maker} {row}, {shares_left=}"
+            share_available[seller] = shares_left
+            left = row[1] - maker_debit
+            if left:
+                cash_locks[maker] = (buyer, left, row[2])
             else:
-                share_locks[sell_owner] = (seller, shares[1] - quantity, shares[2])  # type: ignore[index]
+                del cash_locks[maker]
+            cash_locked[buyer] -= maker_debit
+            if maker_debit != pays:  # the buyer's price improvement goes back
+                cash_available[buyer] += maker_debit - pays
+        else:  # the resting sell delivers from its lock, the incoming buy pays
+            row = share_locks.get(maker)
+            cash_left = cash_available.get(buyer, 0) - pays
+            assert (
+                row is not None and row[0] == seller and quantity <= row[1]
+            ) and cash_left >= 0, f"trade {trade_id}: lock {maker} {row}, {cash_left=}"
+            left = row[1] - quantity
+            if left:
+                share_locks[maker] = (seller, left, row[2])
+            else:
+                del share_locks[maker]
             share_locked[seller] -= quantity
-        available[buyer] = available.get(buyer, 0) + quantity
-        # Registry.move of the cash: the lock (or available) -> seller, less fees; the
-        # rest of the debit back.
-        available = cash_available
-        if funds is None:
-            available[buyer] -= pays
-        else:
-            if funds[1] == debit:
-                del cash_locks[buy_owner]  # type: ignore[arg-type]
-            else:
-                cash_locks[buy_owner] = (buyer, funds[1] - debit, funds[2])  # type: ignore[index]
-            cash_locked[buyer] -= debit
-            refund = debit - pays
-            if refund:
-                available[buyer] = available.get(buyer, 0) + refund
+            cash_available[buyer] = cash_left
+        share_available[buyer] = share_available.get(buyer, 0) + quantity
         receives = notional - commission - stamp_duty
-        available[seller] = available.get(seller, 0) + receives
+        cash_available[seller] = cash_available.get(seller, 0) + receives
         if commission:
             account = fees.fee_account
-            available[account] = available.get(account, 0) + 2 * commission
+            cash_available[account] = cash_available.get(account, 0) + 2 * commission
         if stamp_duty:
             account = fees.tax_account
-            available[account] = available.get(account, 0) + stamp_duty
+            cash_available[account] = cash_available.get(account, 0) + stamp_duty
         engine._trade_id_last = trade_id
         engine._trade_count += 1
         # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
@@ -1120,7 +1075,7 @@ def _gross_settler(
             pays, receives, commission, stamp_duty,
         ))  # fmt: skip
 
-    return settle
+    return fill
 
 
 def _oblige_cash(

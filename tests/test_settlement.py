@@ -613,12 +613,8 @@ _TRADE = st.fixed_dictionaries(
 )
 
 
-@given(draws=st.lists(_TRADE, max_size=8), fees=st.booleans())
-def test_settle_trade_event_is_settle_trade_with_its_event(
-    draws: list[dict[str, Any]], fees: bool
-) -> None:
-    """The venue's entry (with its inlined GROSS fast path) does exactly what `settle_trade`
-    does, reasons and state alike, and returns the event a `SettleTrade` would emit."""
+def _trade_worlds(fees: bool) -> tuple[SettlementEngine, SettlementEngine]:
+    """Two engines in the same state: accounts A, B, C funded and holding locks 1 to 4."""
     worlds = World(), World()
     for world in worlds:
         if fees:
@@ -633,29 +629,87 @@ def test_settle_trade_event_is_settle_trade_with_its_event(
         for asset in (GROSS_STOCK, CASH_NET_STOCK, NET_NET_BOND):
             assert engine.lock(asset, "C", 500, owner=2) is None
             assert engine.lock(asset, "B", 200, owner=3) is None
-    fast, slow = (world.engine for world in worlds)
+    return worlds[0].engine, worlds[1].engine
+
+
+def _drawn_trade(engine: SettlementEngine, draw: dict[str, Any]) -> dict[str, Any]:
+    (buyer, buy_owner), (seller, sell_owner) = draw["buy"], draw["sell"]
+    trade = {
+        "trade_id": engine.last_trade_id + draw["trade_id"],
+        "asset": draw["asset"],
+        "price": draw["price"],
+        "quantity": draw["quantity"],
+        "buyer": buyer,
+        "seller": seller,
+        "buy_owner": buy_owner,
+        "sell_owner": sell_owner,
+        "buy_lock_debit": None,
+    }
+    if draw["debit"] is not None and draw["asset"] != "NO":
+        notional = draw["price"] * draw["quantity"]
+        bps = engine.fee_schedule(draw["asset"]).commission_bps
+        trade["buy_lock_debit"] = notional + notional * bps // 10_000 + draw["debit"]
+    return trade
+
+
+@given(draws=st.lists(_TRADE, max_size=8), fees=st.booleans())
+def test_settle_trade_event_is_settle_trade_with_its_event(
+    draws: list[dict[str, Any]], fees: bool
+) -> None:
+    """The venue's entry does exactly what `settle_trade` does, reasons and state alike, and
+    returns the event a `SettleTrade` would emit."""
+    fast, slow = _trade_worlds(fees)
     for draw in draws:
-        (buyer, buy_owner), (seller, sell_owner) = draw["buy"], draw["sell"]
-        trade = {
-            "trade_id": slow.last_trade_id + draw["trade_id"],
-            "asset": draw["asset"],
-            "price": draw["price"],
-            "quantity": draw["quantity"],
-            "buyer": buyer,
-            "seller": seller,
-            "buy_owner": buy_owner,
-            "sell_owner": sell_owner,
-            "buy_lock_debit": None,
-        }
-        if draw["debit"] is not None and draw["asset"] != "NO":
-            notional = draw["price"] * draw["quantity"]
-            bps = fast.fee_schedule(draw["asset"]).commission_bps
-            trade["buy_lock_debit"] = notional + notional * bps // 10_000 + draw["debit"]
+        trade = _drawn_trade(slow, draw)
         reason = slow.settle_trade(**trade)
         assert fast.settle_trade_event(**trade) == _trade_event_by_hand(slow, reason, **trade)
         assert fast.snapshot() == slow.snapshot()
         assert (fast.last_trade_id, fast.trade_count) == (slow.last_trade_id, slow.trade_count)
         fast.check()
+
+
+@given(draws=st.lists(_TRADE, max_size=8), taker_buys=st.lists(st.booleans()), fees=st.booleans())
+def test_a_taker_fill_settles_as_settle_trade_and_any_other_stops_before_a_write(
+    draws: list[dict[str, Any]], taker_buys: list[bool], fees: bool
+) -> None:
+    """`taker_filler` (the venue's GROSS path for an incoming order's fills, which asserts
+    what it does not check) does what `settle_trade` does to a trade that `settle_trade`
+    accepts, with its event; a trade that `settle_trade` refuses fails an assertion and
+    changes nothing, neither leg."""
+    fast, slow = _trade_worlds(fees)
+    fill = fast.taker_filler(GROSS_STOCK)
+    for number, draw in enumerate(draws):
+        trade = _drawn_trade(slow, draw | {"asset": GROSS_STOCK})
+        if taker_buys[number] if number < len(taker_buys) else True:
+            # The resting sell's lock (or none: refused), the incoming buy from available.
+            maker, maker_debit = trade["sell_owner"], 0
+            trade |= {"buy_owner": None, "buy_lock_debit": None}
+        else:
+            maker = trade["buy_owner"]
+            notional = trade["price"] * trade["quantity"]
+            bps = slow.fee_schedule(GROSS_STOCK).commission_bps
+            maker_debit = trade["buy_lock_debit"] or notional + notional * bps // 10_000
+            trade |= {"sell_owner": None, "buy_lock_debit": maker_debit}
+        if maker is None:  # both legs from available: not a fill between two orders
+            continue
+        reason = slow.settle_trade(**trade)
+        trade_id, price, quantity = trade["trade_id"], trade["price"], trade["quantity"]
+        buyer, seller = trade["buyer"], trade["seller"]
+        if reason is None:
+            event = fill(trade_id, price, quantity, buyer, seller, maker, maker_debit)
+            assert event == _trade_event_by_hand(slow, None, **trade)
+        else:
+            with pytest.raises(AssertionError):
+                fill(trade_id, price, quantity, buyer, seller, maker, maker_debit)
+        assert fast.snapshot() == slow.snapshot()
+        assert (fast.last_trade_id, fast.trade_count) == (slow.last_trade_id, slow.trade_count)
+        fast.check()
+
+
+def test_only_a_gross_security_has_a_taker_filler(world: World) -> None:
+    for asset in (CASH_NET_STOCK, NET_NET_BOND, "CNY"):
+        with pytest.raises(AssertionError, match="not GROSS"):
+            world.engine.taker_filler(asset)
 
 
 # --------------------------------------------------------------------------- net modes
