@@ -60,7 +60,7 @@ from matching.events import (
 from matching.events import Event as MatchingEvent
 from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
-from settlement.engine import SettlementEngine, TakerFill, TradeSettler
+from settlement.engine import SettlementEngine, TakerFill
 from settlement.events import FeeScheduleSet
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
@@ -100,7 +100,6 @@ class Rules:
     security: Registry
     cash: Registry
     pays_now: bool  # GROSS: an order's own fills pay from available; only what rests locks
-    settle: TradeSettler  # settlement's `trade_settler(symbol)`: settles one trade
     fill: TakerFill | None  # GROSS: settlement's `taker_filler(symbol)`, for `_settle_taker`
 
     def buy_need(self, price: int, quantity: int) -> int:
@@ -419,7 +418,7 @@ class Venue:
         """
         rules = self._rules[symbol]
         security = rules.security
-        settle = rules.settle
+        settle = self.settlement.settle_trade_event
         # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
         today = self._pending_today if security.mode is NET_NET else self._bought_today
         t_plus = rules.t_plus
@@ -438,7 +437,9 @@ class Venue:
                 else:  # an auction fill
                     debit = None
                     touched[buy_id] = BUY
-                settled = settle(trade_id, price, quantity, buyer, seller, buy_id, sell_id, debit)
+                settled = settle(
+                    trade_id, symbol, price, quantity, buyer, seller, buy_id, sell_id, debit
+                )
                 assert type(settled) is not RejectReason, (
                     f"pre-funded trade {trade_id} failed to settle: {settled!r}"
                 )
@@ -592,7 +593,6 @@ class Venue:
             security=registry,
             cash=self.settlement.registry(registry.currency),
             pays_now=registry.mode is SettlementMode.GROSS,
-            settle=self.settlement.trade_settler(command.symbol),
             fill=_filler(self.settlement, command.symbol),
         )
         events.append(
@@ -689,7 +689,6 @@ class Venue:
                 security=settlement.registry(symbol),
                 cash=settlement.registry(currency),
                 pays_now=settlement.registry(symbol).mode is SettlementMode.GROSS,
-                settle=settlement.trade_settler(symbol),
                 fill=_filler(settlement, symbol),
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}

@@ -86,11 +86,6 @@ _new_tuple = tuple.__new__
 
 # (trade_id, price, quantity, buyer, seller, maker, maker_debit) -> event; see `taker_filler`
 TakerFill = Callable[[int, int, int, str, str, int, int], TradeSettled]
-# (trade_id, price, quantity, buyer, seller, buy_owner, sell_owner, buy_lock_debit) -> event
-TradeSettler = Callable[
-    [int, int, int, str, str, int | None, int | None, int | None],
-    "TradeSettled | TradeCleared | RejectReason",
-]
 
 
 class SettlementEngine:
@@ -724,28 +719,6 @@ class SettlementEngine:
             commission=amounts.commission,
             stamp_duty=amounts.stamp_duty,
         )
-
-    def trade_settler(self, asset: str) -> TradeSettler:
-        """`settle_trade_event` with `asset` bound: the venue makes one per listed instrument
-        and settles through it every trade that `taker_filler` does not. O(1)."""
-        settle_trade_event = self.settle_trade_event
-
-        def settle(
-            trade_id: int,
-            price: int,
-            quantity: int,
-            buyer: str,
-            seller: str,
-            buy_owner: int | None,
-            sell_owner: int | None,
-            buy_lock_debit: int | None,
-        ) -> TradeSettled | TradeCleared | RejectReason:
-            return settle_trade_event(
-                trade_id, asset, price, quantity, buyer, seller, buy_owner, sell_owner,
-                buy_lock_debit,
-            )  # fmt: skip
-
-        return settle
 
     def taker_filler(self, asset: str) -> TakerFill:
         """DvP of one continuous trade of a GROSS security between a resting order, whose leg
