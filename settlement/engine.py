@@ -450,8 +450,16 @@ class SettlementEngine:
         if reason is not None:
             return [_rejected(command, reason)]
         registry = self._registries[command.asset]
-        amounts = trade_amounts(registry.fees, command.price, command.quantity)
-        return [_trade_event(command, registry.currency, registry.mode, amounts)]
+        return [
+            _trade_event(
+                registry,
+                command.trade_id,
+                command.price,
+                command.quantity,
+                command.buyer,
+                command.seller,
+            )
+        ]
 
     # ----------------------------------------------------------------- hot path
 
@@ -689,36 +697,7 @@ class SettlementEngine:
         )
         if reason is not None:
             return reason
-        registry = self._registries[asset]
-        amounts = trade_amounts(registry.fees, price, quantity)
-        if registry.mode is _GROSS:
-            return TradeSettled(
-                trade_id=trade_id,
-                asset=asset,
-                currency=registry.currency,
-                price=price,
-                quantity=quantity,
-                buyer=buyer,
-                seller=seller,
-                buyer_paid=amounts.buyer_pays,
-                seller_received=amounts.seller_receives,
-                commission=amounts.commission,
-                stamp_duty=amounts.stamp_duty,
-            )
-        return TradeCleared(
-            trade_id=trade_id,
-            asset=asset,
-            currency=registry.currency,
-            mode=registry.mode,
-            price=price,
-            quantity=quantity,
-            buyer=buyer,
-            seller=seller,
-            buyer_owes=amounts.buyer_pays,
-            seller_owed=amounts.seller_receives,
-            commission=amounts.commission,
-            stamp_duty=amounts.stamp_duty,
-        )
+        return _trade_event(self._registries[asset], trade_id, price, quantity, buyer, seller)
 
     def taker_filler(self, asset: str) -> TakerFill:
         """DvP of one continuous trade of a GROSS security between a resting order, whose leg
@@ -1071,31 +1050,33 @@ def _oblige_cash(
 
 
 def _trade_event(
-    command: SettleTrade, currency: str, mode: SettlementMode, amounts: TradeAmounts
+    security: Registry, trade_id: int, price: int, quantity: int, buyer: str, seller: str
 ) -> TradeSettled | TradeCleared:
-    if mode is _GROSS:
+    """The event of a trade that `settle_trade` has just settled in `security`."""
+    amounts = trade_amounts(security.fees, price, quantity)
+    if security.mode is _GROSS:
         return TradeSettled(
-            trade_id=command.trade_id,
-            asset=command.asset,
-            currency=currency,
-            price=command.price,
-            quantity=command.quantity,
-            buyer=command.buyer,
-            seller=command.seller,
+            trade_id=trade_id,
+            asset=security.asset,
+            currency=security.currency,
+            price=price,
+            quantity=quantity,
+            buyer=buyer,
+            seller=seller,
             buyer_paid=amounts.buyer_pays,
             seller_received=amounts.seller_receives,
             commission=amounts.commission,
             stamp_duty=amounts.stamp_duty,
         )
     return TradeCleared(
-        trade_id=command.trade_id,
-        asset=command.asset,
-        currency=currency,
-        mode=mode,
-        price=command.price,
-        quantity=command.quantity,
-        buyer=command.buyer,
-        seller=command.seller,
+        trade_id=trade_id,
+        asset=security.asset,
+        currency=security.currency,
+        mode=security.mode,
+        price=price,
+        quantity=quantity,
+        buyer=buyer,
+        seller=seller,
         buyer_owes=amounts.buyer_pays,
         seller_owed=amounts.seller_receives,
         commission=amounts.commission,
