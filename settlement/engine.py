@@ -8,7 +8,9 @@ Pure: the same state and the same command give the same events on every machine.
   `settle_trade` return a `RejectReason` or None (or an int) and build no event. Each is O(1),
   a handful of dict operations; the venue emits its own events, except that
   `settle_trade_event` returns the trade's settlement event, so that the venue does not work
-  out the fees a second time.
+  out the fees a second time. `lock_checked` and `taker_filler` (an incoming order's fills on
+  a GROSS security) are the writes alone, for what the venue has already funded: their checks
+  are assertions, made before any write.
 
 See docs/settlement.md for the model, the order of validation and the invariants.
 """
