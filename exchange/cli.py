@@ -329,14 +329,19 @@ def _add_node_commands(commands: Any) -> None:
     up.set_defaults(run=_up)
 
 
+def _seeded_flow_options(target: argparse.ArgumentParser, *, messages: int) -> None:
+    """The options of a benchmark over the seeded flow (`exchange.bench.flow`)."""
+    target.add_argument("--seed", type=int, default=1)
+    target.add_argument("--messages", type=int, default=messages, help="timed commands")
+    target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
+    target.add_argument("--rounds", type=int, default=3, help="alternating rounds; median kept")
+
+
 def _add_bench_commands(commands: Any) -> None:
     bench = commands.add_parser("bench", help="benchmarks, run on purpose")
     targets = bench.add_subparsers(dest="target", required=True)
     matching = targets.add_parser("matching", help="the matching engine against a bare baseline")
-    matching.add_argument("--seed", type=int, default=1)
-    matching.add_argument("--messages", type=int, default=200_000, help="timed messages")
-    matching.add_argument("--depth", type=int, default=20_000, help="orders resting at the start")
-    matching.add_argument("--rounds", type=int, default=3, help="alternating rounds; median kept")
+    _seeded_flow_options(matching, messages=200_000)
     matching.add_argument(
         "--memory-orders", type=int, default=1_000_000, help="resting orders for the memory figure"
     )
@@ -345,10 +350,7 @@ def _add_bench_commands(commands: Any) -> None:
     venue_target = targets.add_parser(
         "venue", help="the venue (funding, locks, DvP) against matching alone"
     )
-    venue_target.add_argument("--seed", type=int, default=1)
-    venue_target.add_argument("--messages", type=int, default=200_000, help="timed commands")
-    venue_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
-    venue_target.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    _seeded_flow_options(venue_target, messages=200_000)
     venue_target.add_argument(
         "--net-trades", type=int, default=1_000_000, help="trades in the model-3 netting figure"
     )
@@ -358,10 +360,7 @@ def _add_bench_commands(commands: Any) -> None:
     machine_target = targets.add_parser(
         "machine", help="the ledger's state machine (JSON in, event bytes, state hash) vs venue"
     )
-    machine_target.add_argument("--seed", type=int, default=1)
-    machine_target.add_argument("--messages", type=int, default=100_000, help="timed commands")
-    machine_target.add_argument("--depth", type=int, default=20_000, help="orders resting first")
-    machine_target.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    _seeded_flow_options(machine_target, messages=100_000)
     machine_target.add_argument("--block", type=int, default=1_000, help="commands per block")
     machine_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     machine_target.set_defaults(run=_bench)
