@@ -326,17 +326,14 @@ class Venue:
 
     def _cancel(self, broker: str, command: CancelOrder) -> list[Event]:
         order = self._orders.get(command.order_id)
-        if (
-            order is not None
-            and order.symbol == command.symbol
-            and self._account_brokers.get(order.account) != broker
-        ):
+        if order is None or order.symbol != command.symbol:
+            return self.matching.cancel(command)  # type: ignore[return-value]  # its rejection
+        if self._account_brokers.get(order.account) != broker:
             return [_refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)]
-        events = self.matching.cancel(command)
-        if type(events[0]) is OrderCancelled:  # the order is done: its whole lock goes back
-            assert order is not None
-            asset = self._rules[command.symbol].currency if order.side is BUY else command.symbol
-            self.settlement.release_all(asset, command.order_id)
+        events = self.matching.cancel_checked(order)
+        # The order is done: its whole lock goes back.
+        asset = self._rules[command.symbol].currency if order.side is BUY else command.symbol
+        self.settlement.release_all(asset, command.order_id)
         return events  # type: ignore[return-value]
 
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
@@ -537,8 +534,7 @@ class Venue:
                 self.settlement.is_frozen(order.account)
                 or self._lock_cash(rules, order.account, order.order_id, need - held)
             ):
-                cancel = CancelOrder(order_id=order.order_id, symbol=symbol)
-                events.extend(self.matching.cancel(cancel, CancelReason.UNFUNDED))
+                events.extend(self.matching.cancel_checked(order, CancelReason.UNFUNDED))
             self._reconcile(order.order_id, symbol, BUY)
         return events
 

@@ -185,11 +185,19 @@ class MatchingEngine:
         else:
             order = self._index.get(command.order_id)
             if order is not None and order.symbol == command.symbol:
-                event = _cancelled(order, order.quantity, why)
-                self._books[command.symbol].remove(order)
-                return [event]
+                return self.cancel_checked(order, why)
             reason = RejectReason.UNKNOWN_ORDER
         return [CancelRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
+
+    def cancel_checked(
+        self, order: Order, why: CancelReason = CancelReason.REQUESTED
+    ) -> list[Event]:
+        """Cancel a live order the caller has just looked up in `order_index` (as `cancel`
+        would, with its command's symbol matching the order's): the venue checks who may
+        cancel it, then cancels without a second lookup."""
+        event = _cancelled(order, order.quantity, why)
+        self._books[order.symbol].remove(order)
+        return [event]
 
     def amend(self, command: AmendOrder) -> list[Event]:
         reason = self.amend_reason(command)
