@@ -61,6 +61,7 @@ from matching.events import Event as MatchingEvent
 from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
 from settlement.engine import SettlementEngine, TakerFill
+from settlement.escrow import OrderEscrow
 from settlement.events import FeeScheduleSet
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
@@ -101,6 +102,8 @@ class Rules:
     cash: Registry
     pays_now: bool  # GROSS: an order's own fills pay from available; only what rests locks
     fill: TakerFill | None  # GROSS: settlement's `taker_filler(symbol)`, for `_settle_taker`
+    cash_escrow: OrderEscrow  # settlement's `order_escrow`: a buy's lock, in the currency
+    share_escrow: OrderEscrow  # a sell's lock, in the security
 
     def buy_need(self, price: int, quantity: int) -> int:
         """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
@@ -110,15 +113,11 @@ class Rules:
         At most one fen per share more than the exact commission."""
         return quantity * (price + -(-price * self.security.fees.commission_bps // BPS))
 
-    def requirement(self, order: Order) -> tuple[Registry, str, int]:
-        """(registry, asset, amount) that a live order's lock must hold."""
+    def requirement(self, order: Order) -> tuple[OrderEscrow, int]:
+        """(escrow, amount): where a live order's lock is, and what it must hold."""
         if order.side is BUY:
-            return self.cash, self.currency, self.buy_need(order.price, order.quantity)
-        return self.security, self.symbol, order.quantity
-
-    def held(self, asset_registry: Registry, order_id: int) -> int:
-        row = asset_registry.locks.get(order_id)
-        return 0 if row is None else row[1]
+            return self.cash_escrow, self.buy_need(order.price, order.quantity)
+        return self.share_escrow, order.quantity
 
 
 class Venue:
@@ -243,7 +242,7 @@ class Venue:
             events = self.matching.place_checked(command)
             if len(events) == 1:  # accepted and resting untouched: nothing to settle
                 if pays_now:
-                    settlement.lock_checked(rules.currency, account, amount, order_id)
+                    rules.cash_escrow.lock_checked(account, amount, order_id)
                 return events  # type: ignore[return-value]
         else:
             # `_sellable` inlined; a refusal is named by `_lock_shares`.
@@ -260,7 +259,7 @@ class Venue:
             events = self.matching.place_checked(command)
             if len(events) == 1:
                 if pays_now:  # `quantity` <= `sellable`, checked above
-                    settlement.lock_checked(rules.symbol, account, quantity, order_id)
+                    rules.share_escrow.lock_checked(account, quantity, order_id)
                 return events  # type: ignore[return-value]
         if not pays_now:
             return self._settle(command.symbol, events, price, order_id, command.side)
@@ -268,8 +267,8 @@ class Venue:
         if command.price is not None and (command.tif is DAY or command.tif is GTC):
             order = self._orders.get(order_id)
             if order is not None:  # rests after trading: lock what it still needs
-                _, asset, need = rules.requirement(order)
-                settlement.lock_checked(asset, account, need, order_id)
+                escrow, need = rules.requirement(order)
+                escrow.lock_checked(account, need, order_id)
         return out
 
     def _sellable(self, rules: Rules, account: str) -> int:
@@ -331,9 +330,8 @@ class Venue:
         if self._account_brokers.get(order.account) != broker:
             return [_refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)]
         events = self.matching.cancel_checked(order)
-        # The order is done: its whole lock goes back.
-        asset = self._rules[command.symbol].currency if order.side is BUY else command.symbol
-        self.settlement.release_all(asset, command.order_id)
+        rules = self._rules[command.symbol]  # the order is done: its whole lock goes back
+        (rules.cash_escrow if order.side is BUY else rules.share_escrow).release_all(order.order_id)
         return events  # type: ignore[return-value]
 
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
@@ -359,10 +357,10 @@ class Venue:
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
         if side is BUY:
-            registry, need = rules.cash, rules.buy_need(price, quantity)
+            escrow, need = rules.cash_escrow, rules.buy_need(price, quantity)
         else:
-            registry, need = rules.security, quantity
-        held = rules.held(registry, order_id)
+            escrow, need = rules.share_escrow, quantity
+        held = escrow.held(order_id)
         if need > held:
             problem = self._fund_amend(broker, rules, order, need - held)
             if problem is not None:
@@ -370,7 +368,7 @@ class Venue:
         events = self.matching.amend_checked(command)
         if len(events) == 1:  # amended, resting, nothing traded: it needs exactly `need`
             if held > need:
-                released = self.settlement.release(registry.asset, order_id, held - need)
+                released = self.settlement.release(escrow.asset, order_id, held - need)
                 assert released is None, f"order {order_id}: {released!r}"
             return events  # type: ignore[return-value]
         return self._settle(command.symbol, events, price, order_id, side)
@@ -379,7 +377,7 @@ class Venue:
         """An amended sell's new `quantity` must be whole lots unless it sells the holding's
         odd lot (what it may sell now plus what the order holds)."""
         rules = self._rules[order.symbol]
-        holding = self._sellable(rules, order.account) + rules.held(rules.security, order.order_id)
+        holding = self._sellable(rules, order.account) + rules.share_escrow.held(order.order_id)
         if quantity % rules.lot and quantity % rules.lot != holding % rules.lot:
             return R.ODD_LOT_NOT_WHOLE
         return None
@@ -498,15 +496,15 @@ class Venue:
         order = self.matching.resting_order(order_id)
         if order is None:
             if side is not SELL:
-                settlement.release_all(rules.currency, order_id)
+                rules.cash_escrow.release_all(order_id)
             if side is not BUY:
-                settlement.release_all(symbol, order_id)
+                rules.share_escrow.release_all(order_id)
             return
-        registry, asset, need = rules.requirement(order)
-        held = rules.held(registry, order_id)
-        assert held >= need, f"order {order_id} holds {held} of {asset}, needs {need}"
+        escrow, need = rules.requirement(order)
+        held = escrow.held(order_id)
+        assert held >= need, f"order {order_id} holds {held} of {escrow.asset}, needs {need}"
         if held > need:
-            reason = settlement.release(asset, order_id, held - need)
+            reason = settlement.release(escrow.asset, order_id, held - need)
             assert reason is None, (order_id, reason)
 
     def _set_fees(self, command: settlement_commands.SetFeeSchedule) -> list[Event]:
@@ -529,7 +527,7 @@ class Venue:
         buys = [o for o in self.matching.book(symbol).resting() if o.side is BUY]
         for order in buys:
             need = rules.buy_need(order.price, order.quantity)
-            held = rules.held(rules.cash, order.order_id)
+            held = rules.cash_escrow.held(order.order_id)
             if need > held and (
                 self.settlement.is_frozen(order.account)
                 or self._lock_cash(rules, order.account, order.order_id, need - held)
@@ -590,6 +588,8 @@ class Venue:
             cash=self.settlement.registry(registry.currency),
             pays_now=registry.mode is SettlementMode.GROSS,
             fill=_filler(self.settlement, command.symbol),
+            cash_escrow=self.settlement.order_escrow(registry.currency),
+            share_escrow=self.settlement.order_escrow(command.symbol),
         )
         events.append(
             InstrumentListed(
@@ -686,6 +686,8 @@ class Venue:
                 cash=settlement.registry(currency),
                 pays_now=settlement.registry(symbol).mode is SettlementMode.GROSS,
                 fill=_filler(settlement, symbol),
+                cash_escrow=settlement.order_escrow(currency),
+                share_escrow=settlement.order_escrow(symbol),
             )
         venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
         venue._pending_today = {(a, s): q for a, s, q in snapshot["pending_today"]}
@@ -705,7 +707,8 @@ class Venue:
         live: set[tuple[str, int]] = set()
         for symbol, rules in self._rules.items():
             for order in self.matching.book(symbol).resting():
-                _, asset, need = rules.requirement(order)
+                escrow, need = rules.requirement(order)
+                asset = escrow.asset
                 held = self.settlement.locked_by(asset, order.order_id)
                 assert held == need, f"order {order.order_id} holds {held} {asset}, needs {need}"
                 live.add((asset, order.order_id))

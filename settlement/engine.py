@@ -8,9 +8,10 @@ Pure: the same state and the same command give the same events on every machine.
   `settle_trade` return a `RejectReason` or None (or an int) and build no event. Each is O(1),
   a handful of dict operations; the venue emits its own events, except that
   `settle_trade_event` returns the trade's settlement event, so that the venue does not work
-  out the fees a second time. `lock_checked` and `taker_filler` (an incoming order's fills on
-  a GROSS security) are the writes alone, for what the venue has already funded: their checks
-  are assertions, made before any write.
+  out the fees a second time. `order_escrow(asset)` (`OrderEscrow`: an order's lock and its
+  release) and `taker_filler` (an incoming order's fills on a GROSS security) are the writes
+  alone, for what the venue has already funded: their checks are assertions, made before any
+  write.
 
 See docs/settlement.md for the model, the order of validation and the invariants.
 """
@@ -41,6 +42,7 @@ from settlement.commands import (
     Unlock,
     Withdraw,
 )
+from settlement.escrow import OrderEscrow
 from settlement.events import (
     AccountFrozen,
     AccountOpened,
@@ -501,7 +503,7 @@ class SettlementEngine:
 
     def lock_reason(self, asset: str, account: str, amount: int, owner: int) -> RejectReason | None:
         """Why `lock` would refuse now (its reasons, in its order), or None; changes nothing.
-        With `lock_checked` it splits `lock` in two, as matching splits a place into
+        With `OrderEscrow.lock_checked` it splits `lock` in two, as matching splits a place into
         `place_reason` and `place_checked`: the venue asks this of a buy before matching it, and
         locks only what rests once the order has traded (its fills pay from available). O(1)."""
         registry = self._registries.get(asset)
@@ -523,22 +525,11 @@ class SettlementEngine:
             return self._lock_reason(registry, account, amount, owner, operator)
         return None
 
-    def lock_checked(self, asset: str, account: str, amount: int, owner: int) -> None:
-        """`lock` that `lock_reason` has just accepted, nothing having changed since: the writes
-        alone. O(1)."""
-        registry = self._registries[asset]
-        available, locks = registry.available, registry.locks
-        left = available[account] - amount
-        held = locks.get(owner)
-        operator = self._operator
-        assert left >= 0 and amount > 0, f"lock {owner} of {amount} {asset} not checked"
-        assert (
-            len(locks) < LOCKS_MAX if held is None else held[0] == account and held[2] == operator
-        ), f"lock {owner} of {amount} {asset} for {account!r}: {held}"
-        available[account] = left
-        locked = registry.locked
-        locked[account] = locked.get(account, 0) + amount
-        locks[owner] = (account, amount if held is None else held[1] + amount, operator)
+    def order_escrow(self, asset: str) -> OrderEscrow:
+        """The operator's order locks on `asset`, for a caller that checks first (the venue):
+        `lock_checked` after `lock_reason` accepted, `release_all` of a done order. Valid for
+        this engine's life (registries keep their objects). O(1)."""
+        return OrderEscrow(self._registries[asset], self._operator)
 
     def _lock_reason(
         self, registry: Registry, account: str, amount: int, owner: int, holder: str
@@ -570,21 +561,12 @@ class SettlementEngine:
 
     def release_all(self, asset: str, owner: int) -> int:
         """Return whatever the operator's lock `owner` still holds; the amount released (0 when
-        there is no such lock, e.g. the order was fully consumed or never funded). O(1)."""
+        there is no such lock, e.g. the order was fully consumed or never funded, or no such
+        asset). O(1)."""
         registry = self._registries.get(asset)
         if registry is None:
             return 0
-        locks = registry.locks
-        held = locks.get(owner)
-        if held is None or held[2] != self._operator:
-            return 0
-        # Registry.release of the whole lock, inlined: every done order comes through here.
-        account, amount, _ = held
-        del locks[owner]
-        registry.locked[account] -= amount
-        available = registry.available
-        available[account] = available.get(account, 0) + amount
-        return amount
+        return OrderEscrow(registry, self._operator).release_all(owner)
 
     def _unlock_reason(
         self, asset: str, owner: int, amount: int, holder: str
