@@ -813,15 +813,19 @@ class StateCommitment:
         return behind
 
     def _flush_today(self) -> None:
-        venue = self.venue
         update = self._update
-        for tag, table, committed in (
-            ("t", venue._bought_today, self._bought_keys),
-            ("n", venue._pending_today, self._pending_keys),
+        bought, pending = self.venue.shares_today()
+        for tag, tables, committed in (
+            ("t", bought, self._bought_keys),
+            ("n", pending, self._pending_keys),
         ):
-            keys = committed | set(table) if self._today_all else self._today
+            if self._today_all:
+                keys = committed | {(a, s) for s, table in tables.items() for a in table}
+            else:
+                keys = self._today
             for key in keys:
-                quantity = table.get(key)
+                table = tables.get(key[1])
+                quantity = None if table is None else table.get(key[0])
                 if quantity is None:
                     committed.discard(key)
                     update((tag, *key), None)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,8 +142,10 @@ class Venue:
         self.matching = MatchingEngine()
         self.settlement = SettlementEngine(operator=operator, regulator=regulator)
         self._rules: dict[str, Rules] = {}
-        self._bought_today: dict[tuple[str, str], int] = {}  # (account, symbol) -> shares
-        self._pending_today: dict[tuple[str, str], int] = {}  # NET_NET bought, not delivered
+        # symbol -> account -> shares bought today (T+1), one table per listed instrument,
+        # and NET_NET shares bought today that the cycle has not delivered yet.
+        self._bought_today: dict[str, dict[str, int]] = {}
+        self._pending_today: dict[str, dict[str, int]] = {}
         self._outcomes = Outcomes()  # of the settlement commands the venue extends
         self._day = 0  # the last day begun, yyyymmdd
         self._day_open = False
@@ -248,7 +250,7 @@ class Venue:
             # `_sellable` inlined; a refusal is named by `_lock_shares`.
             sellable = rules.security.available.get(account, 0)
             if rules.t_plus:
-                sellable -= self._bought_today.get((account, rules.symbol), 0)
+                sellable -= self._bought_today[rules.symbol].get(account, 0)
             lot = rules.lot
             if quantity % lot and quantity % lot != sellable % lot:
                 return [_refused("place", broker, order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)]
@@ -274,7 +276,7 @@ class Venue:
     def _sellable(self, rules: Rules, account: str) -> int:
         available = rules.security.available.get(account, 0)
         if rules.t_plus:
-            return available - self._bought_today.get((account, rules.symbol), 0)
+            return available - self._bought_today[rules.symbol].get(account, 0)
         return available
 
     def _lock_cash(self, rules: Rules, account: str, order_id: int, amount: int) -> Event | None:
@@ -415,7 +417,7 @@ class Venue:
         security = rules.security
         settle = self.settlement.settle_trade_event
         # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
-        today = self._pending_today if security.mode is NET_NET else self._bought_today
+        today = (self._pending_today if security.mode is NET_NET else self._bought_today)[symbol]
         t_plus = rules.t_plus
         out: list[Event] = []
         append = out.append
@@ -440,8 +442,7 @@ class Venue:
                 )
                 append(settled)  # type: ignore[arg-type]  # (narrowed by the assert above)
                 if t_plus:
-                    key = (buyer, symbol)
-                    today[key] = today.get(key, 0) + quantity
+                    today[buyer] = today.get(buyer, 0) + quantity
             elif type(event) in CHANGES_AN_ORDER:
                 order_id = event.order_id  # type: ignore[union-attr]
                 touched.setdefault(order_id, taker_side if order_id == taker_id else None)
@@ -461,7 +462,7 @@ class Venue:
         assert fill is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
         symbol = rules.symbol
-        today = self._bought_today
+        today = self._bought_today[symbol]
         t_plus = rules.t_plus
         out: list[Event] = []
         append = out.append
@@ -476,8 +477,7 @@ class Venue:
                     debit = quantity * (price + -(-price * commission_bps // BPS))
                     append(fill(trade_id, price, quantity, buyer, seller, buy_id, debit))
                 if t_plus:
-                    key = (buyer, symbol)
-                    today[key] = today.get(key, 0) + quantity
+                    today[buyer] = today.get(buyer, 0) + quantity
             elif type(event) in CHANGES_AN_ORDER and event.order_id != taker_id:  # type: ignore[union-attr]
                 if touched is None:
                     touched = []
@@ -546,9 +546,11 @@ class Venue:
         cycle = self.settlement.cycle_id
         events: list[Event] = list(self.settlement.apply(command))
         if self.settlement.cycle_id != cycle:  # it settled (a failed cycle settles nothing)
-            for key, quantity in self._pending_today.items():
-                self._bought_today[key] = self._bought_today.get(key, 0) + quantity
-            self._pending_today.clear()
+            for symbol, pending in self._pending_today.items():
+                bought = self._bought_today[symbol]
+                for account, quantity in pending.items():
+                    bought[account] = bought.get(account, 0) + quantity
+                pending.clear()
             self._outcomes.remember(command, events)
         return events
 
@@ -591,6 +593,8 @@ class Venue:
             cash_escrow=self.settlement.order_escrow(registry.currency),
             share_escrow=self.settlement.order_escrow(command.symbol),
         )
+        self._bought_today[command.symbol] = {}
+        self._pending_today[command.symbol] = {}
         events.append(
             InstrumentListed(
                 symbol=command.symbol, currency=registry.currency, t_plus=command.t_plus
@@ -616,8 +620,8 @@ class Venue:
             return [DayRefused(day=command.day, reason=R.DAY_NOT_AFTER)]
         self._day = command.day
         self._day_open = True
-        self._bought_today.clear()
-        self._pending_today.clear()
+        for table in (*self._bought_today.values(), *self._pending_today.values()):
+            table.clear()
         return [DayBegun(day=command.day)]
 
     def _end_day(self, command: EndDay) -> list[Event]:
@@ -648,6 +652,14 @@ class Venue:
         """Shares of `symbol` that `account` may sell now (T+1 applied)."""
         return max(self._sellable(self._rules[symbol], account), 0)
 
+    def shares_today(
+        self,
+    ) -> tuple[Mapping[str, Mapping[str, int]], Mapping[str, Mapping[str, int]]]:
+        """(bought, pending), each symbol -> account -> shares: bought today, which T+1 does
+        not let the account sell until the next day, and NET_NET shares bought today that the
+        cycle has not delivered yet. Read-only; an account with none is absent."""
+        return self._bought_today, self._pending_today
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "version": SNAPSHOT_VERSION,
@@ -659,8 +671,8 @@ class Venue:
                 [r.symbol, r.currency, r.t_plus, r.lot, r.upper_limit]
                 for _, r in sorted(self._rules.items())
             ],
-            "bought_today": sorted([a, s, q] for (a, s), q in self._bought_today.items()),
-            "pending_today": sorted([a, s, q] for (a, s), q in self._pending_today.items()),
+            "bought_today": _today_rows(self._bought_today),
+            "pending_today": _today_rows(self._pending_today),
             "outcomes": self._outcomes.snapshot(),
         }
 
@@ -689,8 +701,12 @@ class Venue:
                 cash_escrow=settlement.order_escrow(currency),
                 share_escrow=settlement.order_escrow(symbol),
             )
-        venue._bought_today = {(a, s): q for a, s, q in snapshot["bought_today"]}
-        venue._pending_today = {(a, s): q for a, s, q in snapshot["pending_today"]}
+            venue._bought_today[symbol] = {}
+            venue._pending_today[symbol] = {}
+        for account, symbol, quantity in snapshot["bought_today"]:
+            venue._bought_today[symbol][account] = quantity
+        for account, symbol, quantity in snapshot["pending_today"]:
+            venue._pending_today[symbol][account] = quantity
         venue._outcomes = Outcomes.restore(snapshot["outcomes"])
         return venue
 
@@ -724,6 +740,11 @@ def _refused(
     return OrderRefused(
         command=command, broker=broker, order_id=order_id, symbol=symbol, reason=reason
     )
+
+
+def _today_rows(tables: dict[str, dict[str, int]]) -> list[list[Any]]:
+    """[account, symbol, shares] rows of a today table, sorted: its snapshot form."""
+    return sorted([a, s, q] for s, table in tables.items() for a, q in table.items())
 
 
 def _filler(settlement: SettlementEngine, symbol: str) -> TakerFill | None:

@@ -918,6 +918,8 @@ def test_t_plus_1_refuses_todays_shares_until_the_next_day(desk: Desk, symbol: s
     _buy_from(desk, symbol, "A1", "B1", 100, 1)
     assert desk.held(symbol, "A1") == (100, 0)  # GROSS and CASH_NET deliver shares at once
     assert desk.venue.sellable(symbol, "A1") == 0
+    bought, pending = desk.venue.shares_today()
+    assert bought[symbol] == {"A1": 100} and not pending[symbol]
     assert desk.sell(3, "A1", symbol, 1000, 100) == [
         OrderUnfunded(
             order_id=3,
@@ -931,6 +933,7 @@ def test_t_plus_1_refuses_todays_shares_until_the_next_day(desk: Desk, symbol: s
     ]
     desk.next_day(DAY1, DAY2)
     assert desk.venue.sellable(symbol, "A1") == 100
+    assert not any(desk.venue.shares_today()[0].values())
     assert desk.sell(4, "A1", symbol, 1000, 100) == [accepted(4, "A1", symbol, SELL, 1000, 100)]
 
 
@@ -1906,8 +1909,10 @@ def test_settle_cycle_replay_does_not_let_todays_net_net_shares_be_sold() -> Non
     nothing, and A1 could sell 200 of its 400 shares bought today."""
     desk = build_desk(securities=(NT1,))
     _buy_from(desk, "NT1", "A1", "B1", 100, 1)
+    assert desk.venue.shares_today() == ({"NT1": {}}, {"NT1": {"A1": 100}})  # not delivered
     cycle_command_id = desk.next_id()
     desk.settle_cycle(cycle_command_id)
+    assert desk.venue.shares_today() == ({"NT1": {"A1": 100}}, {"NT1": {}})  # delivered
     _buy_from(desk, "NT1", "A1", "B1", 300, 3)
     desk.settle_cycle(cycle_command_id)
     desk.settle_cycle()
