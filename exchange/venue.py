@@ -370,8 +370,7 @@ class Venue:
         events = self.matching.amend_checked(command)
         if len(events) == 1:  # amended, resting, nothing traded: it needs exactly `need`
             if held > need:
-                released = self.settlement.release(escrow.asset, order_id, held - need)
-                assert released is None, f"order {order_id}: {released!r}"
+                escrow.release(order_id, held - need)
             return events  # type: ignore[return-value]
         return self._settle(command.symbol, events, price, order_id, side)
 
@@ -379,6 +378,8 @@ class Venue:
         """An amended sell's new `quantity` must be whole lots unless it sells the holding's
         odd lot (what it may sell now plus what the order holds)."""
         rules = self._rules[order.symbol]
+        if not quantity % rules.lot:
+            return None
         holding = self._sellable(rules, order.account) + rules.share_escrow.held(order.order_id)
         if quantity % rules.lot and quantity % rules.lot != holding % rules.lot:
             return R.ODD_LOT_NOT_WHOLE
@@ -491,7 +492,6 @@ class Venue:
         """Bring the order's lock to exactly its requirement (nothing, once it is done).
         `side` None: not known from the events, so a done order's lock is looked for in both
         registries."""
-        settlement = self.settlement
         rules = self._rules[symbol]
         order = self.matching.resting_order(order_id)
         if order is None:
@@ -504,8 +504,7 @@ class Venue:
         held = escrow.held(order_id)
         assert held >= need, f"order {order_id} holds {held} of {escrow.asset}, needs {need}"
         if held > need:
-            reason = settlement.release(escrow.asset, order_id, held - need)
-            assert reason is None, (order_id, reason)
+            escrow.release(order_id, held - need)
 
     def _set_fees(self, command: settlement_commands.SetFeeSchedule) -> list[Event]:
         """A new fee schedule changes what resting buys need: top each up in priority order,

@@ -58,6 +58,23 @@ class OrderEscrow:
         available[account] = available.get(account, 0) + amount
         return amount
 
+    def release(self, owner: int, amount: int) -> None:
+        """`SettlementEngine.release` of `amount` from the operator's lock `owner`, which holds
+        at least that (asserted): the writes alone. A lock reaching zero goes away."""
+        locks = self._locks
+        row = locks.get(owner)
+        assert row is not None and row[2] == self._operator and 0 < amount <= row[1], (
+            f"release of {amount} {self.asset} from lock {owner}: {row}"
+        )
+        account, held, holder = row
+        if held == amount:
+            del locks[owner]
+        else:
+            locks[owner] = (account, held - amount, holder)
+        self._locked[account] -= amount
+        available = self._available
+        available[account] = available.get(account, 0) + amount
+
     def held(self, owner: int) -> int:
         """What the lock `owner` holds now (0 when there is none)."""
         row = self._locks.get(owner)

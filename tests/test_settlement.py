@@ -714,7 +714,7 @@ def test_only_a_gross_security_has_a_taker_filler(world: World) -> None:
 
 _ORDER_LOCK = st.fixed_dictionaries(
     {
-        "release": st.booleans(),
+        "action": st.sampled_from(["lock", "lock", "release", "release_all"]),
         "asset": st.sampled_from(["CNY", GROSS_STOCK]),
         "account": st.sampled_from(["A", "B", "C"]),
         "amount": st.sampled_from([-1, 0, 1, 100, 500, 10**7, AMOUNT_MAX + 1]),
@@ -724,21 +724,28 @@ _ORDER_LOCK = st.fixed_dictionaries(
 
 
 @given(draws=st.lists(_ORDER_LOCK, max_size=12))
-def test_an_order_escrow_writes_what_lock_and_release_all_write(
+def test_an_order_escrow_writes_what_lock_and_release_write(
     draws: list[dict[str, Any]],
 ) -> None:
     """`OrderEscrow.lock_checked` (the venue's lock after `lock_reason` accepted) leaves the
-    state `lock` leaves; a lock `lock_reason` refuses for its amount, its owner or the balance
-    fails an assertion before any write. Its `release_all` and `held` are the engine's."""
+    state `lock` leaves, and its `release` the state `release` leaves; a lock refused for its
+    amount, its owner or the balance, and any release `release` refuses, fail an assertion
+    before any write. Its `release_all` and `held` are the engine's."""
     fast, slow = _trade_worlds(fees=False)
     escrows = {asset: fast.order_escrow(asset) for asset in ("CNY", GROSS_STOCK)}
     for draw in draws:
         escrow, asset, owner = escrows[draw["asset"]], draw["asset"], draw["owner"]
         assert escrow.asset == asset
-        if draw["release"]:
+        account, amount = draw["account"], draw["amount"]
+        if draw["action"] == "release_all":
             assert escrow.release_all(owner) == slow.release_all(asset, owner)
+        elif draw["action"] == "release":
+            if slow.release(asset, owner, amount) is None:
+                escrow.release(owner, amount)
+            else:
+                with pytest.raises(AssertionError):
+                    escrow.release(owner, amount)
         else:
-            account, amount = draw["account"], draw["amount"]
             reason = slow.lock_reason(asset, account, amount, owner)
             assert slow.lock(asset, account, amount, owner) is reason
             if reason is None:
