@@ -48,11 +48,13 @@ class OrderEscrow:
         the amount released (0 when there is no such lock, e.g. the order was fully consumed
         or never funded)."""
         locks = self._locks
-        held = locks.get(owner)
-        if held is None or held[2] != self._operator:
+        held = locks.pop(owner, None)  # one lookup for the common case, a lock to give back
+        if held is None:
             return 0
-        account, amount, _ = held
-        del locks[owner]
+        account, amount, holder = held
+        if holder != self._operator:  # a member's lock: not the operator's to release
+            locks[owner] = held
+            return 0
         self._locked[account] -= amount
         available = self._available
         available[account] = available.get(account, 0) + amount

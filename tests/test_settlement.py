@@ -395,6 +395,7 @@ def test_hot_lock_and_release(world: World) -> None:
     world.do(Lock, actor="BRK1", asset="CNY", account="A", amount=50, owner=3)
     assert engine.release("CNY", 3, 10) is R.NOT_AUTHORIZED  # a broker's lock
     assert engine.release_all("CNY", 3) == 0
+    assert engine.locked_by("CNY", 3) == 50  # still the broker's
     assert world.balance("CNY", "A") == (950, 50)
     world.do(Freeze, actor=REGULATOR, account="A")
     assert engine.lock("CNY", "A", 1, owner=4) is R.ACCOUNT_FROZEN
