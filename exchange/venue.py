@@ -200,8 +200,8 @@ class Venue:
         # the venue benchmark's 200,000 commands.
         #
         # Under GROSS (`Rules.pays_now`) the funding is checked before matching and locked
-        # after it, for what rests: the order's own fills pay from available (`_settle`,
-        # `taker_locked` False). Nothing but this command moves the account's assets in
+        # after it, for what rests: the order's own fills pay from available
+        # (`_settle_taker`). Nothing but this command moves the account's assets in
         # between, and each fill costs at most its share of the lock (a trade's commission
         # rounds down, its price is at most the limit), so the state after the command is
         # exactly that of locking first and settling from the lock, and the rest can always be
