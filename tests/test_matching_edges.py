@@ -1328,6 +1328,25 @@ def test_engine_agrees_with_the_reference_on_a_full_day() -> None:
         assert book(engine, symbol) == book(reference, symbol)
 
 
+def test_cancel_checked_is_cancel_of_an_order_already_looked_up() -> None:
+    """The venue's door: the same events and state as `cancel`, for every live order of a
+    full day's book, with the requested reason or the venue's own."""
+    commands = full_day_commands()[:-2]  # before the closing auction: orders still rest
+    by_command, by_order = MatchingEngine(), MatchingEngine()
+    run(by_command, commands)
+    run(by_order, commands)
+    live = sorted(by_order.order_index())
+    assert live
+    for number, order_id in enumerate(live):
+        why = CancelReason.UNFUNDED if number % 2 else CancelReason.REQUESTED
+        order = by_order.order_index()[order_id]
+        command = CancelOrder(order_id=order_id, symbol=order.symbol)
+        assert by_order.cancel_checked(order, why) == by_command.cancel(command, why)
+        by_order.check()
+        assert by_order.snapshot() == by_command.snapshot()
+    assert not by_order.order_index()
+
+
 def test_snapshot_restore_keeps_the_state_hash_and_the_future() -> None:
     commands = full_day_commands()
     middle = len(commands) // 2
