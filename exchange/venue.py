@@ -470,8 +470,7 @@ class Venue:
         touched: list[int] | None = None
         for event in events:
             append(event)
-            kind = type(event)
-            if kind is TradeExecuted:
+            if type(event) is TradeExecuted:
                 trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
                 if aggressor is BUY:
                     append(fill(trade_id, price, quantity, buyer, seller, sell_id, 0))
@@ -480,7 +479,7 @@ class Venue:
                     append(fill(trade_id, price, quantity, buyer, seller, buy_id, debit))
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
-            elif kind in CHANGES_AN_ORDER and event.order_id != taker_id:  # type: ignore[union-attr]
+            elif type(event) in CHANGES_AN_ORDER and event.order_id != taker_id:  # type: ignore[union-attr]
                 if touched is None:
                     touched = []
                 touched.append(event.order_id)  # type: ignore[union-attr]
