@@ -207,7 +207,6 @@ class Venue:
         # exactly that of locking first and settling from the lock, and the rest can always be
         # locked; an order that trades at once never builds a lock. The net modes lock first:
         # their legs go into the cycle escrow from the locks.
-        settlement = self.settlement
         account = command.account
         order_id = command.order_id
         if (
@@ -230,6 +229,7 @@ class Venue:
         if command.side is BUY:
             bps = rules.security.fees.commission_bps
             amount = quantity * (price + -(-price * bps // BPS))
+            settlement = self.settlement
             if pays_now:
                 # Of `lock_reason`'s tests only these can fail here: the account is known
                 # and not frozen (above), and no lock has a new order's id (`check`).
