@@ -378,12 +378,11 @@ class Venue:
         """An amended sell's new `quantity` must be whole lots unless it sells the holding's
         odd lot (what it may sell now plus what the order holds)."""
         rules = self._rules[order.symbol]
-        if not quantity % rules.lot:
+        odd = quantity % rules.lot
+        if not odd:  # whole lots: no need to look the holding up
             return None
         holding = self._sellable(rules, order.account) + rules.share_escrow.held(order.order_id)
-        if quantity % rules.lot and quantity % rules.lot != holding % rules.lot:
-            return R.ODD_LOT_NOT_WHOLE
-        return None
+        return None if odd == holding % rules.lot else R.ODD_LOT_NOT_WHOLE
 
     def _fund_amend(self, broker: str, rules: Rules, order: Order, more: int) -> Event | None:
         """Lock `more` for an amended order, or the event refusing the amend."""
