@@ -527,8 +527,8 @@ class SettlementEngine:
 
     def order_escrow(self, asset: str) -> OrderEscrow:
         """The operator's order locks on `asset`, for a caller that checks first (the venue):
-        `lock_checked` after `lock_reason` accepted, `release_all` of a done order. Valid for
-        this engine's life (registries keep their objects). O(1)."""
+        `lock_checked` after `lock_reason` accepted, `release` of a surplus, `release_all` of a
+        done order, `held`. Valid for this engine's life (registries keep their objects). O(1)."""
         return OrderEscrow(self._registries[asset], self._operator)
 
     def _lock_reason(
