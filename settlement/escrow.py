@@ -17,10 +17,11 @@ from settlement.types import LOCKS_MAX
 
 
 class OrderEscrow:
-    __slots__ = ("_available", "_locked", "_locks", "_operator", "asset")
+    __slots__ = ("_available", "_locked", "_locks", "_operator", "_registry", "asset")
 
     def __init__(self, registry: Registry, operator: str) -> None:
         self.asset = registry.asset
+        self._registry = registry
         self._available = registry.available
         self._locked = registry.locked
         self._locks = registry.locks
@@ -62,20 +63,13 @@ class OrderEscrow:
 
     def release(self, owner: int, amount: int) -> None:
         """`SettlementEngine.release` of `amount` from the operator's lock `owner`, which holds
-        at least that (asserted): the writes alone. A lock reaching zero goes away."""
-        locks = self._locks
-        row = locks.get(owner)
+        at least that (asserted): `Registry.release`, the writes alone. A lock reaching zero
+        goes away. (An amend's or a reconcile's surplus: not on the per-order hot path.)"""
+        row = self._locks.get(owner)
         assert row is not None and row[2] == self._operator and 0 < amount <= row[1], (
             f"release of {amount} {self.asset} from lock {owner}: {row}"
         )
-        account, held, holder = row
-        if held == amount:
-            del locks[owner]
-        else:
-            locks[owner] = (account, held - amount, holder)
-        self._locked[account] -= amount
-        available = self._available
-        available[account] = available.get(account, 0) + amount
+        self._registry.release(owner, amount)
 
     def held(self, owner: int) -> int:
         """What the lock `owner` holds now (0 when there is none)."""
