@@ -22,13 +22,16 @@ The entities (tag: key -> value), with exactly the content of `Venue.snapshot()`
 - `k` symbol -> the book's instrument rules and phase; `u` symbol -> the venue's listing rules.
 - `o` order id -> symbol, side, price, open quantity, account, tif, post only, stp group and
   mode, `prev` (see above) and its lock row (account, amount, holder) in the asset its side
-  pays with, or null: one hash per changed order covers both.
+  pays with, or null (a GROSS order holds, it has no lock): one hash per changed order covers
+  both.
 - `r` asset -> kind, issuer, currency, mode, fee schedule, issued, redeemed, gross.
 - `a` account -> broker, frozen.
 - `b` (asset, account) -> available, locked (absent when both are 0, as in the snapshot);
   `e` and `p` (asset, account) -> cycle escrow and net position (absent when 0);
   `l` (asset, lock owner) -> account, amount, holder, for a lock no live order's entity holds
-  (none while the venue's invariant holds).
+  (none while the venue's invariant holds);
+  `h` (asset, symbol, account) -> what the account's resting orders on the GROSS instrument
+  `symbol` hold in `asset` (absent when 0).
 - `t` / `n` (account, symbol) -> shares bought today / bought today but not yet delivered.
 - `s` / `v` command id -> `prev` command id, command row and event rows: settlement's and
   the venue's remembered outcomes, in the order they were remembered.
@@ -148,6 +151,7 @@ REGISTRY_KEYS: Final = frozenset(
         "redeemed",
         "balances",
         "locks",
+        "holds",
         "escrow",
         "positions",
         "gross",
@@ -269,6 +273,8 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
         )
         for account, available, locked in row["balances"]:
             yield ("b", asset, account), _dumps(["b", asset, account, available, locked])
+        for symbol, account, amount in row["holds"]:
+            yield ("h", asset, symbol, account), _hold_entry(asset, symbol, account, amount)
         for account, amount in row["escrow"]:
             yield ("e", asset, account), _dumps(["e", asset, account, amount])
         for account, amount in row["positions"]:
@@ -285,6 +291,10 @@ def commitment_of_snapshot(snapshot: dict[str, Any]) -> bytes:
     for _, entry in snapshot_entries(snapshot):
         accumulator += entry_hash(entry)
     return finish(accumulator)
+
+
+def _hold_entry(asset: str, symbol: str, account: str, amount: int) -> bytes:
+    return _dumps(["h", asset, symbol, account, amount])
 
 
 def _global_entry(*values: Any) -> bytes:
@@ -339,6 +349,7 @@ class StateCommitment:
         "_entries",
         "_escrow_keys",
         "_fee_symbols",
+        "_holds",
         "_level",
         "_next",
         "_order_entries",
@@ -385,6 +396,7 @@ class StateCommitment:
         self._orders: dict[int, str] = {}  # order id -> symbol
         self._appended: dict[int, None] = {}  # joined the back of a queue, in that order
         self._pairs: set[tuple[str, str]] = set()  # (asset, account): b, e, p
+        self._holds: set[tuple[str, str, str]] = set()  # (asset, symbol, account): h
         self._fee_symbols: set[str] = set()
         self._assets: set[str] = set()
         self._accounts: set[str] = set()
@@ -545,6 +557,10 @@ class StateCommitment:
         update = self._update
         registries = settlement._registries
         self._rehash_balances(pairs)
+        for key in self._holds:
+            asset, symbol, account = key
+            amount = registries[asset].holds.get(symbol, {}).get(account, 0)
+            update(("h", *key), _hold_entry(*key, amount) if amount else None)
         for asset in self._assets:
             registry = registries.get(asset)
             update(("r", asset), None if registry is None else _registry_entry(registry))
@@ -652,6 +668,7 @@ class StateCommitment:
         self._orders.clear()
         self._appended.clear()
         self._pairs.clear()
+        self._holds.clear()
         self._fee_symbols.clear()
         self._assets.clear()
         self._accounts.clear()
@@ -683,7 +700,7 @@ class StateCommitment:
         resting = self.venue.matching._index
         rules = self.venue._rules
         level_of, appended = self._level, self._appended
-        account_of, pairs, stray = self._account, self._pairs, self._stray
+        account_of, pairs, stray, holds = self._account, self._pairs, self._stray, self._holds
         changed: dict[int, None] = {}
         for order_id, symbol in self._orders.items():
             order = resting.get(order_id)
@@ -691,8 +708,10 @@ class StateCommitment:
             if level is None and order is None:
                 continue  # placed and done since the last digest: nothing to commit
             rule = rules[symbol]
-            if level is not None:  # the committed lock's account: its balance may change
-                pairs.add((rule.currency if level[1] == _BUY else symbol, account_of[order_id]))
+            if level is not None:  # the committed order's account: its funds may change
+                asset = rule.currency if level[1] == _BUY else symbol
+                pairs.add((asset, account_of[order_id]))
+                holds.add((asset, symbol, account_of[order_id]))
                 if order is None or order_id in appended:
                     behind = self._unlink(order_id)
                     if behind is not None:
@@ -704,9 +723,11 @@ class StateCommitment:
             else:
                 if order.side is BUY:
                     pairs.add((rule.currency, order.account))
+                    holds.add((rule.currency, symbol, order.account))
                     other = rule.security.locks
                 else:
                     pairs.add((symbol, order.account))
+                    holds.add((symbol, symbol, order.account))
                     other = rule.cash.locks
                 if stray or order_id in other:
                     self._strays(order_id, symbol, rule.currency, order)

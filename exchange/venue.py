@@ -3,19 +3,25 @@
 It composes the matching engine and the settlement engine so that every accepted order is
 funded and every trade settles as delivery-versus-payment:
 
-- Accepting a buy locks its cash (per share: the limit price plus the commission on one share
-  rounded up; a market buy at the upper price limit) and accepting a sell locks its shares,
-  each lock owned by the order id.
-- A trade settles at once from the two locks (or clears into the cycle for net modes), each
-  fill taking exactly its share of both and returning the buyer's price improvement. Under
-  GROSS the incoming order's funding is checked before it matches and locked after, for what
-  rests: its own fills pay from available, which leaves exactly the same state (see `_place`).
-- After anything else that changes an order (a cancel, an expiry, an amend, a self-trade
-  reduction, an auction fill) the order's lock is reconciled to exactly what its open quantity
-  still needs at its price: what is no longer needed goes back.
+- A resting buy holds its cash (per share: the limit price plus the commission on one share
+  rounded up; a market buy is funded at the upper price limit) and a resting sell holds its
+  shares: its requirement (`Rules.need`).
+- Under GROSS (the default) an account's resting orders on an instrument hold the sum of their
+  requirements as one amount per asset (settlement's `OrderHolds`), not a lock per order. An
+  incoming order's funding is checked before it matches; its own fills pay from available and
+  what rests is held after (see `_place`). A fill takes exactly its share from the resting
+  order's hold and returns the buyer's price improvement; a cancel gives its requirement back.
+  Where orders leave the book or fill at prices that no event tells (an auction, the close, a
+  self-trade prevention), the instrument's holds are set to what its book needs (`_rehold`).
+- Under the net modes each order locks its requirement under its own id, because a net trade's
+  legs go into the cycle escrow from the order's lock; after anything that changes an order
+  (a cancel, an expiry, an amend, a self-trade reduction, an auction fill) its lock is
+  reconciled to exactly what its open quantity still needs.
 
-Invariant (checked by `check`): every live order holds exactly its requirement under its id,
-and no other operator lock exists. Pure: no clock (days arrive as commands), no IO.
+Invariant (checked by `check`): per GROSS instrument, asset and account, the hold equals the
+sum of the requirements of the account's resting orders; every net-mode live order holds
+exactly its requirement under its id; no other operator lock exists. Pure: no clock (days
+arrive as commands), no IO.
 """
 
 from __future__ import annotations
@@ -61,11 +67,11 @@ from matching.events import Event as MatchingEvent
 from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
 from settlement.engine import SettlementEngine, TakerFill
-from settlement.escrow import OrderEscrow
+from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import FeeScheduleSet
 from settlement.registry import Registry
 from settlement.types import BPS_DENOMINATOR as BPS
-from settlement.types import LOCKS_MAX, AssetKind, RejectReason, SettlementMode
+from settlement.types import AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
 BUY = Side.BUY
@@ -100,24 +106,41 @@ class Rules:
     upper_limit: int  # a market buy is funded at this price
     security: Registry
     cash: Registry
-    pays_now: bool  # GROSS: an order's own fills pay from available; only what rests locks
+    pays_now: bool  # GROSS: an order's own fills pay from available; what rests is held
     fill: TakerFill | None  # GROSS: settlement's `taker_filler(symbol)`, for `_settle_taker`
-    cash_escrow: OrderEscrow  # settlement's `order_escrow`: a buy's lock, in the currency
-    share_escrow: OrderEscrow  # a sell's lock, in the security
+    cash_holds: OrderHolds  # GROSS: settlement's `order_holds`: resting buys' cash per account
+    share_holds: OrderHolds  # GROSS: resting sells' shares per account
+    cash_escrow: OrderEscrow  # net modes: settlement's `order_escrow`: a buy's lock by order
+    share_escrow: OrderEscrow  # net modes: a sell's lock by order
 
     def buy_need(self, price: int, quantity: int) -> int:
-        """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
-        commission on one share rounded up to the fen. Linear in quantity, so each fill takes
-        exactly its share of the lock and the rest stays exact for the open quantity; a fill
-        never costs more (commission on a trade rounds down and its price is at most `price`).
-        At most one fen per share more than the exact commission."""
-        return quantity * (price + -(-price * self.security.fees.commission_bps // BPS))
+        """Cash a buy of `quantity` at limit `price` must hold (`buy_need` at the
+        instrument's commission now)."""
+        return buy_need(price, quantity, self.security.fees.commission_bps)
 
-    def requirement(self, order: Order) -> tuple[OrderEscrow, int]:
-        """(escrow, amount): where a live order's lock is, and what it must hold."""
+    def need(self, order: Order) -> int:
+        """What a live order must hold: a buy, `buy_need` in the currency; a sell, its
+        shares."""
         if order.side is BUY:
-            return self.cash_escrow, self.buy_need(order.price, order.quantity)
-        return self.share_escrow, order.quantity
+            return buy_need(order.price, order.quantity, self.security.fees.commission_bps)
+        return order.quantity
+
+    def holds(self, side: Side) -> OrderHolds:
+        """GROSS: where the resting orders of `side` hold their requirements."""
+        return self.cash_holds if side is BUY else self.share_holds
+
+    def escrow(self, side: Side) -> OrderEscrow:
+        """Net modes: where the orders of `side` lock their requirements."""
+        return self.cash_escrow if side is BUY else self.share_escrow
+
+
+def buy_need(price: int, quantity: int, commission_bps: int) -> int:
+    """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
+    commission on one share rounded up to the fen. Linear in quantity, so each fill takes
+    exactly its share and the rest stays exact for the open quantity; a fill never costs more
+    (commission on a trade rounds down and its price is at most `price`). At most one fen per
+    share more than the exact commission."""
+    return quantity * (price + -(-price * commission_bps // BPS))
 
 
 class Venue:
@@ -196,17 +219,17 @@ class Venue:
     def _place(self, broker: str, command: PlaceOrder) -> list[Event]:
         # Every order comes through here, so the common path is written out: one test each
         # for the account and the funding, the helpers only naming a refusal's reason, and a
-        # buy's lock amount inline (`Rules.buy_need`). Each call saved runs 134,000 times in
-        # the venue benchmark's 200,000 commands.
+        # buy's requirement inline (`buy_need`). Each call saved runs 134,000 times in the
+        # venue benchmark's 200,000 commands.
         #
-        # Under GROSS (`Rules.pays_now`) the funding is checked before matching and locked
+        # Under GROSS (`Rules.pays_now`) the funding is checked before matching and held
         # after it, for what rests: the order's own fills pay from available
         # (`_settle_taker`). Nothing but this command moves the account's assets in
-        # between, and each fill costs at most its share of the lock (a trade's commission
-        # rounds down, its price is at most the limit), so the state after the command is
-        # exactly that of locking first and settling from the lock, and the rest can always be
-        # locked; an order that trades at once never builds a lock. The net modes lock first:
-        # their legs go into the cycle escrow from the locks.
+        # between, and each fill costs at most its share of the requirement (a trade's
+        # commission rounds down, its price is at most the limit), so the state after the
+        # command is exactly that of holding first and settling from the hold, and the rest
+        # can always be held; an order that trades at once never holds anything. The net
+        # modes lock first: their legs go into the cycle escrow from the locks.
         account = command.account
         order_id = command.order_id
         if (
@@ -229,25 +252,20 @@ class Venue:
         if command.side is BUY:
             bps = rules.security.fees.commission_bps
             amount = quantity * (price + -(-price * bps // BPS))
-            settlement = self.settlement
-            if pays_now:
-                # Of `lock_reason`'s tests only these can fail here: the account is known
-                # and not frozen (above), and no lock has a new order's id (`check`).
-                cash = rules.cash
-                refused = None
-                if amount > cash.available.get(account, 0) or len(cash.locks) >= LOCKS_MAX:
-                    refused = settlement.lock_reason(rules.currency, account, amount, order_id)
+            if pays_now:  # the account is known and not frozen (above): only cash can lack
+                if amount > rules.cash.available.get(account, 0):
+                    return [self._cash_unfunded(rules, account, order_id, amount)]
             else:
-                refused = settlement.lock(rules.currency, account, amount, order_id)
-            if refused is not None:
-                return [self._cash_unfunded(rules, account, order_id, amount, refused)]
+                refused = self.settlement.lock(rules.currency, account, amount, order_id)
+                if refused is not None:
+                    return [self._cash_unfunded(rules, account, order_id, amount, refused)]
             events = self.matching.place_checked(command)
             if len(events) == 1:  # accepted and resting untouched: nothing to settle
                 if pays_now:
-                    rules.cash_escrow.lock_checked(account, amount, order_id)
+                    rules.cash_holds.hold(account, amount)
                 return events  # type: ignore[return-value]
         else:
-            # `_sellable` inlined; a refusal is named by `_lock_shares`.
+            # `_sellable` inlined; a refusal is named by `_fund_shares`.
             sellable = rules.security.available.get(account, 0)
             if rules.t_plus:
                 sellable -= self._bought_today[rules.symbol].get(account, 0)
@@ -255,23 +273,18 @@ class Venue:
             if quantity % lot and quantity % lot != sellable % lot:
                 return [_refused("place", broker, order_id, command.symbol, R.ODD_LOT_NOT_WHOLE)]
             if quantity > sellable or not pays_now:
-                problem = self._lock_shares(rules, account, order_id, quantity, sellable)
+                problem = self._fund_shares(rules, account, order_id, quantity, sellable)
                 if problem is not None:
                     return [problem]
             events = self.matching.place_checked(command)
             if len(events) == 1:
                 if pays_now:  # `quantity` <= `sellable`, checked above
-                    rules.share_escrow.lock_checked(account, quantity, order_id)
+                    rules.share_holds.hold(account, quantity)
                 return events  # type: ignore[return-value]
         if not pays_now:
             return self._settle(command.symbol, events, price, order_id, command.side)
-        out = self._settle_taker(rules, events, order_id)
-        if command.price is not None and (command.tif is DAY or command.tif is GTC):
-            order = self._orders.get(order_id)
-            if order is not None:  # rests after trading: lock what it still needs
-                escrow, need = rules.requirement(order)
-                escrow.lock_checked(account, need, order_id)
-        return out
+        may_rest = command.price is not None and (command.tif is DAY or command.tif is GTC)
+        return self._settle_taker(rules, events, order_id, may_rest)
 
     def _sellable(self, rules: Rules, account: str) -> int:
         available = rules.security.available.get(account, 0)
@@ -279,7 +292,14 @@ class Venue:
             return available - self._bought_today[rules.symbol].get(account, 0)
         return available
 
-    def _lock_cash(self, rules: Rules, account: str, order_id: int, amount: int) -> Event | None:
+    def _fund_cash(self, rules: Rules, account: str, order_id: int, amount: int) -> Event | None:
+        """Hold (GROSS) or lock (net modes) `amount` of cash more for the resting buy
+        `order_id`, or the event refusing it."""
+        if rules.pays_now:
+            if amount > rules.cash.available.get(account, 0):
+                return self._cash_unfunded(rules, account, order_id, amount)
+            rules.cash_holds.hold(account, amount)
+            return None
         reason = self.settlement.lock(rules.currency, account, amount, order_id)
         if reason is None:
             return None
@@ -291,11 +311,12 @@ class Venue:
         account: str,
         order_id: int,
         amount: int,
-        reason: RejectReason,
+        reason: RejectReason | None = None,
     ) -> Event:
-        """The event refusing a buy whose cash lock settlement refused for `reason`."""
+        """The event refusing a buy that the account cannot fund: more than its available
+        cash, or a cash lock settlement refused for `reason`."""
         # AMOUNT_TOO_LARGE: more than any balance can hold (a huge market buy at the limit).
-        assert reason in UNFUNDED_REASONS, f"cash lock {order_id}: {reason!r}"
+        assert reason is None or reason in UNFUNDED_REASONS, f"cash lock {order_id}: {reason!r}"
         return OrderUnfunded(
             order_id=order_id,
             symbol=rules.symbol,
@@ -306,10 +327,11 @@ class Venue:
             reason=R.INSUFFICIENT_CASH,
         )
 
-    def _lock_shares(
+    def _fund_shares(
         self, rules: Rules, account: str, order_id: int, quantity: int, sellable: int
     ) -> Event | None:
-        """Lock `quantity` shares, of which `sellable` (see `_sellable`) may be sold now."""
+        """Hold (GROSS) or lock (net modes) `quantity` shares more for the sell `order_id`, of
+        which `sellable` (see `_sellable`) may be sold now, or the event refusing it."""
         if quantity > sellable:
             held = self.settlement.available(rules.symbol, account)
             return OrderUnfunded(
@@ -321,6 +343,9 @@ class Venue:
                 available=max(sellable, 0),
                 reason=R.BOUGHT_TODAY if quantity <= held else R.INSUFFICIENT_SECURITIES,
             )
+        if rules.pays_now:
+            rules.share_holds.hold(account, quantity)
+            return None
         reason = self.settlement.lock(rules.symbol, account, quantity, order_id)
         assert reason is None, f"share lock {order_id}: {reason!r}"
         return None
@@ -331,13 +356,25 @@ class Venue:
             return self.matching.cancel(command)  # type: ignore[return-value]  # its rejection
         if self._account_brokers.get(order.account) != broker:
             return [_refused("cancel", broker, command.order_id, command.symbol, R.NOT_YOUR_ORDER)]
+        rules = self._rules[command.symbol]  # the order is done: what it holds goes back
+        if rules.pays_now:
+            if order.side is BUY:
+                need = order.quantity * (
+                    order.price + -(-order.price * rules.security.fees.commission_bps // BPS)
+                )
+                events = self.matching.cancel_checked(order)
+                rules.cash_holds.give_back(order.account, need)
+            else:
+                need = order.quantity
+                events = self.matching.cancel_checked(order)
+                rules.share_holds.give_back(order.account, need)
+            return events  # type: ignore[return-value]
         events = self.matching.cancel_checked(order)
-        rules = self._rules[command.symbol]  # the order is done: its whole lock goes back
-        (rules.cash_escrow if order.side is BUY else rules.share_escrow).release_all(order.order_id)
+        rules.escrow(order.side).release_all(order.order_id)
         return events  # type: ignore[return-value]
 
     def _amend(self, broker: str, command: AmendOrder) -> list[Event]:
-        """Lock what the amended order needs beyond what it holds before matching amends it,
+        """Fund what the amended order needs beyond what it holds before matching amends it,
         and give back what it no longer needs after. A frozen account may amend down, which
         needs nothing more, but not up."""
         order_id = command.order_id
@@ -355,14 +392,11 @@ class Venue:
             return [AmendRejected(order_id=order_id, symbol=command.symbol, reason=rejection)]
         assert order is not None
         rules = self._rules[command.symbol]
-        side = order.side
+        side, account = order.side, order.account
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
-        if side is BUY:
-            escrow, need = rules.cash_escrow, rules.buy_need(price, quantity)
-        else:
-            escrow, need = rules.share_escrow, quantity
-        held = escrow.held(order_id)
+        need = rules.buy_need(price, quantity) if side is BUY else quantity
+        held = rules.need(order)  # what it holds now (`check`: exactly its requirement)
         if need > held:
             problem = self._fund_amend(broker, rules, order, need - held)
             if problem is not None:
@@ -370,28 +404,36 @@ class Venue:
         events = self.matching.amend_checked(command)
         if len(events) == 1:  # amended, resting, nothing traded: it needs exactly `need`
             if held > need:
-                escrow.release(order_id, held - need)
+                if rules.pays_now:
+                    rules.holds(side).give_back(account, held - need)
+                else:
+                    rules.escrow(side).release(order_id, held - need)
             return events  # type: ignore[return-value]
-        return self._settle(command.symbol, events, price, order_id, side)
+        if not rules.pays_now:
+            return self._settle(command.symbol, events, price, order_id, side)
+        # It trades as an incoming order: its hold goes back, its fills pay from available
+        # and what rests is held again.
+        rules.holds(side).give_back(account, max(need, held))
+        return self._settle_taker(rules, events, order_id, True)
 
     def _odd_lot_reason(self, order: Order, quantity: int) -> VenueRejectReason | None:
         """An amended sell's new `quantity` must be whole lots unless it sells the holding's
-        odd lot (what it may sell now plus what the order holds)."""
+        odd lot (what it may sell now plus the shares the order holds)."""
         rules = self._rules[order.symbol]
         odd = quantity % rules.lot
         if not odd:  # whole lots: no need to look the holding up
             return None
-        holding = self._sellable(rules, order.account) + rules.share_escrow.held(order.order_id)
+        holding = self._sellable(rules, order.account) + order.quantity
         return None if odd == holding % rules.lot else R.ODD_LOT_NOT_WHOLE
 
     def _fund_amend(self, broker: str, rules: Rules, order: Order, more: int) -> Event | None:
-        """Lock `more` for an amended order, or the event refusing the amend."""
+        """Fund `more` for an amended order, or the event refusing the amend."""
         if self.settlement.is_frozen(order.account):
             return _refused("amend", broker, order.order_id, rules.symbol, R.ACCOUNT_FROZEN)
         if order.side is BUY:
-            return self._lock_cash(rules, order.account, order.order_id, more)
+            return self._fund_cash(rules, order.account, order.order_id, more)
         sellable = self._sellable(rules, order.account)
-        return self._lock_shares(rules, order.account, order.order_id, more, sellable)
+        return self._fund_shares(rules, order.account, order.order_id, more, sellable)
 
     # -- settlement of what matching did ---------------------------------------------------
 
@@ -403,19 +445,23 @@ class Venue:
         taker_id: int = 0,
         taker_side: Side | None = None,
     ) -> list[Event]:
-        """Settle each trade right after it, every order's leg from its lock, then reconcile
-        every order the events touched. (A GROSS incoming order that paid from available
-        goes through `_settle_taker` instead.)
+        """Settle each trade right after it, then reconcile every order the events touched.
+        (A GROSS incoming order goes through `_settle_taker` instead.)
 
-        A fill takes exactly its shares from the sell lock and exactly its linear share of the
-        buy lock (`Rules.buy_need` at the buy's limit: the taker's `taker_price`, or a resting
-        buy's own price, which is the trade price), so continuous trades leave both orders'
-        locks exact. Only an auction uncross, where a buy fills below a limit the events do not
-        tell, is settled at the price paid and reconciled afterwards.
+        Net modes: every order's leg comes from its lock. A fill takes exactly its shares from
+        the sell lock and exactly its linear share of the buy lock (`buy_need` at the buy's
+        limit: the taker's `taker_price`, or a resting buy's own price, which is the trade
+        price), so continuous trades leave both orders' locks exact. Only an auction uncross,
+        where a buy fills below a limit the events do not tell, is settled at the price paid
+        and reconciled afterwards.
+
+        GROSS (a phase change only, see `_set_phase`): every hold of the instrument has been
+        given back, so both legs come from available; the caller holds what rests after.
         """
         rules = self._rules[symbol]
         security = rules.security
         settle = self.settlement.settle_trade_event
+        gross = rules.pays_now
         # Under T+1, NET_NET shares arrive at the cycle: they count as bought today once there.
         today = (self._pending_today if security.mode is NET_NET else self._bought_today)[symbol]
         t_plus = rules.t_plus
@@ -426,24 +472,27 @@ class Venue:
             append(event)
             if type(event) is TradeExecuted:
                 trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
-                if aggressor is BUY:
-                    assert taker_price is not None
-                    debit: int | None = rules.buy_need(taker_price, quantity)
-                elif aggressor is SELL:
-                    debit = rules.buy_need(price, quantity)  # the resting buy's own price
-                else:  # an auction fill
-                    debit = None
-                    touched[buy_id] = BUY
-                settled = settle(
-                    trade_id, symbol, price, quantity, buyer, seller, buy_id, sell_id, debit
-                )
+                if gross:
+                    settled = settle(trade_id, symbol, price, quantity, buyer, seller)
+                else:
+                    if aggressor is BUY:
+                        assert taker_price is not None
+                        debit: int | None = rules.buy_need(taker_price, quantity)
+                    elif aggressor is SELL:
+                        debit = rules.buy_need(price, quantity)  # the resting buy's own price
+                    else:  # an auction fill
+                        debit = None
+                        touched[buy_id] = BUY
+                    settled = settle(
+                        trade_id, symbol, price, quantity, buyer, seller, buy_id, sell_id, debit
+                    )
                 assert type(settled) is not RejectReason, (
                     f"pre-funded trade {trade_id} failed to settle: {settled!r}"
                 )
                 append(settled)  # type: ignore[arg-type]  # (narrowed by the assert above)
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
-            elif type(event) in CHANGES_AN_ORDER:
+            elif not gross and type(event) in CHANGES_AN_ORDER:
                 order_id = event.order_id  # type: ignore[union-attr]
                 touched.setdefault(order_id, taker_side if order_id == taker_id else None)
         for order_id, side in touched.items():
@@ -451,47 +500,70 @@ class Venue:
         return out
 
     def _settle_taker(
-        self, rules: Rules, events: list[MatchingEvent], taker_id: int
+        self, rules: Rules, events: list[MatchingEvent], taker_id: int, may_rest: bool
     ) -> list[Event]:
         """`_settle` for a GROSS incoming order that pays or delivers from available (see
-        `_place`): each fill settles through settlement's `taker_filler`, the resting order's
-        leg from its lock. This loop runs once per trade, the venue's hottest: written for it,
-        with nothing to reconcile but a resting order that a self-trade rule reduced or
-        cancelled (the incoming order holds no lock yet)."""
+        `_place`), then hold what of it rests (`may_rest`: a day or GTC limit order). Each
+        fill settles through settlement's `taker_filler`, the resting order's leg from its
+        account's hold. This loop runs once per trade, the venue's hottest: written for it.
+        A self-trade prevention that cancels or reduces a resting order tells no price, so
+        then the instrument's holds are set from its book instead (`_rehold`, O(book))."""
         fill = rules.fill
         assert fill is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
-        symbol = rules.symbol
-        today = self._bought_today[symbol]
+        today = self._bought_today[rules.symbol]
         t_plus = rules.t_plus
         out: list[Event] = []
         append = out.append
-        touched: list[int] | None = None
+        touched = False
         for event in events:
             append(event)
             if type(event) is TradeExecuted:
-                trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
+                trade_id, _, price, quantity, _, _, buyer, seller, aggressor = event
                 if aggressor is BUY:
-                    append(fill(trade_id, price, quantity, buyer, seller, sell_id, 0))
-                else:  # the resting buy gives up `Rules.buy_need` at its own price, inlined
+                    append(fill(trade_id, price, quantity, buyer, seller, 0))
+                else:  # the resting buy gives up `buy_need` at its own price, inlined
                     debit = quantity * (price + -(-price * commission_bps // BPS))
-                    append(fill(trade_id, price, quantity, buyer, seller, buy_id, debit))
+                    append(fill(trade_id, price, quantity, buyer, seller, debit))
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
             elif type(event) in CHANGES_AN_ORDER and event.order_id != taker_id:  # type: ignore[union-attr]
-                if touched is None:
-                    touched = []
-                touched.append(event.order_id)  # type: ignore[union-attr]
-        if touched is not None:
-            for order_id in dict.fromkeys(touched):
-                self._reconcile(order_id, symbol, None)
+                touched = True
+        if touched:
+            self._rehold(rules)  # the taker's rest included
+        elif may_rest:
+            order = self._orders.get(taker_id)
+            if order is not None:  # rests after trading: hold what it still needs
+                price = order.price
+                if order.side is BUY:
+                    need = order.quantity * (price + -(-price * commission_bps // BPS))
+                    rules.cash_holds.hold(order.account, need)
+                else:
+                    rules.share_holds.hold(order.account, order.quantity)
         return out
 
+    def _rehold(self, rules: Rules) -> None:
+        """Set the instrument's holds to what its resting orders need, per account. O(book)."""
+        cash_needs, share_needs = self._needs(rules)
+        rules.cash_holds.set_to(cash_needs)
+        rules.share_holds.set_to(share_needs)
+
+    def _needs(self, rules: Rules) -> tuple[dict[str, int], dict[str, int]]:
+        """(cash, shares): account -> the sum of the requirements of its resting buys, of its
+        resting sells, on the instrument. O(book)."""
+        cash: dict[str, int] = {}
+        shares: dict[str, int] = {}
+        for order in self.matching.book(rules.symbol).resting():
+            needs = cash if order.side is BUY else shares
+            needs[order.account] = needs.get(order.account, 0) + rules.need(order)
+        return cash, shares
+
     def _reconcile(self, order_id: int, symbol: str, side: Side | None) -> None:
-        """Bring the order's lock to exactly its requirement (nothing, once it is done).
-        `side` None: not known from the events, so a done order's lock is looked for in both
-        registries."""
+        """Net modes: bring the order's lock to exactly its requirement (nothing, once it is
+        done). `side` None: not known from the events, so a done order's lock is looked for
+        in both registries."""
         rules = self._rules[symbol]
+        assert not rules.pays_now, f"{symbol} is GROSS: its orders hold, they do not lock"
         order = self.matching.resting_order(order_id)
         if order is None:
             if side is not SELL:
@@ -499,7 +571,7 @@ class Venue:
             if side is not BUY:
                 rules.share_escrow.release_all(order_id)
             return
-        escrow, need = rules.requirement(order)
+        escrow, need = rules.escrow(order.side), rules.need(order)
         held = escrow.held(order_id)
         assert held >= need, f"order {order_id} holds {held} of {escrow.asset}, needs {need}"
         if held > need:
@@ -507,31 +579,41 @@ class Venue:
 
     def _set_fees(self, command: settlement_commands.SetFeeSchedule) -> list[Event]:
         """A new fee schedule changes what resting buys need: top each up in priority order,
-        or cancel it (reason `unfunded`) if its account cannot pay or is frozen; release any
+        or cancel it (reason `unfunded`) if its account cannot pay or is frozen; give back any
         surplus. A replayed command id gets the original outcome and changes nothing."""
         remembered = self._outcomes.get(command)
         if remembered is not None:
             return list(remembered)
-        events: list[Event] = list(self.settlement.apply(command))
         rules = self._rules.get(command.asset)
+        old_bps = 0 if rules is None else rules.security.fees.commission_bps
+        events: list[Event] = list(self.settlement.apply(command))
         if rules is not None and type(events[0]) is FeeScheduleSet:
-            events += self._refund_resting_buys(rules)
+            events += self._refund_resting_buys(rules, old_bps)
             self._outcomes.remember(command, events)
         return events
 
-    def _refund_resting_buys(self, rules: Rules) -> list[Event]:
+    def _refund_resting_buys(self, rules: Rules, old_bps: int) -> list[Event]:
+        """Fund every resting buy to its requirement under the new commission, having held
+        its requirement under `old_bps`."""
         events: list[Event] = []
         symbol = rules.symbol
+        gross = rules.pays_now
         buys = [o for o in self.matching.book(symbol).resting() if o.side is BUY]
         for order in buys:
-            need = rules.buy_need(order.price, order.quantity)
-            held = rules.cash_escrow.held(order.order_id)
+            need = rules.need(order)
+            held = buy_need(order.price, order.quantity, old_bps)
+            account = order.account
             if need > held and (
-                self.settlement.is_frozen(order.account)
-                or self._lock_cash(rules, order.account, order.order_id, need - held)
+                self.settlement.is_frozen(account)
+                or self._fund_cash(rules, account, order.order_id, need - held)
             ):
                 events.extend(self.matching.cancel_checked(order, CancelReason.UNFUNDED))
-            self._reconcile(order.order_id, symbol, BUY)
+                if gross:
+                    rules.cash_holds.give_back(account, held)
+            elif need < held and gross:
+                rules.cash_holds.give_back(account, held - need)
+            if not gross:
+                self._reconcile(order.order_id, symbol, BUY)
         return events
 
     def _settle_cycle(self, command: settlement_commands.SettleCycle) -> list[Event]:
@@ -555,10 +637,21 @@ class Venue:
     # -- instruments, phases and the calendar ----------------------------------------------
 
     def _set_phase(self, command: SetPhase) -> list[Event]:
+        rules = self._rules.get(command.symbol)
+        if rules is None or not rules.pays_now:
+            events = self.matching.set_phase(command)
+            if rules is None or len(events) == 1:
+                return events  # type: ignore[return-value]
+            return self._settle(command.symbol, events, None)
+        # GROSS: an auction fills buys below limits that no event tells, and the close
+        # expires orders named by id alone. So every hold of the instrument goes back, the
+        # trades settle from available, and what rests is held again. O(book), per phase.
+        rules.cash_holds.set_to({})
+        rules.share_holds.set_to({})
         events = self.matching.set_phase(command)
-        if command.symbol not in self._rules or len(events) == 1:
-            return events  # type: ignore[return-value]
-        return self._settle(command.symbol, events, None)
+        out = self._settle(command.symbol, events, None) if len(events) > 1 else list(events)
+        self._rehold(rules)
+        return out  # type: ignore[return-value]
 
     def _list(self, command: ListInstrument) -> list[Event]:
         reason = self._listing_reason(command)
@@ -577,28 +670,37 @@ class Venue:
         )
         if type(events[0]) is CommandRejected:
             return events
-        registry = self.settlement.registry(command.symbol)
-        self._rules[command.symbol] = Rules(
-            symbol=command.symbol,
-            currency=registry.currency,
-            t_plus=command.t_plus,
-            lot=command.lot,
-            upper_limit=self.matching.book(command.symbol).upper_limit,
-            security=registry,
-            cash=self.settlement.registry(registry.currency),
-            pays_now=registry.mode is SettlementMode.GROSS,
-            fill=_filler(self.settlement, command.symbol),
-            cash_escrow=self.settlement.order_escrow(registry.currency),
-            share_escrow=self.settlement.order_escrow(command.symbol),
-        )
-        self._bought_today[command.symbol] = {}
-        self._pending_today[command.symbol] = {}
+        currency = self.settlement.registry(command.symbol).currency
+        upper_limit = self.matching.book(command.symbol).upper_limit
+        self._add_rules(command.symbol, currency, command.t_plus, command.lot, upper_limit)
         events.append(
-            InstrumentListed(
-                symbol=command.symbol, currency=registry.currency, t_plus=command.t_plus
-            )
+            InstrumentListed(symbol=command.symbol, currency=currency, t_plus=command.t_plus)
         )
         return events
+
+    def _add_rules(
+        self, symbol: str, currency: str, t_plus: int, lot: int, upper_limit: int
+    ) -> None:
+        """Keep a listed instrument's rules and its tables of shares bought today."""
+        settlement = self.settlement
+        security = settlement.registry(symbol)
+        self._rules[symbol] = Rules(
+            symbol=symbol,
+            currency=currency,
+            t_plus=t_plus,
+            lot=lot,
+            upper_limit=upper_limit,
+            security=security,
+            cash=settlement.registry(currency),
+            pays_now=security.mode is SettlementMode.GROSS,
+            fill=settlement.taker_filler(symbol) if security.mode is SettlementMode.GROSS else None,
+            cash_holds=settlement.order_holds(currency, symbol),
+            share_holds=settlement.order_holds(symbol, symbol),
+            cash_escrow=settlement.order_escrow(currency),
+            share_escrow=settlement.order_escrow(symbol),
+        )
+        self._bought_today[symbol] = {}
+        self._pending_today[symbol] = {}
 
     def _listing_reason(self, command: ListInstrument) -> VenueRejectReason | None:
         if command.symbol in self._rules:
@@ -686,21 +788,7 @@ class Venue:
         venue._day = snapshot["day"]
         venue._day_open = snapshot["day_open"]
         for symbol, currency, t_plus, lot, upper_limit in snapshot["rules"]:
-            venue._rules[symbol] = Rules(
-                symbol=symbol,
-                currency=currency,
-                t_plus=t_plus,
-                lot=lot,
-                upper_limit=upper_limit,
-                security=settlement.registry(symbol),
-                cash=settlement.registry(currency),
-                pays_now=settlement.registry(symbol).mode is SettlementMode.GROSS,
-                fill=_filler(settlement, symbol),
-                cash_escrow=settlement.order_escrow(currency),
-                share_escrow=settlement.order_escrow(symbol),
-            )
-            venue._bought_today[symbol] = {}
-            venue._pending_today[symbol] = {}
+            venue._add_rules(symbol, currency, t_plus, lot, upper_limit)
         for account, symbol, quantity in snapshot["bought_today"]:
             venue._bought_today[symbol][account] = quantity
         for account, symbol, quantity in snapshot["pending_today"]:
@@ -713,6 +801,18 @@ class Venue:
         canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    def order_funds(self, order_id: int) -> int:
+        """What the resting order `order_id` holds (0 when it does not rest): under GROSS its
+        share of its account's hold, which `check` asserts is exactly its requirement; under
+        the net modes its lock."""
+        order = self._orders.get(order_id)
+        if order is None:
+            return 0
+        rules = self._rules[order.symbol]
+        if rules.pays_now:
+            return rules.need(order)
+        return rules.escrow(order.side).held(order_id)
+
     def check(self) -> None:
         """Assert the invariants of matching, of settlement, and of funding between them."""
         self.matching.check()
@@ -720,9 +820,22 @@ class Venue:
         operator = self.settlement.operator
         live: set[tuple[str, int]] = set()
         for symbol, rules in self._rules.items():
+            needs = self._needs(rules)
+            for holds, need_of in zip((rules.cash_holds, rules.share_holds), needs, strict=True):
+                held_by = holds.holders()
+                if not rules.pays_now:
+                    assert not held_by, f"{symbol} is not GROSS but holds {holds.asset}"
+                    continue
+                wrong = {
+                    account: (held_by.get(account, 0), need_of.get(account, 0))
+                    for account in held_by.keys() | need_of.keys()
+                    if held_by.get(account, 0) != need_of.get(account, 0)
+                }
+                assert not wrong, f"{symbol}: holds of {holds.asset} (held, needed): {wrong}"
+            if rules.pays_now:
+                continue
             for order in self.matching.book(symbol).resting():
-                escrow, need = rules.requirement(order)
-                asset = escrow.asset
+                asset, need = rules.escrow(order.side).asset, rules.need(order)
                 held = self.settlement.locked_by(asset, order.order_id)
                 assert held == need, f"order {order.order_id} holds {held} {asset}, needs {need}"
                 live.add((asset, order.order_id))
@@ -743,9 +856,3 @@ def _refused(
 def _today_rows(tables: dict[str, dict[str, int]]) -> list[list[Any]]:
     """[account, symbol, shares] rows of a today table, sorted: its snapshot form."""
     return sorted([a, s, q] for s, table in tables.items() for a, q in table.items())
-
-
-def _filler(settlement: SettlementEngine, symbol: str) -> TakerFill | None:
-    if settlement.registry(symbol).mode is SettlementMode.GROSS:
-        return settlement.taker_filler(symbol)
-    return None

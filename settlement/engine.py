@@ -8,10 +8,11 @@ Pure: the same state and the same command give the same events on every machine.
   `settle_trade` return a `RejectReason` or None (or an int) and build no event. Each is O(1),
   a handful of dict operations; the venue emits its own events, except that
   `settle_trade_event` returns the trade's settlement event, so that the venue does not work
-  out the fees a second time. `order_escrow(asset)` (`OrderEscrow`: an order's lock and its
-  release) and `taker_filler` (an incoming order's fills on a GROSS security) are the writes
-  alone, for what the venue has already funded: their checks are assertions, made before any
-  write.
+  out the fees a second time. `order_holds(asset, symbol)` (`OrderHolds`: what an account's
+  resting orders on a GROSS instrument hold), `order_escrow(asset)` (`OrderEscrow`: a net-mode
+  order's lock and its release) and `taker_filler` (an incoming order's fills on a GROSS
+  security) are the writes alone, for what the venue has already funded: their checks are
+  assertions, made before any write.
 
 See docs/settlement.md for the model, the order of validation and the invariants.
 """
@@ -42,7 +43,7 @@ from settlement.commands import (
     Unlock,
     Withdraw,
 )
-from settlement.escrow import OrderEscrow
+from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import (
     AccountFrozen,
     AccountOpened,
@@ -80,7 +81,7 @@ from settlement.types import (
     SettlementMode,
 )
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: registries keep the operator's holds (`OrderHolds`)
 
 _GROSS = SettlementMode.GROSS
 _CASH_NET = SettlementMode.CASH_NET
@@ -88,8 +89,8 @@ _SECURITY = AssetKind.SECURITY
 _R = RejectReason
 _new_tuple = tuple.__new__
 
-# (trade_id, price, quantity, buyer, seller, maker, maker_debit) -> event; see `taker_filler`
-TakerFill = Callable[[int, int, int, str, str, int, int], TradeSettled]
+# (trade_id, price, quantity, buyer, seller, maker_debit) -> event; see `taker_filler`
+TakerFill = Callable[[int, int, int, str, str, int], TradeSettled]
 
 
 class SettlementEngine:
@@ -501,35 +502,23 @@ class SettlementEngine:
         locks[owner] = (account, amount if held is None else held[1] + amount, operator)
         return None
 
-    def lock_reason(self, asset: str, account: str, amount: int, owner: int) -> RejectReason | None:
-        """Why `lock` would refuse now (its reasons, in its order), or None; changes nothing.
-        With `OrderEscrow.lock_checked` it splits `lock` in two, as matching splits a place into
-        `place_reason` and `place_checked`: the venue asks this of a buy before matching it, and
-        locks only what rests once the order has traded (its fills pay from available). O(1)."""
-        registry = self._registries.get(asset)
-        if registry is None:
-            return _R.UNKNOWN_ASSET
-        if account not in self._brokers:
-            return _R.UNKNOWN_ACCOUNT
-        operator = self._operator
-        locks = registry.locks
-        held = locks.get(owner)
-        if (
-            amount <= 0
-            or amount > AMOUNT_MAX
-            or account in self._frozen
-            or (held is not None and (held[0] != account or held[2] != operator))
-            or registry.available.get(account, 0) < amount
-            or (held is None and len(locks) >= LOCKS_MAX)
-        ):
-            return self._lock_reason(registry, account, amount, owner, operator)
-        return None
-
     def order_escrow(self, asset: str) -> OrderEscrow:
-        """The operator's order locks on `asset`, for a caller that checks first (the venue):
-        `lock_checked` after `lock_reason` accepted, `release` of a surplus, `release_all` of a
-        done order, `held`. Valid for this engine's life (registries keep their objects). O(1)."""
+        """The operator's order locks on `asset`, for a caller that checks first (the venue,
+        for a net-mode instrument, which locks with `lock`): `release` of a surplus,
+        `release_all` of a done order, `held`. Valid for this engine's life
+        (registries keep their objects). O(1)."""
         return OrderEscrow(self._registries[asset], self._operator)
+
+    def order_holds(self, asset: str, symbol: str) -> OrderHolds:
+        """The operator's holds on `asset` (the security `symbol` or its currency) for the
+        resting orders of the instrument `symbol`, for a caller that checks first (the venue,
+        which funds a GROSS instrument's orders with them and keeps a net-mode instrument's
+        empty): `hold`, `give_back`, `held`, `holders`, `set_to`. Valid for this engine's
+        life. O(1)."""
+        security = self._registries[symbol]
+        assert security.kind is _SECURITY, f"{symbol} is not a security"
+        assert asset in (symbol, security.currency), f"{symbol} holds no {asset}"
+        return OrderHolds(self._registries[asset], symbol)
 
     def _lock_reason(
         self, registry: Registry, account: str, amount: int, owner: int, holder: str
@@ -685,16 +674,18 @@ class SettlementEngine:
 
     def taker_filler(self, asset: str) -> TakerFill:
         """DvP of one continuous trade of a GROSS security between a resting order, whose leg
-        comes from its lock `maker`, and an incoming order, whose leg comes from available:
-        `settle_trade`'s writes, returning its `TradeSettled`. `maker_debit` 0: the resting
-        order sells. Otherwise the resting order buys and its lock gives up `maker_debit`, at
-        least what the buyer pays; the rest goes back to the buyer's available.
+        comes from its account's hold (`order_holds`), and an incoming order, whose leg comes
+        from available: the writes of giving the resting order's share of the hold back and
+        then `settle_trade` from available, returning its `TradeSettled`. `maker_debit` 0: the
+        resting order sells, and the seller's hold gives up the shares. Otherwise the resting
+        order buys and the buyer's hold gives up `maker_debit`, at least what the buyer pays;
+        the rest goes back to the buyer's available.
 
         The venue settles every fill of an incoming order through here. It funds both legs
-        before matching (a resting order's lock is exact, `Venue.check`; the incoming order's
-        available was checked against its limit), so nothing here tells a reason: a trade that
-        `settle_trade` would refuse is a programmer error, and assertions stop it before any
-        write, both legs or neither. Registries stay the same objects for this engine's life;
+        before matching (the holds are exact, `Venue.check`; the incoming order's available
+        was checked against its limit), so nothing here tells a reason: a trade that would be
+        refused is a programmer error, and assertions stop it before any write, both legs or
+        neither. Registries stay the same objects for this engine's life;
         the fee schedule is read at each call. O(1)."""
         security = self._registries[asset]
         assert security.mode is _GROSS and security.kind is _SECURITY, f"{asset} is not GROSS"
@@ -832,6 +823,11 @@ class SettlementEngine:
         held = self.registry(asset).locks.get(owner)
         return 0 if held is None else held[1]
 
+    def held(self, asset: str, symbol: str, account: str) -> int:
+        """What `account` holds in `asset` for its resting orders on the GROSS instrument
+        `symbol` (see `OrderHolds`); 0 when nothing."""
+        return self.registry(asset).holds.get(symbol, {}).get(account, 0)
+
     def escrowed(self, asset: str, account: str) -> int:
         return self.registry(asset).escrow.get(account, 0)
 
@@ -943,11 +939,20 @@ class SettlementEngine:
 
 def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:
     """`SettlementEngine.taker_filler` of a GROSS security: `settle_trade`'s writes for the
-    two shapes of a continuous trade, `Registry.move` and the fee credits inlined, its checks
-    asserted before any write."""
+    two shapes of a continuous trade, the resting order's leg from its account's hold
+    (`OrderHolds`), `Registry.move` and the fee credits inlined, its checks asserted before any
+    write."""
     asset, currency = security.asset, security.currency
-    share_locks, share_locked, share_available = security.locks, security.locked, security.available
-    cash_locks, cash_locked, cash_available = cash.locks, cash.locked, cash.available
+    share_held, share_locked, share_available = (
+        security.holds.setdefault(asset, {}),
+        security.locked,
+        security.available,
+    )
+    cash_held, cash_locked, cash_available = (
+        cash.holds.setdefault(asset, {}),
+        cash.locked,
+        cash.available,
+    )
 
     def fill(
         trade_id: int,
@@ -955,7 +960,6 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         quantity: int,
         buyer: str,
         seller: str,
-        maker: int,
         maker_debit: int,
     ) -> TradeSettled:
         assert trade_id > engine._trade_id_last, f"trade {trade_id} settled before"
@@ -965,32 +969,26 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         commission = notional * fees.commission_bps // BPS_DENOMINATOR
         stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
         pays = notional + commission
-        if maker_debit:  # the resting buy pays from its lock, the incoming sell delivers
-            row = cash_locks.get(maker)
+        if maker_debit:  # the resting buy pays from its hold, the incoming sell delivers
+            held_left = cash_held.get(buyer, 0) - maker_debit
             shares_left = share_available.get(seller, 0) - quantity
-            assert (
-                row is not None and row[0] == buyer and pays <= maker_debit <= row[1]
-            ) and shares_left >= 0, f"trade {trade_id}: lock {maker} {row}, {shares_left=}"
+            assert pays <= maker_debit and held_left >= 0 and shares_left >= 0, (
+                f"trade {trade_id}: {buyer!r} holds {held_left + maker_debit}, gives "
+                f"{maker_debit} for {pays}; {seller!r} has {shares_left + quantity} shares"
+            )
             share_available[seller] = shares_left
-            left = row[1] - maker_debit
-            if left:
-                cash_locks[maker] = (buyer, left, row[2])
-            else:
-                del cash_locks[maker]
+            cash_held[buyer] = held_left
             cash_locked[buyer] -= maker_debit
             if maker_debit != pays:  # the buyer's price improvement goes back
                 cash_available[buyer] += maker_debit - pays
-        else:  # the resting sell delivers from its lock, the incoming buy pays
-            row = share_locks.get(maker)
+        else:  # the resting sell delivers from its hold, the incoming buy pays
+            held_left = share_held.get(seller, 0) - quantity
             cash_left = cash_available.get(buyer, 0) - pays
-            assert (
-                row is not None and row[0] == seller and quantity <= row[1]
-            ) and cash_left >= 0, f"trade {trade_id}: lock {maker} {row}, {cash_left=}"
-            left = row[1] - quantity
-            if left:
-                share_locks[maker] = (seller, left, row[2])
-            else:
-                del share_locks[maker]
+            assert held_left >= 0 and cash_left >= 0, (
+                f"trade {trade_id}: {seller!r} holds {held_left + quantity} shares, "
+                f"{buyer!r} has {cash_left + pays} for {pays}"
+            )
+            share_held[seller] = held_left
             share_locked[seller] -= quantity
             cash_available[buyer] = cash_left
         share_available[buyer] = share_available.get(buyer, 0) + quantity

@@ -1,8 +1,10 @@
 """One asset's registry: balances per account, escrow locks, and the positions of the open cycle.
 
 Every account's holding is `available + locked`. `locked` is the sum of the account's locks (each
-tagged with an owner reference such as an order id and with the member that holds it) plus its
-cycle escrow: what net-mode trades took from locks and the next cycle will consume. `positions`
+tagged with an owner reference such as an order id and with the member that holds it), its
+holds (the operator's, one amount per instrument and account: what the account's resting
+orders on a GROSS instrument need, see `settlement.escrow.OrderHolds`) and its cycle escrow:
+what net-mode trades took from locks and the next cycle will consume. `positions`
 are the obligations of the open cycle, the net amount each account receives (+) or delivers (-);
 they are not balances and sum to zero.
 
@@ -35,6 +37,7 @@ class Registry:
         "escrow",
         "fees",
         "gross",
+        "holds",
         "issued",
         "issuer",
         "kind",
@@ -59,6 +62,9 @@ class Registry:
         self.available: dict[str, int] = {}
         self.locked: dict[str, int] = {}
         self.locks: dict[int, LockRow] = {}
+        # instrument symbol -> account -> amount (zeros may stay); each dict, once made, is
+        # kept for the registry's life (an `OrderHolds` reads it directly)
+        self.holds: dict[str, dict[str, int]] = {}
         self.escrow: dict[str, int] = {}
         self.positions: dict[str, int] = {}
         self.gross = 0  # sum of the debit legs cleared into the open cycle
@@ -208,7 +214,7 @@ class Registry:
         return settled, net_total
 
     def check(self, accounts: Mapping[str, str]) -> None:
-        """Assert every invariant of this registry. O(accounts + locks)."""
+        """Assert every invariant of this registry. O(accounts + locks + holds)."""
         asset = self.asset
         assert 0 <= self.redeemed <= self.issued, f"{asset}: redeemed {self.redeemed} > issued"
         assert self.supply <= SUPPLY_MAX, f"{asset}: supply {self.supply} above the maximum"
@@ -219,6 +225,10 @@ class Registry:
                 assert amount >= 0, f"{asset}: negative balance {amount} of {account!r}"
                 assert account in accounts, f"{asset}: balance of unknown account {account!r}"
         by_account = dict(self.escrow)
+        for symbol, holds in self.holds.items():
+            for account, amount in holds.items():
+                assert amount >= 0, f"{asset}: negative hold {amount} of {account!r} on {symbol}"
+                by_account[account] = by_account.get(account, 0) + amount
         for owner, (account, amount, _holder) in self.locks.items():
             assert amount > 0, f"{asset}: empty lock {owner} kept"
             by_account[account] = by_account.get(account, 0) + amount
@@ -265,6 +275,12 @@ class Registry:
             "redeemed": self.redeemed,
             "balances": [row for row in balances if row[1] or row[2]],
             "locks": [[owner, *row] for owner, row in sorted(self.locks.items())],
+            "holds": sorted(
+                [symbol, account, amount]
+                for symbol, holds in self.holds.items()
+                for account, amount in holds.items()
+                if amount
+            ),
             "escrow": sorted([a, n] for a, n in self.escrow.items() if n),
             "positions": sorted([a, n] for a, n in self.positions.items() if n),
             "gross": self.gross,
@@ -295,6 +311,8 @@ class Registry:
                 registry.locked[account] = locked
         for owner, account, amount, holder in row["locks"]:
             registry.locks[owner] = (account, amount, holder)
+        for symbol, account, amount in row["holds"]:
+            registry.holds.setdefault(symbol, {})[account] = amount
         registry.escrow = dict((a, n) for a, n in row["escrow"])
         registry.positions = dict((a, n) for a, n in row["positions"])
         registry.gross = row["gross"]

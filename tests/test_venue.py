@@ -259,7 +259,13 @@ class Desk:
         return settlement.available(asset, account), settlement.locked(asset, account)
 
     def lock_of(self, asset: str, order_id: int) -> int:
-        return self.venue.settlement.locked_by(asset, order_id)
+        """What order `order_id` holds in `asset`: its share of its account's hold (GROSS) or
+        its lock (net modes); 0 once it is done. (`apply` checks the holds add up.)"""
+        order = self.venue.matching.resting_order(order_id)
+        if order is not None:
+            rules = self.venue.rules(order.symbol)
+            assert asset == (rules.currency if order.side is BUY else order.symbol), asset
+        return self.venue.order_funds(order_id)
 
     def registries(self) -> list[dict[str, Any]]:
         """Every balance, lock, escrow and position (the settlement state without outcomes)."""
