@@ -152,6 +152,7 @@ class Venue:
         "_day",
         "_day_open",
         "_frozen_accounts",
+        "_grouped",
         "_handlers",
         "_orders",
         "_outcomes",
@@ -185,6 +186,7 @@ class Venue:
         matching's order index."""
         self._account_brokers, self._frozen_accounts = self.settlement.account_tables()
         self._orders = self.matching.order_index()
+        self._grouped = GroupedOrders(self._orders)
         for cls in SETTLEMENT_COMMANDS:
             self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
         self._handlers[settlement_commands.SetFeeSchedule] = self._set_fees
@@ -263,6 +265,8 @@ class Venue:
             if len(events) == 1:  # accepted and resting untouched: nothing to settle
                 if pays_now:
                     rules.cash_holds.hold(account, amount)
+                    if command.stp_group:
+                        self._grouped.add(self._orders[order_id])
                 return events  # type: ignore[return-value]
         else:
             # `_sellable` inlined; a refusal is named by `_fund_shares`.
@@ -280,6 +284,8 @@ class Venue:
             if len(events) == 1:
                 if pays_now:  # `quantity` <= `sellable`, checked above
                     rules.share_holds.hold(account, quantity)
+                    if command.stp_group:
+                        self._grouped.add(self._orders[order_id])
                 return events  # type: ignore[return-value]
         if not pays_now:
             return self._settle(command.symbol, events, price, order_id, command.side)
@@ -403,11 +409,13 @@ class Venue:
                 return [problem]
         events = self.matching.amend_checked(command)
         if len(events) == 1:  # amended, resting, nothing traded: it needs exactly `need`
-            if held > need:
-                if rules.pays_now:
+            if rules.pays_now:
+                if held > need:
                     rules.holds(side).give_back(account, held - need)
-                else:
-                    rules.escrow(side).release(order_id, held - need)
+                if order.stp_group:  # a new price makes a new order object
+                    self._grouped.add(self._orders[order_id])
+            elif held > need:
+                rules.escrow(side).release(order_id, held - need)
             return events  # type: ignore[return-value]
         if not rules.pays_now:
             return self._settle(command.symbol, events, price, order_id, side)
@@ -506,8 +514,8 @@ class Venue:
         `_place`), then hold what of it rests (`may_rest`: a day or GTC limit order). Each
         fill settles through settlement's `taker_filler`, the resting order's leg from its
         account's hold. This loop runs once per trade, the venue's hottest: written for it.
-        A self-trade prevention that cancels or reduces a resting order tells no price, so
-        then the instrument's holds are set from its book instead (`_rehold`, O(book))."""
+        A resting order that a self-trade prevention cancels or reduces gives its share back
+        (`_give_back_prevented`)."""
         fill = rules.fill
         assert fill is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
@@ -515,7 +523,7 @@ class Venue:
         t_plus = rules.t_plus
         out: list[Event] = []
         append = out.append
-        touched = False
+        prevented: list[OrderCancelled | OrderReduced] | None = None
         for event in events:
             append(event)
             if type(event) is TradeExecuted:
@@ -528,10 +536,12 @@ class Venue:
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
             elif type(event) in CHANGES_AN_ORDER and event.order_id != taker_id:  # type: ignore[union-attr]
-                touched = True
-        if touched:
-            self._rehold(rules)  # the taker's rest included
-        elif may_rest:
+                if prevented is None:
+                    prevented = []
+                prevented.append(event)  # type: ignore[arg-type]  # (see `_give_back_prevented`)
+        if prevented is not None:
+            self._give_back_prevented(rules, prevented)
+        if may_rest:
             order = self._orders.get(taker_id)
             if order is not None:  # rests after trading: hold what it still needs
                 price = order.price
@@ -540,7 +550,26 @@ class Venue:
                     rules.cash_holds.hold(order.account, need)
                 else:
                     rules.share_holds.hold(order.account, order.quantity)
+                if order.stp_group:
+                    self._grouped.add(order)
         return out
+
+    def _give_back_prevented(
+        self, rules: Rules, events: list[OrderCancelled | OrderReduced]
+    ) -> None:
+        """Give back the share of the resting orders that a self-trade prevention cancelled or
+        reduced, each event's `quantity` at the order's price. Such an order has an STP group,
+        so `GroupedOrders` has it even once it has left the book."""
+        bps = rules.security.fees.commission_bps
+        for event in events:
+            assert type(event) in (OrderCancelled, OrderReduced), event
+            assert event.reason is CancelReason.SELF_TRADE, event
+            order = self._grouped.get(event.order_id)
+            if order.side is BUY:
+                need = buy_need(order.price, event.quantity, bps)
+                rules.cash_holds.give_back(order.account, need)
+            else:
+                rules.share_holds.give_back(order.account, event.quantity)
 
     def _rehold(self, rules: Rules) -> None:
         """Set the instrument's holds to what its resting orders need, per account. O(book)."""
@@ -789,6 +818,10 @@ class Venue:
         venue._day_open = snapshot["day_open"]
         for symbol, currency, t_plus, lot, upper_limit in snapshot["rules"]:
             venue._add_rules(symbol, currency, t_plus, lot, upper_limit)
+            if venue._rules[symbol].pays_now:
+                for order in venue.matching.book(symbol).resting():
+                    if order.stp_group:
+                        venue._grouped.add(order)
         for account, symbol, quantity in snapshot["bought_today"]:
             venue._bought_today[symbol][account] = quantity
         for account, symbol, quantity in snapshot["pending_today"]:
@@ -833,6 +866,9 @@ class Venue:
                 }
                 assert not wrong, f"{symbol}: holds of {holds.asset} (held, needed): {wrong}"
             if rules.pays_now:
+                for order in self.matching.book(symbol).resting():
+                    if order.stp_group:
+                        assert self._grouped.get(order.order_id) is order, order.order_id
                 continue
             for order in self.matching.book(symbol).resting():
                 asset, need = rules.escrow(order.side).asset, rules.need(order)
@@ -843,6 +879,41 @@ class Venue:
             for owner, (_, _, holder) in self.settlement.registry(asset).locks.items():
                 if holder == operator:
                     assert (asset, owner) in live, f"lock {owner} on {asset} has no live order"
+
+
+class GroupedOrders:
+    """The GROSS resting orders that have an STP group, by id: a self-trade prevention may
+    cancel such an order, and its event tells neither the order's price nor its account.
+    Derived from the book (not state: `restore` rebuilds it). An order that leaves the book
+    stays until a pruning, when the table has doubled since the last one: amortised O(1)."""
+
+    __slots__ = ("_live", "_orders", "_prune_at")
+
+    PRUNE_AT_LEAST = 1024
+
+    def __init__(self, live: Mapping[int, Order]) -> None:
+        self._live = live  # matching's order index
+        self._orders: dict[int, Order] = {}
+        self._prune_at = self.PRUNE_AT_LEAST
+
+    def add(self, order: Order) -> None:
+        """Remember `order`, resting now (again, after an amend made a new object of it)."""
+        orders = self._orders
+        orders[order.order_id] = order
+        if len(orders) > self._prune_at:
+            live = self._live
+            for order_id in [i for i in orders if i not in live]:
+                del orders[order_id]
+            self._prune_at = max(self.PRUNE_AT_LEAST, 2 * len(orders))
+
+    def get(self, order_id: int) -> Order:
+        """The order, remembered when it last rested (asserted)."""
+        order = self._orders.get(order_id)
+        assert order is not None, f"order {order_id} rested with no STP group"
+        return order
+
+    def __len__(self) -> int:
+        return len(self._orders)
 
 
 def _refused(
