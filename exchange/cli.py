@@ -348,7 +348,7 @@ def _add_bench_commands(commands: Any) -> None:
     matching.add_argument("--json", action="store_true", help="one JSON object on stdout")
     matching.set_defaults(run=_bench)
     venue_target = targets.add_parser(
-        "venue", help="the venue (funding, locks, DvP) against matching alone"
+        "venue", help="the venue (funding, holds and locks, DvP) against matching alone"
     )
     _seeded_flow_options(venue_target, messages=200_000)
     venue_target.add_argument(

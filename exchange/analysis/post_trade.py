@@ -5,9 +5,9 @@
   once (`trade_cleared`) and settles with the next `cycle_settled` after it (a failed cycle
   settles nothing and is retried under the same cycle id). A trade with neither is
   `unsettled`, which pre-funded DvP should never show.
-- `locks_over_time`: locked balances after every block. Order locks are inside the venue and
-  emit no event (docs/ledger.md), so they are read from the venue re-executed from the genesis
-  (`checks.replay`), not guessed from the order events.
+- `locks_over_time`: locked balances after every block. Order funding (holds and locks) is
+  inside the venue and emits no event (docs/ledger.md), so it is read from the venue
+  re-executed from the genesis (`checks.replay`), not guessed from the order events.
 - `netting`: per cycle, the gross value of the trades against the net value that moved, from
   the `cycle_settled` and `asset_netted` events (the derived table keeps only the net).
 - `fees_and_taxes`: commission (charged to each side) and stamp duty per symbol and broker.
@@ -77,9 +77,9 @@ def dvp_timing(trades: pd.DataFrame, settlements: pd.DataFrame) -> pd.DataFrame:
 
 
 def locks_over_time(ledger: NodeLedger) -> pd.DataFrame:
-    """After every block: per asset, the total locked (order locks plus cycle escrow) and the
-    number of accounts with a lock, from the venue re-executed from the genesis. O(blocks x
-    accounts x assets): fine for a session, slow for a year."""
+    """After every block: per asset, the total locked (order holds and locks plus cycle
+    escrow) and the number of accounts with something locked, from the venue re-executed from
+    the genesis. O(blocks x accounts x assets): fine for a session, slow for a year."""
     records = []
     for header, venue in replay(ledger):
         engine = venue.settlement

@@ -1,4 +1,4 @@
-"""`jinlian bench venue`: the venue (funding, locks, DvP) against matching alone, same flow.
+"""`jinlian bench venue`: the venue (funding, holds and locks, DvP) against matching alone.
 
 The flow is the matching benchmark's, each order command sent by its account's broker. Rounds
 alternate venue and matching-only, and the median of the per-round ratios is the figure to
@@ -156,8 +156,9 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"venue benchmark: seed {report['seed']}, {report['commands']:,} commands, "
         f"median of {report['rounds']} rounds, {report['trades_settled']:,} trades settled (DvP)",
-        f"  venue (funding, locks, DvP)  {report['commands_per_s']:>12,} commands/s",
-        f"  matching alone               {report['matching_only_commands_per_s']:>12,} commands/s",
+        f"  {'venue (funding, holds and locks, DvP)':<38}"
+        f"{report['commands_per_s']:>12,} commands/s",
+        f"  {'matching alone':<38}{report['matching_only_commands_per_s']:>12,} commands/s",
         f"  ratio venue/matching (median of rounds): {report['ratio']:.3f}",
         f"  books agree with matching alone: {report['books_agree']}",
     ]
