@@ -11,8 +11,9 @@ funded and every trade settles as delivery-versus-payment:
   incoming order's funding is checked before it matches; its own fills pay from available and
   what rests is held after (see `_place`). A fill takes exactly its share from the resting
   order's hold and returns the buyer's price improvement; a cancel gives its requirement back.
-  Where orders leave the book or fill at prices that no event tells (an auction, the close, a
-  self-trade prevention), the instrument's holds are set to what its book needs (`_rehold`).
+  Where orders leave the book or fill at prices that no event tells (an auction, the close),
+  the instrument's holds are set to what its book needs (`_rehold`); a resting order that a
+  self-trade prevention cancels gives back its share at the price `GroupedOrders` remembers.
 - Under the net modes each order locks its requirement under its own id, because a net trade's
   legs go into the cycle escrow from the order's lock; after anything that changes an order
   (a cancel, an expiry, an amend, a self-trade reduction, an auction fill) its lock is
