@@ -222,12 +222,16 @@ def test_different_states_have_different_commitments() -> None:
     def day(snapshot: dict[str, Any]) -> None:
         snapshot["day_open"] = not snapshot["day_open"]
 
+    def hold(snapshot: dict[str, Any]) -> None:
+        registry = next(r for r in snapshot["settlement"]["assets"] if r["holds"])
+        registry["holds"][0][2] += 1  # one account's hold for one instrument's orders
+
     hashes = set()
-    for change in (balance, quantity, phase, priority, day):
+    for change in (balance, quantity, phase, priority, day, hold):
         base, changed = _variant(change)
         assert base != changed, change.__name__
         hashes.add(changed)
-    assert len(hashes) == 5
+    assert len(hashes) == 6
 
 
 def test_a_snapshot_field_the_commitment_does_not_know_is_refused() -> None:
