@@ -879,7 +879,11 @@ class SettlementEngine:
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> SettlementEngine:
         """The engine a `snapshot()` describes; its snapshot and behaviour are identical. O(n)."""
-        assert snapshot["version"] == SNAPSHOT_VERSION, f"snapshot version {snapshot['version']}"
+        if snapshot.get("version") != SNAPSHOT_VERSION:  # 1 kept GROSS orders' locks by order
+            raise ValueError(
+                f"unsupported settlement snapshot version {snapshot.get('version')!r}"
+                f" (this engine reads {SNAPSHOT_VERSION})"
+            )
         engine = cls(
             operator=snapshot["operator"],
             regulator=snapshot["regulator"],

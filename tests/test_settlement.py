@@ -1143,3 +1143,10 @@ def test_settlement_is_pure() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] in ALLOWED_IMPORTS, f"{path.name} imports {name}"
+
+
+def test_a_snapshot_of_another_version_is_refused_by_name(world: World) -> None:
+    snapshot = world.engine.snapshot()
+    snapshot["version"] = 1  # locks by order for GROSS orders, before holds
+    with pytest.raises(ValueError, match="unsupported settlement snapshot version 1"):
+        SettlementEngine.restore(snapshot)
