@@ -673,15 +673,18 @@ class Venue:
             if rules is None or len(events) == 1:
                 return events  # type: ignore[return-value]
             return self._settle(command.symbol, events, None)
+        events = self.matching.set_phase(command)
+        if len(events) == 1:  # the phase alone changed (or was refused): no order moved
+            return events  # type: ignore[return-value]
         # GROSS: an auction fills buys below limits that no event tells, and the close
         # expires orders named by id alone. So every hold of the instrument goes back, the
-        # trades settle from available, and what rests is held again. O(book), per phase.
+        # trades settle from available, and what rests is held again: O(book), at a phase
+        # change that moved orders.
         rules.cash_holds.set_to({})
         rules.share_holds.set_to({})
-        events = self.matching.set_phase(command)
-        out = self._settle(command.symbol, events, None) if len(events) > 1 else list(events)
+        out = self._settle(command.symbol, events, None)
         self._rehold(rules)
-        return out  # type: ignore[return-value]
+        return out
 
     def _list(self, command: ListInstrument) -> list[Event]:
         reason = self._listing_reason(command)
