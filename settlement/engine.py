@@ -480,8 +480,8 @@ class SettlementEngine:
         if account not in self._brokers:
             return _R.UNKNOWN_ACCOUNT
         operator = self._operator
-        # The venue takes a lock for every order it accepts: `_lock_reason` in one test, which
-        # only a refusal runs again to tell the reason; then Registry.lock, inlined.
+        # The venue takes a lock for every net-mode order it accepts: `_lock_reason` in one
+        # test, which only a refusal runs again to tell the reason; then Registry.lock, inlined.
         available, locks = registry.available, registry.locks
         held = locks.get(owner)
         have = available.get(account, 0)

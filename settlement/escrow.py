@@ -16,7 +16,7 @@ Two shapes, by the instrument's settlement mode:
 each per asset of a listed instrument (its cash and its shares), made once and kept. Their
 methods write what the venue has already checked, so they tell no reasons: a call that breaks
 their preconditions is a programmer error, and assertions stop it before any write. Checks
-that name a reason stay on the engine (`lock_reason`, `lock`, `release`).
+that name a reason stay on the engine (`lock`, `release`).
 
 They read and write the registry's own dicts, which stay the same objects for the registry's
 life, so one made once stays valid. All methods are O(1) unless stated.
