@@ -717,6 +717,7 @@ class Venue:
         """Keep a listed instrument's rules and its tables of shares bought today."""
         settlement = self.settlement
         security = settlement.registry(symbol)
+        gross = security.mode is SettlementMode.GROSS
         self._rules[symbol] = Rules(
             symbol=symbol,
             currency=currency,
@@ -725,8 +726,8 @@ class Venue:
             upper_limit=upper_limit,
             security=security,
             cash=settlement.registry(currency),
-            pays_now=security.mode is SettlementMode.GROSS,
-            fill=settlement.taker_filler(symbol) if security.mode is SettlementMode.GROSS else None,
+            pays_now=gross,
+            fill=settlement.taker_filler(symbol) if gross else None,
             cash_holds=settlement.order_holds(currency, symbol),
             share_holds=settlement.order_holds(symbol, symbol),
             cash_escrow=settlement.order_escrow(currency),
@@ -857,28 +858,29 @@ class Venue:
         operator = self.settlement.operator
         live: set[tuple[str, int]] = set()
         for symbol, rules in self._rules.items():
-            needs = self._needs(rules)
-            for holds, need_of in zip((rules.cash_holds, rules.share_holds), needs, strict=True):
+            holds_of = (rules.cash_holds, rules.share_holds)
+            resting = self.matching.book(symbol).resting()
+            if not rules.pays_now:  # net modes: a lock per order, no holds
+                for holds in holds_of:
+                    assert not holds.holders(), f"{symbol} is not GROSS but holds {holds.asset}"
+                for order in resting:
+                    asset, need = rules.escrow(order.side).asset, rules.need(order)
+                    order_id = order.order_id
+                    held = self.settlement.locked_by(asset, order_id)
+                    assert held == need, f"order {order_id} holds {held} {asset}, needs {need}"
+                    live.add((asset, order_id))
+                continue
+            for holds, need_of in zip(holds_of, self._needs(rules), strict=True):
                 held_by = holds.holders()
-                if not rules.pays_now:
-                    assert not held_by, f"{symbol} is not GROSS but holds {holds.asset}"
-                    continue
                 wrong = {
                     account: (held_by.get(account, 0), need_of.get(account, 0))
                     for account in held_by.keys() | need_of.keys()
                     if held_by.get(account, 0) != need_of.get(account, 0)
                 }
                 assert not wrong, f"{symbol}: holds of {holds.asset} (held, needed): {wrong}"
-            if rules.pays_now:
-                for order in self.matching.book(symbol).resting():
-                    if order.stp_group:
-                        assert self._grouped.get(order.order_id) is order, order.order_id
-                continue
-            for order in self.matching.book(symbol).resting():
-                asset, need = rules.escrow(order.side).asset, rules.need(order)
-                held = self.settlement.locked_by(asset, order.order_id)
-                assert held == need, f"order {order.order_id} holds {held} {asset}, needs {need}"
-                live.add((asset, order.order_id))
+            for order in resting:
+                if order.stp_group:
+                    assert self._grouped.get(order.order_id) is order, order.order_id
         for asset in self.settlement.assets():
             for owner, (_, _, holder) in self.settlement.registry(asset).locks.items():
                 if holder == operator:
