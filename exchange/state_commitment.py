@@ -893,6 +893,7 @@ class _OrderedSection:
             if first in table:
                 break
             del ids[first], prev_of[first]
+            rehash.discard(first)  # a head promoted by an earlier round, forgotten too
             commitment._update((tag, first), None)
             if ids:
                 head = next(iter(ids))
