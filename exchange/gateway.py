@@ -55,8 +55,10 @@ from exchange.market_data import MarketData
 from exchange.venue_machine import VenueMachine
 from exchange.venue_types import BrokerCommand
 from exchange.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
+from ledger import auth
 from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis, Member, Role
+from ledger.keys import PublicKey
 from ledger.node import ExchangeNode
 from ledger.receipt import ReceiptError, build_receipt
 from ledger.store import StoreError
@@ -117,6 +119,17 @@ class ObservedVenueMachine(VenueMachine):
         parsed, events, data = self.apply_parsed(command)
         self.observe(command, parsed, events)
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated REST caller: a member (`member` set) or a broker."""
+
+    identity: str
+    member: Member | None
+
+
+_RECEIPT_STATUS: Final = {api.UNKNOWN_TRADE: 404, api.NOT_YOUR_TRADE: 403, api.NOT_FINAL: 409}
 
 
 @dataclass(slots=True)
@@ -207,6 +220,9 @@ class Gateway:
         self.accounts = {
             str(account): broker.name for broker in genesis.brokers for account in broker.accounts
         }
+        # who may call the REST endpoints that are not public
+        self.member_keys: dict[str, PublicKey] = {m.name: m.public_key for m in genesis.members}
+        self.broker_keys: dict[str, PublicKey] = {b.name: b.public_key for b in genesis.brokers}
         self.reports = Reports(self.accounts)
         self.executed: list[tuple[Any, Any, list[Any]]] = []  # since the last stored block
         self.awaiting: dict[int, tuple[dict[str, Any], _Awaiting]] = {}  # id(command) -> ...
@@ -700,7 +716,8 @@ class Gateway:
         return None
 
     def receipt(self, trade_id: int, broker: str | None) -> dict[str, Any] | ApiError:
-        """The trade's receipt (`ledger.receipt`), for a party to it (`broker` None: anyone)."""
+        """The trade's receipt (`ledger.receipt`), for a party to it (`broker` None: a
+        member, who may read any). The one access rule for receipts, WebSocket and REST."""
         assert self.node is not None
         store = self.node.proposer.store
         try:
@@ -712,7 +729,7 @@ class Gateway:
             parties = {self.accounts.get(event["buy_account"]),
                        self.accounts.get(event["sell_account"])}  # fmt: skip
             if broker is not None and broker not in parties:
-                return ApiError(api.NOT_YOUR_ORDER, f"trade {trade_id} is not a trade of "
+                return ApiError(api.NOT_YOUR_TRADE, f"trade {trade_id} is not a trade of "
                                 f"{broker}", "trade_id")  # fmt: skip
             return {**build_receipt(store, height, index), "trade_id": trade_id}
         except ReceiptError as error:
@@ -783,15 +800,45 @@ class Gateway:
             return _error(404, ApiError(api.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not listed"))
         return _json(self.market.snapshot(symbol))
 
+    def _caller(self, request: web.Request) -> Caller | web.Response:
+        """Who signed `request` (`ledger.auth`, against the genesis keys, within the logon
+        window of the injected clock), or the 401 answer naming what was wrong."""
+        header, now_ns = request.headers.get("Authorization"), self.clock()
+        found: list[str | auth.AuthError] = []
+        for keys in (self.member_keys, self.broker_keys):  # a name may be both (two keys)
+            found.append(auth.authenticate(
+                header, chain_id=self.genesis.chain_id, keys=keys, method=request.method,
+                path=request.raw_path, now_ns=now_ns,
+                window_ns=self.limits.logon_window_ms * 1_000_000))  # fmt: skip
+            if isinstance(found[-1], str):
+                member = self.members[found[-1]] if keys is self.member_keys else None
+                return Caller(found[-1], member)
+        error = found[0]  # the member check's reason, unless the name is only a broker's
+        assert isinstance(error, auth.AuthError) and isinstance(found[1], auth.AuthError)
+        if error.code == auth.UNKNOWN_IDENTITY:
+            error = found[1]
+        response = _error(401, ApiError(error.code, error.message, "Authorization"))
+        response.headers["WWW-Authenticate"] = (
+            f'{auth.SCHEME} realm="{self.genesis.chain_id}", {auth.TOKEN_SCHEME}'
+        )
+        return response
+
     async def _block(self, request: web.Request) -> web.StreamResponse:
+        """Members only: a block holds every broker's commands (see docs/api.md, Access)."""
         assert self.node is not None
-        height = _positive(request.match_info["height"])
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        text = request.match_info["height"]
+        if caller.member is None:
+            return _error(403, ApiError(api.NOT_ALLOWED, f"broker {caller.identity} may not "
+                                        f"read block {text!r:.40}: blocks are for members; "
+                                        "use reports and receipts", "Authorization"))  # fmt: skip
+        height = _positive(text)
         store = self.node.proposer.store
         block = None if height is None else store.block(height)
         if block is None:
-            return _error(
-                404, ApiError("unknown_block", f"no block {request.match_info['height']!r:.40}")
-            )
+            return _error(404, ApiError("unknown_block", f"no block {text!r:.40}", "height"))
         certificate = store.certificate(block.header.height)
         return _json(
             {
@@ -801,13 +848,18 @@ class Gateway:
         )
 
     async def _receipt(self, request: web.Request) -> web.StreamResponse:
+        """The parties' brokers and members, as the WebSocket `receipt` (one rule: `receipt`)."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
         trade_id = _positive(request.match_info["trade_id"])
         if trade_id is None:
-            return _error(400, ApiError(api.INVALID_FIELD, "trade_id must be a positive integer",
+            return _error(400, ApiError(api.INVALID_FIELD, "trade_id must be a positive integer, "
+                                        f"got {request.match_info['trade_id']!r:.40}",
                                         "trade_id"))  # fmt: skip
-        receipt = self.receipt(trade_id, None)
+        receipt = self.receipt(trade_id, None if caller.member else caller.identity)
         if isinstance(receipt, ApiError):
-            return _error(404 if receipt.code == api.UNKNOWN_TRADE else 409, receipt)
+            return _error(_RECEIPT_STATUS.get(receipt.code, 409), receipt)
         return _json(receipt)
 
     def health(self) -> dict[str, Any]:

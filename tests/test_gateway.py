@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from exchange.api import logon_message
-from exchange.client import Client, LogonError, RequestError
+from exchange.client import Client, LogonError, RequestError, authorization
 from exchange.gateway import Limits
 from ledger.keys import load_private_key
 from tests.gateway_net import SYMBOL, RunningVenue, order
@@ -278,8 +278,14 @@ async def test_the_rest_surface(venue: RunningVenue) -> None:
     async with aiohttp.ClientSession() as http:
         base = f"http://{venue.address}"
 
-        async def get(path: str, status: int = 200) -> Any:
-            async with http.get(base + path) as response:
+        async def get(path: str, status: int = 200, caller: str | None = None) -> Any:
+            headers = {}
+            if caller is not None:  # the non-public endpoints (docs/api.md, "Access")
+                key = load_private_key(venue.key_path(caller))
+                headers["Authorization"] = authorization(
+                    key, venue.genesis.chain_id, caller, "GET", path, time.time_ns()
+                )
+            async with http.get(base + path, headers=headers) as response:
                 assert response.status == status, (path, await response.text())
                 if response.content_type == "application/json":
                     return await response.json(loads=orjson.loads)
@@ -289,12 +295,14 @@ async def test_the_rest_surface(venue: RunningVenue) -> None:
         assert instruments[0]["symbol"] == SYMBOL and instruments[0]["phase"] == "continuous"
         assert (await get(f"/book/{SYMBOL}"))["type"] == "book_snapshot"
         assert (await get("/book/NOPE", 404))["code"] == "unknown_symbol"
-        block = await get(f"/block/{final['height']}")
+        block = await get(f"/block/{final['height']}", caller="bank1")
         assert block["certificate"]["header_hash"] == final["header_hash"]
-        assert (await get("/block/0", 404))["code"] == "unknown_block"
-        receipt = await get("/receipt/1")
+        assert (await get("/block/0", 404, "bank1"))["code"] == "unknown_block"
+        assert (await get(f"/block/{final['height']}", 401))["code"] == "unauthenticated"
+        receipt = await get("/receipt/1", caller="broker2")
         assert receipt["trade_id"] == 1 and receipt["leaf"]["type"] == "trade"
-        assert (await get("/receipt/99", 404))["code"] == "unknown_trade"
+        assert (await get("/receipt/99", 404, "broker2"))["code"] == "unknown_trade"
+        assert (await get("/receipt/1", 401))["code"] == "unauthenticated"
         assert (await get("/health"))["status"] == "ok"
         await get("/submit", 404)  # the raw sequencer feed is off unless asked for
         metrics = await get("/metrics")
