@@ -67,7 +67,14 @@ from matching.events import TradeExecuted
 log = logging.getLogger("jinlian.gateway")
 
 BLOCKS_AWAITING_MAX: Final = 10_000  # blocks with reports whose finality notice is pending
-WS_FRAME_BYTES_MAX: Final = 1 << 20  # aiohttp closes (1009) above this; below, our own limit
+# A frame up to this far over `message_bytes_max` is read and answered `message_too_large`;
+# a longer one is refused from its header, before its payload is read (close code 1009).
+FRAME_SLACK_BYTES: Final = 16 * 1024
+# What a queued message costs besides its bytes (object header, deque slot, allocator
+# rounding), counted against `backlog_bytes_max` so that many tiny messages are bounded too.
+MESSAGE_OVERHEAD_BYTES: Final = 96
+# A session's outgoing budget until it logs on: the challenge, pongs and errors.
+PENDING_BACKLOG_BYTES_MAX: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,9 +83,16 @@ class Limits:
     messages_per_s: int = 5_000  # per session, with a burst of as many
     open_orders_per_account: int = 10_000
     backlog_max: int = 20_000  # messages queued to one session before it is disconnected
+    backlog_bytes_max: int = 4 * 1024 * 1024  # bytes queued to one session, likewise
+    sessions_per_broker_max: int = 8  # sessions one broker (or member) may hold at once
     logon_window_ms: int = 30_000  # how far the broker's clock may be from ours
     logon_timeout_s: float = 10.0
     heartbeat_s: float = 10.0
+
+    @property
+    def frame_bytes_max(self) -> int:
+        """The largest frame read at all (aiohttp's `max_msg_size`)."""
+        return self.message_bytes_max + FRAME_SLACK_BYTES
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -154,7 +168,9 @@ class Session:
     tokens: float = 0.0
     refilled: float = field(default_factory=time.monotonic)
     outbox: deque[bytes] = field(default_factory=deque)
+    outbox_bytes: int = 0  # each queued message's length + MESSAGE_OVERHEAD_BYTES
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    space: asyncio.Event = field(default_factory=asyncio.Event)  # the outbox went down
     reports_live: bool = True  # off while a replay is streaming
     subscriptions: set[tuple[str, str]] = field(default_factory=set)
     placed: set[int] = field(default_factory=set)  # order ids entered in this session
@@ -164,18 +180,47 @@ class Session:
     def logged_on(self) -> bool:
         return self.broker is not None or self.member is not None
 
+    @property
+    def identity(self) -> str | None:
+        return self.broker if self.member is None else self.member.name
+
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_bytes(orjson.dumps(message))
 
     def send_bytes(self, data: bytes) -> None:
+        """Queue `data`; past `backlog_max` messages or the byte budget the session closes
+        as a slow consumer and its outbox is freed at once (the broker replays after it
+        reconnects). O(1)."""
         if self.closing is not None:
             return
-        if len(self.outbox) >= self.limits.backlog_max:
-            self.closing = f"slow consumer: more than {self.limits.backlog_max} messages behind"
+        cost = len(data) + MESSAGE_OVERHEAD_BYTES
+        budget = self.limits.backlog_bytes_max if self.logged_on else PENDING_BACKLOG_BYTES_MAX
+        if len(self.outbox) >= self.limits.backlog_max or self.outbox_bytes + cost > budget:
+            self.closing = (
+                f"slow consumer: {len(self.outbox)} messages, {self.outbox_bytes} bytes "
+                f"behind (limits {self.limits.backlog_max}, {budget})"
+            )
+            self.outbox = deque()  # the writer may hold one frame; the rest is freed now
+            self.outbox_bytes = 0
             self.wake.set()
+            self.space.set()
             return
         self.outbox.append(data)
+        self.outbox_bytes += cost
         self.wake.set()
+
+    def _low(self) -> bool:
+        limits = self.limits
+        return (
+            self.outbox_bytes <= limits.backlog_bytes_max // 4
+            and len(self.outbox) <= limits.backlog_max // 4
+        )
+
+    async def drained(self) -> None:
+        """Until the outbox is down to a quarter of its limits, or the session is closing."""
+        while self.closing is None and not self._low():
+            self.space.clear()
+            await self.space.wait()
 
     def allow(self) -> bool:
         """Take a token for one message; False if over the rate."""
@@ -190,16 +235,23 @@ class Session:
 
     async def write(self) -> None:
         """Drain the outbox to the socket; close it when the session is closing."""
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-            while True:
-                while self.outbox:  # JSON goes out as text frames
-                    await self.ws.send_frame(self.outbox.popleft(), aiohttp.WSMsgType.TEXT)
-                if self.closing is not None:
-                    await self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
-                                        message=self.closing.encode()[:120])  # fmt: skip
-                    return
-                self.wake.clear()
-                await self.wake.wait()
+        try:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                while True:
+                    while self.outbox:  # JSON goes out as text frames
+                        data = self.outbox.popleft()
+                        self.outbox_bytes -= len(data) + MESSAGE_OVERHEAD_BYTES
+                        if self._low():
+                            self.space.set()
+                        await self.ws.send_frame(data, aiohttp.WSMsgType.TEXT)
+                    if self.closing is not None:
+                        await self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
+                                            message=self.closing.encode()[:120])  # fmt: skip
+                        return
+                    self.wake.clear()
+                    await self.wake.wait()
+        finally:
+            self.space.set()  # a replay waiting for room stops
 
 
 class Gateway:
@@ -362,7 +414,9 @@ class Gateway:
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
         limits = self.limits
-        ws = web.WebSocketResponse(max_msg_size=WS_FRAME_BYTES_MAX, heartbeat=limits.heartbeat_s)
+        ws = web.WebSocketResponse(
+            max_msg_size=limits.frame_bytes_max, heartbeat=limits.heartbeat_s
+        )  # a longer frame is refused from its header (1009), never read
         await ws.prepare(request)
         assert self.node is not None
         self.node.sockets.add(ws)
@@ -391,6 +445,7 @@ class Gateway:
                 self._cancel_orders(self._session_orders(session))
             session.closing = session.closing or "closed"
             session.wake.set()
+            session.space.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(writer, 1.0)
         return ws
@@ -493,6 +548,13 @@ class Gateway:
                 "genesis", "signature"))  # fmt: skip
             return
         session.nonce = ""  # used: a replayed logon on this connection fails too
+        held = sum(1 for other in self.sessions.values() if other.identity == name)
+        if held >= self.limits.sessions_per_broker_max:
+            self._fail(session, request.request, ApiError(
+                api.TOO_MANY_SESSIONS, f"{name} has {held} sessions open, the limit "
+                f"(sessions_per_broker_max {self.limits.sessions_per_broker_max})",
+                identity))  # fmt: skip
+            return
         if identity == "broker":
             session.broker = name
             session.cancel_on_disconnect = args["cancel_on_disconnect"]
@@ -507,7 +569,10 @@ class Gateway:
                                  "message_bytes_max": self.limits.message_bytes_max,
                                  "open_orders_per_account":
                                      self.limits.open_orders_per_account,
-                                 "backlog_max": self.limits.backlog_max},
+                                 "backlog_max": self.limits.backlog_max,
+                                 "backlog_bytes_max": self.limits.backlog_bytes_max,
+                                 "sessions_per_broker_max":
+                                     self.limits.sessions_per_broker_max},
                       "cancel_on_disconnect": session.cancel_on_disconnect})  # fmt: skip
 
     # ---- requests ----
@@ -669,21 +734,20 @@ class Gateway:
         """Replay reports from `start` at the pace the session drains them, then go live."""
         report_log = self.reports.log(session.broker or "")
         index = start
-        chunk = max(1, self.limits.backlog_max // 4)
-        while session.closing is None:
-            sent = 0
+        limits = self.limits
+        while session.closing is None:  # fill the outbox to half its limits, wait, go on
             for report in report_log.since(index):
                 session.send({**report, "replayed": True})
-                index, sent = report["index"] + 1, sent + 1
-                if sent >= chunk:
+                index = report["index"] + 1
+                if (session.outbox_bytes >= limits.backlog_bytes_max // 2
+                        or len(session.outbox) >= limits.backlog_max // 2):  # fmt: skip
                     break
             if index >= report_log.next_index:
                 session.reports_live = True  # atomically: nothing appended since the check
                 session.send({"type": "replayed", "request": request, "from": start,
                               "next": index})  # fmt: skip
                 return
-            while len(session.outbox) > chunk and session.closing is None:
-                await asyncio.sleep(0.005)
+            await session.drained()
 
     def _subscribe(self, session: Session, request: Request) -> ApiError | None:
         assert self.market is not None

@@ -321,9 +321,9 @@ def test_a_session_more_than_its_backlog_behind_is_closed_not_buffered() -> None
     assert session.closing is None and len(session.outbox) == 3
     session.send({"n": 3})
     assert session.closing is not None and "slow consumer" in session.closing
-    assert len(session.outbox) == 3
+    assert len(session.outbox) == 0 and session.outbox_bytes == 0  # freed, not kept to close
     session.send({"n": 4})
-    assert len(session.outbox) == 3
+    assert len(session.outbox) == 0
 
 
 async def test_a_new_day_forgets_done_orders_and_frees_client_order_ids(
@@ -417,3 +417,32 @@ async def test_the_published_book_follows_blocks_stored_while_nobody_is_connecte
     ):
         book = await response.json(loads=orjson.loads)
     assert book["bids"] == [[995, 300]]
+
+
+def test_a_session_is_bounded_in_bytes_not_only_in_messages() -> None:
+    """The outbox counts each message's length plus `MESSAGE_OVERHEAD_BYTES` against
+    `backlog_bytes_max` (a session not logged on against `PENDING_BACKLOG_BYTES_MAX`), so
+    large messages close a slow consumer long before `backlog_max` of them are queued."""
+    from exchange.gateway import MESSAGE_OVERHEAD_BYTES, PENDING_BACKLOG_BYTES_MAX, Session
+
+    limits = Limits(backlog_bytes_max=100_000)
+    session = Session(1, None, limits, broker="broker1")  # type: ignore[arg-type]
+    big = b"x" * 9_000
+    for _ in range(10):
+        session.send_bytes(big)
+    assert session.closing is None
+    assert session.outbox_bytes == 10 * (len(big) + MESSAGE_OVERHEAD_BYTES) <= 100_000
+    session.send_bytes(big)
+    assert session.closing is not None and "100000" in session.closing
+    assert session.outbox_bytes == 0 and not session.outbox
+    tiny = Session(2, None, limits, broker="broker1")  # type: ignore[arg-type]
+    while tiny.closing is None:
+        tiny.send_bytes(b"{}")
+    assert len(tiny.outbox) == 0 and "slow consumer" in tiny.closing
+    anonymous = Session(3, None, limits)  # type: ignore[arg-type]  # before logon
+    sent = 0
+    while anonymous.closing is None:
+        anonymous.send_bytes(big)
+        sent += 1
+    assert sent * (len(big) + MESSAGE_OVERHEAD_BYTES) > PENDING_BACKLOG_BYTES_MAX
+    assert (sent - 1) * (len(big) + MESSAGE_OVERHEAD_BYTES) <= PENDING_BACKLOG_BYTES_MAX
