@@ -4,25 +4,49 @@ its own process, the exchange's RSS bounded while one broker's sessions never re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 import pytest
 
 from exchange.api import logon_message
 from exchange.client import LogonError
-from exchange.gateway import FRAME_SLACK_BYTES, Limits
+from exchange.gateway import DEFAULT_LIMITS, FRAME_SLACK_BYTES, Limits
+from exchange.nodes import load_config
+from ledger.feed import Feed, wait_until_up
+from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_private_key
-from tests.consortium_net import until
+from tests.consortium_net import SYMBOL, make_consortium, opening, orders, until
 from tests.gateway_net import RunningVenue
+
+PYTHON = [sys.executable, "-m", "exchange.cli"]
+MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+
+
+@dataclass(frozen=True, slots=True)
+class _Processes:
+    """What `logged_on` needs of a consortium run as processes."""
+
+    address: str
+    directory: Path
+    genesis: Genesis
+
+    def key_path(self, name: str) -> Path:
+        return self.directory / "brokers" / name / "key.pem"
 
 
 async def logged_on(
-    http: aiohttp.ClientSession, venue: RunningVenue, name: str, **ws_options: Any
+    http: aiohttp.ClientSession, venue: RunningVenue | _Processes, name: str, **ws_options: Any
 ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
     """A raw WebSocket logged on as broker `name`, and the logon's reply."""
     ws = await http.ws_connect(f"http://{venue.address}/ws", **ws_options)
@@ -93,3 +117,93 @@ async def test_a_frame_over_the_limit_is_refused_from_its_header(tmp_path: Path)
             assert huge.close_code in (aiohttp.WSCloseCode.MESSAGE_TOO_BIG, 1006)
     finally:
         await venue.stop()
+
+
+def _small_receive_buffer(addr_info: Any) -> socket.socket:
+    """A client socket whose kernel buffer holds little: what the exchange sends to a client
+    that never reads queues up in the exchange, not in the test's kernel."""
+    family, kind, proto, _, _ = addr_info
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    return sock
+
+
+def resting(first_id: int, count: int) -> list[dict[str, Any]]:
+    """broker1's buys below the market, which stay open (open_orders replies grow)."""
+    return [{"type": "place", "broker": "broker1", "order_id": order_id, "symbol": SYMBOL,
+             "account": "10001", "side": "buy", "kind": "limit",
+             "price": 900 + order_id % 90, "quantity": 100, "tif": "day",
+             "client_order_id": f"rest-{order_id}"}
+            for order_id in range(first_id, first_id + count)]  # fmt: skip
+
+
+async def test_sessions_that_never_read_and_a_huge_frame_grow_the_exchange_boundedly(
+    tmp_path: Path,
+) -> None:
+    """The exchange as its own process (`jinlian exchange`, members as processes too): one
+    broker opens every session it may, asks for its open orders many times in each and never
+    reads, while orders and market data flow and another session sends a 10 MB frame. The
+    exchange's RSS grows by at most sessions x per-session byte budget + 20 MB, every such
+    session is closed as a slow consumer, and one session more is refused at logon."""
+    limits = DEFAULT_LIMITS
+    sessions, budget = limits.sessions_per_broker_max, limits.backlog_bytes_max
+    directory = tmp_path / "c"
+    make_consortium(directory)
+    children = [
+        subprocess.Popen([*PYTHON, "node", str(directory / name)], stderr=subprocess.DEVNULL)
+        for name in MEMBERS
+    ]
+    log = (tmp_path / "exchange.log").open("wb")
+    exchange = subprocess.Popen([*PYTHON, "exchange", str(directory), "--feed"], stderr=log)
+    children.insert(0, exchange)  # stopped first: its member links do not fail loudly
+    venue = _Processes(
+        load_config(directory / "exchange").address,
+        directory,
+        load_genesis(directory / "genesis.json"),
+    )
+    try:
+        await wait_until_up([load_config(directory / n).address for n in MEMBERS], timeout_s=30)
+        await wait_until_up([venue.address], timeout_s=30)
+        async with Feed(venue.address) as feed:
+            await feed.submit(opening())
+            await feed.pipeline([resting(100_000 + 100 * k, 100) for k in range(4)], window=2)
+            await feed.pipeline([orders(1 + 50 * k, 50) for k in range(20)], window=4)
+            process = psutil.Process(exchange.pid)
+            baseline = peak = process.memory_info().rss
+            connector = aiohttp.TCPConnector(socket_factory=_small_receive_buffer)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                silent = []
+                for _ in range(sessions):
+                    ws, reply = await logged_on(http, venue, "broker1")
+                    assert reply["type"] == "logged_on", reply
+                    silent.append(ws)
+                _, refused = await logged_on(http, venue, "broker1")
+                assert refused["code"] == "too_many_sessions", refused
+                ask = orjson.dumps({"type": "open_orders", "request": 9}).decode()
+                for ws in silent:  # replies of ~90 KB each, never read
+                    for _ in range(150):
+                        await ws.send_str(ask)
+                huge, _ = await logged_on(http, venue, "broker2")
+                with contextlib.suppress(ConnectionError):
+                    await huge.send_bytes(b" " * 10_000_000)
+                flow = asyncio.ensure_future(
+                    feed.pipeline([orders(10_001 + 50 * k, 50) for k in range(40)], window=4)
+                )
+                while not flow.done():  # sample while the load runs
+                    peak = max(peak, process.memory_info().rss)
+                    await asyncio.sleep(0.02)
+                await flow
+                peak = max(peak, process.memory_info().rss)
+                for ws in silent:  # now read: what was queued, then the close
+                    while (message := await ws.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+                        pass
+                    assert message.data == aiohttp.WSCloseCode.POLICY_VIOLATION, message
+                    assert "slow consumer" in str(message.extra), message
+        growth = peak - baseline
+        assert growth <= sessions * budget + 20 * 2**20, (growth, sessions, budget)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+        log.close()
+    assert b"Traceback" not in (tmp_path / "exchange.log").read_bytes()
