@@ -75,6 +75,7 @@ FRAME_SLACK_BYTES: Final = 16 * 1024
 MESSAGE_OVERHEAD_BYTES: Final = 96
 # A session's outgoing budget until it logs on: the challenge, pongs and errors.
 PENDING_BACKLOG_BYTES_MAX: Final = 64 * 1024
+PLACED_PRUNE_MIN: Final = 1024  # a session's entered-order ids are pruned above this
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,6 +175,7 @@ class Session:
     reports_live: bool = True  # off while a replay is streaming
     subscriptions: set[tuple[str, str]] = field(default_factory=set)
     placed: set[int] = field(default_factory=set)  # order ids entered in this session
+    placed_prune_at: int = PLACED_PRUNE_MIN
     closing: str | None = None
 
     @property
@@ -208,6 +210,15 @@ class Session:
         self.outbox.append(data)
         self.outbox_bytes += cost
         self.wake.set()
+
+    def remember(self, order_id: int, is_open: Callable[[int], bool]) -> None:
+        """Note an order entered in this session (for cancel_on_disconnect). Whenever the set
+        has doubled since it was last pruned, the orders no longer open are forgotten, so it
+        follows the session's open orders, not its history. Amortized O(1)."""
+        self.placed.add(order_id)
+        if len(self.placed) > self.placed_prune_at:
+            self.placed = {known for known in self.placed if is_open(known)}
+            self.placed_prune_at = max(PLACED_PRUNE_MIN, 2 * len(self.placed))
 
     def _low(self) -> bool:
         limits = self.limits
@@ -625,7 +636,7 @@ class Gateway:
             return error
         self.awaiting[id(command)] = (command, _Awaiting(session, request.request, "place",
                                                          order.order_id))  # fmt: skip
-        session.placed.add(order.order_id)
+        session.remember(order.order_id, self._is_open)
         self.counters["orders"] += 1
         self.order_times.append(time.monotonic())
         return None
@@ -700,6 +711,10 @@ class Gateway:
         commands = [{"type": "cancel", "broker": o.broker, "order_id": o.order_id,
                      "symbol": o.symbol} for o in orders]  # fmt: skip
         return self._submit(commands) if commands else None
+
+    def _is_open(self, order_id: int) -> bool:
+        order = self.reports.orders.get(order_id)
+        return order is not None and order.is_open
 
     def _session_orders(self, session: Session) -> list[OrderView]:
         orders = self.reports.orders

@@ -446,3 +446,16 @@ def test_a_session_is_bounded_in_bytes_not_only_in_messages() -> None:
         sent += 1
     assert sent * (len(big) + MESSAGE_OVERHEAD_BYTES) > PENDING_BACKLOG_BYTES_MAX
     assert (sent - 1) * (len(big) + MESSAGE_OVERHEAD_BYTES) <= PENDING_BACKLOG_BYTES_MAX
+
+
+def test_a_sessions_memory_of_its_orders_follows_its_open_orders() -> None:
+    """The ids a session entered (for cancel_on_disconnect) are pruned of done orders as the
+    set grows, so a long session that places and fills many orders holds only what is open."""
+    from exchange.gateway import PLACED_PRUNE_MIN, Session
+
+    session = Session(1, None, Limits(), broker="broker1")  # type: ignore[arg-type]
+    still_open = set(range(0, 100_000, 1000))  # one order in a thousand stays open
+    for order_id in range(100_000):
+        session.remember(order_id, still_open.__contains__)
+        assert len(session.placed) <= max(2 * PLACED_PRUNE_MIN, 4 * len(still_open)) + 1
+    assert still_open <= session.placed
