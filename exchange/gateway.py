@@ -19,14 +19,19 @@ replayable from any index) and `exchange.market_data` into the public channels. 
 becomes final, every broker with reports in it gets a `final` notice with the certificate.
 Start-up rebuilds all of it by replaying the exchange's store.
 
-Every session has limits: frame size, messages per second (a token bucket; the limit is in the
-logon reply and in each `rate_limited` error), open orders per account, and a bounded backlog
-of outgoing messages (a consumer that falls further behind is disconnected, not buffered).
-Heartbeats run both ways (WebSocket pings); `cancel_on_disconnect` at logon cancels the
-session's open orders when it goes away.
+Every session has limits: frame size (a frame far over it is refused from its header, never
+read), messages per second (a token bucket; the limit is in the logon reply and in each
+`rate_limited` error), open orders per account, and an outgoing backlog bounded in messages
+and in bytes (a consumer that falls further behind is disconnected and its backlog freed, not
+buffered); a broker holds at most `sessions_per_broker_max` sessions, so what one broker can
+make the exchange hold is bounded by that times `backlog_bytes_max`. Heartbeats run both ways
+(WebSocket pings); `cancel_on_disconnect` at logon cancels the session's open orders when it
+goes away.
 
-REST: `/instruments`, `/book/{symbol}`, `/block/{height}`, `/receipt/{trade_id}`, `/health`,
-`/metrics` (Prometheus text). The protocol is documented in docs/api.md.
+REST: `/instruments`, `/book/{symbol}`, `/health`, `/metrics` (Prometheus text) are public;
+`/block/{height}` is for members and `/receipt/{trade_id}` for the trade's parties' brokers
+and members, each caller proving who it is with a `ledger.auth` Authorization header. The
+protocol and the access model are documented in docs/api.md.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from ledger.feed import Feed, wait_until_up
 from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_private_key
 from tests.consortium_net import SYMBOL, make_consortium, opening, orders, until
-from tests.gateway_net import RunningVenue
+from tests.gateway_net import RunningVenue, order
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
 MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
@@ -207,3 +207,29 @@ async def test_sessions_that_never_read_and_a_huge_frame_grow_the_exchange_bound
             child.wait()
         log.close()
     assert b"Traceback" not in (tmp_path / "exchange.log").read_bytes()
+
+
+async def test_a_replay_longer_than_the_byte_budget_streams_as_the_client_reads(
+    tmp_path: Path,
+) -> None:
+    """A replay fills the outbox to half of `backlog_bytes_max` and waits for the writer to
+    drain it, so replaying many times the budget neither closes the session nor queues it."""
+    limits = Limits(backlog_bytes_max=8 * 1024)
+    venue = RunningVenue(tmp_path / "c", limits)
+    await venue.start()
+    try:
+        await venue.open_market()
+        one = await venue.client("broker1")
+        count = 60  # accepted reports of ~400 bytes: three times the budget
+        for first in range(0, count, 5):  # a few at a time: their live reports fit the budget
+            await asyncio.gather(*(one.place(**order(f"o{n}", "10001", "buy", 990 - n, 100))
+                                   for n in range(first, first + 5)))  # fmt: skip
+        again = await venue.client("broker1", replay_from=1)
+        replayed = [await again.next_report() for _ in range(count)]
+        assert [r["index"] for r in replayed] == list(range(1, count + 1))
+        assert all(r.get("replayed") for r in replayed) and again.reconnects == 0
+        gateway = venue.gateway
+        assert gateway is not None
+        assert all(s.closing is None for s in gateway.sessions.values())
+    finally:
+        await venue.stop()
