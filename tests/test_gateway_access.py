@@ -4,6 +4,8 @@ as a party's broker and as a member; the refusals are structured and name the va
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -193,3 +195,67 @@ async def test_the_client_signs_its_rest_requests(venue: RunningVenue) -> None:
         assert (error.value.status, error.value.code) == (404, "unknown_trade")
     finally:
         await member.close()
+
+
+AUTH_CODES = {auth.MISSING, auth.MALFORMED, auth.UNKNOWN_IDENTITY, auth.STALE, auth.EXPIRED,
+              auth.BAD_SIGNATURE}  # fmt: skip
+ALPHABET = "0123456789abcdefABCDEF .-_xyzJinlanTok\t"
+
+
+def mutated(header: str, rng: random.Random) -> str:
+    """`header` with a few random edits: replaced, dropped or inserted characters, a cut."""
+    text = list(header)
+    for _ in range(rng.randint(1, 3)):
+        where = rng.randrange(len(text) + 1)
+        edit = rng.randrange(4)
+        if edit == 0 and where < len(text):
+            text[where] = rng.choice(ALPHABET)
+        elif edit == 1 and where < len(text):
+            del text[where]
+        elif edit == 2:
+            text.insert(where, rng.choice(ALPHABET))
+        else:
+            text = text[:where]
+    return "".join(text)
+
+
+async def _fuzz_authorization(venue: RunningVenue, count: int, seed: int) -> None:
+    """Every mutation of a valid header is refused with 401 and an auth code naming the
+    field, never a 5xx; only the header itself (or its signature in other letter case, the
+    same bytes) is let through."""
+    await venue.open_market()
+    rng = random.Random(seed)
+    key = load_private_key(venue.key_path(MEMBER))
+    chain = venue.genesis.chain_id
+    async with aiohttp.ClientSession() as http:
+        for number in range(count):
+            path = f"/block/{rng.randint(1, 3)}"
+            now = time.time_ns()
+            if number % 2:
+                good = auth.sign_request(key, chain, MEMBER, "GET", path, now)
+            else:
+                good = f"{auth.TOKEN_SCHEME} " + auth.mint_token(key, chain, MEMBER, now, 10**12)
+            header = mutated(good, rng)
+            async with http.get(f"http://{venue.address}{path}",
+                                headers={"Authorization": header}) as response:  # fmt: skip
+                body = await response.json(loads=orjson.loads)
+            same = header.strip().lower() == good.lower() and header.strip()[:-128] == good[:-128]
+            if response.status == 200:
+                assert same, (header, good)
+                continue
+            assert response.status in (401, 404), (response.status, header, body)
+            if response.status == 401:
+                assert body["code"] in AUTH_CODES and body["field"] == "Authorization", body
+
+
+async def test_mutated_authorization_headers_are_refused_cleanly(venue: RunningVenue) -> None:
+    await _fuzz_authorization(venue, 300, seed=1)
+
+
+@pytest.mark.skipif(os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="JINLIAN_CHECK_ALL=1")
+async def test_many_mutated_authorization_headers_are_refused_cleanly(
+    venue: RunningVenue,
+) -> None:
+    seed = int(os.environ.get("JINLIAN_SEED", random.randrange(10**9)))
+    print(f"authorization fuzz seed {seed} (JINLIAN_SEED={seed} repeats it)")
+    await _fuzz_authorization(venue, 20_000, seed)
