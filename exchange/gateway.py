@@ -91,6 +91,7 @@ class Limits:
     backlog_max: int = 20_000  # messages queued to one session before it is disconnected
     backlog_bytes_max: int = 4 * 1024 * 1024  # bytes queued to one session, likewise
     sessions_per_broker_max: int = 8  # sessions one broker (or member) may hold at once
+    pending_sessions_max: int = 256  # connections not yet logged on, all callers together
     logon_window_ms: int = 30_000  # how far the broker's clock may be from ours
     logon_timeout_s: float = 10.0
     heartbeat_s: float = 10.0
@@ -295,6 +296,7 @@ class Gateway:
         self.executed: list[tuple[Any, Any, list[Any]]] = []  # since the last stored block
         self.awaiting: dict[int, tuple[dict[str, Any], _Awaiting]] = {}  # id(command) -> ...
         self.sessions: dict[int, Session] = {}
+        self.upgrading = 0  # connections between the upgrade request and their session
         self.session_ids = itertools.count(1)
         self.block_brokers: dict[int, set[str]] = {}  # height -> brokers with reports in it
         self.node: ExchangeNode | None = None
@@ -430,10 +432,19 @@ class Gateway:
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
         limits = self.limits
+        pending = self.upgrading + sum(not s.logged_on for s in self.sessions.values())
+        if pending >= limits.pending_sessions_max:  # each may hold a little until its timeout
+            return _error(503, ApiError(api.BUSY, f"{pending} connections are waiting to log "
+                                        f"on (pending_sessions_max {limits.pending_sessions_max})"
+                                        "; retry later"))  # fmt: skip
         ws = web.WebSocketResponse(
             max_msg_size=limits.frame_bytes_max, heartbeat=limits.heartbeat_s
         )  # a longer frame is refused from its header (1009), never read
-        await ws.prepare(request)
+        self.upgrading += 1  # counted as pending while the handshake is written
+        try:
+            await ws.prepare(request)
+        finally:
+            self.upgrading -= 1
         assert self.node is not None
         self.node.sockets.add(ws)
         session = Session(next(self.session_ids), ws, limits, tokens=float(limits.messages_per_s))

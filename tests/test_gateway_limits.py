@@ -274,3 +274,35 @@ async def test_a_replay_longer_than_the_byte_budget_streams_as_the_client_reads(
         assert all(s.closing is None for s in gateway.sessions.values())
     finally:
         await venue.stop()
+
+
+async def test_connections_waiting_to_log_on_are_capped(tmp_path: Path) -> None:
+    """Connections that have not logged on (each may hold its challenge, errors and pongs
+    until the logon timeout) are at most `pending_sessions_max`; past it the upgrade is
+    answered 503 `busy`, and a connection that logs on frees its place."""
+    venue = RunningVenue(tmp_path / "c", Limits(pending_sessions_max=2))
+    await venue.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            first = await http.ws_connect(f"http://{venue.address}/ws")
+            second = await http.ws_connect(f"http://{venue.address}/ws")  # kept open
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"http://{venue.address}/ws")
+            assert refused.value.status == 503
+            async with http.get(f"http://{venue.address}/ws") as response:
+                body = await response.json(loads=orjson.loads)
+            assert body["code"] == "busy" and "pending_sessions_max 2" in body["message"]
+            await first.close()
+            gateway = venue.gateway
+            assert gateway is not None
+
+            async def freed() -> bool:
+                return len(gateway.sessions) < 2
+
+            await until(freed, 10, "the closed connection to go")
+            logged, reply = await logged_on(http, venue, "broker1")  # logged on: not pending
+            assert reply["type"] == "logged_on", reply
+            third = await http.ws_connect(f"http://{venue.address}/ws")
+            assert not (second.closed or third.closed or logged.closed)
+    finally:
+        await venue.stop()
