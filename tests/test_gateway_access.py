@@ -17,6 +17,7 @@ import pytest
 
 from exchange.cli import main as jinlian
 from exchange.client import Client, RequestError, RestError, authorization
+from exchange.gateway import Limits
 from ledger import auth
 from ledger.keys import load_private_key
 from tests.gateway_net import SYMBOL, RunningVenue, order
@@ -259,3 +260,28 @@ async def test_many_mutated_authorization_headers_are_refused_cleanly(
     seed = int(os.environ.get("JINLIAN_SEED", random.randrange(10**9)))
     print(f"authorization fuzz seed {seed} (JINLIAN_SEED={seed} repeats it)")
     await _fuzz_authorization(venue, 20_000, seed)
+
+
+async def test_the_window_is_the_gateways_logon_window_on_its_injected_clock(
+    tmp_path: Path,
+) -> None:
+    venue = RunningVenue(tmp_path / "c", Limits(logon_window_ms=1_000))
+    await venue.start()
+    try:
+        await venue.open_market()
+        gateway = venue.gateway
+        assert gateway is not None
+        then = time.time_ns() - 3600 * 10**9
+        gateway.clock = lambda: then  # the exchange's clock, an hour behind the caller's
+        key = load_private_key(venue.key_path(MEMBER))
+        chain = venue.genesis.chain_id
+        for offset_ms, status in ((0, 200), (-900, 200), (900, 200), (-1_100, 401), (1_100, 401)):
+            header = auth.sign_request(key, chain, MEMBER, "GET", "/block/1",
+                                       then + offset_ms * 1_000_000)  # fmt: skip
+            got, body = await get(venue, "/block/1", MEMBER, header)
+            assert got == status, (offset_ms, body)
+            if status == 401:
+                assert body["code"] == "stale_timestamp" and "window 1000 ms" in body["message"]
+        assert (await get(venue, "/block/1", MEMBER))[1]["code"] == "stale_timestamp"
+    finally:
+        await venue.stop()
