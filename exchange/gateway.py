@@ -19,14 +19,19 @@ replayable from any index) and `exchange.market_data` into the public channels. 
 becomes final, every broker with reports in it gets a `final` notice with the certificate.
 Start-up rebuilds all of it by replaying the exchange's store.
 
-Every session has limits: frame size, messages per second (a token bucket; the limit is in the
-logon reply and in each `rate_limited` error), open orders per account, and a bounded backlog
-of outgoing messages (a consumer that falls further behind is disconnected, not buffered).
-Heartbeats run both ways (WebSocket pings); `cancel_on_disconnect` at logon cancels the
-session's open orders when it goes away.
+Every session has limits: frame size (a frame far over it is refused from its header, never
+read), messages per second (a token bucket; the limit is in the logon reply and in each
+`rate_limited` error), open orders per account, and an outgoing backlog bounded in messages
+and in bytes (a consumer that falls further behind is disconnected and its backlog freed, not
+buffered); a broker holds at most `sessions_per_broker_max` sessions, so what one broker can
+make the exchange hold is bounded by that times `backlog_bytes_max`. Heartbeats run both ways
+(WebSocket pings); `cancel_on_disconnect` at logon cancels the session's open orders when it
+goes away.
 
-REST: `/instruments`, `/book/{symbol}`, `/block/{height}`, `/receipt/{trade_id}`, `/health`,
-`/metrics` (Prometheus text). The protocol is documented in docs/api.md.
+REST: `/instruments`, `/book/{symbol}`, `/health`, `/metrics` (Prometheus text) are public;
+`/block/{height}` is for members and `/receipt/{trade_id}` for the trade's parties' brokers
+and members, each caller proving who it is with a `ledger.auth` Authorization header. The
+protocol and the access model are documented in docs/api.md.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ from exchange.market_data import MarketData
 from exchange.venue_machine import VenueMachine
 from exchange.venue_types import BrokerCommand
 from exchange.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
+from ledger import auth
 from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis, Member, Role
+from ledger.keys import PublicKey
 from ledger.node import ExchangeNode
 from ledger.receipt import ReceiptError, build_receipt
 from ledger.store import StoreError
@@ -65,7 +72,15 @@ from matching.events import TradeExecuted
 log = logging.getLogger("jinlian.gateway")
 
 BLOCKS_AWAITING_MAX: Final = 10_000  # blocks with reports whose finality notice is pending
-WS_FRAME_BYTES_MAX: Final = 1 << 20  # aiohttp closes (1009) above this; below, our own limit
+# A frame up to this far over `message_bytes_max` is read and answered `message_too_large`;
+# a longer one is refused from its header, before its payload is read (close code 1009).
+FRAME_SLACK_BYTES: Final = 16 * 1024
+# What a queued message costs besides its bytes (object header, deque slot, allocator
+# rounding), counted against `backlog_bytes_max` so that many tiny messages are bounded too.
+MESSAGE_OVERHEAD_BYTES: Final = 96
+# A session's outgoing budget until it logs on: the challenge, pongs and errors.
+PENDING_BACKLOG_BYTES_MAX: Final = 64 * 1024
+PLACED_PRUNE_MIN: Final = 1024  # a session's entered-order ids are pruned above this
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,9 +89,17 @@ class Limits:
     messages_per_s: int = 5_000  # per session, with a burst of as many
     open_orders_per_account: int = 10_000
     backlog_max: int = 20_000  # messages queued to one session before it is disconnected
+    backlog_bytes_max: int = 4 * 1024 * 1024  # bytes queued to one session, likewise
+    sessions_per_broker_max: int = 8  # sessions one broker (or member) may hold at once
+    pending_sessions_max: int = 256  # connections not yet logged on, all callers together
     logon_window_ms: int = 30_000  # how far the broker's clock may be from ours
     logon_timeout_s: float = 10.0
     heartbeat_s: float = 10.0
+
+    @property
+    def frame_bytes_max(self) -> int:
+        """The largest frame read at all (aiohttp's `max_msg_size`)."""
+        return self.message_bytes_max + FRAME_SLACK_BYTES
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -119,6 +142,17 @@ class ObservedVenueMachine(VenueMachine):
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated REST caller: a member (`member` set) or a broker."""
+
+    identity: str
+    member: Member | None
+
+
+_RECEIPT_STATUS: Final = {api.UNKNOWN_TRADE: 404, api.NOT_YOUR_TRADE: 403, api.NOT_FINAL: 409}
+
+
 @dataclass(slots=True)
 class _Awaiting:
     """A sequenced request waiting for its block: who asked, and how to answer."""
@@ -141,28 +175,69 @@ class Session:
     tokens: float = 0.0
     refilled: float = field(default_factory=time.monotonic)
     outbox: deque[bytes] = field(default_factory=deque)
+    outbox_bytes: int = 0  # each queued message's length + MESSAGE_OVERHEAD_BYTES
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    space: asyncio.Event = field(default_factory=asyncio.Event)  # the outbox went down
     reports_live: bool = True  # off while a replay is streaming
     subscriptions: set[tuple[str, str]] = field(default_factory=set)
     placed: set[int] = field(default_factory=set)  # order ids entered in this session
+    placed_prune_at: int = PLACED_PRUNE_MIN
     closing: str | None = None
 
     @property
     def logged_on(self) -> bool:
         return self.broker is not None or self.member is not None
 
+    @property
+    def identity(self) -> str | None:
+        return self.broker if self.member is None else self.member.name
+
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_bytes(orjson.dumps(message))
 
     def send_bytes(self, data: bytes) -> None:
+        """Queue `data`; past `backlog_max` messages or the byte budget the session closes
+        as a slow consumer and its outbox is freed at once (the broker replays after it
+        reconnects). O(1)."""
         if self.closing is not None:
             return
-        if len(self.outbox) >= self.limits.backlog_max:
-            self.closing = f"slow consumer: more than {self.limits.backlog_max} messages behind"
+        cost = len(data) + MESSAGE_OVERHEAD_BYTES
+        budget = self.limits.backlog_bytes_max if self.logged_on else PENDING_BACKLOG_BYTES_MAX
+        if len(self.outbox) >= self.limits.backlog_max or self.outbox_bytes + cost > budget:
+            self.closing = (
+                f"slow consumer: {len(self.outbox)} messages, {self.outbox_bytes} bytes "
+                f"behind (limits {self.limits.backlog_max}, {budget})"
+            )
+            self.outbox = deque()  # the writer may hold one frame; the rest is freed now
+            self.outbox_bytes = 0
             self.wake.set()
+            self.space.set()
             return
         self.outbox.append(data)
+        self.outbox_bytes += cost
         self.wake.set()
+
+    def remember(self, order_id: int, is_open: Callable[[int], bool]) -> None:
+        """Note an order entered in this session (for cancel_on_disconnect). Whenever the set
+        has doubled since it was last pruned, the orders no longer open are forgotten, so it
+        follows the session's open orders, not its history. Amortized O(1)."""
+        self.placed.add(order_id)
+        if len(self.placed) > self.placed_prune_at:
+            self.placed = {known for known in self.placed if is_open(known)}
+            self.placed_prune_at = max(PLACED_PRUNE_MIN, 2 * len(self.placed))
+
+    def _low(self) -> bool:
+        limits = self.limits
+        return (
+            self.outbox_bytes <= limits.backlog_bytes_max // 4
+            and len(self.outbox) <= limits.backlog_max // 4
+        )
+
+    async def drained(self) -> None:
+        """Until the outbox is down to a quarter of its limits, or the session is closing."""
+        while self.closing is None and not self._low():
+            self.space.clear()
+            await self.space.wait()
 
     def allow(self) -> bool:
         """Take a token for one message; False if over the rate."""
@@ -177,16 +252,23 @@ class Session:
 
     async def write(self) -> None:
         """Drain the outbox to the socket; close it when the session is closing."""
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-            while True:
-                while self.outbox:  # JSON goes out as text frames
-                    await self.ws.send_frame(self.outbox.popleft(), aiohttp.WSMsgType.TEXT)
-                if self.closing is not None:
-                    await self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
-                                        message=self.closing.encode()[:120])  # fmt: skip
-                    return
-                self.wake.clear()
-                await self.wake.wait()
+        try:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                while True:
+                    while self.outbox:  # JSON goes out as text frames
+                        data = self.outbox.popleft()
+                        self.outbox_bytes -= len(data) + MESSAGE_OVERHEAD_BYTES
+                        if self._low():
+                            self.space.set()
+                        await self.ws.send_frame(data, aiohttp.WSMsgType.TEXT)
+                    if self.closing is not None:
+                        await self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
+                                            message=self.closing.encode()[:120])  # fmt: skip
+                        return
+                    self.wake.clear()
+                    await self.wake.wait()
+        finally:
+            self.space.set()  # a replay waiting for room stops
 
 
 class Gateway:
@@ -207,10 +289,14 @@ class Gateway:
         self.accounts = {
             str(account): broker.name for broker in genesis.brokers for account in broker.accounts
         }
+        # who may call the REST endpoints that are not public
+        self.member_keys: dict[str, PublicKey] = {m.name: m.public_key for m in genesis.members}
+        self.broker_keys: dict[str, PublicKey] = {b.name: b.public_key for b in genesis.brokers}
         self.reports = Reports(self.accounts)
         self.executed: list[tuple[Any, Any, list[Any]]] = []  # since the last stored block
         self.awaiting: dict[int, tuple[dict[str, Any], _Awaiting]] = {}  # id(command) -> ...
         self.sessions: dict[int, Session] = {}
+        self.upgrading = 0  # connections between the upgrade request and their session
         self.session_ids = itertools.count(1)
         self.block_brokers: dict[int, set[str]] = {}  # height -> brokers with reports in it
         self.node: ExchangeNode | None = None
@@ -346,8 +432,19 @@ class Gateway:
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
         limits = self.limits
-        ws = web.WebSocketResponse(max_msg_size=WS_FRAME_BYTES_MAX, heartbeat=limits.heartbeat_s)
-        await ws.prepare(request)
+        pending = self.upgrading + sum(not s.logged_on for s in self.sessions.values())
+        if pending >= limits.pending_sessions_max:  # each may hold a little until its timeout
+            return _error(503, ApiError(api.BUSY, f"{pending} connections are waiting to log "
+                                        f"on (pending_sessions_max {limits.pending_sessions_max})"
+                                        "; retry later"))  # fmt: skip
+        ws = web.WebSocketResponse(
+            max_msg_size=limits.frame_bytes_max, heartbeat=limits.heartbeat_s
+        )  # a longer frame is refused from its header (1009), never read
+        self.upgrading += 1  # counted as pending while the handshake is written
+        try:
+            await ws.prepare(request)
+        finally:
+            self.upgrading -= 1
         assert self.node is not None
         self.node.sockets.add(ws)
         session = Session(next(self.session_ids), ws, limits, tokens=float(limits.messages_per_s))
@@ -375,6 +472,7 @@ class Gateway:
                 self._cancel_orders(self._session_orders(session))
             session.closing = session.closing or "closed"
             session.wake.set()
+            session.space.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(writer, 1.0)
         return ws
@@ -477,6 +575,13 @@ class Gateway:
                 "genesis", "signature"))  # fmt: skip
             return
         session.nonce = ""  # used: a replayed logon on this connection fails too
+        held = sum(1 for other in self.sessions.values() if other.identity == name)
+        if held >= self.limits.sessions_per_broker_max:
+            self._fail(session, request.request, ApiError(
+                api.TOO_MANY_SESSIONS, f"{name} has {held} sessions open, the limit "
+                f"(sessions_per_broker_max {self.limits.sessions_per_broker_max})",
+                identity))  # fmt: skip
+            return
         if identity == "broker":
             session.broker = name
             session.cancel_on_disconnect = args["cancel_on_disconnect"]
@@ -491,7 +596,10 @@ class Gateway:
                                  "message_bytes_max": self.limits.message_bytes_max,
                                  "open_orders_per_account":
                                      self.limits.open_orders_per_account,
-                                 "backlog_max": self.limits.backlog_max},
+                                 "backlog_max": self.limits.backlog_max,
+                                 "backlog_bytes_max": self.limits.backlog_bytes_max,
+                                 "sessions_per_broker_max":
+                                     self.limits.sessions_per_broker_max},
                       "cancel_on_disconnect": session.cancel_on_disconnect})  # fmt: skip
 
     # ---- requests ----
@@ -544,7 +652,7 @@ class Gateway:
             return error
         self.awaiting[id(command)] = (command, _Awaiting(session, request.request, "place",
                                                          order.order_id))  # fmt: skip
-        session.placed.add(order.order_id)
+        session.remember(order.order_id, self._is_open)
         self.counters["orders"] += 1
         self.order_times.append(time.monotonic())
         return None
@@ -620,6 +728,10 @@ class Gateway:
                      "symbol": o.symbol} for o in orders]  # fmt: skip
         return self._submit(commands) if commands else None
 
+    def _is_open(self, order_id: int) -> bool:
+        order = self.reports.orders.get(order_id)
+        return order is not None and order.is_open
+
     def _session_orders(self, session: Session) -> list[OrderView]:
         orders = self.reports.orders
         return [orders[i] for i in session.placed if i in orders and orders[i].is_open]
@@ -653,21 +765,20 @@ class Gateway:
         """Replay reports from `start` at the pace the session drains them, then go live."""
         report_log = self.reports.log(session.broker or "")
         index = start
-        chunk = max(1, self.limits.backlog_max // 4)
-        while session.closing is None:
-            sent = 0
+        limits = self.limits
+        while session.closing is None:  # fill the outbox to half its limits, wait, go on
             for report in report_log.since(index):
                 session.send({**report, "replayed": True})
-                index, sent = report["index"] + 1, sent + 1
-                if sent >= chunk:
+                index = report["index"] + 1
+                if (session.outbox_bytes >= limits.backlog_bytes_max // 2
+                        or len(session.outbox) >= limits.backlog_max // 2):  # fmt: skip
                     break
             if index >= report_log.next_index:
                 session.reports_live = True  # atomically: nothing appended since the check
                 session.send({"type": "replayed", "request": request, "from": start,
                               "next": index})  # fmt: skip
                 return
-            while len(session.outbox) > chunk and session.closing is None:
-                await asyncio.sleep(0.005)
+            await session.drained()
 
     def _subscribe(self, session: Session, request: Request) -> ApiError | None:
         assert self.market is not None
@@ -700,7 +811,8 @@ class Gateway:
         return None
 
     def receipt(self, trade_id: int, broker: str | None) -> dict[str, Any] | ApiError:
-        """The trade's receipt (`ledger.receipt`), for a party to it (`broker` None: anyone)."""
+        """The trade's receipt (`ledger.receipt`), for a party to it (`broker` None: a
+        member, who may read any). The one access rule for receipts, WebSocket and REST."""
         assert self.node is not None
         store = self.node.proposer.store
         try:
@@ -712,7 +824,7 @@ class Gateway:
             parties = {self.accounts.get(event["buy_account"]),
                        self.accounts.get(event["sell_account"])}  # fmt: skip
             if broker is not None and broker not in parties:
-                return ApiError(api.NOT_YOUR_ORDER, f"trade {trade_id} is not a trade of "
+                return ApiError(api.NOT_YOUR_TRADE, f"trade {trade_id} is not a trade of "
                                 f"{broker}", "trade_id")  # fmt: skip
             return {**build_receipt(store, height, index), "trade_id": trade_id}
         except ReceiptError as error:
@@ -783,15 +895,45 @@ class Gateway:
             return _error(404, ApiError(api.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not listed"))
         return _json(self.market.snapshot(symbol))
 
+    def _caller(self, request: web.Request) -> Caller | web.Response:
+        """Who signed `request` (`ledger.auth`, against the genesis keys, within the logon
+        window of the injected clock), or the 401 answer naming what was wrong."""
+        header, now_ns = request.headers.get("Authorization"), self.clock()
+        found: list[str | auth.AuthError] = []
+        for keys in (self.member_keys, self.broker_keys):  # a name may be both (two keys)
+            found.append(auth.authenticate(
+                header, chain_id=self.genesis.chain_id, keys=keys, method=request.method,
+                path=request.raw_path, now_ns=now_ns,
+                window_ns=self.limits.logon_window_ms * 1_000_000))  # fmt: skip
+            if isinstance(found[-1], str):
+                member = self.members[found[-1]] if keys is self.member_keys else None
+                return Caller(found[-1], member)
+        error = found[0]  # the member check's reason, unless the name is only a broker's
+        assert isinstance(error, auth.AuthError) and isinstance(found[1], auth.AuthError)
+        if error.code == auth.UNKNOWN_IDENTITY:
+            error = found[1]
+        response = _error(401, ApiError(error.code, error.message, "Authorization"))
+        response.headers["WWW-Authenticate"] = (
+            f'{auth.SCHEME} realm="{self.genesis.chain_id}", {auth.TOKEN_SCHEME}'
+        )
+        return response
+
     async def _block(self, request: web.Request) -> web.StreamResponse:
+        """Members only: a block holds every broker's commands (see docs/api.md, Access)."""
         assert self.node is not None
-        height = _positive(request.match_info["height"])
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        text = request.match_info["height"]
+        if caller.member is None:
+            return _error(403, ApiError(api.NOT_ALLOWED, f"broker {caller.identity} may not "
+                                        f"read block {text!r:.40}: blocks are for members; "
+                                        "use reports and receipts", "Authorization"))  # fmt: skip
+        height = _positive(text)
         store = self.node.proposer.store
         block = None if height is None else store.block(height)
         if block is None:
-            return _error(
-                404, ApiError("unknown_block", f"no block {request.match_info['height']!r:.40}")
-            )
+            return _error(404, ApiError("unknown_block", f"no block {text!r:.40}", "height"))
         certificate = store.certificate(block.header.height)
         return _json(
             {
@@ -801,13 +943,18 @@ class Gateway:
         )
 
     async def _receipt(self, request: web.Request) -> web.StreamResponse:
+        """The parties' brokers and members, as the WebSocket `receipt` (one rule: `receipt`)."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
         trade_id = _positive(request.match_info["trade_id"])
         if trade_id is None:
-            return _error(400, ApiError(api.INVALID_FIELD, "trade_id must be a positive integer",
+            return _error(400, ApiError(api.INVALID_FIELD, "trade_id must be a positive integer, "
+                                        f"got {request.match_info['trade_id']!r:.40}",
                                         "trade_id"))  # fmt: skip
-        receipt = self.receipt(trade_id, None)
+        receipt = self.receipt(trade_id, None if caller.member else caller.identity)
         if isinstance(receipt, ApiError):
-            return _error(404 if receipt.code == api.UNKNOWN_TRADE else 409, receipt)
+            return _error(_RECEIPT_STATUS.get(receipt.code, 409), receipt)
         return _json(receipt)
 
     def health(self) -> dict[str, Any]:
