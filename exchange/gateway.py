@@ -372,7 +372,7 @@ class Gateway:
             del self.sessions[session.id]
             self.node.sockets.discard(ws)
             if session.cancel_on_disconnect:
-                self._cancel_orders(self._session_orders(session))
+                self._cancel_orders(self._session_orders(session), "cancel_on_disconnect")
             session.closing = session.closing or "closed"
             session.wake.set()
             with contextlib.suppress(asyncio.CancelledError):
@@ -599,25 +599,40 @@ class Gateway:
                                                              order.order_id))  # fmt: skip
         return error
 
-    def _matching(self, session: Session, args: Mapping[str, Any]) -> list[OrderView]:
-        assert session.broker is not None
+    def _matching(self, session: Session, args: Mapping[str, Any]) -> list[OrderView] | ApiError:
+        """The broker's open orders the filters select; an account filter must name one of its
+        own accounts, as `place` requires."""
+        broker = session.broker
+        assert broker is not None
+        account = args["account"]
+        if account is not None and self.accounts.get(account) != broker:
+            return ApiError(api.NOT_YOUR_ACCOUNT, f"account {account!r} is not an account of "
+                            f"{broker}", "account")  # fmt: skip
         return [
             order
-            for order in self.reports.open_of(session.broker)
-            if args["account"] in (None, order.account) and args["symbol"] in (None, order.symbol)
+            for order in self.reports.open_of(broker)
+            if account in (None, order.account) and args["symbol"] in (None, order.symbol)
         ]
 
     def _cancel_all(self, session: Session, request: Request) -> ApiError | None:
         orders = self._matching(session, request.args)
+        if isinstance(orders, ApiError):
+            return orders
         error = self._cancel_orders(orders)
         if error is None:
             session.send({"type": "cancel_all", "request": request.request,
                           "orders": [o.order_id for o in orders]})  # fmt: skip
         return error
 
-    def _cancel_orders(self, orders: list[OrderView]) -> ApiError | None:
-        commands = [{"type": "cancel", "broker": o.broker, "order_id": o.order_id,
-                     "symbol": o.symbol} for o in orders]  # fmt: skip
+    def _cancel_orders(self, orders: list[OrderView], reason: str = "") -> ApiError | None:
+        """Sequence a cancel of each of `orders`; `reason` (the venue's cancel command's, e.g.
+        `cancel_on_disconnect`) goes into the ledger and onto each `cancelled` report."""
+        commands: list[dict[str, Any]] = [{"type": "cancel", "broker": o.broker,
+                                           "order_id": o.order_id, "symbol": o.symbol}
+                                          for o in orders]  # fmt: skip
+        if reason:
+            for command in commands:
+                command["reason"] = reason
         return self._submit(commands) if commands else None
 
     def _session_orders(self, session: Session) -> list[OrderView]:
@@ -632,7 +647,10 @@ class Gateway:
         return None
 
     def _open_orders(self, session: Session, request: Request) -> ApiError | None:
-        orders = [order.to_dict() for order in self._matching(session, request.args)]
+        matching = self._matching(session, request.args)
+        if isinstance(matching, ApiError):
+            return matching
+        orders = [order.to_dict() for order in matching]
         session.send({"type": "open_orders", "request": request.request, "orders": orders})
         return None
 
@@ -663,8 +681,9 @@ class Gateway:
                     break
             if index >= report_log.next_index:
                 session.reports_live = True  # atomically: nothing appended since the check
+                # from past the end: nothing was replayed, and the next report is the log's
                 session.send({"type": "replayed", "request": request, "from": start,
-                              "next": index})  # fmt: skip
+                              "next": report_log.next_index})  # fmt: skip
                 return
             while len(session.outbox) > chunk and session.closing is None:
                 await asyncio.sleep(0.005)
