@@ -699,9 +699,19 @@ class Gateway:
             session.send({"type": "unsubscribed", "request": request.request,
                           "channel": channel, "symbol": symbol})  # fmt: skip
             return None
+        from_seq = request.args.get("from_seq")
+        missed = None if from_seq is None else self.market.trades_since(symbol, from_seq)
+        if from_seq is not None and missed is None:
+            return ApiError(api.REPLAY_GONE, f"trades of {symbol} from seq {from_seq} are no "
+                            "longer held", "from_seq")  # fmt: skip
         session.subscriptions.add(key)
-        session.send({"type": "subscribed", "request": request.request, "channel": channel,
-                      "symbol": symbol})  # fmt: skip
+        subscribed = {"type": "subscribed", "request": request.request, "channel": channel,
+                      "symbol": symbol}  # fmt: skip
+        if channel in ("bbo", "trades"):  # the last seq sent: the next message has seq + 1
+            subscribed["seq"] = self.market.seq(symbol, channel)
+        session.send(subscribed)
+        for message in missed or ():
+            session.send(message)
         first = (
             self.market.snapshot(symbol)
             if channel == "book"

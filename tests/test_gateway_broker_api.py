@@ -4,14 +4,19 @@ cancel-on-disconnect, and the documented edges of the WebSocket protocol."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exchange.client import Client, RequestError
+from exchange.consortium import init_consortium, venue_from_genesis
+from exchange.market_data import MarketData
 from ledger.keys import load_private_key
-from tests.gateway_net import RunningVenue, order
+from matching.events import TradeExecuted
+from tests.gateway_net import SYMBOL, RunningVenue, order
 
 
 @pytest.fixture
@@ -82,3 +87,75 @@ async def test_cancel_on_disconnect_reports_its_own_reason_also_after_a_restart(
     assert [r["index"] for r in replayed] == list(range(1, 7))
     rebuilt = {r["client_order_id"]: r["reason"] for r in replayed if r["report"] == "cancelled"}
     assert rebuilt == {**reasons, "asked": "requested"}
+
+
+async def next_of(client: Client, kind: str) -> dict[str, Any]:
+    while True:
+        message = await asyncio.wait_for(client.market.get(), 10)
+        if message["type"] == kind:
+            return message
+
+
+async def test_bbo_and_trades_carry_contiguous_seqs_and_a_gap_is_closed_by_from_seq(
+    venue: RunningVenue,
+) -> None:
+    await venue.open_market()
+    watcher = await venue.client("broker2")
+    subscribed = {}
+    for channel in ("bbo", "trades"):
+        subscribed[channel] = await watcher.request("subscribe", channel=channel, symbol=SYMBOL)
+    assert subscribed["trades"]["seq"] == 0  # no trade yet: the first will be 1
+    current = await next_of(watcher, "bbo")  # the current bbo, sent at once
+    assert current["seq"] == subscribed["bbo"]["seq"] >= 1
+    one = await venue.client("broker1")
+    for n in range(3):  # each a block of its own: a new best bid, then a trade against it
+        await one.place(**order(f"bid{n}", "10001", "buy", 990 + n, 100))
+        await watcher.place(**order(f"hit{n}", "20001", "sell", 990 + n, 100))
+    seen: dict[str, list[dict[str, Any]]] = {"bbo": [], "trades": []}
+    while len(seen["bbo"]) < 6 or len(seen["trades"]) < 3:
+        message = await asyncio.wait_for(watcher.market.get(), 10)
+        seen[message["type"]].append(message)
+    bbos, trades = [m["seq"] for m in seen["bbo"]], seen["trades"]
+    assert bbos == list(range(current["seq"] + 1, current["seq"] + 7))
+    assert [t["seq"] for t in trades] == [1, 2, 3]
+    assert [t["trades"][0]["price"] for t in trades] == [990, 991, 992]
+    # A client that saw seq 1 and then 3 has missed 2: it subscribes again from 2.
+    late = await venue.client("broker1")
+    again = await late.request("subscribe", channel="trades", symbol=SYMBOL, from_seq=2)
+    assert again["seq"] == 3
+    assert [await next_of(late, "trades") for _ in range(2)] == trades[1:]
+    for bad, field in (({"channel": "bbo", "from_seq": 1}, "from_seq"),
+                       ({"channel": "trades", "from_seq": 0}, "from_seq")):  # fmt: skip
+        with pytest.raises(RequestError) as error:
+            await late.request("subscribe", symbol=SYMBOL, **bad)
+        assert (error.value.code, error.value.field) == ("invalid_field", field)
+
+
+def test_held_trades_are_bounded_and_older_seqs_are_gone(tmp_path: Path) -> None:
+    genesis = init_consortium(tmp_path / "net", members=4, brokers=2)
+    venue = venue_from_genesis(genesis)
+    market = MarketData(venue, trades_held_max=5)
+    symbol = str(genesis.instruments[0]["symbol"])
+    for n in range(1, 13):  # 12 blocks of 2 trades each
+        trades = [
+            TradeExecuted(
+                trade_id=2 * n + k,
+                symbol=symbol,
+                price=1000,
+                quantity=100,
+                buy_order_id=1,
+                sell_order_id=2,
+                aggressor=None,
+                buy_account="10001",
+                sell_account="20001",
+            )
+            for k in range(2)
+        ]
+        (message,) = [m for m in market.block([symbol], trades) if m["type"] == "trades"]
+        assert message["seq"] == n
+        held = market.published[symbol]
+        assert held.trades_held == sum(len(m["trades"]) for m in held.trades) <= 5
+    assert market.seq(symbol, "trades") == 12
+    assert [m["seq"] for m in market.trades_since(symbol, 11) or []] == [11, 12]
+    assert market.trades_since(symbol, 13) == []
+    assert market.trades_since(symbol, 10) is None  # at most 5 trades held: 11 and 12
