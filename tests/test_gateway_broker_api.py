@@ -159,3 +159,32 @@ def test_held_trades_are_bounded_and_older_seqs_are_gone(tmp_path: Path) -> None
     assert [m["seq"] for m in market.trades_since(symbol, 11) or []] == [11, 12]
     assert market.trades_since(symbol, 13) == []
     assert market.trades_since(symbol, 10) is None  # at most 5 trades held: 11 and 12
+
+
+async def test_admin_command_ids_are_per_member_and_a_retry_returns_the_first_outcome(
+    venue: RunningVenue,
+) -> None:
+    """Members number their admin commands themselves: the same `command_id` from two members
+    is two commands (before, the second was refused `command_id_reused`: a member could burn
+    another's ids), and a member's retry gets its first outcome without a second effect."""
+    assert venue.gateway is not None and venue.gateway.machine is not None
+    settlement = venue.gateway.machine.venue.settlement
+    bank = await venue.client("bank1", member=True)
+    depository = await venue.client("depository1", member=True)
+    cash, shares = settlement.available("CNY", "10001"), settlement.available(SYMBOL, "10001")
+    deposit = {"type": "deposit", "command_id": 5_000, "asset": "CNY", "account": "10001",
+               "amount": 700}  # fmt: skip
+    first = await bank.admin(deposit)
+    assert [e["type"] for e in first["events"]] == ["deposited"], first
+    issue = {"type": "issue", "command_id": 5_000, "asset": SYMBOL, "account": "10001",
+             "amount": 300}  # fmt: skip
+    issued = await depository.admin(issue)
+    assert [e["type"] for e in issued["events"]] == ["issued"], issued
+    retry = await bank.admin(deposit)
+    assert retry["events"] == first["events"] and retry["height"] > first["height"]
+    changed = await bank.admin({**deposit, "amount": 1})
+    assert [(e["type"], e["reason"]) for e in changed["events"]] == [
+        ("command_rejected", "command_id_reused")
+    ]
+    assert settlement.available("CNY", "10001") == cash + 700  # once
+    assert settlement.available(SYMBOL, "10001") == shares + 300

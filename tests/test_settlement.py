@@ -1005,6 +1005,70 @@ def test_idempotency_window_is_bounded() -> None:
     assert reason_of(restored.apply(commands[0])) is R.COMMAND_ID_TOO_OLD
 
 
+def test_command_ids_are_per_actor(world: World) -> None:
+    """Two members may send the same command_id: the key is (actor, command_id)."""
+    engine = world.engine
+    deposit = Deposit(command_id=2_000, actor=BANK, asset="CNY", account="A", amount=500)
+    issue = Issue(command_id=2_000, actor=ISSUER, asset=GROSS_STOCK, account="A", amount=300)
+    cash, shares = engine.available("CNY", "A"), engine.available(GROSS_STOCK, "A")
+    first = engine.apply(deposit)
+    assert first == [Deposited(asset="CNY", account="A", amount=500)]
+    assert engine.apply(issue) == [Issued(asset=GROSS_STOCK, account="A", amount=300)]
+    assert engine.apply(deposit) == first and engine.apply(issue)[0].__class__ is Issued
+    assert (engine.available("CNY", "A"), engine.available(GROSS_STOCK, "A")) == (
+        cash + 500,
+        shares + 300,
+    )
+    assert reason_of(engine.apply(replace(deposit, amount=1))) is R.COMMAND_ID_REUSED
+    engine.check()
+    restored = SettlementEngine.restore(engine.snapshot())
+    assert restored.snapshot() == engine.snapshot()
+    assert restored.apply(deposit) == first
+
+
+def test_the_idempotency_window_keeps_a_floor_per_actor() -> None:
+    engine = SettlementEngine(operator=OPERATOR, regulator=REGULATOR, command_outcomes_max=3)
+    for index in (10, 11, 12, 13):
+        engine.apply(OpenAccount(command_id=index, actor=OPERATOR, account=f"A{index}", broker="B"))
+    # the operator's 10 is forgotten; 5 is below it, but it is B's own id, never used by B
+    own = OpenAccount(command_id=5, actor="B", account="B5", broker="B")
+    assert engine.apply(own) == [AccountOpened(account="B5", broker="B")]
+    assert engine.forgotten_ids() == [[OPERATOR, 11]]  # B5 pushed out the operator's 11
+    again = OpenAccount(command_id=9, actor=OPERATOR, account="A9", broker="B")
+    assert reason_of(engine.apply(again)) is R.COMMAND_ID_TOO_OLD  # the operator's floor holds
+    engine.check()
+    restored = SettlementEngine.restore(engine.snapshot())
+    assert restored.snapshot() == engine.snapshot()
+    assert reason_of(restored.apply(again)) is R.COMMAND_ID_TOO_OLD
+
+
+def test_floors_are_bounded_and_a_merged_floor_still_refuses() -> None:
+    """Past FORGOTTEN_ACTORS_MAX actors with a floor, the lowest floors merge into one shared
+    floor: memory stays bounded and a forgotten command still never runs twice."""
+    bound = engine_module.FORGOTTEN_ACTORS_MAX
+    engine = SettlementEngine(operator=OPERATOR, regulator=REGULATOR, command_outcomes_max=1)
+    commands = [
+        OpenAccount(
+            command_id=1 + index, actor=f"B{index}", account=f"X{index}", broker=f"B{index}"
+        )
+        for index in range(bound + 40)
+    ]
+    for command in commands:
+        engine.apply(command)
+        engine.check()
+    floors = engine.forgotten_ids()
+    merged = len(commands) - 1 - bound  # all but the last forgotten; B0.. merged, ids 1..
+    assert len(floors) == bound + 1 and floors[-1] == [None, merged]
+    for command in commands[:-1]:  # every forgotten command is refused, merged or not
+        assert reason_of(engine.apply(command)) is R.COMMAND_ID_TOO_OLD
+    late = OpenAccount(command_id=merged, actor="NEW", account="N", broker="NEW")
+    assert reason_of(engine.apply(late)) is R.COMMAND_ID_TOO_OLD  # the shared floor: safe side
+    fresh = replace(late, command_id=merged + 1)
+    assert engine.apply(fresh) == [AccountOpened(account="N", broker="NEW")]
+    restored = SettlementEngine.restore(engine.snapshot())
+    assert restored.snapshot() == engine.snapshot()
+
+
 # --------------------------------------------------------------------------- snapshots
 
 
