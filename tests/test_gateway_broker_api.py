@@ -5,14 +5,20 @@ cancel-on-disconnect, and the documented edges of the WebSocket protocol."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
+from exchange.api import logon_message
 from exchange.client import Client, RequestError
 from exchange.consortium import init_consortium, venue_from_genesis
+from exchange.gateway import Limits
 from exchange.market_data import MarketData
 from ledger.keys import load_private_key
 from matching.events import TradeExecuted
@@ -188,3 +194,133 @@ async def test_admin_command_ids_are_per_member_and_a_retry_returns_the_first_ou
     ]
     assert settlement.available("CNY", "10001") == cash + 700  # once
     assert settlement.available(SYMBOL, "10001") == shares + 300
+
+
+async def logged_on_raw(
+    venue: RunningVenue, http: aiohttp.ClientSession, **options: Any
+) -> aiohttp.ClientWebSocketResponse:
+    ws = await http.ws_connect(f"http://{venue.address}/ws", **options)
+    nonce = orjson.loads((await ws.receive(timeout=5)).data)["nonce"]
+    now = time.time_ns()
+    key = load_private_key(venue.key_path("broker1"))
+    signature = key.sign(logon_message(venue.genesis.chain_id, "broker1", nonce, now)).hex()
+    logon = {"type": "logon", "request": 1, "broker": "broker1", "nonce": nonce,
+             "timestamp_ns": now, "signature": signature}  # fmt: skip
+    await ws.send_str(orjson.dumps(logon).decode())
+    assert orjson.loads((await ws.receive(timeout=5)).data)["type"] == "logged_on"
+    return ws
+
+
+async def test_the_heartbeat_is_a_ping_and_a_client_that_misses_it_is_dropped_with_1006(
+    tmp_path: Path,
+) -> None:
+    venue = RunningVenue(tmp_path / "c", limits=Limits(heartbeat_s=0.4))
+    await venue.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            answering = await logged_on_raw(venue, http, autoping=False)
+            for _ in range(3):  # the exchange pings; the client answers every ping
+                ping = await answering.receive(timeout=5)
+                assert ping.type is aiohttp.WSMsgType.PING
+                await answering.pong(ping.data)
+            await answering.send_str('{"type": "ping", "request": "alive"}')
+            message = await answering.receive(timeout=5)
+            while message.type is aiohttp.WSMsgType.PING:
+                await answering.pong(message.data)
+                message = await answering.receive(timeout=5)
+            assert orjson.loads(message.data)["type"] == "pong"
+
+            silent = await logged_on_raw(venue, http, autoping=False)
+            started = time.monotonic()
+            assert (await silent.receive(timeout=5)).type is aiohttp.WSMsgType.PING
+            closed = await silent.receive(timeout=5)  # no pong: the exchange drops the socket
+            assert closed.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR), closed
+            assert silent.close_code == 1006  # no close frame: an abnormal closure
+            assert time.monotonic() - started < 4.0
+    finally:
+        await venue.stop()
+
+
+async def test_binary_frames_are_json_and_invalid_utf8_is_refused(venue: RunningVenue) -> None:
+    async with aiohttp.ClientSession() as http:
+        ws = await logged_on_raw(venue, http)
+        await ws.send_bytes(b'{"type": "ping", "request": "binary"}')
+        reply = await ws.receive(timeout=5)
+        assert reply.type is aiohttp.WSMsgType.TEXT  # replies are always text frames
+        assert orjson.loads(reply.data)["request"] == "binary"
+        await ws.send_bytes(b'{"type": "ping", "request": "\xff"}')  # not UTF-8
+        error = orjson.loads((await ws.receive(timeout=5)).data)
+        assert (error["code"], error["field"]) == ("malformed", None), error
+        assert "UTF-8" in error["message"]
+        await ws.send_str('{"type": "ping", "request": "still"}')  # the session goes on
+        assert orjson.loads((await ws.receive(timeout=5)).data)["request"] == "still"
+        await ws.send_frame(b'{"type": "ping", "request": "\xff"}', aiohttp.WSMsgType.TEXT)
+        closing = await ws.receive(timeout=5)  # a text frame must be UTF-8 (RFC 6455)
+        assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 1007, closing
+
+
+async def test_numbers_outside_their_documented_ranges_are_refused(venue: RunningVenue) -> None:
+    place = {"type": "place", "client_order_id": "n", "account": "10001", "symbol": SYMBOL,
+             "side": "buy", "price": 1000, "quantity": 100}  # fmt: skip
+    cases = [
+        ({**place, "price": 0}, "price", "price must be in 1..1000000000000, got 0"),
+        ({**place, "price": 10**12 + 1}, "price", "got 1000000000001"),
+        ({**place, "quantity": 10**9 + 1}, "quantity", "quantity must be in 1..1000000000"),
+        ({**place, "price": 1000.0}, "price", "price must be an integer, got 1000.0"),
+        ({**place, "price": True}, "price", "price must be an integer, got True"),
+        ({**place, "quantity": 2**64}, "quantity", "quantity must be an integer"),
+        (
+            {"type": "cancel", "order_id": 0},
+            "order_id",
+            "order_id must be in 1..9223372036854775807",
+        ),
+        ({"type": "replay", "from": 2**62 + 1}, "from", "from must be in 1..4611686018427387904"),
+        ({"type": "receipt", "trade_id": -1}, "trade_id", "got -1"),
+        (
+            {"type": "subscribe", "channel": "trades", "symbol": SYMBOL, "from_seq": 0},
+            "from_seq",
+            "got 0",
+        ),
+    ]
+    async with aiohttp.ClientSession() as http:
+        ws = await logged_on_raw(venue, http)
+        for request, (message, field, words) in enumerate(cases, start=1):
+            await ws.send_str(json.dumps({**message, "request": request}))  # 2**64 too
+            error = orjson.loads((await ws.receive(timeout=5)).data)
+            assert (error["code"], error["request"], error["field"]) == (
+                "invalid_field", request, field), error  # fmt: skip
+            assert words in error["message"], error
+        await ws.send_str('{"type": "ping", "request": 1e3}')
+        error = orjson.loads((await ws.receive(timeout=5)).data)
+        assert (error["field"], error["request"]) == ("request", None), error
+
+
+async def test_rest_responses_have_the_documented_shapes(venue: RunningVenue) -> None:
+    base = f"http://{venue.address}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/instruments") as response:
+            assert response.status == 200 and response.content_type == "application/json"
+            instruments = (await response.json())["instruments"]
+        assert {row["symbol"] for row in instruments} >= {SYMBOL}
+        assert set(instruments[0]) >= {"symbol", "tick_size", "lot", "reference_price",
+                                       "price_limit_pct", "t_plus", "settlement", "phase",
+                                       "lower_limit", "upper_limit"}  # fmt: skip
+        async with http.get(f"{base}/book/{SYMBOL}") as response:
+            book = await response.json()
+        assert set(book) == {"type", "symbol", "seq", "bids", "asks", "checksum"}
+        assert book["type"] == "book_snapshot"
+        async with http.get(f"{base}/book/NOPE") as response:
+            assert response.status == 404
+            error = await response.json()
+        assert error == {"type": "error", "request": None, "code": "unknown_symbol",
+                         "message": "symbol 'NOPE' is not listed", "field": None}  # fmt: skip
+        async with http.get(f"{base}/health") as response:
+            assert response.status == 200
+            health = await response.json()
+        assert health["status"] == "ok"
+        assert set(health) >= {"status", "height", "certified", "lag", "members_connected",
+                               "sessions"}  # fmt: skip
+        async with http.get(f"{base}/metrics") as response:
+            assert response.content_type == "text/plain"
+            text = await response.text()
+        assert "# TYPE jinlian_blocks_total counter\njinlian_blocks_total " in text
