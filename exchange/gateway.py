@@ -469,7 +469,7 @@ class Gateway:
             del self.sessions[session.id]
             self.node.sockets.discard(ws)
             if session.cancel_on_disconnect:
-                self._cancel_orders(self._session_orders(session))
+                self._cancel_orders(self._session_orders(session), "cancel_on_disconnect")
             session.closing = session.closing or "closed"
             session.wake.set()
             session.space.set()
@@ -707,25 +707,40 @@ class Gateway:
                                                              order.order_id))  # fmt: skip
         return error
 
-    def _matching(self, session: Session, args: Mapping[str, Any]) -> list[OrderView]:
-        assert session.broker is not None
+    def _matching(self, session: Session, args: Mapping[str, Any]) -> list[OrderView] | ApiError:
+        """The broker's open orders the filters select; an account filter must name one of its
+        own accounts, as `place` requires."""
+        broker = session.broker
+        assert broker is not None
+        account = args["account"]
+        if account is not None and self.accounts.get(account) != broker:
+            return ApiError(api.NOT_YOUR_ACCOUNT, f"account {account!r} is not an account of "
+                            f"{broker}", "account")  # fmt: skip
         return [
             order
-            for order in self.reports.open_of(session.broker)
-            if args["account"] in (None, order.account) and args["symbol"] in (None, order.symbol)
+            for order in self.reports.open_of(broker)
+            if account in (None, order.account) and args["symbol"] in (None, order.symbol)
         ]
 
     def _cancel_all(self, session: Session, request: Request) -> ApiError | None:
         orders = self._matching(session, request.args)
+        if isinstance(orders, ApiError):
+            return orders
         error = self._cancel_orders(orders)
         if error is None:
             session.send({"type": "cancel_all", "request": request.request,
                           "orders": [o.order_id for o in orders]})  # fmt: skip
         return error
 
-    def _cancel_orders(self, orders: list[OrderView]) -> ApiError | None:
-        commands = [{"type": "cancel", "broker": o.broker, "order_id": o.order_id,
-                     "symbol": o.symbol} for o in orders]  # fmt: skip
+    def _cancel_orders(self, orders: list[OrderView], reason: str = "") -> ApiError | None:
+        """Sequence a cancel of each of `orders`; `reason` (the venue's cancel command's, e.g.
+        `cancel_on_disconnect`) goes into the ledger and onto each `cancelled` report."""
+        commands: list[dict[str, Any]] = [{"type": "cancel", "broker": o.broker,
+                                           "order_id": o.order_id, "symbol": o.symbol}
+                                          for o in orders]  # fmt: skip
+        if reason:
+            for command in commands:
+                command["reason"] = reason
         return self._submit(commands) if commands else None
 
     def _is_open(self, order_id: int) -> bool:
@@ -744,7 +759,10 @@ class Gateway:
         return None
 
     def _open_orders(self, session: Session, request: Request) -> ApiError | None:
-        orders = [order.to_dict() for order in self._matching(session, request.args)]
+        matching = self._matching(session, request.args)
+        if isinstance(matching, ApiError):
+            return matching
+        orders = [order.to_dict() for order in matching]
         session.send({"type": "open_orders", "request": request.request, "orders": orders})
         return None
 
@@ -775,8 +793,9 @@ class Gateway:
                     break
             if index >= report_log.next_index:
                 session.reports_live = True  # atomically: nothing appended since the check
+                # from past the end: nothing was replayed, and the next report is the log's
                 session.send({"type": "replayed", "request": request, "from": start,
-                              "next": index})  # fmt: skip
+                              "next": report_log.next_index})  # fmt: skip
                 return
             await session.drained()
 
@@ -791,9 +810,19 @@ class Gateway:
             session.send({"type": "unsubscribed", "request": request.request,
                           "channel": channel, "symbol": symbol})  # fmt: skip
             return None
+        from_seq = request.args.get("from_seq")
+        missed = None if from_seq is None else self.market.trades_since(symbol, from_seq)
+        if from_seq is not None and missed is None:
+            return ApiError(api.REPLAY_GONE, f"trades of {symbol} from seq {from_seq} are no "
+                            "longer held", "from_seq")  # fmt: skip
         session.subscriptions.add(key)
-        session.send({"type": "subscribed", "request": request.request, "channel": channel,
-                      "symbol": symbol})  # fmt: skip
+        subscribed = {"type": "subscribed", "request": request.request, "channel": channel,
+                      "symbol": symbol}  # fmt: skip
+        if channel in ("bbo", "trades"):  # the last seq sent: the next message has seq + 1
+            subscribed["seq"] = self.market.seq(symbol, channel)
+        session.send(subscribed)
+        for message in missed or ():
+            session.send(message)
         first = (
             self.market.snapshot(symbol)
             if channel == "book"

@@ -15,7 +15,7 @@ from ledger.keys import load_private_key
 from ledger.node import ExchangeNode, ReplicaNode
 from tests.consortium_net import make_consortium
 
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 SYMBOLS = tuple(str(instrument["symbol"]) for instrument in SAMPLE_INSTRUMENTS)
 SYMBOL = SYMBOLS[0]
 
