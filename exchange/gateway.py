@@ -226,6 +226,7 @@ class Gateway:
         self.machine: ObservedVenueMachine | None = None
         self.counters = {"orders": 0, "reports": 0, "errors": 0, "logons": 0, "rejected_logons": 0}
         self.lost_orders = 0  # acknowledged, then lost on every copy (`ack_journal`)
+        self.lost_after: dict[int, list[dict[str, Any]]] = {}  # height -> their lost orders
         self.order_times: deque[float] = deque(maxlen=100_000)
         self.tasks: set[asyncio.Future[None]] = set()
 
@@ -264,14 +265,17 @@ class Gateway:
         executed, self.executed = self.executed, []
         position = 0
         lost = self.journal.lost()  # each goes after the block it was lost after
-        self._lose([record for record in lost if record["after_height"] == 0])
+        self.lost_orders = len(lost)
+        for record in lost:
+            self.lost_after.setdefault(record["after_height"], []).append(record)
+        self._lose(0)
         for height in range(1, self.node.proposer.height + 1):
             header = store.header(height)
             assert header is not None, f"stored height {height} has no header"
             for _, parsed, events in executed[position : position + header.command_count]:
                 self.reports.apply(height, parsed, events)
             position += header.command_count
-            self._lose([record for record in lost if record["after_height"] == height])
+            self._lose(height)
         assert position == len(executed), "replayed commands do not add up to the stored blocks"
         self.reports.next_order_id = max(
             self.reports.next_order_id, self.journal.max_order_id() + 1
@@ -281,15 +285,20 @@ class Gateway:
         """Recovery is over: the journalled orders above the recovered tip were lost on every
         copy. Each is reported `lost` to its broker."""
         assert self.node is not None
-        lost = self.journal.settle(self.node.proposer.height)
+        height = self.node.proposer.height
+        lost = self.journal.settle(height)
         if lost:
             log.warning("orders lost on every copy: %s", [r["order_id"] for r in lost])
-        for broker, report in self._lose(lost):
-            self._deliver(broker, report)
+            self.lost_orders += len(lost)
+            self.lost_after.setdefault(height, []).extend(lost)
+            for broker, report in self._lose(height):
+                self._deliver(broker, report)
 
-    def _lose(self, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-        self.lost_orders += len(records)
-        return [self.reports.lost(record["after_height"], record) for record in records]
+    def _lose(self, height: int) -> list[tuple[str, dict[str, Any]]]:
+        """The `lost` reports that go after the block at `height` (a lost store's tail may
+        hold blocks after which earlier recoveries put some: they come back by recovery)."""
+        records = self.lost_after.pop(height, None) if self.lost_after else None
+        return [self.reports.lost(height, record) for record in records or ()]
 
     # ---- blocks ----
 
@@ -327,6 +336,8 @@ class Gateway:
                 if type(event) is TradeExecuted:
                     trades.append(event)
                     symbols.add(event.symbol)
+        for broker, report in self._lose(height):
+            self._deliver(broker, report)
         if touched:
             self.block_brokers[height] = touched
             if len(self.block_brokers) > BLOCKS_AWAITING_MAX:  # certificates lost for good

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -35,9 +36,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ledger.block import proposal_message
-from ledger.protocol import Propose, VoteMessage
-from ledger.replication import Proposer, Replica, Send
+from ledger.block import proposal_message, sign_vote
+from ledger.protocol import Fetch, Propose, VoteMessage
+from ledger.replication import RECOVERY_GRACE_TICKS, Proposer, Replica, Send
 from ledger.wire import parse_header
 from tests.ledger_sim import EXCHANGE, Faults, Sim, chain, signed_vote, stored_command_ids
 
@@ -360,5 +361,104 @@ def test_a_batch_that_does_not_fit_is_refused_whole(workdir: Path) -> None:
         assert "2 commands do not fit: 2 queued (at most 3)" in refused.message
         assert len(exchange.queue) == 2
         assert exchange.submit([{"id": 3, "key": "a", "add": 1}]) is None
+    finally:
+        sim.close()
+
+
+def answer(sim: Sim, exchange: Proposer, member: int, sends: list[Send]) -> list[Send]:
+    """Deliver the exchange's fetches to `member` and its pages back, until it asks no more;
+    the exchange's other sends."""
+    node = sim.nodes[member]
+    assert isinstance(node, Replica)
+    rest = [send for send in sends if send.to != member]
+    mine = [send for send in sends if send.to == member]
+    while mine:
+        fetch = mine.pop()
+        assert isinstance(fetch.message, Fetch)
+        reply = (
+            sim.lie(node, EXCHANGE, fetch.message)
+            if member in sim.faults.byzantine
+            else (node.receive(EXCHANGE, fetch.message))
+        )
+        for send in exchange.receive(member, reply[0].message):
+            (mine if send.to == member else rest).append(send)
+    return rest
+
+
+def lose_store(sim: Sim, workdir: Path) -> Proposer:
+    """The exchange's machine is lost: it restarts with an empty store (the key kept)."""
+    sim.crash(EXCHANGE)
+    for suffix in ("", "-wal", "-shm"):
+        (workdir / f"{EXCHANGE}.sqlite{suffix}").unlink(missing_ok=True)
+    sim.start(EXCHANGE)
+    exchange = sim.exchange
+    assert exchange is not None and exchange.recovering and exchange.height == 0
+    return exchange
+
+
+def test_a_recovering_exchange_sequences_nothing_until_2f_plus_1_members_answer(
+    workdir: Path,
+) -> None:
+    sim = Sim(11, workdir, Faults())
+    try:
+        sim.run(faulty_ms=200, quiet_ms=300)
+        tip = sim.stores[1].certified_height()
+        assert tip > 3 and sim.stores[1].tip() == sim.stores[EXCHANGE].tip()
+        exchange = lose_store(sim, workdir)
+        refused = exchange.submit([{"id": 0, "key": "k", "add": 1}])
+        assert refused is not None and refused.code == "recovering"
+        assert "0 of 3 members needed have answered" in refused.message
+        assert exchange.cut(time_ns=10**12) == (None, [])
+        header = sim.stores[1].header(tip)
+        assert header is not None  # a vote for a block the exchange lost: not evidence
+        assert exchange.receive(1, VoteMessage(sign_vote(sim.keys[1], 1, header))) == []
+        sends = exchange.tick()
+        assert sorted(s.to for s in sends) == [1, 2, 3, 4]
+        assert all(isinstance(s.message, Fetch) and s.message.start == 1 for s in sends)
+        sends = answer(sim, exchange, 1, sends)
+        sends = answer(sim, exchange, 2, sends)
+        assert exchange.recovering and exchange.height == tip and exchange.certified == tip
+        assert exchange.submit([{"id": 0, "key": "k", "add": 1}]) is not None
+        answer(sim, exchange, 3, sends)  # 2f + 1: the fourth gets RECOVERY_GRACE_TICKS
+        for _ in range(RECOVERY_GRACE_TICKS - 1):
+            assert exchange.recovering
+            assert {type(s.message) for s in exchange.tick()} <= {Fetch}
+        assert exchange.recovering
+        exchange.tick()
+        assert not exchange.recovering
+        assert chain(sim.stores[EXCHANGE]) == chain(sim.stores[1])
+        assert exchange.submit([{"id": 0, "key": "k", "add": 1}]) is None
+        block, _ = exchange.cut(time_ns=10**12)
+        assert block is not None and block.header.height == tip + 1
+        assert sim.stores[EXCHANGE].evidence() == []
+    finally:
+        sim.close()
+
+
+def test_recovery_ignores_a_lying_page_and_takes_back_lost_certificates(
+    workdir: Path,
+) -> None:
+    sim = Sim(12, workdir, Faults(byzantine={3: "lying_server"}))
+    try:
+        sim.run(faulty_ms=200, quiet_ms=300)
+        tip = sim.stores[1].certified_height()
+        exchange = lose_store(sim, workdir)
+        sends = answer(sim, exchange, 3, exchange.tick())  # changed commands: refused
+        assert exchange.height == 0 and exchange.recovery_done == {3}
+        sends = answer(sim, exchange, 1, sends)
+        assert exchange.height == tip
+        # the exchange keeps its blocks but loses the last certificates (their writes)
+        sim.crash(EXCHANGE)
+        with sqlite3.connect(workdir / f"{EXCHANGE}.sqlite") as db:
+            db.execute("DELETE FROM certificates WHERE height > ?", (tip - 3,))
+        sim.start(EXCHANGE)
+        exchange = sim.exchange
+        assert exchange is not None and exchange.certified == tip - 3
+        sends = exchange.tick()
+        assert {s.message.start for s in sends if isinstance(s.message, Fetch)} == {tip - 2}
+        for member in (3, 1, 2, 4):  # 3 lies again: every member answered
+            sends = answer(sim, exchange, member, sends)
+        assert not exchange.recovering and exchange.certified == tip
+        assert not any(isinstance(s.message, Propose) for s in exchange.tick())
     finally:
         sim.close()
