@@ -379,13 +379,12 @@ class ExchangeNode(_Shell):
             self.app.router.add_get("/submit", self._submit)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
-        if self.proposer.recovering:
-            sends = self.proposer.receive(sender, message)
-            self._recovered()
-            return sends
+        recovering = self.proposer.recovering
         unvoted = self.proposer.unvoted
         before = len(unvoted)
         sends = self.proposer.receive(sender, message)
+        if recovering:
+            self._recovered()
         if len(unvoted) < before:  # a certificate formed: its commands are final
             self.wake.set()  # room in the pipeline for a partial block
             now = time.monotonic_ns()
