@@ -53,6 +53,7 @@ NOT_FINAL: Final = "not_final"
 REPLAY_GONE: Final = "replay_gone"
 BUSY: Final = "busy"
 DEGRADED: Final = "degraded"
+RECOVERING: Final = "recovering"
 
 
 @dataclass(frozen=True, slots=True)

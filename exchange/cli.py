@@ -340,7 +340,10 @@ def _exchange(arguments: argparse.Namespace) -> int:
     from exchange import nodes
 
     return _run_node(
-        lambda: nodes.run_exchange(arguments.directory, feed=arguments.feed), "exchange"
+        lambda: nodes.run_exchange(
+            arguments.directory, feed=arguments.feed, recover=arguments.recover
+        ),
+        "exchange",
     )
 
 
@@ -373,6 +376,11 @@ def _add_node_commands(commands: Any) -> None:
         "--feed", action="store_true",
         help="also serve /submit, the raw sequencer feed (benchmarks and tests on a private host:"
         " it takes any command from anyone who reaches the port)",
+    )  # fmt: skip
+    exchange.add_argument(
+        "--recover", action="store_true",
+        help="rebuild a lost exchange: its store is empty (a new machine with the old key); "
+        "the blocks come back from the members (docs/ledger.md, Recovery)",
     )  # fmt: skip
     exchange.set_defaults(run=_exchange)
     up = commands.add_parser(

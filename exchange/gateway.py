@@ -17,7 +17,12 @@ gateway's machine records every command it executes with its events, and when a 
 stored `exchange.broker_reports` folds them into execution reports (numbered per broker,
 replayable from any index) and `exchange.market_data` into the public channels. When a block
 becomes final, every broker with reports in it gets a `final` notice with the certificate.
-Start-up rebuilds all of it by replaying the exchange's store.
+Start-up rebuilds all of it by replaying the exchange's store, then from the blocks the
+exchange recovers from the members (docs/ledger.md, "Recovery"): report indexes and order ids
+continue from the recovered tip. Until recovery is over, requests that sequence are answered
+`recovering` and `/health` is 503. An acknowledged order whose block was lost on every copy
+is reported `lost` (`exchange.ack_journal`: the gateway journals every order durably before
+acknowledging it).
 
 Every session has limits: frame size (a frame far over it is refused from its header, never
 read), messages per second (a token bucket; the limit is in the logon reply and in each
@@ -52,6 +57,7 @@ import orjson
 from aiohttp import web
 
 from exchange import api
+from exchange.ack_journal import AckJournal
 from exchange.api import ApiError, Request
 from exchange.broker_reports import OrderView, Reports
 from exchange.consortium import venue_from_genesis
@@ -280,10 +286,12 @@ class Gateway:
         *,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], int] = time.time_ns,
+        journal: AckJournal | None = None,
     ) -> None:
         self.genesis = genesis
         self.limits = limits
         self.clock = clock
+        self.journal = AckJournal.open(None) if journal is None else journal
         self.brokers = {broker.name: broker for broker in genesis.brokers}
         self.members = {member.name: member for member in genesis.members}
         self.accounts = {
@@ -303,6 +311,8 @@ class Gateway:
         self.market: MarketData | None = None
         self.machine: ObservedVenueMachine | None = None
         self.counters = {"orders": 0, "reports": 0, "errors": 0, "logons": 0, "rejected_logons": 0}
+        self.lost_orders = 0  # acknowledged, then lost on every copy (`ack_journal`)
+        self.lost_after: dict[int, list[dict[str, Any]]] = {}  # height -> their lost orders
         self.order_times: deque[float] = deque(maxlen=100_000)
         self.tasks: set[asyncio.Future[None]] = set()
 
@@ -324,6 +334,7 @@ class Gateway:
         self.market = MarketData(self.machine.venue)
         node.stored_listeners.append(self._stored)
         node.final_listeners.append(self._final)
+        node.recovered_listeners.append(self._recovered)
         router = node.app.router
         router.add_get("/ws", self._session)
         router.add_get("/instruments", self._instruments)
@@ -339,13 +350,41 @@ class Gateway:
         store = self.node.proposer.store
         executed, self.executed = self.executed, []
         position = 0
+        lost = self.journal.lost()  # each goes after the block it was lost after
+        self.lost_orders = len(lost)
+        for record in lost:
+            self.lost_after.setdefault(record["after_height"], []).append(record)
+        self._lose(0)
         for height in range(1, self.node.proposer.height + 1):
             header = store.header(height)
             assert header is not None, f"stored height {height} has no header"
             for _, parsed, events in executed[position : position + header.command_count]:
                 self.reports.apply(height, parsed, events)
             position += header.command_count
+            self._lose(height)
         assert position == len(executed), "replayed commands do not add up to the stored blocks"
+        self.reports.next_order_id = max(
+            self.reports.next_order_id, self.journal.max_order_id() + 1
+        )
+
+    def _recovered(self) -> None:
+        """Recovery is over: the journalled orders above the recovered tip were lost on every
+        copy. Each is reported `lost` to its broker."""
+        assert self.node is not None
+        height = self.node.proposer.height
+        lost = self.journal.settle(height)
+        if lost:
+            log.warning("orders lost on every copy: %s", [r["order_id"] for r in lost])
+            self.lost_orders += len(lost)
+            self.lost_after.setdefault(height, []).extend(lost)
+            for broker, report in self._lose(height):
+                self._deliver(broker, report)
+
+    def _lose(self, height: int) -> list[tuple[str, dict[str, Any]]]:
+        """The `lost` reports that go after the block at `height` (a lost store's tail may
+        hold blocks after which earlier recoveries put some: they come back by recovery)."""
+        records = self.lost_after.pop(height, None) if self.lost_after else None
+        return [self.reports.lost(height, record) for record in records or ()]
 
     # ---- blocks ----
 
@@ -353,12 +392,20 @@ class Gateway:
         """A block is stored: answer its requests, send its reports and market data."""
         assert self.market is not None
         height = block.header.height
-        executed, self.executed = self.executed, []
-        assert len(executed) == len(block.commands), "executed commands are not the block's"
+        count = len(block.commands)
+        if len(self.executed) == count:
+            executed, self.executed = self.executed, []
+        else:  # one of several blocks recovery stored at once
+            executed, self.executed = self.executed[:count], self.executed[count:]
+        assert len(executed) == count, "executed commands are not the block's"
         symbols: set[str] = set()
         trades: list[TradeExecuted] = []
         touched: set[str] = set()
         awaiting = self.awaiting
+        if awaiting:  # durable before any acknowledgement goes out
+            placed = [c for c, _, _ in executed if id(c) in awaiting and c["type"] == "place"]
+            if placed:
+                self.journal.record(height, placed)
         for command, parsed, events in executed:
             deliveries = self.reports.apply(height, parsed, events)
             waiting = awaiting.pop(id(command), None) if awaiting else None
@@ -375,6 +422,8 @@ class Gateway:
                 if type(event) is TradeExecuted:
                     trades.append(event)
                     symbols.add(event.symbol)
+        for broker, report in self._lose(height):
+            self._deliver(broker, report)
         if touched:
             self.block_brokers[height] = touched
             if len(self.block_brokers) > BLOCKS_AWAITING_MAX:  # certificates lost for good
@@ -418,6 +467,7 @@ class Gateway:
                     session.send_bytes(data)
 
     def _final(self, certificate: QuorumCertificate) -> None:
+        self.journal.prune(certificate.height)
         brokers = self.block_brokers.pop(certificate.height, None)
         if not brokers:
             return
@@ -609,7 +659,8 @@ class Gateway:
         refused = self.node.submit(commands)
         if refused is None:
             return None
-        return ApiError(api.BUSY if refused.code == "busy" else api.DEGRADED, refused.message)
+        codes = {"busy": api.BUSY, "recovering": api.RECOVERING}
+        return ApiError(codes.get(refused.code, api.DEGRADED), refused.message)
 
     def _place(self, session: Session, request: Request) -> ApiError | None:
         broker = session.broker
@@ -989,8 +1040,10 @@ class Gateway:
     def health(self) -> dict[str, Any]:
         assert self.node is not None
         proposer = self.node.proposer
+        status = "degraded" if proposer.degraded else "ok"
         return {
-            "status": "degraded" if proposer.degraded else "ok",
+            "status": "recovering" if proposer.recovering else status,
+            "lost_orders": self.lost_orders,
             "height": proposer.height,
             "certified": proposer.certified,
             "lag": proposer.lag,

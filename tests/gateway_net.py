@@ -4,6 +4,7 @@ with the keys `jinlian init` wrote."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class RunningVenue:
         config = load_config(self.directory / "exchange")
         self.exchange, self.gateway = build_venue(config, limits=self.limits)
         await self.exchange.start()
+        await asyncio.wait_for(self.exchange.ready.wait(), 30)  # recovered from the members
 
     async def stop_exchange(self) -> None:
         assert self.exchange is not None

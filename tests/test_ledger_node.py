@@ -46,6 +46,7 @@ class Consortium:
             await self.start_member(name)
         self.exchange = build_exchange(load_config(self.directory / "exchange"), lag_max=lag_max)
         await self.exchange.start()
+        await asyncio.wait_for(self.exchange.ready.wait(), 30)  # recovered from the members
 
     async def stop(self) -> None:
         for name in list(self.members):
