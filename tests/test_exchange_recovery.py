@@ -138,7 +138,7 @@ def test_an_exchange_that_lost_its_tail_recovers_it_from_the_members(
         await until(lambda: all_final(exchange), what="the first blocks final")
         certified = (await status(exchange))["certified"]
         consortium.kill("regulator1")
-        consortium.kill("broker1")  # two members of four: nothing becomes final
+        consortium.kill("broker-node1")  # two members of four: nothing becomes final
         async with broker(consortium, "broker1") as client:
             for k in range(3):  # stored by the exchange, bank1 and depository1; not final
                 await client.place(**order(f"u{k}", "buy"))
@@ -183,7 +183,7 @@ def test_an_exchange_that_lost_its_tail_recovers_it_from_the_members(
             assert lost["status"] == "lost" and lost["order_id"] == lost_order_id, lost
             after = await client.place(**order("n0", "buy"))
             assert after["order_id"] > lost_order_id, after  # order ids are not reused
-        consortium.start("broker1")
+        consortium.start("broker-node1")
         await trade(consortium, "c", 1)
         await until(lambda: all_final(exchange), what="finality after the recovery")
         reports, next_index = await replay_all(consortium, "broker1")

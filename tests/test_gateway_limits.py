@@ -31,7 +31,7 @@ from tests.consortium_net import SYMBOL, make_consortium, opening, orders, until
 from tests.gateway_net import RunningVenue, order
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 
 
 @dataclass(frozen=True, slots=True)
