@@ -51,6 +51,7 @@ NOT_FINAL: Final = "not_final"
 REPLAY_GONE: Final = "replay_gone"
 BUSY: Final = "busy"
 DEGRADED: Final = "degraded"
+UNAVAILABLE: Final = "unavailable"  # the exchange failed or is stopping (docs/ledger.md)
 
 
 @dataclass(frozen=True, slots=True)
