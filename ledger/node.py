@@ -414,6 +414,7 @@ class _Shell:
         restarts: deque[float] = deque()
         while True:
             try:
+                self.fault.point(task)
                 await run()
                 return
             except Exception as error:  # supervised: counted, restarted
