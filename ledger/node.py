@@ -282,6 +282,8 @@ class _Shell:
         self.member_id = member_id
         self.address = address
         self.addresses = {member.id: member.address for member in genesis.members}
+        member = genesis.member(member_id)
+        self.name = f"member {member_id}" if member is None else member.name  # for the logs
         self.encoded = _Encoded()
         self.links: dict[int, _Link] = _Links(self)
         self.malformed = 0
@@ -384,7 +386,8 @@ class _Shell:
         """A task that is retried or whose connection is closed failed: count it and log one
         line; the node goes on."""
         self.task_failures[task] += 1
-        log.error("task %s failed: %s; %s", task, describe(error), _AFTER[TASK_POLICIES[task]])
+        log.error("%s: task %s failed: %s; %s", self.name, task, describe(error),
+                  _AFTER[TASK_POLICIES[task]])  # fmt: skip
 
     def fail(self, task: str, error: BaseException | str) -> None:
         """The node can no longer do its job: record why (the first failure), log it on one
@@ -393,7 +396,7 @@ class _Shell:
         if self.failure is not None:
             return
         self.failure = TaskFailure(task, describe(error))
-        log.critical("task %s failed: %s; stopping", task, self.failure.error)
+        log.critical("%s: task %s failed: %s; stopping", self.name, task, self.failure.error)
         self._stopping(f"task {task} failed: {self.failure.error}")
         self.failed.set()
 
