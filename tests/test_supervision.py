@@ -12,16 +12,18 @@ flight was never answered and /health still said ok (`test_a_failed_cutter_...`)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp.client_exceptions import WSMessageTypeError
 
 from exchange.client import RequestError
-from exchange.nodes import build_exchange, build_replica, load_config
+from exchange.nodes import Restarts, build_exchange, build_replica, build_venue, load_config
 from ledger.feed import Feed, FeedError
 from ledger.node import ExchangeNode, ReplicaNode, _Shell
 from tests.consortium_net import make_consortium, opening, orders, until
@@ -250,3 +252,92 @@ async def test_a_failed_replay_stream_answers_the_replay_and_closes_the_session(
         await broker.request("replay", timeout_s=10, **{"from": 1})
     assert raised.value.code == "unavailable" and "replay failed" in str(raised.value)
     assert exchange.task_failures["replay"] == 1 and exchange.failure is None
+
+
+def test_restarts_back_off_and_allow_5_a_minute() -> None:
+    restarts = Restarts()
+    delays = [restarts.delay_s(100.0 + k) for k in range(5)]
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6]
+    assert restarts.delay_s(105.0) is None  # a sixth within the minute: give up
+    assert restarts.delay_s(161.5) == 0.8  # the first two left the minute: room for one more
+
+
+SWEEP = [
+    *[("exchange", task) for task in ("cutter", "ticker", "proposer", "dial", "link")],
+    *[("exchange", task) for task in ("session", "replay")],
+    *[("bank1", task) for task in ("ticker", "replica", "link", "fetch")],
+]
+
+
+@pytest.mark.skipif(
+    os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="a long sweep: JINLIAN_CHECK_ALL=1"
+)
+@pytest.mark.parametrize("after_n", [0, 3, 17, 60])
+@pytest.mark.parametrize(("where", "task"), SWEEP)
+async def test_sweep_no_request_goes_unanswered_whatever_task_fails(
+    tmp_path: Path, where: str, task: str, after_n: int
+) -> None:
+    """A fault in each task kind at several points under order flow from two brokers: every
+    request is answered (a reply, an error, or a closed connection; never a timeout), /health
+    is 503 `failed` exactly when the exchange failed, and an exchange that did not fail still
+    takes orders afterwards."""
+    venue = RunningVenue(tmp_path / "c")
+    for name in MEMBERS:
+        node = build_replica(load_config(venue.directory / name))
+        if name == where:
+            arm(node, task, after_n)
+        await node.start()
+        venue.members.append(node)
+    exchange, venue.gateway = build_venue(load_config(venue.directory / "exchange"))
+    venue.exchange = exchange
+    if where == "exchange":
+        arm(exchange, task, after_n)
+    await exchange.start()
+    try:
+        outcomes = await _flow(venue)
+        assert "timeout" not in outcomes, outcomes
+        failed = exchange.failure is not None  # a tick-timed fault may fire at any moment
+        status, health = await health_of(venue.address)
+        if failed:
+            assert status == 503 and health["status"] == "failed", health
+        if health["status"] == "failed":
+            assert exchange.failure is not None and health["failure"]["task"] == task
+        try:
+            await venue.open_market()
+            late = await venue.client("broker1")
+            placed = await late.place(**order("late", "10001", "buy", 990, 100))
+            assert placed["status"] == "new", placed
+        except RequestError as error:  # refused, never silent, and only by a failed exchange
+            assert error.code == "unavailable" and exchange.failure is not None, error
+    finally:
+        await venue.stop()
+
+
+async def _flow(venue: RunningVenue) -> list[str]:
+    """Open the market and send 2 x 30 orders and a replay; how each request ended."""
+
+    async def attempt(request: Awaitable[Any]) -> str:
+        try:
+            await request
+        except RequestError as error:
+            return error.code
+        except (ConnectionError, aiohttp.ClientError, WSMessageTypeError):  # a closed session
+            return "closed"
+        except TimeoutError:
+            return "timeout"
+        return "answered"
+
+    outcomes = [await attempt(venue.open_market())]
+    requests: list[Awaitable[Any]] = []
+    for name, account, side in (("broker1", "10001", "buy"), ("broker2", "20001", "sell")):
+        try:
+            broker = await venue.client(name, reconnect=False)
+        except (ConnectionError, aiohttp.ClientError, WSMessageTypeError):
+            outcomes.append("closed")  # a session writer failed at logon: answered by a close
+            continue
+        requests += [
+            broker.place(**order(f"{name}-{k}", account, side, 990, 100)) for k in range(30)
+        ]
+        requests.append(broker.request("replay", timeout_s=10, **{"from": 1}))
+    outcomes += await asyncio.gather(*(attempt(r) for r in requests))
+    return outcomes
