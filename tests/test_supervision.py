@@ -95,6 +95,21 @@ async def test_a_failed_cutter_answers_the_order_in_flight_and_health_says_why(
     assert refused.value.code == "unavailable", refused.value.reply
 
 
+async def test_a_stopping_exchange_answers_the_waiting_order(venue: RunningVenue) -> None:
+    await venue.open_market()
+    exchange, gateway = venue.exchange, venue.gateway
+    assert exchange is not None and gateway is not None
+    exchange.pipeline_blocks, exchange.block_interval_s = 0, 60.0  # the order waits to be cut
+    broker = await venue.client("broker1", reconnect=False)
+    placing = asyncio.ensure_future(broker.place(**order("w-1", "10001", "buy", 990, 100)))
+    await until(lambda: _at_least(len(gateway.awaiting), 1), what="the order to wait")
+    await venue.stop_exchange()
+    with pytest.raises(RequestError) as raised:
+        await placing
+    assert raised.value.code == "unavailable", raised.value.reply
+    assert "the node is stopping" in str(raised.value)
+
+
 async def test_a_failed_cutter_refuses_the_waiting_submit_batch(consortium: Consortium) -> None:
     assert consortium.exchange is not None
     arm(consortium.exchange, "cutter")
