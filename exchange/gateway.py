@@ -858,9 +858,9 @@ class Gateway:
         assert self.node is not None
         proposer = self.node.proposer
         supervision = self.node.health()  # `failed` (with the failed task) beats `degraded`
+        failed = supervision["status"] == "failed"
         return {
-            "status": supervision["status"] if self.node.failure else
-                      "degraded" if proposer.degraded else "ok",
+            "status": "failed" if failed else "degraded" if proposer.degraded else "ok",
             "height": proposer.height,
             "certified": proposer.certified,
             "lag": proposer.lag,
@@ -868,7 +868,7 @@ class Gateway:
             "sessions": len(self.sessions),
             "failure": supervision["failure"],
             "task_failures": supervision["task_failures"],
-        }  # fmt: skip
+        }
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
         health = self.health()
