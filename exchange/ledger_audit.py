@@ -137,6 +137,7 @@ def verify_receipt_file(path: Path, genesis_path: Path) -> str | None:
             genesis_hash=genesis.hash,
             voters=genesis.voters(),
             quorum=genesis.quorum(),
+            other_fields=("trade_id",),
         )
     except ReceiptError as error:
         return str(error)

@@ -9,7 +9,7 @@ leads from the leaf to that root. The format is in docs/ledger.md ("Receipts").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from ledger.block import HASH_BYTES, MalformedBlockError, check_certificate
@@ -72,15 +72,23 @@ def check_receipt(
     genesis_hash: bytes,
     voters: Mapping[int, PublicKey],
     quorum: int,
+    other_fields: Collection[str] = (),
 ) -> Any:
     """The receipt's event value if it proves that event final under this genesis; raises
     `ReceiptError` naming the first failure, in this order: the fields, the genesis hash, the
     certificate (for this header, a quorum of distinct voters, their signatures), the tree
     size against the header's event count, the inclusion proof against its events root.
-    `receipt` may carry other fields, which are not checked here. O(votes + log events)."""
+    Besides `FIELDS` the receipt may carry only `other_fields` (the caller checks those, e.g.
+    `trade_id`); any other field, at the top or inside the header, the certificate or its
+    votes, is refused by name. O(votes + log events)."""
     missing = [name for name in FIELDS if name not in receipt]
     if missing:
         raise ReceiptError(f"receipt has no field {missing[0]!r}")
+    unknown = sorted(
+        str(name) for name in receipt if name not in FIELDS and name not in other_fields
+    )
+    if unknown:
+        raise ReceiptError(f"receipt has an unknown field {unknown[0]!r:.80}")
     if receipt["version"] != RECEIPT_VERSION:
         raise ReceiptError(f"receipt version {receipt['version']!r}, expected {RECEIPT_VERSION}")
     claimed = _hex(receipt["genesis_hash"], "genesis_hash")
