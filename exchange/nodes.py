@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,7 +35,7 @@ from ledger.genesis import Genesis
 from ledger.keys import load_private_key
 from ledger.node import ExchangeNode, ReplicaNode
 from ledger.replication import Proposer, Replica
-from ledger.store import BlockStore
+from ledger.store import BlockStore, StoreCorruptError, StoreError
 
 STOP_GRACE_S: Final = 5.0
 # The nodes' stores survive a crash of the process (kill -9) with every acknowledged block, not
@@ -152,17 +154,37 @@ async def serve(node: ReplicaNode | ExchangeNode, what: str) -> None:
 
 
 def run_node(directory: Path) -> int:
+    """`jinlian node`. Raises `UsageError` (one line naming the value) for a node that cannot
+    start: a bad config or key, a store of another genesis, a corrupt stored block (its
+    height), an unreadable store."""
     config = load_config(directory)
-    node = build_replica(config)
+    with _starting(config):
+        node = build_replica(config)
     asyncio.run(serve(node, f"member {config.name}"))
     return 0
 
 
 def run_exchange(directory: Path, *, feed: bool = False) -> int:
+    """`jinlian exchange`. Raises `UsageError` as `run_node` does."""
     config = load_config(directory / "exchange")
-    node, _ = build_venue(config, feed=feed)
+    with _starting(config):
+        node, _ = build_venue(config, feed=feed)
     asyncio.run(serve(node, "exchange"))
     return 0
+
+
+@contextlib.contextmanager
+def _starting(config: NodeConfig) -> Iterator[None]:
+    """Turn the store's errors while a node opens and replays it into a `UsageError` that
+    names the store (and, for a corrupt block, its height) instead of a traceback."""
+    try:
+        yield
+    except StoreCorruptError as error:
+        raise UsageError(
+            f"{config.store_path}: {error} (`jinlian verify {config.directory}` checks the store)"
+        ) from None
+    except (StoreError, sqlite3.Error) as error:
+        raise UsageError(f"{config.store_path}: {error}") from None
 
 
 def start_processes(

@@ -23,8 +23,10 @@ Writes:
 - `record_evidence(kind, height, payload)` appends evidence; identical evidence is kept once.
 
 Reads return `None` for a height that is not stored. Stored bytes are checked when read (the
-header hashes to its stored hash, the command count matches the header), so a changed byte is
-reported as `StoreCorruptError` naming the height instead of being passed on.
+header hashes to its stored hash; a block's commands are as many as the header counts and hash
+to its commands root), so a changed byte is reported as `StoreCorruptError` naming the height
+instead of being passed on. Events are returned as stored: their reader checks them against the
+header's events root (a receipt does; `jinlian verify` re-executes).
 
 Durability: WAL journal, foreign keys on, `synchronous` FULL by default or NORMAL (see
 `SYNCHRONOUS`). One writer per file is expected (the node); readers may open the same file
@@ -50,6 +52,7 @@ from ledger.block import (
     QuorumCertificate,
 )
 from ledger.canonical import CanonicalError, canonical_bytes, parse_canonical, sha256
+from ledger.merkle import merkle_root
 from ledger.wire import parse_certificate, parse_header
 
 SCHEMA_VERSION: Final = 1
@@ -130,7 +133,9 @@ class Indexer(Protocol):
     `append` computes the rows before its transaction and inserts them inside it, so a block is
     stored with its derived rows or not at all: an exception from `rows` stores nothing, and a
     row that SQLite refuses (a constraint) rolls the whole block back. `rows` must be a pure
-    function of its arguments."""
+    function of its arguments, and every table must have a `height` column holding the
+    block's height: `ledger.audit` compares the stored rows at each height with `rows` of the
+    verified block."""
 
     def schema(self) -> Sequence[str]: ...
 
@@ -536,6 +541,13 @@ class BlockStore:
             if type(value) is not dict:
                 raise StoreCorruptError(height, f"command {index} is not an object")
             parsed.append(value)
+        root = merkle_root(commands)
+        if root != header.commands_root:
+            raise StoreCorruptError(
+                height,
+                f"commands hash to {root.hex()}, not the header's commands_root "
+                f"{header.commands_root.hex()}",
+            )
         return Block.with_command_bytes(  # parse_canonical checked that they are canonical
             header=header,
             commands=tuple(parsed),
