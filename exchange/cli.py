@@ -274,6 +274,20 @@ def _add_audit_commands(commands: Any) -> None:
     export.add_argument("node", type=Path, help="the node directory, DIR/<member>")
     export.add_argument("--out", type=Path, required=True, help="the directory to write")
     export.set_defaults(run=_export)
+    soak = commands.add_parser(
+        "soak", help="run a consortium under every command kind and kill -9s, then check it"
+    )
+    soak.add_argument("--minutes", type=float, required=True, help="how long to drive it")
+    soak.add_argument("--dir", type=Path, help="an empty directory (default: a new temp dir)")
+    soak.add_argument("--seed", type=int, default=1, help="the workload's and kills' seed [1]")
+    soak.set_defaults(run=_soak)
+
+
+def _soak(arguments: argparse.Namespace) -> int:
+    from exchange import soak
+
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s soak %(levelname)s %(message)s")
+    return soak.main(arguments)
 
 
 def _node(arguments: argparse.Namespace) -> int:
