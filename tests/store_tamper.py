@@ -67,3 +67,18 @@ def copy_trade_to_height(store: Path, trade_id: int, height: int) -> None:
             (height, trade_id),
         )
     db.close()
+
+
+def corrupt_page(store: Path, table: str = "commands") -> None:
+    """Overwrite the b-tree header of `table`'s root page, as a disk error would: SQLite then
+    reports the file as malformed when it reads that table (the store must be closed, its WAL
+    checkpointed)."""
+    with sqlite3.connect(store) as db:
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+        row = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+        assert row is not None, f"no table {table} in {store}"
+    db.close()
+    offset = (int(row[0]) - 1) * int(page_size)
+    with store.open("r+b") as file:
+        file.seek(offset)
+        file.write(b"\xff" * 12)

@@ -18,6 +18,7 @@ from tests.consortium_net import free_base_port
 from tests.store_tamper import (
     copy_trade_to_height,
     corrupt_block,
+    corrupt_page,
     drop_trade,
     tamper_trade,
 )
@@ -156,6 +157,21 @@ def test_the_exchange_does_not_start_on_a_corrupt_block(tmp_path: Path) -> None:
     corrupt_block(store_of(chain.directory / "exchange"), 3, "command")
     result = cli("exchange", chain.directory, timeout=START_TIMEOUT_S)
     assert_one_line(result, "jinlian exchange: ", "block 3")
+
+
+def test_a_page_sqlite_finds_malformed_is_named_by_the_height_reading_it(tmp_path: Path) -> None:
+    chain = two_trades(tmp_path)
+    corrupt_page(store_of(chain.node), "commands")
+    result = cli("verify", chain.node)
+    assert result.returncode == 1 and result.stdout.startswith("height 1: "), result.stdout
+    assert "malformed" in result.stdout
+    result = cli("node", chain.node, timeout=START_TIMEOUT_S)
+    assert_one_line(result, "jinlian node: ", "block 1: ", "malformed")
+
+    chain = two_trades(tmp_path / "events")
+    corrupt_page(store_of(chain.node), "events")
+    result = cli("receipt", chain.node, "--trade", 2)
+    assert_one_line(result, "jinlian receipt: ", "block 2: ", "malformed")
 
 
 def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
