@@ -461,7 +461,7 @@ class Soak:
         self.phases["check stores"] = time.monotonic()
 
     async def probe(self) -> None:
-        """After the load, the exchange still sequences: a deposit and an order status are
+        """After the load, the exchange still sequences: a deposit and an order are
         answered (a block cutter that died leaves them unanswered while /status answers)."""
         async with (
             self.client(self.member_named(Role.BANK), member=True) as bank,
@@ -475,16 +475,15 @@ class Soak:
                                         symbol=self.symbols[0], side="buy",
                                         price=self.references[self.symbols[0]], quantity=100),
             }  # fmt: skip
-            for kind, probe in probes.items():
-                try:
-                    await probe
-                except TimeoutError:
+            answers = await asyncio.gather(*probes.values(), return_exceptions=True)
+            for kind, answer in zip(probes, answers, strict=True):
+                if isinstance(answer, TimeoutError):
                     self.fail(
                         f"the exchange answered no {kind} within {REQUEST_S:.0f} s after "
                         f"the load; its log ends:\n{self.processes.log_tail('exchange')}"
                     )
-                except (RequestError, ConnectionError, aiohttp.ClientError) as error:
-                    self.fail(f"the probe {kind} failed: {error}")
+                elif isinstance(answer, BaseException):
+                    self.fail(f"the probe {kind} failed: {answer!r}")
 
     def check_logs(self) -> None:
         """No process logged a traceback (a task that died while the process lived on)."""
