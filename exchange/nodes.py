@@ -160,7 +160,7 @@ def run_node(directory: Path) -> int:
     config = load_config(directory)
     with _starting(config):
         node = build_replica(config)
-    asyncio.run(serve(node, f"member {config.name}"))
+    asyncio.run(_serve(node, f"member {config.name}"))
     return 0
 
 
@@ -169,8 +169,18 @@ def run_exchange(directory: Path, *, feed: bool = False) -> int:
     config = load_config(directory / "exchange")
     with _starting(config):
         node, _ = build_venue(config, feed=feed)
-    asyncio.run(serve(node, "exchange"))
+    asyncio.run(_serve(node, "exchange"))
     return 0
+
+
+async def _serve(node: ReplicaNode | ExchangeNode, what: str) -> None:
+    """`serve`, closing what a start that failed (a port in use) had opened, so that the error
+    is the one line the command prints, not followed by warnings of unclosed sessions."""
+    try:
+        await serve(node, what)
+    except OSError:
+        await node.stop()
+        raise
 
 
 @contextlib.contextmanager

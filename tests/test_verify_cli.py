@@ -5,6 +5,7 @@ verified blocks, and a corrupt stored block stops each command with one line nam
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,18 @@ def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
     assert_one_line(result, "jinlian receipt: ", "ledger.sqlite")
     result = cli("verify", other / "nowhere")
     assert_one_line(result, "jinlian verify: ", "node.json")
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    genesis = init_consortium(tmp_path, members=4, brokers=2, base_port=free_base_port(5))
+    member = next(m for m in genesis.members if m.voting)
+    for address, command in (
+        (member.address, ("node", tmp_path / member.name)),
+        (genesis.exchange.address, ("exchange", tmp_path)),
+    ):
+        host, port = address.rsplit(":", 1)
+        with socket.socket() as taken:
+            taken.bind((host, int(port)))
+            taken.listen()
+            result = cli(*command, timeout=START_TIMEOUT_S)
+        assert_one_line(result, f"jinlian {command[0]}: ", "address already in use", port)
