@@ -280,6 +280,10 @@ def _add_audit_commands(commands: Any) -> None:
     soak.add_argument("--minutes", type=float, required=True, help="how long to drive it")
     soak.add_argument("--dir", type=Path, help="an empty directory (default: a new temp dir)")
     soak.add_argument("--seed", type=int, default=1, help="the workload's and kills' seed [1]")
+    soak.add_argument(
+        "--past-windows", action="store_true",
+        help="go on after --minutes until the outcome windows are passed (10 minutes more at most)",
+    )  # fmt: skip
     soak.set_defaults(run=_soak)
 
 

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -57,11 +57,9 @@ from exchange.ledger_audit import format_report, verify_node
 from exchange.nodes import load_config, new_machine, stop_processes
 from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT
 from exchange.venue import Venue
-from exchange.venue_machine import VenueMachine
 from ledger.feed import status
 from ledger.genesis import Genesis, Role
 from ledger.keys import load_private_key
-from ledger.replication import replay
 from ledger.store import BlockStore
 from settlement.types import COMMAND_OUTCOMES_MAX
 
@@ -76,6 +74,7 @@ KILL_EVERY_S: Final = (4.0, 12.0)
 DOWN_S: Final = (0.2, 1.5)
 DAY_S: Final = 15.0  # a trading day, wall time
 CONVERGE_S: Final = 120.0
+PAST_WINDOWS_S_MAX: Final = 600.0  # --past-windows drives at most this much longer
 FIRST_COMMAND_ID: Final = 1_000_000  # above the genesis commands' ids
 LOG_TAIL_LINES: Final = 12
 SETTLEMENT_KINDS: Final = frozenset(
@@ -83,6 +82,7 @@ SETTLEMENT_KINDS: Final = frozenset(
      "freeze", "unfreeze"}
 )  # fmt: skip
 VENUE_OUTCOME_KINDS: Final = frozenset({"set_fee_schedule", "settle_cycle"})
+SUPPLY_SIGNS: Final = {"issued": 1, "deposited": 1, "redeemed": -1, "withdrawn": -1}
 
 
 class SoakError(Exception):
@@ -137,9 +137,12 @@ class Processes:
 
 
 class Soak:
-    def __init__(self, directory: Path, seconds: float, seed: int) -> None:
+    def __init__(
+        self, directory: Path, seconds: float, seed: int, *, past_windows: bool = False
+    ) -> None:
         self.directory = directory
         self.seconds = seconds
+        self.past_windows = past_windows
         self.random = random.Random(seed)
         self.figures = Figures()
         self.genesis = load_config(directory / "exchange").genesis
@@ -403,11 +406,22 @@ class Soak:
                                       f"{self.processes.log_tail(name)}") from None  # fmt: skip
                 await asyncio.sleep(0.1)
 
+    def windows_passed(self) -> bool:
+        """Whether more commands than the outcome windows hold were answered, of each kind."""
+        commands = self.figures.commands
+        settled = sum(commands[kind] for kind in SETTLEMENT_KINDS)
+        extended = sum(commands[kind] for kind in VENUE_OUTCOME_KINDS)
+        return min(settled, extended) > COMMAND_OUTCOMES_MAX
+
     async def watchdog(self, deadline: float) -> None:
-        """Stop the run at the deadline, or early if a process exits on its own or the
-        exchange makes no block for `STALL_S` while commands wait for one."""
+        """Stop the run at the deadline (with `past_windows`, once the outcome windows are
+        passed too, within `PAST_WINDOWS_S_MAX` more), or early if a process exits on its own
+        or the exchange makes no block for `STALL_S` while commands wait for one."""
         height, since = -1, time.monotonic()
-        while time.monotonic() < deadline:
+        cap = deadline + PAST_WINDOWS_S_MAX
+        while time.monotonic() < deadline or (
+            self.past_windows and not self.windows_passed() and time.monotonic() < cap
+        ):
             await asyncio.sleep(0.5)
             exited = [name for name in self.processes.exited() if name not in self.down]
             if exited:
@@ -449,9 +463,9 @@ class Soak:
         for name in self.processes.exited():  # killed at the very end, or exited
             self.processes.start(name)
         await self.probe()
+        await self.check_forgotten_id()
         height = await self.converge()
         self.phases["converge"] = time.monotonic()
-        await self.check_forgotten_id()
         await self.check_reports()
         self.phases["replay reports"] = time.monotonic()
         self.processes.stop()
@@ -572,8 +586,10 @@ class Soak:
                 tip = store.tip()
                 header = None if tip is None else store.header(tip[0])
                 tips[name] = (0, "") if header is None else (tip[0], header.state_hash.hex())  # type: ignore[index]
-        if len(set(tips.values())) != 1 or tips["exchange"][0] != height:
+        if len(set(tips.values())) != 1:
             self.fail(f"the nodes' (height, state hash) differ: {tips}")
+        elif tips["exchange"][0] != height:
+            self.fail(f"the nodes are at height {tips['exchange'][0]}, not {height} as converged")
         self.final = tips["exchange"]
         member = self.processes.names[0]
         report = verify_node(self.directory / member)
@@ -583,23 +599,27 @@ class Soak:
 
     def check_ledger(self) -> None:
         """Conservation of every asset against the genesis, the venue's invariants, and
-        every acknowledged order accepted in the ledger, on a member's replayed store."""
+        every acknowledged order accepted in the ledger, on a member's store re-executed one
+        command at a time (a retried command id re-emits its first events and moves nothing,
+        so each id's issue, deposit, redemption or withdrawal counts once)."""
         genesis = self.genesis
+        machine = new_machine(genesis)
+        flows: Counter[str] = Counter()
+        counted: set[int] = set()
+        accepted: set[int] = set()
         with BlockStore.open(self.store_path(self.processes.names[0])) as store:
-            machine, tip = replay(store, lambda: new_machine(genesis))
-            flows: Counter[str] = Counter()
-            accepted: set[int] = set()
-            for height in range(1, 0 if tip is None else tip.height + 1):
-                for data in store.events(height) or []:
-                    event = orjson.loads(data)
-                    kind = event["type"]
-                    if kind in ("deposited", "issued"):
-                        flows[event["asset"]] += event["amount"]
-                    elif kind in ("withdrawn", "redeemed"):
-                        flows[event["asset"]] -= event["amount"]
-                    elif kind == "accepted":
-                        accepted.add(event["order_id"])
-        assert isinstance(machine, VenueMachine), machine
+            height = 1
+            while page := store.blocks_from(height):
+                for stored in page:
+                    for command in stored.block.commands:
+                        events = [orjson.loads(data) for data in machine.apply(command)]
+                        self.count_flows(command, events, flows, counted)
+                        accepted.update(e["order_id"] for e in events if e["type"] == "accepted")
+                    if machine.state_hash() != stored.block.header.state_hash:
+                        self.fail(f"re-execution of block {stored.block.header.height} gives "
+                                  "another state hash")  # fmt: skip
+                        return
+                height += len(page)
         venue, start = machine.venue, venue_from_genesis(genesis)
         try:
             venue.check()
@@ -614,6 +634,24 @@ class Soak:
         lost = sorted(self.figures.acknowledged - accepted)
         if lost:
             self.fail(f"{len(lost)} acknowledged orders are not in the ledger, first {lost[:5]}")
+
+    @staticmethod
+    def count_flows(
+        command: Mapping[str, Any],
+        events: list[dict[str, Any]],
+        flows: Counter[str],
+        counted: set[int],
+    ) -> None:
+        """Add a command's issue, deposit, redemption or withdrawal to `flows` the first time
+        its command id is seen."""
+        command_id = command.get("command_id")
+        if type(command_id) is not int or command_id in counted:
+            return
+        counted.add(command_id)
+        for event in events:
+            sign = SUPPLY_SIGNS.get(event["type"])
+            if sign is not None:
+                flows[event["asset"]] += sign * event["amount"]
 
     # ---- figures ----
 
@@ -697,7 +735,7 @@ def main(arguments: argparse.Namespace) -> int:
     rng = random.Random(seed)
     init_consortium(directory, members=MEMBERS, brokers=BROKERS,
                     base_port=free_base_port(MEMBERS + 1, rng))  # fmt: skip
-    soak = Soak(directory, minutes * 60, seed)
+    soak = Soak(directory, minutes * 60, seed, past_windows=arguments.past_windows)
     print(f"soak: {minutes} min, seed {seed}, consortium in {directory}", flush=True)
     started = time.monotonic()
     try:

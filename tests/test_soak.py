@@ -64,12 +64,14 @@ def test_soak_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not CHECK_ALL, reason="a longer soak: JINLIAN_CHECK_ALL=1 (make check-all)")
 def test_a_soak_past_the_settlement_outcome_window(tmp_path: Path) -> None:
-    """Past 10,000 remembered settlement outcomes with kill -9s: finds the outcome sync
-    KeyError that stopped the exchange's block cutter (issue #15, item 1) until it is fixed."""
-    result = soak(tmp_path / "soak", "--minutes", "0.5", "--seed", "5", timeout=600)
+    """Past 10,000 remembered settlement and venue outcomes with kill -9s, and the forgotten
+    first id refused: finds the outcome sync KeyError that stopped the exchange's block cutter
+    (issue #15, item 1) until it is fixed."""
+    arguments = ("--minutes", "0.3", "--seed", "5", "--past-windows")
+    result = soak(tmp_path / "soak", *arguments, timeout=1200)
     output = result.stdout
     assert result.returncode == 0, output + result.stderr
-    settled = figure(output, r"settlement outcomes ([\d,]+) commands")
-    if settled <= COMMAND_OUTCOMES_MAX:
-        pytest.fail(f"only {settled} settlement commands in 0.5 min: a slow machine")
+    assert figure(output, r"settlement outcomes ([\d,]+) commands") > COMMAND_OUTCOMES_MAX
+    assert figure(output, r"venue outcomes ([\d,]+)") > COMMAND_OUTCOMES_MAX
+    assert figure(output, r"\n  forgotten_id_refused +(\d+)") == 1
     assert output.rstrip().endswith("OK: every check passed"), output
