@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,9 +77,10 @@ CONVERGE_S: Final = 120.0
 PAST_WINDOWS_S_MAX: Final = 600.0  # --past-windows drives at most this much longer
 FIRST_COMMAND_ID: Final = 1_000_000  # above the genesis commands' ids
 LOG_TAIL_LINES: Final = 12
+RECENT_MAX: Final = 256  # recent order and trade ids kept per broker for status and receipts
 SETTLEMENT_KINDS: Final = frozenset(
     {"deposit", "withdraw", "transfer", "issue", "redeem", "set_fee_schedule", "settle_cycle",
-     "freeze", "unfreeze"}
+     "freeze", "unfreeze", "define_asset", "open_account"}
 )  # fmt: skip
 VENUE_OUTCOME_KINDS: Final = frozenset({"set_fee_schedule", "settle_cycle"})
 SUPPLY_SIGNS: Final = {"issued": 1, "deposited": 1, "redeemed": -1, "withdrawn": -1}
@@ -159,6 +160,10 @@ class Soak:
         self.accounts = {b.name: [str(a) for a in b.accounts] for b in self.genesis.brokers}
         self.all_accounts = [a for accounts in self.accounts.values() for a in accounts]
         self.report_ends: dict[str, int] = {}  # broker -> its last report index
+        self.recent: dict[str, dict[str, deque[int]]] = {  # broker -> recent order, trade ids
+            b.name: {"orders": deque(maxlen=RECENT_MAX), "trades": deque(maxlen=RECENT_MAX)}
+            for b in self.genesis.brokers
+        }
         self.phases: dict[str, float] = {"start": time.monotonic()}
 
     # ---- sessions ----
@@ -202,7 +207,7 @@ class Soak:
         while not self.stop.is_set():
             await asyncio.gather(*make())
 
-    def settlement(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def settlement(self, kind: str, /, **fields: Any) -> dict[str, Any]:
         command = {"type": kind, "command_id": next(self.ids), **fields}
         if self.first_settlement is None and kind == "deposit":
             self.first_settlement = dict(command)
@@ -263,6 +268,7 @@ class Soak:
                 if time.monotonic() >= next_day:
                     await self.admin(session, {"type": "end_day", "day": self.day})
                     self.day += 1
+                    await self.list_new_instrument(session)
                     await self.open_day(session)
                     next_day = time.monotonic() + DAY_S
                 commands = [self.settlement("settle_cycle") for _ in range(ADMIN_IN_FLIGHT // 2)]
@@ -273,6 +279,23 @@ class Soak:
                     for _ in range(ADMIN_IN_FLIGHT // 2)
                 ]  # fmt: skip
                 await asyncio.gather(*(self.admin(session, c) for c in commands))
+
+    async def list_new_instrument(self, session: Client) -> None:
+        """The operator's other commands, once a day: a new security (defined, with its fee
+        schedule, listed) and a new account for a broker."""
+        number = self.day % 10_000
+        symbol = f"SOAK{number}"
+        broker = self.random.choice(self.genesis.brokers).name
+        for command in (
+            self.settlement("define_asset", asset=symbol, kind="security", currency="CNY",
+                            issuer=self.member_named(Role.DEPOSITORY), mode="gross"),
+            self.settlement("set_fee_schedule", asset=symbol, commission_bps=3,
+                            stamp_duty_bps=5, fee_account=FEE_ACCOUNT, tax_account=TAX_ACCOUNT),
+            {"type": "list_instrument", "symbol": symbol, "tick_size": 1, "lot": 100,
+             "reference_price": 1000, "price_limit_pct": 10, "t_plus": 1},
+            self.settlement("open_account", account=f"9{number:04d}", broker=broker),
+        ):  # fmt: skip
+            await self.admin(session, command)
 
     async def open_day(self, session: Client) -> None:
         await self.admin(session, {"type": "begin_day", "day": self.day})
@@ -318,6 +341,7 @@ class Soak:
             self.figures.duplicates += 1
         elif reply.get("report") == "accepted":
             self.figures.acknowledged.add(int(reply["order_id"]))
+            self.recent[session.name]["orders"].append(int(reply["order_id"]))
         if self.random.random() < 0.05:  # a broker that lost the reply sends the order again
             again = await self.request(session, "place", **order)
             if again is not None and again.get("duplicate"):
@@ -330,7 +354,15 @@ class Soak:
             await self.request(session, kind, **fields)
 
     async def housekeeping(self, session: Client, account: str) -> None:
+        """The broker's other requests: open orders, the status of a recent order, the
+        receipt of a recent trade, now and then a cancel-all."""
         await self.request(session, "open_orders", account=account)
+        recent = self.recent[session.name]
+        if recent["orders"]:
+            order_id = self.random.choice(recent["orders"])
+            await self.request(session, "order_status", order_id=order_id)
+        if recent["trades"]:
+            await self.request(session, "receipt", trade_id=self.random.choice(recent["trades"]))
         if self.random.random() < 0.1:
             await self.request(session, "cancel_all", account=account)
 
@@ -359,7 +391,10 @@ class Soak:
 
     async def read_reports(self, session: Client) -> None:
         last: int | None = None
+        trades = self.recent[session.name]["trades"]
         async for report in session.reports():
+            if report.get("report") == "trade" and type(report.get("trade_id")) is int:
+                trades.append(report["trade_id"])
             index = report.get("index")
             if type(index) is int:
                 if last is not None and index != last + 1:
