@@ -57,16 +57,21 @@ def drop_trade(store: Path, trade_id: int) -> int:
     return int(row[0])
 
 
-def copy_trade_to_height(store: Path, trade_id: int, height: int) -> None:
-    """Add a copy of trade `trade_id`'s row under a new trade id at `height` (a made-up row)."""
+def copy_trade_to_height(
+    store: Path, trade_id: int, height: int, *, event_offset: int = 1000
+) -> int:
+    """Add a copy of trade `trade_id`'s row under a new trade id at `height`, its event index
+    moved by `event_offset` (a made-up row); return the new trade id."""
     with sqlite3.connect(store) as db:
+        (new_id,) = db.execute("SELECT max(trade_id) + 1 FROM trades").fetchone()
         db.execute(
-            "INSERT INTO trades SELECT (SELECT max(trade_id) + 1 FROM trades), ?, event_idx + 1000,"
-            " symbol, price, quantity, buy_order_id, sell_order_id, buy_account, sell_account,"
-            " aggressor FROM trades WHERE trade_id = ?",
-            (height, trade_id),
+            "INSERT INTO trades SELECT ?, ?, event_idx + ?, symbol, price, quantity,"
+            " buy_order_id, sell_order_id, buy_account, sell_account, aggressor"
+            " FROM trades WHERE trade_id = ?",
+            (new_id, height, event_offset, trade_id),
         )
     db.close()
+    return int(new_id)
 
 
 def corrupt_page(store: Path, table: str = "commands") -> None:

@@ -140,9 +140,11 @@ def test_receipt_from_a_corrupt_block_fails_naming_its_height(tmp_path: Path, pa
 
 def test_receipt_refuses_a_trades_row_pointing_at_another_event(tmp_path: Path) -> None:
     chain = two_trades(tmp_path)
-    copy_trade_to_height(store_of(chain.node), 1, 2)  # trade 3 at height 2, event 1000+
-    result = cli("receipt", chain.node, "--trade", 3)
-    assert_one_line(result, "jinlian receipt: ", "block 2")
+    made_up = copy_trade_to_height(store_of(chain.node), 2, 2, event_offset=-1)
+    out = tmp_path / "receipt.json"
+    result = cli("receipt", chain.node, "--trade", made_up, "--out", out)
+    assert_one_line(result, "jinlian receipt: ", "block 2", f"trade {made_up}")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("part", ["header", "command"])
