@@ -29,11 +29,12 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -51,7 +52,7 @@ from ledger.genesis import Genesis
 from ledger.keys import load_private_key
 from ledger.node import TASK_POLICIES, ExchangeNode, Fault, ReplicaNode
 from ledger.replication import LAG_MAX, Proposer, Replica
-from ledger.store import BlockStore
+from ledger.store import BlockStore, StoreCorruptError, StoreError
 
 STOP_GRACE_S: Final = 5.0
 ACK_JOURNAL: Final = "acks.sqlite"  # in the exchange's directory (`exchange.ack_journal`)
@@ -219,24 +220,30 @@ def _report_recovery(node: ExchangeNode) -> None:
 
 
 def run_node(directory: Path) -> int:
+    """`jinlian node`. Raises `UsageError` (one line naming the value) for a node that cannot
+    start: a bad config or key, a store of another genesis, a corrupt stored block (its
+    height), an unreadable store."""
     config = load_config(directory)
     fault = fault_from(os.environ, config.name)
-    node = build_replica(config)
+    with _starting(config):
+        node = build_replica(config)
     node.fault = fault
-    return asyncio.run(serve(node, f"member {config.name}"))
+    return asyncio.run(_serve(node, f"member {config.name}"))
 
 
 def run_exchange(directory: Path, *, feed: bool = False, recover: bool = False) -> int:
-    """Run the exchange of `directory`; `recover`: its store was lost, rebuild it."""
+    """`jinlian exchange`; `recover`: its store was lost, rebuild it from the members. Raises
+    `UsageError` as `run_node` does."""
     config = load_config(directory / "exchange")
     fault = fault_from(os.environ, "exchange")
     if recover:
         check_recoverable(config)
         print(f"exchange: rebuilding {config.store_path} from the members", flush=True)
-    node, _ = build_venue(config, feed=feed)
+    with _starting(config):
+        node, _ = build_venue(config, feed=feed)
     node.fault = fault
     node.recovered_listeners.append(partial(_report_recovery, node))
-    return asyncio.run(serve(node, "exchange"))
+    return asyncio.run(_serve(node, "exchange"))
 
 
 def process_commands(directory: Path, *, feed: bool = False) -> list[tuple[str, list[str]]]:
@@ -252,6 +259,30 @@ def process_commands(directory: Path, *, feed: bool = False) -> list[tuple[str, 
     commands.append(("exchange", [*python, "exchange", str(directory),
                                   *(["--feed"] if feed else [])]))  # fmt: skip
     return commands
+
+
+async def _serve(node: ReplicaNode | ExchangeNode, what: str) -> int:
+    """`serve`, closing what a start that failed (a port in use) had opened, so that the error
+    is the one line the command prints, not followed by warnings of unclosed sessions."""
+    try:
+        return await serve(node, what)
+    except OSError:
+        await node.stop()
+        raise
+
+
+@contextlib.contextmanager
+def _starting(config: NodeConfig) -> Iterator[None]:
+    """Turn the store's errors while a node opens and replays it into a `UsageError` that
+    names the store (and, for a corrupt block, its height) instead of a traceback."""
+    try:
+        yield
+    except StoreCorruptError as error:
+        raise UsageError(
+            f"{config.store_path}: {error} (`jinlian verify {config.directory}` checks the store)"
+        ) from None
+    except (StoreError, sqlite3.Error) as error:
+        raise UsageError(f"{config.store_path}: {error}") from None
 
 
 def start_processes(

@@ -32,7 +32,7 @@ from tests.consortium_net import make_consortium
 from tests.gateway_net import order
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 
 
 def environment(fault: str) -> dict[str, str]:
