@@ -164,6 +164,7 @@ class Soak:
             b.name: {"orders": deque(maxlen=RECENT_MAX), "trades": deque(maxlen=RECENT_MAX)}
             for b in self.genesis.brokers
         }
+        self.accepted = dict.fromkeys(self.accounts, 0)  # broker -> its orders accepted
         self.phases: dict[str, float] = {"start": time.monotonic()}
 
     # ---- sessions ----
@@ -346,8 +347,12 @@ class Soak:
             again = await self.request(session, "place", **order)
             if again is not None and again.get("duplicate"):
                 self.figures.duplicates += 1
-        if reply.get("report") == "accepted" and self.random.random() < 0.4:
-            kind = self.random.choice(("cancel", "amend"))
+        if reply.get("report") != "accepted":
+            return
+        accepted = self.accepted[session.name] = self.accepted[session.name] + 1
+        # a broker's first two orders are cancelled and amended, so a short run has both
+        kind = {1: "cancel", 2: "amend"}.get(accepted) or self.random.choice(("cancel", "amend"))
+        if accepted <= 2 or self.random.random() < 0.4:
             fields: dict[str, Any] = {"order_id": reply["order_id"]}
             if kind == "amend":
                 fields["quantity"] = 100
