@@ -31,7 +31,7 @@ nonces make every proof fresh); they tell each side how far the other's clock is
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -112,6 +112,13 @@ def sign_request(
     """The `Authorization` header value for one request (`path` with its query string)."""
     signature = key.sign(request_message(chain_id, identity, method, path, timestamp_ns))
     return f"{SCHEME} {identity} {timestamp_ns} {signature.hex()}"
+
+
+def request_signer(
+    key: PrivateKey, chain_id: str, identity: str, clock: Callable[[], int]
+) -> Callable[[str], str]:
+    """`authorization(path)`: the header value for a GET of `path` now, by `clock` (ns)."""
+    return lambda path: sign_request(key, chain_id, identity, "GET", path, clock())
 
 
 def mint_token(key: PrivateKey, chain_id: str, identity: str, issued_ns: int, ttl_ns: int) -> str:

@@ -5,13 +5,18 @@ A member node listens on its genesis address:
 | endpoint | what |
 |---|---|
 | `GET /ledger` (WebSocket) | the exchange's connection: proposals, certificates in; votes out |
-| `GET /blocks?from=H&limit=N` | a catch-up page (`blocks` message) for any peer |
-| `GET /status` | height, certified height, evidence count |
+| `GET /blocks?from=H&limit=N` | a catch-up page (`blocks` message), for members only |
+| `GET /status` | heights for anyone; everything (evidence, peers, clocks) for members |
 
 The exchange listens on its own address (`/blocks`, `/status`, and `/submit`, the sequencer's
 feed: a WebSocket taking JSON arrays of commands, answering each batch once its block is
 stored and again once that block is final) and dials every voting member's `/ledger`,
-reconnecting with backoff. Every frame is one protocol message (`ledger.protocol`); a
+reconnecting with backoff. Every peer link starts with `ledger.auth.PeerHandshake` (both sides
+prove their genesis key over the other's nonce); nothing else flows before it, and only an
+authenticated link replaces another. `/blocks` and the members' part of `/status` need a
+member's signed `Authorization` header (`ledger.auth`), which catch-up fetches carry. The
+exchange redials a member that is linked but has not voted for `VOTE_SILENCE_S` while blocks
+await its vote. Every frame is one protocol message (`ledger.protocol`); a
 malformed frame is dropped and counted, never fatal. All protocol decisions are in the sans-IO
 cores; this module only moves bytes, keeps time (block cutting, ticks) and bounds every queue.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,9 +36,13 @@ from typing import Any, Final
 import aiohttp
 import orjson
 from aiohttp import web
+from yarl import URL
 
+from ledger import auth
+from ledger.auth import AuthError, PeerHandshake, PeerIdentity
 from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis
+from ledger.keys import PrivateKey
 from ledger.protocol import (
     MESSAGE_BYTES_MAX,
     Blocks,
@@ -40,6 +50,7 @@ from ledger.protocol import (
     Fetch,
     MalformedMessage,
     Message,
+    VoteMessage,
     decode,
     encode,
 )
@@ -56,11 +67,23 @@ SUBMIT_BATCH_MAX: Final = 10_000  # commands in one /submit frame
 RECONNECT_S: Final = (0.05, 2.0)
 FETCH_TIMEOUT_S: Final = 10.0
 LATENCY_SAMPLES_MAX: Final = 1_000_000
+HANDSHAKE_TIMEOUT_S: Final = 5.0  # a peer link not authenticated by then is closed
+HANDSHAKES_PENDING_MAX: Final = 8  # unauthenticated /ledger sockets at once; more get 503
+# a linked member that sends no vote for this long while a stored block awaits its vote is
+# redialled (its link may be broken in a way the socket does not show)
+VOTE_SILENCE_S: Final = 5.0
+SILENCE_CHECK_S: Final = 10 * TICK_S
+PUBLIC_STATUS: Final = ("member", "height", "certified", "lag", "degraded")  # as /health shows
+WS_GOING_AWAY: Final = 1001
+WS_POLICY_VIOLATION: Final = 1008
 
 
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host, int(port)
+
+
+_Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 class _Encoded:
@@ -83,7 +106,7 @@ class _Encoded:
 class _Link:
     """One outgoing connection's bounded queue and its writer task."""
 
-    def __init__(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: _Socket) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(LINK_QUEUE_MAX)
         self.task = asyncio.create_task(self._write())
@@ -103,16 +126,57 @@ class _Link:
     def close(self) -> None:
         self.task.cancel()
 
+    async def replaced(self) -> None:
+        """Close the socket of a link a newer authenticated one replaced."""
+        self.close()
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            await self.ws.close(code=WS_GOING_AWAY, message=b"replaced by a newer link")
+
+
+@dataclass
+class PeerState:
+    """What the exchange knows of one voting member's link, for /status, /health, /metrics."""
+
+    connected: bool = False  # a socket is open (authenticated or not yet)
+    authenticated: bool = False
+    last_vote_height: int = 0
+    last_vote_ns: int | None = None  # monotonic
+    owed_since_ns: int | None = None  # monotonic: since when a block awaits its vote, none came
+    linked_ns: int = 0  # monotonic: when the current authenticated link began
+    auth_error: str | None = None  # why the last handshake failed, naming the member
+    clock_offset_ns: int | None = None  # its clock minus ours, from the last handshake
+    redials: int = 0  # links closed because the member was silent
+
+    def to_dict(self, now_ns: int) -> dict[str, Any]:
+        last_vote = self.last_vote_ns
+        return {
+            "connected": self.connected,
+            "authenticated": self.authenticated,
+            "last_vote_height": self.last_vote_height,
+            "last_vote_age_ms": None if last_vote is None else (now_ns - last_vote) // 10**6,
+            "auth_error": self.auth_error,
+            "clock_offset_ms": None
+            if self.clock_offset_ns is None
+            else self.clock_offset_ns // 10**6,
+            "silent_redials": self.redials,
+        }
+
 
 async def _fetch_page(
-    session: aiohttp.ClientSession, address: str, fetch: Fetch
+    session: aiohttp.ClientSession,
+    address: str,
+    fetch: Fetch,
+    authorization: Callable[[str], str],
 ) -> Message | MalformedMessage:
-    url = f"http://{address}/blocks"
-    params = {"from": str(fetch.start), "limit": str(min(fetch.limit, BLOCKS_PAGE_MAX))}
+    """One catch-up page from a peer's `/blocks`, the request signed by `authorization(path)`."""
+    path = f"/blocks?from={fetch.start}&limit={min(fetch.limit, BLOCKS_PAGE_MAX)}"
+    url = URL(f"http://{address}{path}", encoded=True)  # signed as sent: no re-quoting
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
-    async with session.get(url, params=params, timeout=timeout) as response:
+    headers = {"Authorization": authorization(path)}
+    async with session.get(url, headers=headers, timeout=timeout) as response:
         if response.status != 200:
-            return MalformedMessage(f"{url}: HTTP {response.status}")
+            body = (await response.content.read(400)).decode(errors="replace")
+            return MalformedMessage(f"{url}: HTTP {response.status} {body}")
         return decode(await response.read())
 
 
@@ -127,9 +191,10 @@ def _fetch_request(request: web.Request) -> Fetch | web.Response:
     return Fetch(start, limit)
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, code: str = "invalid_request") -> web.Response:
+    """A JSON error: `code` (stable) and `error` (a message naming the offending value)."""
     return web.json_response(
-        {"error": message}, status=status, dumps=lambda v: orjson.dumps(v).decode()
+        {"code": code, "error": message}, status=status, dumps=lambda v: orjson.dumps(v).decode()
     )
 
 
@@ -140,11 +205,28 @@ def _json(value: Any) -> web.Response:
 class _Shell:
     """What both node kinds share: the HTTP server, catch-up fetches, ticks, routing."""
 
-    def __init__(self, genesis: Genesis, member_id: int, address: str) -> None:
+    def __init__(self, genesis: Genesis, member_id: int, address: str, key: PrivateKey) -> None:
         self.genesis = genesis
         self.member_id = member_id
         self.address = address
+        self.key = key
+        self.clock: Callable[[], int] = time.time_ns  # wall clock, ns
         self.addresses = {member.id: member.address for member in genesis.members}
+        self.name = next(m.name for m in genesis.members if m.id == member_id)
+        self.identity = PeerIdentity(
+            genesis.chain_id,
+            genesis.hash,
+            member_id,
+            key,
+            {member.id: (member.name, member.public_key) for member in genesis.members},
+        )
+        # who may sign HTTP requests: members (and brokers, to be told 403 rather than 401)
+        self.member_names = frozenset(member.name for member in genesis.members)
+        self.http_keys = {broker.name: broker.public_key for broker in genesis.brokers}
+        self.http_keys.update((member.name, member.public_key) for member in genesis.members)
+        self.handshakes_pending = 0
+        self.auth_failures = 0
+        self.last_auth_failure: str | None = None
         self.encoded = _Encoded()
         self.links: dict[int, _Link] = {}
         self.malformed = 0
@@ -218,14 +300,70 @@ class _Shell:
         if address is None or self.session is None:
             return
         try:
-            message = await _fetch_page(self.session, address, fetch)
+            message = await _fetch_page(self.session, address, fetch, self.authorization)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             log.info("catch-up from member %s failed: %s", peer, error)
             return
         if isinstance(message, MalformedMessage) or not isinstance(message, Blocks):
+            log.info("catch-up from member %s: %s", peer, message)
             self.malformed += 1
             return
         self.route(self.receive(peer, message))
+
+    def authorization(self, path: str, method: str = "GET") -> str:
+        """This node's signed `Authorization` value for one request to a peer."""
+        return auth.sign_request(
+            self.key, self.genesis.chain_id, self.name, method, path, self.clock()
+        )
+
+    def _caller(self, request: web.Request) -> str | web.Response | None:
+        """The member a request's `Authorization` header proves (None: no header), or the
+        401/403 answer naming why not."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None
+        identity = auth.authenticate(
+            header,
+            chain_id=self.genesis.chain_id,
+            keys=self.http_keys,
+            method=request.method,
+            path=request.raw_path,
+            now_ns=self.clock(),
+        )
+        if isinstance(identity, AuthError):
+            return _error(401, identity.message, identity.code)
+        if identity not in self.member_names:
+            return _error(403, f"{identity} is not a member: peers' endpoints are for members "
+                          "only", auth.FORBIDDEN)  # fmt: skip
+        return identity
+
+    async def _handshake(self, ws: _Socket, handshake: PeerHandshake) -> None:
+        """Run `handshake` on `ws` until it ends, at most HANDSHAKE_TIMEOUT_S; a socket that
+        closes or stalls ends it with an error."""
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                for frame in handshake.start(self.clock()):
+                    await ws.send_bytes(frame)
+                while not handshake.done:
+                    message = await ws.receive()
+                    if message.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                        handshake.error = AuthError(
+                            auth.CLOSED, f"the socket closed during the handshake ({message.type})"
+                        )
+                        return
+                    for frame in handshake.receive(message.data, self.clock()):
+                        await ws.send_bytes(frame)
+        except TimeoutError:
+            handshake.error = AuthError(
+                auth.HANDSHAKE_TIMEOUT, f"no handshake within {HANDSHAKE_TIMEOUT_S} s"
+            )
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
+            handshake.error = AuthError(auth.CLOSED, f"the socket failed: {error!r:.200}")
+
+    def _auth_failed(self, who: str, error: AuthError) -> str:
+        self.auth_failures += 1
+        self.last_auth_failure = f"{who}: {error.code}: {error.message}"
+        return self.last_auth_failure
 
     async def _ticker(self) -> None:
         while True:
@@ -233,6 +371,13 @@ class _Shell:
             self.route(self.tick())
 
     async def _blocks(self, request: web.Request) -> web.StreamResponse:
+        """A catch-up page, for members only: blocks hold every broker's orders."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        if caller is None:
+            return _error(401, "no Authorization header: /blocks is for members, sign the "
+                          "request with a member's key (docs/ledger.md)", auth.MISSING)  # fmt: skip
         fetch = _fetch_request(request)
         if isinstance(fetch, web.Response):
             return fetch
@@ -240,58 +385,105 @@ class _Shell:
         return web.Response(body=encode(sends[0].message), content_type="application/json")
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
+        """Heights for anyone; the whole status for a member's signed request."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
         after = request.query.get("after", "0")
-        if not after.isdigit():
-            return _error(400, f"after {after!r} is not a height")
-        return _json(self.status(int(after)))
+        if not after.isdigit() or len(after) > 18:
+            return _error(400, f"after {after[:40]!r} is not a height")
+        status = self.status(int(after))
+        if caller is None:
+            status = {name: status[name] for name in PUBLIC_STATUS if name in status}
+        return _json(status)
 
 
 class ReplicaNode(_Shell):
     """A voting member on the network."""
 
-    def __init__(self, replica: Replica, address: str) -> None:
-        super().__init__(replica.genesis, replica.member_id, address)
+    def __init__(
+        self, replica: Replica, address: str, *, clock: Callable[[], int] = time.time_ns
+    ) -> None:
+        super().__init__(replica.genesis, replica.member_id, address, replica.key)
         self.replica = replica
         self.exchange_id = replica.exchange_id
+        self.clock = clock
+        self.exchange_clock_offset_ns: int | None = None  # from the last handshake
         self.app.router.add_get("/ledger", self._ledger)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
-        return self.replica.receive(sender, message)
+        return self.replica.receive(sender, message, now_ns=self.clock())
 
     def tick(self) -> list[Send]:
-        return self.replica.tick()
+        return self.replica.tick(now_ns=self.clock())
 
     def status(self, after: int = 0) -> dict[str, Any]:
         store = self.replica.store
+        offset = self.exchange_clock_offset_ns
+        held = self.replica.held
         return {
             "member": self.member_id,
             "height": self.replica.height,
             "certified": store.certified_height(),
             "evidence": len(store.evidence()),
-            "exchange_connected": self.exchange_id in self.links,
+            "exchange_connected": self.exchange_id in self.links,  # only authenticated links
+            "exchange_clock_offset_ms": None if offset is None else offset // 10**6,
+            "held_block": None if held is None else held.header.height,  # ahead of our clock
+            "auth_failures": self.auth_failures,
+            "last_auth_failure": self.last_auth_failure,
             "malformed": self.malformed,
         }
 
     async def _ledger(self, request: web.Request) -> web.StreamResponse:
-        """The exchange's connection. Messages are signed, so the socket needs no login; a
-        newer connection replaces an older one."""
+        """The exchange's connection. It must authenticate as the exchange first
+        (`PeerHandshake`); only then does it replace an older link, whose socket is closed."""
+        if self.handshakes_pending >= HANDSHAKES_PENDING_MAX:
+            return _error(503, f"{self.handshakes_pending} peer handshakes are in progress (at "
+                          f"most {HANDSHAKES_PENDING_MAX}): try again", "busy")  # fmt: skip
         ws = web.WebSocketResponse(max_msg_size=MESSAGE_BYTES_MAX, heartbeat=5.0)
         await ws.prepare(request)
-        old = self.links.pop(self.exchange_id, None)
-        if old is not None:
-            old.close()
-        link = self.links[self.exchange_id] = _Link(ws)
         self.sockets.add(ws)
         try:
-            async for frame in ws:
-                if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                    self.handle(self.exchange_id, frame.data)
+            if not await self._authenticate_exchange(ws, request.remote):
+                await ws.close(code=WS_POLICY_VIOLATION, message=b"authentication failed")
+                return ws
+            old = self.links.get(self.exchange_id)
+            link = self.links[self.exchange_id] = _Link(ws)
+            if old is not None:
+                await old.replaced()
+            try:
+                async for frame in ws:
+                    if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                        self.handle(self.exchange_id, frame.data)
+            finally:
+                if self.links.get(self.exchange_id) is link:
+                    del self.links[self.exchange_id]
+                link.close()
         finally:
-            if self.links.get(self.exchange_id) is link:
-                del self.links[self.exchange_id]
-            link.close()
             self.sockets.discard(ws)
         return ws
+
+    async def _authenticate_exchange(self, ws: web.WebSocketResponse, remote: str | None) -> bool:
+        handshake = PeerHandshake(
+            self.identity,
+            nonce=secrets.token_bytes(auth.NONCE_BYTES),
+            dialer=False,
+            allowed=(self.exchange_id,),
+        )
+        self.handshakes_pending += 1
+        try:
+            await self._handshake(ws, handshake)
+        finally:
+            self.handshakes_pending -= 1
+        if handshake.error is not None:
+            claimed = handshake.claimed
+            who = f"/ledger from {remote} as " + (
+                "nobody yet" if claimed is None else self.identity.name(claimed)
+            )
+            log.warning("peer authentication failed: %s", self._auth_failed(who, handshake.error))
+            return False
+        self.exchange_clock_offset_ns = handshake.clock_offset_ns
+        return True
 
 
 @dataclass
@@ -358,8 +550,10 @@ class ExchangeNode(_Shell):
         pipeline_blocks: int = PIPELINE_BLOCKS,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        super().__init__(proposer.genesis, proposer.member_id, address)
+        super().__init__(proposer.genesis, proposer.member_id, address, proposer.key)
         self.proposer = proposer
+        self.peers = {member: PeerState() for member in proposer.voters if member != self.member_id}
+        self.vote_silence_s = VOTE_SILENCE_S
         self.block_interval_s = block_interval_s
         self.pipeline_blocks = pipeline_blocks
         self.clock = clock
@@ -406,6 +600,7 @@ class ExchangeNode(_Shell):
             "degraded": proposer.degraded,
             "queued": len(proposer.queue),
             "members_connected": sorted(self.links),
+            "peers": self.peer_status(),
             "finalized_commands": self.finality.finalized_commands,
             "finality_p50_ms": self.finality.percentile(0.5, after),
             "finality_p99_ms": self.finality.percentile(0.99, after),
@@ -419,29 +614,128 @@ class ExchangeNode(_Shell):
                 self.spawn(self._dial(member))
         self.spawn(self._cutter())
 
+    def peer_status(self) -> dict[str, dict[str, Any]]:
+        """Per voting member, by name: connected, authenticated, last vote, clock offset."""
+        now = time.monotonic_ns()
+        return {
+            self.identity.members[member][0]: {"id": member, **peer.to_dict(now)}
+            for member, peer in sorted(self.peers.items())
+        }
+
     async def _dial(self, member: int) -> None:
+        """Keep an authenticated link to `member`: dial, authenticate, serve, and redial (with
+        backoff) when it closes, fails authentication or falls silent."""
         assert self.session is not None
         url = f"http://{self.addresses[member]}/ledger"
+        peer = self.peers[member]
         delay = RECONNECT_S[0]
         while True:
             try:
                 async with self.session.ws_connect(
                     url, max_msg_size=MESSAGE_BYTES_MAX, heartbeat=5.0
                 ) as ws:
-                    delay = RECONNECT_S[0]
-                    link = self.links[member] = _Link(ws)
-                    self.route(self.proposer.tick())  # what it may have missed
+                    peer.connected = True
                     try:
-                        async for frame in ws:
-                            if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                                self.handle(member, frame.data)
+                        if await self._authenticate_member(member, ws):
+                            delay = RECONNECT_S[0]
+                            await self._serve_link(member, ws)
                     finally:
-                        del self.links[member]
-                        link.close()
+                        peer.connected = peer.authenticated = False
             except (aiohttp.ClientError, OSError) as error:
                 log.debug("member %s unreachable: %s", member, error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_S[1])
+
+    async def _authenticate_member(self, member: int, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        peer = self.peers[member]
+        handshake = PeerHandshake(
+            self.identity, nonce=secrets.token_bytes(auth.NONCE_BYTES), dialer=True, expect=member
+        )
+        await self._handshake(ws, handshake)
+        if handshake.clock_offset_ns is not None:
+            peer.clock_offset_ns = handshake.clock_offset_ns
+        if handshake.error is None:
+            peer.auth_error = None
+            return True
+        failure = self._auth_failed(self.identity.name(member), handshake.error)
+        # the first failure of a kind is a warning; its repeats (every redial) are not
+        level = logging.WARNING if failure != peer.auth_error else logging.DEBUG
+        log.log(level, "peer authentication failed: %s", failure)
+        peer.auth_error = failure
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            await ws.close(code=WS_POLICY_VIOLATION, message=b"authentication failed")
+        return False
+
+    async def _serve_link(self, member: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """An authenticated link: read its frames, and close it if the member falls silent."""
+        peer = self.peers[member]
+        peer.authenticated = True
+        peer.linked_ns = time.monotonic_ns()
+        peer.owed_since_ns = None
+        link = self.links[member] = _Link(ws)
+        self.route(self.proposer.tick())  # what it may have missed
+        reader = asyncio.ensure_future(self._read_link(member, ws))
+        try:
+            while not reader.done():
+                await asyncio.wait({reader}, timeout=SILENCE_CHECK_S)
+                if not reader.done() and self._silent(member):
+                    peer.redials += 1
+                    log.warning(
+                        "member %s is linked but sent no vote for %.1f s while block %d awaits "
+                        "it (last vote at height %d): redialling",
+                        self.identity.name(member), self.vote_silence_s, peer.last_vote_height + 1,
+                        peer.last_vote_height)  # fmt: skip
+                    await ws.close(code=WS_GOING_AWAY, message=b"silent: redialling")
+            reader.result()  # its failure is ours
+        finally:
+            reader.cancel()
+            if self.links.get(member) is link:
+                del self.links[member]
+            link.close()
+
+    async def _read_link(self, member: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                self._member_frame(member, frame.data)
+
+    def _member_frame(self, member: int, data: bytes | str) -> None:
+        """`handle` for a member's link, noting its votes (height and time) for liveness."""
+        message = decode(data)
+        if isinstance(message, MalformedMessage):
+            self.malformed += 1
+            log.warning("dropped a message from member %s: %s", member, message)
+            return
+        if not isinstance(message, VoteMessage) or message.vote.member != member:
+            self.route(self.receive(member, message))
+            return
+        proposer = self.proposer
+        height = proposer.proposed.get(message.vote.header_hash)
+        self.route(self.receive(member, message))
+        if height is None:  # late: its block is certified already, or noise
+            rows = proposer.store.read(
+                "SELECT height FROM blocks WHERE hash = ?", (message.vote.header_hash,)
+            )
+            height = int(rows[0][0]) if rows else None
+        elif height in proposer.unvoted and member not in proposer.votes[height]:
+            height = None  # not counted: its signature did not verify
+        if height is not None:
+            peer = self.peers[member]
+            peer.last_vote_height = max(peer.last_vote_height, height)
+            peer.last_vote_ns = time.monotonic_ns()
+            peer.owed_since_ns = None
+
+    def _silent(self, member: int) -> bool:
+        """Whether `member` owes a vote for a stored block and sent none for
+        `vote_silence_s` since it began to owe one (or since its link came up)."""
+        peer = self.peers[member]
+        if self.proposer.height <= peer.last_vote_height:
+            peer.owed_since_ns = None
+            return False
+        now = time.monotonic_ns()
+        if peer.owed_since_ns is None:
+            peer.owed_since_ns = now
+        waited_s = (now - max(peer.owed_since_ns, peer.linked_ns)) / 1e9
+        return waited_s >= self.vote_silence_s
 
     async def _cutter(self) -> None:
         while True:
