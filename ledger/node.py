@@ -142,7 +142,7 @@ class PeerState:
     last_vote_height: int = 0
     last_vote_ns: int | None = None  # monotonic
     owed_since_ns: int | None = None  # monotonic: since when a block awaits its vote, none came
-    linked_ns: int = 0  # monotonic: when the current authenticated link began
+    height_at_link: int = 0  # the exchange's height when the current link was authenticated
     auth_error: str | None = None  # why the last handshake failed, naming the member
     clock_offset_ns: int | None = None  # its clock minus ours, from the last handshake
     redials: int = 0  # links closed because the member was silent
@@ -670,7 +670,7 @@ class ExchangeNode(_Shell):
         """An authenticated link: read its frames, and close it if the member falls silent."""
         peer = self.peers[member]
         peer.authenticated = True
-        peer.linked_ns = time.monotonic_ns()
+        peer.height_at_link = self.proposer.height
         peer.owed_since_ns = None
         link = self.links[member] = _Link(ws)
         self.route(self.proposer.tick())  # what it may have missed
@@ -681,9 +681,9 @@ class ExchangeNode(_Shell):
                 if not reader.done() and self._silent(member):
                     peer.redials += 1
                     log.warning(
-                        "member %s is linked but sent no vote for %.1f s while block %d awaits "
-                        "it (last vote at height %d): redialling",
-                        self.identity.name(member), self.vote_silence_s, peer.last_vote_height + 1,
+                        "member %s is linked but sent no vote for %.1f s while blocks up to %d "
+                        "await it (last vote at height %d): redialling",
+                        self.identity.name(member), self.vote_silence_s, self.proposer.height,
                         peer.last_vote_height)  # fmt: skip
                     await ws.close(code=WS_GOING_AWAY, message=b"silent: redialling")
             reader.result()  # its failure is ours
@@ -725,17 +725,17 @@ class ExchangeNode(_Shell):
             peer.owed_since_ns = None
 
     def _silent(self, member: int) -> bool:
-        """Whether `member` owes a vote for a stored block and sent none for
-        `vote_silence_s` since it began to owe one (or since its link came up)."""
+        """Whether `member` owes a vote and sent none for `vote_silence_s`. It owes one for
+        every block proposed on its current link above its last vote (a block certified before
+        the link came up gets no vote from it: it takes that one with its certificate)."""
         peer = self.peers[member]
-        if self.proposer.height <= peer.last_vote_height:
+        if self.proposer.height <= max(peer.last_vote_height, peer.height_at_link):
             peer.owed_since_ns = None
             return False
         now = time.monotonic_ns()
         if peer.owed_since_ns is None:
             peer.owed_since_ns = now
-        waited_s = (now - max(peer.owed_since_ns, peer.linked_ns)) / 1e9
-        return waited_s >= self.vote_silence_s
+        return (now - peer.owed_since_ns) / 1e9 >= self.vote_silence_s
 
     async def _cutter(self) -> None:
         while True:
