@@ -58,7 +58,8 @@ def test_intruders_and_a_wrong_key_neither_stop_finality_nor_read_blocks(tmp_pat
             for name in ("depository1", "regulator1"):
                 for _ in range(3):  # open and close, sending nothing
                     async with session.ws_connect(f"http://{addresses[name]}/ledger") as ws:
-                        await ws.receive()
+                        challenge = await ws.receive(timeout=10)
+                        assert orjson.loads(challenge.data)["type"] == "peer_challenge"
             held = await session.ws_connect(f"http://{addresses['regulator1']}/ledger")
             async with Feed(exchange) as feed:  # quorum 3 of 4: needs all three others
                 await asyncio.wait_for(feed.submit(opening()), 30)
@@ -77,7 +78,7 @@ def test_intruders_and_a_wrong_key_neither_stop_finality_nor_read_blocks(tmp_pat
             return await health(exchange)
 
     try:
-        report = asyncio.run(scenario())
+        report = asyncio.run(asyncio.wait_for(scenario(), 120))
     finally:
         for child in children.values():
             child.terminate()
