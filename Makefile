@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test check-all lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+# Everything `make test` runs, plus the checks too long for CI (random-seed replication
+# simulations, soak smoke runs): tests that run only when JINLIAN_CHECK_ALL=1.
+check-all: lint typecheck
+	JINLIAN_CHECK_ALL=1 $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/jinlian bench matching

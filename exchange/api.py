@@ -38,9 +38,11 @@ BAD_SIGNATURE: Final = "bad_signature"
 BAD_NONCE: Final = "bad_nonce"
 STALE_TIMESTAMP: Final = "stale_timestamp"
 LOGON_TIMEOUT: Final = "logon_timeout"
+TOO_MANY_SESSIONS: Final = "too_many_sessions"
 RATE_LIMITED: Final = "rate_limited"
 NOT_YOUR_ACCOUNT: Final = "not_your_account"
 NOT_YOUR_ORDER: Final = "not_your_order"
+NOT_YOUR_TRADE: Final = "not_your_trade"
 UNKNOWN_ORDER: Final = "unknown_order"
 UNKNOWN_SYMBOL: Final = "unknown_symbol"
 ORDER_NOT_OPEN: Final = "order_not_open"
@@ -51,6 +53,7 @@ NOT_FINAL: Final = "not_final"
 REPLAY_GONE: Final = "replay_gone"
 BUSY: Final = "busy"
 DEGRADED: Final = "degraded"
+RECOVERING: Final = "recovering"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,18 @@ def _subscription(fields: Fields) -> dict[str, Any]:
     return {"channel": channel, "symbol": fields.text("symbol")}
 
 
+def _subscribe(fields: Fields) -> dict[str, Any]:
+    """A subscription; to `trades` with an optional `from_seq`: first the held messages
+    from that `seq` (a client closing a gap)."""
+    subscription = _subscription(fields)
+    from_seq = _bounded(fields, "from_seq", 1, REPLAY_FROM_MAX, required=False)
+    if from_seq is not None and subscription["channel"] != "trades":
+        raise wire._FieldError(
+            "from_seq", f"from_seq is for the trades channel, not {subscription['channel']}"
+        )
+    return {**subscription, "from_seq": from_seq}
+
+
 def _admin(fields: Fields) -> dict[str, Any]:
     command = fields._get("command", True)
     if not isinstance(command, dict):
@@ -209,7 +224,7 @@ _PARSERS: Final[dict[str, Callable[[Fields], dict[str, Any]]]] = {
     "order_status": _order_ref,
     "open_orders": _filter,
     "replay": lambda fields: {"from": _bounded(fields, "from", 1, REPLAY_FROM_MAX)},
-    "subscribe": _subscription,
+    "subscribe": _subscribe,
     "unsubscribe": _subscription,
     "receipt": lambda fields: {"trade_id": _bounded(fields, "trade_id", 1, wire.INT_MAX)},
     "admin": _admin,

@@ -12,7 +12,8 @@ reports stay in the logs) and frees their client order ids, so memory follows th
 and one day's activity; an open gtc order keeps its client order id.
 
 Report kinds: `accepted`, `rejected`, `trade`, `cancelled`, `reduced` (open quantity taken
-off, the rest keeps its priority), `amended`, `expired`, `cancel_rejected`, `amend_rejected`.
+off, the rest keeps its priority), `amended`, `expired`, `cancel_rejected`, `amend_rejected`,
+`lost` (not from a block: the gateway adds it where recovery found the order's block gone).
 Every report carries the order's state after it: `status`, `open` (leaves), `filled`.
 """
 
@@ -44,13 +45,14 @@ from matching.events import (
 from matching.types import Side
 
 REPORTS_HELD_MAX: Final = 2_000_000  # per broker; older reports are dropped first
-DONE: Final = frozenset({"filled", "cancelled", "rejected", "expired"})
+DONE: Final = frozenset({"filled", "cancelled", "rejected", "expired", "lost"})
 
 
 @dataclass(slots=True)
 class OrderView:
     """One order as its broker sees it. `status`: pending_new (sequenced, not yet in a stored
-    block), new, partially_filled, filled, cancelled, rejected or expired."""
+    block), new, partially_filled, filled, cancelled, rejected, expired, or lost (acknowledged,
+    then its block was lost on every copy: `exchange.ack_journal`)."""
 
     order_id: int
     broker: str
@@ -175,6 +177,32 @@ class Reports:
             del self.orders[order.order_id]
             self.client_ids.pop((order.broker, order.client_order_id), None)
             self._close(order)
+
+    def lost(self, height: int, record: Mapping[str, Any]) -> Delivery:
+        """An acknowledged order (its `place` command) that is in no block: it was lost on
+        every copy, found by recovery at `height`. Its view says `lost` and keeps its client
+        order id (a retry with it answers the lost order); its report goes to its broker."""
+        order_id = int(record["order_id"])
+        order = OrderView(
+            order_id=order_id,
+            broker=str(record["broker"]),
+            account=str(record["account"]),
+            symbol=str(record["symbol"]),
+            side=str(record["side"]),
+            kind=str(record["kind"]),
+            price=record.get("price"),
+            quantity=int(record["quantity"]),
+            tif=str(record["tif"]),
+            client_order_id=str(record.get("client_order_id", "")),
+            status="lost",
+        )
+        self.next_order_id = max(self.next_order_id, order_id + 1)
+        self.orders[order_id] = order
+        if order.client_order_id:
+            self.client_ids[(order.broker, order.client_order_id)] = order_id
+        out: list[Delivery] = []
+        self._report(out, height, order, "lost", {"reason": "lost_on_every_copy"})
+        return out[0]
 
     # ---- folding blocks ----
 

@@ -255,6 +255,53 @@ def _export(arguments: argparse.Namespace) -> int:
     return 0
 
 
+TTL_UNITS_NS: dict[str, int] = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_ttl(text: str) -> int:
+    """`30s`, `15m` or `8h` in ns. Raises ValueError naming the text."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in TTL_UNITS_NS or not number.isdigit() or len(number) > 6:
+        raise ValueError(f"--ttl {text!r:.40} is not a duration such as 30s, 15m or 8h")
+    return int(number) * TTL_UNITS_NS[unit]
+
+
+def identity_token(directory: Path, ttl_ns: int, now_ns: int) -> str:
+    """A token (`ledger.auth`) minted from the key in `directory` (DIR/<member> or
+    DIR/brokers/<broker>, as `jinlian init` lays them out) for the identity that the
+    consortium's genesis gives that key. Raises ValueError or OSError naming the problem."""
+    from ledger import auth
+    from ledger.genesis import load_genesis
+    from ledger.keys import load_private_key
+
+    name = directory.resolve().name
+    found = [p / "genesis.json" for p in (directory, *directory.resolve().parents[:2])]
+    genesis_path = next((path for path in found if path.is_file()), None)
+    if genesis_path is None:
+        raise ValueError(f"no genesis.json in {directory} or the two directories above it")
+    genesis = load_genesis(genesis_path)
+    keys = [member.public_key for member in genesis.members if member.name == name]
+    keys += [broker.public_key for broker in genesis.brokers if broker.name == name]
+    if not keys:
+        raise ValueError(f"{name!r} is neither a member nor a broker in {genesis_path}")
+    key = load_private_key(directory / "key.pem")
+    if key.public_key not in keys:
+        raise ValueError(f"{directory / 'key.pem'} is not {name}'s key in {genesis_path}")
+    return auth.mint_token(key, genesis.chain_id, name, now_ns, ttl_ns)
+
+
+def _token(arguments: argparse.Namespace) -> int:
+    import time
+
+    try:
+        token = identity_token(arguments.directory, parse_ttl(arguments.ttl), time.time_ns())
+    except (ValueError, OSError) as error:
+        print(f"jinlian token: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
 def _add_audit_commands(commands: Any) -> None:
     verify = commands.add_parser(
         "verify", help="check a node's whole store from the genesis (signatures, re-execution)"
@@ -274,6 +321,13 @@ def _add_audit_commands(commands: Any) -> None:
     export.add_argument("node", type=Path, help="the node directory, DIR/<member>")
     export.add_argument("--out", type=Path, required=True, help="the directory to write")
     export.set_defaults(run=_export)
+    token = commands.add_parser(
+        "token",
+        help="print a short-lived REST token (header 'Authorization: Jinlian-Token <token>')",
+    )
+    token.add_argument("directory", type=Path, help="DIR/<member> or DIR/brokers/<broker>")
+    token.add_argument("--ttl", default="8h", help="lifetime: 30s, 15m, 8h; at most 24h [8h]")
+    token.set_defaults(run=_token)
 
 
 def _node(arguments: argparse.Namespace) -> int:
@@ -286,7 +340,10 @@ def _exchange(arguments: argparse.Namespace) -> int:
     from exchange import nodes
 
     return _run_node(
-        lambda: nodes.run_exchange(arguments.directory, feed=arguments.feed), "exchange"
+        lambda: nodes.run_exchange(
+            arguments.directory, feed=arguments.feed, recover=arguments.recover
+        ),
+        "exchange",
     )
 
 
@@ -319,6 +376,11 @@ def _add_node_commands(commands: Any) -> None:
         "--feed", action="store_true",
         help="also serve /submit, the raw sequencer feed (benchmarks and tests on a private host:"
         " it takes any command from anyone who reaches the port)",
+    )  # fmt: skip
+    exchange.add_argument(
+        "--recover", action="store_true",
+        help="rebuild a lost exchange: its store is empty (a new machine with the old key); "
+        "the blocks come back from the members (docs/ledger.md, Recovery)",
     )  # fmt: skip
     exchange.set_defaults(run=_exchange)
     up = commands.add_parser(

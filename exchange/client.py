@@ -14,6 +14,11 @@ order without gaps or repeats: after a lost connection the client logs on again 
 from the last index it saw. `book(symbol)` keeps a local L2 book from the snapshot and the
 updates, checks every sequence number and checksum, and resynchronises (a new snapshot) on a
 gap or a mismatch.
+
+REST (docs/api.md, "Access"): `await client.get("/receipt/7")` signs the request with the same
+key (`authorization`, an `Authorization: Jinlian ...` header valid for one method and path
+within the logon window) and returns the JSON body, or raises `RestError` with the status and
+the API's code.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import orjson
 
 from exchange.api import logon_message
 from exchange.market_data import checksum
+from ledger.auth import sign_request
 from ledger.keys import PrivateKey
 
 log = logging.getLogger("jinlian.client")
@@ -53,6 +59,22 @@ class RequestError(Exception):
 
 class LogonError(RequestError):
     """The exchange refused the logon (and closed the connection)."""
+
+
+class RestError(RequestError):
+    """A REST request answered with an error status (`status`; `code` as in docs/api.md)."""
+
+    def __init__(self, status: int, reply: dict[str, Any]) -> None:
+        self.status = status
+        super().__init__(reply)
+
+
+def authorization(
+    key: PrivateKey, chain_id: str, identity: str, method: str, path: str, now_ns: int
+) -> str:
+    """The `Authorization` header value that signs one REST request (`path` with its query
+    string, exactly as sent) as `identity` at `now_ns` (`ledger.auth.sign_request`)."""
+    return sign_request(key, chain_id, identity, method, path, now_ns)
 
 
 @dataclass
@@ -275,6 +297,27 @@ class Client:
         with contextlib.suppress(RequestError, ConnectionError, aiohttp.ClientError):
             await self.request("unsubscribe", channel="book", symbol=symbol)
             await self.request("subscribe", channel="book", symbol=symbol)
+
+    # ---- REST ----
+
+    async def get(self, path: str) -> Any:
+        """GET `path` (e.g. `/receipt/7`, with any query string) signed with this client's
+        key; the decoded JSON body. Raises `RestError` (status and code), `aiohttp.ClientError`."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        header = authorization(self.key, self.chain_id, self.name, "GET", path, time.time_ns())
+        async with self._session.get(
+            f"http://{self.address}{path}", headers={"Authorization": header}
+        ) as response:
+            body = await response.read()
+            if response.content_type != "application/json":
+                reply: Any = {"code": f"http_{response.status}", "message": body[:200].decode(
+                    errors="replace")} if response.status >= 400 else body.decode()  # fmt: skip
+            else:
+                reply = orjson.loads(body)
+            if response.status >= 400:
+                raise RestError(response.status, reply if isinstance(reply, dict) else {})
+            return reply
 
     # ---- requests ----
 

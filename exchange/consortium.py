@@ -170,6 +170,17 @@ def venue_from_genesis(genesis: Genesis) -> Venue:
     return venue
 
 
+def _node_name(role: Role, number: int) -> str:
+    """`exchange`, `bank1`, `depository1`, `regulator1`, `broker-node1`: a broker's node is not
+    named as the broker firms are (`broker1`), since the genesis gives every member and broker a
+    name of its own."""
+    if role is Role.EXCHANGE:
+        return role.value
+    if role is Role.BROKER:
+        return f"broker-node{number}"
+    return f"{role.value}{number}"
+
+
 def _member_roles(count: int) -> list[Role]:
     return [
         VOTING_ROLES[index] if index < len(VOTING_ROLES) else Role.BANK for index in range(count)
@@ -214,7 +225,7 @@ def init_consortium(
     nodes: list[Member] = []
     for index, role in enumerate([Role.EXCHANGE, *_member_roles(members)]):
         counts[role] = counts.get(role, 0) + 1
-        name = role.value if role is Role.EXCHANGE else f"{role.value}{counts[role]}"
+        name = _node_name(role, counts[role])
         key = make_key(name)
         (directory / name).mkdir()
         save_private_key(key, directory / name / "key.pem")

@@ -17,16 +17,26 @@ gateway's machine records every command it executes with its events, and when a 
 stored `exchange.broker_reports` folds them into execution reports (numbered per broker,
 replayable from any index) and `exchange.market_data` into the public channels. When a block
 becomes final, every broker with reports in it gets a `final` notice with the certificate.
-Start-up rebuilds all of it by replaying the exchange's store.
+Start-up rebuilds all of it by replaying the exchange's store, then from the blocks the
+exchange recovers from the members (docs/ledger.md, "Recovery"): report indexes and order ids
+continue from the recovered tip. Until recovery is over, requests that sequence are answered
+`recovering` and `/health` is 503. An acknowledged order whose block was lost on every copy
+is reported `lost` (`exchange.ack_journal`: the gateway journals every order durably before
+acknowledging it).
 
-Every session has limits: frame size, messages per second (a token bucket; the limit is in the
-logon reply and in each `rate_limited` error), open orders per account, and a bounded backlog
-of outgoing messages (a consumer that falls further behind is disconnected, not buffered).
-Heartbeats run both ways (WebSocket pings); `cancel_on_disconnect` at logon cancels the
-session's open orders when it goes away.
+Every session has limits: frame size (a frame far over it is refused from its header, never
+read), messages per second (a token bucket; the limit is in the logon reply and in each
+`rate_limited` error), open orders per account, and an outgoing backlog bounded in messages
+and in bytes (a consumer that falls further behind is disconnected and its backlog freed, not
+buffered); a broker holds at most `sessions_per_broker_max` sessions, so what one broker can
+make the exchange hold is bounded by that times `backlog_bytes_max`. Heartbeats run both ways
+(WebSocket pings); `cancel_on_disconnect` at logon cancels the session's open orders when it
+goes away.
 
-REST: `/instruments`, `/book/{symbol}`, `/block/{height}`, `/receipt/{trade_id}`, `/health`,
-`/metrics` (Prometheus text). The protocol is documented in docs/api.md.
+REST: `/instruments`, `/book/{symbol}`, `/health`, `/metrics` (Prometheus text) are public;
+`/block/{height}` is for members and `/receipt/{trade_id}` for the trade's parties' brokers
+and members, each caller proving who it is with a `ledger.auth` Authorization header. The
+protocol and the access model are documented in docs/api.md.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import orjson
 from aiohttp import web
 
 from exchange import api
+from exchange.ack_journal import AckJournal
 from exchange.api import ApiError, Request
 from exchange.broker_reports import OrderView, Reports
 from exchange.consortium import venue_from_genesis
@@ -55,6 +66,7 @@ from exchange.market_data import MarketData
 from exchange.venue_machine import VenueMachine
 from exchange.venue_types import BrokerCommand
 from exchange.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
+from ledger import auth
 from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis, Member, Role
 from ledger.keys import PublicKey
@@ -66,7 +78,15 @@ from matching.events import TradeExecuted
 log = logging.getLogger("jinlian.gateway")
 
 BLOCKS_AWAITING_MAX: Final = 10_000  # blocks with reports whose finality notice is pending
-WS_FRAME_BYTES_MAX: Final = 1 << 20  # aiohttp closes (1009) above this; below, our own limit
+# A frame up to this far over `message_bytes_max` is read and answered `message_too_large`;
+# a longer one is refused from its header, before its payload is read (close code 1009).
+FRAME_SLACK_BYTES: Final = 16 * 1024
+# What a queued message costs besides its bytes (object header, deque slot, allocator
+# rounding), counted against `backlog_bytes_max` so that many tiny messages are bounded too.
+MESSAGE_OVERHEAD_BYTES: Final = 96
+# A session's outgoing budget until it logs on: the challenge, pongs and errors.
+PENDING_BACKLOG_BYTES_MAX: Final = 64 * 1024
+PLACED_PRUNE_MIN: Final = 1024  # a session's entered-order ids are pruned above this
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,9 +95,17 @@ class Limits:
     messages_per_s: int = 5_000  # per session, with a burst of as many
     open_orders_per_account: int = 10_000
     backlog_max: int = 20_000  # messages queued to one session before it is disconnected
+    backlog_bytes_max: int = 4 * 1024 * 1024  # bytes queued to one session, likewise
+    sessions_per_broker_max: int = 8  # sessions one broker (or member) may hold at once
+    pending_sessions_max: int = 256  # connections not yet logged on, all callers together
     logon_window_ms: int = 30_000  # how far the broker's clock may be from ours
     logon_timeout_s: float = 10.0
     heartbeat_s: float = 10.0
+
+    @property
+    def frame_bytes_max(self) -> int:
+        """The largest frame read at all (aiohttp's `max_msg_size`)."""
+        return self.message_bytes_max + FRAME_SLACK_BYTES
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -120,6 +148,17 @@ class ObservedVenueMachine(VenueMachine):
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated REST caller: a member (`member` set) or a broker."""
+
+    identity: str
+    member: Member | None
+
+
+_RECEIPT_STATUS: Final = {api.UNKNOWN_TRADE: 404, api.NOT_YOUR_TRADE: 403, api.NOT_FINAL: 409}
+
+
 @dataclass(slots=True)
 class _Awaiting:
     """A sequenced request waiting for its block: who asked, and how to answer."""
@@ -142,28 +181,69 @@ class Session:
     tokens: float = 0.0
     refilled: float = field(default_factory=time.monotonic)
     outbox: deque[bytes] = field(default_factory=deque)
+    outbox_bytes: int = 0  # each queued message's length + MESSAGE_OVERHEAD_BYTES
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    space: asyncio.Event = field(default_factory=asyncio.Event)  # the outbox went down
     reports_live: bool = True  # off while a replay is streaming
     subscriptions: set[tuple[str, str]] = field(default_factory=set)
     placed: set[int] = field(default_factory=set)  # order ids entered in this session
+    placed_prune_at: int = PLACED_PRUNE_MIN
     closing: str | None = None
 
     @property
     def logged_on(self) -> bool:
         return self.broker is not None or self.member is not None
 
+    @property
+    def identity(self) -> str | None:
+        return self.broker if self.member is None else self.member.name
+
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_bytes(orjson.dumps(message))
 
     def send_bytes(self, data: bytes) -> None:
+        """Queue `data`; past `backlog_max` messages or the byte budget the session closes
+        as a slow consumer and its outbox is freed at once (the broker replays after it
+        reconnects). O(1)."""
         if self.closing is not None:
             return
-        if len(self.outbox) >= self.limits.backlog_max:
-            self.closing = f"slow consumer: more than {self.limits.backlog_max} messages behind"
+        cost = len(data) + MESSAGE_OVERHEAD_BYTES
+        budget = self.limits.backlog_bytes_max if self.logged_on else PENDING_BACKLOG_BYTES_MAX
+        if len(self.outbox) >= self.limits.backlog_max or self.outbox_bytes + cost > budget:
+            self.closing = (
+                f"slow consumer: {len(self.outbox)} messages, {self.outbox_bytes} bytes "
+                f"behind (limits {self.limits.backlog_max}, {budget})"
+            )
+            self.outbox = deque()  # the writer may hold one frame; the rest is freed now
+            self.outbox_bytes = 0
             self.wake.set()
+            self.space.set()
             return
         self.outbox.append(data)
+        self.outbox_bytes += cost
         self.wake.set()
+
+    def remember(self, order_id: int, is_open: Callable[[int], bool]) -> None:
+        """Note an order entered in this session (for cancel_on_disconnect). Whenever the set
+        has doubled since it was last pruned, the orders no longer open are forgotten, so it
+        follows the session's open orders, not its history. Amortized O(1)."""
+        self.placed.add(order_id)
+        if len(self.placed) > self.placed_prune_at:
+            self.placed = {known for known in self.placed if is_open(known)}
+            self.placed_prune_at = max(PLACED_PRUNE_MIN, 2 * len(self.placed))
+
+    def _low(self) -> bool:
+        limits = self.limits
+        return (
+            self.outbox_bytes <= limits.backlog_bytes_max // 4
+            and len(self.outbox) <= limits.backlog_max // 4
+        )
+
+    async def drained(self) -> None:
+        """Until the outbox is down to a quarter of its limits, or the session is closing."""
+        while self.closing is None and not self._low():
+            self.space.clear()
+            await self.space.wait()
 
     def allow(self) -> bool:
         """Take a token for one message; False if over the rate."""
@@ -178,16 +258,23 @@ class Session:
 
     async def write(self) -> None:
         """Drain the outbox to the socket; close it when the session is closing."""
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-            while True:
-                while self.outbox:  # JSON goes out as text frames
-                    await self.ws.send_frame(self.outbox.popleft(), aiohttp.WSMsgType.TEXT)
-                if self.closing is not None:
-                    await self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
-                                        message=self.closing.encode()[:120])  # fmt: skip
-                    return
-                self.wake.clear()
-                await self.wake.wait()
+        try:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                while True:
+                    while self.outbox:  # JSON goes out as text frames
+                        data = self.outbox.popleft()
+                        self.outbox_bytes -= len(data) + MESSAGE_OVERHEAD_BYTES
+                        if self._low():
+                            self.space.set()
+                        await self.ws.send_frame(data, aiohttp.WSMsgType.TEXT)
+                    if self.closing is not None:
+                        await self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
+                                            message=self.closing.encode()[:120])  # fmt: skip
+                        return
+                    self.wake.clear()
+                    await self.wake.wait()
+        finally:
+            self.space.set()  # a replay waiting for room stops
 
 
 class Gateway:
@@ -199,25 +286,33 @@ class Gateway:
         *,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], int] = time.time_ns,
+        journal: AckJournal | None = None,
     ) -> None:
         self.genesis = genesis
         self.limits = limits
         self.clock = clock
+        self.journal = AckJournal.open(None) if journal is None else journal
         self.brokers = {broker.name: broker for broker in genesis.brokers}
         self.members = {member.name: member for member in genesis.members}
         self.accounts = {
             str(account): broker.name for broker in genesis.brokers for account in broker.accounts
         }
+        # who may call the REST endpoints that are not public
+        self.member_keys: dict[str, PublicKey] = {m.name: m.public_key for m in genesis.members}
+        self.broker_keys: dict[str, PublicKey] = {b.name: b.public_key for b in genesis.brokers}
         self.reports = Reports(self.accounts)
         self.executed: list[tuple[Any, Any, list[Any]]] = []  # since the last stored block
         self.awaiting: dict[int, tuple[dict[str, Any], _Awaiting]] = {}  # id(command) -> ...
         self.sessions: dict[int, Session] = {}
+        self.upgrading = 0  # connections between the upgrade request and their session
         self.session_ids = itertools.count(1)
         self.block_brokers: dict[int, set[str]] = {}  # height -> brokers with reports in it
         self.node: ExchangeNode | None = None
         self.market: MarketData | None = None
         self.machine: ObservedVenueMachine | None = None
         self.counters = {"orders": 0, "reports": 0, "errors": 0, "logons": 0, "rejected_logons": 0}
+        self.lost_orders = 0  # acknowledged, then lost on every copy (`ack_journal`)
+        self.lost_after: dict[int, list[dict[str, Any]]] = {}  # height -> their lost orders
         self.order_times: deque[float] = deque(maxlen=100_000)
         self.tasks: set[asyncio.Future[None]] = set()
         # identity -> its clock minus ours at its last logon with a valid signature (bounded by
@@ -242,6 +337,7 @@ class Gateway:
         self.market = MarketData(self.machine.venue)
         node.stored_listeners.append(self._stored)
         node.final_listeners.append(self._final)
+        node.recovered_listeners.append(self._recovered)
         router = node.app.router
         router.add_get("/ws", self._session)
         router.add_get("/instruments", self._instruments)
@@ -257,13 +353,41 @@ class Gateway:
         store = self.node.proposer.store
         executed, self.executed = self.executed, []
         position = 0
+        lost = self.journal.lost()  # each goes after the block it was lost after
+        self.lost_orders = len(lost)
+        for record in lost:
+            self.lost_after.setdefault(record["after_height"], []).append(record)
+        self._lose(0)
         for height in range(1, self.node.proposer.height + 1):
             header = store.header(height)
             assert header is not None, f"stored height {height} has no header"
             for _, parsed, events in executed[position : position + header.command_count]:
                 self.reports.apply(height, parsed, events)
             position += header.command_count
+            self._lose(height)
         assert position == len(executed), "replayed commands do not add up to the stored blocks"
+        self.reports.next_order_id = max(
+            self.reports.next_order_id, self.journal.max_order_id() + 1
+        )
+
+    def _recovered(self) -> None:
+        """Recovery is over: the journalled orders above the recovered tip were lost on every
+        copy. Each is reported `lost` to its broker."""
+        assert self.node is not None
+        height = self.node.proposer.height
+        lost = self.journal.settle(height)
+        if lost:
+            log.warning("orders lost on every copy: %s", [r["order_id"] for r in lost])
+            self.lost_orders += len(lost)
+            self.lost_after.setdefault(height, []).extend(lost)
+            for broker, report in self._lose(height):
+                self._deliver(broker, report)
+
+    def _lose(self, height: int) -> list[tuple[str, dict[str, Any]]]:
+        """The `lost` reports that go after the block at `height` (a lost store's tail may
+        hold blocks after which earlier recoveries put some: they come back by recovery)."""
+        records = self.lost_after.pop(height, None) if self.lost_after else None
+        return [self.reports.lost(height, record) for record in records or ()]
 
     # ---- blocks ----
 
@@ -271,12 +395,20 @@ class Gateway:
         """A block is stored: answer its requests, send its reports and market data."""
         assert self.market is not None
         height = block.header.height
-        executed, self.executed = self.executed, []
-        assert len(executed) == len(block.commands), "executed commands are not the block's"
+        count = len(block.commands)
+        if len(self.executed) == count:
+            executed, self.executed = self.executed, []
+        else:  # one of several blocks recovery stored at once
+            executed, self.executed = self.executed[:count], self.executed[count:]
+        assert len(executed) == count, "executed commands are not the block's"
         symbols: set[str] = set()
         trades: list[TradeExecuted] = []
         touched: set[str] = set()
         awaiting = self.awaiting
+        if awaiting:  # durable before any acknowledgement goes out
+            placed = [c for c, _, _ in executed if id(c) in awaiting and c["type"] == "place"]
+            if placed:
+                self.journal.record(height, placed)
         for command, parsed, events in executed:
             deliveries = self.reports.apply(height, parsed, events)
             waiting = awaiting.pop(id(command), None) if awaiting else None
@@ -293,6 +425,8 @@ class Gateway:
                 if type(event) is TradeExecuted:
                     trades.append(event)
                     symbols.add(event.symbol)
+        for broker, report in self._lose(height):
+            self._deliver(broker, report)
         if touched:
             self.block_brokers[height] = touched
             if len(self.block_brokers) > BLOCKS_AWAITING_MAX:  # certificates lost for good
@@ -336,6 +470,7 @@ class Gateway:
                     session.send_bytes(data)
 
     def _final(self, certificate: QuorumCertificate) -> None:
+        self.journal.prune(certificate.height)
         brokers = self.block_brokers.pop(certificate.height, None)
         if not brokers:
             return
@@ -350,8 +485,19 @@ class Gateway:
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
         limits = self.limits
-        ws = web.WebSocketResponse(max_msg_size=WS_FRAME_BYTES_MAX, heartbeat=limits.heartbeat_s)
-        await ws.prepare(request)
+        pending = self.upgrading + sum(not s.logged_on for s in self.sessions.values())
+        if pending >= limits.pending_sessions_max:  # each may hold a little until its timeout
+            return _error(503, ApiError(api.BUSY, f"{pending} connections are waiting to log "
+                                        f"on (pending_sessions_max {limits.pending_sessions_max})"
+                                        "; retry later"))  # fmt: skip
+        ws = web.WebSocketResponse(
+            max_msg_size=limits.frame_bytes_max, heartbeat=limits.heartbeat_s
+        )  # a longer frame is refused from its header (1009), never read
+        self.upgrading += 1  # counted as pending while the handshake is written
+        try:
+            await ws.prepare(request)
+        finally:
+            self.upgrading -= 1
         assert self.node is not None
         self.node.sockets.add(ws)
         session = Session(next(self.session_ids), ws, limits, tokens=float(limits.messages_per_s))
@@ -376,9 +522,10 @@ class Gateway:
             del self.sessions[session.id]
             self.node.sockets.discard(ws)
             if session.cancel_on_disconnect:
-                self._cancel_orders(self._session_orders(session))
+                self._cancel_orders(self._session_orders(session), "cancel_on_disconnect")
             session.closing = session.closing or "closed"
             session.wake.set()
+            session.space.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(writer, 1.0)
         return ws
@@ -482,6 +629,13 @@ class Gateway:
                 "genesis", "signature"))  # fmt: skip
             return
         session.nonce = ""  # used: a replayed logon on this connection fails too
+        held = sum(1 for other in self.sessions.values() if other.identity == name)
+        if held >= self.limits.sessions_per_broker_max:
+            self._fail(session, request.request, ApiError(
+                api.TOO_MANY_SESSIONS, f"{name} has {held} sessions open, the limit "
+                f"(sessions_per_broker_max {self.limits.sessions_per_broker_max})",
+                identity))  # fmt: skip
+            return
         if identity == "broker":
             session.broker = name
             session.cancel_on_disconnect = args["cancel_on_disconnect"]
@@ -496,7 +650,10 @@ class Gateway:
                                  "message_bytes_max": self.limits.message_bytes_max,
                                  "open_orders_per_account":
                                      self.limits.open_orders_per_account,
-                                 "backlog_max": self.limits.backlog_max},
+                                 "backlog_max": self.limits.backlog_max,
+                                 "backlog_bytes_max": self.limits.backlog_bytes_max,
+                                 "sessions_per_broker_max":
+                                     self.limits.sessions_per_broker_max},
                       "cancel_on_disconnect": session.cancel_on_disconnect})  # fmt: skip
 
     def _note_logon_clock(
@@ -519,7 +676,8 @@ class Gateway:
         refused = self.node.submit(commands)
         if refused is None:
             return None
-        return ApiError(api.BUSY if refused.code == "busy" else api.DEGRADED, refused.message)
+        codes = {"busy": api.BUSY, "recovering": api.RECOVERING}
+        return ApiError(codes.get(refused.code, api.DEGRADED), refused.message)
 
     def _place(self, session: Session, request: Request) -> ApiError | None:
         broker = session.broker
@@ -562,7 +720,7 @@ class Gateway:
             return error
         self.awaiting[id(command)] = (command, _Awaiting(session, request.request, "place",
                                                          order.order_id))  # fmt: skip
-        session.placed.add(order.order_id)
+        session.remember(order.order_id, self._is_open)
         self.counters["orders"] += 1
         self.order_times.append(time.monotonic())
         return None
@@ -617,26 +775,45 @@ class Gateway:
                                                              order.order_id))  # fmt: skip
         return error
 
-    def _matching(self, session: Session, args: Mapping[str, Any]) -> list[OrderView]:
-        assert session.broker is not None
+    def _matching(self, session: Session, args: Mapping[str, Any]) -> list[OrderView] | ApiError:
+        """The broker's open orders the filters select; an account filter must name one of its
+        own accounts, as `place` requires."""
+        broker = session.broker
+        assert broker is not None
+        account = args["account"]
+        if account is not None and self.accounts.get(account) != broker:
+            return ApiError(api.NOT_YOUR_ACCOUNT, f"account {account!r} is not an account of "
+                            f"{broker}", "account")  # fmt: skip
         return [
             order
-            for order in self.reports.open_of(session.broker)
-            if args["account"] in (None, order.account) and args["symbol"] in (None, order.symbol)
+            for order in self.reports.open_of(broker)
+            if account in (None, order.account) and args["symbol"] in (None, order.symbol)
         ]
 
     def _cancel_all(self, session: Session, request: Request) -> ApiError | None:
         orders = self._matching(session, request.args)
+        if isinstance(orders, ApiError):
+            return orders
         error = self._cancel_orders(orders)
         if error is None:
             session.send({"type": "cancel_all", "request": request.request,
                           "orders": [o.order_id for o in orders]})  # fmt: skip
         return error
 
-    def _cancel_orders(self, orders: list[OrderView]) -> ApiError | None:
-        commands = [{"type": "cancel", "broker": o.broker, "order_id": o.order_id,
-                     "symbol": o.symbol} for o in orders]  # fmt: skip
+    def _cancel_orders(self, orders: list[OrderView], reason: str = "") -> ApiError | None:
+        """Sequence a cancel of each of `orders`; `reason` (the venue's cancel command's, e.g.
+        `cancel_on_disconnect`) goes into the ledger and onto each `cancelled` report."""
+        commands: list[dict[str, Any]] = [{"type": "cancel", "broker": o.broker,
+                                           "order_id": o.order_id, "symbol": o.symbol}
+                                          for o in orders]  # fmt: skip
+        if reason:
+            for command in commands:
+                command["reason"] = reason
         return self._submit(commands) if commands else None
+
+    def _is_open(self, order_id: int) -> bool:
+        order = self.reports.orders.get(order_id)
+        return order is not None and order.is_open
 
     def _session_orders(self, session: Session) -> list[OrderView]:
         orders = self.reports.orders
@@ -650,7 +827,10 @@ class Gateway:
         return None
 
     def _open_orders(self, session: Session, request: Request) -> ApiError | None:
-        orders = [order.to_dict() for order in self._matching(session, request.args)]
+        matching = self._matching(session, request.args)
+        if isinstance(matching, ApiError):
+            return matching
+        orders = [order.to_dict() for order in matching]
         session.send({"type": "open_orders", "request": request.request, "orders": orders})
         return None
 
@@ -671,21 +851,21 @@ class Gateway:
         """Replay reports from `start` at the pace the session drains them, then go live."""
         report_log = self.reports.log(session.broker or "")
         index = start
-        chunk = max(1, self.limits.backlog_max // 4)
-        while session.closing is None:
-            sent = 0
+        limits = self.limits
+        while session.closing is None:  # fill the outbox to half its limits, wait, go on
             for report in report_log.since(index):
                 session.send({**report, "replayed": True})
-                index, sent = report["index"] + 1, sent + 1
-                if sent >= chunk:
+                index = report["index"] + 1
+                if (session.outbox_bytes >= limits.backlog_bytes_max // 2
+                        or len(session.outbox) >= limits.backlog_max // 2):  # fmt: skip
                     break
             if index >= report_log.next_index:
                 session.reports_live = True  # atomically: nothing appended since the check
+                # from past the end: nothing was replayed, and the next report is the log's
                 session.send({"type": "replayed", "request": request, "from": start,
-                              "next": index})  # fmt: skip
+                              "next": report_log.next_index})  # fmt: skip
                 return
-            while len(session.outbox) > chunk and session.closing is None:
-                await asyncio.sleep(0.005)
+            await session.drained()
 
     def _subscribe(self, session: Session, request: Request) -> ApiError | None:
         assert self.market is not None
@@ -698,9 +878,19 @@ class Gateway:
             session.send({"type": "unsubscribed", "request": request.request,
                           "channel": channel, "symbol": symbol})  # fmt: skip
             return None
+        from_seq = request.args.get("from_seq")
+        missed = None if from_seq is None else self.market.trades_since(symbol, from_seq)
+        if from_seq is not None and missed is None:
+            return ApiError(api.REPLAY_GONE, f"trades of {symbol} from seq {from_seq} are no "
+                            "longer held", "from_seq")  # fmt: skip
         session.subscriptions.add(key)
-        session.send({"type": "subscribed", "request": request.request, "channel": channel,
-                      "symbol": symbol})  # fmt: skip
+        subscribed = {"type": "subscribed", "request": request.request, "channel": channel,
+                      "symbol": symbol}  # fmt: skip
+        if channel in ("bbo", "trades"):  # the last seq sent: the next message has seq + 1
+            subscribed["seq"] = self.market.seq(symbol, channel)
+        session.send(subscribed)
+        for message in missed or ():
+            session.send(message)
         first = (
             self.market.snapshot(symbol)
             if channel == "book"
@@ -718,7 +908,8 @@ class Gateway:
         return None
 
     def receipt(self, trade_id: int, broker: str | None) -> dict[str, Any] | ApiError:
-        """The trade's receipt (`ledger.receipt`), for a party to it (`broker` None: anyone)."""
+        """The trade's receipt (`ledger.receipt`), for a party to it (`broker` None: a
+        member, who may read any). The one access rule for receipts, WebSocket and REST."""
         assert self.node is not None
         store = self.node.proposer.store
         try:
@@ -730,7 +921,7 @@ class Gateway:
             parties = {self.accounts.get(event["buy_account"]),
                        self.accounts.get(event["sell_account"])}  # fmt: skip
             if broker is not None and broker not in parties:
-                return ApiError(api.NOT_YOUR_ORDER, f"trade {trade_id} is not a trade of "
+                return ApiError(api.NOT_YOUR_TRADE, f"trade {trade_id} is not a trade of "
                                 f"{broker}", "trade_id")  # fmt: skip
             return {**build_receipt(store, height, index), "trade_id": trade_id}
         except ReceiptError as error:
@@ -801,15 +992,45 @@ class Gateway:
             return _error(404, ApiError(api.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not listed"))
         return _json(self.market.snapshot(symbol))
 
+    def _caller(self, request: web.Request) -> Caller | web.Response:
+        """Who signed `request` (`ledger.auth`, against the genesis keys, within the logon
+        window of the injected clock), or the 401 answer naming what was wrong."""
+        header, now_ns = request.headers.get("Authorization"), self.clock()
+        found: list[str | auth.AuthError] = []
+        for keys in (self.member_keys, self.broker_keys):  # a name may be both (two keys)
+            found.append(auth.authenticate(
+                header, chain_id=self.genesis.chain_id, keys=keys, method=request.method,
+                path=request.raw_path, now_ns=now_ns,
+                window_ns=self.limits.logon_window_ms * 1_000_000))  # fmt: skip
+            if isinstance(found[-1], str):
+                member = self.members[found[-1]] if keys is self.member_keys else None
+                return Caller(found[-1], member)
+        error = found[0]  # the member check's reason, unless the name is only a broker's
+        assert isinstance(error, auth.AuthError) and isinstance(found[1], auth.AuthError)
+        if error.code == auth.UNKNOWN_IDENTITY:
+            error = found[1]
+        response = _error(401, ApiError(error.code, error.message, "Authorization"))
+        response.headers["WWW-Authenticate"] = (
+            f'{auth.SCHEME} realm="{self.genesis.chain_id}", {auth.TOKEN_SCHEME}'
+        )
+        return response
+
     async def _block(self, request: web.Request) -> web.StreamResponse:
+        """Members only: a block holds every broker's commands (see docs/api.md, Access)."""
         assert self.node is not None
-        height = _positive(request.match_info["height"])
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        text = request.match_info["height"]
+        if caller.member is None:
+            return _error(403, ApiError(api.NOT_ALLOWED, f"broker {caller.identity} may not "
+                                        f"read block {text!r:.40}: blocks are for members; "
+                                        "use reports and receipts", "Authorization"))  # fmt: skip
+        height = _positive(text)
         store = self.node.proposer.store
         block = None if height is None else store.block(height)
         if block is None:
-            return _error(
-                404, ApiError("unknown_block", f"no block {request.match_info['height']!r:.40}")
-            )
+            return _error(404, ApiError("unknown_block", f"no block {text!r:.40}", "height"))
         certificate = store.certificate(block.header.height)
         return _json(
             {
@@ -819,13 +1040,18 @@ class Gateway:
         )
 
     async def _receipt(self, request: web.Request) -> web.StreamResponse:
+        """The parties' brokers and members, as the WebSocket `receipt` (one rule: `receipt`)."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
         trade_id = _positive(request.match_info["trade_id"])
         if trade_id is None:
-            return _error(400, ApiError(api.INVALID_FIELD, "trade_id must be a positive integer",
+            return _error(400, ApiError(api.INVALID_FIELD, "trade_id must be a positive integer, "
+                                        f"got {request.match_info['trade_id']!r:.40}",
                                         "trade_id"))  # fmt: skip
-        receipt = self.receipt(trade_id, None)
+        receipt = self.receipt(trade_id, None if caller.member else caller.identity)
         if isinstance(receipt, ApiError):
-            return _error(404 if receipt.code == api.UNKNOWN_TRADE else 409, receipt)
+            return _error(_RECEIPT_STATUS.get(receipt.code, 409), receipt)
         return _json(receipt)
 
     def health(self) -> dict[str, Any]:
@@ -837,7 +1063,8 @@ class Gateway:
         if status == "ok" and clock["exchange_clock_suspect"]:
             status = "clock_skew"
         return {
-            "status": status,
+            "status": "recovering" if proposer.recovering else status,
+            "lost_orders": self.lost_orders,
             "height": proposer.height,
             "certified": proposer.certified,
             "lag": proposer.lag,

@@ -12,13 +12,17 @@ the top 10 levels after it, so a client can also check that its rebuilt book is 
 
 `bbo` (best bid and offer with sizes) goes out when it changes; `trades` lists a block's
 trades of the instrument; `phase` gives the trading phase and, during a call auction, the
-indicative uncross price and volume, whenever either changes. Pure apart from reading the
-venue it is given.
+indicative uncross price and volume, whenever either changes. `bbo` and `trades` messages
+carry `seq`, per instrument and channel, from 1 and contiguous, so a client sees a gap: a
+`bbo` is the whole best bid and offer, so the next one repairs it; the last
+`TRADES_HELD_MAX` trades of an instrument are held, and `trades_since` gives the messages a
+client missed. Pure apart from reading the venue it is given.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -27,6 +31,7 @@ from exchange.venue import Venue
 from matching.events import TradeExecuted
 
 BOOK_LEVELS: Final = 50
+TRADES_HELD_MAX: Final = 10_000  # per instrument: the newest `trades` messages holding these
 CHECKSUM_LEVELS: Final = 10
 CHANNELS: Final = ("book", "bbo", "trades", "phase")
 
@@ -63,13 +68,19 @@ class _Published:
     asks: Levels = field(default_factory=list)
     bbo: tuple[int | None, int, int | None, int] = (None, 0, None, 0)
     phase: tuple[str, int | None, int] = ("", None, 0)
+    bbo_seq: int = 0  # of the last `bbo` message
+    trades_seq: int = 0  # of the last `trades` message
+    trades: deque[dict[str, Any]] = field(default_factory=deque)  # the newest messages
+    trades_held: int = 0  # trades in `trades`: at most TRADES_HELD_MAX, but for the newest
 
 
 class MarketData:
     """What has been published per instrument, and the messages a block adds."""
 
-    def __init__(self, venue: Venue) -> None:
+    def __init__(self, venue: Venue, *, trades_held_max: int = TRADES_HELD_MAX) -> None:
+        assert trades_held_max > 0, f"bad {trades_held_max=}"
         self.venue = venue
+        self.trades_held_max = trades_held_max
         self.published: dict[str, _Published] = {}
         for symbol in venue.matching.symbols():
             self._publish(symbol)
@@ -97,8 +108,8 @@ class MarketData:
         )
         if bbo != state.bbo or first:
             state.bbo = bbo
-            messages.append({"type": "bbo", "symbol": symbol, "bid": bbo[0], "bid_size": bbo[1],
-                             "ask": bbo[2], "ask_size": bbo[3]})  # fmt: skip
+            state.bbo_seq += 1
+            messages.append(_bbo_message(symbol, bbo, state.bbo_seq))
         book = self.venue.matching.book(symbol)
         phase = book.phase.name.lower()
         price, volume = (None, 0)
@@ -123,8 +134,35 @@ class MarketData:
         for symbol in sorted(set(symbols) & known):
             messages += self._publish(symbol)
             if symbol in by_symbol:
-                messages.append({"type": "trades", "symbol": symbol, "trades": by_symbol[symbol]})
+                messages.append(self._trades(symbol, by_symbol[symbol]))
         return messages
+
+    def _trades(self, symbol: str, trades: list[dict[str, Any]]) -> dict[str, Any]:
+        """The next `trades` message of `symbol`, held for `trades_since`."""
+        state = self.published[symbol]
+        state.trades_seq += 1
+        message = {"type": "trades", "symbol": symbol, "seq": state.trades_seq, "trades": trades}
+        held = state.trades
+        held.append(message)
+        state.trades_held += len(trades)
+        while state.trades_held > self.trades_held_max and len(held) > 1:
+            state.trades_held -= len(held.popleft()["trades"])
+        return message
+
+    def seq(self, symbol: str, channel: str) -> int:
+        """The `seq` of the last `bbo` or `trades` message of `symbol` (0: none yet)."""
+        state = self.published[symbol]
+        return state.bbo_seq if channel == "bbo" else state.trades_seq
+
+    def trades_since(self, symbol: str, seq: int) -> list[dict[str, Any]] | None:
+        """The held `trades` messages of `symbol` from `seq` on ([] if `seq` is past the last),
+        or None if some of them are no longer held."""
+        state = self.published[symbol]
+        held = state.trades
+        first = held[0]["seq"] if held else state.trades_seq + 1
+        if seq < first:
+            return None
+        return list(held)[seq - first :]
 
     def snapshot(self, symbol: str) -> dict[str, Any]:
         """The published book of `symbol` (KeyError if not listed)."""
@@ -143,11 +181,17 @@ class MarketData:
         if state is None:
             return None
         if channel == "bbo":
-            bid, bid_size, ask, ask_size = state.bbo
-            return {"type": "bbo", "symbol": symbol, "bid": bid, "bid_size": bid_size,
-                    "ask": ask, "ask_size": ask_size}  # fmt: skip
+            return _bbo_message(symbol, state.bbo, state.bbo_seq)
         if channel == "phase":
             phase, price, volume = state.phase
             return {"type": "phase", "symbol": symbol, "phase": phase,
                     "indicative_price": price, "indicative_volume": volume}  # fmt: skip
         return None
+
+
+def _bbo_message(
+    symbol: str, bbo: tuple[int | None, int, int | None, int], seq: int
+) -> dict[str, Any]:
+    bid, bid_size, ask, ask_size = bbo
+    return {"type": "bbo", "symbol": symbol, "seq": seq, "bid": bid, "bid_size": bid_size,
+            "ask": ask, "ask_size": ask_size}  # fmt: skip

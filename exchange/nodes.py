@@ -6,6 +6,12 @@ analysts' tables are written with every block), rebuilds its venue by replaying 
 from the genesis, and serves until SIGINT or SIGTERM, when it closes its sockets and its store.
 `jinlian up DIR` starts the exchange and every voting member as separate processes and stops
 them all on Ctrl-C.
+
+The exchange always starts by recovering (docs/ledger.md, "Recovery"): it sequences nothing
+until 2f + 1 members have given back whatever blocks it signed that its store lost.
+`jinlian exchange DIR --recover` is the same start for an exchange whose store is gone for
+good (a new machine with the old key): it refuses a store that holds blocks, and rebuilds an
+empty one from the members.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Final
 
 import orjson
 
+from exchange.ack_journal import AckJournal, JournalError
 from exchange.consortium import init_consortium, venue_from_genesis
 from exchange.gateway import DEFAULT_LIMITS, Gateway, Limits
 from exchange.ledger_audit import UsageError, load_node
@@ -32,10 +39,11 @@ from exchange.venue_machine import VenueMachine
 from ledger.genesis import Genesis
 from ledger.keys import load_private_key
 from ledger.node import ExchangeNode, ReplicaNode
-from ledger.replication import Proposer, Replica
+from ledger.replication import LAG_MAX, Proposer, Replica
 from ledger.store import BlockStore
 
 STOP_GRACE_S: Final = 5.0
+ACK_JOURNAL: Final = "acks.sqlite"  # in the exchange's directory (`exchange.ack_journal`)
 # The nodes' stores survive a crash of the process (kill -9) with every acknowledged block, not
 # a power cut: FULL would fsync twice per block (docs/ledger.md, "Durability").
 SYNCHRONOUS: Final = "NORMAL"
@@ -118,18 +126,36 @@ def build_venue(
     if config.member_id != genesis.exchange.id:
         raise UsageError(f"{config.directory}: member {config.name} is not the exchange")
     key = load_private_key(config.directory / "key.pem")
-    options = {} if lag_max is None else {"lag_max": lag_max}
-    gateway = Gateway(genesis, limits=limits)
+    try:
+        journal = AckJournal.open(config.directory / ACK_JOURNAL)
+    except JournalError as error:
+        raise UsageError(str(error)) from None
+    gateway = Gateway(genesis, limits=limits, journal=journal)
     proposer = Proposer(
         genesis=genesis,
         key=key,
         store=open_store(config),
         new_machine=gateway.new_machine,
-        **options,
+        lag_max=LAG_MAX if lag_max is None else lag_max,
+        recover=True,
     )
     node = ExchangeNode(proposer, config.address, feed=feed)
     gateway.attach(node)
     return node, gateway
+
+
+def check_recoverable(config: NodeConfig) -> None:
+    """`--recover` rebuilds a lost store: refuse one that holds blocks (`UsageError`)."""
+    if not config.store_path.exists():
+        return
+    with BlockStore.open(config.store_path) as store:
+        tip = store.tip()
+    if tip is not None:
+        raise UsageError(
+            f"--recover rebuilds a lost store, but {config.store_path} holds blocks up to "
+            f"height {tip[0]}: start without --recover (a restart recovers a lost tail by "
+            "itself), or move the store away first"
+        )
 
 
 async def serve(node: ReplicaNode | ExchangeNode, what: str) -> None:
@@ -151,6 +177,14 @@ async def serve(node: ReplicaNode | ExchangeNode, what: str) -> None:
         print(f"{what} stopped at height {height}", flush=True)
 
 
+def _report_recovery(node: ExchangeNode) -> None:
+    """Say when the exchange sequences: recovery may wait for members to come up."""
+    proposer = node.proposer
+    tips = dict(sorted(proposer.recovery_tips.items()))
+    print(f"exchange recovered at height {proposer.height} (certified {proposer.certified}; "
+          f"members' tips {tips}): sequencing", flush=True)  # fmt: skip
+
+
 def run_node(directory: Path) -> int:
     config = load_config(directory)
     node = build_replica(config)
@@ -158,9 +192,14 @@ def run_node(directory: Path) -> int:
     return 0
 
 
-def run_exchange(directory: Path, *, feed: bool = False) -> int:
+def run_exchange(directory: Path, *, feed: bool = False, recover: bool = False) -> int:
+    """Run the exchange of `directory`; `recover`: its store was lost, rebuild it."""
     config = load_config(directory / "exchange")
+    if recover:
+        check_recoverable(config)
+        print(f"exchange: rebuilding {config.store_path} from the members", flush=True)
     node, _ = build_venue(config, feed=feed)
+    node.recovered_listeners.append(partial(_report_recovery, node))
     asyncio.run(serve(node, "exchange"))
     return 0
 

@@ -1,9 +1,10 @@
 """The venue's memory of the outcomes of settlement commands it extends.
 
-Settlement answers a command id it has seen with the original outcome and changes nothing. The
-venue adds effects of its own to two settlement commands (a fee schedule re-funds resting buys,
-a cycle updates T+1 holdings), so it remembers those outcomes too, and a replay gets the whole
-original answer. The memory is part of the venue's state: it goes into snapshots as rows.
+Settlement answers a command (`actor`, `command_id`) it has seen with the original outcome and
+changes nothing. The venue adds effects of its own to two settlement commands (a fee schedule
+re-funds resting buys, a cycle updates T+1 holdings), so it remembers those outcomes too, by
+the same key, and a replay gets the whole original answer. The memory is part of the venue's
+state: it goes into snapshots as rows.
 """
 
 from __future__ import annotations
@@ -53,21 +54,21 @@ def event_from_row(row: list[Any]) -> Any:
 
 
 class Outcomes:
-    """Command id -> (command, events), the most recent COMMAND_OUTCOMES_MAX of them."""
+    """(actor, command id) -> (command, events), the most recent COMMAND_OUTCOMES_MAX."""
 
     __slots__ = ("_rows",)
 
     def __init__(self) -> None:
-        self._rows: dict[int, Outcome] = {}
+        self._rows: dict[tuple[str, int], Outcome] = {}
 
     def get(self, command: SettlementCommand) -> tuple[Any, ...] | None:
         """The remembered events of exactly this command, or None."""
-        outcome = self._rows.get(command.command_id)
+        outcome = self._rows.get((command.actor, command.command_id))
         return outcome[1] if outcome is not None and outcome[0] == command else None
 
     def remember(self, command: SettlementCommand, events: list[Any]) -> None:
         rows = self._rows
-        rows[command.command_id] = (command, tuple(events))
+        rows[command.actor, command.command_id] = (command, tuple(events))
         if len(rows) > COMMAND_OUTCOMES_MAX:
             del rows[next(iter(rows))]
 
@@ -83,5 +84,5 @@ class Outcomes:
         for command_row, event_rows in rows:
             command = command_from_row(command_row)
             events = tuple(event_from_row(row) for row in event_rows)
-            outcomes._rows[command.command_id] = (command, events)
+            outcomes._rows[command.actor, command.command_id] = (command, events)
         return outcomes

@@ -18,7 +18,8 @@ names the outcome remembered before it, which decides what is forgotten first.
 The entities (tag: key -> value), with exactly the content of `Venue.snapshot()`:
 
 - `g`: the globals (snapshot versions, day, day open, last trade ids, counters, operator,
-  regulator, the outcome window size and the highest forgotten id). Small: rehashed each time.
+  regulator, the outcome window size and each actor's highest forgotten command id: a handful
+  of members, at most FORGOTTEN_ACTORS_MAX). Small: rehashed each time.
 - `k` symbol -> the book's instrument rules and phase; `u` symbol -> the venue's listing rules.
 - `o` order id -> symbol, side, price, open quantity, account, tif, post only, stp group and
   mode, `prev` (see above) and its lock row (account, amount, holder) in the asset its side
@@ -33,8 +34,8 @@ The entities (tag: key -> value), with exactly the content of `Venue.snapshot()`
   `h` (asset, symbol, account) -> what the account's resting orders on the GROSS instrument
   `symbol` hold in `asset` (absent when 0).
 - `t` / `n` (account, symbol) -> shares bought today / bought today but not yet delivered.
-- `s` / `v` command id -> `prev` command id, command row and event rows: settlement's and
-  the venue's remembered outcomes, in the order they were remembered.
+- `s` / `v` [actor, command id] -> `prev` [actor, command id], command row and event rows:
+  settlement's and the venue's remembered outcomes, in the order they were remembered.
 
 Security: the multiset hash is collision resistant if finding a non-trivial combination of
 entries that sums to 0 modulo 2^m is hard. Wagner's generalised birthday algorithm finds such
@@ -102,6 +103,7 @@ _shake = hashlib.shake_256
 _from_bytes = int.from_bytes
 
 Key = tuple[Any, ...]
+OutcomeKey = tuple[str, int]  # (actor, command id): a remembered command outcome
 BUY: Final = Side.BUY
 _BUY: Final = int(Side.BUY)
 Level = tuple[str, int, int]  # symbol, side, price
@@ -135,7 +137,7 @@ SETTLEMENT_KEYS: Final = frozenset(
         "cycle_id",
         "cycle_trade_count",
         "outcomes_max",
-        "forgotten_id_max",
+        "forgotten_ids",
         "outcomes",
     }
 )
@@ -205,7 +207,7 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
             settlement["cycle_id"],
             settlement["cycle_trade_count"],
             settlement["outcomes_max"],
-            settlement["forgotten_id_max"],
+            settlement["forgotten_ids"],
         ),
     )
     registries = {row["asset"]: row for row in settlement["assets"]}
@@ -247,7 +249,7 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
         yield ("n", account, symbol), _dumps(["n", account, symbol, quantity])
     prev_id = None
     for command_row, event_rows in snapshot["outcomes"]:
-        command_id = command_row["command_id"]
+        command_id = (command_row["actor"], command_row["command_id"])
         yield ("v", command_id), _dumps(["v", command_id, prev_id, command_row, event_rows])
         prev_id = command_id
     for account, broker, frozen in settlement["accounts"]:
@@ -280,7 +282,8 @@ def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
         for account, amount in row["positions"]:
             yield ("p", asset, account), _dumps(["p", asset, account, amount])
     prev_id = None
-    for command_id, command_row, event_rows in settlement["outcomes"]:
+    for key, command_row, event_rows in settlement["outcomes"]:
+        command_id = tuple(key)  # [actor, command id]
         yield ("s", command_id), _dumps(["s", command_id, prev_id, command_row, event_rows])
         prev_id = command_id
 
@@ -404,8 +407,8 @@ class StateCommitment:
         self._today: set[tuple[str, str]] = set()
         self._today_all = False
         self._cycle = False
-        self._outcome_ids: set[int] = set()
-        self._venue_outcome_ids: set[int] = set()
+        self._outcome_ids: set[OutcomeKey] = set()
+        self._venue_outcome_ids: set[OutcomeKey] = set()
         self._build()
 
     def _build(self) -> None:
@@ -435,10 +438,10 @@ class StateCommitment:
         self._bought_keys.update((a, s) for a, s, _ in snapshot["bought_today"])
         self._pending_keys.update((a, s) for a, s, _ in snapshot["pending_today"])
         self._settlement_outcomes.ids.update(
-            dict.fromkeys(row[0] for row in snapshot["settlement"]["outcomes"])
+            dict.fromkeys(tuple(row[0]) for row in snapshot["settlement"]["outcomes"])
         )
         self._venue_outcomes.ids.update(
-            dict.fromkeys(row[0]["command_id"] for row in snapshot["outcomes"])
+            dict.fromkeys((row[0]["actor"], row[0]["command_id"]) for row in snapshot["outcomes"])
         )
         for section in (self._settlement_outcomes, self._venue_outcomes):
             prev = None
@@ -514,7 +517,8 @@ class StateCommitment:
         command_id = getattr(command, "command_id", None)
         if command_id is None:
             return
-        self._outcome_ids.add(command_id)
+        key = (command.actor, command_id)  # outcomes are remembered per actor
+        self._outcome_ids.add(key)
         asset = getattr(command, "asset", None)
         if asset is not None:
             self._assets.add(asset)
@@ -526,7 +530,7 @@ class StateCommitment:
                     self._pairs.add((asset, account))
         kind = type(command)
         if kind is sc.SetFeeSchedule or kind is sc.SettleCycle:
-            self._venue_outcome_ids.add(command_id)
+            self._venue_outcome_ids.add(key)
         if kind is sc.SetFeeSchedule and command.asset in self.venue._rules:
             # a new schedule re-funds every resting buy of the instrument
             symbol = command.asset
@@ -615,7 +619,7 @@ class StateCommitment:
                 settlement.cycle_id,
                 settlement.cycle_trade_count,
                 settlement._outcomes_max,
-                settlement._forgotten_id_max,
+                settlement.forgotten_ids(),
             ),
         )
         self._clear()
@@ -874,14 +878,14 @@ class _OrderedSection:
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
-        self.ids: dict[int, None] = {}
-        self.prev: dict[int, int | None] = {}
+        self.ids: dict[Any, None] = {}  # OutcomeKey
+        self.prev: dict[Any, Any] = {}  # OutcomeKey -> OutcomeKey | None
 
     def sync(
         self,
         commitment: StateCommitment,
-        table: dict[int, Any],
-        touched: set[int],
+        table: dict[Any, Any],  # OutcomeKey -> outcome
+        touched: set[Any],  # OutcomeKey
         value: Any,
     ) -> None:
         if not touched:
@@ -893,6 +897,7 @@ class _OrderedSection:
             if first in table:
                 break
             del ids[first], prev_of[first]
+            rehash.discard(first)  # a head promoted by an earlier round, forgotten too
             commitment._update((tag, first), None)
             if ids:
                 head = next(iter(ids))

@@ -369,14 +369,14 @@ class Venue:
                 need = order.quantity * (
                     order.price + -(-order.price * rules.security.fees.commission_bps // BPS)
                 )
-                events = self.matching.cancel_checked(order)
+                events = self.matching.cancel_checked(order, command.reason)
                 rules.cash_holds.give_back(order.account, need)
             else:
                 need = order.quantity
-                events = self.matching.cancel_checked(order)
+                events = self.matching.cancel_checked(order, command.reason)
                 rules.share_holds.give_back(order.account, need)
             return events  # type: ignore[return-value]
-        events = self.matching.cancel_checked(order)
+        events = self.matching.cancel_checked(order, command.reason)
         rules.escrow(order.side).release_all(order.order_id)
         return events  # type: ignore[return-value]
 

@@ -38,7 +38,7 @@ from matching.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
-from matching.types import OrderKind, Phase, Side, StpMode, TimeInForce
+from matching.types import CancelReason, OrderKind, Phase, Side, StpMode, TimeInForce
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
@@ -46,6 +46,8 @@ TEXT_LENGTH_MAX = 64
 LINE_BYTES_MAX = 64 * 1024
 
 EnumType = TypeVar("EnumType", bound=IntEnum)
+# the reasons a cancel command may carry; the others are the venue's own
+COMMAND_CANCEL_REASONS = (CancelReason.REQUESTED, CancelReason.CANCEL_ON_DISCONNECT)
 
 EVENT_TYPES: dict[type, str] = {
     InstrumentAdded: "instrument_added",
@@ -184,7 +186,18 @@ def _place(fields: _Fields) -> PlaceOrder:
 
 
 def _cancel(fields: _Fields) -> CancelOrder:
-    return CancelOrder(order_id=fields.required_integer("order_id"), symbol=fields.text("symbol"))
+    command = CancelOrder(
+        order_id=fields.required_integer("order_id"),
+        symbol=fields.text("symbol"),
+        reason=fields.choice("reason", CancelReason, CancelReason.REQUESTED),
+    )
+    if command.reason not in COMMAND_CANCEL_REASONS:
+        allowed = ", ".join(reason.name.lower() for reason in COMMAND_CANCEL_REASONS)
+        raise _FieldError(
+            "reason",
+            f"a cancel's reason must be one of {allowed}; got {command.reason.name.lower()!r}",
+        )
+    return command
 
 
 def _amend(fields: _Fields) -> AmendOrder:
@@ -338,6 +351,8 @@ def command_to_dict(command: Command) -> dict[str, Any]:
         value = getattr(command, name)
         if value is not None:
             data[name] = _plain(value)
+    if data.get("reason") == "requested":  # a cancel's default: as every cancel was written
+        del data["reason"]
     return data
 
 

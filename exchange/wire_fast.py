@@ -31,7 +31,7 @@ from exchange import wire
 from exchange.venue_types import BrokerCommand
 from ledger.canonical import INTEGER_MAX, INTEGER_MIN, canonical_bytes
 from matching.commands import AmendOrder, CancelOrder, PlaceOrder
-from matching.types import OrderKind, Side, StpMode, TimeInForce
+from matching.types import CancelReason, OrderKind, Side, StpMode, TimeInForce
 
 _SORTED: Final = orjson.OPT_SORT_KEYS
 _TEXT_MAX: Final = wire.TEXT_LENGTH_MAX
@@ -52,6 +52,7 @@ _LIMIT: Final = OrderKind.LIMIT
 _DAY: Final = TimeInForce.DAY
 _IOC: Final = TimeInForce.IOC
 _CANCEL_NEWEST: Final = StpMode.CANCEL_NEWEST
+_REQUESTED: Final = CancelReason.REQUESTED  # a cancel with a `reason` takes the slow path
 
 _PLACE_FIELDS: Final = frozenset(
     {
@@ -200,7 +201,7 @@ def _cancel(data: dict[str, Any]) -> BrokerCommand | None:
     broker, order_id, symbol = get("broker"), get("order_id"), get("symbol")
     if not (_text(broker) and _integer(order_id) and _text(symbol)):
         return None
-    return _new_broker_command(broker, _new_cancel(order_id, symbol), "")  # type: ignore[no-any-return]
+    return _new_broker_command(broker, _new_cancel(order_id, symbol, _REQUESTED), "")  # type: ignore[no-any-return]
 
 
 def _amend(data: dict[str, Any]) -> BrokerCommand | None:

@@ -170,18 +170,19 @@ class Feed:
 
 
 async def wait_until_up(addresses: Iterable[str], timeout_s: float = 60.0) -> None:
-    """Return once every node answers `/status`; RuntimeError naming the first that does
-    not within `timeout_s`."""
+    """Return once every node answers `/status` (the exchange: once it has recovered, so it
+    sequences); RuntimeError naming the first that does not within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     for address in addresses:
         while True:
             try:
-                await status(address)
-                break
+                if not (await status(address)).get("recovering", False):
+                    break
             except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{address} did not start") from None
-                await asyncio.sleep(0.05)
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{address} did not start") from None
+            await asyncio.sleep(0.05)
 
 
 async def status(

@@ -12,10 +12,12 @@ A JSON object with exactly these fields (docs/ledger.md has an example):
   the ledger checks only that they have a canonical form (no floats).
 
 Rules, checked when a `Genesis` is built (so by `parse_genesis` too): ids, names, addresses
-and account numbers unique; no public key used twice (a key that was two voters could vote
-twice); exactly one member has the role `exchange`, and it proposes every block; the number of
-voting members n is 3f + 1 (1, 4, 7, ...): n = 1 tolerates no fault and is meant for
-development, n = 4 is the smallest consortium that survives one faulty member.
+and account numbers unique (a name once among members and brokers together: a logon, an
+admin command's `actor` and a report log each name one identity); no public key used twice
+(a key that was two voters could vote twice); exactly one member has the role `exchange`,
+and it proposes every block; the number of voting members n is 3f + 1 (1, 4, 7, ...): n = 1
+tolerates no fault and is meant for development, n = 4 is the smallest consortium that
+survives one faulty member.
 
 The genesis hash, the parent of block 1, is SHA-256 of the canonical bytes of the file's JSON
 value (every field is required and nothing has a default, so the file and the parsed `Genesis`
@@ -249,13 +251,15 @@ def _check_genesis(genesis: Genesis) -> None:
             "$.chain_id", f"{_show(genesis.chain_id)} is not 1 to 64 printable ASCII"
         )
     keys: dict[PublicKey, str] = {}
-    _check_members(genesis.members, keys)
-    _check_brokers(genesis.brokers, keys)
+    names: dict[str, str] = {}  # members and brokers share one name space
+    _check_members(genesis.members, keys, names)
+    _check_brokers(genesis.brokers, keys, names)
 
 
-def _check_members(members: tuple[Member, ...], keys: dict[PublicKey, str]) -> None:
+def _check_members(
+    members: tuple[Member, ...], keys: dict[PublicKey, str], names: dict[str, str]
+) -> None:
     ids: dict[int, str] = {}
-    names: dict[str, str] = {}
     addresses: dict[str, str] = {}
     for index, member in enumerate(members):
         path = f"$.members[{index}]"
@@ -279,9 +283,10 @@ def _check_members(members: tuple[Member, ...], keys: dict[PublicKey, str]) -> N
     assert 3 * faults_tolerated(voters) + 1 == voters
 
 
-def _check_brokers(brokers: tuple[Broker, ...], keys: dict[PublicKey, str]) -> None:
+def _check_brokers(
+    brokers: tuple[Broker, ...], keys: dict[PublicKey, str], names: dict[str, str]
+) -> None:
     ids: dict[int, str] = {}
-    names: dict[str, str] = {}
     accounts: dict[int, str] = {}
     for index, broker in enumerate(brokers):
         path = f"$.brokers[{index}]"

@@ -73,7 +73,7 @@ HANDSHAKES_PENDING_MAX: Final = 8  # unauthenticated /ledger sockets at once; mo
 # redialled (its link may be broken in a way the socket does not show)
 VOTE_SILENCE_S: Final = 5.0
 SILENCE_CHECK_S: Final = 10 * TICK_S
-PUBLIC_STATUS: Final = ("member", "height", "certified", "lag", "degraded")  # as /health shows
+PUBLIC_STATUS: Final = ("member", "height", "certified", "lag", "degraded", "recovering")  # /health
 WS_GOING_AWAY: Final = 1001
 WS_POLICY_VIOLATION: Final = 1008
 
@@ -566,13 +566,19 @@ class ExchangeNode(_Shell):
         # the exchange's gateway turns blocks into reports and finality notices
         self.stored_listeners: list[Callable[[Block], None]] = []
         self.final_listeners: list[Callable[[QuorumCertificate], None]] = []
+        # called once recovery is over (the gateway settles the orders lost on every copy)
+        self.recovered_listeners: list[Callable[[], None]] = []
+        self.ready = asyncio.Event()  # set once recovered: sequencing is open
         if feed:
             self.app.router.add_get("/submit", self._submit)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
+        recovering = self.proposer.recovering
         unvoted = self.proposer.unvoted
         before = len(unvoted)
         sends = self.proposer.receive(sender, message)
+        if recovering:
+            self._recovered()
         if len(unvoted) < before:  # a certificate formed: its commands are final
             self.wake.set()  # room in the pipeline for a partial block
             now = time.monotonic_ns()
@@ -587,7 +593,33 @@ class ExchangeNode(_Shell):
         return sends
 
     def tick(self) -> list[Send]:
-        return self.proposer.tick()
+        recovering = self.proposer.recovering
+        sends = self.proposer.tick()
+        if recovering:
+            self._recovered()
+        return sends
+
+    def _recovered(self) -> None:
+        """Hand the blocks recovery stored to the listeners, as if cut here, then their
+        certificates; once recovery is over, open sequencing."""
+        proposer = self.proposer
+        blocks, proposer.recovered = proposer.recovered, []
+        for block in blocks:
+            for listener in self.stored_listeners:
+                listener(block)
+        for block in blocks:
+            certificate = proposer.store.certificate(block.header.height)
+            if certificate is not None:
+                for final in self.final_listeners:
+                    final(certificate)
+        if not proposer.recovering and not self.ready.is_set():
+            log.warning("recovered at height %s (certified %s) from members %s",
+                        proposer.height, proposer.certified,
+                        dict(sorted(proposer.recovery_tips.items())))  # fmt: skip
+            for recovered in self.recovered_listeners:
+                recovered()
+            self.ready.set()
+            self.wake.set()
 
     def status(self, after: int = 0) -> dict[str, Any]:
         """`after`: finality percentiles over the blocks above this height only."""
@@ -598,6 +630,7 @@ class ExchangeNode(_Shell):
             "certified": proposer.certified,
             "lag": proposer.lag,
             "degraded": proposer.degraded,
+            "recovering": proposer.recovering,
             "queued": len(proposer.queue),
             "members_connected": sorted(self.links),
             "peers": self.peer_status(),
@@ -608,11 +641,14 @@ class ExchangeNode(_Shell):
         }
 
     async def start(self) -> None:
+        """Serve, dial every member, and recover (`Proposer.recovering`): nothing is
+        sequenced until 2f + 1 members have answered (`ready`)."""
         await super().start()
         for member in self.proposer.voters:
             if member != self.member_id:
                 self.spawn(self._dial(member))
         self.spawn(self._cutter())
+        self.route(self.tick())  # ask the members at once, not a tick later
 
     def peer_status(self) -> dict[str, dict[str, Any]]:
         """Per voting member, by name: connected, authenticated, last vote, clock offset."""

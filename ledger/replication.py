@@ -27,6 +27,18 @@ the member's clock may be the wrong one. Each tick re-checks it. A block that co
 valid certificate is taken whatever its time: a quorum of members has already accepted it. The
 exchange never lets block time go back nor stand still: `next_block_time`.
 
+A restarted exchange first **recovers** (`Proposer(recover=True)`, what the processes do):
+its store may have lost its last blocks (a power cut with `synchronous=NORMAL`, or a new
+machine with an empty store), while members hold them. Before it sequences anything it asks
+every voting member for the blocks above its first uncertified height (`Fetch`), checks every
+block it gets exactly as a member would (its own signature, the parent link, the commands
+root, re-execution to the same state hash), stores it, adds the certificate that comes with
+it, and re-proposes the uncertified ones unchanged. It is done once 2f + 1 members have told
+it their tip and it holds every block they offered (every member, or the quorum and
+`RECOVERY_GRACE_TICKS` more ticks for the others). So it never signs a second block at a
+height one of those members stored. Until then `submit` is refused (`recovering`) and `cut`
+makes nothing.
+
 What is evidence (stored, never voted for): a validly signed block that does not link or does
 not match its commands (`invalid_block`), one whose re-execution differs (`diverged`), two
 different signed headers at one height (`equivocation`), and a signed vote for a header the
@@ -73,6 +85,9 @@ BLOCK_TIME_AHEAD_MAX_NS: Final = 2 * 10**9  # how far ahead of a member's clock 
 # block time advances by 1/SLEW_DIVISOR of the real time elapsed, so it stays monotonic, keeps
 # moving, and meets the clock again after SLEW_DIVISOR / (SLEW_DIVISOR - 1) times the offset.
 SLEW_DIVISOR: Final = 2
+# ticks a recovering exchange waits for the members that have not answered once 2f + 1 have:
+# a block stored only by a member that is slow to answer is still found
+RECOVERY_GRACE_TICKS: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +100,24 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Why the exchange did not take a command: `busy` (queue full) or `degraded`."""
+    """Why the exchange did not take a command: `busy` (queue full), `degraded`,
+    `malformed` or `recovering` (start-up: members have not yet answered)."""
 
     code: str
     message: str
 
 
 MachineFactory = Callable[[], StateMachine]
+
+
+class RecoveryError(Exception):
+    """A block this exchange signed, fetched from a member while recovering, does not
+    re-execute to its signed state hash: the exchange's machine is not the one that made it
+    (another version, or a corrupt store). Fatal: sequencing on would fork the ledger."""
+
+    def __init__(self, height: int, reason: str) -> None:
+        super().__init__(f"recovering block {height}: {reason}")
+        self.height = height
 
 
 def replay(
@@ -393,6 +419,7 @@ class Proposer:
         block_commands: int = BLOCK_COMMANDS,
         queue_max: int = QUEUE_MAX,
         lag_max: int = LAG_MAX,
+        recover: bool = False,
     ) -> None:
         self.genesis = genesis
         self.key = key
@@ -418,6 +445,12 @@ class Proposer:
             self._await_votes(block, sent=False)  # re-proposed at the first tick
         self.certified = store.certified_height()
         self.latest_certificate = store.certificate(self.certified) if self.certified else None
+        self.recovering = recover
+        self.recovery_tips: dict[int, int] = {}  # member -> the tip it last reported
+        self.recovery_done: set[int] = set()  # members whose blocks we hold (or refused)
+        self.recovery_asked: dict[int, int] = {}  # member -> tick of the unanswered fetch
+        self.recovery_quorum_tick: int | None = None  # when 2f + 1 members were done
+        self.recovered: list[Block] = []  # stored while recovering; the shell takes them
 
     @property
     def height(self) -> int:
@@ -444,6 +477,8 @@ class Proposer:
             except CanonicalError as error:
                 where = f"commands[{index}]{error.path[1:]}"
                 return Refused("malformed", f"{where}: {error.reason}")
+        if self.recovering:
+            return Refused("recovering", self.recovery_progress())
         if self.degraded:
             return Refused(
                 "degraded",
@@ -465,7 +500,7 @@ class Proposer:
         none). Once this returns, the block's commands are acknowledged: they survive a crash.
         `time_ns` comes from the shell's clock; the block's time is `next_block_time`: the
         clock's, or, while the clock is behind the parent's time, slewed towards it."""
-        if not self.queue:
+        if not self.queue or self.recovering:
             return None, []
         commands = self.queue[: self.block_commands]
         encoded = self.queue_bytes[: self.block_commands]
@@ -504,15 +539,21 @@ class Proposer:
             case Fetch(start, limit):
                 page = self.store.blocks_from(start, min(limit, BLOCKS_PAGE_MAX))
                 return [Send(sender, Blocks(tuple(page), self.height, self.certified))]
+            case Blocks(blocks, tip, _) if self.recovering and sender in self.voters:
+                return self._recovery_page(sender, blocks, tip)
             case _:
                 return []
 
     def tick(self) -> list[Send]:
         """Re-propose uncertified blocks to members that have not voted for them, oldest
         first, at most once per `REPROPOSE_TICKS` ticks each, and remind everyone of the
-        latest certificate."""
+        latest certificate. While recovering: ask the members that have not answered."""
         self.ticks += 1
-        sends: list[Send] = []
+        if self.recovering:
+            sends = self._recovery_tick()
+            if self.recovering:
+                return sends
+        sends = []
         for height in sorted(self.unvoted)[:REPROPOSE_MAX]:
             if self.ticks - self.proposed_at[height] < REPROPOSE_TICKS:
                 continue
@@ -531,6 +572,8 @@ class Proposer:
             return []  # noise: anyone can send bytes
         height = self.proposed.get(vote.header_hash)
         if height is None:
+            if self.recovering:
+                return []  # perhaps for a block we lost and have not fetched back yet
             if self.store.has_header_hash(vote.header_hash):
                 return []  # a late vote for a block already certified: no need to check it
             if vote.verify(key):
@@ -543,12 +586,121 @@ class Proposer:
         votes[vote.member] = vote
         if len(votes) < self.quorum:
             return []
-        block = self.unvoted.pop(height)
-        del self.votes[height], self.proposed[vote.header_hash], self.proposed_at[height]
+        block = self.unvoted[height]
         certificate = certify(block.header, votes.values())
+        self._certified(certificate)
+        message = Certified(certificate)
+        return [Send(member, message) for member in self.voters if member != self.member_id]
+
+    def _certified(self, certificate: QuorumCertificate) -> None:
+        """Store a checked certificate of an uncertified stored block."""
+        height = certificate.height
+        del self.unvoted[height], self.votes[height], self.proposed_at[height]
+        del self.proposed[certificate.header_hash]
         self.store.add_certificate(certificate)
         if height > self.certified:
             self.certified = height
             self.latest_certificate = certificate
-        message = Certified(certificate)
-        return [Send(member, message) for member in self.voters if member != self.member_id]
+
+    # ---- recovery ----
+
+    def recovery_progress(self) -> str:
+        """What recovery waits for, for the `recovering` refusal and the health check."""
+        return (
+            f"recovering: {len(self.recovery_done)} of {self.quorum} members needed have "
+            f"answered (tips {dict(sorted(self.recovery_tips.items()))}), height {self.height}"
+        )
+
+    def _recovery_start(self) -> int:
+        """Where to fetch from: the first stored block without a certificate (a member may
+        hold the certificate we lost), else the block after the tip."""
+        heights = sorted(self.unvoted)
+        return heights[0] if heights else self.height + 1
+
+    def _recovery_tick(self) -> list[Send]:
+        self._recovery_check()
+        if not self.recovering:
+            return []  # recovered: this tick re-proposes the uncertified blocks
+        start = self._recovery_start()
+        sends: list[Send] = []
+        for member in self.voters:
+            if member == self.member_id or member in self.recovery_done:
+                continue
+            asked = self.recovery_asked.get(member)
+            if asked is None or self.ticks - asked >= FETCH_TICKS:
+                self.recovery_asked[member] = self.ticks
+                sends.append(Send(member, Fetch(start, BLOCKS_PAGE_MAX)))
+        return sends
+
+    def _recovery_page(self, sender: int, blocks: Sequence[StoredBlock], tip: int) -> list[Send]:
+        """A member's page: add every block that extends our chain, and its certificate; ask
+        that member again while it offers more."""
+        self.recovery_asked.pop(sender, None)
+        self.recovery_tips[sender] = tip
+        progress = False
+        for stored in blocks:
+            height = stored.block.header.height
+            if height > self.height + 1:
+                break
+            if height <= self.height:
+                progress |= self._recovered_certificate(stored)
+                continue
+            if not self._recovered_block(stored):
+                break
+            progress = True
+        stale = bool(blocks) and blocks[-1].block.header.height <= self.height < tip
+        if tip > self.height and (progress or stale):
+            self.recovery_asked[sender] = self.ticks
+            return [Send(sender, Fetch(self._recovery_start(), BLOCKS_PAGE_MAX))]
+        self.recovery_done.add(sender)  # nothing more it can give us
+        self._recovery_check()
+        return []
+
+    def _recovered_block(self, stored: StoredBlock) -> bool:
+        """Check, re-execute and store a block we signed; False if it is not ours or does not
+        extend our chain (a member's lie or garbage: ignored, as a member would)."""
+        block = stored.block
+        error = check_block(
+            block,
+            parent=self.tip_header,
+            genesis_hash=self.genesis.hash,
+            proposer=self.member_id,
+            proposer_key=self.genesis.exchange.public_key,
+        )
+        if error is not None:
+            return False
+        header = block.header
+        execution, divergence = re_execute(self.machine, header, block.commands)
+        if divergence is not None:
+            raise RecoveryError(header.height, str(divergence))
+        self.store.append(block, execution.events)
+        self.tip_header = header
+        self.recovered.append(block)
+        self._await_votes(block, sent=False)
+        self._recovered_certificate(stored)
+        return True
+
+    def _recovered_certificate(self, stored: StoredBlock) -> bool:
+        """Keep the certificate that came with a stored block we lack one for."""
+        certificate = stored.certificate
+        height = stored.block.header.height
+        if certificate is None or height not in self.unvoted:
+            return False
+        header = self.unvoted[height].header
+        if check_certificate(certificate, header, self.voters, self.quorum) is not None:
+            return False
+        self._certified(certificate)
+        return True
+
+    def _recovery_check(self) -> None:
+        """Done once 2f + 1 members have given all they hold, and either every member has or
+        `RECOVERY_GRACE_TICKS` ticks have passed since."""
+        done = len(self.recovery_done)
+        if done < self.quorum:
+            return
+        if self.recovery_quorum_tick is None:
+            self.recovery_quorum_tick = self.ticks
+        members = sum(1 for member in self.voters if member != self.member_id)
+        waited = self.ticks - self.recovery_quorum_tick
+        if done >= members or waited >= RECOVERY_GRACE_TICKS:
+            self.recovering = False

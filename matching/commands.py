@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from matching.types import OrderKind, Phase, Side, StpMode, TimeInForce
+from matching.types import CancelReason, OrderKind, Phase, Side, StpMode, TimeInForce
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,8 +41,13 @@ class PlaceOrder:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelOrder:
+    """Cancel a resting order for its owner. `reason` is what the cancellation reports: the
+    owner's request, or the gateway's cancel-on-disconnect on the owner's behalf (the only two
+    a command may give; the venue's own reasons come from the venue)."""
+
     order_id: int
     symbol: str
+    reason: CancelReason = CancelReason.REQUESTED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

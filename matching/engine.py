@@ -176,10 +176,10 @@ class MatchingEngine:
             return RejectReason.POST_ONLY_WOULD_TAKE
         return None
 
-    def cancel(
-        self, command: CancelOrder, why: CancelReason = CancelReason.REQUESTED
-    ) -> list[Event]:
-        """Cancel a live order (`why`: requested by its owner, or the venue's reason)."""
+    def cancel(self, command: CancelOrder, why: CancelReason | None = None) -> list[Event]:
+        """Cancel a live order (`why`: the venue's reason; None: the command's own)."""
+        if why is None:
+            why = command.reason
         if command.symbol not in self._books:
             reason = RejectReason.UNKNOWN_INSTRUMENT
         else:

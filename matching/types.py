@@ -81,6 +81,7 @@ class CancelReason(IntEnum):
     FILL_OR_KILL = 3  # a fok order that could not fill completely
     SELF_TRADE = 4  # self-trade prevention
     UNFUNDED = 5  # the venue cancelled an order its account could no longer fund
+    CANCEL_ON_DISCONNECT = 6  # requested for its owner by the gateway: the session went away
 
 
 def name_of(member: IntEnum) -> str:

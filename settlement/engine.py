@@ -3,7 +3,7 @@
 Pure: the same state and the same command give the same events on every machine. Two doors:
 
 - `apply(command) -> list[Event]`: every command, validated in a fixed order, idempotent by
-  `command_id` (see `_remember`).
+  (`actor`, `command_id`): each member numbers its own commands (see `_remember`).
 - The hot path for the venue, which is the operator: `lock`, `release`, `release_all` and
   `settle_trade` return a `RejectReason` or None (or an int) and build no event. Each is O(1),
   a handful of dict operations; the venue emits its own events, except that
@@ -81,7 +81,8 @@ from settlement.types import (
     SettlementMode,
 )
 
-SNAPSHOT_VERSION = 2  # 2: registries keep the operator's holds (`OrderHolds`)
+SNAPSHOT_VERSION = 3  # 2: registries keep the operator's holds; 3: outcomes per actor
+FORGOTTEN_ACTORS_MAX = 256  # actors with a floor of their own; the rest share one (`_remember`)
 
 _GROSS = SettlementMode.GROSS
 _CASH_NET = SettlementMode.CASH_NET
@@ -105,7 +106,8 @@ class SettlementEngine:
         "_brokers",
         "_cycle_id",
         "_cycle_trade_count",
-        "_forgotten_id_max",
+        "_forgotten",
+        "_forgotten_other",
         "_frozen",
         "_operator",
         "_outcomes",
@@ -132,41 +134,65 @@ class SettlementEngine:
         self._trade_count = 0
         self._cycle_id = 1  # the open cycle
         self._cycle_trade_count = 0
-        self._outcomes: dict[int, tuple[Command, tuple[Event, ...]]] = {}
+        # (actor, command id) -> (command, events), oldest first
+        self._outcomes: dict[tuple[str, int], tuple[Command, tuple[Event, ...]]] = {}
         self._outcomes_max = command_outcomes_max
-        self._forgotten_id_max: int | None = None
+        self._forgotten: dict[str, int] = {}  # actor -> the highest of its ids forgotten
+        self._forgotten_other: int | None = None  # the floor of every actor not in _forgotten
 
     # ----------------------------------------------------------------- commands
 
     def apply(self, command: Command) -> list[Event]:
-        """Apply one command; return its events. Idempotent by `command_id`: an id seen before
-        returns the original events and changes nothing (or COMMAND_ID_REUSED if the contents
-        differ); an id at or below one forgotten by the bounded window is COMMAND_ID_TOO_OLD.
+        """Apply one command; return its events. Idempotent by (`actor`, `command_id`), so
+        members never share an id: an id the actor used before returns the original events and
+        changes nothing (or COMMAND_ID_REUSED if the contents differ); an id at or below the
+        highest of the actor's ids forgotten by the bounded window is COMMAND_ID_TOO_OLD.
         O(1) plus the command's own cost (a cycle is O(positions log positions))."""
-        remembered = self._outcomes.get(command.command_id)
+        key = (command.actor, command.command_id)
+        remembered = self._outcomes.get(key)
         if remembered is not None:
             if remembered[0] == command:
                 return list(remembered[1])
             return [_rejected(command, _R.COMMAND_ID_REUSED)]
-        forgotten = self._forgotten_id_max
+        forgotten = self._forgotten.get(command.actor, self._forgotten_other)
         if forgotten is not None and command.command_id <= forgotten:
             return [_rejected(command, _R.COMMAND_ID_TOO_OLD)]
         events = self._dispatch(command)
-        self._remember(command, events)
+        self._remember(key, command, events)
         return events
 
-    def _remember(self, command: Command, events: list[Event]) -> None:
-        """Keep the outcome of the last `command_outcomes_max` ids. The oldest is forgotten
-        first and raises the floor below which ids are refused: command ids come from the
-        sequencer in increasing order, so a retry is recent, and a forgotten id can never be
-        applied a second time."""
+    def _remember(self, key: tuple[str, int], command: Command, events: list[Event]) -> None:
+        """Keep the outcomes of the last `command_outcomes_max` commands, of every actor. The
+        oldest is forgotten first and raises its actor's floor, at or below which the actor's
+        ids are refused: each member numbers its commands in increasing order, so a retry is
+        recent, and a forgotten command can never be applied a second time.
+
+        Floors are bounded too: beyond FORGOTTEN_ACTORS_MAX actors, the lowest floor (the
+        first actor by name among equals) is merged into the floor that every actor without
+        one of its own shares. That only ever refuses more: safe, and reached only with more
+        actors than a genesis has members."""
         outcomes = self._outcomes
-        outcomes[command.command_id] = (command, tuple(events))
-        if len(outcomes) > self._outcomes_max:
-            oldest = next(iter(outcomes))
-            del outcomes[oldest]
-            forgotten = self._forgotten_id_max
-            self._forgotten_id_max = oldest if forgotten is None else max(forgotten, oldest)
+        outcomes[key] = (command, tuple(events))
+        if len(outcomes) <= self._outcomes_max:
+            return
+        actor, oldest = next(iter(outcomes))
+        del outcomes[actor, oldest]
+        floors = self._forgotten
+        floor = floors.get(actor, self._forgotten_other)
+        floors[actor] = oldest if floor is None else max(floor, oldest)
+        if len(floors) > FORGOTTEN_ACTORS_MAX:
+            lowest = min(floors, key=lambda name: (floors[name], name))
+            other = self._forgotten_other
+            merged = floors.pop(lowest)
+            self._forgotten_other = merged if other is None else max(other, merged)
+
+    def forgotten_ids(self) -> list[list[Any]]:
+        """[[actor, highest forgotten id], ...] by actor, then [None, the shared floor] if
+        there is one: JSON-ready, as in the snapshot."""
+        rows: list[list[Any]] = [[actor, floor] for actor, floor in sorted(self._forgotten.items())]
+        if self._forgotten_other is not None:
+            rows.append([None, self._forgotten_other])
+        return rows
 
     def _dispatch(self, command: Command) -> list[Event]:
         match command:
@@ -869,10 +895,10 @@ class SettlementEngine:
             "cycle_id": self._cycle_id,
             "cycle_trade_count": self._cycle_trade_count,
             "outcomes_max": self._outcomes_max,
-            "forgotten_id_max": self._forgotten_id_max,
+            "forgotten_ids": self.forgotten_ids(),
             "outcomes": [
-                [command_id, to_row(command), [to_row(event) for event in events]]
-                for command_id, (command, events) in self._outcomes.items()
+                [list(key), to_row(command), [to_row(event) for event in events]]
+                for key, (command, events) in self._outcomes.items()
             ],
         }
 
@@ -899,10 +925,14 @@ class SettlementEngine:
         engine._trade_count = snapshot["trade_count"]
         engine._cycle_id = snapshot["cycle_id"]
         engine._cycle_trade_count = snapshot["cycle_trade_count"]
-        engine._forgotten_id_max = snapshot["forgotten_id_max"]
-        for command_id, command_row, event_rows in snapshot["outcomes"]:
+        for actor, floor in snapshot["forgotten_ids"]:
+            if actor is None:
+                engine._forgotten_other = floor
+            else:
+                engine._forgotten[actor] = floor
+        for (actor, command_id), command_row, event_rows in snapshot["outcomes"]:
             events = tuple(event_from_row(row) for row in event_rows)
-            engine._outcomes[command_id] = (command_from_row(command_row), events)
+            engine._outcomes[actor, command_id] = (command_from_row(command_row), events)
         return engine
 
     def state_hash(self) -> str:
@@ -937,8 +967,11 @@ class SettlementEngine:
         assert 0 <= self._cycle_trade_count <= self._trade_count, f"{self._cycle_trade_count=}"
         assert self._cycle_id >= 1, f"{self._cycle_id=}"
         assert len(self._outcomes) <= self._outcomes_max, f"{len(self._outcomes)} outcomes"
-        forgotten = self._forgotten_id_max
-        assert forgotten is None or all(i > forgotten for i in self._outcomes), "stale outcome"
+        assert len(self._forgotten) <= FORGOTTEN_ACTORS_MAX, f"{len(self._forgotten)} floors"
+        for (actor, command_id), (command, _) in self._outcomes.items():
+            assert (command.actor, command.command_id) == (actor, command_id), (actor, command_id)
+        # A remembered outcome may lie at or below its actor's floor (a member that sent its
+        # ids out of order): it still answers its retry, since `apply` looks it up first.
 
 
 def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:

@@ -39,7 +39,7 @@ SECOND_NS = 1_000_000_000
 GROSS, NET = SYMBOLS[0], SYMBOLS[1]  # 600000.SH (gross), 000001.SZ (cash_net)
 MAKER, NOISE_BUYER, NOISE_SELLER, SPOOF_TAKER = "10001", "20001", "40001", "10002"
 SPOOFER, WASH_SELLER, WASH_BUYER, CLOSER = "20002", "30001", "30002", "40002"
-REPLICAS = ("depository1", "regulator1", "broker1")
+REPLICAS = ("depository1", "regulator1", "broker-node1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

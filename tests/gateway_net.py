@@ -4,6 +4,7 @@ with the keys `jinlian init` wrote."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ledger.keys import load_private_key
 from ledger.node import ExchangeNode, ReplicaNode
 from tests.consortium_net import make_consortium
 
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 SYMBOLS = tuple(str(instrument["symbol"]) for instrument in SAMPLE_INSTRUMENTS)
 SYMBOL = SYMBOLS[0]
 
@@ -46,6 +47,7 @@ class RunningVenue:
         config = load_config(self.directory / "exchange")
         self.exchange, self.gateway = build_venue(config, limits=self.limits)
         await self.exchange.start()
+        await asyncio.wait_for(self.exchange.ready.wait(), 30)  # recovered from the members
 
     async def stop_exchange(self) -> None:
         assert self.exchange is not None

@@ -6,6 +6,24 @@ partition. Members and the exchange crash (their in-memory state is discarded; t
 store, which holds only committed transactions, survives) and restart from their store.
 Byzantine members are honest `Replica`s whose outgoing votes are rewritten.
 
+Storage faults (`Faults.power_cuts`): a crash may be a power cut, which loses what the
+machine had not yet made durable. The sim takes the store's files as they are on disk (the
+database and its write-ahead log), cuts the log at a random byte within its last
+`TEAR_BYTES_MAX` (so the last transactions are lost, and the last frame is torn mid-write),
+and reopens: SQLite drops every frame after the first one that fails its checksum and every
+transaction without a commit frame, as it does after a real power cut with
+`synchronous=NORMAL`. Messages the machine had queued but not yet delivered are lost with it.
+The exchange restarts recovering (`Proposer(recover=True)`), as the processes do.
+
+The fault model keeps one copy of everything: the exchange loses power only while every
+member is up and reachable, and no member crashes or is cut off while the exchange is down
+or recovering (a block stored only by a member the exchange cannot reach is the one loss
+recovery cannot prevent: docs/ledger.md, "Recovery").
+
+The history check (`History`) records what every client was told when its command was
+acknowledged (the height, the block's header hash, and its report index: the command's
+position among that client's commands in the chain) and compares it with the final ledger.
+
 Everything random comes from one `random.Random(seed)`, keys included, so a failing seed
 replays exactly.
 """
@@ -14,6 +32,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +51,8 @@ from ledger.store import BlockStore
 EXCHANGE = 0
 TICK_MS = 10
 CUT_MS = 20
+TEAR_BYTES_MAX = 160 * 1024  # of the write-ahead log a power cut may lose: a few blocks
+RECOVERY_MS_MAX = 2_000
 
 
 class CounterMachine:
@@ -83,7 +104,18 @@ class Faults:
     partitions: bool = False
     member_crashes: bool = False
     exchange_crashes: bool = False
+    power_cuts: bool = False  # a crash may lose the store's unsynced tail, tearing a write
     byzantine: dict[int, str] = field(default_factory=dict)  # member -> behaviour
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """What a client was told when its command was acknowledged."""
+
+    client: str
+    height: int
+    header_hash: bytes
+    index: int  # its position among the client's commands in the chain, from 1
 
 
 class Sim:
@@ -104,9 +136,17 @@ class Sim:
         self.refusals: dict[str, int] = {}
         self.malformed = 0
         self.crashes: dict[int, int] = {}
+        self.power_cuts: dict[int, int] = {}
         self.partitions = 0
+        self.told: dict[int, Told] = {}  # command id -> what its client was told
+        self.client_counts: list[Counter[str]] = [Counter()]  # per height of the exchange
+        self.lost_everywhere: set[int] = set()  # acknowledged, then lost on every copy
+        self.lost_blocks = 0  # blocks a power cut took from the exchange
+        self.lost_held = 0  # of which a member held a copy
+        self.power_cut_height: int | None = None  # the exchange loses power at this height
         for member in self.keys:
             self.start(member)
+        self.recover()
 
     # ---- nodes ----
 
@@ -121,6 +161,7 @@ class Sim:
                 new_machine=CounterMachine,
                 block_commands=50,
                 lag_max=8,
+                recover=True,
             )
         else:
             self.nodes[member] = Replica(
@@ -131,10 +172,61 @@ class Sim:
                 new_machine=CounterMachine,
             )
 
-    def crash(self, member: int) -> None:
+    def recover(self) -> None:
+        """Run the network, without load or faults, until the exchange has recovered."""
+        exchange = self.exchange
+        assert exchange is not None
+        for _ in range(RECOVERY_MS_MAX):
+            if not exchange.recovering:
+                return
+            self.step(faulty=False, load=False)
+        raise AssertionError(f"the exchange did not recover: {exchange.recovery_progress()}")
+
+    def crash(self, member: int, *, power_cut: bool = False) -> None:
         self.crashes[member] = self.crashes.get(member, 0) + 1
         self.nodes[member] = None
-        self.stores[member].close()
+        if not power_cut:
+            self.stores[member].close()
+            return
+        self.power_cuts[member] = self.power_cuts.get(member, 0) + 1
+        path = self.directory / f"{member}.sqlite"
+        wal = path.with_name(path.name + "-wal")
+        database = path.read_bytes()  # the files as they are on disk at the cut
+        log = wal.read_bytes() if wal.exists() else b""
+        before = chain(self.stores[member])
+        self.stores[member].close()  # (a checkpoint: undone by writing the files back)
+        if len(log) > 32:  # keep the log's header; lose a random tail, maybe mid-frame
+            log = log[: self.rng.randint(max(32, len(log) - TEAR_BYTES_MAX), len(log))]
+        path.write_bytes(database)
+        wal.write_bytes(log)
+        path.with_name(path.name + "-shm").unlink(missing_ok=True)
+        self.queue = [item for item in self.queue if item[3] != member]  # unsent, lost
+        heapq.heapify(self.queue)
+        if member == EXCHANGE:
+            self.lost_by_exchange(before)
+
+    def lost_by_exchange(self, before: list[tuple[bytes, bytes]]) -> None:
+        """After the exchange's power cut: which lost blocks no member holds either."""
+        with BlockStore.open(self.directory / f"{EXCHANGE}.sqlite", self.genesis.hash) as store:
+            kept = len(chain(store))
+        del self.client_counts[kept + 1 :]
+        lost = before[kept:]
+        self.lost_blocks += len(lost)
+        for offset, (header_hash, _) in enumerate(lost):
+            height = kept + 1 + offset
+            held = False
+            for member, node in self.nodes.items():
+                if isinstance(node, Replica):  # stored, or held ahead of its tip
+                    header = self.stores[member].header(height)
+                    pending = node.pending.get(height)
+                    header = header if pending is None else pending.header
+                    held |= header is not None and header.hash == header_hash
+                else:
+                    assert member == EXCHANGE, "the model keeps members up here"
+            if held:
+                self.lost_held += 1  # recovery must bring it back unchanged
+            else:
+                self.lost_everywhere |= {i for i, t in self.told.items() if t.height == height}
 
     @property
     def exchange(self) -> Proposer | None:
@@ -253,6 +345,7 @@ class Sim:
             block, sends = exchange.cut(time_ns=self.now * 1_000_000)
             if block is not None:
                 self.acknowledged += [int(c["id"]) for c in block.commands]  # type: ignore[call-overload]
+                self.tell(block.header.height)
             self.send(EXCHANGE, sends)
         if self.now % TICK_MS == 0:
             for member, node in list(self.nodes.items()):
@@ -261,32 +354,69 @@ class Sim:
         if faulty:
             self.chaos()
 
+    def tell(self, height: int) -> None:
+        """Acknowledge the commands of the exchange's block at `height` to their clients,
+        with report indexes counted on the exchange's chain (recovered blocks included)."""
+        store = self.stores[EXCHANGE]
+        while len(self.client_counts) <= height:
+            block = store.block(len(self.client_counts))
+            assert block is not None
+            counts = Counter(self.client_counts[-1])
+            for command in block.commands:
+                counts[str(command["key"])] += 1
+                if block.header.height == height:
+                    client = str(command["key"])
+                    told = Told(client, height, block.header.hash, counts[client])
+                    self.told[int(command["id"])] = told  # type: ignore[call-overload]
+            self.client_counts.append(counts)
+
     def chaos(self) -> None:
         rng, faults = self.rng, self.faults
-        if self.now == 300:  # every enabled fault happens at least once
+        exchange = self.exchange
+        exchange_whole = exchange is not None and not exchange.recovering
+        power_cut_exchange = faults.power_cuts and faults.exchange_crashes
+        if self.now == 300 and power_cut_exchange:
+            self.heal()  # the model: the exchange loses power while members are whole
+            self.power_cut_height = -1  # set once the exchange is whole
+            return
+        if self.power_cut_height is not None:  # once the exchange is whole, 3 blocks on
+            every_member = all(node is not None for node in self.nodes.values())
+            if exchange_whole and every_member and not self.cut_pairs:
+                assert exchange is not None
+                if self.power_cut_height < 0:
+                    self.power_cut_height = exchange.height + 3
+                if exchange.height >= self.power_cut_height and rng.random() < 0.1:
+                    self.power_cut_height = None
+                    self.crash(EXCHANGE, power_cut=True)
+            return
+        if self.now == (150 if power_cut_exchange else 300):  # each fault at least once
             if faults.partitions:
                 self.partitions += 1
                 self.cut_pairs = {frozenset((1, m)) for m in self.keys if m != 1}
             if faults.member_crashes and self.nodes[2] is not None:
-                self.crash(2)
-            if faults.exchange_crashes and self.nodes[EXCHANGE] is not None:
-                self.crash(EXCHANGE)
+                self.crash(2, power_cut=faults.power_cuts)
+            if faults.exchange_crashes and not power_cut_exchange:
+                self.crash(EXCHANGE)  # (with power cuts, at 300 instead)
             return
         if faults.member_crashes and rng.random() < 0.004:
             member = rng.choice([m for m in self.honest() if m != EXCHANGE])
             if self.nodes[member] is None:
                 self.start(member)
-            elif sum(node is None for node in self.nodes.values()) == 0:
-                self.crash(member)  # at most one honest member down at a time
+            elif sum(node is None for node in self.nodes.values()) == 0 and exchange_whole:
+                # at most one honest member down at a time
+                self.crash(member, power_cut=faults.power_cuts and rng.random() < 0.5)
         if faults.exchange_crashes and rng.random() < 0.002:
             if self.nodes[EXCHANGE] is None:
                 self.start(EXCHANGE)
             else:
-                self.crash(EXCHANGE)
+                every_member = all(node is not None for node in self.nodes.values())
+                power_cut = faults.power_cuts and every_member and not self.cut_pairs
+                power_cut &= self.now > 300  # not to upset the schedule above
+                self.crash(EXCHANGE, power_cut=power_cut and rng.random() < 0.5)
         if faults.partitions and rng.random() < 0.003:
             if self.cut_pairs:
                 self.cut_pairs.clear()
-            else:
+            elif exchange_whole:
                 self.partitions += 1
                 side = rng.choice([m for m in self.keys if m != EXCHANGE])
                 self.cut_pairs = {frozenset((side, m)) for m in self.keys if m != side}

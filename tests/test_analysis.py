@@ -167,18 +167,18 @@ def test_a_trade_in_an_uncertified_block_has_no_proof(tmp_path: Path) -> None:
 
 def test_reconciliation_finds_the_node_that_differs(session: Session, tmp_path: Path) -> None:
     nodes = checks.member_nodes(session.consortium)
-    assert [node.name for node in nodes] == ["bank1", "broker1", "depository1", "regulator1"]
+    assert [node.name for node in nodes] == ["bank1", "broker-node1", "depository1", "regulator1"]
     agreed = checks.reconcile(nodes)
     assert agreed["agree"].all() and (agreed["nodes"] == 4).all()
     # A copy of a member whose derived trade rows were changed after the fact.
     copy = shutil.copytree(session.consortium, tmp_path / "copy")
-    with sqlite3.connect(copy / "broker1" / "ledger.sqlite") as db:
+    with sqlite3.connect(copy / "broker-node1" / "ledger.sqlite") as db:
         height = db.execute("SELECT height FROM trades WHERE trade_id = 3").fetchone()[0]
         db.execute("UPDATE trades SET price = price + 1 WHERE trade_id = 3")
     found = checks.reconcile(checks.member_nodes(copy)).set_index("height")
     assert found.loc[height, "differs"] == "trades"
     assert found.drop(index=height)["agree"].all()
-    with t.NodeLedger.open(copy / "broker1") as ledger:
+    with t.NodeLedger.open(copy / "broker-node1") as ledger:
         changes = t.holding_changes(ledger)
     assert checks.conservation(changes)["conserved"].all()  # prices move no holding
 

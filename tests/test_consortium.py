@@ -87,3 +87,18 @@ def test_jinlian_init_as_a_process(tmp_path: Path) -> None:
     assert "7 voting members (quorum 5)" in done.stdout
     again = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_jinlian_init_gives_every_member_and_broker_a_name_of_its_own(tmp_path: Path) -> None:
+    """A broker's voting node was named `broker1`, as the first broker firm is: a logon, an
+    admin command's actor and a report log could not tell them apart."""
+    directory = tmp_path / "net"
+    command = [sys.executable, "-m", "exchange.cli", "init", str(directory), "--brokers", "3"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    genesis = load_genesis(directory / "genesis.json")
+    members = [member.name for member in genesis.members]
+    brokers = [broker.name for broker in genesis.brokers]
+    assert brokers == ["broker1", "broker2", "broker3"]
+    assert "broker-node1" in members
+    assert not set(members) & set(brokers), (members, brokers)

@@ -19,7 +19,7 @@ from ledger.keys import generate_private_key, save_private_key
 from tests.consortium_net import make_consortium, opening, orders, until
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 
 
 def start(directory: Path, name: str) -> subprocess.Popen[bytes]:
@@ -88,7 +88,7 @@ def test_intruders_and_a_wrong_key_neither_stop_finality_nor_read_blocks(tmp_pat
     error = members["bank1"]["auth_error"]
     assert "bank1 (member 1)" in error and "another key" in error, error
     assert members["bank1"]["authenticated"] is False
-    for name in ("depository1", "regulator1", "broker1"):
+    for name in MEMBERS[1:]:
         assert members[name]["authenticated"] is True and members[name]["last_vote_height"] >= 6
     assert "bank1 (member 1)" in logs["exchange"] and "another key" in logs["exchange"]
     assert "/ledger from 127.0.0.1" in logs["regulator1"]  # the intruder, in the member's log

@@ -23,7 +23,7 @@ from ledger.store import BlockStore
 from tests.consortium_net import make_consortium, opening, orders, until
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 
 
 class Processes:

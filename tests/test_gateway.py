@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from exchange.api import logon_message
-from exchange.client import Client, LogonError, RequestError
+from exchange.client import Client, LogonError, RequestError, authorization
 from exchange.gateway import Limits
 from ledger.keys import load_private_key
 from tests.gateway_net import SYMBOL, RunningVenue, order
@@ -278,8 +278,14 @@ async def test_the_rest_surface(venue: RunningVenue) -> None:
     async with aiohttp.ClientSession() as http:
         base = f"http://{venue.address}"
 
-        async def get(path: str, status: int = 200) -> Any:
-            async with http.get(base + path) as response:
+        async def get(path: str, status: int = 200, caller: str | None = None) -> Any:
+            headers = {}
+            if caller is not None:  # the non-public endpoints (docs/api.md, "Access")
+                key = load_private_key(venue.key_path(caller))
+                headers["Authorization"] = authorization(
+                    key, venue.genesis.chain_id, caller, "GET", path, time.time_ns()
+                )
+            async with http.get(base + path, headers=headers) as response:
                 assert response.status == status, (path, await response.text())
                 if response.content_type == "application/json":
                     return await response.json(loads=orjson.loads)
@@ -289,12 +295,14 @@ async def test_the_rest_surface(venue: RunningVenue) -> None:
         assert instruments[0]["symbol"] == SYMBOL and instruments[0]["phase"] == "continuous"
         assert (await get(f"/book/{SYMBOL}"))["type"] == "book_snapshot"
         assert (await get("/book/NOPE", 404))["code"] == "unknown_symbol"
-        block = await get(f"/block/{final['height']}")
+        block = await get(f"/block/{final['height']}", caller="bank1")
         assert block["certificate"]["header_hash"] == final["header_hash"]
-        assert (await get("/block/0", 404))["code"] == "unknown_block"
-        receipt = await get("/receipt/1")
+        assert (await get("/block/0", 404, "bank1"))["code"] == "unknown_block"
+        assert (await get(f"/block/{final['height']}", 401))["code"] == "unauthenticated"
+        receipt = await get("/receipt/1", caller="broker2")
         assert receipt["trade_id"] == 1 and receipt["leaf"]["type"] == "trade"
-        assert (await get("/receipt/99", 404))["code"] == "unknown_trade"
+        assert (await get("/receipt/99", 404, "broker2"))["code"] == "unknown_trade"
+        assert (await get("/receipt/1", 401))["code"] == "unauthenticated"
         assert (await get("/health"))["status"] == "ok"
         await get("/submit", 404)  # the raw sequencer feed is off unless asked for
         metrics = await get("/metrics")
@@ -313,9 +321,9 @@ def test_a_session_more_than_its_backlog_behind_is_closed_not_buffered() -> None
     assert session.closing is None and len(session.outbox) == 3
     session.send({"n": 3})
     assert session.closing is not None and "slow consumer" in session.closing
-    assert len(session.outbox) == 3
+    assert len(session.outbox) == 0 and session.outbox_bytes == 0  # freed, not kept to close
     session.send({"n": 4})
-    assert len(session.outbox) == 3
+    assert len(session.outbox) == 0
 
 
 async def test_a_new_day_forgets_done_orders_and_frees_client_order_ids(
@@ -409,3 +417,45 @@ async def test_the_published_book_follows_blocks_stored_while_nobody_is_connecte
     ):
         book = await response.json(loads=orjson.loads)
     assert book["bids"] == [[995, 300]]
+
+
+def test_a_session_is_bounded_in_bytes_not_only_in_messages() -> None:
+    """The outbox counts each message's length plus `MESSAGE_OVERHEAD_BYTES` against
+    `backlog_bytes_max` (a session not logged on against `PENDING_BACKLOG_BYTES_MAX`), so
+    large messages close a slow consumer long before `backlog_max` of them are queued."""
+    from exchange.gateway import MESSAGE_OVERHEAD_BYTES, PENDING_BACKLOG_BYTES_MAX, Session
+
+    limits = Limits(backlog_bytes_max=100_000)
+    session = Session(1, None, limits, broker="broker1")  # type: ignore[arg-type]
+    big = b"x" * 9_000
+    for _ in range(10):
+        session.send_bytes(big)
+    assert session.closing is None
+    assert session.outbox_bytes == 10 * (len(big) + MESSAGE_OVERHEAD_BYTES) <= 100_000
+    session.send_bytes(big)
+    assert session.closing is not None and "100000" in session.closing
+    assert session.outbox_bytes == 0 and not session.outbox
+    tiny = Session(2, None, limits, broker="broker1")  # type: ignore[arg-type]
+    while tiny.closing is None:
+        tiny.send_bytes(b"{}")
+    assert len(tiny.outbox) == 0 and "slow consumer" in tiny.closing
+    anonymous = Session(3, None, limits)  # type: ignore[arg-type]  # before logon
+    sent = 0
+    while anonymous.closing is None:
+        anonymous.send_bytes(big)
+        sent += 1
+    assert sent * (len(big) + MESSAGE_OVERHEAD_BYTES) > PENDING_BACKLOG_BYTES_MAX
+    assert (sent - 1) * (len(big) + MESSAGE_OVERHEAD_BYTES) <= PENDING_BACKLOG_BYTES_MAX
+
+
+def test_a_sessions_memory_of_its_orders_follows_its_open_orders() -> None:
+    """The ids a session entered (for cancel_on_disconnect) are pruned of done orders as the
+    set grows, so a long session that places and fills many orders holds only what is open."""
+    from exchange.gateway import PLACED_PRUNE_MIN, Session
+
+    session = Session(1, None, Limits(), broker="broker1")  # type: ignore[arg-type]
+    still_open = set(range(0, 100_000, 1000))  # one order in a thousand stays open
+    for order_id in range(100_000):
+        session.remember(order_id, still_open.__contains__)
+        assert len(session.placed) <= max(2 * PLACED_PRUNE_MIN, 4 * len(still_open)) + 1
+    assert still_open <= session.placed

@@ -163,6 +163,7 @@ DELETE = object()
         ("members.3.address", DELETE, "$.members[3].address", "missing"),
         ("members", {}, "$.members", "{} is not a list"),
         ("brokers.1.id", 1, "$.brokers[1].id", "1 is already used at $.brokers[0].id"),
+        ("brokers.1.name", "bank-1", "$.brokers[1].name", "'bank-1' is already used at $.members"),
         ("brokers.1.accounts", [2001, 1002], "$.brokers[1].accounts[1]", "1002 is already used"),
         ("brokers.1.accounts", [7, "8"], "$.brokers[1].accounts[1]", "'8' is not an integer"),
         ("instruments.1.tick", 0.01, "$.instruments[1].tick", "float 0.01 is not allowed"),

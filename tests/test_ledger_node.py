@@ -21,7 +21,7 @@ from ledger.feed import Feed, FeedError, status
 from ledger.node import ExchangeNode, ReplicaNode
 from tests.consortium_net import make_consortium, opening, orders, until
 
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 
 
 class Consortium:
@@ -50,6 +50,7 @@ class Consortium:
             await self.start_member(name)
         self.exchange = build_exchange(load_config(self.directory / "exchange"), lag_max=lag_max)
         await self.exchange.start()
+        await asyncio.wait_for(self.exchange.ready.wait(), 30)  # recovered from the members
 
     async def stop(self) -> None:
         for name in list(self.members):
@@ -125,14 +126,14 @@ async def test_a_command_without_a_canonical_form_is_refused_and_the_exchange_go
 
 
 async def test_a_stopped_member_catches_up_from_its_peers(consortium: Consortium) -> None:
-    await consortium.stop_member("broker1")
+    await consortium.stop_member("broker-node1")
     async with Feed(consortium.address) as feed:
         await feed.submit(opening())
         heights = await feed.pipeline([orders(1 + 50 * k, 50) for k in range(6)])
     tip = max(heights)
     assert consortium.exchange is not None
     await until(lambda: _certified(consortium, tip), what="finality with three of four members")
-    node = await consortium.start_member("broker1")
+    node = await consortium.start_member("broker-node1")
     await until(lambda: consortium.final_everywhere(tip), what="the restarted member")
     header = consortium.exchange.proposer.store.header(tip)
     assert node.replica.store.header(tip) == header

@@ -6,6 +6,7 @@ clock and redials it as silent."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -31,7 +32,7 @@ from ledger.replication import Replica
 from ledger.store import BlockStore
 from tests.consortium_net import make_consortium, opening, orders, until
 
-MEMBERS = ("bank1", "depository1", "regulator1", "broker1")
+MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
 HOUR_NS = 3600 * 10**9
 
 
@@ -103,6 +104,7 @@ async def all_linked(net: Net, names: tuple[str, ...] = MEMBERS) -> bool:
 
 async def finalize(net: Net, first_id: int = 1) -> int:
     assert net.exchange is not None
+    await asyncio.wait_for(net.exchange.ready.wait(), 30)  # recovered: sequencing is open
     async with Feed(net.exchange.address) as feed:
         if first_id == 1:
             await feed.submit(opening())

@@ -2,7 +2,8 @@
 trades and cycles, applied to the engine and to a naive model (flat dicts, a list of
 obligations netted by summing). After every step: the engine's `check()`, and every balance,
 lock, escrow and net position equals the model's. Refused commands change nothing; replayed
-commands return their original events; snapshot/restore is invisible."""
+commands return their original events (command ids are per actor, so they collide across
+actors, as members' do); snapshot/restore is invisible."""
 
 from __future__ import annotations
 
@@ -109,15 +110,16 @@ class SettlementMachine(RuleBasedStateMachine):
         super().__init__()
         self.engine = SettlementEngine(operator=OPERATOR, regulator=REGULATOR)
         self.model = Model()
-        self.command_id = 0
+        self.command_ids: dict[str, int] = {}  # each actor numbers its own commands
         self.order_owner = ORDER_OWNER_FIRST
         self.history: list[tuple[Command, list[Event]]] = []
 
     # ------------------------------------------------------------------ plumbing
 
     def apply(self, command_type: type[Any], /, **fields: Any) -> list[Event]:
-        self.command_id += 1
-        command = command_type(command_id=self.command_id, **fields)
+        actor = fields["actor"]  # ids are per actor: they collide across actors, by design
+        command_id = self.command_ids[actor] = self.command_ids.get(actor, 0) + 1
+        command = command_type(command_id=command_id, **fields)
         before = self.engine.snapshot()
         events: list[Event] = self.engine.apply(command)
         self.history.append((command, events))
@@ -132,10 +134,6 @@ class SettlementMachine(RuleBasedStateMachine):
         accepted = not isinstance(events[0], CommandRejected)
         assert accepted == ok, f"model expected ok={ok}, engine said {events}"
         return ok
-
-    def next_id(self) -> int:
-        self.command_id += 1
-        return self.command_id
 
     @initialize()
     def setup(self) -> None:

@@ -252,3 +252,49 @@ def test_the_machine_benchmark_runs_and_agrees(capsys: Any) -> None:
     assert main(["bench", "machine", "--messages", "1500", "--depth", "300", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "VenueMachine.apply" in out and "equals the recomputed one: True" in out
+
+
+def test_outcomes_of_two_actors_with_the_same_command_id_are_committed_apart() -> None:
+    """Outcomes are remembered per (actor, command id): the same id from the bank, the broker
+    and the operator is three entities, and retries change nothing; the incremental
+    commitment equals the recomputed one after each block, and after a restore."""
+    setup, _ = bench_commands(13, 200)
+    venue = Venue(operator=OPERATOR, regulator="CSRC")
+    for command in setup:
+        venue.apply(command)
+    commitment = StateCommitment(venue)
+    account, other = ACCOUNTS[0], ACCOUNTS[1]
+    command_id = 10**9  # above every id the setup used
+    block: list[VenueCommand] = [
+        Deposit(command_id=command_id, actor="BANK", asset="CNY", account=account, amount=7),
+        Transfer(
+            command_id=command_id,
+            actor=broker_of(account),
+            asset=SYMBOL,
+            source=account,
+            destination=other,
+            amount=100,
+        ),
+        SetFeeSchedule(
+            command_id=command_id,
+            actor=OPERATOR,
+            asset=SYMBOL,
+            commission_bps=2,
+            stamp_duty_bps=5,
+            fee_account=ACCOUNTS[0],
+            tax_account=ACCOUNTS[1],
+        ),
+    ]
+    for round_ in range(3):  # the commands, then twice their retries
+        before = fresh(venue)
+        for command in block:
+            events = venue.apply(command)
+            assert not any(type(e).__name__ == "CommandRejected" for e in events), events
+            commitment.touch(command, events)
+        assert commitment.digest() == fresh(venue)
+        assert round_ == 0 or fresh(venue) == before  # a retry changes nothing
+    rows = venue.snapshot()["settlement"]["outcomes"]
+    keys = [tuple(key) for key, _, _ in rows if key[1] == command_id]
+    assert keys == [("BANK", command_id), (broker_of(account), command_id), (OPERATOR, command_id)]
+    restored = Venue.restore(json.loads(json.dumps(venue.snapshot())))
+    assert StateCommitment(restored).digest() == fresh(venue)

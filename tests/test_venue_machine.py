@@ -22,6 +22,7 @@ The random mix avoids no command: every defect it or tests/test_venue.py found h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from typing import Any
@@ -150,6 +151,8 @@ class VenueMachine(RuleBasedStateMachine):
         self.venue = Venue.restore(template["venue"])
         self.shadow = None
         self.command_id: int = template["command_id"]
+        self.first_id = self.command_id  # above every id the template used, of any actor
+        self.actor_ids: dict[str, int] = {}
         self.order_id = 0
         self.orders: list[tuple[int, str]] = []  # (order id, symbol) of accepted orders
         self.last_settlement: Any = None
@@ -182,6 +185,12 @@ class VenueMachine(RuleBasedStateMachine):
         return events
 
     def apply_settlement(self, command: Any) -> list[Event]:
+        """Apply a settlement command under the next id of its actor: each member numbers its
+        own commands, so ids collide across actors, as members' do."""
+        number = self.actor_ids[command.actor] = (
+            self.actor_ids.get(command.actor, self.first_id) + 1
+        )
+        command = dataclasses.replace(command, command_id=number)
         events = self.apply(command)
         self.last_settlement, self.last_events = command, events
         return events

@@ -187,3 +187,21 @@ def test_any_json_object_parses_to_a_command_or_a_named_error(
 def test_any_bytes_parse_without_raising(data: bytes) -> None:
     parsed = wire.parse_line(data)
     assert parsed is not None
+
+
+def test_a_cancel_carries_only_a_reason_a_command_may_give() -> None:
+    """Cancel-on-disconnect writes its reason into the ledger's cancel command; the venue's own
+    reasons (self_trade, unfunded, ...) cannot be claimed by a command."""
+    line = '{"type": "cancel", "broker": "b", "order_id": 7, "symbol": "X", "reason": "%s"}'
+    parsed = wire.parse_venue_line(line % "cancel_on_disconnect")
+    assert not isinstance(parsed, wire.WireError)
+    assert parsed.command == CancelOrder(
+        order_id=7, symbol="X", reason=CancelReason.CANCEL_ON_DISCONNECT
+    )
+    assert wire.venue_command_to_dict(parsed)["reason"] == "cancel_on_disconnect"
+    plain = wire.parse_venue_line('{"type": "cancel", "broker": "b", "order_id": 7, "symbol": "X"}')
+    assert not isinstance(plain, wire.WireError)
+    assert "reason" not in wire.venue_command_to_dict(plain)  # as every cancel was written
+    refused = wire.parse_venue_line(line % "self_trade")
+    assert isinstance(refused, wire.WireError) and refused.field == "reason"
+    assert "'self_trade'" in refused.message and "cancel_on_disconnect" in refused.message
