@@ -4,8 +4,10 @@ key over the other's nonce, the chain id and the genesis hash; every refusal nam
 from __future__ import annotations
 
 import os
+import random
 
 import orjson
+import pytest
 
 from ledger import auth
 from ledger.keys import PrivateKey, generate_private_key
@@ -130,3 +132,55 @@ def test_anything_but_the_handshake_is_refused_before_authentication() -> None:
         assert bank.error is not None and bank.error.code == auth.MALFORMED, frame[:40]
         assert orjson.loads(refusal[0])["code"] == auth.MALFORMED
         assert bank.receive(frame, NOW) == []  # done: nothing more is answered
+
+
+SIGNED = {"chain_id", "genesis", "member", "peer", "challenge", "nonce", "time_ns", "signature"}
+FUZZ_SEEDS = 200 if os.environ.get("JINLIAN_CHECK_ALL") == "1" else 20
+
+
+def mutate(rng: random.Random, frame: bytes) -> tuple[bytes, str]:
+    """One random change to one field of a handshake frame: (the frame, the field)."""
+    value = orjson.loads(frame)
+    field = rng.choice(sorted(set(value) - {"type"}))
+    old = value[field]
+    choice = rng.randrange(5)
+    if choice == 0:
+        del value[field]
+    elif choice == 1:
+        value[field] = None
+    elif isinstance(old, int):
+        value[field] = old + rng.choice((-1, 1, 2**62))
+    elif choice == 2:
+        value[field] = old[:-1]
+    else:  # one character changed, still hex where it was hex
+        position = rng.randrange(len(old))
+        value[field] = old[:position] + ("0" if old[position] != "0" else "1") + old[position + 1 :]
+    return orjson.dumps(value), field
+
+
+@pytest.mark.parametrize("seed", range(FUZZ_SEEDS) if FUZZ_SEEDS == 20 else [None])
+def test_no_changed_frame_authenticates_anyone_else(seed: int | None) -> None:
+    """Change one field of one handshake frame at random: the handshake never raises, never
+    names a member other than the real one, and a change to a signed field of the hello or
+    the welcome (or the challenge's nonce, chain or genesis) is refused. Under
+    JINLIAN_CHECK_ALL=1, 200 fresh seeds (printed) instead of 20 fixed ones."""
+    seeds = [seed] if seed is not None else [random.randrange(2**32) for _ in range(FUZZ_SEEDS)]
+    for one_seed in seeds:
+        print(f"handshake fuzz seed {one_seed}")
+        rng = random.Random(one_seed)
+        exchange, bank = dialer(identity(EXCHANGE)), listener(identity(BANK))
+        target = rng.randrange(3)  # which frame of challenge, hello, welcome is changed
+        frames = bank.start(NOW)
+        changed = ""
+        for step in range(3):
+            if not frames:
+                break
+            frame = frames[0]
+            if step == target and orjson.loads(frame)["type"] != "peer_refused":
+                frame, changed = mutate(rng, frame)
+            receiver = exchange if step % 2 == 0 else bank
+            frames = receiver.receive(frame, NOW)
+        assert exchange.peer in (None, BANK) and bank.peer in (None, EXCHANGE), one_seed
+        must_refuse = changed in SIGNED - {"time_ns"} and not (target == 0 and changed == "member")
+        if changed and must_refuse:
+            assert exchange.peer is None or bank.peer is None, (one_seed, target, changed)
