@@ -292,3 +292,38 @@ async def test_a_logon_outside_the_window_shows_in_health(net: Net) -> None:
             health = orjson.loads(await response.read())
     skewed = health["clock"]["skewed_ms"]
     assert abs(skewed["broker1"] - HOUR_NS // 10**6) < 60_000, skewed
+
+
+async def test_a_link_that_authenticates_as_the_same_peer_replaces_the_old_and_closes_it(
+    net: Net,
+) -> None:
+    """Only the same peer may replace a link (the exchange redialling, say): the member closes
+    the replaced socket (1001), so neither side is left with a socket that goes nowhere."""
+    exchange = await net.start()
+    await until(lambda: all_linked(net), what="every member linked")
+    bank1 = net.members["bank1"]
+    first = bank1.links[exchange.member_id]
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"http://{bank1.address}/ledger")
+        handshake = PeerHandshake(
+            exchange.identity, nonce=os.urandom(32), dialer=True, expect=bank1.member_id
+        )
+        while not handshake.done:
+            for frame in handshake.receive((await ws.receive()).data, time.time_ns()):
+                await ws.send_bytes(frame)
+        assert handshake.peer == bank1.member_id
+        await until(lambda: _closed(first.ws), what="the replaced socket to close")
+        # the exchange redials, authenticates, and replaces this one in turn
+        message = await ws.receive(timeout=10)
+        while message.type is aiohttp.WSMsgType.BINARY:  # proposals sent to it meanwhile
+            message = await ws.receive(timeout=10)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1001
+        await ws.close()
+    await until(lambda: all_linked(net), what="the exchange linked again")
+    assert bank1.links[exchange.member_id] is not first
+    await finalize(net)
+
+
+async def _closed(ws: Any) -> bool:
+    return bool(ws.closed)
