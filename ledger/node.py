@@ -554,6 +554,7 @@ class ExchangeNode(_Shell):
         self.proposer = proposer
         self.peers = {member: PeerState() for member in proposer.voters if member != self.member_id}
         self.vote_silence_s = VOTE_SILENCE_S
+        self.recovered_height = 0  # the tip when recovery ended: no member owes a vote below
         self.block_interval_s = block_interval_s
         self.pipeline_blocks = pipeline_blocks
         self.clock = clock
@@ -567,7 +568,7 @@ class ExchangeNode(_Shell):
         self.stored_listeners: list[Callable[[Block], None]] = []
         self.final_listeners: list[Callable[[QuorumCertificate], None]] = []
         # called once recovery is over (the gateway settles the orders lost on every copy)
-        self.recovered_listeners: list[Callable[[], None]] = []
+        self.recovered_listeners: list[Callable[[], None]] = [self._note_recovered]
         self.ready = asyncio.Event()  # set once recovered: sequencing is open
         if feed:
             self.app.router.add_get("/submit", self._submit)
@@ -760,12 +761,19 @@ class ExchangeNode(_Shell):
             peer.last_vote_ns = time.monotonic_ns()
             peer.owed_since_ns = None
 
+    def _note_recovered(self) -> None:
+        self.recovered_height = self.proposer.height
+
     def _silent(self, member: int) -> bool:
         """Whether `member` owes a vote and sent none for `vote_silence_s`. It owes one for
         every block proposed on its current link above its last vote (a block certified before
-        the link came up gets no vote from it: it takes that one with its certificate)."""
-        peer = self.peers[member]
-        if self.proposer.height <= max(peer.last_vote_height, peer.height_at_link):
+        the link came up, or recovered at start, gets no vote from it: it takes that one with
+        its certificate, or votes when it is re-proposed)."""
+        peer, proposer = self.peers[member], self.proposer
+        if proposer.recovering:  # recovered blocks come with certificates or are re-proposed
+            return False
+        owed_above = max(peer.last_vote_height, peer.height_at_link, self.recovered_height)
+        if proposer.height <= owed_above:
             peer.owed_since_ns = None
             return False
         now = time.monotonic_ns()
