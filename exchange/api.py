@@ -54,6 +54,7 @@ REPLAY_GONE: Final = "replay_gone"
 BUSY: Final = "busy"
 DEGRADED: Final = "degraded"
 RECOVERING: Final = "recovering"
+UNAVAILABLE: Final = "unavailable"  # the exchange failed or is stopping (docs/ledger.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,6 +328,24 @@ def _add_audit_commands(commands: Any) -> None:
     token.add_argument("directory", type=Path, help="DIR/<member> or DIR/brokers/<broker>")
     token.add_argument("--ttl", default="8h", help="lifetime: 30s, 15m, 8h; at most 24h [8h]")
     token.set_defaults(run=_token)
+    soak = commands.add_parser(
+        "soak", help="run a consortium under every command kind and kill -9s, then check it"
+    )
+    soak.add_argument("--minutes", type=float, required=True, help="how long to drive it")
+    soak.add_argument("--dir", type=Path, help="an empty directory (default: a new temp dir)")
+    soak.add_argument("--seed", type=int, default=1, help="the workload's and kills' seed [1]")
+    soak.add_argument(
+        "--past-windows", action="store_true",
+        help="go on after --minutes until the outcome windows are passed (10 minutes more at most)",
+    )  # fmt: skip
+    soak.set_defaults(run=_soak)
+
+
+def _soak(arguments: argparse.Namespace) -> int:
+    from exchange import soak
+
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s soak %(levelname)s %(message)s")
+    return soak.main(arguments)
 
 
 def _node(arguments: argparse.Namespace) -> int:

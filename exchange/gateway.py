@@ -50,6 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import aiohttp
@@ -70,7 +71,7 @@ from ledger import auth
 from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis, Member, Role
 from ledger.keys import PublicKey
-from ledger.node import ExchangeNode
+from ledger.node import ExchangeNode, Fault, describe, task_metrics
 from ledger.receipt import ReceiptError, build_receipt
 from ledger.store import StoreError
 from matching.events import TradeExecuted
@@ -189,6 +190,8 @@ class Session:
     placed: set[int] = field(default_factory=set)  # order ids entered in this session
     placed_prune_at: int = PLACED_PRUNE_MIN
     closing: str | None = None
+    close_code: int = aiohttp.WSCloseCode.POLICY_VIOLATION
+    fault: Fault = field(default_factory=Fault)  # the node's fault seam ("session")
 
     @property
     def logged_on(self) -> bool:
@@ -262,13 +265,14 @@ class Session:
             with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
                 while True:
                     while self.outbox:  # JSON goes out as text frames
+                        self.fault.point("session")
                         data = self.outbox.popleft()
                         self.outbox_bytes -= len(data) + MESSAGE_OVERHEAD_BYTES
                         if self._low():
                             self.space.set()
                         await self.ws.send_frame(data, aiohttp.WSMsgType.TEXT)
                     if self.closing is not None:
-                        await self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
+                        await self.ws.close(code=self.close_code,
                                             message=self.closing.encode()[:120])  # fmt: skip
                         return
                     self.wake.clear()
@@ -314,7 +318,6 @@ class Gateway:
         self.lost_orders = 0  # acknowledged, then lost on every copy (`ack_journal`)
         self.lost_after: dict[int, list[dict[str, Any]]] = {}  # height -> their lost orders
         self.order_times: deque[float] = deque(maxlen=100_000)
-        self.tasks: set[asyncio.Future[None]] = set()
         # identity -> its clock minus ours at its last logon with a valid signature (bounded by
         # the genesis): what /health shows when a logon is refused for its time
         self.logon_clock_offsets_ns: dict[str, int] = {}
@@ -338,6 +341,7 @@ class Gateway:
         node.stored_listeners.append(self._stored)
         node.final_listeners.append(self._final)
         node.recovered_listeners.append(self._recovered)
+        node.stop_listeners.append(self._unavailable)
         router = node.app.router
         router.add_get("/ws", self._session)
         router.add_get("/instruments", self._instruments)
@@ -500,9 +504,10 @@ class Gateway:
             self.upgrading -= 1
         assert self.node is not None
         self.node.sockets.add(ws)
-        session = Session(next(self.session_ids), ws, limits, tokens=float(limits.messages_per_s))
+        session = Session(next(self.session_ids), ws, limits, tokens=float(limits.messages_per_s),
+                          fault=self.node.fault)  # fmt: skip
         self.sessions[session.id] = session
-        writer = asyncio.ensure_future(session.write())
+        writer = self.node.spawn(session.write(), "session", partial(self._writer_failed, session))
         session.send({"type": "challenge", "nonce": session.nonce, "server_time_ns": self.clock(),
                       "window_ms": limits.logon_window_ms})  # fmt: skip
         timeout = asyncio.get_running_loop().call_later(
@@ -526,9 +531,37 @@ class Gateway:
             session.closing = session.closing or "closed"
             session.wake.set()
             session.space.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(writer, 1.0)
+            await asyncio.wait([writer], timeout=1.0)  # its failure is the supervisor's
+            writer.cancel()
         return ws
+
+    def _writer_failed(self, session: Session, error: BaseException) -> None:
+        """The session's writer died: close its socket (code 1011), so that the broker
+        reconnects instead of waiting for replies that would never be written."""
+        assert self.node is not None
+        session.closing = f"internal error: {describe(error)}"[:120]
+        self.node.spawn(session.ws.close(code=aiohttp.WSCloseCode.INTERNAL_ERROR,
+                                         message=session.closing.encode()), "reply")  # fmt: skip
+
+    def _unavailable(self, reason: str) -> None:
+        """The exchange failed or is stopping: answer every request waiting for its block
+        with `unavailable` (its outcome is unknown until the exchange is back: ask
+        `order_status`), then close every session once its replies are written."""
+        awaiting, self.awaiting = self.awaiting, {}
+        message = (
+            f"the exchange stopped before this request's block was stored ({reason:.300}); "
+            "its outcome is unknown until the exchange is back: ask order_status"
+        )
+        for _, waiting in awaiting.values():
+            self._error(waiting.session, waiting.request, ApiError(api.UNAVAILABLE, message))
+        assert self.node is not None
+        failed = self.node.failure is not None
+        for session in self.sessions.values():
+            if session.closing is None:
+                session.close_code = (aiohttp.WSCloseCode.INTERNAL_ERROR if failed
+                                      else aiohttp.WSCloseCode.GOING_AWAY)  # fmt: skip
+                session.closing = "exchange failed" if failed else "exchange stopping"
+                session.wake.set()
 
     def _logon_timeout(self, session: Session) -> None:
         if not session.logged_on and session.closing is None:
@@ -676,7 +709,7 @@ class Gateway:
         refused = self.node.submit(commands)
         if refused is None:
             return None
-        codes = {"busy": api.BUSY, "recovering": api.RECOVERING}
+        codes = {"busy": api.BUSY, "recovering": api.RECOVERING, "unavailable": api.UNAVAILABLE}
         return ApiError(codes.get(refused.code, api.DEGRADED), refused.message)
 
     def _place(self, session: Session, request: Request) -> ApiError | None:
@@ -842,10 +875,19 @@ class Gateway:
             return ApiError(api.REPLAY_GONE, f"report {start} is no longer held; the earliest "
                             f"is {report_log.first}", "from")  # fmt: skip
         session.reports_live = False
-        task = asyncio.ensure_future(self._stream(session, request.request, start))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        assert self.node is not None
+        self.node.spawn(self._stream(session, request.request, start), "replay",
+                        partial(self._replay_failed, session, request.request))  # fmt: skip
         return None
+
+    def _replay_failed(self, session: Session, request: Any, error: BaseException) -> None:
+        """The replay stream died: answer the replay with an error and close the session
+        (code 1011): its reports have a gap, which a new session's replay fills."""
+        self._error(session, request, ApiError(api.UNAVAILABLE, "the replay failed: "
+                                               f"{describe(error)}"[:300], "from"))  # fmt: skip
+        session.close_code = aiohttp.WSCloseCode.INTERNAL_ERROR
+        session.closing = session.closing or "replay failed"
+        session.wake.set()
 
     async def _stream(self, session: Session, request: Any, start: int) -> None:
         """Replay reports from `start` at the pace the session drains them, then go live."""
@@ -854,6 +896,7 @@ class Gateway:
         limits = self.limits
         while session.closing is None:  # fill the outbox to half its limits, wait, go on
             for report in report_log.since(index):
+                session.fault.point("replay")
                 session.send({**report, "replayed": True})
                 index = report["index"] + 1
                 if (session.outbox_bytes >= limits.backlog_bytes_max // 2
@@ -1057,13 +1100,15 @@ class Gateway:
     def health(self) -> dict[str, Any]:
         assert self.node is not None
         proposer = self.node.proposer
+        supervision = self.node.health()  # `failed` (with the failed task) beats the rest
+        failed = supervision["status"] == "failed"
         members = self.node.peer_status()
         clock = self.clock_health(members)
         status = "degraded" if proposer.degraded else "ok"
         if status == "ok" and clock["exchange_clock_suspect"]:
             status = "clock_skew"
         return {
-            "status": "recovering" if proposer.recovering else status,
+            "status": "failed" if failed else "recovering" if proposer.recovering else status,
             "lost_orders": self.lost_orders,
             "height": proposer.height,
             "certified": proposer.certified,
@@ -1075,6 +1120,8 @@ class Gateway:
             },
             "clock": clock,
             "sessions": len(self.sessions),
+            "failure": supervision["failure"],
+            "task_failures": supervision["task_failures"],
         }
 
     def clock_health(self, members: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -1123,10 +1170,14 @@ class Gateway:
             ("jinlian_rejected_logons_total", "counter", "failed logons",
              self.counters["rejected_logons"]),
         ]  # fmt: skip
-        text = "".join(
-            f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{name} {value}\n"
-            for name, kind, help_, value in lines
-        ) + _member_metrics(self.node.peer_status())
+        text = (
+            "".join(
+                f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{name} {value}\n"
+                for name, kind, help_, value in lines
+            )
+            + task_metrics(self.node)
+            + _member_metrics(self.node.peer_status())
+        )
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
 

@@ -84,7 +84,8 @@ def format_report(report: AuditReport) -> str:
     tip = "none" if report.state_hash is None else report.state_hash.hex()
     return (
         f"OK: {report.blocks} blocks, {report.commands} commands, {report.events} events, "
-        f"certified height {report.certified_height}, state hash at tip {tip}"
+        f"{report.derived_rows} derived rows, certified height {report.certified_height}, "
+        f"state hash at tip {tip}"
     )
 
 
@@ -100,8 +101,21 @@ def trade_receipt(directory: Path, trade_id: int) -> dict[str, Any]:
         receipt = build_receipt(store, *where)
     except StoreError as error:
         raise ReceiptError(str(error)) from None
+    except sqlite3.Error as error:
+        raise ReceiptError(f"{node.store_path}: unreadable: {error}") from None
     finally:
         store.close()
+    leaf = receipt["leaf"]
+    if (
+        not isinstance(leaf, dict)
+        or leaf.get("type") != "trade"
+        or leaf.get("trade_id") != trade_id
+    ):
+        height, index = where
+        raise ReceiptError(
+            f"block {height}: the trades table puts trade {trade_id} at event {index}, which is "
+            f"{orjson.dumps(leaf).decode()[:120]} (run jinlian verify {directory})"
+        )
     return {**receipt, "trade_id": trade_id}
 
 
@@ -137,6 +151,7 @@ def verify_receipt_file(path: Path, genesis_path: Path) -> str | None:
             genesis_hash=genesis.hash,
             voters=genesis.voters(),
             quorum=genesis.quorum(),
+            other_fields=("trade_id",),
         )
     except ReceiptError as error:
         return str(error)

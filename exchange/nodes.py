@@ -3,15 +3,23 @@
 Each node directory (`jinlian init`) holds `node.json` (id, name, address, genesis and store
 paths relative to it) and `key.pem`. A node opens its store with the venue's indexer (so the
 analysts' tables are written with every block), rebuilds its venue by replaying the store
-from the genesis, and serves until SIGINT or SIGTERM, when it closes its sockets and its store.
-`jinlian up DIR` starts the exchange and every voting member as separate processes and stops
-them all on Ctrl-C.
+from the genesis, and serves until SIGINT or SIGTERM, when it closes its sockets and its store
+(exit status 0), or until one of its tasks fails (`ledger.node`, "supervision"), when it answers
+what is waiting with an error, stops the same way and exits 1. `jinlian up DIR` starts the
+exchange and every voting member as separate processes, restarts one that exits non-zero (with
+a backoff, at most 5 times a minute; one more and it stops them all and exits 1) and stops them
+all on Ctrl-C.
 
 The exchange always starts by recovering (docs/ledger.md, "Recovery"): it sequences nothing
 until 2f + 1 members have given back whatever blocks it signed that its store lost.
 `jinlian exchange DIR --recover` is the same start for an exchange whose store is gone for
 good (a new machine with the old key): it refuses a store that holds blocks, and rebuilds an
 empty one from the members.
+
+`JINLIAN_FAULT=<task>:<after_n>[@<node>]`, read once at start, arms the fault seam
+(`ledger.node.Fault`) of every node process, or only of the node named (`exchange` or a
+member's name): the task kind named raises once after `after_n` passes. For fault drills and
+the supervision tests (docs/ledger.md, "Supervision").
 """
 
 from __future__ import annotations
@@ -19,11 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -38,12 +50,15 @@ from exchange.ledger_index import VenueIndexer
 from exchange.venue_machine import VenueMachine
 from ledger.genesis import Genesis
 from ledger.keys import load_private_key
-from ledger.node import ExchangeNode, ReplicaNode
+from ledger.node import TASK_POLICIES, ExchangeNode, Fault, ReplicaNode
 from ledger.replication import LAG_MAX, Proposer, Replica
-from ledger.store import BlockStore
+from ledger.store import BlockStore, StoreCorruptError, StoreError
 
 STOP_GRACE_S: Final = 5.0
 ACK_JOURNAL: Final = "acks.sqlite"  # in the exchange's directory (`exchange.ack_journal`)
+RESTARTS_PER_MINUTE_MAX: Final = 5  # of one process by `jinlian up`; one more stops them all
+RESTART_BACKOFF_S: Final = (0.1, 8.0)  # the first restart's delay, doubled up to the second
+FAULT_VARIABLE: Final = "JINLIAN_FAULT"
 # The nodes' stores survive a crash of the process (kill -9) with every acknowledged block, not
 # a power cut: FULL would fsync twice per block (docs/ledger.md, "Durability").
 SYNCHRONOUS: Final = "NORMAL"
@@ -158,8 +173,23 @@ def check_recoverable(config: NodeConfig) -> None:
         )
 
 
-async def serve(node: ReplicaNode | ExchangeNode, what: str) -> None:
-    """Run `node` until SIGINT or SIGTERM."""
+def fault_from(environment: Mapping[str, str], node: str) -> Fault:
+    """The fault seam `JINLIAN_FAULT` arms for `node` (`exchange` or a member's name);
+    disarmed if unset or aimed at another node. `UsageError` naming a malformed value."""
+    value = environment.get(FAULT_VARIABLE, "")
+    if not value:
+        return Fault()
+    spec, _, target = value.partition("@")
+    task, colon, after = spec.partition(":")
+    if task not in TASK_POLICIES or not colon or not after.isdigit() or len(after) > 9:
+        raise UsageError(f"{FAULT_VARIABLE}={value!r:.80}: expected <task>:<after_n>[@<node>], "
+                         f"task one of {', '.join(TASK_POLICIES)}")  # fmt: skip
+    return Fault() if target and target != node else Fault(task, int(after))
+
+
+async def serve(node: ReplicaNode | ExchangeNode, what: str) -> int:
+    """Run `node` until SIGINT or SIGTERM (0) or until one of its tasks fails (1: the failure
+    was logged on one line, and what was waiting answered with an error)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -167,14 +197,18 @@ async def serve(node: ReplicaNode | ExchangeNode, what: str) -> None:
     await node.start()
     status = node.status()
     print(f"{what} listening on {node.address} at height {status['height']}", flush=True)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.failed.wait())]
     try:
-        await stop.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for wait in waits:
+            wait.cancel()
         await node.stop()
         height = node.status()["height"]
         store = node.replica.store if isinstance(node, ReplicaNode) else node.proposer.store
         store.close()
         print(f"{what} stopped at height {height}", flush=True)
+    return 0 if node.failure is None else 1  # the failure is logged once, where it happened
 
 
 def _report_recovery(node: ExchangeNode) -> None:
@@ -186,22 +220,69 @@ def _report_recovery(node: ExchangeNode) -> None:
 
 
 def run_node(directory: Path) -> int:
+    """`jinlian node`. Raises `UsageError` (one line naming the value) for a node that cannot
+    start: a bad config or key, a store of another genesis, a corrupt stored block (its
+    height), an unreadable store."""
     config = load_config(directory)
-    node = build_replica(config)
-    asyncio.run(serve(node, f"member {config.name}"))
-    return 0
+    fault = fault_from(os.environ, config.name)
+    with _starting(config):
+        node = build_replica(config)
+    node.fault = fault
+    return asyncio.run(_serve(node, f"member {config.name}"))
 
 
 def run_exchange(directory: Path, *, feed: bool = False, recover: bool = False) -> int:
-    """Run the exchange of `directory`; `recover`: its store was lost, rebuild it."""
+    """`jinlian exchange`; `recover`: its store was lost, rebuild it from the members. Raises
+    `UsageError` as `run_node` does."""
     config = load_config(directory / "exchange")
+    fault = fault_from(os.environ, "exchange")
     if recover:
         check_recoverable(config)
         print(f"exchange: rebuilding {config.store_path} from the members", flush=True)
-    node, _ = build_venue(config, feed=feed)
+    with _starting(config):
+        node, _ = build_venue(config, feed=feed)
+    node.fault = fault
     node.recovered_listeners.append(partial(_report_recovery, node))
-    asyncio.run(serve(node, "exchange"))
-    return 0
+    return asyncio.run(_serve(node, "exchange"))
+
+
+def process_commands(directory: Path, *, feed: bool = False) -> list[tuple[str, list[str]]]:
+    """The command line of every voting member's process and of the exchange's (with the raw
+    sequencer feed if `feed`), by name."""
+    config = load_config(directory / "exchange")
+    python = [sys.executable, "-m", "exchange.cli"]
+    commands = [
+        (member.name, [*python, "node", str(directory / member.name)])
+        for member in config.genesis.members
+        if member.voting
+    ]
+    commands.append(("exchange", [*python, "exchange", str(directory),
+                                  *(["--feed"] if feed else [])]))  # fmt: skip
+    return commands
+
+
+async def _serve(node: ReplicaNode | ExchangeNode, what: str) -> int:
+    """`serve`, closing what a start that failed (a port in use) had opened, so that the error
+    is the one line the command prints, not followed by warnings of unclosed sessions."""
+    try:
+        return await serve(node, what)
+    except OSError:
+        await node.stop()
+        raise
+
+
+@contextlib.contextmanager
+def _starting(config: NodeConfig) -> Iterator[None]:
+    """Turn the store's errors while a node opens and replays it into a `UsageError` that
+    names the store (and, for a corrupt block, its height) instead of a traceback."""
+    try:
+        yield
+    except StoreCorruptError as error:
+        raise UsageError(
+            f"{config.store_path}: {error} (`jinlian verify {config.directory}` checks the store)"
+        ) from None
+    except (StoreError, sqlite3.Error) as error:
+        raise UsageError(f"{config.store_path}: {error}") from None
 
 
 def start_processes(
@@ -209,16 +290,65 @@ def start_processes(
 ) -> list[tuple[str, subprocess.Popen[bytes]]]:
     """The exchange (with the raw sequencer feed if `feed`) and every voting member of
     `directory` as child processes."""
-    config = load_config(directory / "exchange")
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    python = [sys.executable, "-m", "exchange.cli"]
-    for member in config.genesis.members:
-        if member.voting:
-            command = [*python, "node", str(directory / member.name)]
-            children.append((member.name, subprocess.Popen(command)))
-    exchange = [*python, "exchange", str(directory), *(["--feed"] if feed else [])]
-    children.append(("exchange", subprocess.Popen(exchange)))
-    return children
+    return [
+        (name, subprocess.Popen(command))
+        for name, command in process_commands(directory, feed=feed)
+    ]
+
+
+@dataclass
+class Restarts:
+    """`jinlian up`'s restart budget for one process: a restart after each non-zero exit,
+    with a backoff doubling from RESTART_BACKOFF_S[0], at most RESTARTS_PER_MINUTE_MAX in any
+    60 s."""
+
+    times: deque[float] = field(default_factory=deque)  # of the restarts in the last minute
+
+    def delay_s(self, now: float) -> float | None:
+        """Count a restart at `now` (monotonic s): how long to wait before it, or None if the
+        budget is spent (the process exited too often)."""
+        while self.times and self.times[0] <= now - 60.0:
+            self.times.popleft()
+        if len(self.times) >= RESTARTS_PER_MINUTE_MAX:
+            return None
+        self.times.append(now)
+        return float(min(RESTART_BACKOFF_S[0] * 2 ** (len(self.times) - 1), RESTART_BACKOFF_S[1]))
+
+
+def supervise(
+    commands: list[tuple[str, list[str]]],
+    children: list[tuple[str, subprocess.Popen[bytes]]],
+    stopping: Callable[[], bool],
+) -> str | None:
+    """Watch `children` until `stopping()`, restarting one that exits non-zero (`Restarts`),
+    each restart logged on stderr. Returns why it gave up (a process exited 0 unasked, or
+    too often), or None once `stopping()`; `children` then holds the current processes."""
+    lines = dict(commands)
+    budgets = {name: Restarts() for name, _ in children}
+    due: dict[str, float] = {}  # name -> monotonic time of its restart
+    while not stopping():
+        time.sleep(0.1)
+        now = time.monotonic()
+        for index, (name, child) in enumerate(children):
+            if name in due:
+                if now >= due[name]:
+                    del due[name]
+                    children[index] = (name, subprocess.Popen(lines[name]))
+                continue
+            code = child.poll()
+            if code is None:
+                continue
+            if code == 0:
+                return f"{name} exited"
+            delay_s = budgets[name].delay_s(now)
+            if delay_s is None:
+                return (f"{name} exited with status {code} after "
+                        f"{RESTARTS_PER_MINUTE_MAX} restarts within a minute")  # fmt: skip
+            due[name] = now + delay_s
+            print(f"jinlian up: {name} exited with status {code}; restart "
+                  f"{len(budgets[name].times)} of {RESTARTS_PER_MINUTE_MAX} this minute in "
+                  f"{delay_s:.2f} s", file=sys.stderr, flush=True)  # fmt: skip
+    return None
 
 
 def stop_processes(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
@@ -241,7 +371,9 @@ def run_up(directory: Path, *, members: int = 4, brokers: int = 3, demo: bool = 
         init_consortium(directory, members=members, brokers=brokers)
         print(f"initialised a consortium in {directory}")
     config = load_config(directory / "exchange")
-    children = start_processes(directory)
+    fault_from(os.environ, "up")  # a malformed JINLIAN_FAULT is refused here, not by each child
+    commands = process_commands(directory)
+    children = [(name, subprocess.Popen(command)) for name, command in commands]
     stopping = False
 
     def stop(number: int, frame: object) -> None:
@@ -264,13 +396,10 @@ def run_up(directory: Path, *, members: int = 4, brokers: int = 3, demo: bool = 
             asyncio.run(run_session(directory))
         except (OSError, RuntimeError) as error:
             print(f"jinlian up: the demo session failed: {error}", file=sys.stderr)
-    failed = None
-    while not stopping and failed is None:
-        time.sleep(0.2)
-        failed = next((name for name, child in children if child.poll() is not None), None)
+    failed = supervise(commands, children, lambda: stopping)
     stop_processes(children)
-    if failed is not None and not stopping:
-        print(f"jinlian up: {failed} exited; stopped the consortium", file=sys.stderr)
+    if failed is not None:
+        print(f"jinlian up: {failed}; stopped the consortium", file=sys.stderr)
         return 1
     print("consortium stopped")
     return 0

@@ -5,20 +5,28 @@ block passes `check_block` (proposer, signature, parent link, time, commands roo
 its commands on a machine built fresh from the genesis reproduces the header's event count,
 events root and state hash (`check_execution`); the stored events are exactly the re-executed
 ones; and a stored certificate carries a quorum of the genesis voters' signatures over the
-header hash. The audit stops at the first failure and names its height. Generic: the state
-machine comes from the caller.
+header hash. With an indexer on the store, the derived tables it keeps (the venue's orders,
+trades, settlements, balance changes) must hold, at every height, exactly the rows the indexer
+rebuilds from the verified block, and no row at a height that is not stored: a changed,
+missing or added row fails the audit naming the table, the row and the height. The audit
+stops at the first failure and names its height. Generic: the state machine and the indexer
+come from the caller.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from ledger.block import Block, BlockHeader, QuorumCertificate, check_block, check_certificate
 from ledger.keys import PublicKey
 from ledger.machine import StateMachine, re_execute
-from ledger.store import BlockStore, StoreCorruptError
+from ledger.store import BlockStore, Row, StoreCorruptError
+
+ROW_CHARS_SHOWN_MAX: Final = 240
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +49,7 @@ class AuditReport:
     commands: int
     events: int
     certified_height: int
+    derived_rows: int  # rows of the indexer's tables checked against the rebuild
     state_hash: bytes | None  # after the last good block; None with no block
     failure: str | None = None
     failed_height: int | None = None
@@ -69,7 +78,8 @@ def audit_store(store: BlockStore, authority: Authority, machine: StateMachine) 
         if block is None:
             if tip is not None and tip[0] >= height:
                 return audit.report(height, f"block {height} is missing below the tip {tip[0]}")
-            return audit.report(None, None)
+            orphan = _orphan_rows(store, audit.tables, height - 1)
+            return audit.report(None, None) if orphan is None else audit.report(*orphan)
         failure = audit.check(store, block, certificate)
         if failure is not None:
             return audit.report(height, failure)
@@ -82,6 +92,8 @@ class _Audit:
         self.machine = machine
         self.parent: BlockHeader | None = None
         self.blocks = self.commands = self.events = self.certified_height = 0
+        self.derived_rows = 0
+        self.tables: set[str] = set()  # the indexer's tables seen so far
         self.state_hash: bytes | None = None
 
     def check(
@@ -109,6 +121,9 @@ class _Audit:
         mismatch = _first_difference(stored or [], list(execution.events))
         if mismatch is not None:
             return f"stored {mismatch}"
+        derived = self.check_derived(store, block, list(execution.events))
+        if derived is not None:
+            return derived
         if certificate is not None:
             error = check_certificate(certificate, header, authority.voters, authority.quorum)
             if error is not None:
@@ -121,12 +136,32 @@ class _Audit:
         self.state_hash = execution.state_hash
         return None
 
+    def check_derived(self, store: BlockStore, block: Block, events: list[bytes]) -> str | None:
+        """The first difference between the indexer's stored rows at this height and its
+        rebuild from the verified block, or None. O(rows of the block)."""
+        if store.indexer is None:
+            return None
+        header = block.header
+        rebuilt = store.indexer.rows(header.height, header, block.commands, events)
+        for table in sorted(rebuilt):
+            self.tables.add(table)
+            try:
+                stored = _rows_at(store, table, header.height)
+            except sqlite3.Error as error:
+                return f"table {table} unreadable: {error}"
+            difference = _row_difference(stored, rebuilt[table])
+            if difference is not None:
+                return f"table {table}: {difference}"
+            self.derived_rows += len(stored)
+        return None
+
     def report(self, height: int | None, failure: str | None) -> AuditReport:
         return AuditReport(
             blocks=self.blocks,
             commands=self.commands,
             events=self.events,
             certified_height=self.certified_height,
+            derived_rows=self.derived_rows,
             state_hash=self.state_hash,
             failure=_unprefixed(height, failure),
             failed_height=None if failure is None else (height or 0),
@@ -148,3 +183,47 @@ def _first_difference(stored: list[bytes], executed: list[bytes]) -> str | None:
         if mine != theirs:
             return f"event {index} {mine[:80]!r} is not the re-executed {theirs[:80]!r}"
     return None
+
+
+def _rows_at(store: BlockStore, table: str, height: int) -> list[tuple[Any, ...]]:
+    """The stored rows of one derived table at `height`: every derived table names its block
+    in a `height` column (`ledger.store.Indexer`). `table` is one the indexer returned."""
+    return store.read(f"SELECT * FROM {table} WHERE height = ?", (height,))
+
+
+def _row_difference(stored: list[tuple[Any, ...]], rebuilt: Sequence[Row]) -> str | None:
+    """How the stored rows differ from the rebuilt ones, as multisets, or None."""
+    extra = Counter(stored)
+    extra.subtract(Counter(tuple(row) for row in rebuilt))
+    added = sorted((row for row, count in extra.items() if count > 0), key=repr)
+    lost = sorted((row for row, count in extra.items() if count < 0), key=repr)
+    if added and lost:
+        return f"stored row {_shown(added[0])} is not the rebuilt {_shown(lost[0])}"
+    if added:
+        return f"stored row {_shown(added[0])} is not in the rebuild from the block"
+    if lost:
+        return f"rebuilt row {_shown(lost[0])} is not stored"
+    return None
+
+
+def _orphan_rows(store: BlockStore, tables: set[str], tip: int) -> tuple[int, str] | None:
+    """(height, failure) for a derived row outside the stored heights 1..tip, or None."""
+    for table in sorted(tables):
+        try:
+            rows = store.read(
+                f"SELECT height, * FROM {table} WHERE height < 1 OR height > ? "
+                "ORDER BY height LIMIT 1",
+                (tip,),
+            )
+        except sqlite3.Error as error:
+            return 0, f"table {table} unreadable: {error}"
+        if rows:
+            height, *row = rows[0]
+            shown = _shown(tuple(row))
+            return int(height), f"table {table}: stored row {shown} is at no stored block"
+    return None
+
+
+def _shown(row: tuple[Any, ...]) -> str:
+    text = repr(row)
+    return text if len(text) <= ROW_CHARS_SHOWN_MAX else text[: ROW_CHARS_SHOWN_MAX - 3] + "..."

@@ -7,6 +7,8 @@ A member node listens on its genesis address:
 | `GET /ledger` (WebSocket) | the exchange's connection: proposals, certificates in; votes out |
 | `GET /blocks?from=H&limit=N` | a catch-up page (`blocks` message), for members only |
 | `GET /status` | heights for anyone; everything (evidence, peers, clocks) for members |
+| `GET /health` | `ok` (200) or `failed` (503) with the failed task and its error; task failures |
+| `GET /metrics` | Prometheus text: heights and `jinlian_task_failures_total{task=...}` |
 
 The exchange listens on its own address (`/blocks`, `/status`, and `/submit`, the sequencer's
 feed: a WebSocket taking JSON arrays of commands, answering each batch once its block is
@@ -19,6 +21,15 @@ exchange redials a member that is linked but has not voted for `VOTE_SILENCE_S` 
 await its vote. Every frame is one protocol message (`ledger.protocol`); a
 malformed frame is dropped and counted, never fatal. All protocol decisions are in the sans-IO
 cores; this module only moves bytes, keeps time (block cutting, ticks) and bounds every queue.
+
+Every background task is supervised (`_Shell.spawn`, the table `TASK_POLICIES`, documented in
+docs/ledger.md, "Supervision"): an exception raised by the core (the cutter, the ticker, a
+message handed to the `Proposer` or `Replica`, so also the indexer, which stores with the block)
+is an invariant failure: the node records it (`failure`), logs one line naming the task and the
+error, answers what is waiting with an error (`stop_listeners`) and sets `failed`, on which
+`jinlian node`/`jinlian exchange` stop with exit status 1. An exception in an I/O task (a
+fetch, a link writer, a dial, a reply) is counted, logged and retried or its connection closed.
+`fault` is a test seam (`Fault`): armed, it raises inside one task kind.
 """
 
 from __future__ import annotations
@@ -28,10 +39,12 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
+import traceback
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, NamedTuple
 
 import aiohttp
 import orjson
@@ -67,13 +80,98 @@ SUBMIT_BATCH_MAX: Final = 10_000  # commands in one /submit frame
 RECONNECT_S: Final = (0.05, 2.0)
 FETCH_TIMEOUT_S: Final = 10.0
 LATENCY_SAMPLES_MAX: Final = 1_000_000
+RESTARTS_PER_MINUTE_MAX: Final = 5  # of one restarted task; one more is a failure of the node
+STOP_FLUSH_S: Final = 1.0  # how long `stop` lets error replies and session writers drain
+
+# What an unhandled exception in each kind of task does (docs/ledger.md, "Supervision"):
+# `stop`: the node fails and its process exits 1; `restart`: the task runs again after a
+# backoff (more than RESTARTS_PER_MINUTE_MAX in a minute: the node fails); `close`: the task's
+# connection is closed (its peer reconnects, or its client sees the loss); `retry`: nothing to
+# undo, the core asks again (a fetch is re-sent after FETCH_TICKS).
+TASK_POLICIES: Final[dict[str, str]] = {
+    "ticker": "stop",
+    "cutter": "stop",
+    "proposer": "stop",
+    "replica": "stop",
+    "dial": "restart",
+    "link": "close",
+    "fetch": "retry",
+    "reply": "close",
+    "session": "close",
+    "replay": "close",
+}
+FOREVER_TASKS: Final = frozenset({"ticker", "cutter", "dial"})  # returning is a failure too
+_AFTER: Final = {
+    "restart": "restarting it",
+    "close": "closed its connection",
+    "retry": "retried by the next tick",
+    "stop": "stopping",
+}
+
+
+class InjectedFaultError(Exception):
+    """Raised by an armed `Fault` inside the task it names (tests and fault drills)."""
+
+
+@dataclass
+class Fault:
+    """The fault seam: armed with a task kind of `TASK_POLICIES` and `after_n`, `point(task)`
+    lets that task pass `after_n` times, then raises `InjectedFaultError` once. `jinlian node` and
+    `jinlian exchange` arm it from `JINLIAN_FAULT=<task>:<after_n>` (exchange/nodes.py)."""
+
+    task: str | None = None
+    after_n: int = 0
+    passed: int = 0
+    fired: bool = False
+
+    def point(self, task: str) -> None:
+        if task != self.task or self.fired:
+            return
+        if self.passed < self.after_n:
+            self.passed += 1
+            return
+        self.fired = True
+        raise InjectedFaultError(f"fault injected into task {task} after {self.after_n} passes")
+
+
+class TaskFailure(NamedTuple):
+    """Why a node stopped doing its job: the task kind and the error, one line."""
+
+    task: str
+    error: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"task": self.task, "error": self.error}
+
+
+def describe(error: BaseException | str) -> str:
+    """`error` on one line: its type, message and the innermost frame that raised it."""
+    if isinstance(error, str):
+        return error
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")[:300]
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        frame = frames[-1]
+        where = "/".join(frame.filename.split("/")[-2:])
+        text += f" (at {where}:{frame.lineno} in {frame.name})"
+    return text
+
+
 HANDSHAKE_TIMEOUT_S: Final = 5.0  # a peer link not authenticated by then is closed
 HANDSHAKES_PENDING_MAX: Final = 8  # unauthenticated /ledger sockets at once; more get 503
 # a linked member that sends no vote for this long while a stored block awaits its vote is
 # redialled (its link may be broken in a way the socket does not show)
 VOTE_SILENCE_S: Final = 5.0
 SILENCE_CHECK_S: Final = 10 * TICK_S
-PUBLIC_STATUS: Final = ("member", "height", "certified", "lag", "degraded", "recovering")  # /health
+PUBLIC_STATUS: Final = (  # what /health shows anyway
+    "member",
+    "status",
+    "height",
+    "certified",
+    "lag",
+    "degraded",
+    "recovering",
+)
 WS_GOING_AWAY: Final = 1001
 WS_POLICY_VIOLATION: Final = 1008
 
@@ -81,6 +179,21 @@ WS_POLICY_VIOLATION: Final = 1008
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host, int(port)
+
+
+def task_metrics(shell: _Shell) -> str:
+    """Prometheus lines for a node's supervision: failures by task kind, and 1 while failed."""
+    lines = [
+        "# HELP jinlian_task_failures_total unhandled exceptions by task kind\n",
+        "# TYPE jinlian_task_failures_total counter\n",
+    ]
+    lines += [
+        f'jinlian_task_failures_total{{task="{task}"}} {shell.task_failures[task]}\n'
+        for task in TASK_POLICIES
+    ]
+    lines.append("# HELP jinlian_failed 1 once a task failure stopped the node\n")
+    lines.append(f"# TYPE jinlian_failed gauge\njinlian_failed {int(shell.failure is not None)}\n")
+    return "".join(lines)
 
 
 _Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -104,13 +217,17 @@ class _Encoded:
 
 
 class _Link:
-    """One outgoing connection's bounded queue and its writer task."""
+    """One outgoing connection's bounded queue and its writer task. A writer that ends (its
+    socket failed, or an error) closes the socket, so that the connection's reader ends too
+    and the peer is redialled; `_Links` reports an error to the shell."""
 
     def __init__(self, ws: _Socket) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(LINK_QUEUE_MAX)
         self.task = asyncio.create_task(self._write())
+        self.task.add_done_callback(self._ended)
         self.dropped = 0
+        self.shell: _Shell | None = None  # set when stored in the shell's `links`
 
     def put(self, data: bytes) -> None:
         try:
@@ -121,7 +238,21 @@ class _Link:
     async def _write(self) -> None:
         with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
             while True:
-                await self.ws.send_bytes(await self.queue.get())
+                data = await self.queue.get()
+                if self.shell is not None:
+                    self.shell.fault.point("link")
+                await self.ws.send_bytes(data)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if self.shell is None:  # not a shell's link: whoever holds it closes it
+            return
+        if error is not None:
+            self.shell.task_failed("link", error)
+        if not self.ws.closed:
+            self.shell.spawn(self.ws.close(), "reply")
 
     def close(self) -> None:
         self.task.cancel()
@@ -160,6 +291,19 @@ class PeerState:
             else self.clock_offset_ns // 10**6,
             "silent_redials": self.redials,
         }
+
+
+class _Links(dict[int, _Link]):
+    """The shell's open links by peer: a link stored here is supervised by the shell (its
+    writer's failure is counted and logged, and its fault point armed)."""
+
+    def __init__(self, shell: _Shell) -> None:
+        super().__init__()
+        self.shell = shell
+
+    def __setitem__(self, peer: int, link: _Link) -> None:
+        link.shell = self.shell
+        super().__setitem__(peer, link)
 
 
 async def _fetch_page(
@@ -203,7 +347,10 @@ def _json(value: Any) -> web.Response:
 
 
 class _Shell:
-    """What both node kinds share: the HTTP server, catch-up fetches, ticks, routing."""
+    """What both node kinds share: the HTTP server, catch-up fetches, ticks, routing, and the
+    supervision of every background task."""
+
+    core_task = "core"  # the task kind of messages handed to the core: proposer or replica
 
     def __init__(self, genesis: Genesis, member_id: int, address: str, key: PrivateKey) -> None:
         self.genesis = genesis
@@ -212,7 +359,8 @@ class _Shell:
         self.key = key
         self.clock: Callable[[], int] = time.time_ns  # wall clock, ns
         self.addresses = {member.id: member.address for member in genesis.members}
-        self.name = next(m.name for m in genesis.members if m.id == member_id)
+        member = genesis.member(member_id)
+        self.name = f"member {member_id}" if member is None else member.name  # for the logs
         self.identity = PeerIdentity(
             genesis.chain_id,
             genesis.hash,
@@ -228,12 +376,20 @@ class _Shell:
         self.auth_failures = 0
         self.last_auth_failure: str | None = None
         self.encoded = _Encoded()
-        self.links: dict[int, _Link] = {}
+        self.links: dict[int, _Link] = _Links(self)
         self.malformed = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.sockets: set[web.WebSocketResponse] = set()  # accepted, still open
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.fault = Fault()  # disarmed unless a test or JINLIAN_FAULT arms it
+        self.failure: TaskFailure | None = None  # set once: the node can no longer do its job
+        self.failed = asyncio.Event()  # set with `failure`: the process stops, exit status 1
+        self.task_failures: Counter[str] = Counter()  # by task kind, for /health and /metrics
+        # called once, when the node fails or stops, before its sockets close: each answers
+        # the requests it holds with an error naming the reason, never leaves them unanswered
+        self.stop_listeners: list[Callable[[str], None]] = []
+        self._stop_reason: str | None = None
         self.app = web.Application(client_max_size=MESSAGE_BYTES_MAX)
         self.app.router.add_get("/blocks", self._blocks)
         self.app.router.add_get("/status", self._status)
@@ -254,9 +410,15 @@ class _Shell:
         await self.runner.setup()
         host, port = split_address(self.address)
         await web.TCPSite(self.runner, host, port, reuse_address=True).start()
-        self.spawn(self._ticker())
+        self.spawn(self._ticker(), "ticker")
 
     async def stop(self) -> None:
+        """Answer what is waiting (`stop_listeners`), let the replies drain for at most
+        STOP_FLUSH_S, then cancel every task and close every socket."""
+        self._stopping(self.failure.error if self.failure else "the node is stopping")
+        draining = [t for t in self.tasks if t.get_name() in ("reply", "session")]
+        if draining:
+            await asyncio.wait(draining, timeout=STOP_FLUSH_S)
         for task in list(self.tasks):
             task.cancel()
         for link in list(self.links.values()):
@@ -268,20 +430,113 @@ class _Shell:
         if self.session is not None:
             await self.session.close()
 
-    def spawn(self, coroutine: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self._done)
+    # ---- supervision ----
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task failed", exc_info=task.exception())
+    def spawn(
+        self,
+        coroutine: Awaitable[Any],
+        task: str = "reply",
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Run `coroutine` as a supervised task of kind `task` (a key of TASK_POLICIES):
+        cancelled by `stop`, and on an unhandled exception handled as its policy says, after
+        `on_failure` (the task's own clean-up: close its connection, answer its request)."""
+        assert task in TASK_POLICIES, task
+        future = asyncio.ensure_future(coroutine)
+        if isinstance(future, asyncio.Task):
+            future.set_name(task)
+        self.tasks.add(future)
+        future.add_done_callback(partial(self._done, task, on_failure))
+        return future
+
+    def _done(
+        self,
+        task: str,
+        on_failure: Callable[[BaseException], None] | None,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.tasks.discard(future)
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            if task in FOREVER_TASKS and self.failure is None:
+                self.fail(task, "the task returned")
+            return
+        if on_failure is not None:
+            try:
+                on_failure(error)
+            except Exception as cleanup:  # its clean-up's failure: logged
+                log.error("task %s: its clean-up failed: %s", task, describe(cleanup))
+        if TASK_POLICIES[task] == "stop":
+            self.fail(task, error)
+        else:
+            self.task_failed(task, error)
+
+    def task_failed(self, task: str, error: BaseException | str) -> None:
+        """A task that is retried or whose connection is closed failed: count it and log one
+        line; the node goes on."""
+        self.task_failures[task] += 1
+        log.error("%s: task %s failed: %s; %s", self.name, task, describe(error),
+                  _AFTER[TASK_POLICIES[task]])  # fmt: skip
+
+    def fail(self, task: str, error: BaseException | str) -> None:
+        """The node can no longer do its job: record why (the first failure), log it on one
+        line, answer what is waiting, and set `failed` (the process exits 1)."""
+        self.task_failures[task] += 1
+        if self.failure is not None:
+            return
+        self.failure = TaskFailure(task, describe(error))
+        log.critical("%s: task %s failed: %s; stopping", self.name, task, self.failure.error)
+        self._stopping(f"task {task} failed: {self.failure.error}")
+        self.failed.set()
+
+    def _stopping(self, reason: str) -> None:
+        if self._stop_reason is not None:
+            return
+        self._stop_reason = reason
+        for listener in self.stop_listeners:
+            try:
+                listener(reason)
+            except Exception as error:  # one must not silence the next
+                log.error("answering waiting requests failed: %s", describe(error))
+
+    async def restarting(self, task: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run()` again after each unhandled exception, with a backoff, at most
+        RESTARTS_PER_MINUTE_MAX times a minute; one more failure stops the node."""
+        delay = RECONNECT_S[0]
+        restarts: deque[float] = deque()
+        while True:
+            try:
+                self.fault.point(task)
+                await run()
+                return
+            except Exception as error:  # supervised: counted, restarted
+                now = time.monotonic()
+                while restarts and restarts[0] < now - 60.0:
+                    restarts.popleft()
+                if len(restarts) >= RESTARTS_PER_MINUTE_MAX:
+                    self.fail(task, f"{describe(error)}; {len(restarts) + 1} failures in a minute")
+                    return
+                restarts.append(now)
+                self.task_failed(task, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_S[1])
+
+    def health(self) -> dict[str, Any]:
+        """`status`: ok, or failed (with `failure`: the task and its error)."""
+        return {
+            "status": "ok" if self.failure is None else "failed",
+            "failure": None if self.failure is None else self.failure.to_dict(),
+            "task_failures": dict(self.task_failures),
+        }
+
+    # ---- routing ----
 
     def route(self, sends: list[Send]) -> None:
         for send in sends:
             if isinstance(send.message, Fetch):
-                self.spawn(self._fetch(send.to, send.message))
+                self.spawn(self._fetch(send.to, send.message), "fetch")
                 continue
             link = self.links.get(send.to)
             if link is not None:
@@ -293,12 +548,26 @@ class _Shell:
             self.malformed += 1
             log.warning("dropped a message from member %s: %s", sender, message)
             return
-        self.route(self.receive(sender, message))
+        self.deliver(sender, message)
+
+    def deliver(self, sender: int, message: Message) -> None:
+        """Hand `message` to the core and route its answer. The core raises only on a broken
+        invariant: the node fails (`fail`), and takes no message after that."""
+        if self.failure is not None:
+            return
+        try:
+            self.fault.point(self.core_task)
+            sends = self.receive(sender, message)
+        except Exception as error:  # a broken invariant: stop
+            self.fail(self.core_task, error)
+            return
+        self.route(sends)
 
     async def _fetch(self, peer: int, fetch: Fetch) -> None:
         address = self.addresses.get(peer)
         if address is None or self.session is None:
             return
+        self.fault.point("fetch")
         try:
             message = await _fetch_page(self.session, address, fetch, self.authorization)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -308,7 +577,7 @@ class _Shell:
             log.info("catch-up from member %s: %s", peer, message)
             self.malformed += 1
             return
-        self.route(self.receive(peer, message))
+        self.deliver(peer, message)
 
     def authorization(self, path: str, method: str = "GET") -> str:
         """This node's signed `Authorization` value for one request to a peer."""
@@ -366,8 +635,9 @@ class _Shell:
         return self.last_auth_failure
 
     async def _ticker(self) -> None:
-        while True:
+        while self.failure is None:
             await asyncio.sleep(TICK_S)
+            self.fault.point("ticker")
             self.route(self.tick())
 
     async def _blocks(self, request: web.Request) -> web.StreamResponse:
@@ -401,6 +671,8 @@ class _Shell:
 class ReplicaNode(_Shell):
     """A voting member on the network."""
 
+    core_task = "replica"
+
     def __init__(
         self, replica: Replica, address: str, *, clock: Callable[[], int] = time.time_ns
     ) -> None:
@@ -410,6 +682,8 @@ class ReplicaNode(_Shell):
         self.clock = clock
         self.exchange_clock_offset_ns: int | None = None  # from the last handshake
         self.app.router.add_get("/ledger", self._ledger)
+        self.app.router.add_get("/health", self._health)
+        self.app.router.add_get("/metrics", self._metrics)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
         return self.replica.receive(sender, message, now_ns=self.clock())
@@ -423,6 +697,7 @@ class ReplicaNode(_Shell):
         held = self.replica.held
         return {
             "member": self.member_id,
+            "status": "ok" if self.failure is None else "failed",
             "height": self.replica.height,
             "certified": store.certified_height(),
             "evidence": len(store.evidence()),
@@ -433,6 +708,22 @@ class ReplicaNode(_Shell):
             "last_auth_failure": self.last_auth_failure,
             "malformed": self.malformed,
         }
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        health = {**self.health(), "height": self.replica.height}
+        return web.Response(body=orjson.dumps(health), status=200 if self.failure is None
+                            else 503, content_type="application/json")  # fmt: skip
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        store = self.replica.store
+        text = (
+            "# HELP jinlian_height stored height\n# TYPE jinlian_height gauge\n"
+            f"jinlian_height {self.replica.height}\n"
+            "# HELP jinlian_certified_height highest final block\n"
+            f"# TYPE jinlian_certified_height gauge\njinlian_certified_height "
+            f"{store.certified_height()}\n{task_metrics(self)}"
+        )
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def _ledger(self, request: web.Request) -> web.StreamResponse:
         """The exchange's connection. It must authenticate as the exchange first
@@ -540,6 +831,8 @@ class Finality:
 class ExchangeNode(_Shell):
     """The exchange on the network: the sequencer's feed, block cutting, proposals."""
 
+    core_task = "proposer"
+
     def __init__(
         self,
         proposer: Proposer,
@@ -570,6 +863,7 @@ class ExchangeNode(_Shell):
         # called once recovery is over (the gateway settles the orders lost on every copy)
         self.recovered_listeners: list[Callable[[], None]] = [self._note_recovered]
         self.ready = asyncio.Event()  # set once recovered: sequencing is open
+        self.stop_listeners.append(self._refuse_waiting)
         if feed:
             self.app.router.add_get("/submit", self._submit)
 
@@ -627,6 +921,7 @@ class ExchangeNode(_Shell):
         proposer = self.proposer
         return {
             "member": self.member_id,
+            "status": "failed" if self.failure else "degraded" if proposer.degraded else "ok",
             "height": proposer.height,
             "certified": proposer.certified,
             "lag": proposer.lag,
@@ -647,8 +942,8 @@ class ExchangeNode(_Shell):
         await super().start()
         for member in self.proposer.voters:
             if member != self.member_id:
-                self.spawn(self._dial(member))
-        self.spawn(self._cutter())
+                self.spawn(self.restarting("dial", partial(self._dial, member)), "dial")
+        self.spawn(self._cutter(), "cutter")
         self.route(self.tick())  # ask the members at once, not a tick later
 
     def peer_status(self) -> dict[str, dict[str, Any]]:
@@ -743,11 +1038,13 @@ class ExchangeNode(_Shell):
             log.warning("dropped a message from member %s: %s", member, message)
             return
         if not isinstance(message, VoteMessage) or message.vote.member != member:
-            self.route(self.receive(member, message))
+            self.deliver(member, message)
             return
         proposer = self.proposer
         height = proposer.proposed.get(message.vote.header_hash)
-        self.route(self.receive(member, message))
+        self.deliver(member, message)
+        if self.failure is not None:
+            return
         if height is None:  # late: its block is certified already, or noise
             rows = proposer.store.read(
                 "SELECT height FROM blocks WHERE hash = ?", (message.vote.header_hash,)
@@ -782,7 +1079,7 @@ class ExchangeNode(_Shell):
         return (now - peer.owed_since_ns) / 1e9 >= self.vote_silence_s
 
     async def _cutter(self) -> None:
-        while True:
+        while self.failure is None:
             wait_s = self._cut_wait_s()
             if wait_s > 0:
                 with contextlib.suppress(TimeoutError):
@@ -810,6 +1107,8 @@ class ExchangeNode(_Shell):
 
     def cut(self) -> None:
         proposer = self.proposer
+        if proposer.queue:
+            self.fault.point("cutter")
         block, sends = proposer.cut(self.clock())
         if block is None:
             return
@@ -837,7 +1136,10 @@ class ExchangeNode(_Shell):
         request: Any = None,
     ) -> Refused | None:
         """Sequence `commands` (whole or not at all: `Refused`). A /submit batch passes its
-        socket and request id, to be answered `stored` and `final`; the gateway passes none."""
+        socket and request id, to be answered `stored` and `final`; the gateway passes none.
+        Once the node has failed, everything is refused `unavailable`."""
+        if self._stop_reason is not None:
+            return Refused("unavailable", f"the exchange is not sequencing: {self._stop_reason}")
         refused = self.proposer.submit(commands)
         if refused is not None:
             return refused
@@ -847,7 +1149,29 @@ class ExchangeNode(_Shell):
 
     def _answer(self, ws: web.WebSocketResponse | None, reply: dict[str, Any]) -> None:
         if ws is not None and not ws.closed:
-            self.spawn(ws.send_bytes(orjson.dumps(reply)))
+            self.spawn(self._reply(ws, reply), "reply", partial(self._reply_failed, ws))
+
+    async def _reply(self, ws: web.WebSocketResponse, reply: dict[str, Any]) -> None:
+        self.fault.point("reply")
+        with contextlib.suppress(ConnectionError, RuntimeError):  # closed: its client knows
+            await ws.send_bytes(orjson.dumps(reply))
+
+    def _reply_failed(self, ws: web.WebSocketResponse, error: BaseException) -> None:
+        """A reply was lost: close the feed socket, so that its client sees the loss instead
+        of waiting for an answer that will never come."""
+        self.spawn(ws.close(code=aiohttp.WSCloseCode.INTERNAL_ERROR,
+                            message=b"a reply could not be sent"), "reply")  # fmt: skip
+
+    def _refuse_waiting(self, reason: str) -> None:
+        """The node stops or failed: every /submit batch not in a stored block is refused
+        `unavailable` (it will not be sequenced: the queue is not durable). Batches already
+        answered `stored` are in the store; their `final` comes after a restart, if the
+        client still listens."""
+        waiting, self.waiting = self.waiting, deque()
+        message = f"the exchange stopped before this batch was stored: {reason}"
+        for pending in waiting:
+            self._answer(pending.ws, {"type": "refused", "request": pending.request,
+                                      "code": "unavailable", "message": message})  # fmt: skip
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         """The sequencer's feed: `{"request": any, "commands": [...]}` frames; each batch is

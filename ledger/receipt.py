@@ -9,14 +9,14 @@ leads from the leaf to that root. The format is in docs/ledger.md ("Receipts").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from ledger.block import HASH_BYTES, MalformedBlockError, check_certificate
 from ledger.canonical import CanonicalError, canonical_bytes, parse_canonical
 from ledger.keys import PublicKey
 from ledger.merkle import MerkleTree, ProofError, check_inclusion, leaf_hash
-from ledger.store import BlockStore
+from ledger.store import BlockStore, StoreCorruptError
 from ledger.wire import parse_certificate, parse_header
 
 RECEIPT_VERSION: Final = 1
@@ -39,7 +39,9 @@ class ReceiptError(Exception):
 
 def build_receipt(store: BlockStore, height: int, leaf_index: int) -> dict[str, Any]:
     """The receipt of event `leaf_index` of the block at `height`. Raises `ReceiptError` if
-    the block is not stored or not certified, or has no such event; `StoreCorruptError`.
+    the block is not stored or not certified, or has no such event; `StoreCorruptError` naming
+    the height if the stored header, certificate or events are corrupt (the events must hash
+    to the header's events root, so no receipt is built from a changed byte).
     O(events of the block)."""
     header = store.header(height)
     events = store.events(height)
@@ -51,9 +53,15 @@ def build_receipt(store: BlockStore, height: int, leaf_index: int) -> dict[str, 
             f"block {height} is not certified yet (certified height "
             f"{store.certified_height()}): no receipt before it is final"
         )
+    tree = MerkleTree.from_leaves(events)
+    if tree.size != header.event_count or tree.root() != header.events_root:
+        raise StoreCorruptError(
+            height,
+            f"events: {tree.size} events hashing to {tree.root().hex()}, not the header's "
+            f"{header.event_count} events with events_root {header.events_root.hex()}",
+        )
     if not 0 <= leaf_index < len(events):
         raise ReceiptError(f"block {height} has {len(events)} events, no event {leaf_index}")
-    tree = MerkleTree.from_leaves(events)
     return {
         "version": RECEIPT_VERSION,
         "genesis_hash": store.genesis_hash.hex(),
@@ -72,15 +80,23 @@ def check_receipt(
     genesis_hash: bytes,
     voters: Mapping[int, PublicKey],
     quorum: int,
+    other_fields: Collection[str] = (),
 ) -> Any:
     """The receipt's event value if it proves that event final under this genesis; raises
     `ReceiptError` naming the first failure, in this order: the fields, the genesis hash, the
     certificate (for this header, a quorum of distinct voters, their signatures), the tree
     size against the header's event count, the inclusion proof against its events root.
-    `receipt` may carry other fields, which are not checked here. O(votes + log events)."""
+    Besides `FIELDS` the receipt may carry only `other_fields` (the caller checks those, e.g.
+    `trade_id`); any other field, at the top or inside the header, the certificate or its
+    votes, is refused by name. O(votes + log events)."""
     missing = [name for name in FIELDS if name not in receipt]
     if missing:
         raise ReceiptError(f"receipt has no field {missing[0]!r}")
+    unknown = sorted(
+        str(name) for name in receipt if name not in FIELDS and name not in other_fields
+    )
+    if unknown:
+        raise ReceiptError(f"receipt has an unknown field {unknown[0]!r:.80}")
     if receipt["version"] != RECEIPT_VERSION:
         raise ReceiptError(f"receipt version {receipt['version']!r}, expected {RECEIPT_VERSION}")
     claimed = _hex(receipt["genesis_hash"], "genesis_hash")

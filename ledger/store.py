@@ -22,9 +22,12 @@ Writes:
   verify signatures (it does not know the members): the caller runs `check_certificate`.
 - `record_evidence(kind, height, payload)` appends evidence; identical evidence is kept once.
 
-Reads return `None` for a height that is not stored. Stored bytes are checked when read (the
-header hashes to its stored hash, the command count matches the header), so a changed byte is
-reported as `StoreCorruptError` naming the height instead of being passed on.
+Reads return `None` for a height that is not stored. A page SQLite finds corrupt while reading a
+block is also a `StoreCorruptError` naming the height. Stored bytes are checked when read (the
+header hashes to its stored hash; a block's commands are as many as the header counts and hash
+to its commands root), so a changed byte is reported as `StoreCorruptError` naming the height
+instead of being passed on. Events are returned as stored: their reader checks them against the
+header's events root (a receipt does; `jinlian verify` re-executes).
 
 Durability: WAL journal, foreign keys on, `synchronous` FULL by default or NORMAL (see
 `SYNCHRONOUS`). One writer per file is expected (the node); readers may open the same file
@@ -33,9 +36,10 @@ concurrently.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +54,7 @@ from ledger.block import (
     QuorumCertificate,
 )
 from ledger.canonical import CanonicalError, canonical_bytes, parse_canonical, sha256
+from ledger.merkle import merkle_root
 from ledger.wire import parse_certificate, parse_header
 
 SCHEMA_VERSION: Final = 1
@@ -130,7 +135,9 @@ class Indexer(Protocol):
     `append` computes the rows before its transaction and inserts them inside it, so a block is
     stored with its derived rows or not at all: an exception from `rows` stores nothing, and a
     row that SQLite refuses (a constraint) rolls the whole block back. `rows` must be a pure
-    function of its arguments."""
+    function of its arguments, and every table must have a `height` column holding the
+    block's height: `ledger.audit` compares the stored rows at each height with `rows` of the
+    verified block."""
 
     def schema(self) -> Sequence[str]: ...
 
@@ -411,40 +418,45 @@ class BlockStore:
 
     def block(self, height: int) -> Block | None:
         """The stored block at `height`, or None. Raises `StoreCorruptError`."""
-        row = self._db.execute(
-            "SELECT height, hash, header, signature FROM blocks WHERE height = ?", (height,)
-        ).fetchone()
-        if row is None:
-            return None
-        return self._block(row, self._rows("commands", height, height)[height])
+        with _reading(height):
+            row = self._db.execute(
+                "SELECT height, hash, header, signature FROM blocks WHERE height = ?", (height,)
+            ).fetchone()
+            if row is None:
+                return None
+            return self._block(row, self._rows("commands", height, height)[height])
 
     def header(self, height: int) -> BlockHeader | None:
         """The stored header at `height`, or None. Raises `StoreCorruptError`."""
-        row = self._db.execute(
-            "SELECT height, hash, header FROM blocks WHERE height = ?", (height,)
-        ).fetchone()
+        with _reading(height):
+            row = self._db.execute(
+                "SELECT height, hash, header FROM blocks WHERE height = ?", (height,)
+            ).fetchone()
         return None if row is None else _header(row[0], bytes(row[1]), bytes(row[2]))
 
     def commands(self, height: int) -> list[bytes] | None:
         """The canonical bytes of the block's commands, in order (the commands tree's leaves),
-        or None if no block is stored at `height`."""
-        if not self._has(height):
-            return None
-        return self._rows("commands", height, height)[height]
+        or None if no block is stored at `height`. Raises `StoreCorruptError`."""
+        with _reading(height):
+            if not self._has(height):
+                return None
+            return self._rows("commands", height, height)[height]
 
     def events(self, height: int) -> list[bytes] | None:
         """The canonical bytes of the block's events, in order (the events tree's leaves), or
-        None if no block is stored at `height`."""
-        if not self._has(height):
-            return None
-        return self._rows("events", height, height)[height]
+        None if no block is stored at `height`. Raises `StoreCorruptError`."""
+        with _reading(height):
+            if not self._has(height):
+                return None
+            return self._rows("events", height, height)[height]
 
     def certificate(self, height: int) -> QuorumCertificate | None:
         """The stored certificate of the block at `height`, or None (no block, or not final
         here yet). Raises `StoreCorruptError`."""
-        row = self._db.execute(
-            "SELECT height, header_hash, data FROM certificates WHERE height = ?", (height,)
-        ).fetchone()
+        with _reading(height):
+            row = self._db.execute(
+                "SELECT height, header_hash, data FROM certificates WHERE height = ?", (height,)
+            ).fetchone()
         return None if row is None else _certificate(row[0], bytes(row[1]), bytes(row[2]))
 
     def has_certificate(self, height: int) -> bool:
@@ -481,7 +493,7 @@ class BlockStore:
         if not 1 <= limit <= BLOCKS_PAGE_MAX:
             raise ValueError(f"limit {limit} is not in 1..{BLOCKS_PAGE_MAX}")
         last = height + limit - 1
-        with self._snapshot():
+        with _reading(height), self._snapshot():
             rows = self._db.execute(
                 "SELECT b.height, b.hash, b.header, b.signature, c.header_hash, c.data "
                 "FROM blocks AS b LEFT JOIN certificates AS c ON c.height = b.height "
@@ -536,6 +548,13 @@ class BlockStore:
             if type(value) is not dict:
                 raise StoreCorruptError(height, f"command {index} is not an object")
             parsed.append(value)
+        root = merkle_root(commands)
+        if root != header.commands_root:
+            raise StoreCorruptError(
+                height,
+                f"commands hash to {root.hex()}, not the header's commands_root "
+                f"{header.commands_root.hex()}",
+            )
         return Block.with_command_bytes(  # parse_canonical checked that they are canonical
             header=header,
             commands=tuple(parsed),
@@ -574,6 +593,19 @@ class BlockStore:
 
     def _snapshot(self) -> _Transaction:
         return _Transaction(self._db, "BEGIN DEFERRED")
+
+
+@contextlib.contextmanager
+def _reading(height: int) -> Iterator[None]:
+    """Report a page SQLite finds corrupt while reading the block at `height` (or a page from
+    it) as `StoreCorruptError` naming that height. A busy or locked file
+    (`sqlite3.OperationalError`) is not corruption and passes through."""
+    try:
+        yield
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as error:
+        raise StoreCorruptError(height, f"rows unreadable: {error}") from None
 
 
 class _Transaction:

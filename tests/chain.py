@@ -51,11 +51,12 @@ class Chain:
         brokers: int = 2,
         node: str = "bank1",
         replicas: tuple[str, ...] = (),
+        base_port: int = 7400,
     ) -> Chain:
-        """A consortium in `tmp_path/net` whose blocks go to `node`'s store and, identically,
-        to the stores of the members named in `replicas`."""
+        """A consortium in `tmp_path/net` (its nodes' ports from `base_port` on) whose blocks
+        go to `node`'s store and, identically, to the stores of the members in `replicas`."""
         directory = tmp_path / "net"
-        genesis = init_consortium(directory, members=4, brokers=brokers)
+        genesis = init_consortium(directory, members=4, brokers=brokers, base_port=base_port)
         keys = {m.id: load_private_key(directory / m.name / "key.pem") for m in genesis.members}
         store, *others = (
             BlockStore.open(

@@ -348,6 +348,46 @@ def test_verify_receipt_fails_for_each_tampering(tmp_path: Path) -> None:
     assert result.returncode == 1 and result.stdout.startswith("FAILED: ")
 
 
+def test_verify_receipt_refuses_unknown_fields_at_every_level(tmp_path: Path) -> None:
+    chain = three_blocks(tmp_path)
+    chain.close()
+    genesis = chain.directory / "genesis.json"
+    path = write_receipt(chain, 1, tmp_path)
+
+    def top(receipt: dict[str, Any]) -> None:
+        receipt["signed_by_regulator"] = True
+
+    def header(receipt: dict[str, Any]) -> None:
+        receipt["header"]["comment"] = "x"
+
+    def certificate(receipt: dict[str, Any]) -> None:
+        receipt["certificate"]["round"] = 0
+
+    def vote(receipt: dict[str, Any]) -> None:
+        receipt["certificate"]["votes"][0]["weight"] = 2
+
+    def proof(receipt: dict[str, Any]) -> None:
+        receipt["proof"] = {"path": receipt["proof"], "algorithm": "sha256"}
+
+    def proof_hash(receipt: dict[str, Any]) -> None:
+        receipt["proof"].append("00" * 32)
+
+    cases = {
+        top: "receipt has an unknown field 'signed_by_regulator'",
+        header: "header.comment: unknown field",
+        certificate: "certificate.round: unknown field",
+        vote: "certificate.votes[0].weight: unknown field",
+        proof: "proof is not a list",
+        proof_hash: "proof has 4 hashes, more than the 3",
+    }
+    for change, message in cases.items():
+        failure = verify_receipt_file(tampered(path, change), genesis)
+        assert failure is not None and message in failure, (change.__name__, failure)
+    result = cli("verify-receipt", tampered(path, top), "--genesis", genesis)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "FAILED: receipt has an unknown field 'signed_by_regulator'\n"
+
+
 def test_verify_receipt_fails_under_a_different_genesis(tmp_path: Path) -> None:
     chain = three_blocks(tmp_path)
     chain.close()
