@@ -383,7 +383,9 @@ class Replica:
         self.known_certified = max(
             self.known_certified, min(certified, self.store.certified_height() + len(blocks))
         )
-        if blocks and self.known_tip > self.height:
+        held = self.held
+        waiting = held is not None and held.header.height == self.height + 1  # for our clock
+        if blocks and self.known_tip > self.height and not waiting:
             sends.append(self._fetch(self.height + 1))
         return sends
 

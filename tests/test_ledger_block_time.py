@@ -81,6 +81,14 @@ def test_a_block_ahead_of_the_member_clock_is_held_then_voted_never_evidence(sim
     assert member.tick(now_ns=T + SECOND) == []  # still ahead; nothing certified to fetch
     assert member.receive(EXCHANGE, Propose(block, 0), now_ns=T + 2 * SECOND) == []  # again
     assert member.height == 0 and sim.stores[1].evidence() == []
+    # a catch-up page bringing it again is not followed by another fetch at once: the member
+    # waits for its clock, it does not ask its peers in a loop
+    exchange = sim.exchange
+    assert exchange is not None
+    page = exchange.receive(1, Fetch(1, 16))[0].message
+    assert isinstance(page, Blocks) and page.tip == 1
+    assert member.receive(EXCHANGE, page, now_ns=T + 2 * SECOND) == []
+    assert held(member) == block
     # its clock reaches the block (within the bound): stored and voted at the next tick
     sends = member.tick(now_ns=T + ahead_ns - BLOCK_TIME_AHEAD_MAX_NS)
     assert [type(s.message) for s in sends] == [VoteMessage] and sends[0].to == EXCHANGE
