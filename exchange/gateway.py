@@ -1104,11 +1104,11 @@ class Gateway:
         failed = supervision["status"] == "failed"
         members = self.node.peer_status()
         clock = self.clock_health(members)
-        status = "degraded" if proposer.degraded else "ok"
-        if status == "ok" and clock["exchange_clock_suspect"]:
+        status = "recovering" if proposer.recovering else "degraded" if proposer.degraded else "ok"
+        if clock["exchange_clock_suspect"]:  # the likely cause: members refuse our signed fetches
             status = "clock_skew"
         return {
-            "status": "failed" if failed else "recovering" if proposer.recovering else status,
+            "status": "failed" if failed else status,
             "lost_orders": self.lost_orders,
             "height": proposer.height,
             "certified": proposer.certified,

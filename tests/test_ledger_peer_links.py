@@ -48,12 +48,17 @@ class Net:
     def config(self, name: str) -> Any:
         return load_config(self.directory / name)
 
-    async def start(self, twisted: dict[str, ReplicaNode] | None = None) -> ExchangeNode:
+    async def start(
+        self,
+        twisted: dict[str, ReplicaNode] | None = None,
+        exchange_clock: Callable[[], int] = time.time_ns,
+    ) -> ExchangeNode:
         for name in MEMBERS:
             node = (twisted or {}).get(name) or build_replica(self.config(name))
             await node.start()
             self.members[name] = node
         self.exchange, _ = build_venue(self.config("exchange"), feed=True)
+        self.exchange.clock = exchange_clock
         self.exchange.vote_silence_s = 0.5
         await self.exchange.start()
         return self.exchange
@@ -327,3 +332,27 @@ async def test_a_link_that_authenticates_as_the_same_peer_replaces_the_old_and_c
 
 async def _closed(ws: Any) -> bool:
     return bool(ws.closed)
+
+
+async def test_an_exchange_whose_clock_is_wrong_says_so_in_health(net: Net) -> None:
+    """An hour ahead, the exchange's signed catch-up requests are refused as stale, so it
+    cannot finish recovering: /health says clock_skew and names every member's offset."""
+    exchange = await net.start(exchange_clock=lambda: time.time_ns() + HOUR_NS)
+    await until(lambda: _suspect(exchange), what="/health to suspect the exchange's clock")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{exchange.address}/health") as response,
+    ):
+        health = orjson.loads(await response.read())
+    assert response.status == 503 and health["status"] == "clock_skew", health
+    skewed = health["clock"]["skewed_ms"]
+    assert set(MEMBERS) <= set(skewed), skewed
+    assert all(abs(skewed[name] + HOUR_NS // 10**6) < 60_000 for name in MEMBERS), skewed
+
+
+async def _suspect(exchange: ExchangeNode) -> bool:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{exchange.address}/health") as response,
+    ):
+        return bool(orjson.loads(await response.read())["clock"]["exchange_clock_suspect"])
