@@ -318,6 +318,9 @@ class Gateway:
         self.lost_orders = 0  # acknowledged, then lost on every copy (`ack_journal`)
         self.lost_after: dict[int, list[dict[str, Any]]] = {}  # height -> their lost orders
         self.order_times: deque[float] = deque(maxlen=100_000)
+        # identity -> its clock minus ours at its last logon with a valid signature (bounded by
+        # the genesis): what /health shows when a logon is refused for its time
+        self.logon_clock_offsets_ns: dict[str, int] = {}
 
     # ---- wiring ----
 
@@ -640,6 +643,7 @@ class Gateway:
                 "nonce"))  # fmt: skip
             return
         skew_ms = abs(self.clock() - args["timestamp_ns"]) / 1e6
+        self._note_logon_clock(key, name, session.nonce, args)
         if skew_ms > self.limits.logon_window_ms:
             self._fail(session, request.request, ApiError(
                 api.STALE_TIMESTAMP, f"timestamp_ns {args['timestamp_ns']} is {skew_ms:.0f} ms "
@@ -684,6 +688,19 @@ class Gateway:
                                  "sessions_per_broker_max":
                                      self.limits.sessions_per_broker_max},
                       "cancel_on_disconnect": session.cancel_on_disconnect})  # fmt: skip
+
+    def _note_logon_clock(
+        self, key: PublicKey, name: str, nonce: str, args: dict[str, Any]
+    ) -> None:
+        """Remember how far a logon's clock is from ours, if the signature proves the time
+        (a refused logon's too: /health shows who is outside the window, and by how much)."""
+        message = api.logon_message(self.genesis.chain_id, name, nonce, args["timestamp_ns"])
+        try:
+            signature = bytes.fromhex(args["signature"])
+        except ValueError:
+            return
+        if key.verify(message, signature):
+            self.logon_clock_offsets_ns[name] = args["timestamp_ns"] - self.clock()
 
     # ---- requests ----
 
@@ -1085,18 +1102,43 @@ class Gateway:
         proposer = self.node.proposer
         supervision = self.node.health()  # `failed` (with the failed task) beats the rest
         failed = supervision["status"] == "failed"
-        status = "degraded" if proposer.degraded else "ok"
+        members = self.node.peer_status()
+        clock = self.clock_health(members)
+        status = "recovering" if proposer.recovering else "degraded" if proposer.degraded else "ok"
+        if clock["exchange_clock_suspect"]:  # the likely cause: members refuse our signed fetches
+            status = "clock_skew"
         return {
-            "status": "failed" if failed else "recovering" if proposer.recovering else status,
+            "status": "failed" if failed else status,
             "lost_orders": self.lost_orders,
             "height": proposer.height,
             "certified": proposer.certified,
             "lag": proposer.lag,
             "members_connected": len(self.node.links),
+            "members": {
+                name: {field: peer[field] for field in HEALTH_MEMBER_FIELDS}
+                for name, peer in members.items()
+            },
+            "clock": clock,
             "sessions": len(self.sessions),
             "failure": supervision["failure"],
             "task_failures": supervision["task_failures"],
         }
+
+    def clock_health(self, members: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Whose clock is further from ours than the logon window (members: from the peer-link
+        handshake; brokers and members: from their last signed logon), in ms. When a quorum of
+        members is, ours is the likely wrong one: every logon would be refused for its time."""
+        window_ms = self.limits.logon_window_ms
+        skewed: dict[str, int] = {}
+        for name, offset_ns in self.logon_clock_offsets_ns.items():
+            if abs(offset_ns) > window_ms * 10**6:
+                skewed[name] = offset_ns // 10**6
+        for name, peer in members.items():
+            offset_ms = peer["clock_offset_ms"]
+            if offset_ms is not None and abs(offset_ms) > window_ms:
+                skewed[name] = offset_ms
+        suspect = sum(name in skewed for name in members) >= self.genesis.quorum()
+        return {"window_ms": window_ms, "skewed_ms": skewed, "exchange_clock_suspect": suspect}
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
         health = self.health()
@@ -1128,12 +1170,43 @@ class Gateway:
             ("jinlian_rejected_logons_total", "counter", "failed logons",
              self.counters["rejected_logons"]),
         ]  # fmt: skip
-        text = "".join(
-            f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{name} {value}\n"
-            for name, kind, help_, value in lines
-        ) + task_metrics(self.node)
+        text = (
+            "".join(
+                f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{name} {value}\n"
+                for name, kind, help_, value in lines
+            )
+            + task_metrics(self.node)
+            + _member_metrics(self.node.peer_status())
+        )
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
+
+
+# per voting member in /health's "members"
+HEALTH_MEMBER_FIELDS: Final = (
+    "connected", "authenticated", "last_vote_height", "last_vote_age_ms", "auth_error",
+    "clock_offset_ms", "silent_redials",
+)  # fmt: skip
+_MEMBER_METRICS: Final = (
+    ("connected", "jinlian_member_connected", "1 while a socket to the member is open"),
+    ("authenticated", "jinlian_member_authenticated", "1 while its link is authenticated"),
+    ("last_vote_height", "jinlian_member_last_vote_height", "height of its latest vote"),
+    ("clock_offset_ms", "jinlian_member_clock_offset_ms", "its clock minus ours, at handshake"),
+    ("silent_redials", "jinlian_member_silent_redials_total", "links closed as silent"),
+)
+
+
+def _member_metrics(members: Mapping[str, Mapping[str, Any]]) -> str:
+    """Prometheus lines, one series per voting member (label `member`)."""
+    text = []
+    for field_name, metric, help_ in _MEMBER_METRICS:
+        kind = "counter" if metric.endswith("_total") else "gauge"
+        text.append(f"# HELP {metric} {help_}\n# TYPE {metric} {kind}\n")
+        for name, peer in members.items():
+            value = peer[field_name]
+            if value is not None:
+                text.append(f'{metric}{{member="{name}"}} {int(value)}\n')
+    return "".join(text)
 
 
 def _positive(text: str) -> int | None:

@@ -5,15 +5,20 @@ A member node listens on its genesis address:
 | endpoint | what |
 |---|---|
 | `GET /ledger` (WebSocket) | the exchange's connection: proposals, certificates in; votes out |
-| `GET /blocks?from=H&limit=N` | a catch-up page (`blocks` message) for any peer |
-| `GET /status` | height, certified height, evidence count, `status` (`ok` or `failed`) |
+| `GET /blocks?from=H&limit=N` | a catch-up page (`blocks` message), for members only |
+| `GET /status` | heights for anyone; everything (evidence, peers, clocks) for members |
 | `GET /health` | `ok` (200) or `failed` (503) with the failed task and its error; task failures |
 | `GET /metrics` | Prometheus text: heights and `jinlian_task_failures_total{task=...}` |
 
 The exchange listens on its own address (`/blocks`, `/status`, and `/submit`, the sequencer's
 feed: a WebSocket taking JSON arrays of commands, answering each batch once its block is
 stored and again once that block is final) and dials every voting member's `/ledger`,
-reconnecting with backoff. Every frame is one protocol message (`ledger.protocol`); a
+reconnecting with backoff. Every peer link starts with `ledger.auth.PeerHandshake` (both sides
+prove their genesis key over the other's nonce); nothing else flows before it, and only an
+authenticated link replaces another. `/blocks` and the members' part of `/status` need a
+member's signed `Authorization` header (`ledger.auth`), which catch-up fetches carry. The
+exchange redials a member that is linked but has not voted for `VOTE_SILENCE_S` while blocks
+await its vote. Every frame is one protocol message (`ledger.protocol`); a
 malformed frame is dropped and counted, never fatal. All protocol decisions are in the sans-IO
 cores; this module only moves bytes, keeps time (block cutting, ticks) and bounds every queue.
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import traceback
 from collections import Counter, deque
@@ -44,8 +50,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from ledger import auth
+from ledger.auth import AuthError, PeerHandshake, PeerIdentity
 from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis
+from ledger.keys import PrivateKey
 from ledger.protocol import (
     MESSAGE_BYTES_MAX,
     Blocks,
@@ -53,6 +62,7 @@ from ledger.protocol import (
     Fetch,
     MalformedMessage,
     Message,
+    VoteMessage,
     decode,
     encode,
 )
@@ -146,6 +156,25 @@ def describe(error: BaseException | str) -> str:
     return text
 
 
+HANDSHAKE_TIMEOUT_S: Final = 5.0  # a peer link not authenticated by then is closed
+HANDSHAKES_PENDING_MAX: Final = 8  # unauthenticated /ledger sockets at once; more get 503
+# a linked member that sends no vote for this long while a stored block awaits its vote is
+# redialled (its link may be broken in a way the socket does not show)
+VOTE_SILENCE_S: Final = 5.0
+SILENCE_CHECK_S: Final = 10 * TICK_S
+PUBLIC_STATUS: Final = (  # what /health shows anyway
+    "member",
+    "status",
+    "height",
+    "certified",
+    "lag",
+    "degraded",
+    "recovering",
+)
+WS_GOING_AWAY: Final = 1001
+WS_POLICY_VIOLATION: Final = 1008
+
+
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host, int(port)
@@ -164,6 +193,9 @@ def task_metrics(shell: _Shell) -> str:
     lines.append("# HELP jinlian_failed 1 once a task failure stopped the node\n")
     lines.append(f"# TYPE jinlian_failed gauge\njinlian_failed {int(shell.failure is not None)}\n")
     return "".join(lines)
+
+
+_Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 class _Encoded:
@@ -188,7 +220,7 @@ class _Link:
     socket failed, or an error) closes the socket, so that the connection's reader ends too
     and the peer is redialled; `_Links` reports an error to the shell."""
 
-    def __init__(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: _Socket) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(LINK_QUEUE_MAX)
         self.task = asyncio.create_task(self._write())
@@ -224,6 +256,41 @@ class _Link:
     def close(self) -> None:
         self.task.cancel()
 
+    async def replaced(self) -> None:
+        """Close the socket of a link a newer authenticated one replaced."""
+        self.close()
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            await self.ws.close(code=WS_GOING_AWAY, message=b"replaced by a newer link")
+
+
+@dataclass
+class PeerState:
+    """What the exchange knows of one voting member's link, for /status, /health, /metrics."""
+
+    connected: bool = False  # a socket is open (authenticated or not yet)
+    authenticated: bool = False
+    last_vote_height: int = 0
+    last_vote_ns: int | None = None  # monotonic
+    owed_since_ns: int | None = None  # monotonic: since when a block awaits its vote, none came
+    height_at_link: int = 0  # the exchange's height when the current link was authenticated
+    auth_error: str | None = None  # why the last handshake failed, naming the member
+    clock_offset_ns: int | None = None  # its clock minus ours, from the last handshake
+    redials: int = 0  # links closed because the member was silent
+
+    def to_dict(self, now_ns: int) -> dict[str, Any]:
+        last_vote = self.last_vote_ns
+        return {
+            "connected": self.connected,
+            "authenticated": self.authenticated,
+            "last_vote_height": self.last_vote_height,
+            "last_vote_age_ms": None if last_vote is None else (now_ns - last_vote) // 10**6,
+            "auth_error": self.auth_error,
+            "clock_offset_ms": None
+            if self.clock_offset_ns is None
+            else self.clock_offset_ns // 10**6,
+            "silent_redials": self.redials,
+        }
+
 
 class _Links(dict[int, _Link]):
     """The shell's open links by peer: a link stored here is supervised by the shell (its
@@ -239,14 +306,20 @@ class _Links(dict[int, _Link]):
 
 
 async def _fetch_page(
-    session: aiohttp.ClientSession, address: str, fetch: Fetch
+    session: aiohttp.ClientSession,
+    address: str,
+    fetch: Fetch,
+    authorization: Callable[[str], str],
 ) -> Message | MalformedMessage:
-    url = f"http://{address}/blocks"
-    params = {"from": str(fetch.start), "limit": str(min(fetch.limit, BLOCKS_PAGE_MAX))}
+    """One catch-up page from a peer's `/blocks`, the request signed by `authorization(path)`."""
+    path = f"/blocks?from={fetch.start}&limit={min(fetch.limit, BLOCKS_PAGE_MAX)}"
+    url = f"http://{address}{path}"  # digits only: sent as signed, nothing to re-quote
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
-    async with session.get(url, params=params, timeout=timeout) as response:
+    headers = {"Authorization": authorization(path)}
+    async with session.get(url, headers=headers, timeout=timeout) as response:
         if response.status != 200:
-            return MalformedMessage(f"{url}: HTTP {response.status}")
+            body = (await response.content.read(400)).decode(errors="replace")
+            return MalformedMessage(f"{url}: HTTP {response.status} {body}")
         return decode(await response.read())
 
 
@@ -261,9 +334,10 @@ def _fetch_request(request: web.Request) -> Fetch | web.Response:
     return Fetch(start, limit)
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, code: str = "invalid_request") -> web.Response:
+    """A JSON error: `code` (stable) and `error` (a message naming the offending value)."""
     return web.json_response(
-        {"error": message}, status=status, dumps=lambda v: orjson.dumps(v).decode()
+        {"code": code, "error": message}, status=status, dumps=lambda v: orjson.dumps(v).decode()
     )
 
 
@@ -277,13 +351,29 @@ class _Shell:
 
     core_task = "core"  # the task kind of messages handed to the core: proposer or replica
 
-    def __init__(self, genesis: Genesis, member_id: int, address: str) -> None:
+    def __init__(self, genesis: Genesis, member_id: int, address: str, key: PrivateKey) -> None:
         self.genesis = genesis
         self.member_id = member_id
         self.address = address
+        self.key = key
+        self.clock: Callable[[], int] = time.time_ns  # wall clock, ns
         self.addresses = {member.id: member.address for member in genesis.members}
         member = genesis.member(member_id)
         self.name = f"member {member_id}" if member is None else member.name  # for the logs
+        self.identity = PeerIdentity(
+            genesis.chain_id,
+            genesis.hash,
+            member_id,
+            key,
+            {member.id: (member.name, member.public_key) for member in genesis.members},
+        )
+        # who may sign HTTP requests: members (and brokers, to be told 403 rather than 401)
+        self.member_names = frozenset(member.name for member in genesis.members)
+        self.http_keys = {broker.name: broker.public_key for broker in genesis.brokers}
+        self.http_keys.update((member.name, member.public_key) for member in genesis.members)
+        self.handshakes_pending = 0
+        self.auth_failures = 0
+        self.last_auth_failure: str | None = None
         self.encoded = _Encoded()
         self.links: dict[int, _Link] = _Links(self)
         self.malformed = 0
@@ -478,14 +568,70 @@ class _Shell:
             return
         self.fault.point("fetch")
         try:
-            message = await _fetch_page(self.session, address, fetch)
+            message = await _fetch_page(self.session, address, fetch, self.authorization)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             log.info("catch-up from member %s failed: %s", peer, error)
             return
         if isinstance(message, MalformedMessage) or not isinstance(message, Blocks):
+            log.info("catch-up from member %s: %s", peer, message)
             self.malformed += 1
             return
         self.deliver(peer, message)
+
+    def authorization(self, path: str, method: str = "GET") -> str:
+        """This node's signed `Authorization` value for one request to a peer."""
+        return auth.sign_request(
+            self.key, self.genesis.chain_id, self.name, method, path, self.clock()
+        )
+
+    def _caller(self, request: web.Request) -> str | web.Response | None:
+        """The member a request's `Authorization` header proves (None: no header), or the
+        401/403 answer naming why not."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None
+        identity = auth.authenticate(
+            header,
+            chain_id=self.genesis.chain_id,
+            keys=self.http_keys,
+            method=request.method,
+            path=request.raw_path,
+            now_ns=self.clock(),
+        )
+        if isinstance(identity, AuthError):
+            return _error(401, identity.message, identity.code)
+        if identity not in self.member_names:
+            return _error(403, f"{identity} is not a member: peers' endpoints are for members "
+                          "only", auth.FORBIDDEN)  # fmt: skip
+        return identity
+
+    async def _handshake(self, ws: _Socket, handshake: PeerHandshake) -> None:
+        """Run `handshake` on `ws` until it ends, at most HANDSHAKE_TIMEOUT_S; a socket that
+        closes or stalls ends it with an error."""
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                for frame in handshake.start(self.clock()):
+                    await ws.send_bytes(frame)
+                while not handshake.done:
+                    message = await ws.receive()
+                    if message.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                        handshake.error = AuthError(
+                            auth.CLOSED, f"the socket closed during the handshake ({message.type})"
+                        )
+                        return
+                    for frame in handshake.receive(message.data, self.clock()):
+                        await ws.send_bytes(frame)
+        except TimeoutError:
+            handshake.error = AuthError(
+                auth.HANDSHAKE_TIMEOUT, f"no handshake within {HANDSHAKE_TIMEOUT_S} s"
+            )
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
+            handshake.error = AuthError(auth.CLOSED, f"the socket failed: {error!r:.200}")
+
+    def _auth_failed(self, who: str, error: AuthError) -> str:
+        self.auth_failures += 1
+        self.last_auth_failure = f"{who}: {error.code}: {error.message}"
+        return self.last_auth_failure
 
     async def _ticker(self) -> None:
         while self.failure is None:
@@ -494,6 +640,13 @@ class _Shell:
             self.route(self.tick())
 
     async def _blocks(self, request: web.Request) -> web.StreamResponse:
+        """A catch-up page, for members only: blocks hold every broker's orders."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        if caller is None:
+            return _error(401, "no Authorization header: /blocks is for members, sign the "
+                          "request with a member's key (docs/ledger.md)", auth.MISSING)  # fmt: skip
         fetch = _fetch_request(request)
         if isinstance(fetch, web.Response):
             return fetch
@@ -501,10 +654,17 @@ class _Shell:
         return web.Response(body=encode(sends[0].message), content_type="application/json")
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
+        """Heights for anyone; the whole status for a member's signed request."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
         after = request.query.get("after", "0")
-        if not after.isdigit():
-            return _error(400, f"after {after!r} is not a height")
-        return _json(self.status(int(after)))
+        if not after.isdigit() or len(after) > 18:
+            return _error(400, f"after {after[:40]!r} is not a height")
+        status = self.status(int(after))
+        if caller is None:
+            status = {name: status[name] for name in PUBLIC_STATUS if name in status}
+        return _json(status)
 
 
 class ReplicaNode(_Shell):
@@ -512,29 +672,39 @@ class ReplicaNode(_Shell):
 
     core_task = "replica"
 
-    def __init__(self, replica: Replica, address: str) -> None:
-        super().__init__(replica.genesis, replica.member_id, address)
+    def __init__(
+        self, replica: Replica, address: str, *, clock: Callable[[], int] = time.time_ns
+    ) -> None:
+        super().__init__(replica.genesis, replica.member_id, address, replica.key)
         self.replica = replica
         self.exchange_id = replica.exchange_id
+        self.clock = clock
+        self.exchange_clock_offset_ns: int | None = None  # from the last handshake
         self.app.router.add_get("/ledger", self._ledger)
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/metrics", self._metrics)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
-        return self.replica.receive(sender, message)
+        return self.replica.receive(sender, message, now_ns=self.clock())
 
     def tick(self) -> list[Send]:
-        return self.replica.tick()
+        return self.replica.tick(now_ns=self.clock())
 
     def status(self, after: int = 0) -> dict[str, Any]:
         store = self.replica.store
+        offset = self.exchange_clock_offset_ns
+        held = self.replica.held
         return {
             "member": self.member_id,
             "status": "ok" if self.failure is None else "failed",
             "height": self.replica.height,
             "certified": store.certified_height(),
             "evidence": len(store.evidence()),
-            "exchange_connected": self.exchange_id in self.links,
+            "exchange_connected": self.exchange_id in self.links,  # only authenticated links
+            "exchange_clock_offset_ms": None if offset is None else offset // 10**6,
+            "held_block": None if held is None else held.header.height,  # ahead of our clock
+            "auth_failures": self.auth_failures,
+            "last_auth_failure": self.last_auth_failure,
             "malformed": self.malformed,
         }
 
@@ -555,25 +725,55 @@ class ReplicaNode(_Shell):
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def _ledger(self, request: web.Request) -> web.StreamResponse:
-        """The exchange's connection. Messages are signed, so the socket needs no login; a
-        newer connection replaces an older one."""
+        """The exchange's connection. It must authenticate as the exchange first
+        (`PeerHandshake`); only then does it replace an older link, whose socket is closed."""
+        if self.handshakes_pending >= HANDSHAKES_PENDING_MAX:
+            return _error(503, f"{self.handshakes_pending} peer handshakes are in progress (at "
+                          f"most {HANDSHAKES_PENDING_MAX}): try again", "busy")  # fmt: skip
         ws = web.WebSocketResponse(max_msg_size=MESSAGE_BYTES_MAX, heartbeat=5.0)
         await ws.prepare(request)
-        old = self.links.pop(self.exchange_id, None)
-        if old is not None:
-            old.close()
-        link = self.links[self.exchange_id] = _Link(ws)
         self.sockets.add(ws)
         try:
-            async for frame in ws:
-                if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                    self.handle(self.exchange_id, frame.data)
+            if not await self._authenticate_exchange(ws, request.remote):
+                await ws.close(code=WS_POLICY_VIOLATION, message=b"authentication failed")
+                return ws
+            old = self.links.get(self.exchange_id)
+            link = self.links[self.exchange_id] = _Link(ws)
+            if old is not None:
+                await old.replaced()
+            try:
+                async for frame in ws:
+                    if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                        self.handle(self.exchange_id, frame.data)
+            finally:
+                if self.links.get(self.exchange_id) is link:
+                    del self.links[self.exchange_id]
+                link.close()
         finally:
-            if self.links.get(self.exchange_id) is link:
-                del self.links[self.exchange_id]
-            link.close()
             self.sockets.discard(ws)
         return ws
+
+    async def _authenticate_exchange(self, ws: web.WebSocketResponse, remote: str | None) -> bool:
+        handshake = PeerHandshake(
+            self.identity,
+            nonce=secrets.token_bytes(auth.NONCE_BYTES),
+            dialer=False,
+            allowed=(self.exchange_id,),
+        )
+        self.handshakes_pending += 1
+        try:
+            await self._handshake(ws, handshake)
+        finally:
+            self.handshakes_pending -= 1
+        if handshake.error is not None:
+            claimed = handshake.claimed
+            who = f"/ledger from {remote} as " + (
+                "nobody yet" if claimed is None else self.identity.name(claimed)
+            )
+            log.warning("peer authentication failed: %s", self._auth_failed(who, handshake.error))
+            return False
+        self.exchange_clock_offset_ns = handshake.clock_offset_ns
+        return True
 
 
 @dataclass
@@ -642,8 +842,11 @@ class ExchangeNode(_Shell):
         pipeline_blocks: int = PIPELINE_BLOCKS,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        super().__init__(proposer.genesis, proposer.member_id, address)
+        super().__init__(proposer.genesis, proposer.member_id, address, proposer.key)
         self.proposer = proposer
+        self.peers = {member: PeerState() for member in proposer.voters if member != self.member_id}
+        self.vote_silence_s = VOTE_SILENCE_S
+        self.recovered_height = 0  # the tip when recovery ended: no member owes a vote below
         self.block_interval_s = block_interval_s
         self.pipeline_blocks = pipeline_blocks
         self.clock = clock
@@ -657,7 +860,7 @@ class ExchangeNode(_Shell):
         self.stored_listeners: list[Callable[[Block], None]] = []
         self.final_listeners: list[Callable[[QuorumCertificate], None]] = []
         # called once recovery is over (the gateway settles the orders lost on every copy)
-        self.recovered_listeners: list[Callable[[], None]] = []
+        self.recovered_listeners: list[Callable[[], None]] = [self._note_recovered]
         self.ready = asyncio.Event()  # set once recovered: sequencing is open
         self.stop_listeners.append(self._refuse_waiting)
         if feed:
@@ -725,6 +928,7 @@ class ExchangeNode(_Shell):
             "recovering": proposer.recovering,
             "queued": len(proposer.queue),
             "members_connected": sorted(self.links),
+            "peers": self.peer_status(),
             "finalized_commands": self.finality.finalized_commands,
             "finality_p50_ms": self.finality.percentile(0.5, after),
             "finality_p99_ms": self.finality.percentile(0.99, after),
@@ -741,29 +945,137 @@ class ExchangeNode(_Shell):
         self.spawn(self._cutter(), "cutter")
         self.route(self.tick())  # ask the members at once, not a tick later
 
+    def peer_status(self) -> dict[str, dict[str, Any]]:
+        """Per voting member, by name: connected, authenticated, last vote, clock offset."""
+        now = time.monotonic_ns()
+        return {
+            self.identity.members[member][0]: {"id": member, **peer.to_dict(now)}
+            for member, peer in sorted(self.peers.items())
+        }
+
     async def _dial(self, member: int) -> None:
+        """Keep an authenticated link to `member`: dial, authenticate, serve, and redial (with
+        backoff) when it closes, fails authentication or falls silent."""
         assert self.session is not None
         url = f"http://{self.addresses[member]}/ledger"
+        peer = self.peers[member]
         delay = RECONNECT_S[0]
         while True:
             try:
                 async with self.session.ws_connect(
                     url, max_msg_size=MESSAGE_BYTES_MAX, heartbeat=5.0
                 ) as ws:
-                    delay = RECONNECT_S[0]
-                    link = self.links[member] = _Link(ws)
-                    self.route(self.proposer.tick())  # what it may have missed
+                    peer.connected = True
                     try:
-                        async for frame in ws:
-                            if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                                self.handle(member, frame.data)
+                        if await self._authenticate_member(member, ws):
+                            delay = RECONNECT_S[0]
+                            await self._serve_link(member, ws)
                     finally:
-                        del self.links[member]
-                        link.close()
+                        peer.connected = peer.authenticated = False
             except (aiohttp.ClientError, OSError) as error:
                 log.debug("member %s unreachable: %s", member, error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_S[1])
+
+    async def _authenticate_member(self, member: int, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        peer = self.peers[member]
+        handshake = PeerHandshake(
+            self.identity, nonce=secrets.token_bytes(auth.NONCE_BYTES), dialer=True, expect=member
+        )
+        await self._handshake(ws, handshake)
+        if handshake.clock_offset_ns is not None:
+            peer.clock_offset_ns = handshake.clock_offset_ns
+        if handshake.error is None:
+            peer.auth_error = None
+            return True
+        failure = self._auth_failed(self.identity.name(member), handshake.error)
+        # the first failure of a kind is a warning; its repeats (every redial) are not
+        level = logging.WARNING if failure != peer.auth_error else logging.DEBUG
+        log.log(level, "peer authentication failed: %s", failure)
+        peer.auth_error = failure
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            await ws.close(code=WS_POLICY_VIOLATION, message=b"authentication failed")
+        return False
+
+    async def _serve_link(self, member: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """An authenticated link: read its frames, and close it if the member falls silent."""
+        peer = self.peers[member]
+        peer.authenticated = True
+        peer.height_at_link = self.proposer.height
+        peer.owed_since_ns = None
+        link = self.links[member] = _Link(ws)
+        self.route(self.proposer.tick())  # what it may have missed
+        reader = asyncio.ensure_future(self._read_link(member, ws))
+        try:
+            while not reader.done():
+                await asyncio.wait({reader}, timeout=SILENCE_CHECK_S)
+                if not reader.done() and self._silent(member):
+                    peer.redials += 1
+                    log.warning(
+                        "member %s is linked but sent no vote for %.1f s while blocks up to %d "
+                        "await it (last vote at height %d): redialling",
+                        self.identity.name(member), self.vote_silence_s, self.proposer.height,
+                        peer.last_vote_height)  # fmt: skip
+                    await ws.close(code=WS_GOING_AWAY, message=b"silent: redialling")
+            reader.result()  # its failure is ours
+        finally:
+            reader.cancel()
+            if self.links.get(member) is link:
+                del self.links[member]
+            link.close()
+
+    async def _read_link(self, member: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                self._member_frame(member, frame.data)
+
+    def _member_frame(self, member: int, data: bytes | str) -> None:
+        """`handle` for a member's link, noting its votes (height and time) for liveness."""
+        message = decode(data)
+        if isinstance(message, MalformedMessage):
+            self.malformed += 1
+            log.warning("dropped a message from member %s: %s", member, message)
+            return
+        if not isinstance(message, VoteMessage) or message.vote.member != member:
+            self.deliver(member, message)
+            return
+        proposer = self.proposer
+        height = proposer.proposed.get(message.vote.header_hash)
+        self.deliver(member, message)
+        if self.failure is not None:
+            return
+        if height is None:  # late: its block is certified already, or noise
+            rows = proposer.store.read(
+                "SELECT height FROM blocks WHERE hash = ?", (message.vote.header_hash,)
+            )
+            height = int(rows[0][0]) if rows else None
+        elif height in proposer.unvoted and member not in proposer.votes[height]:
+            height = None  # not counted: its signature did not verify
+        if height is not None:
+            peer = self.peers[member]
+            peer.last_vote_height = max(peer.last_vote_height, height)
+            peer.last_vote_ns = time.monotonic_ns()
+            peer.owed_since_ns = None
+
+    def _note_recovered(self) -> None:
+        self.recovered_height = self.proposer.height
+
+    def _silent(self, member: int) -> bool:
+        """Whether `member` owes a vote and sent none for `vote_silence_s`. It owes one for
+        every block proposed on its current link above its last vote (a block certified before
+        the link came up, or recovered at start, gets no vote from it: it takes that one with
+        its certificate, or votes when it is re-proposed)."""
+        peer, proposer = self.peers[member], self.proposer
+        if proposer.recovering:  # recovered blocks come with certificates or are re-proposed
+            return False
+        owed_above = max(peer.last_vote_height, peer.height_at_link, self.recovered_height)
+        if proposer.height <= owed_above:
+            peer.owed_since_ns = None
+            return False
+        now = time.monotonic_ns()
+        if peer.owed_since_ns is None:
+            peer.owed_since_ns = now
+        return (now - peer.owed_since_ns) / 1e9 >= self.vote_silence_s
 
     async def _cutter(self) -> None:
         while self.failure is None:

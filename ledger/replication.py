@@ -20,6 +20,13 @@ that have not voted for them and re-sends its latest certificate; a replica that
 or knows of certificates it lacks, fetches pages of blocks with their certificates from a
 peer (the exchange first, then the members in turn) and verifies them exactly like proposals.
 
+Time: a member refuses a block whose time is earlier than its parent's (evidence: the signed
+header proves it). A block more than `BLOCK_TIME_AHEAD_MAX_NS` ahead of the member's own clock
+(the shell passes its clock as `now_ns`) is held, not stored, not voted for and not evidence:
+the member's clock may be the wrong one. Each tick re-checks it. A block that comes with a
+valid certificate is taken whatever its time: a quorum of members has already accepted it. The
+exchange never lets block time go back nor stand still: `next_block_time`.
+
 A restarted exchange first **recovers** (`Proposer(recover=True)`, what the processes do):
 its store may have lost its last blocks (a power cut with `synchronous=NORMAL`, or a new
 machine with an empty store), while members hold them. Before it sequences anything it asks
@@ -73,6 +80,11 @@ REPROPOSE_TICKS: Final = 4
 QUEUE_MAX: Final = 200_000  # sequenced commands waiting for a block
 BLOCK_COMMANDS: Final = 2_000
 LAG_MAX: Final = 8  # blocks between the tip and the highest certificate before "degraded"
+BLOCK_TIME_AHEAD_MAX_NS: Final = 2 * 10**9  # how far ahead of a member's clock a block may be
+# While the exchange's clock is behind its last block's time (it ran ahead and was set back),
+# block time advances by 1/SLEW_DIVISOR of the real time elapsed, so it stays monotonic, keeps
+# moving, and meets the clock again after SLEW_DIVISOR / (SLEW_DIVISOR - 1) times the offset.
+SLEW_DIVISOR: Final = 2
 # ticks a recovering exchange waits for the members that have not answered once 2f + 1 have:
 # a block stored only by a member that is slow to answer is still found
 RECOVERY_GRACE_TICKS: Final = 20
@@ -130,6 +142,17 @@ def replay(
         height += len(page)
 
 
+def next_block_time(parent_ns: int | None, clock_ns: int, previous_clock_ns: int | None) -> int:
+    """The time of the next block: the clock's, when it is past the parent's; otherwise (the
+    clock is behind the chain, having run ahead and been set back) the parent's plus
+    1/SLEW_DIVISOR of the clock time elapsed since the previous block was cut, and at least
+    1 ns. So block time never goes back, never stands still, and meets the clock again."""
+    if parent_ns is None or clock_ns > parent_ns:
+        return clock_ns
+    elapsed_ns = 0 if previous_clock_ns is None else max(0, clock_ns - previous_clock_ns)
+    return parent_ns + max(1, elapsed_ns // SLEW_DIVISOR)
+
+
 def _header_evidence(block: Block, reason: str) -> bytes:
     return canonical_bytes(
         {"header": block.header.to_dict(), "signature": block.signature.hex(), "reason": reason}
@@ -168,6 +191,8 @@ class Replica:
         self.known_certified = store.certified_height()
         self.fetch_wait = 0
         self.fetch_turn = 0
+        self.now_ns: int | None = None  # the shell's clock at the current input; None: unknown
+        self.held: Block | None = None  # the next block, ahead of our clock: re-checked by tick
 
     @property
     def height(self) -> int:
@@ -175,8 +200,10 @@ class Replica:
 
     # ---- input ----
 
-    def receive(self, sender: int, message: Message) -> list[Send]:
-        """Handle one message from member `sender`; what to send in return."""
+    def receive(self, sender: int, message: Message, *, now_ns: int | None = None) -> list[Send]:
+        """Handle one message from member `sender`; what to send in return. `now_ns`: the
+        member's clock (None, as in the simulation: no block is too far ahead)."""
+        self.now_ns = now_ns
         match message:
             case Propose(block, certified):
                 if sender != self.exchange_id:
@@ -196,8 +223,22 @@ class Replica:
             case VoteMessage():
                 return []
 
-    def tick(self) -> list[Send]:
-        """Periodic work: fetch what is missing when behind or lacking certificates."""
+    def tick(self, *, now_ns: int | None = None) -> list[Send]:
+        """Periodic work: re-check a block held for its time, fetch what is missing when
+        behind or lacking certificates."""
+        self.now_ns = now_ns
+        held = self.held
+        if held is not None:
+            if held.header.height != self.height + 1:
+                self.held = None  # the chain moved on without it (certified blocks came)
+            elif now_ns is not None and held.header.time_ns > now_ns + BLOCK_TIME_AHEAD_MAX_NS:
+                if self.known_certified <= self.height:
+                    return []  # still ahead of our clock, and no certified block to fetch
+            else:
+                self.held = None
+                sends = self._block(held, None)
+                if sends:
+                    return sends
         if self.fetch_wait:
             self.fetch_wait -= 1
             return []
@@ -276,6 +317,8 @@ class Replica:
             and check_certificate(certificate, header, self.voters, self.quorum) is None
             else None
         )
+        if valid_certificate is None and self._ahead_of_clock(block):
+            return []
         execution, divergence = re_execute(self.machine, header, block.commands)
         if divergence is not None:
             self._evidence("diverged", block, str(divergence))
@@ -300,6 +343,18 @@ class Replica:
         if check_certificate(certificate, header, self.voters, self.quorum) is None:
             self.store.add_certificate(certificate)
             self.uncertified.discard(certificate.height)
+
+    def _ahead_of_clock(self, block: Block) -> bool:
+        """Hold `block` (the next, checked) if its time is too far ahead of our clock."""
+        now_ns = self.now_ns
+        if now_ns is None or block.header.time_ns <= now_ns + BLOCK_TIME_AHEAD_MAX_NS:
+            return False
+        held = self.held
+        same_height = held is not None and held.header.height == block.header.height
+        if same_height and held is not None and held.header.hash != block.header.hash:
+            self._equivocation(held, block)  # both checked: signed by the proposer
+        self.held = block
+        return True
 
     # ---- catch-up ----
 
@@ -328,7 +383,9 @@ class Replica:
         self.known_certified = max(
             self.known_certified, min(certified, self.store.certified_height() + len(blocks))
         )
-        if blocks and self.known_tip > self.height:
+        held = self.held
+        waiting = held is not None and held.header.height == self.height + 1  # for our clock
+        if blocks and self.known_tip > self.height and not waiting:
             sends.append(self._fetch(self.height + 1))
         return sends
 
@@ -378,6 +435,7 @@ class Proposer:
         self.machine, self.tip_header = replay(store, new_machine)
         self.queue: list[dict[str, Any]] = []
         self.queue_bytes: list[bytes] = []  # their canonical bytes, encoded once at `submit`
+        self.last_clock_ns: int | None = None  # the clock at the last cut (next_block_time)
         self.votes: dict[int, dict[int, Vote]] = {}
         self.unvoted: dict[int, Block] = {}  # stored, proposed, not yet certified
         self.proposed: dict[bytes, int] = {}  # header hash -> height, for the unvoted
@@ -442,7 +500,8 @@ class Proposer:
     def cut(self, time_ns: int) -> tuple[Block | None, list[Send]]:
         """Make, store and propose the next block from the queued commands (None if there are
         none). Once this returns, the block's commands are acknowledged: they survive a crash.
-        `time_ns` comes from the shell's clock; it never goes below the parent's."""
+        `time_ns` comes from the shell's clock; the block's time is `next_block_time`: the
+        clock's, or, while the clock is behind the parent's time, slewed towards it."""
         if not self.queue or self.recovering:
             return None, []
         commands = self.queue[: self.block_commands]
@@ -455,12 +514,15 @@ class Proposer:
             proposer=self.member_id,
             height=self.height + 1,
             parent_hash=self.genesis.hash if parent is None else parent.hash,
-            time_ns=time_ns if parent is None else max(time_ns, parent.time_ns),
+            time_ns=next_block_time(
+                None if parent is None else parent.time_ns, time_ns, self.last_clock_ns
+            ),
             commands=commands,
             command_bytes=encoded,
         )
         self.store.append(block, execution.events)
         self.tip_header = block.header
+        self.last_clock_ns = time_ns
         self._await_votes(block)
         message = Propose(block, self.certified)
         return block, [Send(member, message) for member in self.voters if member != self.member_id]

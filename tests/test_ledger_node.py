@@ -5,14 +5,18 @@ and never crash a node."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
+from yarl import URL
 
 from exchange.nodes import build_exchange, build_replica, load_config
+from ledger.auth import PeerHandshake, PeerIdentity
 from ledger.feed import Feed, FeedError, status
 from ledger.node import ExchangeNode, ReplicaNode
 from tests.consortium_net import make_consortium, opening, orders, until
@@ -90,7 +94,7 @@ async def test_blocks_become_final_on_every_member_with_identical_state(
             assert node.replica.store.header(height) == store.header(height)
     trades = store.read("SELECT count(*) FROM trades", ())
     assert trades[0][0] == 500  # every buy met a sell
-    info = await status(consortium.address)
+    info = await status(consortium.address, 0, consortium.exchange.authorization)
     assert info["certified"] == tip and info["lag"] == 0 and info["degraded"] is False
     assert info["finalized_commands"] == 1002 and info["finality_p99_ms"] is not None
 
@@ -144,13 +148,25 @@ async def _certified(consortium: Consortium, height: int) -> bool:
 async def test_bad_frames_and_requests_get_errors_and_nodes_keep_working(
     consortium: Consortium,
 ) -> None:
-    member = load_config(consortium.directory / "bank1").address
+    config = load_config(consortium.directory / "bank1")
+    member = config.address
+    assert consortium.exchange is not None
+    signed = consortium.members["depository1"].authorization
     async with aiohttp.ClientSession() as session:
         for query in ("from=x", "from=0", "from=1&limit=100000"):
-            async with session.get(f"http://{member}/blocks?{query}") as response:
+            url = URL(f"http://{member}/blocks?{query}", encoded=True)
+            headers = {"Authorization": signed(f"/blocks?{query}")}
+            async with session.get(url, headers=headers) as response:
                 assert response.status == 400
                 assert "from" in (await response.json())["error"]
+        # before authentication, a bad frame ends the connection and is counted as a failure
         async with session.ws_connect(f"http://{member}/ledger") as ws:
+            await ws.receive()  # the challenge
+            await ws.send_bytes(b"not json")
+            assert orjson.loads((await ws.receive()).data)["type"] == "peer_refused"
+        # after it (as the exchange, with its key), bad frames are dropped and counted
+        async with session.ws_connect(f"http://{member}/ledger") as ws:
+            await authenticate_as(ws, consortium.exchange.identity, expect=config.member_id)
             await ws.send_bytes(b"not json")
             await ws.send_bytes(orjson.dumps({"type": "propose", "block": {}, "certified": 0}))
             await ws.send_bytes(orjson.dumps({"type": "gossip"}))
@@ -171,6 +187,17 @@ async def test_bad_frames_and_requests_get_errors_and_nodes_keep_working(
     assert consortium.exchange is not None
     events = consortium.exchange.proposer.store.events(heights[0])
     assert events is not None and orjson.loads(events[0])["type"] == "error"
+
+
+async def authenticate_as(
+    ws: aiohttp.ClientWebSocketResponse, identity: PeerIdentity, expect: int
+) -> None:
+    """Run the dialer's side of the peer handshake on `ws` as `identity`."""
+    handshake = PeerHandshake(identity, nonce=os.urandom(32), dialer=True, expect=expect)
+    while not handshake.done:
+        for frame in handshake.receive((await ws.receive()).data, time.time_ns()):
+            await ws.send_bytes(frame)
+    assert handshake.peer == expect, handshake.error
 
 
 async def _malformed(consortium: Consortium, name: str, count: int) -> bool:

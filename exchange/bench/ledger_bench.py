@@ -37,7 +37,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,7 +51,9 @@ from exchange.nodes import load_config, start_processes, stop_processes
 from exchange.venue_machine import VenueMachine
 from exchange.venue_types import BrokerCommand
 from exchange.wire import venue_command_to_dict
+from ledger.auth import request_signer
 from ledger.feed import Feed, FeedError, status, wait_until_up
+from ledger.keys import load_private_key
 from matching.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 
 ACCOUNTS_PER_BROKER: Final = 20
@@ -78,6 +80,7 @@ MARKET: Final = Market(
 )
 Commands = list[dict[str, Any]]
 Children = list[tuple[str, subprocess.Popen[bytes]]]
+Signer = Callable[[str], str]  # a member's signed Authorization for a GET of this path
 
 
 def genesis_account(flow_account: str) -> tuple[str, str]:
@@ -205,14 +208,16 @@ async def open_loop(feed: Feed, commands: Commands, rate: int, cpu: CpuClock) ->
     }
 
 
-async def saturate(feed: Feed, exchange: str, commands: Commands, cpu: CpuClock) -> dict[str, Any]:
+async def saturate(
+    feed: Feed, exchange: str, commands: Commands, cpu: CpuClock, signer: Signer
+) -> dict[str, Any]:
     """Feed `commands` with `WINDOW` batches in flight; finalized rate, the exchange's own
     finality percentiles, and CPU microseconds per command per process."""
     before = await status(exchange)
     cpu.start()
     start = time.perf_counter()
     tip = max(await feed.pipeline(batches(commands), WINDOW))
-    while (after := await status(exchange, before["height"]))["certified"] < tip:
+    while (after := await status(exchange, before["height"], signer))["certified"] < tip:
         await asyncio.sleep(0.002)
     seconds = time.perf_counter() - start
     cpu_us = {name: round(1e6 * s / len(commands), 1) for name, s in cpu.elapsed().items()}
@@ -254,10 +259,11 @@ async def _drive(
     timed: Commands,
     extra: Remaining,
     arguments: argparse.Namespace,
+    signer: Signer,
 ) -> dict[str, Any]:
     exchange = addresses[0]
     await wait_until_up(addresses)
-    while len((await status(exchange))["members_connected"]) < len(addresses) - 1:
+    while len((await status(exchange, 0, signer))["members_connected"]) < len(addresses) - 1:
         await asyncio.sleep(0.05)
     cpu = CpuClock(children)
     result: dict[str, Any] = {}
@@ -268,11 +274,11 @@ async def _drive(
         if arguments.rate is not None:
             result["runs"] = [await open_loop(feed, timed, arguments.rate, cpu)]
         else:
-            result["saturated"] = await saturate(feed, exchange, timed, cpu)
+            result["saturated"] = await saturate(feed, exchange, timed, cpu, signer)
             high = result["saturated"]["finalized_commands_per_s"]
             result["runs"] = await sweep(feed, extra, high, arguments.steps, arguments.seconds, cpu)
     after = await status(exchange)
-    members = [await status(address) for address in addresses[1:]]
+    members = [await status(address, 0, signer) for address in addresses[1:]]
     result["tip"] = after["height"]
     result["members_at_tip"] = sum(m["height"] >= after["height"] for m in members)
     result["evidence"] = sum(m["evidence"] for m in members)
@@ -321,7 +327,11 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
         addresses = [config.address] + [m.address for m in genesis.members if m.voting]
         children = start_processes(directory, feed=True)
         try:
-            run = asyncio.run(_drive(addresses, children, setup, timed, extra, arguments))
+            signer = request_signer(
+                load_private_key(directory / "exchange" / "key.pem"),
+                config.genesis.chain_id, "exchange", time.time_ns,
+            )  # fmt: skip
+            run = asyncio.run(_drive(addresses, children, setup, timed, extra, arguments, signer))
         finally:
             stop_processes(children)
     return report(arguments, run, len(baseline) / inprocess_seconds)
