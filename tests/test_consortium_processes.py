@@ -13,13 +13,17 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from exchange.nodes import load_config
 from ledger.feed import Feed, FeedError, status, wait_until_up
 from ledger.store import BlockStore
+from settlement.types import COMMAND_OUTCOMES_MAX
 from tests.consortium_net import make_consortium, opening, orders, until
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
@@ -227,3 +231,53 @@ def test_up_runs_the_demo_session_and_stops_every_process_on_ctrl_c(tmp_path: Pa
     # the session's six blocks: two admin commands, then one per order
     assert output.count("stopped at height 6") == 5, output
     assert "consortium stopped" in output
+
+
+def deposits(first_id: int, count: int) -> list[dict[str, Any]]:
+    """Deposits of 1 fen from the cash bank, each with its own command id."""
+    deposit = {"type": "deposit", "actor": "bank1", "asset": "CNY", "account": "10001"}
+    return [
+        {**deposit, "command_id": command_id, "amount": 1}
+        for command_id in range(first_id, first_id + count)
+    ]
+
+
+def test_the_exchange_sequences_past_the_settlement_outcome_window(
+    consortium: Processes,
+) -> None:
+    """Regression (#15 item 1): the exchange's block cutter died at the 10,000th remembered
+    settlement outcome, and every later request went unanswered. Past the window, orders
+    still become final, the exchange is healthy, and every member holds the same tip."""
+    past = COMMAND_OUTCOMES_MAX + 1_000
+
+    async def scenario() -> int:
+        await wait_up(consortium, (*MEMBERS, "exchange"))
+        exchange = consortium.address("exchange")
+        async with Feed(exchange) as feed:
+            await feed.submit(opening())
+            await feed.pipeline(
+                [deposits(1_000_000 + 500 * k, 500) for k in range(past // 500)], window=4
+            )
+            stored, final = await feed.send_final(orders(1, 10))
+            tip = max(await asyncio.wait_for(stored, 30))
+            await asyncio.wait_for(final, 30)
+        health = await _health(exchange)
+        assert health["status"] == "ok", health
+        for name in MEMBERS:
+            await until(partial(_member_at, consortium.address(name), tip), what=f"{name} at tip")
+        return tip
+
+    tip = asyncio.run(scenario())
+    consortium.stop_all()
+    directory = consortium.directory
+    exchange_header = header_at(directory / "exchange", tip)
+    for name in MEMBERS:
+        assert header_at(directory / name, tip) == exchange_header, name
+
+
+async def _health(address: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{address}/health") as response,
+    ):
+        return dict(await response.json())
