@@ -2,7 +2,7 @@
 
 Every client message is a JSON object with a `type`; every request but `ping` carries a
 `request` id (an integer or a string of at most 64 characters) that the reply echoes. Parsing
-is strict, as for the venue's commands (`exchange.wire`): a known type, every required field
+is strict, as for the venue's commands (`exchange.venue.wire`): a known type, every required field
 with the right JSON type, no unknown field, numbers within their range. Anything else is an
 `ApiError` naming the field and the offending value, and the session stays usable. The whole
 vocabulary, with examples, is in docs/api.md.
@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import orjson
 
-from exchange import wire
+from exchange.venue import wire
 from ledger.canonical import canonical_bytes
 
 PRICE_MAX: Final = 10**12  # ticks
@@ -71,7 +71,7 @@ class ApiError:
                 "field": self.field, **extra}  # fmt: skip
 
 
-Fields = Any  # exchange.wire's typed field reader
+Fields = Any  # exchange.venue.wire's typed field reader
 
 
 def _request_id(fields: Fields) -> Any:

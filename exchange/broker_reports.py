@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from exchange.venue_types import (
+from exchange.venue.types import (
     BeginDay,
     BrokerCommand,
     DayBegun,

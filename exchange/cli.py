@@ -11,8 +11,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from exchange import wire
-from exchange.venue import Venue
+from exchange.venue import wire
+from exchange.venue.venue import Venue
 from matching.engine import MatchingEngine
 from matching.types import name_of
 

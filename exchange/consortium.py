@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
-from exchange import wire
-from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT
-from exchange.venue import Venue
-from exchange.venue_types import ListInstrument, VenueCommand
+from exchange.venue import wire
+from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
+from exchange.venue.types import ListInstrument, VenueCommand
+from exchange.venue.venue import Venue
 from ledger.block import faults_tolerated
 from ledger.genesis import Broker, Genesis, GenesisError, Member, Role, save_genesis
 from ledger.keys import PrivateKey, generate_private_key, save_private_key

@@ -7,10 +7,10 @@ delivery-versus-payment of every trade.
 
 from __future__ import annotations
 
-from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT, Funding, registry_setup
-from exchange.venue import Venue
-from exchange.venue_types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
-from exchange.wire import event_to_dict
+from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT, Funding, registry_setup
+from exchange.venue.types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
+from exchange.venue.venue import Venue
+from exchange.venue.wire import event_to_dict
 from matching.commands import CancelOrder, PlaceOrder, SetPhase
 from matching.events import AuctionUncrossed, TradeExecuted
 from matching.types import OrderKind, Phase, Side, TimeInForce

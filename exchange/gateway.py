@@ -64,9 +64,9 @@ from exchange.broker_reports import OrderView, Reports
 from exchange.consortium import venue_from_genesis
 from exchange.ledger_audit import find_trade
 from exchange.market_data import MarketData
-from exchange.venue_machine import VenueMachine
-from exchange.venue_types import BrokerCommand
-from exchange.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
+from exchange.venue.machine import VenueMachine
+from exchange.venue.types import BrokerCommand
+from exchange.venue.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
 from ledger import auth
 from ledger.block import Block, QuorumCertificate
 from ledger.genesis import Genesis, Member, Role

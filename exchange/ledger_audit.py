@@ -18,7 +18,7 @@ import orjson
 
 from exchange.consortium import venue_from_genesis
 from exchange.ledger_index import VenueIndexer
-from exchange.venue_machine import VenueMachine
+from exchange.venue.machine import VenueMachine
 from ledger.audit import AuditReport, Authority, audit_store
 from ledger.genesis import Genesis, GenesisError, load_genesis
 from ledger.receipt import ReceiptError, build_receipt, check_receipt

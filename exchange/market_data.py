@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from exchange.venue import Venue
+from exchange.venue.venue import Venue
 from matching.events import TradeExecuted
 
 BOOK_LEVELS: Final = 50

@@ -47,7 +47,7 @@ from exchange.consortium import init_consortium, venue_from_genesis
 from exchange.gateway import DEFAULT_LIMITS, Gateway, Limits
 from exchange.ledger_audit import UsageError, load_node
 from exchange.ledger_index import VenueIndexer
-from exchange.venue_machine import VenueMachine
+from exchange.venue.machine import VenueMachine
 from ledger.genesis import Genesis
 from ledger.keys import load_private_key
 from ledger.node import TASK_POLICIES, ExchangeNode, Fault, ReplicaNode

@@ -55,8 +55,8 @@ from exchange.client import Client, RequestError
 from exchange.consortium import init_consortium, venue_from_genesis
 from exchange.ledger_audit import format_report, verify_node
 from exchange.nodes import load_config, new_machine, stop_processes
-from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT
-from exchange.venue import Venue
+from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
+from exchange.venue.venue import Venue
 from ledger.feed import status
 from ledger.genesis import Genesis, Role
 from ledger.keys import load_private_key

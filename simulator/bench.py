@@ -25,7 +25,7 @@ from typing import Any
 
 from exchange.consortium import venue_from_genesis
 from exchange.ledger_index import VenueIndexer
-from exchange.venue_machine import VenueMachine
+from exchange.venue.machine import VenueMachine
 from ledger.block import certify, sign_vote
 from ledger.genesis import load_genesis
 from ledger.machine import propose

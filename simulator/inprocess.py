@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from exchange import wire
 from exchange.consortium import Market, init_consortium, venue_from_genesis
 from exchange.ledger_index import VenueIndexer
-from exchange.venue_machine import VenueMachine
-from exchange.venue_types import OrderRefused, OrderUnfunded
+from exchange.venue import wire
+from exchange.venue.machine import VenueMachine
+from exchange.venue.types import OrderRefused, OrderUnfunded
 from ledger.block import certify, sign_vote
 from ledger.canonical import sha256
 from ledger.genesis import Genesis

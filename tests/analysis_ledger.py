@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from exchange import wire
-from exchange.venue_types import EndDay
+from exchange.venue import wire
+from exchange.venue.types import EndDay
 from matching.types import Side
 from settlement.commands import SettleCycle
 from tests.chain import SYMBOLS, TIME_NS_START, Chain

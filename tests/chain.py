@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exchange import wire
 from exchange.consortium import SAMPLE_INSTRUMENTS, init_consortium, venue_from_genesis
 from exchange.ledger_index import VenueIndexer
-from exchange.venue_machine import VenueMachine
-from exchange.venue_types import BeginDay, BrokerCommand
+from exchange.venue import wire
+from exchange.venue.machine import VenueMachine
+from exchange.venue.types import BeginDay, BrokerCommand
 from ledger.block import Block, QuorumCertificate, certify, sign_vote
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey, load_private_key

@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from exchange import wire
 from exchange.analysis import checks, market, post_trade, surveillance
 from exchange.analysis import tables as t
 from exchange.cli import main
 from exchange.ledger_audit import UsageError
+from exchange.venue import wire
 from matching.types import Side, name_of
 from settlement.commands import SettleCycle
 from tests.analysis_ledger import Session, generate_session

@@ -17,9 +17,9 @@ import orjson
 
 from exchange.consortium import CASH, init_consortium
 from exchange.nodes import new_machine
-from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT
-from exchange.state_commitment import commitment_of_snapshot
-from exchange.venue_machine import VenueMachine
+from exchange.venue.commitment import commitment_of_snapshot
+from exchange.venue.machine import VenueMachine
+from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
 from ledger.genesis import Genesis, Role
 from settlement.types import COMMAND_OUTCOMES_MAX
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exchange.consortium import genesis_commands, init_consortium, venue_from_genesis
-from exchange.venue_types import BrokerCommand
+from exchange.venue.types import BrokerCommand
 from ledger.genesis import GenesisError, load_genesis, parse_genesis
 from ledger.keys import load_private_key
 from matching.commands import PlaceOrder, SetPhase
@@ -41,7 +41,7 @@ def test_init_writes_a_genesis_the_venue_starts_from(tmp_path: Path) -> None:
 
 
 def test_a_broker_trades_on_the_venue_built_from_genesis(tmp_path: Path) -> None:
-    from exchange.venue_types import BeginDay
+    from exchange.venue.types import BeginDay
 
     genesis = init_consortium(tmp_path / "net", members=4, brokers=2)
     venue = venue_from_genesis(genesis)

@@ -1,4 +1,4 @@
-"""The incremental state commitment (exchange/state_commitment.py) equals the same commitment
+"""The incremental state commitment (exchange/venue/commitment.py) equals the same commitment
 recomputed from scratch from `Venue.snapshot()`: after every step of the venue's stateful
 property test (every command kind, auctions, days, cycles, fee changes, restores), and at
 block boundaries of the bench flow. Different states get different hashes; a restored
@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, settings
 
 from exchange.bench.flow import ACCOUNTS, SYMBOL, make_flow
 from exchange.bench.venue_bench import OPERATOR, broker_of, venue_setup, wrap
-from exchange.state_commitment import StateCommitment, commitment_of_snapshot
-from exchange.venue import Venue
-from exchange.venue_machine import VenueMachine
-from exchange.venue_types import BeginDay, EndDay, Event, VenueCommand
-from exchange.wire import VENUE_PARSERS, parse_command, venue_command_to_dict
+from exchange.venue.commitment import StateCommitment, commitment_of_snapshot
+from exchange.venue.machine import VenueMachine
+from exchange.venue.types import BeginDay, EndDay, Event, VenueCommand
+from exchange.venue.venue import Venue
+from exchange.venue.wire import VENUE_PARSERS, parse_command, venue_command_to_dict
 from matching.commands import PlaceOrder, SetPhase
 from matching.types import Phase
 from settlement.commands import Deposit, Freeze, SetFeeSchedule, SettleCycle, Transfer, Unfreeze

@@ -25,9 +25,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exchange import wire
-from exchange.venue import SETTLEMENT_COMMANDS, GroupedOrders, Venue
-from exchange.venue_types import (
+from exchange.venue import wire
+from exchange.venue.types import (
     BeginDay,
     BrokerCommand,
     DayBegun,
@@ -43,6 +42,7 @@ from exchange.venue_types import (
     VenueCommand,
     VenueRejectReason,
 )
+from exchange.venue.venue import SETTLEMENT_COMMANDS, GroupedOrders, Venue
 from matching.commands import AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.engine import RestingOrder
 from matching.events import (

@@ -31,8 +31,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from exchange.venue import Venue
-from exchange.venue_types import (
+from exchange.venue.types import (
     BeginDay,
     BrokerCommand,
     DayBegun,
@@ -44,6 +43,7 @@ from exchange.venue_types import (
     OrderUnfunded,
     VenueCommand,
 )
+from exchange.venue.venue import Venue
 from matching.commands import AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.events import (
     AmendRejected,

@@ -10,9 +10,9 @@ import orjson
 
 from exchange.bench.flow import make_flow
 from exchange.bench.venue_bench import OPERATOR, venue_setup, wrap
-from exchange.venue import Venue
-from exchange.venue_machine import VenueMachine
-from exchange.wire import venue_command_to_dict
+from exchange.venue.machine import VenueMachine
+from exchange.venue.venue import Venue
+from exchange.venue.wire import venue_command_to_dict
 from ledger.block import BlockHeader, DivergedError, values_root
 from ledger.machine import execute, re_execute
 from matching.commands import PlaceOrder

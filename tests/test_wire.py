@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange import wire
+from exchange.venue import wire
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.events import OrderCancelled, TradeExecuted
 from matching.types import CancelReason, OrderKind, Phase, Side, StpMode, TimeInForce

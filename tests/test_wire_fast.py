@@ -1,4 +1,4 @@
-"""The machine's fast path (exchange/wire_fast.py) gives exactly what `wire.parse_command` and
+"""The machine's fast path (exchange/venue/wire_fast.py) gives exactly what `wire.parse_command` and
 `canonical_bytes(wire.event_to_dict(event))` give: the same commands, the same error events
 naming the same field, byte-identical events, over the bench flow and over malformed input."""
 
@@ -11,13 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange import wire
 from exchange.bench.flow import make_flow
 from exchange.bench.venue_bench import OPERATOR, venue_setup, wrap
-from exchange.venue import Venue
-from exchange.venue_machine import VenueMachine
-from exchange.venue_types import OrderUnfunded, VenueRejectReason
-from exchange.wire_fast import event_bytes, events_bytes, parse_venue_command, slow_event_bytes
+from exchange.venue import wire
+from exchange.venue.machine import VenueMachine
+from exchange.venue.types import OrderUnfunded, VenueRejectReason
+from exchange.venue.venue import Venue
+from exchange.venue.wire_fast import (
+    event_bytes,
+    events_bytes,
+    parse_venue_command,
+    slow_event_bytes,
+)
 from ledger.canonical import CanonicalError, canonical_bytes
 from matching.commands import PlaceOrder
 from matching.events import TradeExecuted

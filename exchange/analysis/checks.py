@@ -28,8 +28,8 @@ import pandas as pd
 from exchange.analysis.tables import NodeLedger
 from exchange.consortium import venue_from_genesis
 from exchange.ledger_audit import find_trade, verify_node
-from exchange.venue import Venue
-from exchange.venue_machine import VenueMachine
+from exchange.venue.machine import VenueMachine
+from exchange.venue.venue import Venue
 from ledger.audit import AuditReport
 from ledger.block import BlockHeader, check_certificate
 from ledger.canonical import sha256

@@ -11,7 +11,7 @@ What the derived tables leave out (docs/ledger.md, "Derived tables") is filled h
 it follows exactly from the ledger:
 
 - `holding_changes` adds the genesis holdings (height 0) and the commission and stamp duty that
-  a gross `trade_settled` credits to the fee and tax accounts (`exchange.setup.FEE_ACCOUNT`,
+  a gross `trade_settled` credits to the fee and tax accounts (`exchange.venue.setup.FEE_ACCOUNT`,
   `TAX_ACCOUNT`, which `jinlian init` names in every fee schedule): commission is charged to
   each side, so the fee account receives twice the event's `commission`.
 - `order_lifecycle` folds the order events and the trades into one row per order: every change
@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from exchange.ledger_audit import load_node, open_store
-from exchange.setup import FEE_ACCOUNT, TAX_ACCOUNT
+from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
 from ledger.genesis import Genesis
 from ledger.store import BlockStore
 

@@ -48,9 +48,9 @@ from exchange.bench.flow import ACCOUNTS, REFERENCE_PRICE, SYMBOL, make_flow
 from exchange.bench.report import emit
 from exchange.consortium import Market, init_consortium, venue_from_genesis
 from exchange.nodes import load_config, start_processes, stop_processes
-from exchange.venue_machine import VenueMachine
-from exchange.venue_types import BrokerCommand
-from exchange.wire import venue_command_to_dict
+from exchange.venue.machine import VenueMachine
+from exchange.venue.types import BrokerCommand
+from exchange.venue.wire import venue_command_to_dict
 from ledger.auth import request_signer
 from ledger.feed import Feed, FeedError, status, wait_until_up
 from ledger.keys import load_private_key

@@ -20,10 +20,10 @@ from typing import Any
 from exchange.bench.flow import make_flow
 from exchange.bench.report import emit
 from exchange.bench.venue_bench import OPERATOR, time_venue, venue_setup, wrap
-from exchange.state_commitment import commitment_of_snapshot
-from exchange.venue import Venue
-from exchange.venue_machine import VenueMachine
-from exchange.wire import venue_command_to_dict
+from exchange.venue.commitment import commitment_of_snapshot
+from exchange.venue.machine import VenueMachine
+from exchange.venue.venue import Venue
+from exchange.venue.wire import venue_command_to_dict
 from matching.commands import PlaceOrder
 
 

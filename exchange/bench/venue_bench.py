@@ -16,9 +16,9 @@ from typing import Any
 
 from exchange.bench.flow import ACCOUNTS, SYMBOL, Flow, make_flow
 from exchange.bench.report import emit
-from exchange.setup import Funding, registry_setup
-from exchange.venue import Venue
-from exchange.venue_types import BeginDay, BrokerCommand, ListInstrument, VenueCommand
+from exchange.venue.setup import Funding, registry_setup
+from exchange.venue.types import BeginDay, BrokerCommand, ListInstrument, VenueCommand
+from exchange.venue.venue import Venue
 from matching.commands import AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
 from matching.engine import MatchingEngine
 from matching.types import Phase

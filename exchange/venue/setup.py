@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from exchange.venue_types import VenueCommand
+from exchange.venue.types import VenueCommand
 from settlement.commands import DefineAsset, Deposit, Issue, OpenAccount, SetFeeSchedule
 from settlement.types import AssetKind
 

@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.outcomes import Outcomes
-from exchange.venue_types import (
+from exchange.venue.outcomes import Outcomes
+from exchange.venue.types import (
     BeginDay,
     BrokerCommand,
     DayBegun,

@@ -65,10 +65,10 @@ from typing import Any, Final
 
 import orjson
 
-from exchange.outcomes import event_row
-from exchange.venue import SNAPSHOT_VERSION as VENUE_VERSION
-from exchange.venue import Venue
-from exchange.venue_types import BrokerCommand, DayBegun, InstrumentListed
+from exchange.venue.outcomes import event_row
+from exchange.venue.types import BrokerCommand, DayBegun, InstrumentListed
+from exchange.venue.venue import SNAPSHOT_VERSION as VENUE_VERSION
+from exchange.venue.venue import Venue
 from matching.book import Order
 from matching.engine import SNAPSHOT_VERSION as MATCHING_VERSION
 from matching.events import (

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from exchange.venue import SETTLEMENT_COMMANDS
-from exchange.venue_types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
+from exchange.venue.types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
+from exchange.venue.venue import SETTLEMENT_COMMANDS
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
 from matching.events import (
     AmendRejected,

@@ -1,5 +1,5 @@
 """The hot path of the ledger's state machine: command objects to venue commands and events to
-canonical bytes, with exactly the results of `exchange.wire` and `ledger.canonical`.
+canonical bytes, with exactly the results of `exchange.venue.wire` and `ledger.canonical`.
 
 `parse_venue_command` accepts the order commands (`place`, `cancel`, `amend`) when every field
 is present with exactly the type `wire.parse_command` accepts; anything unusual (an unknown or
@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import orjson
 
-from exchange import wire
-from exchange.venue_types import BrokerCommand
+from exchange.venue import wire
+from exchange.venue.types import BrokerCommand
 from ledger.canonical import INTEGER_MAX, INTEGER_MIN, canonical_bytes
 from matching.commands import AmendOrder, CancelOrder, PlaceOrder
 from matching.types import CancelReason, OrderKind, Side, StpMode, TimeInForce
@@ -335,7 +335,7 @@ def _encoder(cls: type[Any]) -> Callable[[Any], bytes]:
 
 
 def _event_types() -> list[type[Any]]:
-    from exchange.venue_types import Event as VenueEvent  # noqa: PLC0415
+    from exchange.venue.types import Event as VenueEvent  # noqa: PLC0415
 
     found: list[type[Any]] = []
     for cls in typing.get_args(VenueEvent):

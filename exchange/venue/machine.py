@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from exchange import wire
-from exchange.state_commitment import StateCommitment
-from exchange.venue import Venue
-from exchange.venue_types import Event
-from exchange.wire_fast import events_bytes, parse_venue_command
+from exchange.venue import wire
+from exchange.venue.commitment import StateCommitment
+from exchange.venue.types import Event
+from exchange.venue.venue import Venue
+from exchange.venue.wire_fast import events_bytes, parse_venue_command
 from ledger.canonical import canonical_bytes
 
 
@@ -17,9 +17,9 @@ class VenueMachine:
     """Adapts `Venue` to `ledger.machine.StateMachine`. A command that does not parse becomes an
     `error` event naming the field, the same on every node, and changes nothing.
 
-    Commands are parsed and events encoded by `exchange.wire_fast`, which gives exactly the
+    Commands are parsed and events encoded by `exchange.venue.wire_fast`, which gives exactly the
     results of `wire.parse_command` and `canonical_bytes(wire.event_to_dict(event))`. The state
-    hash is the incremental multiset commitment of `exchange.state_commitment`: each `apply`
+    hash is the incremental multiset commitment of `exchange.venue.commitment`: each `apply`
     records what changed, and `state_hash` (once per block) costs O(what changed)."""
 
     __slots__ = ("_touch", "_venue_apply", "commitment", "venue")
