@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE = ("matching", "settlement")
+PURE = ("matching", "settlement", "exchange/venue")
 IMPURE_MODULES = {"asyncio", "aiohttp", "time", "random", "os", "socket", "datetime", "secrets"}
 MAY_NOT_IMPORT = {
     "matching": {"settlement", "ledger", "exchange", "simulator"},
@@ -105,3 +105,26 @@ def test_only_the_command_line_of_the_exchange_reaches_the_simulator() -> None:
     for path in sources("exchange"):
         if path.name != "cli.py":
             assert "simulator" not in imported_roots(path), f"{path.relative_to(ROOT)}"
+
+
+def test_the_venue_core_imports_only_the_cores_and_itself() -> None:
+    """`exchange/venue/` is the composition of the pure cores: it may import matching,
+    settlement, the ledger's canonical encoding and itself, never the shell (the gateway, the
+    nodes, the CLI) nor a library that does IO."""
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"matching", "settlement", "orjson"}
+    for path in sources("exchange/venue"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                module = node.module
+                if module.startswith(("exchange.venue", "ledger.canonical")):
+                    continue
+                if module == "exchange":  # `from exchange import venue` would be the shell too
+                    raise AssertionError(f"{path.relative_to(ROOT)} imports from exchange")
+                assert module.split(".")[0] in allowed, f"{path.relative_to(ROOT)}: {module}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    root = alias.name.split(".")[0]
+                    assert root in allowed, f"{path.relative_to(ROOT)}: {alias.name}"
