@@ -20,21 +20,13 @@ from exchange.consortium import init_consortium
 from ledger.feed import Feed
 from ledger.keys import load_private_key
 from tests.consortium_net import SYMBOL, free_base_port, opening, orders, until
-from tests.test_consortium_processes import MEMBERS, Processes, tip_of, wait_up
+from tests.test_consortium_processes import MEMBERS, Processes, running, tip_of, wait_up
 
 
 @pytest.fixture
 def consortium(tmp_path: Path) -> Iterator[Processes]:
     init_consortium(tmp_path / "c", members=4, brokers=3, base_port=free_base_port(5))
-    processes = Processes(tmp_path / "c")
-    for name in (*MEMBERS, "exchange"):
-        processes.start(name)
-    try:
-        yield processes
-    finally:
-        for child in processes.children.values():
-            child.kill()
-            child.wait()
+    yield from running(tmp_path / "c")
 
 
 def key_path(directory: Path, caller: str) -> Path:

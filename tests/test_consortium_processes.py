@@ -65,10 +65,10 @@ class Processes:
         return load_config(self.directory / name).address
 
 
-@pytest.fixture
-def consortium(tmp_path: Path) -> Iterator[Processes]:
-    make_consortium(tmp_path / "c")
-    processes = Processes(tmp_path / "c")
+def running(directory: Path) -> Iterator[Processes]:
+    """The exchange and every member of the consortium in `directory` as processes, killed at
+    the end."""
+    processes = Processes(directory)
     for name in (*MEMBERS, "exchange"):
         processes.start(name)
     try:
@@ -77,6 +77,12 @@ def consortium(tmp_path: Path) -> Iterator[Processes]:
         for child in processes.children.values():
             child.kill()
             child.wait()
+
+
+@pytest.fixture
+def consortium(tmp_path: Path) -> Iterator[Processes]:
+    make_consortium(tmp_path / "c")
+    yield from running(tmp_path / "c")
 
 
 async def wait_up(processes: Processes, names: tuple[str, ...]) -> None:
