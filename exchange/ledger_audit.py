@@ -25,6 +25,7 @@ from ledger.receipt import ReceiptError, build_receipt, check_receipt
 from ledger.store import BlockStore, StoreError
 
 NODE_CONFIG_BYTES_MAX: Final = 64 * 1024
+INDEX_BATCH_BLOCKS: Final = 32  # blocks per transaction of `jinlian index`
 RECEIPT_BYTES_MAX: Final = 1024 * 1024
 
 
@@ -92,7 +93,7 @@ def index_node(directory: Path) -> tuple[int, int]:
             tip = store.tip()
             if tip is None or watermark >= tip[0]:
                 return before, watermark
-            watermark = store.index_blocks()
+            watermark = store.index_blocks(INDEX_BATCH_BLOCKS)
     except (StoreError, sqlite3.Error) as error:
         raise UsageError(f"{node.store_path}: indexing: {error}") from None
     finally:

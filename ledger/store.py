@@ -163,6 +163,9 @@ _META_GENESIS: Final = "genesis_hash"
 _META_VERSION: Final = "schema_version"
 _META_INDEXED: Final = "indexed_height"  # the derived tables hold exactly blocks 1..this
 INDEX_BLOCKS_MAX: Final = BLOCKS_PAGE_MAX  # blocks per `index_blocks` call
+# commands per `index_blocks` call: once a batch holds this many, it ends (after at least one
+# block), so the rows held in memory and the time the transaction holds the lock are bounded
+INDEX_COMMANDS_MAX: Final = 20_000
 Parsed = TypeVar("Parsed")
 
 
@@ -346,11 +349,11 @@ class BlockStore:
             )
 
     def index_blocks(self, blocks_max: int = INDEX_BLOCKS_MAX) -> int:
-        """Derive the indexer's rows of at most `blocks_max` (1..`INDEX_BLOCKS_MAX`) stored
-        blocks above the watermark and write them with the new watermark in one transaction;
-        return the watermark (the tip's height once caught up; unchanged with nothing to do).
-        The blocks are read through the public reads (`blocks_from`, `events`), so the indexer
-        depends on the stored format only through them.
+        """Derive the indexer's rows of at most `blocks_max` (1..`INDEX_BLOCKS_MAX`) stored blocks
+        above the watermark (fewer once they hold `INDEX_COMMANDS_MAX` commands) and write them with
+        the new watermark in one transaction; return the watermark (the tip's height once caught up;
+        unchanged with nothing to do). The blocks are read through the public reads (`blocks_from`,
+        `events`), so the indexer depends on the stored format only through them.
 
         Raises `StoreError` without an indexer, for rows of a refused table name or of uneven
         width (naming the height and table), `StoreCorruptError` for a block that does not read
@@ -366,15 +369,20 @@ class BlockStore:
         if not page:
             return first - 1
         writes: dict[str, list[Row]] = {}
+        commands = 0
+        last = first - 1
         for stored in page:
+            if commands >= INDEX_COMMANDS_MAX:
+                break
             header = stored.block.header
+            commands += header.command_count
+            last = header.height
             events = self.events(header.height)
             if events is None:  # blocks are never removed: a vanished block is corruption
                 raise StoreCorruptError(header.height, "events gone while indexing")
             tables = self.indexer.rows(header.height, header, stored.block.commands, events)
             for table, rows in tables.items():
                 writes.setdefault(_checked_table(header.height, table), []).extend(rows)
-        last = page[-1].block.header.height
         statements = [(table, _insert(last, table, rows), rows) for table, rows in writes.items()]
         with self._transaction():
             if self._indexed() != first - 1:  # another writer indexed meanwhile: redo

@@ -17,6 +17,8 @@ behind the "indexed up to height" watermark, and catch up after a crash.
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -33,6 +35,7 @@ from exchange.consortium import indexing_nodes
 from exchange.ledger_audit import index_node, verify_node
 from exchange.ledger_index import VenueIndexer
 from exchange.nodes import build_replica, load_config, new_machine
+from ledger import store as store_module
 from ledger.feed import Feed, status, wait_until_up
 from ledger.node import INDEX_BATCH_BLOCKS, ReplicaNode
 from ledger.protocol import Propose, VoteMessage
@@ -104,6 +107,15 @@ def test_rows_and_watermark_move_together_in_bounded_batches(tmp_path: Path) -> 
         assert reopened.index_blocks() == 5
     assert _rows(chain.node / "ledger.sqlite") == before
     assert verify_node(chain.node).ok
+
+
+def test_a_batch_ends_once_it_holds_enough_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = trading_chain(tmp_path, 4, index=False)  # 4 commands, then 2 per block
+    monkeypatch.setattr(store_module, "INDEX_COMMANDS_MAX", 3)
+    assert [chain.store.index_blocks() for _ in range(3)] == [1, 3, 4]
+    chain.close()
 
 
 def _rows(path: Path) -> list[object]:
@@ -351,3 +363,38 @@ def test_the_indexer_catches_up_after_a_crash_between_voting_and_indexing(
     depository = verify_node(directory / "depository1")
     assert depository.ok and depository.indexed_height == depository.blocks
     assert depository.derived_rows == report.derived_rows > 0
+
+
+@pytest.mark.skipif(
+    os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="a long kill sweep: JINLIAN_CHECK_ALL=1"
+)
+def test_jinlian_index_killed_at_random_points_always_leaves_consistent_tables(
+    tmp_path: Path,
+) -> None:
+    """`jinlian index` killed with SIGKILL after a random delay, again and again, until it
+    reaches the tip: after every kill `jinlian verify` passes (rows exactly up to the
+    watermark), and the end state is every block indexed. Seeds printed."""
+    chain = trading_chain(tmp_path, 400, index=False)  # 13 transactions of `jinlian index`
+    chain.close()
+    seed = random.randrange(2**32)
+    print(f"kill sweep seed {seed}")
+    rng = random.Random(seed)
+    kills = 0
+    while True:
+        child = subprocess.Popen(
+            [*PYTHON, "index", str(chain.node)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            child.wait(timeout=rng.uniform(0.3, 1.5))  # the start takes most of it
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            kills += 1
+        report = verify_node(chain.node)
+        assert report.ok, (seed, kills, report)
+        if report.indexed_height == report.blocks:
+            break
+        assert kills < 200, f"seed {seed}: no progress after {kills} kills"
+    assert report.derived_rows > 0
