@@ -76,7 +76,7 @@ from ledger.protocol import (
     encode,
 )
 from ledger.replication import Proposer, Refused, Replica, Send
-from ledger.store import BLOCKS_PAGE_MAX, BlockStore
+from ledger.store import BLOCKS_PAGE_MAX, BlockStore, StoreError
 
 log = logging.getLogger("jinlian.node")
 
@@ -478,10 +478,12 @@ class _Shell:
             self.index_wake.clear()
             while True:
                 tip = store.tip()
-                if tip is None or store.indexed_height() >= tip[0]:
+                indexed = store.indexed_height()
+                if tip is None or indexed >= tip[0]:
                     break
                 self.fault.point("indexer")
-                store.index_blocks(INDEX_BATCH_BLOCKS)
+                if store.index_blocks(INDEX_BATCH_BLOCKS) <= indexed:  # never spin in place
+                    raise StoreError(f"index watermark {indexed} does not move below tip {tip[0]}")
                 await asyncio.sleep(0)  # let votes and messages through between batches
             await self.index_wake.wait()
 

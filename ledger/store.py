@@ -375,6 +375,8 @@ class BlockStore:
             if commands >= INDEX_COMMANDS_MAX:
                 break
             header = stored.block.header
+            if header.height != last + 1:  # blocks are never removed: a gap is corruption
+                raise StoreCorruptError(last + 1, "block missing below the tip while indexing")
             commands += header.command_count
             last = header.height
             events = self.events(header.height)

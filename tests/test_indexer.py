@@ -40,7 +40,7 @@ from ledger.feed import Feed, status, wait_until_up
 from ledger.node import INDEX_BATCH_BLOCKS, ReplicaNode
 from ledger.protocol import Propose, VoteMessage
 from ledger.replication import Replica
-from ledger.store import BlockStore
+from ledger.store import BlockStore, StoreCorruptError
 from matching.types import Side
 from tests.chain import Chain
 from tests.consortium_net import free_base_port, make_consortium, opening, orders, until
@@ -398,3 +398,16 @@ def test_jinlian_index_killed_at_random_points_always_leaves_consistent_tables(
             break
         assert kills < 200, f"seed {seed}: no progress after {kills} kills"
     assert report.derived_rows > 0
+
+
+def test_a_block_missing_below_the_tip_stops_the_indexer_naming_it(tmp_path: Path) -> None:
+    chain = trading_chain(tmp_path, 4, index=False)
+    chain.store.index_blocks(1)
+    chain.close()
+    with sqlite3.connect(chain.node / "ledger.sqlite") as db:
+        for table in ("certificates", "commands", "events", "blocks"):
+            db.execute(f"DELETE FROM {table} WHERE height = 2")
+    with BlockStore.open(chain.node / "ledger.sqlite", indexer=VenueIndexer()) as store:
+        with pytest.raises(StoreCorruptError, match="block 2: stored block missing below"):
+            store.index_blocks()
+        assert store.indexed_height() == 1  # not moved past the gap
