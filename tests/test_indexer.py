@@ -37,13 +37,14 @@ from exchange.ledger_index import VenueIndexer
 from exchange.nodes import build_replica, load_config, new_machine
 from ledger import store as store_module
 from ledger.feed import Feed, status, wait_until_up
-from ledger.node import INDEX_BATCH_BLOCKS, ReplicaNode
+from ledger.node import INDEX_BATCH_BLOCKS, ExchangeNode, ReplicaNode
 from ledger.protocol import Propose, VoteMessage
 from ledger.replication import Replica
 from ledger.store import BlockStore, StoreCorruptError
 from matching.types import Side
 from tests.chain import Chain
 from tests.consortium_net import free_base_port, make_consortium, opening, orders, until
+from tests.test_ledger_node import Consortium
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
 MEMBERS = ("bank1", "depository1", "regulator1", "broker-node1")
@@ -411,3 +412,33 @@ def test_a_block_missing_below_the_tip_stops_the_indexer_naming_it(tmp_path: Pat
         with pytest.raises(StoreCorruptError, match="block 2: stored block missing below"):
             store.index_blocks()
         assert store.indexed_height() == 1  # not moved past the gap
+
+
+def test_an_exchange_set_to_index_indexes_what_it_stores(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    make_consortium(directory)
+    _set_index(directory / "exchange", True)  # not the default: the exchange may opt in
+    running = Consortium(directory)
+
+    async def scenario() -> None:
+        await running.start()
+        try:
+            exchange = running.exchange
+            assert exchange is not None and exchange.index_store is not None
+            async with Feed(running.address) as feed:
+                await feed.submit(opening())
+                heights = await feed.pipeline([orders(1 + 50 * k, 50) for k in range(4)])
+            tip = max(heights)
+            await until(lambda: _exchange_indexed(exchange, tip), what="the exchange's indexer")
+            trades = exchange.proposer.store.read("SELECT count(*) FROM trades WHERE height <= ?",
+                                                  (tip,))  # fmt: skip
+            assert trades == [(100,)]
+            assert exchange.status()["indexed"] >= tip
+        finally:
+            await running.stop()
+
+    asyncio.run(scenario())
+
+
+async def _exchange_indexed(node: ExchangeNode, height: int) -> bool:
+    return (node.indexed() or 0) >= height
