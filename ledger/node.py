@@ -31,14 +31,14 @@ status 1. An exception in an I/O task (a fetch, a link writer, a dial, a reply) 
 and retried or its connection closed. `fault` is a test seam (`Fault`): armed, it raises inside one
 task kind.
 
-A node that indexes (`start_indexer`) runs the `indexer` task: woken whenever a block is
-stored, it calls `BlockStore.index_blocks` in batches of INDEX_BATCH_BLOCKS blocks until the
-watermark reaches the tip, yielding to the event loop between batches. It is off the vote path:
-a member votes as soon as the block is stored, and its derived tables follow behind the
-watermark, which `/status` shows as `indexed` and `/metrics` as `jinlian_indexed_height`. Its
-failures are restarted with a backoff (`restart`); more than RESTARTS_PER_MINUTE_MAX in a
-minute fail the node (/health `failed`, exit status 1), and the next start resumes from the
-watermark.
+A node that indexes (`start_indexer`) runs the `indexer` task: woken whenever a block is stored, it
+calls `BlockStore.index_blocks` in batches (INDEX_BATCH_BLOCKS blocks, fewer once they hold
+INDEX_BATCH_COMMANDS commands) until the watermark reaches the tip, yielding to the event loop
+between batches. It is off the vote path: a member votes as soon as the block is stored, and its
+derived tables follow behind the watermark, which `/status` shows as `indexed` and `/metrics` as
+`jinlian_indexed_height`. Its failures are restarted with a backoff (`restart`); more than
+RESTARTS_PER_MINUTE_MAX in a minute fail the node (/health `failed`, exit status 1), and the next
+start resumes from the watermark.
 """
 
 from __future__ import annotations
@@ -90,10 +90,12 @@ FETCH_TIMEOUT_S: Final = 10.0
 LATENCY_SAMPLES_MAX: Final = 1_000_000
 RESTARTS_PER_MINUTE_MAX: Final = 5  # of one restarted task; one more is a failure of the node
 STOP_FLUSH_S: Final = 1.0  # how long `stop` lets error replies and session writers drain
-# blocks the indexer derives in one transaction before it yields to the event loop: at most
-# about 16 us of CPU per command, so a batch of full-rate blocks (a few hundred commands each)
-# holds the loop for a few ms at most
+# what the indexer derives in one transaction before it yields to the event loop: at most this
+# many blocks, ending once they hold INDEX_BATCH_COMMANDS commands (at least one block). At about
+# 12-16 us of CPU per command (docs/performance.md) a batch holds the loop for ~15 ms, or for
+# one block if a block is larger (BLOCK_COMMANDS, 2,000: ~30 ms)
 INDEX_BATCH_BLOCKS: Final = 8
+INDEX_BATCH_COMMANDS: Final = 1_000
 
 # What an unhandled exception in each kind of task does (docs/ledger.md, "Supervision"):
 # `stop`: the node fails and its process exits 1; `restart`: the task runs again after a
@@ -482,7 +484,7 @@ class _Shell:
                 if tip is None or indexed >= tip[0]:
                     break
                 self.fault.point("indexer")
-                if store.index_blocks(INDEX_BATCH_BLOCKS) <= indexed:  # never spin in place
+                if store.index_blocks(INDEX_BATCH_BLOCKS, INDEX_BATCH_COMMANDS) <= indexed:
                     raise StoreError(f"index watermark {indexed} does not move below tip {tip[0]}")
                 await asyncio.sleep(0)  # let votes and messages through between batches
             await self.index_wake.wait()

@@ -163,8 +163,9 @@ _META_GENESIS: Final = "genesis_hash"
 _META_VERSION: Final = "schema_version"
 _META_INDEXED: Final = "indexed_height"  # the derived tables hold exactly blocks 1..this
 INDEX_BLOCKS_MAX: Final = BLOCKS_PAGE_MAX  # blocks per `index_blocks` call
-# commands per `index_blocks` call: once a batch holds this many, it ends (after at least one
-# block), so the rows held in memory and the time the transaction holds the lock are bounded
+# commands per `index_blocks` call (at most; its `commands_max`): once a batch holds this many,
+# it ends (after at least one block), so the rows held in memory and the time the transaction
+# holds the lock are bounded
 INDEX_COMMANDS_MAX: Final = 20_000
 Parsed = TypeVar("Parsed")
 
@@ -348,12 +349,14 @@ class BlockStore:
                 "INSERT INTO events (height, idx, data) VALUES (?, ?, ?)", event_rows
             )
 
-    def index_blocks(self, blocks_max: int = INDEX_BLOCKS_MAX) -> int:
+    def index_blocks(
+        self, blocks_max: int = INDEX_BLOCKS_MAX, commands_max: int = INDEX_COMMANDS_MAX
+    ) -> int:
         """Derive the indexer's rows of at most `blocks_max` (1..`INDEX_BLOCKS_MAX`) stored blocks
-        above the watermark (fewer once they hold `INDEX_COMMANDS_MAX` commands) and write them with
-        the new watermark in one transaction; return the watermark (the tip's height once caught up;
-        unchanged with nothing to do). The blocks are read through the public reads (`blocks_from`,
-        `events`), so the indexer depends on the stored format only through them.
+        above the watermark (fewer once they hold `commands_max` commands; at least one) and write
+        them with the new watermark in one transaction; return the watermark (the tip's height once
+        caught up; unchanged with nothing to do). The blocks are read through the public reads
+        (`blocks_from`, `events`), so the indexer depends on the stored format only through them.
 
         Raises `StoreError` without an indexer, for rows of a refused table name or of uneven
         width (naming the height and table), `StoreCorruptError` for a block that does not read
@@ -364,6 +367,8 @@ class BlockStore:
             raise StoreError(f"{self.path}: opened without an indexer: nothing to index")
         if not 1 <= blocks_max <= INDEX_BLOCKS_MAX:
             raise ValueError(f"blocks_max {blocks_max} is not in 1..{INDEX_BLOCKS_MAX}")
+        if not 1 <= commands_max <= INDEX_COMMANDS_MAX:
+            raise ValueError(f"commands_max {commands_max} is not in 1..{INDEX_COMMANDS_MAX}")
         first = self.indexed_height() + 1
         page = self.blocks_from(first, blocks_max)
         if not page:
@@ -372,7 +377,7 @@ class BlockStore:
         commands = 0
         last = first - 1
         for stored in page:
-            if commands >= INDEX_COMMANDS_MAX:
+            if commands >= commands_max:
                 break
             header = stored.block.header
             if header.height != last + 1:  # blocks are never removed: a gap is corruption

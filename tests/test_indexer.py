@@ -36,7 +36,6 @@ from exchange.consortium import indexing_nodes
 from exchange.ledger_audit import index_node, verify_node
 from exchange.ledger_index import VenueIndexer
 from exchange.nodes import build_replica, load_config, new_machine
-from ledger import store as store_module
 from ledger.feed import Feed, status, wait_until_up
 from ledger.node import INDEX_BATCH_BLOCKS, ExchangeNode, ReplicaNode
 from ledger.protocol import Propose, VoteMessage
@@ -115,12 +114,11 @@ def test_rows_and_watermark_move_together_in_bounded_batches(tmp_path: Path) -> 
     assert verify_node(chain.node).ok
 
 
-def test_a_batch_ends_once_it_holds_enough_commands(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_batch_ends_once_it_holds_enough_commands(tmp_path: Path) -> None:
     chain = trading_chain(tmp_path, 4, index=False)  # 4 commands, then 2 per block
-    monkeypatch.setattr(store_module, "INDEX_COMMANDS_MAX", 3)
-    assert [chain.store.index_blocks() for _ in range(3)] == [1, 3, 4]
+    assert [chain.store.index_blocks(commands_max=3) for _ in range(3)] == [1, 3, 4]
+    with pytest.raises(ValueError, match="commands_max 0"):
+        chain.store.index_blocks(commands_max=0)
     chain.close()
 
 
