@@ -86,7 +86,12 @@ def audit_store(store: BlockStore, authority: Authority, machine: StateMachine) 
         if block is None:
             if tip is not None and tip[0] >= height:
                 return audit.report(height, f"block {height} is missing below the tip {tip[0]}")
-            orphan = _orphan_rows(store, audit.tables, min(height - 1, audit.indexed_height))
+            # re-read: a running node may have indexed on, and rows move with the watermark
+            try:
+                indexed = store.indexed_height() if store.indexer is not None else 0
+            except sqlite3.Error as error:
+                return audit.report(height, f"store unreadable: {error}")
+            orphan = _orphan_rows(store, audit.tables, min(height - 1, indexed))
             return audit.report(None, None) if orphan is None else audit.report(*orphan)
         failure = audit.check(store, block, certificate)
         if failure is not None:
