@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from exchange.ledger_audit import index_node
 from exchange.nodes import load_config
 from ledger.feed import Feed, FeedError, status, wait_until_up
 from ledger.store import BlockStore
@@ -192,6 +193,7 @@ def test_the_exchange_killed_under_load_loses_no_acknowledged_command(
     tip = asyncio.run(scenario())
     consortium.stop_all()
     config = load_config(consortium.directory / "exchange")
+    index_node(consortium.directory / "exchange")  # the exchange does not index by default
     with BlockStore.open(config.store_path) as store:
         placed = {int(row[0]) for row in store.read("SELECT order_id FROM orders", ()) if row[0]}
     lost = [first for first in acknowledged if first not in placed]
