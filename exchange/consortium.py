@@ -48,10 +48,11 @@ SAMPLE_INSTRUMENTS: tuple[dict[str, object], ...] = (
      "commission_bps": 3, "stamp_duty_bps": 5},
 )  # fmt: skip
 # The nodes that index by default (node.json `index`): the first regulator and the first bank,
-# the members that serve analysts (the notebooks read bank1). The exchange does not: its process
-# does consensus work and the gateway; every other node can build its tables later
-# (`jinlian index DIR/<member>`), and `jinlian verify` rebuilds them anyway.
-INDEXING_NODES = ("regulator1", "bank1")
+# the members that serve analysts (the notebooks read bank1), and the exchange, whose gateway
+# finds a trade's receipt through the `trades` table (without it, every receipt request would
+# scan the stored events); its indexer runs behind the cut path, never on it. Every other node
+# can build its tables later (`jinlian index DIR/<member>`); `jinlian verify` rebuilds them.
+INDEXING_NODES = ("exchange", "regulator1", "bank1")
 ACCOUNTS_PER_BROKER = 2
 CASH_PER_ACCOUNT = 100_000_000  # fen: 1,000,000.00 CNY
 SHARES_PER_ACCOUNT = 100_000

@@ -171,9 +171,10 @@ def test_init_writes_which_nodes_index_and_says_so(tmp_path: Path) -> None:
         [*PYTHON, "init", str(tmp_path / "c")], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert indexing_nodes(tmp_path / "c") == ["bank1", "regulator1"]
-    assert "analysts' tables: built by bank1, regulator1" in result.stdout
-    assert load_config(tmp_path / "c" / "exchange").index is False
+    assert indexing_nodes(tmp_path / "c") == ["bank1", "exchange", "regulator1"]
+    assert "analysts' tables: built by bank1, exchange, regulator1" in result.stdout
+    assert load_config(tmp_path / "c" / "exchange").index is True
+    assert load_config(tmp_path / "c" / "depository1").index is False
     assert load_config(tmp_path / "c" / "bank1").index is True
     config = tmp_path / "c" / "depository1" / "node.json"
     value = orjson.loads(config.read_bytes())
