@@ -3,8 +3,10 @@ keeps its invariants, and replays to the same state."""
 
 from __future__ import annotations
 
+import pytest
+
 from exchange.bench.baseline import BaselineBook
-from exchange.bench.flow import SYMBOL, make_flow
+from exchange.bench.flow import SYMBOL, make_flow, named_flow
 from matching.engine import MatchingEngine
 from matching.events import Event
 from matching.types import Side
@@ -59,3 +61,29 @@ def test_snapshot_mid_flow_restores_to_the_same_future() -> None:
         assert restored.apply(command) == engine.apply(command)
     restored.check()
     assert restored.state_hash() == engine.state_hash()
+
+
+def test_sparse_flows_open_levels_and_agree_with_the_bare_baseline() -> None:
+    for name, depth in (("sparse-deep", 4_000), ("sparse-shallow", 500)):
+        flow = named_flow(name, 5, 8_000, depth)
+        assert flow.new_level_share > 0.6, (name, flow.new_level_share)
+        engine = MatchingEngine()
+        for position, command in enumerate([*flow.setup, *flow.commands]):
+            engine.apply(command)
+            if position % 2_000 == 0:
+                engine.check()
+        engine.check()
+        baseline = BaselineBook()
+        baseline.run(flow.baseline_setup)
+        baseline.run(flow.baseline)
+        rows = [
+            (order.order_id, int(order.side is Side.BUY), order.price, order.quantity)
+            for order in engine.orders(SYMBOL)
+        ]
+        assert rows == baseline.resting(), name
+        assert depth // 2 < len(rows) < 2 * depth, (name, len(rows))
+
+
+def test_unknown_flow_is_named() -> None:
+    with pytest.raises(ValueError, match="'thin'"):
+        named_flow("thin", 1, 10)
