@@ -17,11 +17,9 @@ The book never validates: the engine checks every command before it reaches the 
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Iterator
-
-from sortedcontainers import SortedList
 
 from matching.events import (
     AuctionUncrossed,
@@ -113,11 +111,12 @@ class Level:
 
     __slots__ = ("count", "orders", "price", "quantity")
 
-    def __init__(self, price: int) -> None:
-        self.price = price
-        self.quantity = 0
-        self.count = 0
-        self.orders: deque[Order] = deque()
+    def __init__(self, first: Order) -> None:
+        """A level opened by the order `first`, at its price."""
+        self.price = first.price
+        self.quantity = first.quantity
+        self.count = 1
+        self.orders: deque[Order] = deque((first,))
 
     def live(self) -> Iterator[Order]:
         """The live orders, oldest first."""
@@ -144,10 +143,12 @@ class TradeCounter:
 
 
 class BookSide:
-    """One side of a book: its levels by price, the level keys best first, the best price.
+    """One side of a book: its levels by price, their keys in a sorted list, the best price.
 
-    A level's key is `sign * price` (bids: sign -1, asks: +1), so ascending keys run from the
-    best price outwards on both sides. `top` caches the best price for the hot path.
+    A level's key is `-sign * price` (bids: sign -1, asks: +1), so the keys ascend towards the
+    best price, which is the last key: the levels that open and close most often, near the
+    touch, sit at the end of the list, where `insort` and `del` move few elements and closing
+    the best level is a `pop`. `top` caches the best price for the hot path.
     """
 
     __slots__ = ("keys", "levels", "sign", "top")
@@ -155,36 +156,44 @@ class BookSide:
     def __init__(self, side: Side) -> None:
         self.sign = -1 if side is BUY else 1
         self.levels: dict[int, Level] = {}
-        self.keys: SortedList[int] = SortedList()
+        self.keys: list[int] = []
         self.top: int | None = None
 
     def __iter__(self) -> Iterator[Level]:
         """The levels, best price first."""
         levels, sign = self.levels, self.sign
-        return (levels[sign * key] for key in self.keys)
+        return (levels[-sign * key] for key in reversed(self.keys))
 
-    def level_for(self, price: int) -> Level:
-        """The level at `price`, opened if there is none. O(1), or O(log L) to open one."""
-        level = self.levels.get(price)
-        if level is None:
-            level = self.levels[price] = Level(price)
-            sign = self.sign
-            self.keys.add(sign * price)
-            if self.top is None or sign * price < sign * self.top:
-                self.top = price
-        return level
+    def open(self, first: Order) -> None:
+        """Open a level with the order `first`, at its price, where none is."""
+        price = first.price
+        self.levels[price] = Level(first)
+        key = -self.sign * price
+        keys = self.keys
+        if not keys or key > keys[-1]:
+            keys.append(key)
+            self.top = price
+        else:
+            insort(keys, key)
 
     def drop(self, level: Level) -> None:
-        """Close an empty level. O(log L)."""
+        """Close an empty level."""
         assert not level.count, f"closing level {level.price} with {level.count} orders"
         price = level.price
         del self.levels[price]
         keys = self.keys
         if price == self.top:
-            del keys[0]
-            self.top = self.sign * keys[0] if keys else None
+            keys.pop()
+            self.top = -self.sign * keys[-1] if keys else None
         else:
-            keys.remove(self.sign * price)
+            del keys[bisect_left(keys, -self.sign * price)]
+
+    def between(self, low: int, high: int) -> list[int]:
+        """The prices of the levels priced in [low, high], ascending."""
+        keys, sign = self.keys, self.sign
+        if sign < 0:
+            return keys[bisect_left(keys, low) : bisect_right(keys, high)]
+        return [-key for key in reversed(keys[bisect_left(keys, -high) : bisect_right(keys, -low)])]
 
 
 class OrderBook:
@@ -247,11 +256,15 @@ class OrderBook:
 
     def add(self, order: Order) -> None:
         """Rest `order` at the back of its price level. O(1), or O(log L) for a new level."""
-        level = (self.bids if order.side is BUY else self.asks).level_for(order.price)
-        order.price = level.price  # share one int object per level: memory per order
-        level.orders.append(order)
-        level.quantity += order.quantity
-        level.count += 1
+        side = self.bids if order.side is BUY else self.asks
+        level = side.levels.get(order.price)
+        if level is None:
+            side.open(order)
+        else:
+            order.price = level.price  # share one int object per level: memory per order
+            level.orders.append(order)
+            level.quantity += order.quantity
+            level.count += 1
         self._index[order.order_id] = order
         self.order_count += 1
 
@@ -325,7 +338,8 @@ class OrderBook:
         trades = self._trades
         symbol = self.instrument.symbol
         price = level.price
-        taker_is_buy = taker.side is BUY
+        aggressor = taker.side
+        taker_is_buy = aggressor is BUY
         group = taker.stp_group
         while taker.quantity and orders:
             maker = orders[0]
@@ -340,15 +354,15 @@ class OrderBook:
                 buy, sell = maker, taker
             events.append(
                 TradeExecuted(
-                    trade_id=trades.last,
-                    symbol=symbol,
-                    price=price,
-                    quantity=quantity,
-                    buy_order_id=buy.order_id,
-                    sell_order_id=sell.order_id,
-                    buy_account=buy.account,
-                    sell_account=sell.account,
-                    aggressor=taker.side,
+                    trades.last,
+                    symbol,
+                    price,
+                    quantity,
+                    buy.order_id,
+                    sell.order_id,
+                    buy.account,
+                    sell.account,
+                    aggressor,
                 )
             )
             taker.quantity -= quantity
@@ -444,8 +458,8 @@ class OrderBook:
             return None, 0, 0
         low, high = self.asks.top, self.bids.top
         assert low is not None and high is not None
-        bid_prices = [-key for key in self.bids.keys.irange(-high, -low)]  # descending
-        ask_prices = list(self.asks.keys.irange(low, high))  # ascending
+        bid_prices = self.bids.between(low, high)[::-1]  # descending
+        ask_prices = self.asks.between(low, high)  # ascending
         bid_totals = _running_totals(self.bids.levels[p].quantity for p in bid_prices)
         ask_totals = _running_totals(self.asks.levels[p].quantity for p in ask_prices)
         ascending_bids = bid_prices[::-1]
@@ -519,8 +533,9 @@ class OrderBook:
         count = 0
         for side, book_side in ((BUY, self.bids), (SELL, self.asks)):
             levels, keys, sign = book_side.levels, book_side.keys, book_side.sign
-            assert sorted(levels) == sorted(sign * key for key in keys), "levels and keys differ"
-            top = sign * keys[0] if keys else None
+            assert keys == sorted(keys), f"{side.name} keys out of order"
+            assert sorted(levels) == sorted(-sign * key for key in keys), "levels and keys differ"
+            top = -sign * keys[-1] if keys else None
             assert book_side.top == top, f"{side.name} top {book_side.top} != {top}"
             for price, level in levels.items():
                 live = list(level.live())
