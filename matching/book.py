@@ -2,14 +2,17 @@
 the call-auction uncross.
 
 Structure: per side a dict from price to `Level` (a FIFO deque of orders with its total open
-quantity and live order count) and a `SortedList` of the level prices, ordered best first (bid
-prices are stored negated so index 0 is the best price on both sides).
+quantity and live order count), the level keys in ascending order with the best price last (a
+plain list, or a `SortedList` on a side with very many levels: see `BookSide`), and the best
+price cached.
 
 A cancelled order is not searched for in its queue: it is marked dead (open quantity 0) and
 left as a tombstone, the head of a queue is always live, and a queue is compacted once its
 tombstones outnumber its live orders. So with L levels on a side: add O(1), or O(log L) for a
 new level; cancel O(1) amortised, plus O(log L) when the level empties; each fill O(1) plus
-O(log L) per emptied level. Real books hold thousands of orders at the touch, where a linear
+O(1) per emptied level (the best one). Opening or closing a level other than the best also
+moves the keys between it and the touch, at most LEVELS_FLAT_MAX of them (a memmove of 128 kB
+at worst). Real books hold thousands of orders at the touch, where a linear
 search per cancel (deque.remove) cost more than everything else together.
 
 The book never validates: the engine checks every command before it reaches the book.
@@ -20,6 +23,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Iterator
+
+from sortedcontainers import SortedList
 
 from matching.events import (
     AuctionUncrossed,
@@ -142,13 +147,20 @@ class TradeCounter:
         self.last = last
 
 
+LEVELS_FLAT_MAX = 16_384  # levels a side keeps its keys for in a plain list (see BookSide)
+
+
 class BookSide:
-    """One side of a book: its levels by price, their keys in a sorted list, the best price.
+    """One side of a book: its levels by price, their keys in sorted order, the best price.
 
     A level's key is `-sign * price` (bids: sign -1, asks: +1), so the keys ascend towards the
-    best price, which is the last key: the levels that open and close most often, near the
-    touch, sit at the end of the list, where `insort` and `del` move few elements and closing
-    the best level is a `pop`. `top` caches the best price for the hot path.
+    best price, which is the last key. The keys live in a plain list while the side has at most
+    LEVELS_FLAT_MAX levels: the levels that open and close most often, near the touch, sit at
+    its end, where `insort` (in C) and `del` move few elements and closing the best level is a
+    `pop`, several times cheaper than a `SortedList`. A level far from the touch moves up to
+    8 bytes per level behind it, so past LEVELS_FLAT_MAX levels the keys move into a
+    `SortedList` (O(log L) wherever the level is), and back into a list below half that.
+    `top` caches the best price for the hot path.
     """
 
     __slots__ = ("keys", "levels", "sign", "top")
@@ -156,7 +168,7 @@ class BookSide:
     def __init__(self, side: Side) -> None:
         self.sign = -1 if side is BUY else 1
         self.levels: dict[int, Level] = {}
-        self.keys: list[int] = []
+        self.keys: list[int] | SortedList[int] = []
         self.top: int | None = None
 
     def __iter__(self) -> Iterator[Level]:
@@ -165,16 +177,23 @@ class BookSide:
         return (levels[-sign * key] for key in reversed(self.keys))
 
     def open(self, first: Order) -> None:
-        """Open a level with the order `first`, at its price, where none is."""
+        """Open a level with the order `first`, at its price, where none is. O(log L) compares,
+        plus moving the keys of the levels between its price and the touch while they are few."""
         price = first.price
         self.levels[price] = Level(first)
         key = -self.sign * price
         keys = self.keys
         if not keys or key > keys[-1]:
-            keys.append(key)
             self.top = price
-        else:
+            if isinstance(keys, list):
+                keys.append(key)
+                return
+        if isinstance(keys, list):
             insort(keys, key)
+            if len(keys) > LEVELS_FLAT_MAX:
+                self.keys = SortedList(keys)
+        else:
+            keys.add(key)
 
     def drop(self, level: Level) -> None:
         """Close an empty level."""
@@ -185,15 +204,22 @@ class BookSide:
         if price == self.top:
             keys.pop()
             self.top = -self.sign * keys[-1] if keys else None
-        else:
+        elif isinstance(keys, list):
             del keys[bisect_left(keys, -self.sign * price)]
+        else:
+            keys.remove(-self.sign * price)
+            if len(keys) < LEVELS_FLAT_MAX // 2:
+                self.keys = list(keys)
 
     def between(self, low: int, high: int) -> list[int]:
         """The prices of the levels priced in [low, high], ascending."""
-        keys, sign = self.keys, self.sign
-        if sign < 0:
-            return keys[bisect_left(keys, low) : bisect_right(keys, high)]
-        return [-key for key in reversed(keys[bisect_left(keys, -high) : bisect_right(keys, -low)])]
+        sign, keys = self.sign, self.keys
+        first, last = (low, high) if sign < 0 else (-high, -low)  # the range of their keys
+        if isinstance(keys, list):
+            inside = keys[bisect_left(keys, first) : bisect_right(keys, last)]
+        else:
+            inside = list(keys.irange(first, last))
+        return inside if sign < 0 else [-key for key in reversed(inside)]
 
 
 class OrderBook:
@@ -533,7 +559,8 @@ class OrderBook:
         count = 0
         for side, book_side in ((BUY, self.bids), (SELL, self.asks)):
             levels, keys, sign = book_side.levels, book_side.keys, book_side.sign
-            assert keys == sorted(keys), f"{side.name} keys out of order"
+            assert list(keys) == sorted(keys), f"{side.name} keys out of order"
+            assert isinstance(keys, list) or len(keys) >= LEVELS_FLAT_MAX // 2, "sparse side"
             assert sorted(levels) == sorted(-sign * key for key in keys), "levels and keys differ"
             top = -sign * keys[-1] if keys else None
             assert book_side.top == top, f"{side.name} top {book_side.top} != {top}"
