@@ -43,6 +43,11 @@ CANCEL_NEWEST = StpMode.CANCEL_NEWEST
 CANCEL_OLDEST = StpMode.CANCEL_OLDEST
 CANCEL_BOTH = StpMode.CANCEL_BOTH
 SELF_TRADE = CancelReason.SELF_TRADE
+# A record built by `tuple.__new__(cls, values)` skips the NamedTuple's Python `__new__` frame
+# (0.5 us -> 0.17 us per record). Only the hottest events (an accept per order, a cancel, a
+# fill) are built so, their values in field order; the differential tests against the naive
+# model (tests/test_matching_model.py) compare every field of every event.
+_new = tuple.__new__
 
 
 class Order:
@@ -379,16 +384,19 @@ class OrderBook:
             else:
                 buy, sell = maker, taker
             events.append(
-                TradeExecuted(
-                    trades.last,
-                    symbol,
-                    price,
-                    quantity,
-                    buy.order_id,
-                    sell.order_id,
-                    buy.account,
-                    sell.account,
-                    aggressor,
+                _new(
+                    TradeExecuted,
+                    (
+                        trades.last,
+                        symbol,
+                        price,
+                        quantity,
+                        buy.order_id,
+                        sell.order_id,
+                        buy.account,
+                        sell.account,
+                        aggressor,
+                    ),
                 )
             )
             taker.quantity -= quantity

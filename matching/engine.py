@@ -48,6 +48,7 @@ CONTINUOUS = Phase.CONTINUOUS
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
 UNFILLED_REMAINDER = CancelReason.UNFILLED_REMAINDER
+_new = tuple.__new__  # the hottest records' constructor: see matching/book.py
 CLOSED_PHASES = frozenset((Phase.CLOSED, Phase.HALTED))
 
 
@@ -107,7 +108,7 @@ class MatchingEngine:
             command
         )
         events: list[Event] = [
-            OrderAccepted(order_id, symbol, account, side, kind, price, quantity, tif)
+            _new(OrderAccepted, (order_id, symbol, account, side, kind, price, quantity, tif))
         ]
         is_market = kind is MARKET
         if is_market:
@@ -172,8 +173,9 @@ class MatchingEngine:
             order = self._index.get(order_id)
             if order is not None and order.symbol == symbol:
                 # `cancel_checked`, written out: a cancel is a quarter of all commands.
-                event = OrderCancelled(
-                    order_id, symbol, order.quantity, reason_given if why is None else why
+                event = _new(
+                    OrderCancelled,
+                    (order_id, symbol, order.quantity, reason_given if why is None else why),
                 )
                 book.remove(order)
                 return [event]
