@@ -3,6 +3,8 @@ keeps its invariants, and replays to the same state."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from exchange.bench.baseline import BaselineBook
@@ -87,3 +89,29 @@ def test_sparse_flows_open_levels_and_agree_with_the_bare_baseline() -> None:
 def test_unknown_flow_is_named() -> None:
     with pytest.raises(ValueError, match="'thin'"):
         named_flow("thin", 1, 10)
+
+
+@pytest.mark.skipif(os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="JINLIAN_CHECK_ALL=1")
+def test_sparse_flows_over_many_seeds() -> None:
+    """The sparse flows at their default depths over many seeds: the engine agrees with the
+    bare baseline, keeps its invariants and restores to the same state hash."""
+    runs = [("sparse-deep", seed, 20_000) for seed in range(1, 7)]
+    runs += [("sparse-shallow", seed, 500) for seed in range(1, 13)]
+    for name, seed, depth in runs:
+        flow = named_flow(name, seed, 30_000, depth)
+        engine = MatchingEngine()
+        for position, command in enumerate([*flow.setup, *flow.commands]):
+            engine.apply(command)
+            if position % 10_000 == 0:
+                engine.check()
+        engine.check()
+        baseline = BaselineBook()
+        baseline.run(flow.baseline_setup)
+        baseline.run(flow.baseline)
+        rows = [
+            (order.order_id, int(order.side is Side.BUY), order.price, order.quantity)
+            for order in engine.orders(SYMBOL)
+        ]
+        assert rows == baseline.resting(), (name, seed)
+        restored = MatchingEngine.restore(engine.snapshot())
+        assert restored.state_hash() == engine.state_hash(), (name, seed)

@@ -4,8 +4,10 @@ price range, every invariant), checked against a plain dict of the resting order
 
 from __future__ import annotations
 
+import os
 import random
 
+import pytest
 from sortedcontainers import SortedList
 
 from matching.book import LEVELS_FLAT_MAX
@@ -18,7 +20,17 @@ MID = 10_000_000
 
 
 def test_a_side_past_the_flat_maximum_and_back_stays_the_same_book() -> None:
-    rng = random.Random(17)
+    past_the_flat_maximum_and_back(17)
+
+
+@pytest.mark.skipif(os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="JINLIAN_CHECK_ALL=1")
+def test_past_the_flat_maximum_and_back_over_many_seeds() -> None:
+    for seed in range(1, 21):
+        past_the_flat_maximum_and_back(seed)
+
+
+def past_the_flat_maximum_and_back(seed: int) -> None:
+    rng = random.Random(seed)
     engine = MatchingEngine()
     engine.apply(
         AddInstrument(symbol=SYMBOL, tick_size=1, lot=1, reference_price=MID, price_limit_pct=None)
