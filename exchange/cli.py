@@ -452,6 +452,13 @@ def _add_bench_commands(commands: Any) -> None:
     matching.add_argument(
         "--memory-orders", type=int, default=1_000_000, help="resting orders for the memory figure"
     )
+    matching.add_argument(
+        "--flow",
+        choices=("dense", "sparse-deep", "sparse-shallow"),
+        default="dense",
+        help="dense: orders crowd a few levels near the touch; sparse: most open a new level",
+    )
+    matching.set_defaults(depth=None)  # each flow's own: 20,000, or 500 for sparse-shallow
     matching.add_argument("--json", action="store_true", help="one JSON object on stdout")
     matching.set_defaults(run=_bench)
     venue_target = targets.add_parser(

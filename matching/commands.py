@@ -1,14 +1,22 @@
-"""Commands the matching engine accepts. Imperative names; frozen values; ids are ints."""
+"""Commands the matching engine accepts. Imperative names; immutable records; ids are ints.
+
+Commands are `typing.NamedTuple` records like the events (see matching/events.py), for the same
+reason: a frozen dataclass pays an `object.__setattr__` per field when it is built, and a caller
+builds one command per message. They keep the dataclasses' keyword constructors, field names
+and defaults. `@record` makes equality and hashing typed: a `CancelOrder` never equals an
+event, another command or a plain tuple that holds the same values, as a bare NamedTuple would.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
+from matching.events import record
 from matching.types import CancelReason, OrderKind, Phase, Side, StpMode, TimeInForce
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddInstrument:
+@record
+class AddInstrument(NamedTuple):
     symbol: str
     tick_size: int
     lot: int
@@ -16,14 +24,14 @@ class AddInstrument:
     price_limit_pct: int | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetPhase:
+@record
+class SetPhase(NamedTuple):
     symbol: str
     phase: Phase
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlaceOrder:
+@record
+class PlaceOrder(NamedTuple):
     """A new order. `price` is None for a market order; `stp_group` "" opts out of STP."""
 
     order_id: int
@@ -39,8 +47,8 @@ class PlaceOrder:
     stp_mode: StpMode = StpMode.CANCEL_NEWEST
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelOrder:
+@record
+class CancelOrder(NamedTuple):
     """Cancel a resting order for its owner. `reason` is what the cancellation reports: the
     owner's request, or the gateway's cancel-on-disconnect on the owner's behalf (the only two
     a command may give; the venue's own reasons come from the venue)."""
@@ -50,8 +58,8 @@ class CancelOrder:
     reason: CancelReason = CancelReason.REQUESTED
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AmendOrder:
+@record
+class AmendOrder(NamedTuple):
     """Set a resting order's price and open quantity (None keeps the current value)."""
 
     order_id: int

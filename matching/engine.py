@@ -47,6 +47,8 @@ MARKET = OrderKind.MARKET
 CONTINUOUS = Phase.CONTINUOUS
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
+UNFILLED_REMAINDER = CancelReason.UNFILLED_REMAINDER
+_new = tuple.__new__  # the hottest records' constructor: see matching/book.py
 CLOSED_PHASES = frozenset((Phase.CLOSED, Phase.HALTED))
 
 
@@ -85,10 +87,12 @@ class MatchingEngine:
     # -- orders ----------------------------------------------------------------------------
 
     def place(self, command: PlaceOrder) -> list[Event]:
-        reason = self.place_reason(command)
+        book = self._books.get(command.symbol)
+        reason = self._place_reason(book, command)
         if reason is not None:
-            return [OrderRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
-        return self.place_checked(command)
+            return [OrderRejected(command.order_id, command.symbol, reason)]
+        assert book is not None
+        return self._place(book, command)
 
     def place_reason(self, command: PlaceOrder) -> RejectReason | None:
         """Why `place(command)` would be rejected now, or None. Changes nothing."""
@@ -96,47 +100,33 @@ class MatchingEngine:
 
     def place_checked(self, command: PlaceOrder) -> list[Event]:
         """Place an order that `place_reason` has just accepted (the venue funds it between)."""
-        book = self._books[command.symbol]
-        events: list[Event] = [
-            OrderAccepted(
-                order_id=command.order_id,
-                symbol=command.symbol,
-                account=command.account,
-                side=command.side,
-                kind=command.kind,
-                price=command.price,
-                quantity=command.quantity,
-                tif=command.tif,
-            )
-        ]
-        is_market = command.kind is MARKET
-        if is_market:
-            limit = book.upper_limit if command.side is BUY else book.lower_limit
-        else:
-            assert command.price is not None
-            limit = command.price
-        order = Order(
-            command.order_id,
-            command.symbol,
-            command.account,
-            command.side,
-            limit,
-            command.quantity,
-            command.tif,
-            command.post_only,
-            command.stp_group,
-            command.stp_mode,
+        return self._place(self._books[command.symbol], command)
+
+    def _place(self, book: OrderBook, command: PlaceOrder) -> list[Event]:
+        # Commands are tuples: one unpacking reads every field faster than attribute access.
+        order_id, symbol, account, side, kind, price, quantity, tif, post_only, group, mode = (
+            command
         )
+        events: list[Event] = [
+            _new(OrderAccepted, (order_id, symbol, account, side, kind, price, quantity, tif))
+        ]
+        is_market = kind is MARKET
+        if is_market:
+            limit = book.upper_limit if side is BUY else book.lower_limit
+        else:
+            assert price is not None
+            limit = price
+        order = Order(order_id, symbol, account, side, limit, quantity, tif, post_only, group, mode)
         if book.phase is not CONTINUOUS:  # a call auction: the order rests unmatched
             book.add(order)
             return events
-        if command.tif is FOK and not book.fillable(order, limit):
-            events.append(_cancelled(order, order.quantity, CancelReason.FILL_OR_KILL))
+        if tif is FOK and not book.fillable(order, limit):
+            events.append(OrderCancelled(order_id, symbol, quantity, CancelReason.FILL_OR_KILL))
             return events
         book.match(order, limit, events)
         if order.quantity:
-            if is_market or command.tif is IOC:
-                events.append(_cancelled(order, order.quantity, CancelReason.UNFILLED_REMAINDER))
+            if is_market or tif is IOC:
+                events.append(OrderCancelled(order_id, symbol, order.quantity, UNFILLED_REMAINDER))
             else:
                 book.add(order)
         return events
@@ -144,53 +134,53 @@ class MatchingEngine:
     def _place_reason(self, book: OrderBook | None, command: PlaceOrder) -> RejectReason | None:
         if book is None:
             return RejectReason.UNKNOWN_INSTRUMENT
-        if command.order_id in self._index:
+        order_id, _, _, side, kind, price, quantity, tif, post_only, _, _ = command
+        if order_id in self._index:
             return RejectReason.DUPLICATE_ORDER_ID
-        reason = _quantity_reason(book, command.quantity, whole_lots=command.side is BUY)
+        reason = _quantity_reason(book, quantity, whole_lots=side is BUY)
         if reason is not None:
             return reason
-        if command.kind is MARKET:
-            assert command.price is None, f"market order {command.order_id} with a price"
-            if command.post_only:
+        if kind is MARKET:
+            assert price is None, f"market order {order_id} with a price"
+            if post_only:
                 return RejectReason.POST_ONLY_MARKET
         else:
-            assert command.price is not None, f"limit order {command.order_id} without a price"
-            reason = _price_reason(book, command.price)
+            assert price is not None, f"limit order {order_id} without a price"
+            reason = _price_reason(book, price)
             if reason is not None:
                 return reason
         phase = book.phase
         if phase in CLOSED_PHASES:
             return RejectReason.PHASE_CLOSED
         if phase is not CONTINUOUS:
-            if command.kind is MARKET or command.tif is IOC or command.tif is FOK:
+            if kind is MARKET or tif is IOC or tif is FOK:
                 return RejectReason.ORDER_TYPE_NOT_ALLOWED_IN_PHASE
-            if command.post_only:
+            if post_only:
                 return RejectReason.ORDER_TYPE_NOT_ALLOWED_IN_PHASE
         if book.order_count >= ORDERS_PER_BOOK_MAX:
             return RejectReason.BOOK_FULL
-        if (
-            command.post_only
-            and phase is CONTINUOUS
-            and book.would_take(command.side, command.price)  # type: ignore[arg-type]
-        ):
+        if post_only and phase is CONTINUOUS and book.would_take(side, price):  # type: ignore[arg-type]
             return RejectReason.POST_ONLY_WOULD_TAKE
         return None
 
     def cancel(self, command: CancelOrder, why: CancelReason | None = None) -> list[Event]:
         """Cancel a live order (`why`: the venue's reason; None: the command's own)."""
-        if why is None:
-            why = command.reason
-        if command.symbol not in self._books:
+        order_id, symbol, reason_given = command
+        book = self._books.get(symbol)
+        if book is None:
             reason = RejectReason.UNKNOWN_INSTRUMENT
         else:
-            order = self._index.get(command.order_id)
-            if order is not None and order.symbol == command.symbol:
+            order = self._index.get(order_id)
+            if order is not None and order.symbol == symbol:
                 # `cancel_checked`, written out: a cancel is a quarter of all commands.
-                event = _cancelled(order, order.quantity, why)
-                self._books[command.symbol].remove(order)
+                event = _new(
+                    OrderCancelled,
+                    (order_id, symbol, order.quantity, reason_given if why is None else why),
+                )
+                book.remove(order)
                 return [event]
             reason = RejectReason.UNKNOWN_ORDER
-        return [CancelRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
+        return [CancelRejected(order_id, symbol, reason)]
 
     def cancel_checked(
         self, order: Order, why: CancelReason = CancelReason.REQUESTED
@@ -205,7 +195,7 @@ class MatchingEngine:
     def amend(self, command: AmendOrder) -> list[Event]:
         reason = self.amend_reason(command)
         if reason is not None:
-            return [AmendRejected(order_id=command.order_id, symbol=command.symbol, reason=reason)]
+            return [AmendRejected(command.order_id, command.symbol, reason)]
         return self.amend_checked(command)
 
     def amend_reason(self, command: AmendOrder) -> RejectReason | None:
@@ -466,19 +456,11 @@ def _amend_reason(
 
 
 def _cancelled(order: Order, quantity: int, reason: CancelReason) -> OrderCancelled:
-    return OrderCancelled(
-        order_id=order.order_id, symbol=order.symbol, quantity=quantity, reason=reason
-    )
+    return OrderCancelled(order.order_id, order.symbol, quantity, reason)
 
 
 def _amended(order: Order, *, priority_kept: bool) -> OrderAmended:
-    return OrderAmended(
-        order_id=order.order_id,
-        symbol=order.symbol,
-        price=order.price,
-        quantity=order.quantity,
-        priority_kept=priority_kept,
-    )
+    return OrderAmended(order.order_id, order.symbol, order.price, order.quantity, priority_kept)
 
 
 def _view(order: Order) -> RestingOrder:

@@ -3,8 +3,12 @@ keeps its invariants, and replays to the same state."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from exchange.bench.baseline import BaselineBook
-from exchange.bench.flow import SYMBOL, make_flow
+from exchange.bench.flow import SYMBOL, make_flow, named_flow
 from matching.engine import MatchingEngine
 from matching.events import Event
 from matching.types import Side
@@ -59,3 +63,55 @@ def test_snapshot_mid_flow_restores_to_the_same_future() -> None:
         assert restored.apply(command) == engine.apply(command)
     restored.check()
     assert restored.state_hash() == engine.state_hash()
+
+
+def test_sparse_flows_open_levels_and_agree_with_the_bare_baseline() -> None:
+    for name, depth in (("sparse-deep", 4_000), ("sparse-shallow", 500)):
+        flow = named_flow(name, 5, 8_000, depth)
+        assert flow.new_level_share > 0.6, (name, flow.new_level_share)
+        engine = MatchingEngine()
+        for position, command in enumerate([*flow.setup, *flow.commands]):
+            engine.apply(command)
+            if position % 2_000 == 0:
+                engine.check()
+        engine.check()
+        baseline = BaselineBook()
+        baseline.run(flow.baseline_setup)
+        baseline.run(flow.baseline)
+        rows = [
+            (order.order_id, int(order.side is Side.BUY), order.price, order.quantity)
+            for order in engine.orders(SYMBOL)
+        ]
+        assert rows == baseline.resting(), name
+        assert depth // 2 < len(rows) < 2 * depth, (name, len(rows))
+
+
+def test_unknown_flow_is_named() -> None:
+    with pytest.raises(ValueError, match="'thin'"):
+        named_flow("thin", 1, 10)
+
+
+@pytest.mark.skipif(os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="JINLIAN_CHECK_ALL=1")
+def test_sparse_flows_over_many_seeds() -> None:
+    """The sparse flows at their default depths over many seeds: the engine agrees with the
+    bare baseline, keeps its invariants and restores to the same state hash."""
+    runs = [("sparse-deep", seed, 20_000) for seed in range(1, 7)]
+    runs += [("sparse-shallow", seed, 500) for seed in range(1, 13)]
+    for name, seed, depth in runs:
+        flow = named_flow(name, seed, 30_000, depth)
+        engine = MatchingEngine()
+        for position, command in enumerate([*flow.setup, *flow.commands]):
+            engine.apply(command)
+            if position % 10_000 == 0:
+                engine.check()
+        engine.check()
+        baseline = BaselineBook()
+        baseline.run(flow.baseline_setup)
+        baseline.run(flow.baseline)
+        rows = [
+            (order.order_id, int(order.side is Side.BUY), order.price, order.quantity)
+            for order in engine.orders(SYMBOL)
+        ]
+        assert rows == baseline.resting(), (name, seed)
+        restored = MatchingEngine.restore(engine.snapshot())
+        assert restored.state_hash() == engine.state_hash(), (name, seed)

@@ -98,7 +98,7 @@ def as_dicts(commands: list[Command], accounts: dict[int, str]) -> Commands:
         if isinstance(command, PlaceOrder):
             broker, account = genesis_account(command.account)
             accounts[command.order_id] = command.account
-            sent = dataclasses.replace(command, account=account)
+            sent = command._replace(account=account)
         else:
             assert isinstance(command, CancelOrder | AmendOrder)
             broker, _ = genesis_account(accounts[command.order_id])

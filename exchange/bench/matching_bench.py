@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from exchange.bench.baseline import BaselineBook, BaselineMessage
-from exchange.bench.flow import ACCOUNTS, LOT, REFERENCE_PRICE, SYMBOL, Flow, make_flow
+from exchange.bench.flow import ACCOUNTS, FLOWS, LOT, REFERENCE_PRICE, SYMBOL, Flow, named_flow
 from exchange.bench.report import emit
 from matching.commands import AddInstrument, Command, PlaceOrder, SetPhase
 from matching.engine import MatchingEngine
@@ -121,7 +121,9 @@ def memory_per_order(orders: int) -> float:
 
 
 def measure(arguments: argparse.Namespace) -> dict[str, Any]:
-    flow = make_flow(arguments.seed, arguments.messages, arguments.depth)
+    flow_name = arguments.flow
+    depth = FLOWS[flow_name][1] if arguments.depth is None else arguments.depth
+    flow = named_flow(flow_name, arguments.seed, arguments.messages, depth)
     count = len(flow.commands)
     engine_rates, baseline_rates, ratios = [], [], []
     agree = True
@@ -136,9 +138,11 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     baseline = baseline_after_setup(flow)
     baseline_ns = latencies(lambda message: baseline.run([message]), flow.baseline)
     report: dict[str, Any] = {
+        "flow": flow_name,
         "seed": arguments.seed,
         "messages": count,
-        "depth_orders": arguments.depth,
+        "depth_orders": depth,
+        "new_level_share": round(flow.new_level_share, 3),
         "rounds": arguments.rounds,
         "messages_per_s": round(statistics.median(engine_rates)),
         "baseline_messages_per_s": round(statistics.median(baseline_rates)),
@@ -161,8 +165,10 @@ def render(report: dict[str, Any]) -> str:
         return f"{name:<16}{rate:>14,}{cells}{latency['max'] / 1000:>10.1f}"
 
     lines = [
-        f"matching benchmark: seed {report['seed']}, {report['messages']:,} messages after a "
-        f"{report['depth_orders']:,}-order book, median of {report['rounds']} rounds",
+        f"matching benchmark: {report['flow']} flow, seed {report['seed']}, "
+        f"{report['messages']:,} messages after a {report['depth_orders']:,}-order book, "
+        f"median of {report['rounds']} rounds",
+        f"resting placements that opened a new price level: {report['new_level_share']:.1%}",
         f"{'':<16}{'messages/s':>14}{'p50 us':>9}{'p90 us':>9}{'p99 us':>9}{'p99.9 us':>9}"
         f"{'max us':>10}",
         row("engine", report["messages_per_s"], report["latency_ns"]),

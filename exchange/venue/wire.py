@@ -347,7 +347,7 @@ COMMAND_TYPES: dict[type, str] = {
 def command_to_dict(command: Command) -> dict[str, Any]:
     """A command as its JSON object, the inverse of `parse_command`."""
     data: dict[str, Any] = {"type": COMMAND_TYPES[type(command)]}
-    for name in command.__dataclass_fields__:
+    for name in command._fields:
         value = getattr(command, name)
         if value is not None:
             data[name] = _plain(value)

@@ -79,7 +79,10 @@ _AMEND_FIELDS: Final = frozenset({"type", "broker", "order_id", "symbol", "price
 def _maker(cls: type[Any]) -> Callable[..., Any]:
     """A constructor of the frozen, slotted dataclass `cls` taking its fields positionally, in
     declaration order, that sets the slots directly: the same object as `cls(**fields)`, without
-    the frozen `__setattr__` per field. Only for classes whose `__init__` does nothing else."""
+    the frozen `__setattr__` per field. Only for classes whose `__init__` does nothing else.
+    A NamedTuple record (the matching commands) is its own positional constructor."""
+    if issubclass(cls, tuple):
+        return cls
     assert dataclasses.is_dataclass(cls) and not hasattr(cls, "__post_init__"), cls
     names = [field.name for field in dataclasses.fields(cls)]
     assert tuple(names) == tuple(cls.__slots__), cls  # type: ignore[attr-defined]
