@@ -14,7 +14,6 @@ block headers sign, which `VenueMachine` keeps incrementally.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,27 +25,11 @@ from exchange.venue.venue import Venue
 from exchange.venue.wire import venue_command_to_dict
 from matching.types import Phase
 from settlement import fees
-from settlement.commands import Command as SettlementCommand
-from settlement.commands import (
-    DefineAsset,
-    Deposit,
-    Issue,
-    OpenAccount,
-    SetFeeSchedule,
-    SettleTrade,
-)
+from settlement.commands import SetFeeSchedule, SettleTrade
 from settlement.engine import SettlementEngine
 from settlement.events import TradeCleared, TradeSettled
 from settlement.fees import FeeSchedule
-from settlement.types import AssetKind
-from tests.test_venue import (
-    CASH,
-    FEE,
-    OPERATOR,
-    TAX,
-    Desk,
-    build_desk,
-)
+from tests.test_venue import CASH, FEE, OPERATOR, TAX, Desk, build_desk
 
 Requirement = Callable[[int, int, int], int]
 Observations = dict[str, Any]
@@ -200,23 +183,31 @@ def trade_scenario(cash_of: Callable[[FeeSchedule, int, int], tuple[int, ...]]) 
         assert moved == {a: n for a, n in expected.items() if n}, path
         seen[path] = cash
 
-    venue = desk.venue.settlement
+    settlement = desk.venue.settlement
     desk.sell(1, "B1", "GRS", 1_003, 300)
-    settled(venue, lambda: desk.buy(2, "A1", "GRS", 1_003, 300), "gross: fill as taker")
+    settled(settlement, lambda: desk.buy(2, "A1", "GRS", 1_003, 300), "gross: fill as taker")
     desk.buy(3, "A1", "GRS", 1_007, 700)
-    settled(venue, lambda: desk.sell(4, "B2", "GRS", 1_007, 700), "gross: fill as maker")
+    settled(settlement, lambda: desk.sell(4, "B2", "GRS", 1_007, 700), "gross: fill as maker")
     desk.sell(5, "B1", "CSN", 1_003, 300)
-    settled(venue, lambda: desk.buy(6, "A1", "CSN", 1_003, 300), "net: fill as taker")
+    settled(settlement, lambda: desk.buy(6, "A1", "CSN", 1_003, 300), "net: fill as taker")
     desk.buy(7, "A1", "NTT", 1_007, 700)
-    settled(venue, lambda: desk.sell(8, "B2", "NTT", 1_007, 700), "net: fill as maker")
+    settled(settlement, lambda: desk.sell(8, "B2", "NTT", 1_007, 700), "net: fill as maker")
     desk.set_phase("GRS", Phase.CALL_AUCTION)
     desk.buy(9, "A2", "GRS", 1_011, 500)
     desk.sell(10, "C1", "GRS", 1_011, 500)
-    uncross = lambda: desk.set_phase("GRS", Phase.CONTINUOUS)  # noqa: E731
-    settled(venue, uncross, "gross: auction uncross")
-    engine, trade = settle_trade_command()
-    settled(engine, lambda: engine.apply(trade), "gross: SettleTrade command")
-    engine.check()
+    settled(settlement, lambda: desk.set_phase("GRS", Phase.CONTINUOUS), "gross: auction uncross")
+    trade = SettleTrade(  # the command, on the venue's settlement engine: legs from available
+        command_id=desk.next_id(),
+        actor=OPERATOR,
+        trade_id=settlement.last_trade_id + 1,
+        asset="GRS",
+        price=1_013,
+        quantity=300,
+        buyer="B2",
+        seller="C1",
+    )
+    settled(settlement, lambda: settlement.apply(trade), "gross: SettleTrade command")
+    desk.venue.check()
     return seen
 
 
@@ -228,55 +219,6 @@ def cash_worth(engine: SettlementEngine) -> dict[str, int]:
         + engine.position(CASH, account)
         for account in engine.accounts()
     }
-
-
-def settle_trade_command() -> tuple[SettlementEngine, SettleTrade]:
-    """A settlement engine alone, set up, and a `SettleTrade` command on it, legs from
-    available."""
-    engine = SettlementEngine(operator=OPERATOR, regulator="CSRC")
-    ids = itertools.count(1)
-    accounts = {"X": "B", "Y": "B", FEE: OPERATOR, TAX: OPERATOR}
-    setup: list[SettlementCommand] = [
-        DefineAsset(
-            command_id=next(ids), actor=OPERATOR, asset=CASH, kind=AssetKind.CASH, issuer="PBOC"
-        ),
-        DefineAsset(
-            command_id=next(ids),
-            actor=OPERATOR,
-            asset="GRS",
-            kind=AssetKind.SECURITY,
-            issuer="ISSUER",
-        ),
-        *(
-            OpenAccount(command_id=next(ids), actor=OPERATOR, account=account, broker=broker)
-            for account, broker in accounts.items()
-        ),
-        SetFeeSchedule(
-            command_id=next(ids),
-            actor=OPERATOR,
-            asset="GRS",
-            commission_bps=3,
-            stamp_duty_bps=10,
-            fee_account=FEE,
-            tax_account=TAX,
-        ),
-        Deposit(command_id=next(ids), actor="PBOC", asset=CASH, account="X", amount=10**7),
-        Issue(command_id=next(ids), actor="ISSUER", asset="GRS", account="Y", amount=1_000),
-    ]
-    for command in setup:
-        (event,) = engine.apply(command)
-        assert "Rejected" not in type(event).__name__, event
-    trade = SettleTrade(
-        command_id=next(ids),
-        actor=OPERATOR,
-        trade_id=1,
-        asset="GRS",
-        price=1_013,
-        quantity=900,
-        buyer="X",
-        seller="Y",
-    )
-    return engine, trade
 
 
 def test_every_settlement_path_follows_the_one_fee_rounding(
