@@ -659,10 +659,7 @@ class SettlementEngine:
         if mode is _GROSS:
             security.move(seller, quantity, sell_owner, buyer, quantity)
             cash.move(buyer, pays, buy_owner, seller, receives, debit - pays)
-            if commission:
-                cash.credit(fees.fee_account, 2 * commission)
-            if stamp_duty:
-                cash.credit(fees.tax_account, stamp_duty)
+            _credit_fees(cash.available, fees, commission, stamp_duty)
         else:
             self._clear(security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner)
             _oblige_cash(cash, fees, buyer, seller, pays, receives, commission, stamp_duty)
@@ -968,8 +965,8 @@ class SettlementEngine:
 def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:
     """`SettlementEngine.taker_filler` of a GROSS security: `settle_trade`'s writes for the
     two shapes of a continuous trade, the resting order's leg from its account's hold
-    (`OrderHolds`), `Registry.move` and the fee credits inlined, its checks asserted before any
-    write."""
+    (`OrderHolds`), `Registry.move` inlined, the cash from `trade_cash` and the fee legs from
+    `_credit_fees` as in `settle_trade`, its checks asserted before any write."""
     asset, currency = security.asset, security.currency
     share_held, share_locked, share_available = (
         security.holds.setdefault(asset, {}),
@@ -1018,12 +1015,7 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
             cash_available[buyer] = cash_left
         share_available[buyer] = share_available.get(buyer, 0) + quantity
         cash_available[seller] = cash_available.get(seller, 0) + receives
-        if commission:
-            account = fees.fee_account
-            cash_available[account] = cash_available.get(account, 0) + 2 * commission
-        if stamp_duty:
-            account = fees.tax_account
-            cash_available[account] = cash_available.get(account, 0) + stamp_duty
+        _credit_fees(cash_available, fees, commission, stamp_duty)
         engine._trade_id_last = trade_id
         engine._trade_count += 1
         # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
@@ -1048,11 +1040,22 @@ def _oblige_cash(
 ) -> None:
     cash.oblige(buyer, -pays)
     cash.oblige(seller, receives)
-    if commission:
-        cash.oblige(fees.fee_account, 2 * commission)
-    if stamp_duty:
-        cash.oblige(fees.tax_account, stamp_duty)
+    _credit_fees(cash.positions, fees, commission, stamp_duty)
     cash.gross += pays
+
+
+def _credit_fees(
+    balances: dict[str, int], fees: FeeSchedule, commission: int, stamp_duty: int
+) -> None:
+    """The fee legs of a trade's DvP (amounts from `trade_cash`): the commission of both sides
+    to the fee account, the stamp duty to the tax account, added to `balances` (the cash
+    registry's available for a gross trade, its cycle positions for a net one)."""
+    if commission:
+        account = fees.fee_account
+        balances[account] = balances.get(account, 0) + 2 * commission
+    if stamp_duty:
+        account = fees.tax_account
+        balances[account] = balances.get(account, 0) + stamp_duty
 
 
 def _trade_event(
