@@ -165,5 +165,5 @@ def main() -> int:
     )
     _step(venue, "End of day: day orders expire and release their locks", [EndDay(day=20261123)])
     _show_holdings(venue)
-    print(f"\nstate hash {venue.state_hash()[:16]}... (every member computes the same)")
+    print(f"\nstate hash {venue.state_hash()[:16]}... (the commitment every block header signs)")
     return 0

@@ -65,13 +65,12 @@ from settlement.events import (
     Unlocked,
     Withdrawn,
 )
-from settlement.fees import FeeSchedule, TradeAmounts, rates_valid, trade_amounts
+from settlement.fees import FeeSchedule, TradeAmounts, rates_valid, trade_amounts, trade_cash
 from settlement.registry import Registry
 from settlement.types import (
     ACCOUNTS_MAX,
     AMOUNT_MAX,
     ASSETS_MAX,
-    BPS_DENOMINATOR,
     COMMAND_OUTCOMES_MAX,
     LOCKS_MAX,
     NAME_LENGTH_MAX,
@@ -646,9 +645,7 @@ class SettlementEngine:
             return _R.UNKNOWN_ACCOUNT
         cash = self._registries[security.currency]
         fees = security.fees
-        commission = notional * fees.commission_bps // BPS_DENOMINATOR
-        stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
-        pays = notional + commission
+        pays, receives, commission, stamp_duty = trade_cash(fees, price, quantity)
         debit = pays if buy_lock_debit is None else buy_lock_debit
         if debit < pays or (buy_owner is None and debit != pays):
             return _R.INVALID_TRADE
@@ -659,14 +656,10 @@ class SettlementEngine:
         ) or cash.leg_reason(buyer, debit, buy_owner, frozen, mode is _GROSS)
         if reason is not None:
             return reason
-        receives = notional - commission - stamp_duty
         if mode is _GROSS:
             security.move(seller, quantity, sell_owner, buyer, quantity)
             cash.move(buyer, pays, buy_owner, seller, receives, debit - pays)
-            if commission:
-                cash.credit(fees.fee_account, 2 * commission)
-            if stamp_duty:
-                cash.credit(fees.tax_account, stamp_duty)
+            _credit_fees(cash.available, fees, commission, stamp_duty)
         else:
             self._clear(security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner)
             _oblige_cash(cash, fees, buyer, seller, pays, receives, commission, stamp_duty)
@@ -871,11 +864,6 @@ class SettlementEngine:
         """The cash of a trade in `asset` under its current fee schedule. O(1)."""
         return trade_amounts(self.registry(asset).fees, price, quantity)
 
-    def buy_lock_amount(self, asset: str, price: int, quantity: int) -> int:
-        """Cash to lock for a buy of `quantity` at limit `price`: notional plus commission.
-        Covers any set of fills of that quantity at `price` or better (fees round down). O(1)."""
-        return trade_amounts(self.registry(asset).fees, price, quantity).buyer_pays
-
     # ----------------------------------------------------------------- state
 
     def snapshot(self) -> dict[str, Any]:
@@ -977,8 +965,8 @@ class SettlementEngine:
 def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:
     """`SettlementEngine.taker_filler` of a GROSS security: `settle_trade`'s writes for the
     two shapes of a continuous trade, the resting order's leg from its account's hold
-    (`OrderHolds`), `Registry.move` and the fee credits inlined, its checks asserted before any
-    write."""
+    (`OrderHolds`), `Registry.move` inlined, the cash from `trade_cash` and the fee legs from
+    `_credit_fees` as in `settle_trade`, its checks asserted before any write."""
     asset, currency = security.asset, security.currency
     share_held, share_locked, share_available = (
         security.holds.setdefault(asset, {}),
@@ -1002,10 +990,7 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         assert trade_id > engine._trade_id_last, f"trade {trade_id} settled before"
         assert price > 0 and quantity > 0, f"trade {trade_id}: {price=} {quantity=}"
         fees = security.fees
-        notional = price * quantity
-        commission = notional * fees.commission_bps // BPS_DENOMINATOR
-        stamp_duty = notional * fees.stamp_duty_bps // BPS_DENOMINATOR
-        pays = notional + commission
+        pays, receives, commission, stamp_duty = trade_cash(fees, price, quantity)
         if maker_debit:  # the resting buy pays from its hold, the incoming sell delivers
             held_left = cash_held.get(buyer, 0) - maker_debit
             shares_left = share_available.get(seller, 0) - quantity
@@ -1029,14 +1014,8 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
             share_locked[seller] -= quantity
             cash_available[buyer] = cash_left
         share_available[buyer] = share_available.get(buyer, 0) + quantity
-        receives = notional - commission - stamp_duty
         cash_available[seller] = cash_available.get(seller, 0) + receives
-        if commission:
-            account = fees.fee_account
-            cash_available[account] = cash_available.get(account, 0) + 2 * commission
-        if stamp_duty:
-            account = fees.tax_account
-            cash_available[account] = cash_available.get(account, 0) + stamp_duty
+        _credit_fees(cash_available, fees, commission, stamp_duty)
         engine._trade_id_last = trade_id
         engine._trade_count += 1
         # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
@@ -1061,18 +1040,29 @@ def _oblige_cash(
 ) -> None:
     cash.oblige(buyer, -pays)
     cash.oblige(seller, receives)
-    if commission:
-        cash.oblige(fees.fee_account, 2 * commission)
-    if stamp_duty:
-        cash.oblige(fees.tax_account, stamp_duty)
+    _credit_fees(cash.positions, fees, commission, stamp_duty)
     cash.gross += pays
+
+
+def _credit_fees(
+    balances: dict[str, int], fees: FeeSchedule, commission: int, stamp_duty: int
+) -> None:
+    """The fee legs of a trade's DvP (amounts from `trade_cash`): the commission of both sides
+    to the fee account, the stamp duty to the tax account, added to `balances` (the cash
+    registry's available for a gross trade, its cycle positions for a net one)."""
+    if commission:
+        account = fees.fee_account
+        balances[account] = balances.get(account, 0) + 2 * commission
+    if stamp_duty:
+        account = fees.tax_account
+        balances[account] = balances.get(account, 0) + stamp_duty
 
 
 def _trade_event(
     security: Registry, trade_id: int, price: int, quantity: int, buyer: str, seller: str
 ) -> TradeSettled | TradeCleared:
     """The event of a trade that `settle_trade` has just settled in `security`."""
-    amounts = trade_amounts(security.fees, price, quantity)
+    pays, receives, commission, stamp_duty = trade_cash(security.fees, price, quantity)
     if security.mode is _GROSS:
         return TradeSettled(
             trade_id=trade_id,
@@ -1082,10 +1072,10 @@ def _trade_event(
             quantity=quantity,
             buyer=buyer,
             seller=seller,
-            buyer_paid=amounts.buyer_pays,
-            seller_received=amounts.seller_receives,
-            commission=amounts.commission,
-            stamp_duty=amounts.stamp_duty,
+            buyer_paid=pays,
+            seller_received=receives,
+            commission=commission,
+            stamp_duty=stamp_duty,
         )
     return TradeCleared(
         trade_id=trade_id,
@@ -1096,10 +1086,10 @@ def _trade_event(
         quantity=quantity,
         buyer=buyer,
         seller=seller,
-        buyer_owes=amounts.buyer_pays,
-        seller_owed=amounts.seller_receives,
-        commission=amounts.commission,
-        stamp_duty=amounts.stamp_duty,
+        buyer_owes=pays,
+        seller_owed=receives,
+        commission=commission,
+        stamp_duty=stamp_duty,
     )
 
 

@@ -1,10 +1,21 @@
-"""Per-instrument fee schedules and the one rounding rule.
+"""Per-instrument fee schedules and the venue's money rules, one function each.
 
-Rounding: each fee component of each trade is rounded DOWN to the fen (floor of
-notional * bps / 10_000). Floor is subadditive and monotone, so the commission on a whole order
-at its limit price is at least the sum of the commissions of any split of that order into fills
-at that price or better: a buy lock of `buy_lock_amount(limit, quantity)` always covers every
-fill, and a pre-funded trade can never fail for a fen of rounding.
+- `fee` is the one fee rounding: each fee component of each trade is rounded DOWN to the fen
+  (floor of notional * bps / 10_000).
+- `trade_cash` is the cash of a trade's DvP: what the buyer pays, what the seller receives, the
+  commission charged to each side and the stamp duty charged to the seller, built on `fee`.
+  Every settlement path (the `SettleTrade` command, `SettlementEngine.settle_trade` and the
+  venue's taker fills) takes a trade's cash from here.
+- `buy_requirement` is what a buy order holds (or locks) while it is live: per share, the
+  limit price plus the commission on one share rounded UP to the fen. It is linear in the
+  quantity, so each fill takes exactly its share and the rest stays exact for the open
+  quantity, and it covers every fill: a fill's commission rounds down and its price is at most
+  the limit, so a fill of q shares pays at most q * (limit + ceil(limit * bps / 10_000)).
+  Every funding path of the venue (place, amend, cancel, a fee change, fills as taker and as
+  maker, net-mode locks) calls it.
+
+A hot path binds these to a local name rather than writing the formula again; tests patch
+each function and see every path that uses it follow (tests/test_one_rule.py).
 """
 
 from __future__ import annotations
@@ -53,15 +64,32 @@ def fee(notional: int, bps: int) -> int:
     return notional * bps // BPS_DENOMINATOR
 
 
-def trade_amounts(schedule: FeeSchedule, price: int, quantity: int) -> TradeAmounts:
-    """The cash amounts of a trade of `quantity` at `price` (fen per share). O(1)."""
+def trade_cash(schedule: FeeSchedule, price: int, quantity: int) -> tuple[int, int, int, int]:
+    """The cash of the DvP of a trade of `quantity` at `price` (fen per share): (buyer pays,
+    seller receives, commission charged to each side, stamp duty charged to the seller), with
+    buyer pays = seller receives + 2 * commission + stamp duty. A tuple, not a record: the
+    venue calls it once per trade. O(1)."""
     notional = price * quantity
     commission = fee(notional, schedule.commission_bps)
     stamp_duty = fee(notional, schedule.stamp_duty_bps)
+    return notional + commission, notional - commission - stamp_duty, commission, stamp_duty
+
+
+def trade_amounts(schedule: FeeSchedule, price: int, quantity: int) -> TradeAmounts:
+    """`trade_cash` as a record, with the notional. O(1)."""
+    pays, receives, commission, stamp_duty = trade_cash(schedule, price, quantity)
     return TradeAmounts(
-        notional=notional,
+        notional=price * quantity,
         commission=commission,
         stamp_duty=stamp_duty,
-        buyer_pays=notional + commission,
-        seller_receives=notional - commission - stamp_duty,
+        buyer_pays=pays,
+        seller_receives=receives,
     )
+
+
+def buy_requirement(price: int, quantity: int, commission_bps: int) -> int:
+    """Cash a buy of `quantity` at limit `price` must hold while it is live: per share, the
+    price plus the commission on one share rounded up to the fen (see the module docstring for
+    why it covers every fill). At most one fen per share more than the exact commission. O(1).
+    """
+    return quantity * (price + -(-price * commission_bps // BPS_DENOMINATOR))

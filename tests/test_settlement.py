@@ -473,7 +473,7 @@ def test_gross_trade_moves_both_legs_with_fees(world: World) -> None:
     world.fees(GROSS_STOCK, commission_bps=3, stamp_duty_bps=5)
     world.fund("A", cash=1_000_000)
     world.fund("C", gross=1_000)
-    buy_lock = engine.buy_lock_amount(GROSS_STOCK, 1_010, 100)
+    buy_lock = engine.trade_amounts(GROSS_STOCK, 1_010, 100).buyer_pays
     assert buy_lock == 101_000 + 30
     assert engine.lock("CNY", "A", buy_lock, owner=11) is None
     assert engine.lock(GROSS_STOCK, "C", 100, owner=12) is None
@@ -846,7 +846,8 @@ def test_cash_net_moves_shares_now_and_cash_at_the_cycle(world: World) -> None:
     world.fees(CASH_NET_STOCK, commission_bps=10, stamp_duty_bps=10)
     world.fund("A", cash=200_000, cash_net=100)
     world.fund("C", cash=200_000, cash_net=100)
-    assert engine.lock("CNY", "A", engine.buy_lock_amount(CASH_NET_STOCK, 1_000, 100), 1) is None
+    pays = engine.trade_amounts(CASH_NET_STOCK, 1_000, 100).buyer_pays
+    assert engine.lock("CNY", "A", pays, 1) is None
     assert engine.lock(CASH_NET_STOCK, "C", 100, owner=2) is None
     (cleared,) = settle(
         world, asset=CASH_NET_STOCK, buyer="A", seller="C", buy_owner=1, sell_owner=2

@@ -27,8 +27,6 @@ arrive as commands), no IO.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,8 +68,8 @@ from settlement import commands as settlement_commands
 from settlement.engine import SettlementEngine, TakerFill
 from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import FeeScheduleSet
+from settlement.fees import buy_requirement
 from settlement.registry import Registry
-from settlement.types import BPS_DENOMINATOR as BPS
 from settlement.types import AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
@@ -115,15 +113,15 @@ class Rules:
     share_escrow: OrderEscrow  # net modes: a sell's lock by order
 
     def buy_need(self, price: int, quantity: int) -> int:
-        """Cash a buy of `quantity` at limit `price` must hold (`buy_need` at the
-        instrument's commission now)."""
-        return buy_need(price, quantity, self.security.fees.commission_bps)
+        """Cash a buy of `quantity` at limit `price` must hold: settlement's
+        `buy_requirement` at the instrument's commission now."""
+        return buy_requirement(price, quantity, self.security.fees.commission_bps)
 
     def need(self, order: Order) -> int:
-        """What a live order must hold: a buy, `buy_need` in the currency; a sell, its
+        """What a live order must hold: a buy, `buy_requirement` in the currency; a sell, its
         shares."""
         if order.side is BUY:
-            return buy_need(order.price, order.quantity, self.security.fees.commission_bps)
+            return buy_requirement(order.price, order.quantity, self.security.fees.commission_bps)
         return order.quantity
 
     def holds(self, side: Side) -> OrderHolds:
@@ -133,15 +131,6 @@ class Rules:
     def escrow(self, side: Side) -> OrderEscrow:
         """Net modes: where the orders of `side` lock their requirements."""
         return self.cash_escrow if side is BUY else self.share_escrow
-
-
-def buy_need(price: int, quantity: int, commission_bps: int) -> int:
-    """Cash a buy of `quantity` at limit `price` must hold: per share, the price plus the
-    commission on one share rounded up to the fen. Linear in quantity, so each fill takes
-    exactly its share and the rest stays exact for the open quantity; a fill never costs more
-    (commission on a trade rounds down and its price is at most `price`). At most one fen per
-    share more than the exact commission."""
-    return quantity * (price + -(-price * commission_bps // BPS))
 
 
 class Venue:
@@ -221,9 +210,9 @@ class Venue:
 
     def _place(self, broker: str, command: PlaceOrder) -> list[Event]:
         # Every order comes through here, so the common path is written out: one test each
-        # for the account and the funding, the helpers only naming a refusal's reason, and a
-        # buy's requirement inline (`buy_need`). Each call saved runs 134,000 times in the
-        # venue benchmark's 200,000 commands.
+        # for the account and the funding, the helpers only naming a refusal's reason. Each
+        # call saved runs 134,000 times in the venue benchmark's 200,000 commands; a buy's
+        # requirement is still settlement's one `buy_requirement`.
         #
         # Under GROSS (`Rules.pays_now`) the funding is checked before matching and held
         # after it, for what rests: the order's own fills pay from available
@@ -253,8 +242,7 @@ class Venue:
         quantity = command.quantity
         pays_now = rules.pays_now
         if command.side is BUY:
-            bps = rules.security.fees.commission_bps
-            amount = quantity * (price + -(-price * bps // BPS))
+            amount = buy_requirement(price, quantity, rules.security.fees.commission_bps)
             if pays_now:  # the account is known and not frozen (above): only cash can lack
                 if amount > rules.cash.available.get(account, 0):
                     return [self._cash_unfunded(rules, account, order_id, amount)]
@@ -366,9 +354,8 @@ class Venue:
         rules = self._rules[command.symbol]  # the order is done: what it holds goes back
         if rules.pays_now:
             if order.side is BUY:
-                need = order.quantity * (
-                    order.price + -(-order.price * rules.security.fees.commission_bps // BPS)
-                )
+                bps = rules.security.fees.commission_bps
+                need = buy_requirement(order.price, order.quantity, bps)
                 events = self.matching.cancel_checked(order, command.reason)
                 rules.cash_holds.give_back(order.account, need)
             else:
@@ -520,6 +507,7 @@ class Venue:
         fill = rules.fill
         assert fill is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
+        requirement = buy_requirement
         today = self._bought_today[rules.symbol]
         t_plus = rules.t_plus
         out: list[Event] = []
@@ -531,8 +519,8 @@ class Venue:
                 trade_id, _, price, quantity, _, _, buyer, seller, aggressor = event
                 if aggressor is BUY:
                     append(fill(trade_id, price, quantity, buyer, seller, 0))
-                else:  # the resting buy gives up `buy_need` at its own price, inlined
-                    debit = quantity * (price + -(-price * commission_bps // BPS))
+                else:  # the resting buy gives up its requirement at its own price
+                    debit = requirement(price, quantity, commission_bps)
                     append(fill(trade_id, price, quantity, buyer, seller, debit))
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
@@ -547,7 +535,7 @@ class Venue:
             if order is not None:  # rests after trading: hold what it still needs
                 price = order.price
                 if order.side is BUY:
-                    need = order.quantity * (price + -(-price * commission_bps // BPS))
+                    need = requirement(price, order.quantity, commission_bps)
                     rules.cash_holds.hold(order.account, need)
                 else:
                     rules.share_holds.hold(order.account, order.quantity)
@@ -567,7 +555,7 @@ class Venue:
             assert event.reason is CancelReason.SELF_TRADE, event
             order = self._grouped.get(event.order_id)
             if order.side is BUY:
-                need = buy_need(order.price, event.quantity, bps)
+                need = buy_requirement(order.price, event.quantity, bps)
                 rules.cash_holds.give_back(order.account, need)
             else:
                 rules.share_holds.give_back(order.account, event.quantity)
@@ -631,7 +619,7 @@ class Venue:
         buys = [o for o in self.matching.book(symbol).resting() if o.side is BUY]
         for order in buys:
             need = rules.need(order)
-            held = buy_need(order.price, order.quantity, old_bps)
+            held = buy_requirement(order.price, order.quantity, old_bps)
             account = order.account
             if need > held and (
                 self.settlement.is_frozen(account)
@@ -835,9 +823,15 @@ class Venue:
         return venue
 
     def state_hash(self) -> str:
-        """SHA-256 (hex) of the canonical snapshot of books, registries and calendar."""
-        canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """The venue's state hash, in hex: the commitment that block headers sign
+        (`exchange.venue.commitment`), recomputed from `snapshot()`. O(state); a member
+        keeps it up to date in O(what changed) with `VenueMachine.state_hash`, which gives
+        the same bytes."""
+        # commitment.py builds on this module (`StateCommitment` follows a live `Venue`), so
+        # its from-scratch form is imported at the call.
+        from exchange.venue.commitment import commitment_of_snapshot  # noqa: PLC0415
+
+        return commitment_of_snapshot(self.snapshot()).hex()
 
     def order_funds(self, order_id: int) -> int:
         """What the resting order `order_id` holds (0 when it does not rest): under GROSS its
