@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from exchange.wire import command_to_dict, parse_line
+from exchange.venue.wire import command_to_dict, parse_line
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.events import CancelRejected, OrderRejected
 from matching.types import (
