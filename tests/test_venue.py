@@ -1742,7 +1742,9 @@ def _order_commands() -> st.SearchStrategy[Any]:
     amend = st.builds(
         AmendOrder, order_id=ints, symbol=names, price=ints | st.none(), quantity=ints
     ).filter(lambda a: a.price is not None or a.quantity)
-    cancel = st.builds(CancelOrder, order_id=ints, symbol=names)
+    # the reasons a cancel command may carry (the others are the venue's own, never sent)
+    reasons = st.sampled_from(wire.COMMAND_CANCEL_REASONS)
+    cancel = st.builds(CancelOrder, order_id=ints, symbol=names, reason=reasons)
     return st.builds(BrokerCommand, broker=names, command=limit | market | amend | cancel)
 
 
