@@ -69,6 +69,9 @@ ADMIN_IN_FLIGHT: Final = 48  # admin commands a member session keeps in flight
 ORDERS_IN_FLIGHT: Final = 24  # order requests a broker session keeps in flight
 REQUEST_S: Final = 20.0  # a reply later than this is lost; the command is sent again
 RETRIES_MAX: Final = 20
+# refusals that say "not now" (starting up and recovering, queue full, finality behind, the
+# exchange restarting): the request is sent again, as a broker would
+TRANSIENT_CODES: Final = frozenset({"recovering", "busy", "degraded", "unavailable"})
 STALL_S: Final = 30.0  # no new block for this long while commands wait: the exchange is stuck
 KILL_EVERY_S: Final = (4.0, 12.0)
 DOWN_S: Final = (0.2, 1.5)
@@ -193,15 +196,19 @@ class Soak:
         self, session: Client, kind: str, request: str, fields: dict[str, Any], count_error: bool
     ) -> dict[str, Any] | None:
         """Send `request` until it is answered, counted under `kind`: a lost connection is
-        retried (at most RETRIES_MAX times), an error answer ends it (counted as a command if
-        `count_error`); None unless answered."""
+        retried (at most RETRIES_MAX times), and so is a transient refusal (TRANSIENT_CODES);
+        another error answer ends it (counted as a command if `count_error`); None unless
+        answered."""
         for _ in range(RETRIES_MAX):
             self.figures.in_flight += 1
             try:
                 reply = await session.request(request, timeout_s=REQUEST_S, **fields)
             except RequestError as error:
-                self.figures.commands[kind] += count_error
                 self.figures.errors[f"{kind}:{error.code}"] += 1
+                if error.code in TRANSIENT_CODES and not self.stop.is_set():
+                    await asyncio.sleep(0.2)  # the same command again: ids make it idempotent
+                    continue
+                self.figures.commands[kind] += count_error
                 return None
             except (ConnectionError, TimeoutError, aiohttp.ClientError):
                 self.figures.errors[f"{kind}:lost"] += 1
