@@ -48,7 +48,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -395,24 +395,41 @@ class Gateway:
 
     # ---- blocks ----
 
-    def _stored(self, block: Block) -> None:
-        """A block is stored: answer its requests, send its reports and market data."""
-        assert self.market is not None
+    def _stored(self, block: Block) -> Awaitable[None] | None:
+        """A block is stored (called by the exchange's reports task, after the cutter has
+        proposed it; later blocks may be executed already): answer its requests, send its
+        reports and market data. The orders about to be acknowledged are journalled first,
+        in a worker thread (the fsync blocks neither the event loop nor the cutter): the
+        awaitable returned is that write, then the rest."""
         height = block.header.height
         count = len(block.commands)
         if len(self.executed) == count:
             executed, self.executed = self.executed, []
-        else:  # one of several blocks recovery stored at once
-            executed, self.executed = self.executed[:count], self.executed[count:]
+        else:  # the executed commands of later blocks follow, in order
+            executed = self.executed[:count]
+            del self.executed[:count]
         assert len(executed) == count, "executed commands are not the block's"
-        symbols: set[str] = set()
-        trades: list[TradeExecuted] = []
-        touched: set[str] = set()
         awaiting = self.awaiting
         if awaiting:  # durable before any acknowledgement goes out
             placed = [c for c, _, _ in executed if id(c) in awaiting and c["type"] == "place"]
             if placed:
-                self.journal.record(height, placed)
+                return self._journalled(height, placed, executed)
+        self._fold(height, executed)
+        return None
+
+    async def _journalled(
+        self, height: int, placed: list[dict[str, Any]], executed: list[tuple[Any, Any, Any]]
+    ) -> None:
+        await asyncio.to_thread(self.journal.record, height, placed)
+        self._fold(height, executed)
+
+    def _fold(self, height: int, executed: list[tuple[Any, Any, Any]]) -> None:
+        """Fold a stored block's commands into reports and market data, and send them."""
+        assert self.market is not None
+        symbols: set[str] = set()
+        trades: list[TradeExecuted] = []
+        touched: set[str] = set()
+        awaiting = self.awaiting
         for command, parsed, events in executed:
             deliveries = self.reports.apply(height, parsed, events)
             waiting = awaiting.pop(id(command), None) if awaiting else None
@@ -473,8 +490,16 @@ class Gateway:
                     data = data or orjson.dumps(message)
                     session.send_bytes(data)
 
-    def _final(self, certificate: QuorumCertificate) -> None:
-        self.journal.prune(certificate.height)
+    def _final(self, certificate: QuorumCertificate) -> Awaitable[None] | None:
+        """A certificate formed (after its block's reports: the reports task keeps the
+        order): a `final` notice to the brokers with reports in it; the journal forgets the
+        final blocks' orders (a write with an fsync, in a worker thread, every PRUNE_BLOCKS)."""
+        self._notify_final(certificate)
+        if self.journal.prune_due(certificate.height):
+            return asyncio.to_thread(self.journal.prune, certificate.height)
+        return None
+
+    def _notify_final(self, certificate: QuorumCertificate) -> None:
         brokers = self.block_brokers.pop(certificate.height, None)
         if not brokers:
             return
