@@ -13,7 +13,9 @@ thread (`asyncio.to_thread`), so the fsync (8 ms at the median, up to 200 ms, on
 development machine) holds back only that block's acknowledgements. The gateway uses the
 connection from one call at a time (the reports task awaits each write), from any thread.
 
-- `record(height, orders)` before the acknowledgements of a block go out;
+- `record(height, orders)` before the acknowledgements of a block go out (`record_blocks`:
+  several blocks in one transaction, one fsync: the gateway's group commit when its reports
+  task is behind);
 - `prune(certified)` forgets the orders of final blocks (a final block is on 2f + 1 members,
   so it is never lost), every `PRUNE_BLOCKS` certified heights: the journal holds the orders
   of blocks not yet final, bounded by the exchange's `lag_max`;
@@ -83,7 +85,15 @@ class AckJournal:
 
     def record(self, height: int, orders: Sequence[OrderRecord]) -> None:
         """Make `orders`, about to be acknowledged in the block at `height`, durable."""
-        rows = [(order["order_id"], height, orjson.dumps(order)) for order in orders]
+        self.record_blocks([(height, orders)])
+
+    def record_blocks(self, blocks: Sequence[tuple[int, Sequence[OrderRecord]]]) -> None:
+        """`record` for several blocks (height, orders) in one transaction: one fsync."""
+        rows = [
+            (order["order_id"], height, orjson.dumps(order))
+            for height, orders in blocks
+            for order in orders
+        ]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", rows)
 

@@ -316,6 +316,7 @@ class Gateway:
         self.machine: ObservedVenueMachine | None = None
         self.counters = {"orders": 0, "reports": 0, "errors": 0, "logons": 0, "rejected_logons": 0}
         self.lost_orders = 0  # acknowledged, then lost on every copy (`ack_journal`)
+        self.journalled_height = 0  # the orders of the blocks up to here are in the journal
         self.lost_after: dict[int, list[dict[str, Any]]] = {}  # height -> their lost orders
         self.order_times: deque[float] = deque(maxlen=100_000)
         # identity -> its clock minus ours at its last logon with a valid signature (bounded by
@@ -397,7 +398,7 @@ class Gateway:
 
     def _stored(self, block: Block) -> Awaitable[None] | None:
         """A block is stored (called by the exchange's reports task, after the cutter has
-        proposed it; later blocks may be executed already): answer its requests, send its
+        proposed it; later blocks may be stored already): answer its requests, send its
         reports and market data. The orders about to be acknowledged are journalled first,
         in a worker thread (the fsync blocks neither the event loop nor the cutter): the
         awaitable returned is that write, then the rest."""
@@ -405,23 +406,55 @@ class Gateway:
         count = len(block.commands)
         if len(self.executed) == count:
             executed, self.executed = self.executed, []
-        else:  # the executed commands of later blocks follow, in order
+        else:  # the executed commands of the later stored blocks follow, in order
             executed = self.executed[:count]
             del self.executed[:count]
         assert len(executed) == count, "executed commands are not the block's"
-        awaiting = self.awaiting
-        if awaiting:  # durable before any acknowledgement goes out
-            placed = [c for c, _, _ in executed if id(c) in awaiting and c["type"] == "place"]
-            if placed:
-                return self._journalled(height, placed, executed)
+        if self.awaiting and height > self.journalled_height:  # durable before any ack
+            group, through = self._to_journal(height, executed)
+            if group:
+                return self._journalled(group, through, executed)
         self._fold(height, executed)
         return None
 
+    def _to_journal(
+        self, height: int, executed: list[tuple[Any, Any, Any]]
+    ) -> tuple[list[tuple[int, list[dict[str, Any]]]], int]:
+        """The orders to journal before the block at `height` is acknowledged (none: no
+        write), by height: its own and, in the same write (a group commit: one fsync however
+        far the reports task is behind), those of the blocks stored after it that wait for
+        the reports task, whose commands follow in `executed`. With the last height covered."""
+        awaiting = self.awaiting
+
+        def placed(commands: list[tuple[Any, Any, Any]]) -> list[dict[str, Any]]:
+            return [c for c, _, _ in commands if id(c) in awaiting and c["type"] == "place"]
+
+        own = placed(executed)
+        if not own:
+            return [], height
+        group, through, position = [(height, own)], height, 0
+        assert self.node is not None
+        for item in self.node.after:
+            if item.kind != "stored" or item.block is None or item.height <= height:
+                continue
+            count = len(item.block.commands)
+            later = placed(self.executed[position : position + count])
+            position += count
+            if later:
+                group.append((item.height, later))
+            through = item.height
+        assert position <= len(self.executed), "queued blocks hold more commands than executed"
+        return group, through
+
     async def _journalled(
-        self, height: int, placed: list[dict[str, Any]], executed: list[tuple[Any, Any, Any]]
+        self,
+        group: list[tuple[int, list[dict[str, Any]]]],
+        through: int,
+        executed: list[tuple[Any, Any, Any]],
     ) -> None:
-        await asyncio.to_thread(self.journal.record, height, placed)
-        self._fold(height, executed)
+        await asyncio.to_thread(self.journal.record_blocks, group)
+        self.journalled_height = max(self.journalled_height, through)
+        self._fold(group[0][0], executed)
 
     def _fold(self, height: int, executed: list[tuple[Any, Any, Any]]) -> None:
         """Fold a stored block's commands into reports and market data, and send them."""

@@ -173,3 +173,40 @@ async def test_reports_over_a_run_of_blocks_are_contiguous_and_equal_the_replay_
     venue.clients.append(again)
     replayed = await reports_of(again, count)
     assert [orjson.dumps(without(r, "replayed")) for r in replayed] == live_log
+
+
+async def test_one_journal_write_covers_the_blocks_stored_while_the_reports_task_was_behind(
+    venue: RunningVenue,
+) -> None:
+    """Group commit: three blocks with broker orders are stored while the reports task is
+    held; their orders go into the acknowledgement journal in one write (one fsync), each
+    with its own block's height, before any of them is acknowledged."""
+    await venue.open_market()
+    gateway, exchange = venue.gateway, venue.exchange
+    assert gateway is not None and exchange is not None
+    journal = gateway.journal
+    writes: list[list[int]] = []
+    record_blocks = journal.record_blocks
+
+    def counted(blocks: Any) -> None:
+        writes.append([height for height, _ in blocks])
+        record_blocks(blocks)
+
+    journal.record_blocks = counted  # type: ignore[method-assign]
+    held = HeldReports()
+    exchange.stored_listeners.insert(0, held)  # before the gateway's: its fold waits
+    broker = await venue.client("broker1")
+    start = exchange.proposer.height
+    placing = []
+    for n in range(3):
+        placing.append(
+            asyncio.ensure_future(broker.place(**order(f"g{n}", "10001", "buy", 990 - n, 100)))
+        )
+        await holds(partial(cut_to, exchange, start + n + 1), f"block {n + 1}")
+    assert not any(p.done() for p in placing)  # nothing is acknowledged yet
+    held.gate.set()
+    placed = await asyncio.gather(*placing)
+    assert [p["status"] for p in placed] == ["new"] * 3
+    assert writes == [[start + 1, start + 2, start + 3]], writes
+    rows = journal._db.execute("SELECT order_id, height FROM acks ORDER BY order_id").fetchall()
+    assert rows[-3:] == [(p["order_id"], start + 1 + n) for n, p in enumerate(placed)], rows
