@@ -607,7 +607,7 @@ class Gateway:
         `order_status`), then close every session once its replies are written."""
         awaiting, self.awaiting = self.awaiting, {}
         message = (
-            f"the exchange stopped before this request's block was stored ({reason:.300}); "
+            f"the exchange stopped before this request was answered ({reason:.300}); "
             "its outcome is unknown until the exchange is back: ask order_status"
         )
         for _, waiting in awaiting.values():
