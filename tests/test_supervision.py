@@ -143,6 +143,24 @@ async def test_a_failed_cutter_refuses_the_waiting_submit_batch(consortium: Cons
     assert orjson.loads(body)["status"] == "failed"
 
 
+async def test_a_failed_reports_task_still_answers_the_stored_submit_batch_stored(
+    consortium: Consortium,
+) -> None:
+    """The batch's block is stored before the reports task fails on it: the feed is told
+    `stored` (it is in the store), then refused `unavailable` from then on."""
+    exchange = consortium.exchange
+    assert exchange is not None
+    arm(exchange, "reports")
+    async with Feed(consortium.address) as feed:
+        heights = await asyncio.wait_for(feed.submit(opening()), 10)
+        assert heights == [exchange.proposer.height], heights
+        assert exchange.failure is not None and exchange.failure.task == "reports"
+        with pytest.raises(FeedError) as again:
+            await asyncio.wait_for(feed.submit(orders(1, 2)), 10)
+        assert again.value.code == "unavailable"
+    assert exchange.proposer.store.header(heights[0]) is not None
+
+
 @pytest.mark.parametrize(
     ("where", "task"),
     [("exchange", "ticker"), ("exchange", "proposer"), ("bank1", "ticker"), ("bank1", "replica")],
