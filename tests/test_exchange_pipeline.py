@@ -14,6 +14,8 @@ others (the gateway's reports, market data, acknowledgement journal, finality no
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from exchange.client import Client
+from exchange.client import Client, RequestError
 from ledger.block import Block
 from ledger.feed import Feed
 from ledger.keys import load_private_key
@@ -210,3 +212,83 @@ async def test_one_journal_write_covers_the_blocks_stored_while_the_reports_task
     assert writes == [[start + 1, start + 2, start + 3]], writes
     rows = journal._db.execute("SELECT order_id, height FROM acks ORDER BY order_id").fetchall()
     assert rows[-3:] == [(p["order_id"], start + 1 + n) for n, p in enumerate(placed)], rows
+
+
+class SlowReports:
+    """A stored listener that makes the reports task slow at random (a slow disk): each
+    block, with probability 1/3, holds it for up to 30 ms, from a seeded generator."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed)
+        self.heights: list[int] = []
+
+    def __call__(self, block: Block) -> Any:
+        self.heights.append(block.header.height)
+        if self.random.random() < 1 / 3:
+            return asyncio.sleep(self.random.uniform(0.0, 0.03))  # the slowness is the point
+        return None
+
+
+@pytest.mark.skipif(
+    os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="20 seeds: JINLIAN_CHECK_ALL=1"
+)
+@pytest.mark.parametrize("seed", range(20))
+async def test_seeded_flow_with_a_slow_reports_task_loses_nothing_and_replays_identically(
+    tmp_path: Path, seed: int
+) -> None:
+    """Two brokers send seeded waves of orders, cancels and amends while the reports task is
+    slow at random and may hold at most 2 blocks (the cutter waits past that): every request
+    is answered, each broker's reports are contiguous and in height order, every block's
+    listener ran once in order, and a restarted exchange rebuilds both logs byte for byte."""
+    venue = RunningVenue(tmp_path / "c")
+    await venue.start()
+    try:
+        await venue.open_market()
+        gateway, exchange = venue.gateway, venue.exchange
+        assert gateway is not None and exchange is not None
+        exchange.reports_blocks_max = 2
+        slow = SlowReports(seed)
+        exchange.stored_listeners.insert(0, slow)
+        flow = random.Random(seed)
+        clients = {
+            "broker1": (await venue.client("broker1", replay_from=1), "10001", "buy"),
+            "broker2": (await venue.client("broker2", replay_from=1), "20001", "sell"),
+        }
+        first = exchange.proposer.height + 1
+        for wave in range(12):
+            requests = []
+            for name, (client, account, side) in clients.items():
+                for n in range(flow.randint(1, 8)):
+                    price = flow.randint(995, 1005)
+                    quantity = 100 * flow.randint(1, 3)
+                    requests.append(client.place(**order(f"{name}-{wave}-{n}", account, side,
+                                                         price, quantity)))  # fmt: skip
+            placed = await asyncio.gather(*requests)
+            for reply in placed:
+                if reply.get("status") == "new" and flow.random() < 0.3:
+                    name = "broker1" if reply["account"] == "10001" else "broker2"
+                    client = clients[name][0]
+                    try:  # answered either way: it may have traded meanwhile
+                        if flow.random() < 0.5:
+                            await client.cancel(order_id=reply["order_id"])
+                        else:
+                            await client.amend(order_id=reply["order_id"], quantity=100)
+                    except RequestError as error:
+                        assert error.code == "order_not_open", error.reply
+        assert slow.heights == list(range(first, exchange.proposer.height + 1))
+        logs = {}
+        for name, (client, _, _) in clients.items():
+            log_ = [orjson.dumps(r) for r in gateway.reports.log(name).reports]
+            live = await reports_of(client, len(log_))
+            assert [r["index"] for r in live] == list(range(1, len(log_) + 1))
+            heights = [r["height"] for r in live]
+            assert heights == sorted(heights)
+            assert [orjson.dumps(without(r, "request")) for r in live] == log_
+            logs[name] = log_
+        await venue.stop_exchange()
+        await venue.start_exchange()
+        assert venue.gateway is not None
+        for name, log_ in logs.items():
+            assert [orjson.dumps(r) for r in venue.gateway.reports.log(name).reports] == log_
+    finally:
+        await venue.stop()
