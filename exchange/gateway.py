@@ -15,7 +15,9 @@ order's state: retries are safe), and sequences the venue commands through the e
 (`ExchangeNode.submit`). Nothing is answered before the block holding it is stored: the
 gateway's machine records every command it executes with its events, and when a block is
 stored `exchange.broker_reports` folds them into execution reports (numbered per broker,
-replayable from any index) and `exchange.market_data` into the public channels. When a block
+replayable from any index) and `exchange.market_data` into the public channels: in the
+exchange's `reports` task, after the cutter has proposed the block and gone on (block by
+block, in order; docs/ledger.md, "The exchange's pipeline"). When a block
 becomes final, every broker with reports in it gets a `final` notice with the certificate.
 Start-up rebuilds all of it by replaying the exchange's store, then from the blocks the
 exchange recovers from the members (docs/ledger.md, "Recovery"): report indexes and order ids
