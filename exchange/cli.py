@@ -95,7 +95,7 @@ def _venue(arguments: argparse.Namespace) -> int:
 
 
 def _init(arguments: argparse.Namespace) -> int:
-    from exchange.consortium import init_consortium
+    from exchange.consortium import indexing_nodes, init_consortium
 
     try:
         genesis = init_consortium(
@@ -110,8 +110,14 @@ def _init(arguments: argparse.Namespace) -> int:
         f"exchange + {voters} voting members (quorum {genesis.quorum()}), "
         f"{len(genesis.brokers)} brokers, {len(genesis.instruments)} instruments"
     )
+    indexing = indexing_nodes(arguments.directory)
     for member in genesis.members:
-        print(f"  {member.name:<12} {member.role.value:<10} {member.address}")
+        index = "indexes" if member.name in indexing else ""
+        print(f"  {member.name:<12} {member.role.value:<10} {member.address:<16} {index}".rstrip())
+    print(
+        f'analysts\' tables: built by {", ".join(indexing)} (node.json "index"); any other '
+        f"node builds them on demand with `jinlian index {arguments.directory}/<member>`"
+    )
     return 0
 
 
@@ -203,6 +209,22 @@ def _verify(arguments: argparse.Namespace) -> int:
         return 2
     print(ledger_audit.format_report(report))
     return 0 if report.ok else 1
+
+
+def _index(arguments: argparse.Namespace) -> int:
+    from exchange import ledger_audit
+
+    try:
+        before, after = ledger_audit.index_node(arguments.node)
+    except ledger_audit.UsageError as error:
+        print(f"jinlian index: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"indexed blocks {before + 1} to {after}: the derived tables hold blocks 1 to {after}"
+        if after > before
+        else f"the derived tables already hold every block (1 to {after})"
+    )
+    return 0
 
 
 def _receipt(arguments: argparse.Namespace) -> int:
@@ -308,6 +330,11 @@ def _add_audit_commands(commands: Any) -> None:
     )
     verify.add_argument("node", type=Path, help="the node directory, DIR/<member>")
     verify.set_defaults(run=_verify)
+    index = commands.add_parser(
+        "index", help="build a node's derived tables (orders, trades...) up to its tip"
+    )
+    index.add_argument("node", type=Path, help="the node directory, DIR/<member>")
+    index.set_defaults(run=_index)
     receipt = commands.add_parser("receipt", help="write a trade's receipt with its proofs")
     receipt.add_argument("node", type=Path, help="the node directory, DIR/<member>")
     receipt.add_argument("--trade", type=int, required=True, help="the trade id")

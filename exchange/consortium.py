@@ -4,6 +4,8 @@
 
     DIR/genesis.json            members, brokers, instruments, holdings (ledger/genesis.py)
     DIR/<member>/key.pem        each member's Ed25519 key (mode 0600), and node.json
+                                (its `index` says whether the node builds the analysts' tables:
+                                `INDEXING_ROLES`' first members do; `indexing_nodes` names them)
     DIR/brokers/<broker>/key.pem
 
 `genesis_commands` turns a genesis into the venue commands that every node applies before block
@@ -45,6 +47,12 @@ SAMPLE_INSTRUMENTS: tuple[dict[str, object], ...] = (
      "price_limit_pct": 20, "t_plus": 1, "settlement": "gross",
      "commission_bps": 3, "stamp_duty_bps": 5},
 )  # fmt: skip
+# The nodes that index by default (node.json `index`): the first regulator and the first bank,
+# the members that serve analysts (the notebooks read bank1), and the exchange, whose gateway
+# finds a trade's receipt through the `trades` table (without it, every receipt request would
+# scan the stored events); its indexer runs behind the cut path, never on it. Every other node
+# can build its tables later (`jinlian index DIR/<member>`); `jinlian verify` rebuilds them.
+INDEXING_NODES = ("exchange", "regulator1", "bank1")
 ACCOUNTS_PER_BROKER = 2
 CASH_PER_ACCOUNT = 100_000_000  # fen: 1,000,000.00 CNY
 SHARES_PER_ACCOUNT = 100_000
@@ -170,6 +178,15 @@ def venue_from_genesis(genesis: Genesis) -> Venue:
     return venue
 
 
+def indexing_nodes(directory: Path) -> list[str]:
+    """The nodes of a consortium directory whose node.json says `"index": true`, sorted."""
+    return sorted(
+        path.parent.name
+        for path in directory.glob("*/node.json")
+        if orjson.loads(path.read_bytes()).get("index") is True
+    )
+
+
 def _node_name(role: Role, number: int) -> str:
     """`exchange`, `bank1`, `depository1`, `regulator1`, `broker-node1`: a broker's node is not
     named as the broker firms are (`broker1`), since the genesis gives every member and broker a
@@ -233,7 +250,8 @@ def init_consortium(
         nodes.append(Member(id=index, name=name, role=role, public_key=key.public_key,
                             address=address, voting=role is not Role.EXCHANGE))  # fmt: skip
         config = {"id": index, "name": name, "role": role.value, "address": address,
-                  "genesis": "../genesis.json", "store": "ledger.sqlite"}  # fmt: skip
+                  "genesis": "../genesis.json", "store": "ledger.sqlite",
+                  "index": name in INDEXING_NODES}  # fmt: skip
         (directory / name / "node.json").write_bytes(
             orjson.dumps(config, option=orjson.OPT_INDENT_2)
         )

@@ -1,14 +1,15 @@
 """Member nodes and the exchange as processes: `jinlian node`, `jinlian exchange`, `jinlian up`.
 
-Each node directory (`jinlian init`) holds `node.json` (id, name, address, genesis and store
-paths relative to it) and `key.pem`. A node opens its store with the venue's indexer (so the
-analysts' tables are written with every block), rebuilds its venue by replaying the store
-from the genesis, and serves until SIGINT or SIGTERM, when it closes its sockets and its store
+Each node directory (`jinlian init`) holds `node.json` (id, name, address, genesis and store paths
+relative to it, `index`) and `key.pem`. A node whose `index` is true opens its store with the
+venue's indexer and runs the indexer task (`ledger.node`), which builds the analysts' tables behind
+the vote path up to an "indexed up to height" watermark; a node whose `index` is false builds none
+(`jinlian index DIR/<member>` builds them on demand). A node rebuilds its venue by replaying the
+store from the genesis, and serves until SIGINT or SIGTERM, when it closes its sockets and its store
 (exit status 0), or until one of its tasks fails (`ledger.node`, "supervision"), when it answers
-what is waiting with an error, stops the same way and exits 1. `jinlian up DIR` starts the
-exchange and every voting member as separate processes, restarts one that exits non-zero (with
-a backoff, at most 5 times a minute; one more and it stops them all and exits 1) and stops them
-all on Ctrl-C.
+what is waiting with an error, stops the same way and exits 1. `jinlian up DIR` starts the exchange
+and every voting member as separate processes, restarts one that exits non-zero (with a backoff, at
+most 5 times a minute; one more and it stops them all and exits 1) and stops them all on Ctrl-C.
 
 The exchange always starts by recovering (docs/ledger.md, "Recovery"): it sequences nothing
 until 2f + 1 members have given back whatever blocks it signed that its store lost.
@@ -73,6 +74,7 @@ class NodeConfig:
     address: str
     genesis: Genesis
     store_path: Path
+    index: bool  # node.json `index`: this node builds the analysts' tables
 
 
 def load_config(directory: Path) -> NodeConfig:
@@ -84,6 +86,9 @@ def load_config(directory: Path) -> NodeConfig:
     member = node.genesis.member(member_id) if type(member_id) is int else None
     if member is None:
         raise UsageError(f"{directory}/node.json: id {member_id!r} is not a genesis member")
+    index = config.get("index", member.voting)  # absent (older init): members index
+    if type(index) is not bool:
+        raise UsageError(f"{directory}/node.json: index {index!r:.80} is not true or false")
     return NodeConfig(
         directory=directory,
         member_id=member.id,
@@ -91,6 +96,7 @@ def load_config(directory: Path) -> NodeConfig:
         address=member.address,
         genesis=node.genesis,
         store_path=node.store_path,
+        index=index,
     )
 
 
@@ -100,9 +106,16 @@ def new_machine(genesis: Genesis) -> VenueMachine:
 
 
 def open_store(config: NodeConfig) -> BlockStore:
+    """The node's store, with the venue's indexer if the node indexes (`config.index`)."""
+    indexer = VenueIndexer() if config.index else None
     return BlockStore.open(
-        config.store_path, config.genesis.hash, indexer=VenueIndexer(), synchronous=SYNCHRONOUS
+        config.store_path, config.genesis.hash, indexer=indexer, synchronous=SYNCHRONOUS
     )
+
+
+def _start_indexer(node: ReplicaNode | ExchangeNode, store: BlockStore) -> None:
+    if store.indexer is not None:
+        node.start_indexer(store)
 
 
 def build_replica(config: NodeConfig) -> ReplicaNode:
@@ -118,7 +131,9 @@ def build_replica(config: NodeConfig) -> ReplicaNode:
         store=open_store(config),
         new_machine=partial(new_machine, genesis),
     )
-    return ReplicaNode(replica, config.address)
+    node = ReplicaNode(replica, config.address)
+    _start_indexer(node, replica.store)
+    return node
 
 
 def build_exchange(config: NodeConfig, *, lag_max: int | None = None) -> ExchangeNode:
@@ -156,6 +171,8 @@ def build_venue(
     )
     node = ExchangeNode(proposer, config.address, feed=feed)
     gateway.attach(node)
+    _start_indexer(node, proposer.store)
+    node.stored_listeners.append(lambda block: node.block_stored())
     return node, gateway
 
 

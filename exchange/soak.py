@@ -182,11 +182,25 @@ class Soak:
         """Send one admin command until it is answered (the same command id each time, so a
         retry gets the first outcome); None if it never is."""
         kind = command["type"]
+        result = await self.answered(session, kind, "admin", {"command": command}, False)
+        if result is not None and any(
+            e["type"].endswith(("rejected", "refused")) for e in result["events"]
+        ):
+            self.figures.rejected[kind] += 1
+        return result
+
+    async def answered(
+        self, session: Client, kind: str, request: str, fields: dict[str, Any], count_error: bool
+    ) -> dict[str, Any] | None:
+        """Send `request` until it is answered, counted under `kind`: a lost connection is
+        retried (at most RETRIES_MAX times), an error answer ends it (counted as a command if
+        `count_error`); None unless answered."""
         for _ in range(RETRIES_MAX):
             self.figures.in_flight += 1
             try:
-                result = await session.request("admin", timeout_s=REQUEST_S, command=command)
+                reply = await session.request(request, timeout_s=REQUEST_S, **fields)
             except RequestError as error:
+                self.figures.commands[kind] += count_error
                 self.figures.errors[f"{kind}:{error.code}"] += 1
                 return None
             except (ConnectionError, TimeoutError, aiohttp.ClientError):
@@ -198,9 +212,7 @@ class Soak:
             finally:
                 self.figures.in_flight -= 1
             self.figures.commands[kind] += 1
-            if any(e["type"].endswith(("rejected", "refused")) for e in result["events"]):
-                self.figures.rejected[kind] += 1
-            return result
+            return reply
         return None
 
     async def waves(self, make: Callable[[], list[Awaitable[Any]]]) -> None:
@@ -372,27 +384,14 @@ class Soak:
             await self.request(session, "cancel_all", account=account)
 
     async def request(self, session: Client, kind: str, **fields: Any) -> dict[str, Any] | None:
-        for _ in range(RETRIES_MAX):
-            self.figures.in_flight += 1
-            try:
-                reply = await session.request(kind, timeout_s=REQUEST_S, **fields)
-            except RequestError as error:
-                self.figures.commands[kind] += 1
-                self.figures.errors[f"{kind}:{error.code}"] += 1
-                return None
-            except (ConnectionError, TimeoutError, aiohttp.ClientError):
-                self.figures.errors[f"{kind}:lost"] += 1
-                if self.stop.is_set():
-                    return None
-                await asyncio.sleep(0.2)
-                continue
-            finally:
-                self.figures.in_flight -= 1
-            self.figures.commands[kind] += 1
-            if reply.get("report") in ("rejected", "cancel_rejected", "amend_rejected"):
-                self.figures.rejected[kind] += 1
-            return reply
-        return None
+        reply = await self.answered(session, kind, kind, fields, True)
+        if reply is not None and reply.get("report") in (
+            "rejected",
+            "cancel_rejected",
+            "amend_rejected",
+        ):
+            self.figures.rejected[kind] += 1
+        return reply
 
     async def read_reports(self, session: Client) -> None:
         last: int | None = None

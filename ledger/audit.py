@@ -5,10 +5,13 @@ block passes `check_block` (proposer, signature, parent link, time, commands roo
 its commands on a machine built fresh from the genesis reproduces the header's event count,
 events root and state hash (`check_execution`); the stored events are exactly the re-executed
 ones; and a stored certificate carries a quorum of the genesis voters' signatures over the
-header hash. With an indexer on the store, the derived tables it keeps (the venue's orders,
-trades, settlements, balance changes) must hold, at every height, exactly the rows the indexer
-rebuilds from the verified block, and no row at a height that is not stored: a changed,
-missing or added row fails the audit naming the table, the row and the height. The audit
+header hash. With an indexer on the store, the indexer's rows are rebuilt from every verified
+block, and the derived tables it keeps (the venue's orders, trades, settlements, balance
+changes) must hold, at every height up to the store's index watermark (`indexed_height`),
+exactly those rows, and no row at a height above the watermark: a changed, missing or added row
+fails the audit naming the table, the row and the height. Blocks above the watermark are not
+indexed yet: their rows are rebuilt (so an indexer that fails on them fails the audit) but there
+is nothing stored to compare; the report gives the watermark. The audit
 stops at the first failure and names its height. Generic: the state machine and the indexer
 come from the caller.
 """
@@ -50,6 +53,7 @@ class AuditReport:
     events: int
     certified_height: int
     derived_rows: int  # rows of the indexer's tables checked against the rebuild
+    indexed_height: int = 0  # the store's index watermark: derived rows compared up to it
     state_hash: bytes | None  # after the last good block; None with no block
     failure: str | None = None
     failed_height: int | None = None
@@ -65,6 +69,10 @@ def audit_store(store: BlockStore, authority: Authority, machine: StateMachine) 
     come back as the report's failure. Reads one block at a time, so the failure reported is
     the lowest bad height. O(blocks + commands + events)."""
     audit = _Audit(authority, machine)
+    try:
+        audit.indexed_height = 0 if store.indexer is None else store.indexed_height()
+    except sqlite3.Error as error:
+        return audit.report(0, f"store unreadable: {error}")
     height = 1
     while True:
         try:
@@ -78,7 +86,12 @@ def audit_store(store: BlockStore, authority: Authority, machine: StateMachine) 
         if block is None:
             if tip is not None and tip[0] >= height:
                 return audit.report(height, f"block {height} is missing below the tip {tip[0]}")
-            orphan = _orphan_rows(store, audit.tables, height - 1)
+            # re-read: a running node may have indexed on, and rows move with the watermark
+            try:
+                indexed = store.indexed_height() if store.indexer is not None else 0
+            except sqlite3.Error as error:
+                return audit.report(height, f"store unreadable: {error}")
+            orphan = _orphan_rows(store, audit.tables, min(height - 1, indexed))
             return audit.report(None, None) if orphan is None else audit.report(*orphan)
         failure = audit.check(store, block, certificate)
         if failure is not None:
@@ -93,6 +106,7 @@ class _Audit:
         self.parent: BlockHeader | None = None
         self.blocks = self.commands = self.events = self.certified_height = 0
         self.derived_rows = 0
+        self.indexed_height = 0
         self.tables: set[str] = set()  # the indexer's tables seen so far
         self.state_hash: bytes | None = None
 
@@ -138,13 +152,19 @@ class _Audit:
 
     def check_derived(self, store: BlockStore, block: Block, events: list[bytes]) -> str | None:
         """The first difference between the indexer's stored rows at this height and its
-        rebuild from the verified block, or None. O(rows of the block)."""
+        rebuild from the verified block, or None; above the watermark, only the rebuild.
+        O(rows of the block)."""
         if store.indexer is None:
             return None
         header = block.header
-        rebuilt = store.indexer.rows(header.height, header, block.commands, events)
+        try:
+            rebuilt = store.indexer.rows(header.height, header, block.commands, events)
+        except Exception as error:  # the indexer's own failure on a verified block
+            return f"indexer: {type(error).__name__}: {error}"
+        self.tables.update(rebuilt)
+        if header.height > self.indexed_height:
+            return None
         for table in sorted(rebuilt):
-            self.tables.add(table)
             try:
                 stored = _rows_at(store, table, header.height)
             except sqlite3.Error as error:
@@ -163,6 +183,7 @@ class _Audit:
             certified_height=self.certified_height,
             derived_rows=self.derived_rows,
             state_hash=self.state_hash,
+            indexed_height=self.indexed_height,
             failure=_unprefixed(height, failure),
             failed_height=None if failure is None else (height or 0),
         )
@@ -207,7 +228,8 @@ def _row_difference(stored: list[tuple[Any, ...]], rebuilt: Sequence[Row]) -> st
 
 
 def _orphan_rows(store: BlockStore, tables: set[str], tip: int) -> tuple[int, str] | None:
-    """(height, failure) for a derived row outside the stored heights 1..tip, or None."""
+    """(height, failure) for a derived row outside the heights 1..tip (the stored and indexed
+    ones), or None."""
     for table in sorted(tables):
         try:
             rows = store.read(
@@ -220,7 +242,10 @@ def _orphan_rows(store: BlockStore, tables: set[str], tip: int) -> tuple[int, st
         if rows:
             height, *row = rows[0]
             shown = _shown(tuple(row))
-            return int(height), f"table {table}: stored row {shown} is at no stored block"
+            return int(height), (
+                f"table {table}: stored row {shown} is at no stored block or above the index "
+                f"watermark {tip}"
+            )
     return None
 
 

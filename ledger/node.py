@@ -8,7 +8,7 @@ A member node listens on its genesis address:
 | `GET /blocks?from=H&limit=N` | a catch-up page (`blocks` message), for members only |
 | `GET /status` | heights for anyone; everything (evidence, peers, clocks) for members |
 | `GET /health` | `ok` (200) or `failed` (503) with the failed task and its error; task failures |
-| `GET /metrics` | Prometheus text: heights and `jinlian_task_failures_total{task=...}` |
+| `GET /metrics` | Prometheus text: heights, watermark, `jinlian_task_failures_total{task=...}` |
 
 The exchange listens on its own address (`/blocks`, `/status`, and `/submit`, the sequencer's
 feed: a WebSocket taking JSON arrays of commands, answering each batch once its block is
@@ -23,13 +23,22 @@ malformed frame is dropped and counted, never fatal. All protocol decisions are 
 cores; this module only moves bytes, keeps time (block cutting, ticks) and bounds every queue.
 
 Every background task is supervised (`_Shell.spawn`, the table `TASK_POLICIES`, documented in
-docs/ledger.md, "Supervision"): an exception raised by the core (the cutter, the ticker, a
-message handed to the `Proposer` or `Replica`, so also the indexer, which stores with the block)
-is an invariant failure: the node records it (`failure`), logs one line naming the task and the
-error, answers what is waiting with an error (`stop_listeners`) and sets `failed`, on which
-`jinlian node`/`jinlian exchange` stop with exit status 1. An exception in an I/O task (a
-fetch, a link writer, a dial, a reply) is counted, logged and retried or its connection closed.
-`fault` is a test seam (`Fault`): armed, it raises inside one task kind.
+docs/ledger.md, "Supervision"): an exception raised by the core (the cutter, the ticker, a message
+handed to the `Proposer` or `Replica`) is an invariant failure: the node records it (`failure`),
+logs one line naming the task and the error, answers what is waiting with an error
+(`stop_listeners`) and sets `failed`, on which `jinlian node`/`jinlian exchange` stop with exit
+status 1. An exception in an I/O task (a fetch, a link writer, a dial, a reply) is counted, logged
+and retried or its connection closed. `fault` is a test seam (`Fault`): armed, it raises inside one
+task kind.
+
+A node that indexes (`start_indexer`) runs the `indexer` task: woken whenever a block is stored, it
+calls `BlockStore.index_blocks` in batches (INDEX_BATCH_BLOCKS blocks, fewer once they hold
+INDEX_BATCH_COMMANDS commands) until the watermark reaches the tip, yielding to the event loop
+between batches. It is off the vote path: a member votes as soon as the block is stored, and its
+derived tables follow behind the watermark, which `/status` shows as `indexed` and `/metrics` as
+`jinlian_indexed_height`. Its failures are restarted with a backoff (`restart`); more than
+RESTARTS_PER_MINUTE_MAX in a minute fail the node (/health `failed`, exit status 1), and the next
+start resumes from the watermark.
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ from ledger.protocol import (
     encode,
 )
 from ledger.replication import Proposer, Refused, Replica, Send
-from ledger.store import BLOCKS_PAGE_MAX
+from ledger.store import BLOCKS_PAGE_MAX, BlockStore, StoreError
 
 log = logging.getLogger("jinlian.node")
 
@@ -84,6 +93,12 @@ LATENCY_SAMPLES_MAX: Final = 1_000_000
 REPORTS_BLOCKS_MAX: Final = 8
 RESTARTS_PER_MINUTE_MAX: Final = 5  # of one restarted task; one more is a failure of the node
 STOP_FLUSH_S: Final = 1.0  # how long `stop` lets error replies and session writers drain
+# what the indexer derives in one transaction before it yields to the event loop: at most this
+# many blocks, ending once they hold INDEX_BATCH_COMMANDS commands (at least one block). At about
+# 12-16 us of CPU per command (docs/performance.md) a batch holds the loop for ~15 ms, or for
+# one block if a block is larger (BLOCK_COMMANDS, 2,000: ~30 ms)
+INDEX_BATCH_BLOCKS: Final = 8
+INDEX_BATCH_COMMANDS: Final = 1_000
 
 # What an unhandled exception in each kind of task does (docs/ledger.md, "Supervision"):
 # `stop`: the node fails and its process exits 1; `restart`: the task runs again after a
@@ -102,9 +117,10 @@ TASK_POLICIES: Final[dict[str, str]] = {
     "reply": "close",
     "session": "close",
     "replay": "close",
+    "indexer": "restart",
 }
 # returning is a failure too
-FOREVER_TASKS: Final = frozenset({"ticker", "cutter", "reports", "dial"})
+FOREVER_TASKS: Final = frozenset({"ticker", "cutter", "reports", "dial", "indexer"})
 _AFTER: Final = {
     "restart": "restarting it",
     "close": "closed its connection",
@@ -172,6 +188,7 @@ PUBLIC_STATUS: Final = (  # what /health shows anyway
     "status",
     "height",
     "certified",
+    "indexed",
     "lag",
     "degraded",
     "recovering",
@@ -197,6 +214,10 @@ def task_metrics(shell: _Shell) -> str:
     ]
     lines.append("# HELP jinlian_failed 1 once a task failure stopped the node\n")
     lines.append(f"# TYPE jinlian_failed gauge\njinlian_failed {int(shell.failure is not None)}\n")
+    indexed = shell.indexed()
+    if indexed is not None:
+        lines.append("# HELP jinlian_indexed_height derived tables hold blocks 1..this\n")
+        lines.append(f"# TYPE jinlian_indexed_height gauge\njinlian_indexed_height {indexed}\n")
     return "".join(lines)
 
 
@@ -394,6 +415,8 @@ class _Shell:
         # the requests it holds with an error naming the reason, never leaves them unanswered
         self.stop_listeners: list[Callable[[str], None]] = []
         self._stop_reason: str | None = None
+        self.index_store: BlockStore | None = None  # set by `start_indexer`: this node indexes
+        self.index_wake = asyncio.Event()  # set when a block is stored
         self.app = web.Application(client_max_size=MESSAGE_BYTES_MAX)
         self.app.router.add_get("/blocks", self._blocks)
         self.app.router.add_get("/status", self._status)
@@ -418,6 +441,8 @@ class _Shell:
         host, port = split_address(self.address)
         await web.TCPSite(self.runner, host, port, reuse_address=True).start()
         self.spawn(self._ticker(), "ticker")
+        if self.index_store is not None:
+            self.spawn(self.restarting("indexer", self._indexer), "indexer")
 
     async def stop(self) -> None:
         """Answer what is waiting (`stop_listeners`), let the replies drain for at most
@@ -437,6 +462,40 @@ class _Shell:
             await self.runner.cleanup()
         if self.session is not None:
             await self.session.close()
+
+    # ---- the indexer ----
+
+    def start_indexer(self, store: BlockStore) -> None:
+        """Index `store` (opened with an indexer) behind its watermark from now on: call
+        before `start`, which spawns the task."""
+        assert store.indexer is not None, "the store has no indexer"
+        self.index_store = store
+
+    def indexed(self) -> int | None:
+        """The index watermark, or None if this node does not index."""
+        return None if self.index_store is None else self.index_store.indexed_height()
+
+    def block_stored(self) -> None:
+        """Wake the indexer: a block was stored (a no-op if this node does not index)."""
+        self.index_wake.set()
+
+    async def _indexer(self) -> None:
+        """Index every stored block, batch by batch, yielding between batches; then wait to be
+        woken. Runs forever (supervised, restarted: `restarting`)."""
+        store = self.index_store
+        assert store is not None
+        while True:
+            self.index_wake.clear()
+            while True:
+                tip = store.tip()
+                indexed = store.indexed_height()
+                if tip is None or indexed >= tip[0]:
+                    break
+                self.fault.point("indexer")
+                if store.index_blocks(INDEX_BATCH_BLOCKS, INDEX_BATCH_COMMANDS) <= indexed:
+                    raise StoreError(f"index watermark {indexed} does not move below tip {tip[0]}")
+                await asyncio.sleep(0)  # let votes and messages through between batches
+            await self.index_wake.wait()
 
     # ---- supervision ----
 
@@ -647,6 +706,8 @@ class _Shell:
             await asyncio.sleep(TICK_S)
             self.fault.point("ticker")
             self.route(self.tick())
+            if self.index_store is not None:
+                self.block_stored()  # a backstop: the indexer checks its watermark each tick
 
     async def _blocks(self, request: web.Request) -> web.StreamResponse:
         """A catch-up page, for members only: blocks hold every broker's orders."""
@@ -694,7 +755,11 @@ class ReplicaNode(_Shell):
         self.app.router.add_get("/metrics", self._metrics)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
-        return self.replica.receive(sender, message, now_ns=self.clock())
+        height = self.replica.height
+        sends = self.replica.receive(sender, message, now_ns=self.clock())
+        if self.replica.height != height:
+            self.block_stored()
+        return sends
 
     def tick(self) -> list[Send]:
         return self.replica.tick(now_ns=self.clock())
@@ -712,6 +777,7 @@ class ReplicaNode(_Shell):
             "exchange_connected": self.exchange_id in self.links,  # only authenticated links
             "exchange_clock_offset_ms": None if offset is None else offset // 10**6,
             "held_block": None if held is None else held.header.height,  # ahead of our clock
+            "indexed": self.indexed(),  # the index watermark; None: this node does not index
             "auth_failures": self.auth_failures,
             "last_auth_failure": self.last_auth_failure,
             "malformed": self.malformed,
@@ -972,6 +1038,7 @@ class ExchangeNode(_Shell):
             "lag": proposer.lag,
             "degraded": proposer.degraded,
             "recovering": proposer.recovering,
+            "indexed": self.indexed(),  # the index watermark; None: this node does not index
             "queued": len(proposer.queue),
             "members_connected": sorted(self.links),
             "peers": self.peer_status(),

@@ -4,10 +4,13 @@ It stores what the ledger replicates and nothing of what the commands mean: sign
 (header canonical bytes, header hash, proposer signature), their commands and the events the
 state machine derived from them (canonical bytes, so receipts with inclusion proofs can be
 built later), quorum certificates, evidence of misbehaviour, and a `meta` table with the
-genesis hash and the schema version. Derived tables for analysts (orders, trades, balances)
-belong to the state machine's side: it passes an `Indexer`, which declares its tables and maps
-each block to rows; the store creates those tables with its schema and writes their rows in the
-block's own transaction, so a block and its derived rows are stored together or not at all.
+genesis hash, the schema version and the index watermark. Derived tables for analysts (orders,
+trades, balances) belong to the state machine's side: it passes an `Indexer`, which declares its
+tables and maps each block to rows; the store creates those tables with its schema. Their rows
+are NOT written with the block (a member votes once the block is stored, and the indexer is off
+that path): `index_blocks` writes them later, for the blocks above the "indexed up to height"
+watermark (`indexed_height`), rows and the new watermark in one transaction, so the tables
+always describe exactly the blocks 1..watermark, whatever crashed when.
 
 Writes:
 
@@ -21,6 +24,10 @@ Writes:
 - `add_certificate(qc)` stores the first certificate for a stored block; the store does not
   verify signatures (it does not know the members): the caller runs `check_certificate`.
 - `record_evidence(kind, height, payload)` appends evidence; identical evidence is kept once.
+- `index_blocks(blocks_max)` derives the indexer's rows of the next blocks above the watermark
+  (read back through the public reads, `blocks_from` and `events`) and writes them with the new
+  watermark in one transaction (`BEGIN IMMEDIATE`, the watermark re-read under the lock, so a
+  second writer such as `jinlian index` beside a running node never indexes a block twice).
 
 Reads return `None` for a height that is not stored. A page SQLite finds corrupt while reading a
 block is also a `StoreCorruptError` naming the height. Stored bytes are checked when read (the
@@ -131,13 +138,15 @@ class Indexer(Protocol):
 
     `schema()` gives the statements that create its tables and indexes (`CREATE TABLE IF NOT
     EXISTS ...`), run with the store's schema. `rows(...)` maps one block to the rows of each of
-    its tables, by table name; each row is a tuple of the table's columns in declared order.
-    `append` computes the rows before its transaction and inserts them inside it, so a block is
-    stored with its derived rows or not at all: an exception from `rows` stores nothing, and a
-    row that SQLite refuses (a constraint) rolls the whole block back. `rows` must be a pure
-    function of its arguments, and every table must have a `height` column holding the
-    block's height: `ledger.audit` compares the stored rows at each height with `rows` of the
-    verified block."""
+    its tables, by table name (every table, even with no row); each row is a tuple of the
+    table's columns in declared order. The store writes them after the block, in
+    `index_blocks`, with the watermark that covers them: an exception from `rows`, or a row
+    that SQLite refuses (a constraint), writes nothing of that batch and leaves the watermark
+    where it was (the blocks stay stored). `rows` must be a pure function of its arguments, and
+    every table must have a `height` column holding the block's height: `index_blocks` first
+    deletes the rows at the heights it writes (so a store indexed by an older build is rebuilt
+    cleanly), and `ledger.audit` compares the stored rows at each height up to the watermark
+    with `rows` of the verified block."""
 
     def schema(self) -> Sequence[str]: ...
 
@@ -152,6 +161,12 @@ class Indexer(Protocol):
 
 _META_GENESIS: Final = "genesis_hash"
 _META_VERSION: Final = "schema_version"
+_META_INDEXED: Final = "indexed_height"  # the derived tables hold exactly blocks 1..this
+INDEX_BLOCKS_MAX: Final = BLOCKS_PAGE_MAX  # blocks per `index_blocks` call
+# commands per `index_blocks` call (at most; its `commands_max`): once a batch holds this many,
+# it ends (after at least one block), so the rows held in memory and the time the transaction
+# holds the lock are bounded
+INDEX_COMMANDS_MAX: Final = 20_000
 Parsed = TypeVar("Parsed")
 
 
@@ -245,14 +260,13 @@ class BlockStore:
         indexer: Indexer | None = None,
         synchronous: str = "FULL",
     ) -> BlockStore:
-        """Open the store at `path`, creating the file and its schema if absent.
-
-        A new store needs `genesis_hash` (the parent of block 1) and records it; an existing
-        one must have the schema version `SCHEMA_VERSION` and, if `genesis_hash` is given, that
-        genesis hash. `indexer`'s tables are created with the schema and filled by `append`
-        from then on (blocks stored before are not indexed). `synchronous` is FULL (a commit
-        survives a power cut) or NORMAL (a process crash only). Raises `SchemaError` otherwise,
-        `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's schema."""
+        """Open the store at `path`, creating the file and its schema if absent. A new store needs
+        `genesis_hash` (the parent of block 1) and records it; an existing one must have the schema
+        version `SCHEMA_VERSION` and, if `genesis_hash` is given, that genesis hash. `indexer`'s
+        tables are created with the schema (and the watermark at 0 if the store has none);
+        `index_blocks` fills them, from the watermark on. `synchronous` is FULL (a commit survives a
+        power cut) or NORMAL (a process crash only). Raises `SchemaError` otherwise, `sqlite3.Error`
+        if SQLite cannot open the file or refuses the indexer's schema."""
         if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
             raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
         if genesis_hash is None and not path.exists():
@@ -293,12 +307,12 @@ class BlockStore:
         tip's plus one and the parent hash is the tip's hash (the genesis hash at height 1),
         and the numbers of commands and events are the header's counts.
 
-        With an indexer, its rows for the block are inserted in the same transaction.
+        The indexer's rows are not written here (`index_blocks` writes them later): storing a
+        block costs the same with or without an indexer.
 
         Raises `OutOfOrderError`, `ParentMismatchError`, `CountMismatchError`, or
         `CanonicalError` for a command without a canonical form, all before writing anything;
-        `StoreError` for indexer rows of an unknown table or whatever the indexer raises, also
-        before; `sqlite3.Error` if the write fails, after which nothing of the block is stored.
+        `sqlite3.Error` if the write fails, after which nothing of the block is stored.
         O(commands + events)."""
         header = block.header
         if len(block.commands) != header.command_count:
@@ -316,7 +330,6 @@ class BlockStore:
             (header.height, index, data) for index, data in enumerate(block.command_bytes())
         ]
         event_rows = [(header.height, index, bytes(event)) for index, event in enumerate(events)]
-        derived = self._derived(block, events)
         with self._transaction():
             tip = self._tip()
             expected = 1 if tip is None else tip[0] + 1
@@ -335,30 +348,68 @@ class BlockStore:
             self._db.executemany(
                 "INSERT INTO events (height, idx, data) VALUES (?, ?, ?)", event_rows
             )
-            for statement, rows in derived:
-                self._db.executemany(statement, rows)
 
-    def _derived(self, block: Block, events: Sequence[bytes]) -> list[tuple[str, Sequence[Row]]]:
-        """The indexer's rows for `block` as (INSERT statement, rows) per table."""
+    def index_blocks(
+        self, blocks_max: int = INDEX_BLOCKS_MAX, commands_max: int = INDEX_COMMANDS_MAX
+    ) -> int:
+        """Derive the indexer's rows of at most `blocks_max` (1..`INDEX_BLOCKS_MAX`) stored blocks
+        above the watermark (fewer once they hold `commands_max` commands; at least one) and write
+        them with the new watermark in one transaction; return the watermark (the tip's height once
+        caught up; unchanged with nothing to do). The blocks are read through the public reads
+        (`blocks_from`, `events`), so the indexer depends on the stored format only through them.
+
+        Raises `StoreError` without an indexer, for rows of a refused table name or of uneven
+        width (naming the height and table), `StoreCorruptError` for a block that does not read
+        back, whatever `Indexer.rows` raises, `sqlite3.Error` if the write fails; in every case
+        nothing of the batch is written and the watermark stays. O(commands + events of the
+        batch)."""
         if self.indexer is None:
-            return []
-        header = block.header
-        tables = self.indexer.rows(header.height, header, block.commands, events)
-        derived: list[tuple[str, Sequence[Row]]] = []
-        for table, rows in tables.items():
-            if not _TABLE_NAME.fullmatch(table) or table in _CORE_TABLES:
-                raise StoreError(f"block {header.height}: indexer table name {table!r} refused")
-            if not rows:
-                continue
-            width = len(rows[0])
-            if width == 0 or len(set(map(len, rows))) != 1:
-                raise StoreError(
-                    f"block {header.height}: indexer rows of {table!r} differ in width"
-                )
-            # `table` matched a plain identifier above, so it may be formatted in.
-            statement = f"INSERT INTO {table} VALUES ({', '.join('?' * width)})"
-            derived.append((statement, rows))
-        return derived
+            raise StoreError(f"{self.path}: opened without an indexer: nothing to index")
+        if not 1 <= blocks_max <= INDEX_BLOCKS_MAX:
+            raise ValueError(f"blocks_max {blocks_max} is not in 1..{INDEX_BLOCKS_MAX}")
+        if not 1 <= commands_max <= INDEX_COMMANDS_MAX:
+            raise ValueError(f"commands_max {commands_max} is not in 1..{INDEX_COMMANDS_MAX}")
+        first = self.indexed_height() + 1
+        page = self.blocks_from(first, blocks_max)
+        if not page:
+            return first - 1
+        writes: dict[str, list[Row]] = {}
+        commands = 0
+        last = first - 1
+        for stored in page:
+            if commands >= commands_max:
+                break
+            header = stored.block.header
+            if header.height != last + 1:  # blocks are never removed: a gap is corruption
+                raise StoreCorruptError(last + 1, "block missing below the tip while indexing")
+            commands += header.command_count
+            last = header.height
+            events = self.events(header.height)
+            if events is None:  # blocks are never removed: a vanished block is corruption
+                raise StoreCorruptError(header.height, "events gone while indexing")
+            tables = self.indexer.rows(header.height, header, stored.block.commands, events)
+            for table, rows in tables.items():
+                writes.setdefault(_checked_table(header.height, table), []).extend(rows)
+        statements = [(table, _insert(last, table, rows), rows) for table, rows in writes.items()]
+        with self._transaction():
+            if self._indexed() != first - 1:  # another writer indexed meanwhile: redo
+                return self._indexed()
+            for table, statement, rows in statements:
+                # `table` is a plain identifier (`_checked_table`), so it may be formatted in.
+                self._db.execute(f"DELETE FROM {table} WHERE height BETWEEN ? AND ?", (first, last))
+                if rows:
+                    self._db.executemany(statement, rows)
+            self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (last, _META_INDEXED))
+        return last
+
+    def indexed_height(self) -> int:
+        """The index watermark: the derived tables hold exactly the rows of blocks
+        1..indexed_height (0: none). Without an indexer's tables ever created, 0."""
+        return self._indexed()
+
+    def _indexed(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_META_INDEXED,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def add_certificate(self, certificate: QuorumCertificate) -> bool:
         """Store the certificate of a stored block. The caller has verified it
@@ -653,7 +704,9 @@ def _prepare(
         for statement in (*_SCHEMA, *derived_schema):
             connection.execute(statement)
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
-        if not meta:
+        if derived_schema and _META_INDEXED not in meta:  # new, or indexed by an older build
+            connection.execute("INSERT INTO meta (key, value) VALUES (?, 0)", (_META_INDEXED,))
+        if _META_GENESIS not in meta:
             if genesis_hash is None:
                 raise SchemaError(f"{path}: a new block store needs the genesis hash")
             connection.executemany(
@@ -672,6 +725,20 @@ def _prepare(
             f"{path}: store of genesis {stored.hex()}, not of genesis {genesis_hash.hex()}"
         )
     return stored
+
+
+def _checked_table(height: int, table: str) -> str:
+    if not _TABLE_NAME.fullmatch(table) or table in _CORE_TABLES:
+        raise StoreError(f"block {height}: indexer table name {table!r} refused")
+    return table
+
+
+def _insert(height: int, table: str, rows: Sequence[Row]) -> str:
+    """The INSERT statement for `rows` of `table`, all of one width."""
+    width = len(rows[0]) if rows else 1
+    if width == 0 or len(set(map(len, rows))) > 1:
+        raise StoreError(f"block {height}: indexer rows of {table!r} differ in width")
+    return f"INSERT INTO {table} VALUES ({', '.join('?' * width)})"
 
 
 def _header(height: int, stored_hash: bytes, data: bytes) -> BlockHeader:

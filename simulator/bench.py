@@ -88,6 +88,7 @@ def replay_ledger(
                 parent_hash=parent, time_ns=day_start_ns(day) + height, commands=commands,
             )  # fmt: skip
             store.append(block, execution.events)
+            store.index_blocks(1)  # an indexing member's work, kept in the measured time
             votes = [sign_vote(key, member, block.header) for member, key in voters.items()]
             store.add_certificate(certify(block.header, votes))
             parent, state = block.header.hash, execution.state_hash

@@ -1,6 +1,7 @@
 """Real chains built in process, for tests: a consortium on disk (`init_consortium`), blocks of
 real venue commands proposed and signed by the exchange's key, voted by every voting member,
-certified, and appended to a member node's block store with the venue's indexer.
+certified, and appended to a member node's block store with the venue's indexer, which
+indexes each block after storing it (unless `index` is False).
 
     chain = Chain.create(tmp_path)
     chain.add_block([*chain.opening(), chain.place(1, "10001", Side.SELL, 1000, 300)])
@@ -42,6 +43,7 @@ class Chain:
     blocks: list[Block] = field(default_factory=list)
     certificates: list[QuorumCertificate | None] = field(default_factory=list)
     replicas: list[BlockStore] = field(default_factory=list)  # other members' stores, same blocks
+    index: bool = True  # index each block once stored (False: the tables stay behind)
 
     @classmethod
     def create(
@@ -96,6 +98,8 @@ class Chain:
         )
         for store in (self.store, *self.replicas):
             store.append(block, execution.events)
+            if self.index and store.indexer is not None:
+                store.index_blocks()  # as an indexing node does, after storing the block
         certificate = None
         if certified:
             certificate = certify(

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from exchange.ledger_audit import index_node
 from exchange.nodes import load_config
 from ledger.feed import Feed, FeedError, status, wait_until_up
 from ledger.store import BlockStore
@@ -65,10 +66,10 @@ class Processes:
         return load_config(self.directory / name).address
 
 
-@pytest.fixture
-def consortium(tmp_path: Path) -> Iterator[Processes]:
-    make_consortium(tmp_path / "c")
-    processes = Processes(tmp_path / "c")
+def running(directory: Path) -> Iterator[Processes]:
+    """The exchange and every member of the consortium in `directory` as processes, killed at
+    the end."""
+    processes = Processes(directory)
     for name in (*MEMBERS, "exchange"):
         processes.start(name)
     try:
@@ -77,6 +78,12 @@ def consortium(tmp_path: Path) -> Iterator[Processes]:
         for child in processes.children.values():
             child.kill()
             child.wait()
+
+
+@pytest.fixture
+def consortium(tmp_path: Path) -> Iterator[Processes]:
+    make_consortium(tmp_path / "c")
+    yield from running(tmp_path / "c")
 
 
 async def wait_up(processes: Processes, names: tuple[str, ...]) -> None:
@@ -186,6 +193,7 @@ def test_the_exchange_killed_under_load_loses_no_acknowledged_command(
     tip = asyncio.run(scenario())
     consortium.stop_all()
     config = load_config(consortium.directory / "exchange")
+    index_node(consortium.directory / "exchange")  # the exchange does not index by default
     with BlockStore.open(config.store_path) as store:
         placed = {int(row[0]) for row in store.read("SELECT order_id FROM orders", ()) if row[0]}
     lost = [first for first in acknowledged if first not in placed]

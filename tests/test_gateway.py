@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,6 @@ from exchange.client import Client, LogonError, RequestError, authorization
 from exchange.gateway import Limits
 from ledger.keys import load_private_key
 from tests.gateway_net import SYMBOL, RunningVenue, order
-
-
-@pytest.fixture
-async def venue(tmp_path: Path) -> AsyncIterator[RunningVenue]:
-    running = RunningVenue(tmp_path / "c")
-    await running.start()
-    yield running
-    await running.stop()
 
 
 async def raw(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,6 @@ from ledger.keys import load_private_key
 from tests.gateway_net import SYMBOL, RunningVenue, order
 
 ANONYMOUS, OUTSIDER, PARTY, MEMBER = "anonymous", "broker2", "broker1", "bank1"
-
-
-@pytest.fixture
-async def venue(tmp_path: Path) -> AsyncIterator[RunningVenue]:
-    running = RunningVenue(tmp_path / "c")
-    await running.start()
-    yield running
-    await running.stop()
 
 
 async def a_final_trade(venue: RunningVenue) -> tuple[int, int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,6 @@ from exchange.market_data import MarketData
 from ledger.keys import load_private_key
 from matching.events import TradeExecuted
 from tests.gateway_net import SYMBOL, RunningVenue, order
-
-
-@pytest.fixture
-async def venue(tmp_path: Path) -> AsyncIterator[RunningVenue]:
-    running = RunningVenue(tmp_path / "c")
-    await running.start()
-    yield running
-    await running.stop()
 
 
 async def test_replay_from_past_the_end_answers_the_real_next_index(venue: RunningVenue) -> None:

@@ -92,7 +92,9 @@ async def test_blocks_become_final_on_every_member_with_identical_state(
     for node in consortium.members.values():
         for height in range(1, tip + 1):
             assert node.replica.store.header(height) == store.header(height)
-    trades = store.read("SELECT count(*) FROM trades", ())
+    bank1 = consortium.members["bank1"]  # an indexing member (`jinlian init`'s default)
+    await until(lambda: _indexed(bank1, tip), what="bank1's indexer to reach the tip")
+    trades = bank1.replica.store.read("SELECT count(*) FROM trades", ())
     assert trades[0][0] == 500  # every buy met a sell
     info = await status(consortium.address, 0, consortium.exchange.authorization)
     assert info["certified"] == tip and info["lag"] == 0 and info["degraded"] is False
@@ -138,6 +140,10 @@ async def test_a_stopped_member_catches_up_from_its_peers(consortium: Consortium
     header = consortium.exchange.proposer.store.header(tip)
     assert node.replica.store.header(tip) == header
     assert node.replica.store.evidence() == []
+
+
+async def _indexed(node: ReplicaNode, height: int) -> bool:
+    return (node.indexed() or 0) >= height
 
 
 async def _certified(consortium: Consortium, height: int) -> bool:

@@ -53,14 +53,6 @@ async def failure_counted(address: str, task: str, count: int = 1) -> None:
 
 
 @pytest.fixture
-async def venue(tmp_path: Path) -> AsyncIterator[RunningVenue]:
-    running = RunningVenue(tmp_path / "c")
-    await running.start()
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
 async def consortium(tmp_path: Path) -> AsyncIterator[Consortium]:
     make_consortium(tmp_path / "c")
     running = Consortium(tmp_path / "c")

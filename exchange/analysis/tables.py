@@ -7,6 +7,14 @@ derived table leaves a value NULL). Every row that comes from a block carries it
 position (`event_idx` or `idx`) and the block's `time_ns` and `time` (UTC), so tables join on
 `(height, event_idx)` and sort into ledger order.
 
+The derived tables (orders, trades, settlements, balance changes) are built by the node's
+indexer behind its "indexed up to height" watermark (docs/ledger.md, "Derived tables"); the
+blocks, commands and events are read up to the tip. Opening a node whose watermark is below its
+tip warns (`IndexBehindWarning`, naming both heights and `jinlian index`), and `NodeLedger` has
+`indexed_height` and `tip_height`: the derived frames hold the blocks 1..indexed_height only,
+and `derived` reads no row above the watermark read at open, so every derived frame of one
+`NodeLedger` covers the same blocks even while the node indexes on.
+
 What the derived tables leave out (docs/ledger.md, "Derived tables") is filled here only where
 it follows exactly from the ledger:
 
@@ -21,6 +29,7 @@ it follows exactly from the ledger:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,20 +49,48 @@ DERIVED_TABLES: Final = ("orders", "trades", "settlements", "balance_changes")
 _NULLABLE_INT: Final = "Int64"
 
 
+class IndexBehindWarning(UserWarning):
+    """The node's derived tables do not cover every stored block yet."""
+
+
 @dataclass(kw_only=True)
 class NodeLedger:
-    """One member node's directory, genesis and open store. Use as a context manager."""
+    """One member node's directory, genesis and open store. Use as a context manager.
+    `indexed_height` and `tip_height` are read at open: the derived frames cover blocks
+    1..indexed_height."""
 
     directory: Path
     genesis: Genesis
     store: BlockStore
+    indexed_height: int = 0
+    tip_height: int = 0
 
     @classmethod
     def open(cls, directory: Path | str) -> NodeLedger:
         """Open `DIR/<member>`. Raises `exchange.ledger_audit.UsageError` naming the path if
-        the node directory, its genesis or its store cannot be opened."""
+        the node directory, its genesis or its store cannot be opened; warns
+        `IndexBehindWarning` if the derived tables stop below the tip."""
         node = load_node(Path(directory))
-        return cls(directory=node.directory, genesis=node.genesis, store=open_store(node))
+        store = open_store(node)
+        tip = store.tip()
+        ledger = cls(
+            directory=node.directory,
+            genesis=node.genesis,
+            store=store,
+            indexed_height=store.indexed_height(),
+            tip_height=0 if tip is None else tip[0],
+        )
+        if ledger.indexed_height < ledger.tip_height:
+            warnings.warn(
+                IndexBehindWarning(
+                    f"{node.directory}: derived tables indexed to height "
+                    f"{ledger.indexed_height}, tip {ledger.tip_height}: orders, trades, "
+                    f"settlements and balance changes stop at height {ledger.indexed_height} "
+                    f"(`jinlian index {node.directory}` builds the rest)"
+                ),
+                stacklevel=2,
+            )
+        return ledger
 
     def close(self) -> None:
         self.store.close()
@@ -255,7 +292,10 @@ def derived(
     if table == "balance_changes":
         order += ", leg"
     names = [row[0] for row in ledger.store.read("SELECT name FROM pragma_table_info(?)", [table])]
-    rows = ledger.store.read(f"SELECT {', '.join(names)} FROM {table} ORDER BY {order}")
+    rows = ledger.store.read(
+        f"SELECT {', '.join(names)} FROM {table} WHERE height <= ? ORDER BY {order}",
+        [ledger.indexed_height],
+    )
     frame = exact_frame(rows, names)
     frame = _integers(frame, [column for column in frame.columns if column in _INTEGER_COLUMNS])
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)
