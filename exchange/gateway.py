@@ -15,7 +15,9 @@ order's state: retries are safe), and sequences the venue commands through the e
 (`ExchangeNode.submit`). Nothing is answered before the block holding it is stored: the
 gateway's machine records every command it executes with its events, and when a block is
 stored `exchange.broker_reports` folds them into execution reports (numbered per broker,
-replayable from any index) and `exchange.market_data` into the public channels. When a block
+replayable from any index) and `exchange.market_data` into the public channels: in the
+exchange's `reports` task, after the cutter has proposed the block and gone on (block by
+block, in order; docs/ledger.md, "The exchange's pipeline"). When a block
 becomes final, every broker with reports in it gets a `final` notice with the certificate.
 Start-up rebuilds all of it by replaying the exchange's store, then from the blocks the
 exchange recovers from the members (docs/ledger.md, "Recovery"): report indexes and order ids
@@ -48,7 +50,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -316,6 +318,7 @@ class Gateway:
         self.machine: ObservedVenueMachine | None = None
         self.counters = {"orders": 0, "reports": 0, "errors": 0, "logons": 0, "rejected_logons": 0}
         self.lost_orders = 0  # acknowledged, then lost on every copy (`ack_journal`)
+        self.journalled_height = 0  # the orders of the blocks up to here are in the journal
         self.lost_after: dict[int, list[dict[str, Any]]] = {}  # height -> their lost orders
         self.order_times: deque[float] = deque(maxlen=100_000)
         # identity -> its clock minus ours at its last logon with a valid signature (bounded by
@@ -395,24 +398,73 @@ class Gateway:
 
     # ---- blocks ----
 
-    def _stored(self, block: Block) -> None:
-        """A block is stored: answer its requests, send its reports and market data."""
-        assert self.market is not None
+    def _stored(self, block: Block) -> Awaitable[None] | None:
+        """A block is stored (called by the exchange's reports task, after the cutter has
+        proposed it; later blocks may be stored already): answer its requests, send its
+        reports and market data. The orders about to be acknowledged are journalled first,
+        in a worker thread (the fsync blocks neither the event loop nor the cutter): the
+        awaitable returned is that write, then the rest."""
         height = block.header.height
         count = len(block.commands)
         if len(self.executed) == count:
             executed, self.executed = self.executed, []
-        else:  # one of several blocks recovery stored at once
-            executed, self.executed = self.executed[:count], self.executed[count:]
+        else:  # the executed commands of the later stored blocks follow, in order
+            executed = self.executed[:count]
+            del self.executed[:count]
         assert len(executed) == count, "executed commands are not the block's"
+        if self.awaiting and height > self.journalled_height:  # durable before any ack
+            group, through = self._to_journal(height, executed)
+            if group:
+                return self._journalled(group, through, executed)
+        self._fold(height, executed)
+        return None
+
+    def _to_journal(
+        self, height: int, executed: list[tuple[Any, Any, Any]]
+    ) -> tuple[list[tuple[int, list[dict[str, Any]]]], int]:
+        """The orders to journal before the block at `height` is acknowledged (none: no
+        write), by height: its own and, in the same write (a group commit: one fsync however
+        far the reports task is behind), those of the blocks stored after it that wait for
+        the reports task, whose commands follow in `executed`. With the last height covered."""
+        awaiting = self.awaiting
+
+        def placed(commands: list[tuple[Any, Any, Any]]) -> list[dict[str, Any]]:
+            return [c for c, _, _ in commands if id(c) in awaiting and c["type"] == "place"]
+
+        own = placed(executed)
+        if not own:
+            return [], height
+        group, through, position = [(height, own)], height, 0
+        assert self.node is not None
+        for item in self.node.after:
+            if item.kind != "stored" or item.block is None or item.height <= height:
+                continue
+            count = len(item.block.commands)
+            later = placed(self.executed[position : position + count])
+            position += count
+            if later:
+                group.append((item.height, later))
+            through = item.height
+        assert position <= len(self.executed), "queued blocks hold more commands than executed"
+        return group, through
+
+    async def _journalled(
+        self,
+        group: list[tuple[int, list[dict[str, Any]]]],
+        through: int,
+        executed: list[tuple[Any, Any, Any]],
+    ) -> None:
+        await asyncio.to_thread(self.journal.record_blocks, group)
+        self.journalled_height = max(self.journalled_height, through)
+        self._fold(group[0][0], executed)
+
+    def _fold(self, height: int, executed: list[tuple[Any, Any, Any]]) -> None:
+        """Fold a stored block's commands into reports and market data, and send them."""
+        assert self.market is not None
         symbols: set[str] = set()
         trades: list[TradeExecuted] = []
         touched: set[str] = set()
         awaiting = self.awaiting
-        if awaiting:  # durable before any acknowledgement goes out
-            placed = [c for c, _, _ in executed if id(c) in awaiting and c["type"] == "place"]
-            if placed:
-                self.journal.record(height, placed)
         for command, parsed, events in executed:
             deliveries = self.reports.apply(height, parsed, events)
             waiting = awaiting.pop(id(command), None) if awaiting else None
@@ -473,8 +525,16 @@ class Gateway:
                     data = data or orjson.dumps(message)
                     session.send_bytes(data)
 
-    def _final(self, certificate: QuorumCertificate) -> None:
-        self.journal.prune(certificate.height)
+    def _final(self, certificate: QuorumCertificate) -> Awaitable[None] | None:
+        """A certificate formed (after its block's reports: the reports task keeps the
+        order): a `final` notice to the brokers with reports in it; the journal forgets the
+        final blocks' orders (a write with an fsync, in a worker thread, every PRUNE_BLOCKS)."""
+        self._notify_final(certificate)
+        if self.journal.prune_due(certificate.height):
+            return asyncio.to_thread(self.journal.prune, certificate.height)
+        return None
+
+    def _notify_final(self, certificate: QuorumCertificate) -> None:
         brokers = self.block_brokers.pop(certificate.height, None)
         if not brokers:
             return
@@ -549,7 +609,7 @@ class Gateway:
         `order_status`), then close every session once its replies are written."""
         awaiting, self.awaiting = self.awaiting, {}
         message = (
-            f"the exchange stopped before this request's block was stored ({reason:.300}); "
+            f"the exchange stopped before this request was answered ({reason:.300}); "
             "its outcome is unknown until the exchange is back: ask order_status"
         )
         for _, waiting in awaiting.values():

@@ -88,6 +88,9 @@ SUBMIT_BATCH_MAX: Final = 10_000  # commands in one /submit frame
 RECONNECT_S: Final = (0.05, 2.0)
 FETCH_TIMEOUT_S: Final = 10.0
 LATENCY_SAMPLES_MAX: Final = 1_000_000
+# stored blocks whose reports (the stored listeners) are not yet built; the cutter waits for
+# room beyond this (backpressure: a block's reports are never dropped)
+REPORTS_BLOCKS_MAX: Final = 8
 RESTARTS_PER_MINUTE_MAX: Final = 5  # of one restarted task; one more is a failure of the node
 STOP_FLUSH_S: Final = 1.0  # how long `stop` lets error replies and session writers drain
 # what the indexer derives in one transaction before it yields to the event loop: at most this
@@ -105,6 +108,7 @@ INDEX_BATCH_COMMANDS: Final = 1_000
 TASK_POLICIES: Final[dict[str, str]] = {
     "ticker": "stop",
     "cutter": "stop",
+    "reports": "stop",
     "proposer": "stop",
     "replica": "stop",
     "dial": "restart",
@@ -116,7 +120,7 @@ TASK_POLICIES: Final[dict[str, str]] = {
     "indexer": "restart",
 }
 # returning is a failure too
-FOREVER_TASKS: Final = frozenset({"ticker", "cutter", "dial", "indexer"})
+FOREVER_TASKS: Final = frozenset({"ticker", "cutter", "reports", "dial", "indexer"})
 _AFTER: Final = {
     "restart": "restarting it",
     "close": "closed its connection",
@@ -427,6 +431,9 @@ class _Shell:
     def status(self, after: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
+    async def drain(self) -> None:
+        """Before a graceful stop: finish the work in flight that is not cancelled."""
+
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
         self.runner = web.AppRunner(self.app, access_log=None)
@@ -440,6 +447,7 @@ class _Shell:
     async def stop(self) -> None:
         """Answer what is waiting (`stop_listeners`), let the replies drain for at most
         STOP_FLUSH_S, then cancel every task and close every socket."""
+        await self.drain()
         self._stopping(self.failure.error if self.failure else "the node is stopping")
         draining = [t for t in self.tasks if t.get_name() in ("reply", "session")]
         if draining:
@@ -866,6 +874,19 @@ class _Part:
     sequenced_ns: int
 
 
+class _After(NamedTuple):
+    """One step of the reports task, in the order the exchange took them: a block stored
+    (`block`), a certificate formed (`certificate`, None when it only makes /submit parts
+    final), or recovery over (`recovered`, at the tip `height`). `parts`: the /submit batch
+    parts to answer `stored` or `final` with their heights, after the listeners."""
+
+    kind: str  # stored, final, recovered
+    height: int
+    block: Block | None = None
+    certificate: QuorumCertificate | None = None
+    parts: tuple[tuple[int, _Part], ...] = ()
+
+
 @dataclass
 class Finality:
     """Sequencing-to-certificate latency of finalized commands: one sample per batch per
@@ -895,7 +916,14 @@ class Finality:
 
 
 class ExchangeNode(_Shell):
-    """The exchange on the network: the sequencer's feed, block cutting, proposals."""
+    """The exchange on the network: the sequencer's feed, block cutting, proposals.
+
+    The cutter's path is consensus work only: cut, execute, sign, store, hand the proposal to
+    the links, and go on. Everything a stored block or a certificate means to others (the
+    gateway's reports, market data, acknowledgement journal and finality notices, the /submit
+    answers) runs after it, in the supervised `reports` task, fed in order by a bounded queue
+    (`after`): at most `reports_blocks_max` stored blocks wait there; beyond that the cutter
+    waits for room (`reports_waits` counts those waits), and nothing is ever dropped."""
 
     core_task = "proposer"
 
@@ -907,6 +935,7 @@ class ExchangeNode(_Shell):
         block_interval_s: float = BLOCK_INTERVAL_S,
         feed: bool = True,
         pipeline_blocks: int = PIPELINE_BLOCKS,
+        reports_blocks_max: int = REPORTS_BLOCKS_MAX,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__(proposer.genesis, proposer.member_id, address, proposer.key)
@@ -922,35 +951,52 @@ class ExchangeNode(_Shell):
         self.sequenced_at: dict[int, list[_Part]] = {}  # height -> the batch parts in it
         self.finality = Finality()
         self.wake = asyncio.Event()
-        # called with each block once it is stored, and each certificate once it forms: how
-        # the exchange's gateway turns blocks into reports and finality notices
-        self.stored_listeners: list[Callable[[Block], None]] = []
-        self.final_listeners: list[Callable[[QuorumCertificate], None]] = []
-        # called once recovery is over (the gateway settles the orders lost on every copy)
-        self.recovered_listeners: list[Callable[[], None]] = [self._note_recovered]
+        # called by the `reports` task, in order, with each block once it is stored (after the
+        # cutter has proposed it), and each certificate once it forms: how the gateway turns
+        # blocks into reports and finality notices. A listener may return an awaitable (the
+        # gateway's journal fsync): the next item waits for it, the cutter does not.
+        self.stored_listeners: list[Callable[[Block], Awaitable[None] | None]] = []
+        self.final_listeners: list[Callable[[QuorumCertificate], Awaitable[None] | None]] = []
+        # called by the `reports` task once recovery is over and the recovered blocks are
+        # folded (the gateway settles the orders lost on every copy); then sequencing opens
+        self.recovered_listeners: list[Callable[[], None]] = []
         self.ready = asyncio.Event()  # set once recovered: sequencing is open
+        self.reports_blocks_max = reports_blocks_max
+        self.after: deque[_After] = deque()  # for the reports task, in order
+        self.after_blocks = 0  # stored blocks in `after`: at most reports_blocks_max from cuts
+        self.after_ready = asyncio.Event()  # `after` has an item
+        self.after_room = asyncio.Event()  # a stored block left `after`
+        self.after_empty = asyncio.Event()  # the reports task has done everything
+        self.after_empty.set()
+        self.reports_waits = 0  # times the cutter waited for the reports task (backpressure)
+        self.cutting = True  # off once stopping: nothing more is cut
+        self.recovery_over = False  # the end of recovery is queued for the reports task
         self.stop_listeners.append(self._refuse_waiting)
         if feed:
             self.app.router.add_get("/submit", self._submit)
 
     def receive(self, sender: int, message: Message) -> list[Send]:
-        recovering = self.proposer.recovering
-        unvoted = self.proposer.unvoted
+        proposer = self.proposer
+        recovering = proposer.recovering
+        unvoted = proposer.unvoted
         before = len(unvoted)
-        sends = self.proposer.receive(sender, message)
+        sends = proposer.receive(sender, message)
         if recovering:
             self._recovered()
         if len(unvoted) < before:  # a certificate formed: its commands are final
             self.wake.set()  # room in the pipeline for a partial block
             now = time.monotonic_ns()
+            finals: list[tuple[int, _Part]] = []
             for height in [h for h in self.sequenced_at if h not in unvoted]:
                 for part in self.sequenced_at.pop(height):
                     self.finality.add(height, part.count, (now - part.sequenced_ns) / 1e6)
-                    self._answer(part.ws, {"type": "final", "request": part.request,
-                                           "count": part.count, "height": height})  # fmt: skip
-            if self.final_listeners and sends and isinstance(sends[0].message, Certified):
-                for listener in self.final_listeners:
-                    listener(sends[0].message.certificate)
+                    finals.append((height, part))
+            certificate = None
+            if sends and isinstance(sends[0].message, Certified):
+                certificate = sends[0].message.certificate
+            if finals or (certificate is not None and self.final_listeners):
+                height = proposer.certified if certificate is None else certificate.height
+                self._after(_After("final", height, certificate=certificate, parts=(*finals,)))
         return sends
 
     def tick(self) -> list[Send]:
@@ -961,26 +1007,25 @@ class ExchangeNode(_Shell):
         return sends
 
     def _recovered(self) -> None:
-        """Hand the blocks recovery stored to the listeners, as if cut here, then their
-        certificates; once recovery is over, open sequencing."""
+        """Hand the blocks recovery stored to the reports task, as if cut here, then their
+        certificates; once recovery is over, the end of recovery, after which the reports
+        task opens sequencing. Not bounded by `reports_blocks_max` (no cut waits here): by
+        what recovery stores, the lost tail of the store."""
         proposer = self.proposer
         blocks, proposer.recovered = proposer.recovered, []
         for block in blocks:
-            for listener in self.stored_listeners:
-                listener(block)
+            self._after(_After("stored", block.header.height, block=block))
         for block in blocks:
             certificate = proposer.store.certificate(block.header.height)
-            if certificate is not None:
-                for final in self.final_listeners:
-                    final(certificate)
-        if not proposer.recovering and not self.ready.is_set():
+            if certificate is not None and self.final_listeners:
+                self._after(_After("final", certificate.height, certificate=certificate))
+        if not proposer.recovering and not self.recovery_over:
+            self.recovery_over = True
             log.warning("recovered at height %s (certified %s) from members %s",
                         proposer.height, proposer.certified,
                         dict(sorted(proposer.recovery_tips.items())))  # fmt: skip
-            for recovered in self.recovered_listeners:
-                recovered()
-            self.ready.set()
-            self.wake.set()
+            self.recovered_height = proposer.height  # no member owes a vote below
+            self._after(_After("recovered", proposer.height))
 
     def status(self, after: int = 0) -> dict[str, Any]:
         """`after`: finality percentiles over the blocks above this height only."""
@@ -1000,6 +1045,8 @@ class ExchangeNode(_Shell):
             "finalized_commands": self.finality.finalized_commands,
             "finality_p50_ms": self.finality.percentile(0.5, after),
             "finality_p99_ms": self.finality.percentile(0.99, after),
+            "reports_queued": self.after_blocks,
+            "reports_waits": self.reports_waits,
             "malformed": self.malformed,
         }
 
@@ -1011,6 +1058,7 @@ class ExchangeNode(_Shell):
             if member != self.member_id:
                 self.spawn(self.restarting("dial", partial(self._dial, member)), "dial")
         self.spawn(self._cutter(), "cutter")
+        self.spawn(self._reports(), "reports")
         self.route(self.tick())  # ask the members at once, not a tick later
 
     def peer_status(self) -> dict[str, dict[str, Any]]:
@@ -1125,9 +1173,6 @@ class ExchangeNode(_Shell):
             peer.last_vote_ns = time.monotonic_ns()
             peer.owed_since_ns = None
 
-    def _note_recovered(self) -> None:
-        self.recovered_height = self.proposer.height
-
     def _silent(self, member: int) -> bool:
         """Whether `member` owes a vote and sent none for `vote_silence_s`. It owes one for
         every block proposed on its current link above its last vote (a block certified before
@@ -1147,6 +1192,12 @@ class ExchangeNode(_Shell):
 
     async def _cutter(self) -> None:
         while self.failure is None:
+            if self.after_blocks >= self.reports_blocks_max or not self.cutting:
+                # backpressure: the reports task is `reports_blocks_max` blocks behind
+                self.reports_waits += self.cutting
+                self.after_room.clear()
+                await self.after_room.wait()
+                continue
             wait_s = self._cut_wait_s()
             if wait_s > 0:
                 with contextlib.suppress(TimeoutError):
@@ -1190,11 +1241,67 @@ class ExchangeNode(_Shell):
             pending.count -= taken
             if pending.count == 0:
                 self.waiting.popleft()
-        for listener in self.stored_listeners:
-            listener(block)
-        for part in parts:
-            self._answer(part.ws, {"type": "stored", "request": part.request,
+        self._after(_After("stored", height, block=block, parts=tuple((height, p) for p in parts)))
+
+    def _after(self, item: _After) -> None:
+        """Queue `item` for the reports task (the cutter keeps `after` bounded)."""
+        self.after.append(item)
+        if item.kind == "stored":
+            self.after_blocks += 1
+        self.after_empty.clear()
+        self.after_ready.set()
+
+    async def _reports(self) -> None:
+        """The work that follows a block or a certificate, off the cutter's path: each item
+        of `after` in order, its listeners (awaiting what they return), then its /submit
+        answers. An exception is an invariant failure (the reports are a pure function of
+        the ledger): the node stops."""
+        after = self.after
+        while self.failure is None:
+            if not after:
+                self.after_empty.set()
+                self.after_ready.clear()
+                await self.after_ready.wait()
+                continue
+            item = after[0]  # left in `after` until done: a stop answers its parts
+            if item.kind == "stored":
+                self.fault.point("reports")
+                assert item.block is not None
+                for stored in self.stored_listeners:
+                    pending = stored(item.block)
+                    if pending is not None:
+                        await pending
+            elif item.kind == "final" and item.certificate is not None:
+                for final in self.final_listeners:
+                    pending = final(item.certificate)
+                    if pending is not None:
+                        await pending
+            if not after or after[0] is not item:  # a stop answered its parts meanwhile
+                continue
+            after.popleft()
+            self._answer_parts(item)
+            if item.kind == "stored":
+                self.after_blocks -= 1
+                self.after_room.set()
+            elif item.kind == "recovered":
+                for recovered in self.recovered_listeners:
+                    recovered()
+                self.ready.set()
+                self.wake.set()
+
+    def _answer_parts(self, item: _After) -> None:
+        kind = "final" if item.kind == "final" else "stored"
+        for height, part in item.parts:
+            self._answer(part.ws, {"type": kind, "request": part.request,
                                    "count": part.count, "height": height})  # fmt: skip
+
+    async def drain(self) -> None:
+        """Stop cutting and let the reports task finish what is queued, at most
+        STOP_FLUSH_S (a graceful stop: the stored blocks' reports go out)."""
+        self.cutting = False
+        if self.failure is None and self.after:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.after_empty.wait(), STOP_FLUSH_S)
 
     def submit(
         self,
@@ -1207,6 +1314,8 @@ class ExchangeNode(_Shell):
         Once the node has failed, everything is refused `unavailable`."""
         if self._stop_reason is not None:
             return Refused("unavailable", f"the exchange is not sequencing: {self._stop_reason}")
+        if not self.ready.is_set() and not self.proposer.recovering:
+            return Refused("recovering", "recovery is over; its blocks' reports are being built")
         refused = self.proposer.submit(commands)
         if refused is not None:
             return refused
@@ -1234,6 +1343,10 @@ class ExchangeNode(_Shell):
         `unavailable` (it will not be sequenced: the queue is not durable). Batches already
         answered `stored` are in the store; their `final` comes after a restart, if the
         client still listens."""
+        for item in self.after:  # stored (or final) already: say so, as the task would have
+            self._answer_parts(item)
+        self.after.clear()
+        self.after_blocks = 0
         waiting, self.waiting = self.waiting, deque()
         message = f"the exchange stopped before this batch was stored: {reason}"
         for pending in waiting:

@@ -87,6 +87,25 @@ async def test_a_failed_cutter_answers_the_order_in_flight_and_health_says_why(
     assert refused.value.code == "unavailable", refused.value.reply
 
 
+async def test_a_failed_reports_task_answers_the_order_in_flight_and_health_says_why(
+    venue: RunningVenue,
+) -> None:
+    """The order's block is stored and proposed; the reports task fails before folding it:
+    the order is answered `unavailable` (its outcome unknown: never a false `accepted`)."""
+    await venue.open_market()
+    exchange = venue.exchange
+    assert exchange is not None
+    broker = await venue.client("broker1")
+    arm(exchange, "reports")
+    with pytest.raises(RequestError) as raised:
+        await broker.place(**order("r-1", "10001", "buy", 990, 100))
+    assert raised.value.code == "unavailable", raised.value.reply
+    assert "task reports failed: InjectedFaultError" in str(raised.value), raised.value
+    status, health = await health_of(venue.address)
+    assert status == 503 and health["failure"]["task"] == "reports", health
+    await failure_counted(venue.address, "reports")
+
+
 async def test_a_stopping_exchange_answers_the_waiting_order(venue: RunningVenue) -> None:
     await venue.open_market()
     exchange, gateway = venue.exchange, venue.gateway
@@ -114,6 +133,24 @@ async def test_a_failed_cutter_refuses_the_waiting_submit_batch(consortium: Cons
         assert again.value.code == "unavailable"
     _, body = await get(consortium.address, "/status")
     assert orjson.loads(body)["status"] == "failed"
+
+
+async def test_a_failed_reports_task_still_answers_the_stored_submit_batch_stored(
+    consortium: Consortium,
+) -> None:
+    """The batch's block is stored before the reports task fails on it: the feed is told
+    `stored` (it is in the store), then refused `unavailable` from then on."""
+    exchange = consortium.exchange
+    assert exchange is not None
+    arm(exchange, "reports")
+    async with Feed(consortium.address) as feed:
+        heights = await asyncio.wait_for(feed.submit(opening()), 10)
+        assert heights == [exchange.proposer.height], heights
+        assert exchange.failure is not None and exchange.failure.task == "reports"
+        with pytest.raises(FeedError) as again:
+            await asyncio.wait_for(feed.submit(orders(1, 2)), 10)
+        assert again.value.code == "unavailable"
+    assert exchange.proposer.store.header(heights[0]) is not None
 
 
 @pytest.mark.parametrize(
@@ -270,7 +307,7 @@ def test_restarts_back_off_and_allow_5_a_minute() -> None:
 
 
 SWEEP = [
-    *[("exchange", task) for task in ("cutter", "ticker", "proposer", "dial", "link")],
+    *[("exchange", task) for task in ("cutter", "reports", "ticker", "proposer", "dial", "link")],
     *[("exchange", task) for task in ("session", "replay")],
     *[("bank1", task) for task in ("ticker", "replica", "link", "fetch")],
 ]
