@@ -19,16 +19,16 @@ from typing import Any
 
 import orjson
 
-from exchange.bench.flow import ACCOUNTS, SYMBOL, make_flow
+from exchange.bench.flow import ACCOUNTS, make_flow
 from exchange.bench.ledger_bench import (
     ACCOUNTS_PER_BROKER,
     MARKET,
     WINDOW,
     Commands,
     CpuClock,
-    as_dicts,
     batches,
     open_loop,
+    session_commands,
 )
 from exchange.consortium import init_consortium
 from exchange.nodes import load_config, start_processes, stop_processes
@@ -85,13 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     total = round(sum(args.rates) * args.seconds)
     flow = make_flow(args.seed, total, args.depth)
-    accounts: dict[int, str] = {}
-    opening: Commands = [
-        {"type": "begin_day", "day": 20261123},
-        {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
-    ]
-    setup = opening + as_dicts(flow.setup[2:], accounts)
-    flowing = as_dicts(flow.commands, accounts)
+    setup, flowing = session_commands(flow)
     with tempfile.TemporaryDirectory(prefix="jinlian-cut-curve-") as scratch:
         directory = Path(scratch) / "consortium"
         init_consortium(directory, members=4, brokers=len(ACCOUNTS) // ACCOUNTS_PER_BROKER,

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from exchange.bench.flow import ACCOUNTS, SYMBOL, make_flow
-from exchange.bench.ledger_bench import ACCOUNTS_PER_BROKER, MARKET, as_dicts
+from exchange.bench.flow import ACCOUNTS, make_flow
+from exchange.bench.ledger_bench import ACCOUNTS_PER_BROKER, MARKET, session_commands
 from exchange.consortium import init_consortium
 from exchange.nodes import build_venue, load_config
 
@@ -41,13 +41,7 @@ def _quantiles(samples: list[float]) -> dict[str, float]:
 
 def measure(blocks: int, block: int, depth: int, seed: int) -> dict[str, Any]:
     flow = make_flow(seed, blocks * block, depth)
-    accounts: dict[int, str] = {}
-    opening: list[dict[str, Any]] = [
-        {"type": "begin_day", "day": 20261123},
-        {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
-    ]
-    setup = opening + as_dicts(flow.setup[2:], accounts)
-    flowing = as_dicts(flow.commands, accounts)
+    setup, flowing = session_commands(flow)
     with tempfile.TemporaryDirectory(prefix="jinlian-cut-path-") as scratch:
         directory = Path(scratch) / "consortium"
         init_consortium(directory, members=4, brokers=len(ACCOUNTS) // ACCOUNTS_PER_BROKER,

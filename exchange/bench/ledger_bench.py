@@ -44,7 +44,7 @@ from typing import Any, Final
 import numpy as np
 import psutil
 
-from exchange.bench.flow import ACCOUNTS, REFERENCE_PRICE, SYMBOL, make_flow
+from exchange.bench.flow import ACCOUNTS, REFERENCE_PRICE, SYMBOL, Flow, make_flow
 from exchange.bench.report import emit
 from exchange.consortium import Market, init_consortium, venue_from_genesis
 from exchange.nodes import load_config, start_processes, stop_processes
@@ -88,6 +88,18 @@ def genesis_account(flow_account: str) -> tuple[str, str]:
     index = ACCOUNTS.index(flow_account)
     broker = index // ACCOUNTS_PER_BROKER + 1
     return f"broker{broker}", str(broker * 10_000 + index % ACCOUNTS_PER_BROKER + 1)
+
+
+def session_commands(flow: Flow) -> tuple[Commands, Commands]:
+    """The bench flow as the sequencer receives it: the day's opening and the flow's resting
+    orders (setup), then its timed commands, each from its account's broker."""
+    accounts: dict[int, str] = {}
+    opening: Commands = [
+        {"type": "begin_day", "day": 20261123},
+        {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
+    ]
+    setup = opening + as_dicts(flow.setup[2:], accounts)
+    return setup, as_dicts(flow.commands, accounts)
 
 
 def as_dicts(commands: list[Command], accounts: dict[int, str]) -> Commands:
@@ -307,13 +319,7 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     flow = make_flow(
         arguments.seed, max(timed_count + extra_count, baseline_count), arguments.depth
     )
-    accounts: dict[int, str] = {}
-    opening: Commands = [
-        {"type": "begin_day", "day": 20261123},
-        {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
-    ]
-    setup = opening + as_dicts(flow.setup[2:], accounts)
-    flowing = as_dicts(flow.commands, accounts)
+    setup, flowing = session_commands(flow)
     timed, extra = flowing[:timed_count], Remaining(flowing[timed_count:])
     with tempfile.TemporaryDirectory(prefix="jinlian-bench-") as scratch:
         directory = Path(scratch) / "consortium"
