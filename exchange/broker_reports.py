@@ -23,6 +23,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
+
 from exchange.venue.types import (
     BeginDay,
     BrokerCommand,
@@ -45,6 +47,8 @@ from matching.events import (
 from matching.types import Side
 
 REPORTS_HELD_MAX: Final = 2_000_000  # per broker; older reports are dropped first
+REPORT_LOG_BYTES_MAX: Final = 256 << 20  # per broker, each report counted as below
+REPORT_OVERHEAD_BYTES: Final = 512  # a held report's dict beyond its JSON (690 B measured for ~180)
 DONE: Final = frozenset({"filled", "cancelled", "rejected", "expired", "lost"})
 
 
@@ -92,10 +96,17 @@ class OrderView:
 
 @dataclass(slots=True)
 class ReportLog:
-    """One broker's reports; `first` is the index of `reports[0]`."""
+    """One broker's reports; `first` is the index of `reports[0]`. Bounded by count
+    (`held_max`) and by bytes (`bytes_max`, each report its JSON length plus
+    REPORT_OVERHEAD_BYTES): past either, the oldest eighth is dropped at once (amortized O(1)
+    per report) and `first` moves on; a replay from before it is `replay_gone`."""
 
     reports: list[dict[str, Any]] = field(default_factory=list)
     first: int = 1
+    held_max: int = REPORTS_HELD_MAX
+    bytes_max: int = REPORT_LOG_BYTES_MAX
+    sizes: list[int] = field(default_factory=list)  # each held report's counted bytes
+    held_bytes: int = 0
 
     @property
     def next_index(self) -> int:
@@ -103,12 +114,25 @@ class ReportLog:
 
     def append(self, report: dict[str, Any]) -> dict[str, Any]:
         report["index"] = self.next_index
+        size = len(orjson.dumps(report)) + REPORT_OVERHEAD_BYTES
         self.reports.append(report)
-        if len(self.reports) > REPORTS_HELD_MAX:
-            drop = len(self.reports) - REPORTS_HELD_MAX
-            del self.reports[:drop]
-            self.first += drop
+        self.sizes.append(size)
+        self.held_bytes += size
+        if len(self.reports) > self.held_max or self.held_bytes > self.bytes_max:
+            self._drop_oldest()
         return report
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest reports down to 7/8 of both bounds."""
+        count_goal, bytes_goal = self.held_max - self.held_max // 8, self.bytes_max // 8 * 7
+        drop = max(0, len(self.reports) - count_goal)
+        freed = sum(self.sizes[:drop])
+        while self.held_bytes - freed > bytes_goal and drop < len(self.reports) - 1:
+            freed += self.sizes[drop]
+            drop += 1
+        del self.reports[:drop], self.sizes[:drop]
+        self.held_bytes -= freed
+        self.first += drop
 
     def since(self, index: int) -> Iterator[dict[str, Any]]:
         """Reports from `index` on (those still held), including any appended while iterating."""
