@@ -4,11 +4,12 @@ keeps its invariants, and replays to the same state."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
 from exchange.bench.baseline import BaselineBook
-from exchange.bench.flow import SYMBOL, make_flow, named_flow
+from exchange.bench.flow import SYMBOL, Flow, make_flow, named_flow
 from matching.engine import MatchingEngine
 from matching.events import Event
 from matching.types import Side
@@ -23,12 +24,16 @@ def run_engine(seed: int, messages: int) -> tuple[MatchingEngine, list[Event]]:
     return engine, events
 
 
-def test_engine_and_bare_baseline_build_the_same_book() -> None:
-    flow = make_flow(7, 20_000, depth_orders=2_000)
+def engine_against_baseline(
+    flow: Flow, check_every: int, label: object = None
+) -> tuple[MatchingEngine, list[Any]]:
+    """Run `flow` through the engine (checking its invariants every `check_every` commands and
+    at the end) and through the bare baseline; the engine, and its resting orders as rows after
+    the baseline's resting orders were asserted equal to them."""
     engine = MatchingEngine()
     for position, command in enumerate([*flow.setup, *flow.commands]):
         engine.apply(command)
-        if position % 2_000 == 0:
+        if position % check_every == 0:
             engine.check()
     engine.check()
     baseline = BaselineBook()
@@ -38,7 +43,12 @@ def test_engine_and_bare_baseline_build_the_same_book() -> None:
         (order.order_id, int(order.side is Side.BUY), order.price, order.quantity)
         for order in engine.orders(SYMBOL)
     ]
-    assert rows == baseline.resting()
+    assert rows == baseline.resting(), label
+    return engine, rows
+
+
+def test_engine_and_bare_baseline_build_the_same_book() -> None:
+    _, rows = engine_against_baseline(make_flow(7, 20_000, depth_orders=2_000), 2_000)
     assert len(rows) > 1_000, "the flow should keep a deep book"
 
 
@@ -69,20 +79,7 @@ def test_sparse_flows_open_levels_and_agree_with_the_bare_baseline() -> None:
     for name, depth in (("sparse-deep", 4_000), ("sparse-shallow", 500)):
         flow = named_flow(name, 5, 8_000, depth)
         assert flow.new_level_share > 0.6, (name, flow.new_level_share)
-        engine = MatchingEngine()
-        for position, command in enumerate([*flow.setup, *flow.commands]):
-            engine.apply(command)
-            if position % 2_000 == 0:
-                engine.check()
-        engine.check()
-        baseline = BaselineBook()
-        baseline.run(flow.baseline_setup)
-        baseline.run(flow.baseline)
-        rows = [
-            (order.order_id, int(order.side is Side.BUY), order.price, order.quantity)
-            for order in engine.orders(SYMBOL)
-        ]
-        assert rows == baseline.resting(), name
+        _, rows = engine_against_baseline(flow, 2_000, name)
         assert depth // 2 < len(rows) < 2 * depth, (name, len(rows))
 
 
@@ -99,19 +96,6 @@ def test_sparse_flows_over_many_seeds() -> None:
     runs += [("sparse-shallow", seed, 500) for seed in range(1, 13)]
     for name, seed, depth in runs:
         flow = named_flow(name, seed, 30_000, depth)
-        engine = MatchingEngine()
-        for position, command in enumerate([*flow.setup, *flow.commands]):
-            engine.apply(command)
-            if position % 10_000 == 0:
-                engine.check()
-        engine.check()
-        baseline = BaselineBook()
-        baseline.run(flow.baseline_setup)
-        baseline.run(flow.baseline)
-        rows = [
-            (order.order_id, int(order.side is Side.BUY), order.price, order.quantity)
-            for order in engine.orders(SYMBOL)
-        ]
-        assert rows == baseline.resting(), (name, seed)
+        engine, _ = engine_against_baseline(flow, 10_000, (name, seed))
         restored = MatchingEngine.restore(engine.snapshot())
         assert restored.state_hash() == engine.state_hash(), (name, seed)
