@@ -16,6 +16,9 @@ Accounts are named by their genesis number (`"10001"`).
 
 from __future__ import annotations
 
+import contextlib
+import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,3 +279,23 @@ def init_consortium(
     venue_from_genesis(genesis)  # refuse to write a genesis the venue cannot start from
     save_genesis(genesis, directory / "genesis.json")
     return genesis
+
+
+def free_base_port(count: int, rng: random.Random | None = None) -> int:
+    """A port p such that p .. p + count - 1 are free on 127.0.0.1 right now, for a consortium
+    on loopback (`init_consortium(base_port=...)`). Chosen below the kernel's ephemeral range,
+    so that no outgoing connection (the exchange dialling a member that is still starting) can
+    take a port a node is about to listen on. OSError if 200 tries find no free range."""
+    rng = rng or random.Random()
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
+    for _ in range(200):
+        base = rng.randrange(10_000, low - count)
+        with contextlib.ExitStack() as sockets:
+            try:
+                for port in range(base, base + count):
+                    sockets.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise OSError(f"no range of {count} free ports on 127.0.0.1 below {low}")

@@ -36,7 +36,6 @@ import contextlib
 import itertools
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,7 @@ import orjson
 
 from exchange.broker_reports import REPORTS_HELD_MAX
 from exchange.client import Client, RequestError
-from exchange.consortium import init_consortium, venue_from_genesis
+from exchange.consortium import free_base_port, init_consortium, venue_from_genesis
 from exchange.ledger_audit import format_report, verify_node
 from exchange.nodes import load_config, new_machine, stop_processes
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
@@ -750,23 +749,6 @@ class Soak:
 def _total(venue: Venue, asset: str) -> int:
     registry = venue.settlement.registry(asset)
     return sum(registry.available.values()) + sum(registry.locked.values())
-
-
-def free_base_port(count: int, rng: random.Random) -> int:
-    """A port p such that p .. p + count - 1 are free on 127.0.0.1 now, below the ephemeral
-    range (as the tests choose theirs)."""
-    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
-    for _ in range(200):
-        base = rng.randrange(10_000, low - count)
-        with contextlib.ExitStack() as sockets:
-            try:
-                for port in range(base, base + count):
-                    sockets.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise SoakError("no free range of ports on 127.0.0.1")
 
 
 def main(arguments: argparse.Namespace) -> int:

@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from exchange.consortium import init_consortium
+from exchange.consortium import free_base_port, init_consortium
 from ledger.genesis import Genesis
 
 SYMBOL = "600000.SH"
-
-
-def free_base_port(count: int) -> int:
-    """A port p such that p .. p + count - 1 are free on 127.0.0.1 right now. Chosen below
-    the kernel's ephemeral range, so that no outgoing connection (the exchange dialling a
-    member that is still starting) can take a port a node is about to listen on."""
-    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
-    for _ in range(200):
-        base = random.randrange(10_000, low - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def make_consortium(directory: Path) -> Genesis:
