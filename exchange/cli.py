@@ -95,7 +95,7 @@ def _venue(arguments: argparse.Namespace) -> int:
 
 
 def _init(arguments: argparse.Namespace) -> int:
-    from exchange.consortium import indexing_nodes, init_consortium
+    from exchange.consortium.init import indexing_nodes, init_consortium
 
     try:
         genesis = init_consortium(
@@ -200,7 +200,7 @@ def _demo(arguments: argparse.Namespace) -> int:
 
 
 def _verify(arguments: argparse.Namespace) -> int:
-    from exchange import ledger_audit
+    from exchange.consortium import audit as ledger_audit
 
     try:
         report = ledger_audit.verify_node(arguments.node)
@@ -212,7 +212,7 @@ def _verify(arguments: argparse.Namespace) -> int:
 
 
 def _index(arguments: argparse.Namespace) -> int:
-    from exchange import ledger_audit
+    from exchange.consortium import audit as ledger_audit
 
     try:
         before, after = ledger_audit.index_node(arguments.node)
@@ -228,7 +228,7 @@ def _index(arguments: argparse.Namespace) -> int:
 
 
 def _receipt(arguments: argparse.Namespace) -> int:
-    from exchange import ledger_audit
+    from exchange.consortium import audit as ledger_audit
     from ledger.receipt import ReceiptError
 
     try:
@@ -249,7 +249,7 @@ def _receipt(arguments: argparse.Namespace) -> int:
 
 
 def _verify_receipt(arguments: argparse.Namespace) -> int:
-    from exchange import ledger_audit
+    from exchange.consortium import audit as ledger_audit
 
     try:
         failure = ledger_audit.verify_receipt_file(arguments.file, arguments.genesis)
@@ -262,7 +262,7 @@ def _verify_receipt(arguments: argparse.Namespace) -> int:
 
 def _export(arguments: argparse.Namespace) -> int:
     from exchange.analysis.export import export_node
-    from exchange.ledger_audit import UsageError
+    from exchange.consortium.audit import UsageError
 
     try:
         counts = export_node(arguments.node, arguments.out)
@@ -369,20 +369,20 @@ def _add_audit_commands(commands: Any) -> None:
 
 
 def _soak(arguments: argparse.Namespace) -> int:
-    from exchange import soak
+    from exchange.consortium import soak
 
     logging.basicConfig(level=logging.ERROR, format="%(asctime)s soak %(levelname)s %(message)s")
     return soak.main(arguments)
 
 
 def _node(arguments: argparse.Namespace) -> int:
-    from exchange import nodes
+    from exchange.consortium import nodes
 
     return _run_node(lambda: nodes.run_node(arguments.directory), "node")
 
 
 def _exchange(arguments: argparse.Namespace) -> int:
-    from exchange import nodes
+    from exchange.consortium import nodes
 
     return _run_node(
         lambda: nodes.run_exchange(
@@ -393,13 +393,13 @@ def _exchange(arguments: argparse.Namespace) -> int:
 
 
 def _up(arguments: argparse.Namespace) -> int:
-    from exchange import nodes
+    from exchange.consortium import nodes
 
     return _run_node(lambda: nodes.run_up(arguments.directory, demo=arguments.demo), "up")
 
 
 def _run_node(run: Callable[[], int], name: str) -> int:
-    from exchange.ledger_audit import UsageError
+    from exchange.consortium.audit import UsageError
 
     logging.basicConfig(
         level=logging.WARNING, format=f"%(asctime)s {name} %(levelname)s %(message)s"

@@ -137,7 +137,8 @@ class InjectedFaultError(Exception):
 class Fault:
     """The fault seam: armed with a task kind of `TASK_POLICIES` and `after_n`, `point(task)`
     lets that task pass `after_n` times, then raises `InjectedFaultError` once. `jinlian node` and
-    `jinlian exchange` arm it from `JINLIAN_FAULT=<task>:<after_n>` (exchange/nodes.py)."""
+    `jinlian exchange` arm it from `JINLIAN_FAULT=<task>:<after_n>`
+    (exchange/consortium/nodes.py)."""
 
     task: str | None = None
     after_n: int = 0

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exchange.consortium import venue_from_genesis
-from exchange.ledger_index import VenueIndexer
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.block import certify, sign_vote
 from ledger.genesis import load_genesis

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from exchange.ledger_audit import UsageError
+from exchange.consortium.audit import UsageError
 from ledger.genesis import GenesisError
 from simulator.inprocess import write_consortium
 from simulator.run import run_inprocess, write_outputs

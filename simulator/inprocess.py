@@ -1,6 +1,6 @@
 """The in-process driver: agents' intents applied to the real venue state machine, in blocks.
 
-`InProcessDriver` writes a consortium directory (`exchange.consortium.init_consortium`) whose
+`InProcessDriver` writes a consortium directory (`exchange.consortium.init.init_consortium`) whose
 genesis lists the scenario's instruments and gives every agent's broker funded accounts, then
 turns each intent into the canonical JSON command a broker would send and applies it at once
 to a `VenueMachine` (`apply_observed`, so the venue's events reach the agents before their next
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from exchange.consortium import Market, init_consortium, venue_from_genesis
-from exchange.ledger_index import VenueIndexer
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import OrderRefused, OrderUnfunded

@@ -5,7 +5,7 @@
     write the scenario's consortium      build the same `Simulation` (same seed: same agents,
     (`write_consortium`, same genesis    same arrival schedule); keep the arrivals of the
     as in-process) and start it          agents whose broker is its own
-    (`exchange.nodes.start_processes`)   one `exchange.client.Client` session per broker;
+    (`consortium.nodes.start_processes`) one `gateway.client.Client` session per broker;
     or `--connect` to a running one      books, trades and phase of every symbol -> MarketView
                                <-- ready
     operator session: begin_day, the
@@ -58,9 +58,9 @@ import pyarrow.parquet as pq
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
-from exchange.client import Client, RequestError
-from exchange.ledger_audit import verify_node
-from exchange.nodes import load_config, start_processes, stop_processes
+from exchange.consortium.audit import verify_node
+from exchange.consortium.nodes import load_config, start_processes, stop_processes
+from exchange.gateway.client import Client, RequestError
 from ledger.feed import wait_until_up
 from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_private_key
@@ -108,7 +108,7 @@ class NetworkView:
     the last trade price and the phase from the market data channels."""
 
     def __init__(self, scenario: Scenario) -> None:
-        self.books: dict[str, Any] = {}  # symbol -> exchange.client.Book
+        self.books: dict[str, Any] = {}  # symbol -> exchange.gateway.client.Book
         self.last: dict[str, int] = {i.symbol: i.reference_price for i in scenario.instruments}
         self.phases: dict[str, Phase] = {i.symbol: Phase.CLOSED for i in scenario.instruments}
 

@@ -96,7 +96,7 @@ class Instrument:
     volatility_bps: float  # of the fundamental process, per sqrt(second)
 
     def listing(self) -> dict[str, object]:
-        """The genesis form (`exchange.consortium.InstrumentSpec`)."""
+        """The genesis form (`exchange.consortium.init.InstrumentSpec`)."""
         return {
             "symbol": self.symbol,
             "tick_size": self.tick_size,

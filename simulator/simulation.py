@@ -12,8 +12,8 @@ the new virtual time, then the agent's intents. The `Driver` protocol is the sea
 order-flow generation and execution: `simulator.inprocess.InProcessDriver` applies intents to
 the real venue state machine and builds blocks. The network mode (`simulator.network`) walks
 the same schedule in client processes' asyncio loops instead, sending the intents through
-`exchange.client` at their scheduled times (open loop) and feeding execution reports back (see
-docs/simulator.md).
+`exchange.gateway.client` at their scheduled times (open loop) and feeding execution reports
+back (see docs/simulator.md).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exchange.consortium import SAMPLE_INSTRUMENTS, init_consortium, venue_from_genesis
-from exchange.ledger_index import VenueIndexer
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import SAMPLE_INSTRUMENTS, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BeginDay, BrokerCommand

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from exchange.consortium import free_base_port, init_consortium
+from exchange.consortium.init import free_base_port, init_consortium
 from ledger.genesis import Genesis
 
 SYMBOL = "600000.SH"

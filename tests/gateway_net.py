@@ -8,10 +8,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from exchange.client import Client
-from exchange.consortium import SAMPLE_INSTRUMENTS
-from exchange.gateway import DEFAULT_LIMITS, Gateway, Limits
-from exchange.nodes import build_replica, build_venue, load_config
+from exchange.consortium.init import SAMPLE_INSTRUMENTS
+from exchange.consortium.nodes import build_replica, build_venue, load_config
+from exchange.gateway.client import Client
+from exchange.gateway.server import DEFAULT_LIMITS, Gateway, Limits
 from ledger.keys import load_private_key
 from ledger.node import ExchangeNode, ReplicaNode
 from tests.consortium_net import make_consortium

@@ -15,8 +15,8 @@ import aiohttp
 import orjson
 import pytest
 
-from exchange.client import authorization
-from exchange.consortium import init_consortium
+from exchange.consortium.init import init_consortium
+from exchange.gateway.client import authorization
 from ledger.feed import Feed
 from ledger.keys import load_private_key
 from tests.consortium_net import SYMBOL, free_base_port, opening, orders, until

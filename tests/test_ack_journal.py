@@ -1,4 +1,4 @@
-"""The gateway's acknowledgement journal (`exchange.ack_journal`): durable across a reopen,
+"""The gateway's acknowledgement journal (`exchange.gateway.ack_journal`): durable across a reopen,
 bounded by pruning the orders of final blocks, and the source of `lost` orders."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.ack_journal import PRUNE_BLOCKS, AckJournal, JournalError
+from exchange.gateway.ack_journal import PRUNE_BLOCKS, AckJournal, JournalError
 
 
 def place(order_id: int) -> dict[str, object]:

@@ -15,7 +15,7 @@ import pytest
 from exchange.analysis import checks, market, post_trade, surveillance
 from exchange.analysis import tables as t
 from exchange.cli import main
-from exchange.ledger_audit import UsageError
+from exchange.consortium.audit import UsageError
 from exchange.venue import wire
 from matching.types import Side, name_of
 from settlement.commands import SettleCycle

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
-from exchange.api import logon_message
+from exchange.gateway.api import logon_message
 from ledger.keys import load_private_key
 from tests.gateway_net import RunningVenue
 

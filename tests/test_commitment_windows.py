@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from exchange.consortium import CASH, init_consortium
-from exchange.nodes import new_machine
+from exchange.consortium.init import CASH, init_consortium
+from exchange.consortium.nodes import new_machine
 from exchange.venue.commitment import commitment_of_snapshot
 from exchange.venue.machine import VenueMachine
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT

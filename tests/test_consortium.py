@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.consortium import genesis_commands, init_consortium, venue_from_genesis
+from exchange.consortium.init import genesis_commands, init_consortium, venue_from_genesis
 from exchange.venue.types import BrokerCommand
 from ledger.genesis import GenesisError, load_genesis, parse_genesis
 from ledger.keys import load_private_key

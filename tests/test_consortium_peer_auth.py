@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from exchange.nodes import load_config
+from exchange.consortium.nodes import load_config
 from ledger.feed import Feed, wait_until_up
 from ledger.keys import generate_private_key, save_private_key
 from tests.consortium_net import make_consortium, opening, orders, until

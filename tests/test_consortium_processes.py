@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from exchange.ledger_audit import index_node
-from exchange.nodes import load_config
+from exchange.consortium.audit import index_node
+from exchange.consortium.nodes import load_config
 from ledger.feed import Feed, FeedError, status, wait_until_up
 from ledger.store import BlockStore
 from settlement.types import COMMAND_OUTCOMES_MAX

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from exchange.client import Client, RequestError
+from exchange.gateway.client import Client, RequestError
 from ledger.block import Block
 from ledger.feed import Feed
 from ledger.keys import load_private_key

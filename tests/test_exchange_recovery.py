@@ -24,9 +24,9 @@ import aiohttp
 import orjson
 import pytest
 
-from exchange.api import logon_message
-from exchange.client import Client, RequestError
-from exchange.nodes import ACK_JOURNAL, load_config
+from exchange.consortium.nodes import ACK_JOURNAL, load_config
+from exchange.gateway.api import logon_message
+from exchange.gateway.client import Client, RequestError
 from ledger.feed import status
 from ledger.keys import load_private_key
 from ledger.store import BlockStore

@@ -15,9 +15,9 @@ import aiohttp
 import orjson
 import pytest
 
-from exchange.api import logon_message
-from exchange.client import Client, LogonError, RequestError, authorization
-from exchange.gateway import Limits
+from exchange.gateway.api import logon_message
+from exchange.gateway.client import Client, LogonError, RequestError, authorization
+from exchange.gateway.server import Limits
 from ledger.keys import load_private_key
 from tests.gateway_net import SYMBOL, RunningVenue, order
 
@@ -304,7 +304,7 @@ async def test_the_rest_surface(venue: RunningVenue) -> None:
 def test_a_session_more_than_its_backlog_behind_is_closed_not_buffered() -> None:
     """The outgoing queue is bounded: past `backlog_max` the session is marked to close (its
     writer then closes the socket with the reason) and nothing more is queued."""
-    from exchange.gateway import Session
+    from exchange.gateway.server import Session
 
     session = Session(1, None, Limits(backlog_max=3))  # type: ignore[arg-type]  # never written
     for n in range(3):
@@ -414,7 +414,7 @@ def test_a_session_is_bounded_in_bytes_not_only_in_messages() -> None:
     """The outbox counts each message's length plus `MESSAGE_OVERHEAD_BYTES` against
     `backlog_bytes_max` (a session not logged on against `PENDING_BACKLOG_BYTES_MAX`), so
     large messages close a slow consumer long before `backlog_max` of them are queued."""
-    from exchange.gateway import MESSAGE_OVERHEAD_BYTES, PENDING_BACKLOG_BYTES_MAX, Session
+    from exchange.gateway.server import MESSAGE_OVERHEAD_BYTES, PENDING_BACKLOG_BYTES_MAX, Session
 
     limits = Limits(backlog_bytes_max=100_000)
     session = Session(1, None, limits, broker="broker1")  # type: ignore[arg-type]
@@ -442,7 +442,7 @@ def test_a_session_is_bounded_in_bytes_not_only_in_messages() -> None:
 def test_a_sessions_memory_of_its_orders_follows_its_open_orders() -> None:
     """The ids a session entered (for cancel_on_disconnect) are pruned of done orders as the
     set grows, so a long session that places and fills many orders holds only what is open."""
-    from exchange.gateway import PLACED_PRUNE_MIN, Session
+    from exchange.gateway.server import PLACED_PRUNE_MIN, Session
 
     session = Session(1, None, Limits(), broker="broker1")  # type: ignore[arg-type]
     still_open = set(range(0, 100_000, 1000))  # one order in a thousand stays open

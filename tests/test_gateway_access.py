@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from exchange.cli import main as jinlian
-from exchange.client import Client, RequestError, RestError, authorization
-from exchange.gateway import Limits
+from exchange.gateway.client import Client, RequestError, RestError, authorization
+from exchange.gateway.server import Limits
 from ledger import auth
 from ledger.keys import load_private_key
 from tests.gateway_net import SYMBOL, RunningVenue, order

@@ -14,11 +14,11 @@ import aiohttp
 import orjson
 import pytest
 
-from exchange.api import logon_message
-from exchange.client import Client, RequestError
-from exchange.consortium import init_consortium, venue_from_genesis
-from exchange.gateway import Limits
-from exchange.market_data import MarketData
+from exchange.consortium.init import init_consortium, venue_from_genesis
+from exchange.gateway.api import logon_message
+from exchange.gateway.client import Client, RequestError
+from exchange.gateway.market_data import MarketData
+from exchange.gateway.server import Limits
 from ledger.keys import load_private_key
 from matching.events import TradeExecuted
 from tests.gateway_net import SYMBOL, RunningVenue, order

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.api import REQUEST_TYPES, logon_message
+from exchange.gateway.api import REQUEST_TYPES, logon_message
 from ledger.keys import load_private_key
 from tests.gateway_net import RunningVenue
 

@@ -20,10 +20,10 @@ import orjson
 import psutil
 import pytest
 
-from exchange.api import logon_message
-from exchange.client import LogonError
-from exchange.gateway import DEFAULT_LIMITS, FRAME_SLACK_BYTES, Limits
-from exchange.nodes import load_config
+from exchange.consortium.nodes import load_config
+from exchange.gateway.api import logon_message
+from exchange.gateway.client import LogonError
+from exchange.gateway.server import DEFAULT_LIMITS, FRAME_SLACK_BYTES, Limits
 from ledger.feed import Feed, wait_until_up
 from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_private_key

@@ -32,10 +32,10 @@ import orjson
 import pytest
 
 from exchange.analysis.tables import IndexBehindWarning, NodeLedger, trades
-from exchange.consortium import indexing_nodes
-from exchange.ledger_audit import index_node, verify_node
-from exchange.ledger_index import VenueIndexer
-from exchange.nodes import build_replica, load_config, new_machine
+from exchange.consortium.audit import index_node, verify_node
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import indexing_nodes
+from exchange.consortium.nodes import build_replica, load_config, new_machine
 from ledger.feed import Feed, status, wait_until_up
 from ledger.node import INDEX_BATCH_BLOCKS, ExchangeNode, ReplicaNode
 from ledger.protocol import Propose, VoteMessage

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from exchange.consortium import init_consortium
-from exchange.ledger_audit import receipt_bytes, trade_receipt, verify_node, verify_receipt_file
-from exchange.ledger_index import VenueIndexer
+from exchange.consortium.audit import receipt_bytes, trade_receipt, verify_node, verify_receipt_file
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import init_consortium
 from ledger.block import BlockHeader
 from ledger.receipt import ReceiptError
 from ledger.store import BlockStore, Row, StoreError

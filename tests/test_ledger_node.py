@@ -15,7 +15,7 @@ import orjson
 import pytest
 from yarl import URL
 
-from exchange.nodes import build_exchange, build_replica, load_config
+from exchange.consortium.nodes import build_exchange, build_replica, load_config
 from ledger.auth import PeerHandshake, PeerIdentity
 from ledger.feed import Feed, FeedError, status
 from ledger.node import ExchangeNode, ReplicaNode

@@ -20,8 +20,14 @@ import orjson
 import pytest
 from yarl import URL
 
-from exchange.api import logon_message
-from exchange.nodes import build_replica, build_venue, load_config, new_machine, open_store
+from exchange.consortium.nodes import (
+    build_replica,
+    build_venue,
+    load_config,
+    new_machine,
+    open_store,
+)
+from exchange.gateway.api import logon_message
 from ledger import auth
 from ledger.auth import PeerHandshake, PeerIdentity
 from ledger.feed import Feed, status

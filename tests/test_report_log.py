@@ -1,4 +1,4 @@
-"""A broker's report log (exchange/broker_reports.py) is bounded by count and by bytes: run
+"""A broker's report log (exchange/gateway/broker_reports.py) is bounded by count and by bytes: run
 well past each bound, it holds at most that much, drops the oldest reports in chunks, keeps
 its indexes contiguous, and a replay from before what it holds starts at the first it holds."""
 
@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.broker_reports import REPORT_OVERHEAD_BYTES, ReportLog
+from exchange.gateway.broker_reports import REPORT_OVERHEAD_BYTES, ReportLog
 
 
 def report(number: int, padding: int = 0) -> dict[str, object]:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange import ledger_audit
+from exchange.consortium import audit as ledger_audit
 from ledger.store import BlockStore
 from matching.types import Phase, Side
 from simulator.agents import Cancel, MomentumTrader, Place, Spoofer, ValueTrader

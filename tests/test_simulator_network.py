@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from hdrh.log import HistogramLogReader
 
-from exchange import ledger_audit
-from exchange.consortium import init_consortium
+from exchange.consortium import audit as ledger_audit
+from exchange.consortium.init import init_consortium
 from ledger.genesis import load_genesis
 from ledger.store import BlockStore
 from simulator.network import NetworkError, check_funding, trades_table

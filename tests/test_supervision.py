@@ -22,8 +22,14 @@ import orjson
 import pytest
 from aiohttp.client_exceptions import WSMessageTypeError
 
-from exchange.client import RequestError
-from exchange.nodes import Restarts, build_exchange, build_replica, build_venue, load_config
+from exchange.consortium.nodes import (
+    Restarts,
+    build_exchange,
+    build_replica,
+    build_venue,
+    load_config,
+)
+from exchange.gateway.client import RequestError
 from ledger.feed import Feed, FeedError
 from ledger.node import ExchangeNode, ReplicaNode, _Shell
 from tests.consortium_net import make_consortium, opening, orders, until

@@ -1,5 +1,5 @@
 """Supervision as real processes on loopback (issue #15, item 2), with faults injected through
-`JINLIAN_FAULT=<task>:<after_n>[@<node>]` (exchange/nodes.py):
+`JINLIAN_FAULT=<task>:<after_n>[@<node>]` (exchange/consortium/nodes.py):
 
 - the original defect: the exchange's block cutter fails with an order in flight; the broker
   gets an `unavailable` error reply, and the process exits 1 with one log line naming the task
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.client import Client, RequestError
-from exchange.nodes import load_config
+from exchange.consortium.nodes import load_config
+from exchange.gateway.client import Client, RequestError
 from ledger.feed import wait_until_up
 from ledger.keys import load_private_key
 from tests.consortium_net import make_consortium

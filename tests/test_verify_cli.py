@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.consortium import init_consortium
+from exchange.consortium.init import init_consortium
 from matching.types import Side
 from tests.chain import Chain
 from tests.consortium_net import free_base_port

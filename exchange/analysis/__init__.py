@@ -1,7 +1,7 @@
 """The analyst's library over a member node's ledger: what the notebooks in `notebooks/` call.
 
 A member node's store (`ledger.store.BlockStore`, SQLite) holds the blocks, commands, events,
-certificates and evidence, plus the venue's derived tables (`exchange.ledger_index`: orders,
+certificates and evidence, plus the venue's derived tables (`exchange.consortium.indexer`: orders,
 trades, settlements, balance_changes). This package reads them into pandas DataFrames and
 analyses them; it never writes to a store. Modules:
 
@@ -9,7 +9,7 @@ analyses them; it never writes to a store. Modules:
   and their lifecycle, trades, settlements, balances over time, fees, evidence, certificates).
 - `export`: every table as Parquet (`jinlian export`), for DuckDB, pandas or polars users.
 - `checks`: verification from a notebook, reusing `ledger.audit`, `ledger.receipt` and
-  `exchange.ledger_audit` (chain, certificates, Merkle proofs of chosen trades, re-execution
+  `exchange.consortium.audit` (chain, certificates, Merkle proofs of chosen trades, re-execution
   from the genesis reproducing the state hash); reconciliation of member nodes block by block;
   conservation of every asset; balances of the tables against the re-executed state.
 - `market`: OHLCV bars, VWAP, the book rebuilt from order events (quotes and depth), quoted,

@@ -1,7 +1,7 @@
 """Verification, reconciliation and conservation, callable from a notebook.
 
 Nothing here re-implements a check of the ledger: the whole-store audit is `ledger.audit`
-(through `exchange.ledger_audit.verify_node`, as `jinlian verify` runs it), certificates are
+(through `exchange.consortium.audit.verify_node`, as `jinlian verify` runs it), certificates are
 checked by `ledger.block.check_certificate`, Merkle proofs by `ledger.receipt` (the receipt a
 broker would be given, checked as `jinlian verify-receipt` does), and re-execution is
 `ledger.machine.re_execute` on a `VenueMachine` built from the genesis. This module arranges
@@ -26,8 +26,8 @@ import orjson
 import pandas as pd
 
 from exchange.analysis.tables import NodeLedger
-from exchange.consortium import venue_from_genesis
-from exchange.ledger_audit import find_trade, verify_node
+from exchange.consortium.audit import find_trade, verify_node
+from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from exchange.venue.venue import Venue
 from ledger.audit import AuditReport

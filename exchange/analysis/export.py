@@ -16,7 +16,7 @@ from exchange.analysis.tables import NodeLedger, load
 
 def export_node(directory: Path, out: Path) -> dict[str, int]:
     """Write every table of the node at `directory` to `out/<table>.parquet` (creating `out`)
-    and return table -> rows. Raises `exchange.ledger_audit.UsageError` for a node that cannot
+    and return table -> rows. Raises `exchange.consortium.audit.UsageError` for a node that cannot
     be opened, `OSError` if `out` cannot be written."""
     with NodeLedger.open(directory) as ledger:
         tables = load(ledger).as_dict()

@@ -40,7 +40,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from exchange.ledger_audit import load_node, open_store
+from exchange.consortium.audit import load_node, open_store
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
 from ledger.genesis import Genesis
 from ledger.store import BlockStore
@@ -67,7 +67,7 @@ class NodeLedger:
 
     @classmethod
     def open(cls, directory: Path | str) -> NodeLedger:
-        """Open `DIR/<member>`. Raises `exchange.ledger_audit.UsageError` naming the path if
+        """Open `DIR/<member>`. Raises `exchange.consortium.audit.UsageError` naming the path if
         the node directory, its genesis or its store cannot be opened; warns
         `IndexBehindWarning` if the derived tables stop below the tip."""
         node = load_node(Path(directory))

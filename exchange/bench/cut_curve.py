@@ -30,8 +30,8 @@ from exchange.bench.ledger_bench import (
     open_loop,
     session_commands,
 )
-from exchange.consortium import init_consortium
-from exchange.nodes import load_config, start_processes, stop_processes
+from exchange.consortium.init import init_consortium
+from exchange.consortium.nodes import load_config, start_processes, stop_processes
 from ledger.auth import request_signer
 from ledger.feed import Feed, status, wait_until_up
 from ledger.keys import load_private_key

@@ -27,8 +27,8 @@ import orjson
 
 from exchange.bench.flow import ACCOUNTS, make_flow
 from exchange.bench.ledger_bench import ACCOUNTS_PER_BROKER, MARKET, session_commands
-from exchange.consortium import init_consortium
-from exchange.nodes import build_venue, load_config
+from exchange.consortium.init import init_consortium
+from exchange.consortium.nodes import build_venue, load_config
 
 
 def _quantiles(samples: list[float]) -> dict[str, float]:

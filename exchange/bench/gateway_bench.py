@@ -30,9 +30,9 @@ from typing import Any, Final
 import orjson
 from hdrh.histogram import HdrHistogram
 
-from exchange.client import Client, RequestError
-from exchange.consortium import SAMPLE_INSTRUMENTS, Market, init_consortium
-from exchange.nodes import load_config, start_processes, stop_processes
+from exchange.consortium.init import SAMPLE_INSTRUMENTS, Market, init_consortium
+from exchange.consortium.nodes import load_config, start_processes, stop_processes
+from exchange.gateway.client import Client, RequestError
 from ledger.feed import wait_until_up
 from ledger.keys import load_private_key
 

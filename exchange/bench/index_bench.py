@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from exchange.consortium import init_consortium, venue_from_genesis
-from exchange.ledger_index import VenueIndexer
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import init_consortium, venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.block import Block
 from ledger.keys import load_private_key

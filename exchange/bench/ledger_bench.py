@@ -46,8 +46,8 @@ import psutil
 
 from exchange.bench.flow import ACCOUNTS, REFERENCE_PRICE, SYMBOL, Flow, make_flow
 from exchange.bench.report import emit
-from exchange.consortium import Market, init_consortium, venue_from_genesis
-from exchange.nodes import load_config, start_processes, stop_processes
+from exchange.consortium.init import Market, init_consortium, venue_from_genesis
+from exchange.consortium.nodes import load_config, start_processes, stop_processes
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BrokerCommand
 from exchange.venue.wire import venue_command_to_dict

@@ -2,7 +2,7 @@
 
 Brokers connect to `/ws`. The gateway sends a `challenge` (a fresh nonce); the broker logs on
 by signing the nonce, its clock's time and its name with the Ed25519 key the genesis holds
-for it (`exchange.api.logon_message`). Until then only `logon` and `ping` are accepted; a
+for it (`exchange.gateway.api.logon_message`). Until then only `logon` and `ping` are accepted; a
 wrong key, unknown broker, reused nonce or a timestamp outside the receive window is answered
 with an error and the connection closes. Members log on the same way with their node keys and
 may then send the `admin` commands their role allows (the operator: the trading calendar and
@@ -14,8 +14,8 @@ keeps client order ids unique per broker per trading day (a repeated one answers
 order's state: retries are safe), and sequences the venue commands through the exchange
 (`ExchangeNode.submit`). Nothing is answered before the block holding it is stored: the
 gateway's machine records every command it executes with its events, and when a block is
-stored `exchange.broker_reports` folds them into execution reports (numbered per broker,
-replayable from any index) and `exchange.market_data` into the public channels: in the
+stored `exchange.gateway.broker_reports` folds them into execution reports (numbered per broker,
+replayable from any index) and `exchange.gateway.market_data` into the public channels: in the
 exchange's `reports` task, after the cutter has proposed the block and gone on (block by
 block, in order; docs/ledger.md, "The exchange's pipeline"). When a block
 becomes final, every broker with reports in it gets a `final` notice with the certificate.
@@ -23,7 +23,7 @@ Start-up rebuilds all of it by replaying the exchange's store, then from the blo
 exchange recovers from the members (docs/ledger.md, "Recovery"): report indexes and order ids
 continue from the recovered tip. Until recovery is over, requests that sequence are answered
 `recovering` and `/health` is 503. An acknowledged order whose block was lost on every copy
-is reported `lost` (`exchange.ack_journal`: the gateway journals every order durably before
+is reported `lost` (`exchange.gateway.ack_journal`: the gateway journals every order durably before
 acknowledging it).
 
 Every session has limits: frame size (a frame far over it is refused from its header, never
@@ -59,13 +59,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from exchange import api
-from exchange.ack_journal import AckJournal
-from exchange.api import ApiError, Request
-from exchange.broker_reports import OrderView, Reports
-from exchange.consortium import venue_from_genesis
-from exchange.ledger_audit import find_trade
-from exchange.market_data import MarketData
+from exchange.consortium.audit import find_trade
+from exchange.consortium.init import venue_from_genesis
+from exchange.gateway import api
+from exchange.gateway.ack_journal import AckJournal
+from exchange.gateway.api import ApiError, Request
+from exchange.gateway.broker_reports import OrderView, Reports
+from exchange.gateway.market_data import MarketData
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BrokerCommand
 from exchange.venue.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command

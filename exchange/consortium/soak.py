@@ -1,8 +1,9 @@
 """`jinlian soak --minutes N [--dir DIR] [--seed S]`: a real consortium under load and faults.
 
 It starts the exchange and every voting member as separate processes (as `jinlian up` does,
-`exchange.nodes.start_processes`), then for N minutes drives every command kind through the
-broker API with the client library (`exchange.client`): brokers place, amend, cancel, cancel
+`exchange.consortium.nodes.start_processes`), then for N minutes drives every command kind
+through the
+broker API with the client library (`exchange.gateway.client`): brokers place, amend, cancel, cancel
 all, ask order status and open orders, and resend client order ids; the operator opens and ends
 trading days, sets phases, changes fee schedules and settles cycles; the bank deposits,
 withdraws and transfers cash; the depository issues, redeems and transfers securities; the
@@ -49,11 +50,11 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
-from exchange.broker_reports import REPORTS_HELD_MAX
-from exchange.client import Client, RequestError
-from exchange.consortium import free_base_port, init_consortium, venue_from_genesis
-from exchange.ledger_audit import format_report, verify_node
-from exchange.nodes import load_config, new_machine, stop_processes
+from exchange.consortium.audit import format_report, verify_node
+from exchange.consortium.init import free_base_port, init_consortium, venue_from_genesis
+from exchange.consortium.nodes import load_config, new_machine, stop_processes
+from exchange.gateway.broker_reports import REPORTS_HELD_MAX
+from exchange.gateway.client import Client, RequestError
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
 from exchange.venue.venue import Venue
 from ledger.feed import status
@@ -115,7 +116,7 @@ class Processes:
         (directory / "logs").mkdir(exist_ok=True)
 
     def start(self, name: str) -> None:
-        """Start `name` as `jinlian up` does (exchange.nodes.start_processes)."""
+        """Start `name` as `jinlian up` does (exchange.consortium.nodes.start_processes)."""
         target = [str(self.directory)] if name == "exchange" else [str(self.directory / name)]
         command = [sys.executable, "-m", "exchange.cli",
                    "exchange" if name == "exchange" else "node", *target]  # fmt: skip

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import orjson
 
-from exchange.consortium import venue_from_genesis
-from exchange.ledger_index import VenueIndexer
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.audit import AuditReport, Authority, audit_store
 from ledger.genesis import Genesis, GenesisError, load_genesis

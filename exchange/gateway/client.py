@@ -35,8 +35,8 @@ from typing import Any, Final, Self
 import aiohttp
 import orjson
 
-from exchange.api import logon_message
-from exchange.market_data import checksum
+from exchange.gateway.api import logon_message
+from exchange.gateway.market_data import checksum
 from ledger.auth import sign_request
 from ledger.keys import PrivateKey
 

@@ -43,11 +43,11 @@ from typing import Final
 
 import orjson
 
-from exchange.ack_journal import AckJournal, JournalError
-from exchange.consortium import init_consortium, venue_from_genesis
-from exchange.gateway import DEFAULT_LIMITS, Gateway, Limits
-from exchange.ledger_audit import UsageError, load_node
-from exchange.ledger_index import VenueIndexer
+from exchange.consortium.audit import UsageError, load_node
+from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.init import init_consortium, venue_from_genesis
+from exchange.gateway.ack_journal import AckJournal, JournalError
+from exchange.gateway.server import DEFAULT_LIMITS, Gateway, Limits
 from exchange.venue.machine import VenueMachine
 from ledger.genesis import Genesis
 from ledger.keys import load_private_key
@@ -56,7 +56,7 @@ from ledger.replication import LAG_MAX, Proposer, Replica
 from ledger.store import BlockStore, StoreCorruptError, StoreError
 
 STOP_GRACE_S: Final = 5.0
-ACK_JOURNAL: Final = "acks.sqlite"  # in the exchange's directory (`exchange.ack_journal`)
+ACK_JOURNAL: Final = "acks.sqlite"  # in the exchange's directory (`exchange.gateway.ack_journal`)
 RESTARTS_PER_MINUTE_MAX: Final = 5  # of one process by `jinlian up`; one more stops them all
 RESTART_BACKOFF_S: Final = (0.1, 8.0)  # the first restart's delay, doubled up to the second
 FAULT_VARIABLE: Final = "JINLIAN_FAULT"
@@ -407,7 +407,7 @@ def run_up(directory: Path, *, members: int = 4, brokers: int = 3, demo: bool = 
             print(f"  member {member.name:<12} http://{member.address}/status")
     print("Ctrl-C stops every process.", flush=True)
     if demo:
-        from exchange.up_demo import run_session  # noqa: PLC0415 - only for the demo
+        from exchange.consortium.up_demo import run_session  # noqa: PLC0415 - only for the demo
 
         try:
             asyncio.run(run_session(directory))

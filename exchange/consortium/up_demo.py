@@ -1,6 +1,6 @@
 """The scripted session `jinlian up --demo` runs once the consortium is up.
 
-Everything goes through the broker API with the client library (`exchange.client`), as a
+Everything goes through the broker API with the client library (`exchange.gateway.client`), as a
 real broker's and the operator's programs would: the operator logs on with its member key and
 opens the day; two brokers log on with their keys, place orders and trade, and watch their
 execution reports and the finality notices of their blocks. The script then reads one
@@ -15,8 +15,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from exchange.client import Client
-from exchange.nodes import load_config
+from exchange.consortium.nodes import load_config
+from exchange.gateway.client import Client
 from ledger.feed import status, wait_until_up
 from ledger.keys import load_private_key
 from ledger.store import BlockStore

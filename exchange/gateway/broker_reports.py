@@ -56,7 +56,7 @@ DONE: Final = frozenset({"filled", "cancelled", "rejected", "expired", "lost"})
 class OrderView:
     """One order as its broker sees it. `status`: pending_new (sequenced, not yet in a stored
     block), new, partially_filled, filled, cancelled, rejected, expired, or lost (acknowledged,
-    then its block was lost on every copy: `exchange.ack_journal`)."""
+    then its block was lost on every copy: `exchange.gateway.ack_journal`)."""
 
     order_id: int
     broker: str

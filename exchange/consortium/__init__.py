@@ -1,0 +1,1 @@
+"""The consortium: init, node and exchange processes, the indexer, verify, receipts, soak."""

@@ -1,0 +1,1 @@
+"""The broker server: WebSocket sessions, protocol, execution reports, market data, client."""
