@@ -492,7 +492,17 @@ def _add_bench_commands(commands: Any) -> None:
         "--rate", type=int, default=None, help="one open-loop run at this many commands/s"
     )
     ledger_target.add_argument(
-        "--seconds", type=float, default=3.0, help="length of each open-loop run"
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="length of each open-loop run (a run shorter than 30 s never counts as sustained)",
+    )
+    ledger_target.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        metavar="N",
+        help="feed N commands, then print RSS and the store's bytes per command",
     )
     ledger_target.add_argument(
         "--steps", type=int, default=6, help="open-loop runs of the sweep for the max rate"

@@ -27,6 +27,7 @@ from exchange.bench.ledger_bench import (
     Commands,
     CpuClock,
     batches,
+    indexer_lag_s,
     open_loop,
     session_commands,
 )
@@ -57,7 +58,9 @@ async def _curve(
             count = round(rate * args.seconds)
             commands, position = flowing[position : position + count], position + count
             before = await status(exchange, 0, signer)
-            run = await open_loop(feed, commands, rate, cpu)
+            run = await open_loop(
+                feed, commands, rate, cpu, lambda: indexer_lag_s(addresses, signer)
+            )
             after = await status(exchange, 0, signer)
             blocks = max(1, after["height"] - before["height"])
             rows.append({**run, "blocks": blocks,

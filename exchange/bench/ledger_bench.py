@@ -18,7 +18,17 @@ separate processes, builds the book through the exchange's sequencer feed, and t
   coordinated omission. A rate is sustained when finality p99 stays under `P99_GOAL_MS` and
   the commands are finalized at least at `SUSTAINED_FRACTION` of the offered rate.
 - **The sweep** (the default): `--steps` open-loop runs bisecting between 0 and the saturated
-  rate for the highest sustained rate.
+  rate for the highest sustained rate. A rate counts as sustained only if its run lasted at
+  least `SUSTAINED_MIN_S` (30 s; shorter `--seconds` runs are reported but never sustained) and
+  every indexing node's watermark (`/status` `indexed`, the nodes `jinlian init` makes index)
+  reached the height that node held at the end of the run within `INDEX_LAG_MAX_S` (1 s).
+- **CPU per node**: over the saturation run, the CPU microseconds per finalized command of
+  every process and of each of its threads (main thread, and the worker threads such as the
+  store's and the ack journal's), and each node's own ceiling `10**6 / us per command`: what
+  that node would sustain on a core of its own.
+- **Memory** (`--memory N`, its own run): N commands fed closed loop, then the store's bytes
+  per command (the SQLite files of an indexing and of a non-indexing member) and the RSS of
+  the exchange and of the members.
 
 `finalized_commands_per_s` and `finality_p50_ms` / `finality_p99_ms` are those of the highest
 sustained rate (of the `--rate` run with `--rate`): the goal of the issue is both at once.
@@ -37,7 +47,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,7 +75,10 @@ RETRY_S: Final = (0.01, 0.2)  # open loop: first and longest pause before re-sen
 # to the overload they meet)
 P99_GOAL_MS: Final = 100.0
 SUSTAINED_FRACTION: Final = 0.95
-SWEEP_COMMANDS_MAX: Final = 150_000  # commands the sweep may use, all steps together
+SWEEP_COMMANDS_MAX: Final = 1_500_000  # commands the sweep may use, all steps together
+SUSTAINED_MIN_S: Final = 30.0  # a shorter run is reported, never counted as sustained
+INDEX_LAG_MAX_S: Final = 1.0  # every indexer's watermark within this of its tip after a run
+INDEX_WAIT_MAX_S: Final = 60.0  # how long a run waits for the indexers before giving up
 RATE_STEP: Final = 100  # sweep rates are multiples of this
 INSTRUMENT: Final[dict[str, object]] = {
     "symbol": SYMBOL, "tick_size": 1, "lot": 100, "reference_price": REFERENCE_PRICE,
@@ -81,6 +94,7 @@ MARKET: Final = Market(
 Commands = list[dict[str, Any]]
 Children = list[tuple[str, subprocess.Popen[bytes]]]
 Signer = Callable[[str], str]  # a member's signed Authorization for a GET of this path
+Indexers = Callable[[], Awaitable[float | None]]  # seconds the indexers took to reach the tip
 
 
 def genesis_account(flow_account: str) -> tuple[str, str]:
@@ -124,25 +138,65 @@ def batches(commands: Commands, size: int = BATCH) -> list[Commands]:
 
 
 class CpuClock:
-    """CPU seconds (user + system) of each child process since `start()`."""
+    """CPU seconds (user + system) of each child process, and of each of its threads, since
+    `start()`."""
 
     def __init__(self, children: Children) -> None:
         self.processes = [(name, psutil.Process(child.pid)) for name, child in children]
         self.started: list[float] = []
+        self.started_threads: list[dict[int, float]] = []
 
     @staticmethod
     def _seconds(process: psutil.Process) -> float:
         times = process.cpu_times()
         return float(times.user + times.system)
 
+    @staticmethod
+    def _threads(process: psutil.Process) -> dict[int, float]:
+        return {thread.id: thread.user_time + thread.system_time for thread in process.threads()}
+
     def start(self) -> None:
         self.started = [self._seconds(process) for _, process in self.processes]
+        self.started_threads = [self._threads(process) for _, process in self.processes]
 
     def elapsed(self) -> dict[str, float]:
         return {
             name: self._seconds(process) - before
             for (name, process), before in zip(self.processes, self.started, strict=True)
         }
+
+    def elapsed_threads(self) -> dict[str, dict[str, float]]:
+        """Per process: CPU seconds of its main thread and of each other thread that ran
+        (named by thread id; a thread started during the run counts from zero)."""
+        result: dict[str, dict[str, float]] = {}
+        for (name, process), before in zip(self.processes, self.started_threads, strict=True):
+            threads: dict[str, float] = {}
+            for tid, seconds in sorted(self._threads(process).items()):
+                spent = seconds - before.get(tid, 0.0)
+                if spent > 0:
+                    threads["main" if tid == process.pid else f"thread {tid}"] = spent
+            result[name] = threads
+        return result
+
+
+async def indexer_lag_s(addresses: Sequence[str], signer: Signer) -> float | None:
+    """How long after now the slowest indexing node's watermark (`indexed`) took to reach the
+    height it held now; None if no node indexes. `INDEX_WAIT_MAX_S` at most (then that)."""
+    targets = {}
+    for address in addresses:
+        value = await status(address, 0, signer)
+        if value.get("indexed") is not None:
+            targets[address] = value["height"]
+    if not targets:
+        return None
+    start = time.perf_counter()
+    while targets and (waited := time.perf_counter() - start) < INDEX_WAIT_MAX_S:
+        for address, height in list(targets.items()):
+            if (await status(address, 0, signer))["indexed"] >= height:
+                del targets[address]
+        if targets:
+            await asyncio.sleep(0.02)
+    return round(time.perf_counter() - start if targets else waited, 3)
 
 
 @dataclasses.dataclass
@@ -167,9 +221,12 @@ def weighted_percentile(latencies_ms: Sequence[float], counts: Sequence[int], q:
     return float(np.percentile(np.repeat(latencies_ms, counts), q, method="inverted_cdf"))
 
 
-async def open_loop(feed: Feed, commands: Commands, rate: int, cpu: CpuClock) -> dict[str, Any]:
+async def open_loop(
+    feed: Feed, commands: Commands, rate: int, cpu: CpuClock, indexers: Indexers
+) -> dict[str, Any]:
     """Offer `commands` at `rate` per second, one batch per `SEND_INTERVAL_S`, on schedule;
-    each command's latency is from its batch's scheduled send to its `final` notice."""
+    each command's latency is from its batch's scheduled send to its `final` notice. Then
+    how long the indexers took to reach their tips (`indexers()`)."""
     size = max(1, round(rate * SEND_INTERVAL_S))
     loop = asyncio.get_running_loop()
     refused = 0
@@ -207,6 +264,7 @@ async def open_loop(feed: Feed, commands: Commands, rate: int, cpu: CpuClock) ->
     counts = [len(batch) for batch in parts]
     p99 = weighted_percentile(latencies_ms, counts, 99)
     finalized = len(commands) / seconds
+    index_lag_s = await indexers()
     return {
         "offered_commands_per_s": rate,
         "commands": len(commands),
@@ -216,7 +274,12 @@ async def open_loop(feed: Feed, commands: Commands, rate: int, cpu: CpuClock) ->
         "finality_max_ms": round(max(latencies_ms), 1),
         "refused": refused,
         "cpu_percent": round(100 * cpu_s / seconds),
-        "sustained": p99 < P99_GOAL_MS and finalized >= SUSTAINED_FRACTION * rate,
+        "seconds": round(seconds, 1),
+        "index_lag_s": index_lag_s,
+        "sustained": p99 < P99_GOAL_MS
+        and finalized >= SUSTAINED_FRACTION * rate
+        and seconds >= SUSTAINED_MIN_S
+        and (index_lag_s is None or index_lag_s <= INDEX_LAG_MAX_S),
     }
 
 
@@ -233,17 +296,28 @@ async def saturate(
         await asyncio.sleep(0.002)
     seconds = time.perf_counter() - start
     cpu_us = {name: round(1e6 * s / len(commands), 1) for name, s in cpu.elapsed().items()}
+    thread_us = {
+        name: {thread: round(1e6 * s / len(commands), 1) for thread, s in threads.items()}
+        for name, threads in cpu.elapsed_threads().items()
+    }
     return {
         "finalized_commands_per_s": round(len(commands) / seconds),
         "finality_p50_ms": after["finality_p50_ms"],
         "finality_p99_ms": after["finality_p99_ms"],
         "blocks": after["height"] - before["height"],
         "cpu_us_per_command": cpu_us,
+        "thread_us_per_command": thread_us,
     }
 
 
 async def sweep(
-    feed: Feed, remaining: Remaining, high: int, steps: int, seconds: float, cpu: CpuClock
+    feed: Feed,
+    remaining: Remaining,
+    high: int,
+    steps: int,
+    seconds: float,
+    cpu: CpuClock,
+    indexers: Indexers,
 ) -> list[dict[str, Any]]:
     """Bisect between 0 and `high` commands/s for the highest sustained rate."""
     low, runs = 0, list[dict[str, Any]]()
@@ -255,7 +329,7 @@ async def sweep(
         commands = remaining.take(min(share, round(rate * seconds)))
         if not commands:
             break
-        run = await open_loop(feed, commands, rate, cpu)
+        run = await open_loop(feed, commands, rate, cpu, indexers)
         runs.append(run)
         if run["sustained"]:
             low = rate
@@ -272,6 +346,7 @@ async def _drive(
     extra: Remaining,
     arguments: argparse.Namespace,
     signer: Signer,
+    directory: Path,
 ) -> dict[str, Any]:
     exchange = addresses[0]
     await wait_until_up(addresses)
@@ -279,22 +354,50 @@ async def _drive(
         await asyncio.sleep(0.05)
     cpu = CpuClock(children)
     result: dict[str, Any] = {}
+
+    async def indexers() -> float | None:
+        return await indexer_lag_s(addresses, signer)
+
     async with Feed(exchange) as feed:
         tip = max(await feed.pipeline(batches(setup), WINDOW))
         while (await status(exchange))["certified"] < tip:
             await asyncio.sleep(0.05)
         if arguments.rate is not None:
-            result["runs"] = [await open_loop(feed, timed, arguments.rate, cpu)]
+            result["runs"] = [await open_loop(feed, timed, arguments.rate, cpu, indexers)]
+        elif arguments.memory is not None:
+            result["saturated"] = await saturate(feed, exchange, timed, cpu, signer)
+            result["runs"] = []
+            result["memory"] = memory(children, directory, len(setup) + len(timed))
         else:
             result["saturated"] = await saturate(feed, exchange, timed, cpu, signer)
             high = result["saturated"]["finalized_commands_per_s"]
-            result["runs"] = await sweep(feed, extra, high, arguments.steps, arguments.seconds, cpu)
+            result["runs"] = await sweep(
+                feed, extra, high, arguments.steps, arguments.seconds, cpu, indexers
+            )
     after = await status(exchange)
     members = [await status(address, 0, signer) for address in addresses[1:]]
     result["tip"] = after["height"]
     result["members_at_tip"] = sum(m["height"] >= after["height"] for m in members)
     result["evidence"] = sum(m["evidence"] for m in members)
     return result
+
+
+def memory(children: Children, directory: Path, commands: int) -> dict[str, Any]:
+    """RSS of every process and the store's bytes per command of each node (its SQLite files,
+    write-ahead log included), after `commands` commands."""
+    rss = {name: psutil.Process(child.pid).memory_info().rss for name, child in children}
+    store_bytes = {}
+    for name, _ in children:
+        store = load_config(directory / name).store_path
+        files = [store, *store.parent.glob(store.name + "-*")]
+        store_bytes[name] = sum(path.stat().st_size for path in files if path.exists())
+    return {
+        "commands": commands,
+        "rss_mib": {name: round(value / 2**20, 1) for name, value in rss.items()},
+        "store_bytes_per_command": {
+            name: round(value / commands, 1) for name, value in store_bytes.items()
+        },
+    }
 
 
 def time_inprocess(genesis: Any, setup: Commands, timed: Commands) -> float:
@@ -313,6 +416,8 @@ def time_inprocess(genesis: Any, setup: Commands, timed: Commands) -> float:
 def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     if arguments.rate is not None:
         timed_count, extra_count = round(arguments.rate * arguments.seconds), 0
+    elif arguments.memory is not None:
+        timed_count, extra_count = arguments.memory, 0
     else:
         timed_count, extra_count = arguments.messages, SWEEP_COMMANDS_MAX
     baseline_count = max(timed_count, arguments.messages)  # in-process: never a tiny sample
@@ -337,7 +442,9 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
                 load_private_key(directory / "exchange" / "key.pem"),
                 config.genesis.chain_id, "exchange", time.time_ns,
             )  # fmt: skip
-            run = asyncio.run(_drive(addresses, children, setup, timed, extra, arguments, signer))
+            run = asyncio.run(
+                _drive(addresses, children, setup, timed, extra, arguments, signer, directory)
+            )
         finally:
             stop_processes(children)
     return report(arguments, run, len(baseline) / inprocess_seconds)
@@ -372,7 +479,13 @@ def report(arguments: argparse.Namespace, run: dict[str, Any], inprocess: float)
             "blocks": saturated["blocks"],
             "cpu_us_per_command": cpu_us,
             "cpu_ceiling_commands_per_s": round((os.cpu_count() or 1) * 1e6 / sum(cpu_us.values())),
+            "thread_us_per_command": saturated["thread_us_per_command"],
+            "node_ceiling_commands_per_s": {
+                name: round(1e6 / us) if us else None for name, us in cpu_us.items()
+            },
         }
+    if "memory" in run:
+        value["memory"] = run["memory"]
     value |= {
         "members_at_tip": run["members_at_tip"],
         "evidence": run["evidence"],
@@ -385,14 +498,20 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"ledger benchmark: seed {report['seed']}, exchange + {report['members']} members as "
         f"processes on localhost, {report['cores']} cores",
-        "  open loop: a batch every 5 ms; finality from scheduled send to certificate",
-        "     offered/s  finalized/s   p50 ms   p99 ms   max ms  refused  cpu",
+        "  open loop: a batch every 5 ms; finality from scheduled send to certificate; sustained:"
+        f" p99 < {P99_GOAL_MS:.0f} ms, >= {SUSTAINED_MIN_S:.0f} s, indexers at their tips within "
+        f"{INDEX_LAG_MAX_S:.0f} s",
+        "     offered/s  finalized/s   p50 ms   p99 ms   max ms  refused  cpu  seconds  index lag",
     ]
     for run in report["runs"]:
+        lag = run["index_lag_s"]
         lines.append(
             f"    {run['offered_commands_per_s']:>10,} {run['finalized_commands_per_s']:>12,} "
             f"{run['finality_p50_ms']:>8.1f} {run['finality_p99_ms']:>8.1f} "
-            f"{run['finality_max_ms']:>8.1f} {run['refused']:>8} {run['cpu_percent']:>4}%  "
+            f"{run['finality_max_ms']:>8.1f} {run['refused']:>8} {run['cpu_percent']:>4}% "
+            f"{run['seconds']:>8.1f} "
+            + ("      none" if lag is None else f"{lag:>8.2f} s")
+            + "  "
             + ("sustained" if run["sustained"] else "-")
         )
     p50, p99 = report["finality_p50_ms"], report["finality_p99_ms"]
@@ -413,6 +532,28 @@ def render(report: dict[str, Any]) -> str:
             + ", ".join(f"{name} {us:.0f} us" for name, us in cpu.items())
             + f"; sum {sum(cpu.values()):.0f} us -> at most "
             f"{report['cpu_ceiling_commands_per_s']:,} commands/s on {report['cores']} cores",
+            "  each node on a core of its own (10**6 / its us per command): "
+            + ", ".join(
+                f"{name} {ceiling:,}/s"
+                for name, ceiling in report["node_ceiling_commands_per_s"].items()
+                if ceiling is not None
+            ),
+            "  CPU per command by thread: "
+            + "; ".join(
+                f"{name} " + ", ".join(f"{thread} {us:.1f}" for thread, us in threads.items())
+                for name, threads in report["thread_us_per_command"].items()
+            )
+            + " (us)",
+        ]
+    if "memory" in report:
+        memory = report["memory"]
+        lines += [
+            f"  after {memory['commands']:,} commands: RSS "
+            + ", ".join(f"{name} {mib:,.0f} MiB" for name, mib in memory["rss_mib"].items()),
+            "  store bytes per command: "
+            + ", ".join(
+                f"{name} {value:,.0f}" for name, value in memory["store_bytes_per_command"].items()
+            ),
         ]
     lines += [
         f"  one venue machine in-process, same run: {report['inprocess_commands_per_s']:,} "
