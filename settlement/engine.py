@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from settlement.changes import SettlementChanges
 from settlement.codec import command_from_row, event_from_row, to_row
 from settlement.commands import (
     Command,
@@ -103,6 +104,7 @@ class SettlementEngine:
 
     __slots__ = (
         "_brokers",
+        "_changes",
         "_cycle_id",
         "_cycle_trade_count",
         "_forgotten",
@@ -138,6 +140,7 @@ class SettlementEngine:
         self._outcomes_max = command_outcomes_max
         self._forgotten: dict[str, int] = {}  # actor -> the highest of its ids forgotten
         self._forgotten_other: int | None = None  # the floor of every actor not in _forgotten
+        self._changes: SettlementChanges | None = None  # see `track_changes`
 
     # ----------------------------------------------------------------- commands
 
@@ -172,6 +175,8 @@ class SettlementEngine:
         actors than a genesis has members."""
         outcomes = self._outcomes
         outcomes[key] = (command, tuple(events))
+        if self._changes is not None:
+            self._changes.outcomes.add(key)
         if len(outcomes) <= self._outcomes_max:
             return
         actor, oldest = next(iter(outcomes))
@@ -224,13 +229,15 @@ class SettlementEngine:
         reason = self._define_asset_reason(command)
         if reason is not None:
             return [_rejected(command, reason)]
-        self._registries[command.asset] = Registry(
+        registry = self._registries[command.asset] = Registry(
             asset=command.asset,
             kind=command.kind,
             issuer=command.issuer,
             currency=command.currency,
             mode=command.mode,
         )
+        registry.changes = self._changes
+        self._asset_changed(command.asset)
         return [
             AssetDefined(
                 asset=command.asset,
@@ -268,6 +275,7 @@ class SettlementEngine:
             fee_account=command.fee_account,
             tax_account=command.tax_account,
         )
+        self._asset_changed(command.asset)
         return [
             FeeScheduleSet(
                 asset=command.asset,
@@ -312,6 +320,7 @@ class SettlementEngine:
         if reason is not None:
             return [_rejected(command, reason)]
         self._brokers[command.account] = command.broker
+        self._account_changed(command.account)
         return [AccountOpened(account=command.account, broker=command.broker)]
 
     def _mint(self, command: Issue | Deposit) -> list[Event]:
@@ -321,6 +330,7 @@ class SettlementEngine:
             return [_rejected(command, reason)]
         registry = self._registries[command.asset]
         registry.issued += command.amount
+        self._asset_changed(command.asset)
         registry.credit(command.account, command.amount)
         made = Issued if isinstance(command, Issue) else Deposited
         return [made(asset=command.asset, account=command.account, amount=command.amount)]
@@ -344,6 +354,7 @@ class SettlementEngine:
             return [_rejected(command, reason)]
         registry = self._registries[command.asset]
         registry.redeemed += command.amount
+        self._asset_changed(command.asset)
         registry.debit(command.account, command.amount)
         made = Redeemed if isinstance(command, Redeem) else Withdrawn
         return [made(asset=command.asset, account=command.account, amount=command.amount)]
@@ -456,6 +467,7 @@ class SettlementEngine:
             reason = _R.NOT_FROZEN
         if reason is not None:
             return [_rejected(command, reason)]
+        self._account_changed(command.account)
         if freeze:
             self._frozen.add(command.account)
             return [AccountFrozen(account=command.account)]
@@ -525,6 +537,10 @@ class SettlementEngine:
         locked = registry.locked
         locked[account] = locked.get(account, 0) + amount
         locks[owner] = (account, amount if held is None else held[1] + amount, operator)
+        changes = self._changes
+        if changes is not None:
+            changes.balances.add((asset, account))
+            changes.locks.add((asset, owner))
         return None
 
     def order_escrow(self, asset: str) -> OrderEscrow:
@@ -659,7 +675,7 @@ class SettlementEngine:
         if mode is _GROSS:
             security.move(seller, quantity, sell_owner, buyer, quantity)
             cash.move(buyer, pays, buy_owner, seller, receives, debit - pays)
-            _credit_fees(cash.available, fees, commission, stamp_duty)
+            _credit_fees(cash.available, fees, commission, stamp_duty, cash)
         else:
             self._clear(security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner)
             _oblige_cash(cash, fees, buyer, seller, pays, receives, commission, stamp_duty)
@@ -729,6 +745,8 @@ class SettlementEngine:
             security.oblige(seller, -quantity)
             security.oblige(buyer, quantity)
             security.gross += quantity
+            if security.changes is not None:
+                security.changes.assets.add(security.asset)
         cash.take_to_escrow(buyer, pays, buy_owner)
         self._cycle_trade_count += 1
 
@@ -777,6 +795,28 @@ class SettlementEngine:
         self._cycle_trade_count = 0
         return events
 
+    # ----------------------------------------------------------------- changes
+
+    def track_changes(self) -> SettlementChanges:
+        """From now on, record what every command and hot-path call changes (see
+        `settlement.changes`), and return the record, empty; the same one on every call. Its
+        reader clears it when it has read it. O(assets)."""
+        changes = self._changes
+        if changes is None:
+            changes = self._changes = SettlementChanges()
+            for registry in self._registries.values():
+                registry.changes = changes
+        changes.clear()
+        return changes
+
+    def _asset_changed(self, asset: str) -> None:
+        if self._changes is not None:
+            self._changes.assets.add(asset)
+
+    def _account_changed(self, account: str) -> None:
+        if self._changes is not None:
+            self._changes.accounts.add(account)
+
     # ----------------------------------------------------------------- queries
 
     @property
@@ -808,6 +848,21 @@ class SettlementEngine:
 
     def assets(self) -> list[str]:
         return sorted(self._registries)
+
+    def registries(self) -> Mapping[str, Registry]:
+        """Every registry by asset, read-only (the same mapping for this engine's life): for
+        readers of the whole state, such as the state commitment."""
+        return self._registries
+
+    @property
+    def outcomes_max(self) -> int:
+        """How many command outcomes the engine remembers (its idempotency window)."""
+        return self._outcomes_max
+
+    def outcomes(self) -> Mapping[tuple[str, int], tuple[Command, tuple[Event, ...]]]:
+        """(actor, command id) -> (command, events) of the remembered outcomes, oldest first,
+        read-only (the same mapping for this engine's life)."""
+        return self._outcomes
 
     def accounts(self) -> list[str]:
         return sorted(self._brokers)
@@ -1015,7 +1070,16 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
             cash_available[buyer] = cash_left
         share_available[buyer] = share_available.get(buyer, 0) + quantity
         cash_available[seller] = cash_available.get(seller, 0) + receives
-        _credit_fees(cash_available, fees, commission, stamp_duty)
+        _credit_fees(cash_available, fees, commission, stamp_duty, cash)
+        changes = security.changes
+        if changes is not None:
+            changes.balances.update(
+                ((asset, buyer), (asset, seller), (currency, buyer), (currency, seller))
+            )
+            if maker_debit:
+                changes.holds.add((currency, asset, buyer))
+            else:
+                changes.holds.add((asset, asset, seller))
         engine._trade_id_last = trade_id
         engine._trade_count += 1
         # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
@@ -1040,22 +1104,33 @@ def _oblige_cash(
 ) -> None:
     cash.oblige(buyer, -pays)
     cash.oblige(seller, receives)
-    _credit_fees(cash.positions, fees, commission, stamp_duty)
+    _credit_fees(cash.positions, fees, commission, stamp_duty, cash)
     cash.gross += pays
+    if cash.changes is not None:
+        cash.changes.assets.add(cash.asset)
 
 
 def _credit_fees(
-    balances: dict[str, int], fees: FeeSchedule, commission: int, stamp_duty: int
+    balances: dict[str, int],
+    fees: FeeSchedule,
+    commission: int,
+    stamp_duty: int,
+    cash: Registry,
 ) -> None:
     """The fee legs of a trade's DvP (amounts from `trade_cash`): the commission of both sides
-    to the fee account, the stamp duty to the tax account, added to `balances` (the cash
+    to the fee account, the stamp duty to the tax account, added to `balances` (the `cash`
     registry's available for a gross trade, its cycle positions for a net one)."""
+    changes = cash.changes
     if commission:
         account = fees.fee_account
         balances[account] = balances.get(account, 0) + 2 * commission
+        if changes is not None:
+            changes.balances.add((cash.asset, account))
     if stamp_duty:
         account = fees.tax_account
         balances[account] = balances.get(account, 0) + stamp_duty
+        if changes is not None:
+            changes.balances.add((cash.asset, account))
 
 
 def _trade_event(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
@@ -71,6 +72,10 @@ class Outcomes:
         rows[command.actor, command.command_id] = (command, tuple(events))
         if len(rows) > COMMAND_OUTCOMES_MAX:
             del rows[next(iter(rows))]
+
+    def rows(self) -> Mapping[tuple[str, int], Outcome]:
+        """(actor, command id) -> (command, events), oldest first, read-only."""
+        return self._rows
 
     def snapshot(self) -> list[list[Any]]:
         return [
