@@ -71,7 +71,7 @@ from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import FeeScheduleSet
 from settlement.fees import buy_requirement
 from settlement.registry import Registry
-from settlement.types import AssetKind, RejectReason, SettlementMode
+from settlement.types import COMMAND_OUTCOMES_MAX, AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
 BUY = Side.BUY
@@ -154,15 +154,26 @@ class Venue:
         "settlement",
     )
 
-    def __init__(self, *, operator: str, regulator: str) -> None:
+    def __init__(
+        self,
+        *,
+        operator: str,
+        regulator: str,
+        command_outcomes_max: int = COMMAND_OUTCOMES_MAX,
+    ) -> None:
+        """`command_outcomes_max`: the idempotency window of settlement and of the venue's
+        own outcomes (the default everywhere but in tests that run past small windows)."""
         self.matching = MatchingEngine()
-        self.settlement = SettlementEngine(operator=operator, regulator=regulator)
+        self.settlement = SettlementEngine(
+            operator=operator, regulator=regulator, command_outcomes_max=command_outcomes_max
+        )
         self._rules: dict[str, Rules] = {}
         # symbol -> account -> shares bought today (T+1), one table per listed instrument,
         # and NET_NET shares bought today that the cycle has not delivered yet.
         self._bought_today: dict[str, dict[str, int]] = {}
         self._pending_today: dict[str, dict[str, int]] = {}
-        self._outcomes = Outcomes()  # of the settlement commands the venue extends
+        # of the settlement commands the venue extends
+        self._outcomes = Outcomes(command_outcomes_max)
         self._day = 0  # the last day begun, yyyymmdd
         self._day_open = False
         self._changes: VenueChanges | None = None  # see `track_changes`
@@ -844,7 +855,11 @@ class Venue:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported venue snapshot version {snapshot.get('version')!r}")
         settlement = SettlementEngine.restore(snapshot["settlement"])
-        venue = cls(operator=settlement.operator, regulator=settlement.regulator)
+        venue = cls(
+            operator=settlement.operator,
+            regulator=settlement.regulator,
+            command_outcomes_max=settlement.outcomes_max,
+        )
         venue.matching = MatchingEngine.restore(snapshot["matching"])
         venue.settlement = settlement
         venue._route_settlement()
@@ -860,7 +875,7 @@ class Venue:
             venue._bought_today[symbol][account] = quantity
         for account, symbol, quantity in snapshot["pending_today"]:
             venue._pending_today[symbol][account] = quantity
-        venue._outcomes = Outcomes.restore(snapshot["outcomes"])
+        venue._outcomes = Outcomes.restore(snapshot["outcomes"], settlement.outcomes_max)
         return venue
 
     def state_hash(self) -> str:
