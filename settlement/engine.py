@@ -660,8 +660,8 @@ class SettlementEngine:
         if buyer not in brokers or seller not in brokers:
             return _R.UNKNOWN_ACCOUNT
         cash = self._registries[security.currency]
-        fees = security.fees
-        pays, receives, commission, stamp_duty = trade_cash(fees, price, quantity)
+        amounts = trade_cash(security.fees, price, quantity)
+        pays = amounts[0]
         debit = pays if buy_lock_debit is None else buy_lock_debit
         if debit < pays or (buy_owner is None and debit != pays):
             return _R.INVALID_TRADE
@@ -672,16 +672,19 @@ class SettlementEngine:
         ) or cash.leg_reason(buyer, debit, buy_owner, frozen, mode is _GROSS)
         if reason is not None:
             return reason
-        if mode is _GROSS:
-            security.move(seller, quantity, sell_owner, buyer, quantity)
-            cash.move(buyer, pays, buy_owner, seller, receives, debit - pays)
-            _credit_fees(cash.available, fees, commission, stamp_duty, cash)
+        if mode is _GROSS:  # both paying legs now, from a lock or from available
+            security.take(seller, quantity, sell_owner)
+            cash.take(buyer, pays, buy_owner, debit - pays)
+            shares_to, cash_to = security.available, cash.available
         else:
-            self._clear(security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner)
-            _oblige_cash(cash, fees, buyer, seller, pays, receives, commission, stamp_duty)
+            shares_to = self._clear(
+                security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner
+            )
+            cash_to = cash.positions
             if debit > pays:
                 assert buy_owner is not None
                 cash.release(buy_owner, debit - pays)
+        deliver_versus_payment(security, shares_to, cash, cash_to, quantity, buyer, seller, amounts)
         self._trade_id_last = trade_id
         self._trade_count += 1
         return None
@@ -736,19 +739,27 @@ class SettlementEngine:
         seller: str,
         buy_owner: int | None,
         sell_owner: int | None,
-    ) -> None:
-        """The legs of a validated net-mode trade, apart from the cash obligations."""
+    ) -> dict[str, int]:
+        """The paying legs of a validated net-mode trade: the cash from the buy lock into the
+        cycle escrow and owed; the shares delivered now (CASH_NET) or from the sell lock into
+        escrow and owed (NET_NET). Returns where the buyer's shares go: the security's
+        available or its cycle positions (the seller's cash goes to the cash positions)."""
         if security.mode is _CASH_NET:
-            security.move(seller, quantity, sell_owner, buyer, quantity)
+            security.take(seller, quantity, sell_owner)
+            shares_to = security.available
         else:
             security.take_to_escrow(seller, quantity, sell_owner)
             security.oblige(seller, -quantity)
-            security.oblige(buyer, quantity)
             security.gross += quantity
-            if security.changes is not None:
-                security.changes.assets.add(security.asset)
+            shares_to = security.positions
         cash.take_to_escrow(buyer, pays, buy_owner)
+        cash.oblige(buyer, -pays)
+        cash.gross += pays
+        changes = cash.changes
+        if changes is not None:
+            changes.assets.update((security.asset, cash.asset))
         self._cycle_trade_count += 1
+        return shares_to
 
     # ----------------------------------------------------------------- cycles
 
@@ -801,12 +812,10 @@ class SettlementEngine:
         """From now on, record what every command and hot-path call changes (see
         `settlement.changes`), and return the record, empty; the same one on every call. Its
         reader clears it when it has read it. O(assets)."""
-        changes = self._changes
-        if changes is None:
-            changes = self._changes = SettlementChanges()
-            for registry in self._registries.values():
-                registry.changes = changes
+        changes = self._changes = self._changes or SettlementChanges()
         changes.clear()
+        for registry in self._registries.values():
+            registry.changes = changes
         return changes
 
     def _asset_changed(self, asset: str) -> None:
@@ -1019,9 +1028,10 @@ class SettlementEngine:
 
 def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:
     """`SettlementEngine.taker_filler` of a GROSS security: `settle_trade`'s writes for the
-    two shapes of a continuous trade, the resting order's leg from its account's hold
-    (`OrderHolds`), `Registry.move` inlined, the cash from `trade_cash` and the fee legs from
-    `_credit_fees` as in `settle_trade`, its checks asserted before any write."""
+    two shapes of a continuous trade, the resting order's paying leg from its account's hold
+    (`OrderHolds`) and the incoming order's from available (`Registry.take` inlined), the cash
+    from `trade_cash` and who receives what from `deliver_versus_payment`, as in
+    `settle_trade`; its checks asserted before any write."""
     asset, currency = security.asset, security.currency
     share_held, share_locked, share_available = (
         security.holds.setdefault(asset, {}),
@@ -1034,6 +1044,8 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         cash.available,
     )
 
+    deliver = deliver_versus_payment
+
     def fill(
         trade_id: int,
         price: int,
@@ -1044,8 +1056,8 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
     ) -> TradeSettled:
         assert trade_id > engine._trade_id_last, f"trade {trade_id} settled before"
         assert price > 0 and quantity > 0, f"trade {trade_id}: {price=} {quantity=}"
-        fees = security.fees
-        pays, receives, commission, stamp_duty = trade_cash(fees, price, quantity)
+        amounts = trade_cash(security.fees, price, quantity)
+        pays, receives, commission, stamp_duty = amounts
         if maker_debit:  # the resting buy pays from its hold, the incoming sell delivers
             held_left = cash_held.get(buyer, 0) - maker_debit
             shares_left = share_available.get(seller, 0) - quantity
@@ -1068,14 +1080,10 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
             share_held[seller] = held_left
             share_locked[seller] -= quantity
             cash_available[buyer] = cash_left
-        share_available[buyer] = share_available.get(buyer, 0) + quantity
-        cash_available[seller] = cash_available.get(seller, 0) + receives
-        _credit_fees(cash_available, fees, commission, stamp_duty, cash)
+        deliver(security, share_available, cash, cash_available, quantity, buyer, seller, amounts)
         changes = security.changes
-        if changes is not None:
-            changes.balances.update(
-                ((asset, buyer), (asset, seller), (currency, buyer), (currency, seller))
-            )
+        if changes is not None:  # the paying legs' (`deliver` tells its own)
+            changes.balances.update(((asset, seller), (currency, buyer)))
             if maker_debit:
                 changes.holds.add((currency, asset, buyer))
             else:
@@ -1092,45 +1100,43 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
     return fill
 
 
-def _oblige_cash(
+def deliver_versus_payment(
+    security: Registry,
+    shares_to: dict[str, int],
     cash: Registry,
-    fees: FeeSchedule,
+    cash_to: dict[str, int],
+    quantity: int,
     buyer: str,
     seller: str,
-    pays: int,
-    receives: int,
-    commission: int,
-    stamp_duty: int,
+    amounts: tuple[int, int, int, int],
 ) -> None:
-    cash.oblige(buyer, -pays)
-    cash.oblige(seller, receives)
-    _credit_fees(cash.positions, fees, commission, stamp_duty, cash)
-    cash.gross += pays
-    if cash.changes is not None:
-        cash.changes.assets.add(cash.asset)
-
-
-def _credit_fees(
-    balances: dict[str, int],
-    fees: FeeSchedule,
-    commission: int,
-    stamp_duty: int,
-    cash: Registry,
-) -> None:
-    """The fee legs of a trade's DvP (amounts from `trade_cash`): the commission of both sides
-    to the fee account, the stamp duty to the tax account, added to `balances` (the `cash`
-    registry's available for a gross trade, its cycle positions for a net one)."""
-    changes = cash.changes
+    """The DvP of one trade of `quantity` shares of `security`, once its paying legs are taken
+    (or owed), with `amounts`, its cash from `trade_cash` (buyer pays, seller receives,
+    commission, stamp duty): the one place that says who receives what. The buyer receives
+    the shares in `shares_to`; the seller receives what it receives (the price less its
+    commission and the stamp duty) in `cash_to`; the fee account receives both sides'
+    commission and the tax account the stamp duty, in `cash_to` too. `shares_to`
+    and `cash_to` are a registry's available for a leg that moves now, its cycle positions
+    for a leg netted at the cycle. Every settlement path calls it: `settle_trade` (the
+    `SettleTrade` command, the venue's net modes and auctions) and the venue's taker fills
+    (`taker_filler`). O(1)."""
+    _, receives, commission, stamp_duty = amounts
+    shares_to[buyer] = shares_to.get(buyer, 0) + quantity
+    cash_to[seller] = cash_to.get(seller, 0) + receives
+    fees = security.fees
+    fee_account, tax_account = fees.fee_account, fees.tax_account
     if commission:
-        account = fees.fee_account
-        balances[account] = balances.get(account, 0) + 2 * commission
-        if changes is not None:
-            changes.balances.add((cash.asset, account))
+        cash_to[fee_account] = cash_to.get(fee_account, 0) + 2 * commission
     if stamp_duty:
-        account = fees.tax_account
-        balances[account] = balances.get(account, 0) + stamp_duty
-        if changes is not None:
-            changes.balances.add((cash.asset, account))
+        cash_to[tax_account] = cash_to.get(tax_account, 0) + stamp_duty
+    changes = security.changes
+    if changes is not None:
+        asset, currency = security.asset, cash.asset
+        changes.balances.update(((asset, buyer), (currency, seller)))
+        if commission:
+            changes.balances.add((currency, fee_account))
+        if stamp_duty:
+            changes.balances.add((currency, tax_account))
 
 
 def _trade_event(

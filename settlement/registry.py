@@ -130,18 +130,10 @@ class Registry:
             return RejectReason.INSUFFICIENT_LOCKED
         return None
 
-    def move(
-        self,
-        source: str,
-        debit: int,
-        owner: int | None,
-        destination: str,
-        credit: int,
-        refund: int = 0,
-    ) -> None:
-        """A validated gross leg: `debit` from `owner`'s lock of `source` (from its available
-        when None), `credit` to `destination`'s available; a `refund` more leaves the lock
-        back to `source`'s available. Inlined: this is the hot path."""
+    def take(self, source: str, debit: int, owner: int | None, refund: int = 0) -> None:
+        """A validated gross paying leg: `debit` from `owner`'s lock of `source` (from its
+        available when None); a `refund` more leaves the lock back to `source`'s available.
+        Who receives it is `settlement.engine.deliver_versus_payment`'s to say."""
         available = self.available
         if owner is None:
             assert not refund, f"{self.asset}: a refund without a lock"
@@ -160,13 +152,11 @@ class Registry:
             self.locked[source] -= taken
             if refund:
                 available[source] = available.get(source, 0) + refund
-        available[destination] = available.get(destination, 0) + credit
         changes = self.changes
         if changes is not None:
-            asset = self.asset
-            changes.balances.update(((asset, source), (asset, destination)))
+            changes.balances.add((self.asset, source))
             if owner is not None:
-                changes.locks.add((asset, owner))
+                changes.locks.add((self.asset, owner))
 
     def take_to_escrow(self, account: str, amount: int, owner: int | None) -> None:
         """Move a validated net leg from `owner`'s lock into the cycle escrow (still locked).
