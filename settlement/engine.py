@@ -1083,7 +1083,8 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         deliver(security, share_available, cash, cash_available, quantity, buyer, seller, amounts)
         changes = security.changes
         if changes is not None:  # the paying legs' (`deliver` tells its own)
-            changes.balances.update(((asset, seller), (currency, buyer)))
+            changes.balances.add((asset, seller))
+            changes.balances.add((currency, buyer))
             if maker_debit:
                 changes.holds.add((currency, asset, buyer))
             else:
@@ -1131,12 +1132,14 @@ def deliver_versus_payment(
         cash_to[tax_account] = cash_to.get(tax_account, 0) + stamp_duty
     changes = security.changes
     if changes is not None:
-        asset, currency = security.asset, cash.asset
-        changes.balances.update(((asset, buyer), (currency, seller)))
+        currency = cash.asset
+        add = changes.balances.add
+        add((security.asset, buyer))
+        add((currency, seller))
         if commission:
-            changes.balances.add((currency, fee_account))
+            add((currency, fee_account))
         if stamp_duty:
-            changes.balances.add((currency, tax_account))
+            add((currency, tax_account))
 
 
 def _trade_event(

@@ -53,7 +53,10 @@ class OrderHolds:
         locked[account] = locked.get(account, 0) + amount
         held = self._held
         held[account] = held.get(account, 0) + amount
-        self._changed(account)
+        changes = self._registry.changes
+        if changes is not None:  # (inline: a hold and a give-back per resting order)
+            changes.balances.add((self.asset, account))
+            changes.holds.add((self.asset, self.symbol, account))
 
     def give_back(self, account: str, amount: int) -> None:
         """Move `amount` (> 0, at most what `account` holds: asserted) of its hold back to
@@ -65,13 +68,8 @@ class OrderHolds:
         self._locked[account] -= amount
         available = self._available
         available[account] = available.get(account, 0) + amount
-        self._changed(account)
-
-    def _changed(self, account: str) -> None:
-        """Tell the registry's record of changes, if it keeps one, of `account`'s balance and
-        hold."""
         changes = self._registry.changes
-        if changes is not None:
+        if changes is not None:  # (inline: a hold and a give-back per resting order)
             changes.balances.add((self.asset, account))
             changes.holds.add((self.asset, self.symbol, account))
 
