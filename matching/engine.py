@@ -281,14 +281,13 @@ class MatchingEngine:
 
     def track_changes(self) -> OrderChanges:
         """From now on, record the orders and books every command changes (see
-        `matching.changes`), and return the record, empty; the same one on every call. Its
-        reader clears it when it has read it. O(books)."""
-        changes = self._changes
-        if changes is None:
-            changes = self._changes = OrderChanges()
-            for book in self._books.values():
-                book.changes = changes
-        changes.clear()
+        `matching.changes`), and return the record. Once per engine: the record has one
+        reader, which clears it when it has read it (a second reader would drain what the
+        first must see). O(books)."""
+        assert self._changes is None, "the matching engine's changes have a reader already"
+        changes = self._changes = OrderChanges()
+        for book in self._books.values():
+            book.changes = changes
         return changes
 
     # -- queries ---------------------------------------------------------------------------

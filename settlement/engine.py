@@ -810,13 +810,13 @@ class SettlementEngine:
 
     def track_changes(self) -> SettlementChanges:
         """From now on, record what every command and hot-path call changes (see
-        `settlement.changes`), and return the record, empty; the same one on every call. Its
-        reader clears it when it has read it. O(assets)."""
-        changes = self._changes = self._changes or SettlementChanges()
-        changes.clear()
+        `settlement.changes`), and return the record. Once per engine, as
+        `MatchingEngine.track_changes`. O(assets)."""
+        assert self._changes is None, "the settlement engine's changes have a reader already"
+        self._changes = SettlementChanges()
         for registry in self._registries.values():
-            registry.changes = changes
-        return changes
+            registry.changes = self._changes
+        return self._changes
 
     def _asset_changed(self, asset: str) -> None:
         if self._changes is not None:

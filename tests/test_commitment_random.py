@@ -393,3 +393,12 @@ def test_the_commitment_reads_no_private_attribute_of_another_class() -> None:
         and not (isinstance(node.value, ast.Name) and node.value.id == "self")
     ]
     assert not reads, reads
+
+
+def test_a_venue_has_one_commitment() -> None:
+    """The cores' records have one reader: a second commitment would drain what the first
+    must see, so it is refused."""
+    venue = new_venue()
+    StateCommitment(venue)
+    with pytest.raises(AssertionError, match="reader already"):
+        StateCommitment(venue)

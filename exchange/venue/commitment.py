@@ -321,8 +321,7 @@ class StateCommitment:
     `exchange.venue.changes`); `digest()`, whenever a state hash is due (once per block),
     drains the three records and brings those entities up to date: O(entities changed since
     the last digest). The commitment keeps no model of what a command or an event changes. It
-    is the cores' one reader: a second commitment on the same venue would take the records
-    over.
+    is the cores' one reader: a second commitment on the same venue is refused (asserted).
     """
 
     __slots__ = (

@@ -793,11 +793,9 @@ class Venue:
     def track_changes(self) -> VenueChanges:
         """From now on, record what the venue itself changes (see `exchange.venue.changes`;
         its matching and settlement engines keep their own records, `track_changes` on each),
-        and return the record, empty; the same one on every call. Its reader clears it when
-        it has read it. O(1)."""
-        if self._changes is None:
-            self._changes = VenueChanges()
-        self._changes.clear()
+        and return the record. Once per venue, as `MatchingEngine.track_changes`. O(1)."""
+        assert self._changes is None, "the venue's changes have a reader already"
+        self._changes = VenueChanges()
         return self._changes
 
     # -- queries and state -----------------------------------------------------------------
