@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 
+from matching.changes import OrderChanges
 from matching.events import (
     AuctionUncrossed,
     Event,
@@ -235,6 +236,7 @@ class OrderBook:
         "_trades",
         "asks",
         "bids",
+        "changes",
         "instrument",
         "lower_limit",
         "order_count",
@@ -254,6 +256,7 @@ class OrderBook:
         self._trades = trades
         self.bids = BookSide(BUY)
         self.asks = BookSide(SELL)
+        self.changes: OrderChanges | None = None  # the engine's, while a reader follows it
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -298,6 +301,11 @@ class OrderBook:
             level.count += 1
         self._index[order.order_id] = order
         self.order_count += 1
+        changes = self.changes
+        if changes is not None:  # at the back of its queue, behind every order there now
+            queued = changes.queued
+            queued.pop(order.order_id, None)
+            queued[order.order_id] = None
 
     def remove(self, order: Order) -> None:
         """Take a resting order off the book; it is dead (open quantity 0) afterwards.
@@ -312,6 +320,8 @@ class OrderBook:
         order.quantity = 0
         del self._index[order.order_id]
         self.order_count -= 1
+        if self.changes is not None:
+            self.changes.orders.add(order.order_id)
         if not level.count:
             side.drop(level)
         elif level.orders[0] is order:
@@ -325,6 +335,8 @@ class OrderBook:
         side = self.bids if order.side is BUY else self.asks
         side.levels[order.price].quantity -= quantity
         order.quantity -= quantity
+        if self.changes is not None:
+            self.changes.orders.add(order.order_id)
 
     # -- continuous matching ---------------------------------------------------------------
 
@@ -372,6 +384,7 @@ class OrderBook:
         aggressor = taker.side
         taker_is_buy = aggressor is BUY
         group = taker.stp_group
+        changes = self.changes
         while taker.quantity and orders:
             maker = orders[0]
             if group and maker.stp_group == group:
@@ -402,6 +415,8 @@ class OrderBook:
             taker.quantity -= quantity
             level.quantity -= quantity
             maker.quantity -= quantity
+            if changes is not None:
+                changes.orders.add(maker.order_id)
             if not maker.quantity:
                 level.count -= 1
                 level.pop_head()
@@ -415,6 +430,8 @@ class OrderBook:
         mode = taker.stp_mode
         symbol = self.instrument.symbol
         both = taker.quantity if taker.quantity < maker.quantity else maker.quantity
+        if self.changes is not None:
+            self.changes.orders.add(maker.order_id)
         events.append(
             SelfTradePrevented(
                 symbol=symbol,

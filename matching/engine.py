@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from matching.book import Order, OrderBook, TradeCounter
+from matching.changes import OrderChanges
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, Command, PlaceOrder, SetPhase
 from matching.events import (
     AmendRejected,
@@ -66,10 +67,11 @@ class RestingOrder:
 class MatchingEngine:
     """Books for every instrument, an engine-wide order index and the trade id sequence."""
 
-    __slots__ = ("_books", "_handlers", "_index", "_trades")
+    __slots__ = ("_books", "_changes", "_handlers", "_index", "_trades")
 
     def __init__(self) -> None:
         self._books: dict[str, OrderBook] = {}
+        self._changes: OrderChanges | None = None  # see `track_changes`
         self._index: dict[int, Order] = {}  # live orders of every book, by id
         self._trades = TradeCounter()
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
@@ -238,7 +240,10 @@ class MatchingEngine:
             reason = instrument_reason(instrument)
         if reason is not None:
             return [CommandRejected(command="add_instrument", symbol=command.symbol, reason=reason)]
-        self._books[command.symbol] = OrderBook(instrument, self._index, self._trades)
+        book = self._books[command.symbol] = OrderBook(instrument, self._index, self._trades)
+        book.changes = changes = self._changes
+        if changes is not None:
+            changes.books.add(command.symbol)
         return [
             InstrumentAdded(
                 symbol=command.symbol,
@@ -262,6 +267,8 @@ class MatchingEngine:
         if uncross_due and (command.phase is CONTINUOUS or command.phase is Phase.CLOSED):
             book.uncross(events)
         book.phase = command.phase
+        if self._changes is not None:
+            self._changes.books.add(command.symbol)
         events.append(PhaseChanged(symbol=command.symbol, phase=command.phase, previous=previous))
         if command.phase is Phase.CLOSED:
             for order_id, quantity in book.expire_day_orders():
@@ -269,6 +276,19 @@ class MatchingEngine:
                     OrderExpired(order_id=order_id, symbol=command.symbol, quantity=quantity)
                 )
         return events
+
+    # -- changes -------------------------------------------------------------------------
+
+    def track_changes(self) -> OrderChanges:
+        """From now on, record the orders and books every command changes (see
+        `matching.changes`), and return the record. Once per engine: the record has one
+        reader, which clears it when it has read it (a second reader would drain what the
+        first must see). O(books)."""
+        assert self._changes is None, "the matching engine's changes have a reader already"
+        changes = self._changes = OrderChanges()
+        for book in self._books.values():
+            book.changes = changes
+        return changes
 
     # -- queries ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from settlement.changes import SettlementChanges
 from settlement.codec import command_from_row, event_from_row, to_row
 from settlement.commands import (
     Command,
@@ -103,6 +104,7 @@ class SettlementEngine:
 
     __slots__ = (
         "_brokers",
+        "_changes",
         "_cycle_id",
         "_cycle_trade_count",
         "_forgotten",
@@ -138,6 +140,7 @@ class SettlementEngine:
         self._outcomes_max = command_outcomes_max
         self._forgotten: dict[str, int] = {}  # actor -> the highest of its ids forgotten
         self._forgotten_other: int | None = None  # the floor of every actor not in _forgotten
+        self._changes: SettlementChanges | None = None  # see `track_changes`
 
     # ----------------------------------------------------------------- commands
 
@@ -172,6 +175,8 @@ class SettlementEngine:
         actors than a genesis has members."""
         outcomes = self._outcomes
         outcomes[key] = (command, tuple(events))
+        if self._changes is not None:
+            self._changes.outcomes.add(key)
         if len(outcomes) <= self._outcomes_max:
             return
         actor, oldest = next(iter(outcomes))
@@ -224,13 +229,15 @@ class SettlementEngine:
         reason = self._define_asset_reason(command)
         if reason is not None:
             return [_rejected(command, reason)]
-        self._registries[command.asset] = Registry(
+        registry = self._registries[command.asset] = Registry(
             asset=command.asset,
             kind=command.kind,
             issuer=command.issuer,
             currency=command.currency,
             mode=command.mode,
         )
+        registry.changes = self._changes
+        self._asset_changed(command.asset)
         return [
             AssetDefined(
                 asset=command.asset,
@@ -268,6 +275,7 @@ class SettlementEngine:
             fee_account=command.fee_account,
             tax_account=command.tax_account,
         )
+        self._asset_changed(command.asset)
         return [
             FeeScheduleSet(
                 asset=command.asset,
@@ -312,6 +320,7 @@ class SettlementEngine:
         if reason is not None:
             return [_rejected(command, reason)]
         self._brokers[command.account] = command.broker
+        self._account_changed(command.account)
         return [AccountOpened(account=command.account, broker=command.broker)]
 
     def _mint(self, command: Issue | Deposit) -> list[Event]:
@@ -321,6 +330,7 @@ class SettlementEngine:
             return [_rejected(command, reason)]
         registry = self._registries[command.asset]
         registry.issued += command.amount
+        self._asset_changed(command.asset)
         registry.credit(command.account, command.amount)
         made = Issued if isinstance(command, Issue) else Deposited
         return [made(asset=command.asset, account=command.account, amount=command.amount)]
@@ -344,6 +354,7 @@ class SettlementEngine:
             return [_rejected(command, reason)]
         registry = self._registries[command.asset]
         registry.redeemed += command.amount
+        self._asset_changed(command.asset)
         registry.debit(command.account, command.amount)
         made = Redeemed if isinstance(command, Redeem) else Withdrawn
         return [made(asset=command.asset, account=command.account, amount=command.amount)]
@@ -456,6 +467,7 @@ class SettlementEngine:
             reason = _R.NOT_FROZEN
         if reason is not None:
             return [_rejected(command, reason)]
+        self._account_changed(command.account)
         if freeze:
             self._frozen.add(command.account)
             return [AccountFrozen(account=command.account)]
@@ -525,6 +537,10 @@ class SettlementEngine:
         locked = registry.locked
         locked[account] = locked.get(account, 0) + amount
         locks[owner] = (account, amount if held is None else held[1] + amount, operator)
+        changes = self._changes
+        if changes is not None:
+            changes.balances.add((asset, account))
+            changes.locks.add((asset, owner))
         return None
 
     def order_escrow(self, asset: str) -> OrderEscrow:
@@ -644,8 +660,8 @@ class SettlementEngine:
         if buyer not in brokers or seller not in brokers:
             return _R.UNKNOWN_ACCOUNT
         cash = self._registries[security.currency]
-        fees = security.fees
-        pays, receives, commission, stamp_duty = trade_cash(fees, price, quantity)
+        amounts = trade_cash(security.fees, price, quantity)
+        pays = amounts[0]
         debit = pays if buy_lock_debit is None else buy_lock_debit
         if debit < pays or (buy_owner is None and debit != pays):
             return _R.INVALID_TRADE
@@ -656,16 +672,19 @@ class SettlementEngine:
         ) or cash.leg_reason(buyer, debit, buy_owner, frozen, mode is _GROSS)
         if reason is not None:
             return reason
-        if mode is _GROSS:
-            security.move(seller, quantity, sell_owner, buyer, quantity)
-            cash.move(buyer, pays, buy_owner, seller, receives, debit - pays)
-            _credit_fees(cash.available, fees, commission, stamp_duty)
+        if mode is _GROSS:  # both paying legs now, from a lock or from available
+            security.take(seller, quantity, sell_owner)
+            cash.take(buyer, pays, buy_owner, debit - pays)
+            shares_to, cash_to = security.available, cash.available
         else:
-            self._clear(security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner)
-            _oblige_cash(cash, fees, buyer, seller, pays, receives, commission, stamp_duty)
+            shares_to = self._clear(
+                security, cash, quantity, pays, buyer, seller, buy_owner, sell_owner
+            )
+            cash_to = cash.positions
             if debit > pays:
                 assert buy_owner is not None
                 cash.release(buy_owner, debit - pays)
+        deliver_versus_payment(security, shares_to, cash, cash_to, quantity, buyer, seller, amounts)
         self._trade_id_last = trade_id
         self._trade_count += 1
         return None
@@ -720,17 +739,27 @@ class SettlementEngine:
         seller: str,
         buy_owner: int | None,
         sell_owner: int | None,
-    ) -> None:
-        """The legs of a validated net-mode trade, apart from the cash obligations."""
+    ) -> dict[str, int]:
+        """The paying legs of a validated net-mode trade: the cash from the buy lock into the
+        cycle escrow and owed; the shares delivered now (CASH_NET) or from the sell lock into
+        escrow and owed (NET_NET). Returns where the buyer's shares go: the security's
+        available or its cycle positions (the seller's cash goes to the cash positions)."""
         if security.mode is _CASH_NET:
-            security.move(seller, quantity, sell_owner, buyer, quantity)
+            security.take(seller, quantity, sell_owner)
+            shares_to = security.available
         else:
             security.take_to_escrow(seller, quantity, sell_owner)
             security.oblige(seller, -quantity)
-            security.oblige(buyer, quantity)
             security.gross += quantity
+            shares_to = security.positions
         cash.take_to_escrow(buyer, pays, buy_owner)
+        cash.oblige(buyer, -pays)
+        cash.gross += pays
+        changes = cash.changes
+        if changes is not None:
+            changes.assets.update((security.asset, cash.asset))
         self._cycle_trade_count += 1
+        return shares_to
 
     # ----------------------------------------------------------------- cycles
 
@@ -777,6 +806,26 @@ class SettlementEngine:
         self._cycle_trade_count = 0
         return events
 
+    # ----------------------------------------------------------------- changes
+
+    def track_changes(self) -> SettlementChanges:
+        """From now on, record what every command and hot-path call changes (see
+        `settlement.changes`), and return the record. Once per engine, as
+        `MatchingEngine.track_changes`. O(assets)."""
+        assert self._changes is None, "the settlement engine's changes have a reader already"
+        self._changes = SettlementChanges()
+        for registry in self._registries.values():
+            registry.changes = self._changes
+        return self._changes
+
+    def _asset_changed(self, asset: str) -> None:
+        if self._changes is not None:
+            self._changes.assets.add(asset)
+
+    def _account_changed(self, account: str) -> None:
+        if self._changes is not None:
+            self._changes.accounts.add(account)
+
     # ----------------------------------------------------------------- queries
 
     @property
@@ -808,6 +857,21 @@ class SettlementEngine:
 
     def assets(self) -> list[str]:
         return sorted(self._registries)
+
+    def registries(self) -> Mapping[str, Registry]:
+        """Every registry by asset, read-only (the same mapping for this engine's life): for
+        readers of the whole state, such as the state commitment."""
+        return self._registries
+
+    @property
+    def outcomes_max(self) -> int:
+        """How many command outcomes the engine remembers (its idempotency window)."""
+        return self._outcomes_max
+
+    def outcomes(self) -> Mapping[tuple[str, int], tuple[Command, tuple[Event, ...]]]:
+        """(actor, command id) -> (command, events) of the remembered outcomes, oldest first,
+        read-only (the same mapping for this engine's life)."""
+        return self._outcomes
 
     def accounts(self) -> list[str]:
         return sorted(self._brokers)
@@ -964,9 +1028,10 @@ class SettlementEngine:
 
 def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:
     """`SettlementEngine.taker_filler` of a GROSS security: `settle_trade`'s writes for the
-    two shapes of a continuous trade, the resting order's leg from its account's hold
-    (`OrderHolds`), `Registry.move` inlined, the cash from `trade_cash` and the fee legs from
-    `_credit_fees` as in `settle_trade`, its checks asserted before any write."""
+    two shapes of a continuous trade, the resting order's paying leg from its account's hold
+    (`OrderHolds`) and the incoming order's from available (`Registry.take` inlined), the cash
+    from `trade_cash` and who receives what from `deliver_versus_payment`, as in
+    `settle_trade`; its checks asserted before any write."""
     asset, currency = security.asset, security.currency
     share_held, share_locked, share_available = (
         security.holds.setdefault(asset, {}),
@@ -979,6 +1044,8 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         cash.available,
     )
 
+    deliver = deliver_versus_payment
+
     def fill(
         trade_id: int,
         price: int,
@@ -989,8 +1056,8 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
     ) -> TradeSettled:
         assert trade_id > engine._trade_id_last, f"trade {trade_id} settled before"
         assert price > 0 and quantity > 0, f"trade {trade_id}: {price=} {quantity=}"
-        fees = security.fees
-        pays, receives, commission, stamp_duty = trade_cash(fees, price, quantity)
+        amounts = trade_cash(security.fees, price, quantity)
+        pays, receives, commission, stamp_duty = amounts
         if maker_debit:  # the resting buy pays from its hold, the incoming sell delivers
             held_left = cash_held.get(buyer, 0) - maker_debit
             shares_left = share_available.get(seller, 0) - quantity
@@ -1013,9 +1080,15 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
             share_held[seller] = held_left
             share_locked[seller] -= quantity
             cash_available[buyer] = cash_left
-        share_available[buyer] = share_available.get(buyer, 0) + quantity
-        cash_available[seller] = cash_available.get(seller, 0) + receives
-        _credit_fees(cash_available, fees, commission, stamp_duty)
+        deliver(security, share_available, cash, cash_available, quantity, buyer, seller, amounts)
+        changes = security.changes
+        if changes is not None:  # the paying legs' (`deliver` tells its own)
+            changes.balances.add((asset, seller))
+            changes.balances.add((currency, buyer))
+            if maker_debit:
+                changes.holds.add((currency, asset, buyer))
+            else:
+                changes.holds.add((asset, asset, seller))
         engine._trade_id_last = trade_id
         engine._trade_count += 1
         # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
@@ -1028,34 +1101,45 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
     return fill
 
 
-def _oblige_cash(
+def deliver_versus_payment(
+    security: Registry,
+    shares_to: dict[str, int],
     cash: Registry,
-    fees: FeeSchedule,
+    cash_to: dict[str, int],
+    quantity: int,
     buyer: str,
     seller: str,
-    pays: int,
-    receives: int,
-    commission: int,
-    stamp_duty: int,
+    amounts: tuple[int, int, int, int],
 ) -> None:
-    cash.oblige(buyer, -pays)
-    cash.oblige(seller, receives)
-    _credit_fees(cash.positions, fees, commission, stamp_duty)
-    cash.gross += pays
-
-
-def _credit_fees(
-    balances: dict[str, int], fees: FeeSchedule, commission: int, stamp_duty: int
-) -> None:
-    """The fee legs of a trade's DvP (amounts from `trade_cash`): the commission of both sides
-    to the fee account, the stamp duty to the tax account, added to `balances` (the cash
-    registry's available for a gross trade, its cycle positions for a net one)."""
+    """The DvP of one trade of `quantity` shares of `security`, once its paying legs are taken
+    (or owed), with `amounts`, its cash from `trade_cash` (buyer pays, seller receives,
+    commission, stamp duty): the one place that says who receives what. The buyer receives
+    the shares in `shares_to`; the seller receives what it receives (the price less its
+    commission and the stamp duty) in `cash_to`; the fee account receives both sides'
+    commission and the tax account the stamp duty, in `cash_to` too. `shares_to`
+    and `cash_to` are a registry's available for a leg that moves now, its cycle positions
+    for a leg netted at the cycle. Every settlement path calls it: `settle_trade` (the
+    `SettleTrade` command, the venue's net modes and auctions) and the venue's taker fills
+    (`taker_filler`). O(1)."""
+    _, receives, commission, stamp_duty = amounts
+    shares_to[buyer] = shares_to.get(buyer, 0) + quantity
+    cash_to[seller] = cash_to.get(seller, 0) + receives
+    fees = security.fees
+    fee_account, tax_account = fees.fee_account, fees.tax_account
     if commission:
-        account = fees.fee_account
-        balances[account] = balances.get(account, 0) + 2 * commission
+        cash_to[fee_account] = cash_to.get(fee_account, 0) + 2 * commission
     if stamp_duty:
-        account = fees.tax_account
-        balances[account] = balances.get(account, 0) + stamp_duty
+        cash_to[tax_account] = cash_to.get(tax_account, 0) + stamp_duty
+    changes = security.changes
+    if changes is not None:
+        currency = cash.asset
+        add = changes.balances.add
+        add((security.asset, buyer))
+        add((currency, seller))
+        if commission:
+            add((currency, fee_account))
+        if stamp_duty:
+            add((currency, tax_account))
 
 
 def _trade_event(

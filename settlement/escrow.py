@@ -32,10 +32,11 @@ from settlement.registry import Registry
 class OrderHolds:
     """The operator's holds on one asset for the resting orders of one GROSS instrument."""
 
-    __slots__ = ("_available", "_held", "_locked", "asset", "symbol")
+    __slots__ = ("_available", "_held", "_locked", "_registry", "asset", "symbol")
 
     def __init__(self, registry: Registry, symbol: str) -> None:
         self.asset = registry.asset
+        self._registry = registry
         self.symbol = symbol
         self._available = registry.available
         self._locked = registry.locked
@@ -52,6 +53,10 @@ class OrderHolds:
         locked[account] = locked.get(account, 0) + amount
         held = self._held
         held[account] = held.get(account, 0) + amount
+        changes = self._registry.changes
+        if changes is not None:  # (inline: a hold and a give-back per resting order)
+            changes.balances.add((self.asset, account))
+            changes.holds.add((self.asset, self.symbol, account))
 
     def give_back(self, account: str, amount: int) -> None:
         """Move `amount` (> 0, at most what `account` holds: asserted) of its hold back to
@@ -63,6 +68,10 @@ class OrderHolds:
         self._locked[account] -= amount
         available = self._available
         available[account] = available.get(account, 0) + amount
+        changes = self._registry.changes
+        if changes is not None:  # (inline: a hold and a give-back per resting order)
+            changes.balances.add((self.asset, account))
+            changes.holds.add((self.asset, self.symbol, account))
 
     def held(self, account: str) -> int:
         """What `account` holds for its resting orders on the instrument."""
@@ -113,6 +122,10 @@ class OrderEscrow:
         self._locked[account] -= amount
         available = self._available
         available[account] = available.get(account, 0) + amount
+        changes = self._registry.changes
+        if changes is not None:
+            changes.balances.add((self.asset, account))
+            changes.locks.add((self.asset, owner))
         return amount
 
     def release(self, owner: int, amount: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from settlement.changes import SettlementChanges
 from settlement.events import PositionSettled
 from settlement.fees import ZERO_FEES, FeeSchedule, rates_valid
 from settlement.types import (
@@ -33,6 +34,7 @@ class Registry:
     __slots__ = (
         "asset",
         "available",
+        "changes",
         "currency",
         "escrow",
         "fees",
@@ -68,6 +70,9 @@ class Registry:
         self.escrow: dict[str, int] = {}
         self.positions: dict[str, int] = {}
         self.gross = 0  # sum of the debit legs cleared into the open cycle
+        # the engine's record of changes, while a reader follows it: every write below (and
+        # every writer of these dicts elsewhere in settlement) tells it what it changed
+        self.changes: SettlementChanges | None = None
 
     @property
     def supply(self) -> int:
@@ -76,11 +81,15 @@ class Registry:
     def credit(self, account: str, amount: int) -> None:
         available = self.available
         available[account] = available.get(account, 0) + amount
+        if self.changes is not None:
+            self.changes.balances.add((self.asset, account))
 
     def debit(self, account: str, amount: int) -> None:
         remaining = self.available.get(account, 0) - amount
         assert remaining >= 0, f"{self.asset}: debit of {amount} overdraws {account!r}"
         self.available[account] = remaining
+        if self.changes is not None:
+            self.changes.balances.add((self.asset, account))
 
     def lock(self, account: str, amount: int, owner: int, holder: str) -> None:
         """Move available to locked under `owner` (adds to an existing lock of that owner)."""
@@ -89,6 +98,8 @@ class Registry:
         locked[account] = locked.get(account, 0) + amount
         held = self.locks.get(owner)
         self.locks[owner] = (account, amount if held is None else held[1] + amount, holder)
+        if self.changes is not None:
+            self.changes.locks.add((self.asset, owner))
 
     def release(self, owner: int, amount: int) -> None:
         """Move `amount` of the lock `owner` back to available; a lock reaching zero goes away."""
@@ -119,18 +130,10 @@ class Registry:
             return RejectReason.INSUFFICIENT_LOCKED
         return None
 
-    def move(
-        self,
-        source: str,
-        debit: int,
-        owner: int | None,
-        destination: str,
-        credit: int,
-        refund: int = 0,
-    ) -> None:
-        """A validated gross leg: `debit` from `owner`'s lock of `source` (from its available
-        when None), `credit` to `destination`'s available; a `refund` more leaves the lock
-        back to `source`'s available. Inlined: this is the hot path."""
+    def take(self, source: str, debit: int, owner: int | None, refund: int = 0) -> None:
+        """A validated gross paying leg: `debit` from `owner`'s lock of `source` (from its
+        available when None); a `refund` more leaves the lock back to `source`'s available.
+        Who receives it is `settlement.engine.deliver_versus_payment`'s to say."""
         available = self.available
         if owner is None:
             assert not refund, f"{self.asset}: a refund without a lock"
@@ -149,7 +152,11 @@ class Registry:
             self.locked[source] -= taken
             if refund:
                 available[source] = available.get(source, 0) + refund
-        available[destination] = available.get(destination, 0) + credit
+        changes = self.changes
+        if changes is not None:
+            changes.balances.add((self.asset, source))
+            if owner is not None:
+                changes.locks.add((self.asset, owner))
 
     def take_to_escrow(self, account: str, amount: int, owner: int | None) -> None:
         """Move a validated net leg from `owner`'s lock into the cycle escrow (still locked).
@@ -158,10 +165,14 @@ class Registry:
             self._consume(owner, amount)
             escrow = self.escrow
             escrow[account] = escrow.get(account, 0) + amount
+            if self.changes is not None:
+                self.changes.balances.add((self.asset, account))
 
     def oblige(self, account: str, delta: int) -> None:
         positions = self.positions
         positions[account] = positions.get(account, 0) + delta
+        if self.changes is not None:
+            self.changes.balances.add((self.asset, account))
 
     def _consume(self, owner: int, amount: int) -> str:
         """Take `amount` off the lock record of `owner` (not off the locked balance)."""
@@ -171,6 +182,8 @@ class Registry:
             del self.locks[owner]
         else:
             self.locks[owner] = (account, held - amount, holder)
+        if self.changes is not None:
+            self.changes.locks.add((self.asset, owner))
         return account
 
     def shortfalls(self) -> list[tuple[str, int]]:
@@ -191,6 +204,10 @@ class Registry:
         Returns the nonzero positions (sorted by account) and the net debit total.
         The caller has checked `shortfalls()` is empty. O(positions log positions)."""
         available, locked = self.available, self.locked
+        if self.changes is not None:
+            asset = self.asset
+            self.changes.balances.update((asset, a) for a in (*self.escrow, *self.positions))
+            self.changes.assets.add(asset)
         for account, amount in self.escrow.items():
             locked[account] -= amount
             available[account] = available.get(account, 0) + amount

@@ -1,5 +1,7 @@
 """One rule, one place: the buy requirement, fee rounding and the cash of a trade's DvP are
-each one function (settlement/fees.py), and every hot path that applies the rule calls it.
+each one function (settlement/fees.py), who receives what in a trade's DvP is one function
+(`settlement.engine.deliver_versus_payment`), and every hot path that applies the rule calls
+it.
 
 Each test replaces the code of one function (`__code__`, so that every binding of it follows:
 module names, names bound to locals in loops, closures) with a visibly different rule, runs the
@@ -52,6 +54,26 @@ def fake_trade_cash(schedule: FeeSchedule, price: int, quantity: int) -> tuple[i
     commission = notional * schedule.commission_bps // 10_000
     stamp_duty = notional * schedule.stamp_duty_bps // 10_000 + 1
     return notional + commission, notional - commission - stamp_duty, commission, stamp_duty
+
+
+def fake_deliver(
+    security: Any,
+    shares_to: dict[str, int],
+    cash: Any,
+    cash_to: dict[str, int],
+    quantity: int,
+    buyer: str,
+    seller: str,
+    amounts: tuple[int, int, int, int],
+) -> None:
+    """The real DvP but one fen of what the seller receives goes to the fee account."""
+    _, receives, commission, stamp_duty = amounts
+    shares_to[buyer] = shares_to.get(buyer, 0) + quantity
+    cash_to[seller] = cash_to.get(seller, 0) + receives - 1
+    fees = security.fees
+    cash_to[fees.fee_account] = cash_to.get(fees.fee_account, 0) + 2 * commission + 1
+    if stamp_duty:
+        cash_to[fees.tax_account] = cash_to.get(fees.tax_account, 0) + stamp_duty
 
 
 def patch(monkeypatch: pytest.MonkeyPatch, function: Any, fake: Any) -> None:
@@ -163,9 +185,13 @@ def test_every_funding_path_follows_the_one_buy_requirement(
 # -- fee rounding and the cash of a trade ----------------------------------------------------
 
 
-def trade_scenario(cash_of: Callable[[FeeSchedule, int, int], tuple[int, ...]]) -> Observations:
+def trade_scenario(
+    cash_of: Callable[[FeeSchedule, int, int], tuple[int, ...]], diverted: int = 0
+) -> Observations:
     """Every path that settles a trade, each checked against `cash_of` (the cash of a trade:
-    buyer pays, seller receives, commission, stamp duty); returns each path's settlement."""
+    buyer pays, seller receives, commission, stamp duty) and against a DvP that gives the fee
+    account `diverted` fen of what the seller receives; returns each path's settlement (its
+    event's cash and the cash that moved)."""
     seen: Observations = {}
     schedule = FeeSchedule(commission_bps=3, stamp_duty_bps=10)
     desk = build_desk()
@@ -179,9 +205,14 @@ def trade_scenario(cash_of: Callable[[FeeSchedule, int, int], tuple[int, ...]]) 
         assert cash == (pays, receives, commission, stamp_duty), path
         after = cash_worth(engine)
         moved = {a: after[a] - before.get(a, 0) for a in after if after[a] != before.get(a, 0)}
-        expected = {done.buyer: -pays, done.seller: receives, FEE: 2 * commission, TAX: stamp_duty}
+        expected = {
+            done.buyer: -pays,
+            done.seller: receives - diverted,
+            FEE: 2 * commission + diverted,
+            TAX: stamp_duty,
+        }
         assert moved == {a: n for a, n in expected.items() if n}, path
-        seen[path] = cash
+        seen[path] = (cash, sorted(moved.items()))
 
     settlement = desk.venue.settlement
     desk.sell(1, "B1", "GRS", 1_003, 300)
@@ -240,6 +271,17 @@ def test_every_settlement_path_follows_the_one_trade_cash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     both_rules(monkeypatch, fees.trade_cash, fake_trade_cash, trade_scenario)
+
+
+def test_every_settlement_path_follows_the_one_dvp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The taker fills (as buyer and as seller), the net modes, the auction and the
+    `SettleTrade` command all deliver through `deliver_versus_payment`."""
+    from settlement import engine
+
+    def scenario(deliver: Any) -> Observations:
+        return trade_scenario(fees.trade_cash, diverted=1 if deliver is fake_deliver else 0)
+
+    both_rules(monkeypatch, engine.deliver_versus_payment, fake_deliver, scenario)
 
 
 # -- one state hash --------------------------------------------------------------------------

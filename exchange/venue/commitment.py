@@ -46,11 +46,13 @@ practice (LtHash, which Solana adopted, uses the same 2048-byte state for 128-bi
 sequenced commands an attacker partly controls, so the margin matters; SHA-256 over the
 accumulator keeps the header field at 32 bytes.
 
-Change tracking comes from the commands and the events the venue returned (`touch`), never
-from hooks in the venue: every state change the venue makes is told by an event or follows
-from the command (see `touch` for the table). Tests compare the incremental commitment with
-the one recomputed from `Venue.snapshot()` after random command sequences. All commands must go
-through `touch` (`VenueMachine.apply` does it): a change made behind its back is not seen.
+What changed comes from the cores themselves: the matching engine, the settlement engine
+(and its registries) and the venue each record the keys of the entities they change as they
+change them (`matching.changes`, `settlement.changes`, `exchange.venue.changes`), and
+`digest` drains the three records. The commitment has no table of what a command or an event
+changes, and reads the cores only through their public queries (a test checks that it reads
+no other class's private attribute). Tests compare the incremental commitment with the one
+recomputed from `Venue.snapshot()` after random command sequences.
 
 Memory: each entity keeps its 2048-bit element (300 bytes) so that a change costs one hash, not
 two; with the queue links about 0.55 KB per resting order. Entry bytes are not kept: each bytes
@@ -60,38 +62,18 @@ object orjson returns holds a 4 KB buffer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import orjson
 
 from exchange.venue.outcomes import event_row
-from exchange.venue.types import BrokerCommand, DayBegun, InstrumentListed
 from exchange.venue.venue import SNAPSHOT_VERSION as VENUE_VERSION
 from exchange.venue.venue import Venue
-from matching.book import Order
 from matching.engine import SNAPSHOT_VERSION as MATCHING_VERSION
-from matching.events import (
-    OrderAccepted,
-    OrderAmended,
-    OrderCancelled,
-    OrderExpired,
-    OrderReduced,
-    PhaseChanged,
-    SelfTradePrevented,
-    TradeExecuted,
-)
 from matching.types import Side
-from settlement import commands as sc
 from settlement.codec import to_row
 from settlement.engine import SNAPSHOT_VERSION as SETTLEMENT_VERSION
-from settlement.events import (
-    AssetNetted,
-    CycleSettled,
-    PositionSettled,
-    TradeCleared,
-    TradeSettled,
-)
 from settlement.registry import Registry
 
 MODULUS_BITS: Final = 2048
@@ -332,50 +314,46 @@ def _registry_entry(registry: Registry) -> bytes:
 
 
 class StateCommitment:
-    """The multiset hash of a live venue, kept up to date from what each command did.
+    """The multiset hash of a live venue, kept up to date from what its cores changed.
 
-    Call `touch(command, events)` after every `venue.apply(command)` and `digest()` whenever a
-    state hash is due (once per block). `touch` only records keys (O(events)); `digest` brings
-    the changed entities up to date, O(entities changed since the last digest).
+    The matching engine, the settlement engine and the venue each record the entities they
+    change (`track_changes` on each: `matching.changes`, `settlement.changes`,
+    `exchange.venue.changes`); `digest()`, whenever a state hash is due (once per block),
+    drains the three records and brings those entities up to date: O(entities changed since
+    the last digest). The commitment keeps no model of what a command or an event changes. It
+    is the cores' one reader: a second commitment on the same venue is refused (asserted).
     """
 
     __slots__ = (
         "_account",
-        "_accounts",
         "_accumulator",
-        "_appended",
-        "_assets",
         "_balance_entries",
         "_bought_keys",
-        "_currency",
-        "_cycle",
         "_entries",
         "_escrow_keys",
-        "_fee_symbols",
-        "_holds",
         "_level",
+        "_matching_changes",
         "_next",
         "_order_entries",
-        "_orders",
-        "_outcome_ids",
-        "_pairs",
         "_pending_keys",
         "_position_keys",
         "_prev",
+        "_settlement_changes",
         "_settlement_outcomes",
         "_stray",
-        "_symbols",
         "_tail",
-        "_today",
-        "_today_all",
-        "_venue_outcome_ids",
+        "_venue_changes",
         "_venue_outcomes",
         "venue",
     )
 
     def __init__(self, venue: Venue) -> None:
-        """Build the commitment of `venue` as it is now. O(state), once."""
+        """Build the commitment of `venue` as it is now, and follow its cores' records of
+        changes from now on. O(state), once."""
         self.venue = venue
+        self._matching_changes = venue.matching.track_changes()
+        self._settlement_changes = venue.settlement.track_changes()
+        self._venue_changes = venue.track_changes()
         # each entity's element of the group (not its bytes: orjson's output holds 4 KB)
         self._entries: dict[Key, int] = {}  # every entity but the orders and balances
         self._order_entries: dict[int, int] = {}  # `o` entities by order id
@@ -388,27 +366,12 @@ class StateCommitment:
         self._tail: dict[Level, int] = {}
         self._account: dict[int, str] = {}  # order id -> account, for committed orders
         self._stray: dict[tuple[str, int], str] = {}  # (asset, owner) -> account: `l` locks
-        self._currency: dict[str, str] = {}  # symbol -> its cash asset
         self._escrow_keys: set[tuple[str, str]] = set()
         self._position_keys: set[tuple[str, str]] = set()
         self._bought_keys: set[tuple[str, str]] = set()
         self._pending_keys: set[tuple[str, str]] = set()
         self._settlement_outcomes = _OrderedSection("s")
         self._venue_outcomes = _OrderedSection("v")
-        # what changed since the last digest
-        self._orders: dict[int, str] = {}  # order id -> symbol
-        self._appended: dict[int, None] = {}  # joined the back of a queue, in that order
-        self._pairs: set[tuple[str, str]] = set()  # (asset, account): b, e, p
-        self._holds: set[tuple[str, str, str]] = set()  # (asset, symbol, account): h
-        self._fee_symbols: set[str] = set()
-        self._assets: set[str] = set()
-        self._accounts: set[str] = set()
-        self._symbols: set[str] = set()
-        self._today: set[tuple[str, str]] = set()
-        self._today_all = False
-        self._cycle = False
-        self._outcome_ids: set[OutcomeKey] = set()
-        self._venue_outcome_ids: set[OutcomeKey] = set()
         self._build()
 
     def _build(self) -> None:
@@ -449,96 +412,9 @@ class StateCommitment:
                 section.prev[command_id] = prev
                 prev = command_id
 
-    # -- recording what a command changed ------------------------------------------------
-
     def touch(self, command: Any, events: list[Any]) -> None:
-        """Record what `command`, which gave `events`, may have changed. O(events).
-
-        Orders: every event naming an order id (accepted, trade, cancelled, reduced, amended,
-        expired, self-trade prevented) marks it and its locks; acceptance and an amend that
-        loses priority put it at the back of its queue. Trades (settled or cleared) mark both
-        parties' balances in both assets, the fee and tax accounts, both registries and the
-        buyer's shares bought today. Other commands mark the fields they name.
-        """
-        orders = self._orders
-        for event in events:
-            kind = type(event)
-            if kind is TradeExecuted:
-                orders[event.buy_order_id] = event.symbol
-                orders[event.sell_order_id] = event.symbol
-            elif kind is TradeSettled or kind is TradeCleared:
-                asset, currency, buyer, seller = (
-                    event.asset,
-                    event.currency,
-                    event.buyer,
-                    event.seller,
-                )
-                self._pairs.update(
-                    ((asset, buyer), (asset, seller), (currency, buyer), (currency, seller))
-                )
-                self._fee_symbols.add(asset)
-                self._assets.add(asset)
-                self._assets.add(currency)
-                self._today.add((buyer, asset))
-            elif kind is OrderAccepted:
-                order_id = event.order_id
-                orders[order_id] = event.symbol
-                self._appended.pop(order_id, None)
-                self._appended[order_id] = None
-            elif kind is OrderCancelled or kind is OrderReduced or kind is OrderExpired:
-                orders[event.order_id] = event.symbol
-            elif kind is OrderAmended:
-                order_id = event.order_id
-                orders[order_id] = event.symbol
-                if not event.priority_kept:
-                    self._appended.pop(order_id, None)
-                    self._appended[order_id] = None
-            elif kind is SelfTradePrevented:
-                orders[event.taker_order_id] = event.symbol
-                orders[event.maker_order_id] = event.symbol
-            elif kind is PhaseChanged or kind is InstrumentListed:
-                self._symbols.add(event.symbol)
-            elif kind is PositionSettled:
-                self._pairs.add((event.asset, event.account))
-            elif kind is AssetNetted:
-                self._assets.add(event.asset)
-                self._cycle = True
-            elif kind is CycleSettled or kind is DayBegun:
-                self._cycle = self._cycle or kind is CycleSettled
-                self._today_all = True
-        if type(command) is not BrokerCommand:
-            self._touch_command(command)
-
-    def _touch_command(self, command: Any) -> None:
-        """What a calendar, listing or settlement command names."""
-        symbol = getattr(command, "symbol", None)
-        if symbol is not None:
-            self._symbols.add(symbol)
-        command_id = getattr(command, "command_id", None)
-        if command_id is None:
-            return
-        key = (command.actor, command_id)  # outcomes are remembered per actor
-        self._outcome_ids.add(key)
-        asset = getattr(command, "asset", None)
-        if asset is not None:
-            self._assets.add(asset)
-        for name in ("account", "source", "destination"):
-            account = getattr(command, name, None)
-            if account is not None:
-                self._accounts.add(account)
-                if asset is not None:
-                    self._pairs.add((asset, account))
-        kind = type(command)
-        if kind is sc.SetFeeSchedule or kind is sc.SettleCycle:
-            self._venue_outcome_ids.add(key)
-        if kind is sc.SetFeeSchedule and command.asset in self.venue._rules:
-            # a new schedule re-funds every resting buy of the instrument
-            symbol = command.asset
-            for order in self.venue.matching.book(symbol).resting():
-                self._orders[order.order_id] = symbol
-        if kind is sc.SettleCycle:
-            self._cycle = True
-            self._today_all = True
+        """Nothing: the cores record what they change themselves. Kept for callers that
+        still call it after each command (`VenueMachine.apply`)."""
 
     # -- bringing the accumulator up to date ---------------------------------------------
 
@@ -546,63 +422,24 @@ class StateCommitment:
         """The 32-byte state hash. O(entities changed since the last call)."""
         venue = self.venue
         settlement = venue.settlement
+        changed = self._settlement_changes
         self._flush_orders()
-        pairs = self._pairs
-        for symbol in self._fee_symbols:
-            security = settlement.registry(symbol)
-            fees = security.fees
-            pairs.add((security.currency, fees.fee_account))
-            pairs.add((security.currency, fees.tax_account))
-        if self._cycle:
-            pairs.update(self._escrow_keys)
-            pairs.update(self._position_keys)
-            self._assets.update(asset for asset, _ in self._escrow_keys)
-            self._assets.update(asset for asset, _ in self._position_keys)
+        self._rehash_balances(changed.balances)
         update = self._update
-        registries = settlement._registries
-        self._rehash_balances(pairs)
-        for key in self._holds:
+        registries = settlement.registries()
+        for key in changed.holds:
             asset, symbol, account = key
             amount = registries[asset].holds.get(symbol, {}).get(account, 0)
             update(("h", *key), _hold_entry(*key, amount) if amount else None)
-        for asset in self._assets:
-            registry = registries.get(asset)
-            update(("r", asset), None if registry is None else _registry_entry(registry))
-        brokers, frozen = settlement._brokers, settlement._frozen
-        for account in self._accounts:
-            broker = brokers.get(account)
-            update(
-                ("a", account),
-                None if broker is None else _dumps(["a", account, broker, account in frozen]),
-            )
-        books, rules = venue.matching._books, venue._rules
-        for symbol in self._symbols:
-            book = books.get(symbol)
-            if book is None:
-                update(("k", symbol), None)
-            else:
-                instrument = book.instrument
-                update(
-                    ("k", symbol),
-                    _book_entry(
-                        symbol,
-                        instrument.tick_size,
-                        instrument.lot,
-                        instrument.reference_price,
-                        instrument.price_limit_pct,
-                        int(book.phase),
-                    ),
-                )
-            rule = rules.get(symbol)
-            update(
-                ("u", symbol),
-                None
-                if rule is None
-                else _dumps(["u", symbol, rule.currency, rule.t_plus, rule.lot, rule.upper_limit]),
-            )
+        for asset in changed.assets:
+            update(("r", asset), _registry_entry(registries[asset]))
+        brokers, frozen = settlement.account_tables()
+        for account in changed.accounts:
+            update(("a", account), _dumps(["a", account, brokers[account], account in frozen]))
+        self._flush_instruments()
         self._flush_today()
-        self._settlement_outcomes.sync(self, settlement._outcomes, self._outcome_ids, _s_value)
-        self._venue_outcomes.sync(self, venue._outcomes._rows, self._venue_outcome_ids, _v_value)
+        self._settlement_outcomes.sync(update, settlement.outcomes(), changed.outcomes, _s_value)
+        self._venue_outcomes.sync(update, venue.outcomes(), self._venue_changes.outcomes, _v_value)
         update(
             ("g",),
             _global_entry(
@@ -618,26 +455,51 @@ class StateCommitment:
                 settlement.trade_count,
                 settlement.cycle_id,
                 settlement.cycle_trade_count,
-                settlement._outcomes_max,
+                settlement.outcomes_max,
                 settlement.forgotten_ids(),
             ),
         )
-        self._clear()
+        self._matching_changes.clear()
+        changed.clear()
+        self._venue_changes.clear()
         self._accumulator &= MASK
         return finish(self._accumulator)
 
+    def _flush_instruments(self) -> None:
+        """The `k` and `u` entities of the books matching changed and the listings the venue
+        made (books and listings are never taken away)."""
+        matching, listed, update = self.venue.matching, self.venue.listed(), self._update
+        for symbol in self._matching_changes.books:
+            book = matching.book(symbol)
+            instrument = book.instrument
+            update(
+                ("k", symbol),
+                _book_entry(
+                    symbol,
+                    instrument.tick_size,
+                    instrument.lot,
+                    instrument.reference_price,
+                    instrument.price_limit_pct,
+                    int(book.phase),
+                ),
+            )
+        for symbol in self._venue_changes.rules:
+            rule = listed[symbol]
+            update(
+                ("u", symbol),
+                _dumps(["u", symbol, rule.currency, rule.t_plus, rule.lot, rule.upper_limit]),
+            )
+
     def _rehash_balances(self, pairs: set[tuple[str, str]]) -> None:
         """Bring the `b`, `e` and `p` entities of `pairs` (asset, account) up to date."""
-        registries = self.venue.settlement._registries
+        registries = self.venue.settlement.registries()
         balances, update = self._balance_entries, self._update
         escrow_keys, position_keys = self._escrow_keys, self._position_keys
         added: list[int] = []
         removed: list[int] = []
         for pair in pairs:
             asset, account = pair
-            registry = registries.get(asset)
-            if registry is None:
-                continue
+            registry = registries[asset]
             available = registry.available.get(account, 0)
             locked = registry.locked.get(account, 0)
             old = balances.get(pair)
@@ -668,21 +530,6 @@ class StateCommitment:
                         update((tag, asset, account), None)
         self._accumulator += sum(added) - sum(removed)
 
-    def _clear(self) -> None:
-        self._orders.clear()
-        self._appended.clear()
-        self._pairs.clear()
-        self._holds.clear()
-        self._fee_symbols.clear()
-        self._assets.clear()
-        self._accounts.clear()
-        self._symbols.clear()
-        self._today.clear()
-        self._today_all = False
-        self._cycle = False
-        self._outcome_ids.clear()
-        self._venue_outcome_ids.clear()
-
     def _update(self, key: Key, entry: bytes | None) -> None:
         """Make `key`'s entity `entry` (None: no such entity)."""
         entries = self._entries
@@ -701,50 +548,64 @@ class StateCommitment:
         """Replay the block's queue changes on the committed queues, then rehash the orders
         whose content, lock or `prev` changed. A live order's entity holds its lock (in the
         asset its side pays with); any other lock is an `l` entity of its own."""
-        resting = self.venue.matching._index
-        rules = self.venue._rules
-        level_of, appended = self._level, self._appended
-        account_of, pairs, stray, holds = self._account, self._pairs, self._stray, self._holds
+        resting = self.venue.matching.order_index()
+        listed = self.venue.listed()
+        level_of = self._level
+        queued = self._matching_changes.queued
         changed: dict[int, None] = {}
-        for order_id, symbol in self._orders.items():
+        # locks whose place may have changed: every lock settlement changed, and those under
+        # the id of an order that left or joined the book (held in its entity, or stray)
+        lock_keys = set(self._settlement_changes.locks)
+        for order_id in (*self._matching_changes.orders, *queued):  # (one in both: a no-op)
             order = resting.get(order_id)
             level = level_of.get(order_id)
             if level is None and order is None:
                 continue  # placed and done since the last digest: nothing to commit
-            rule = rules[symbol]
-            if level is not None:  # the committed order's account: its funds may change
-                asset = rule.currency if level[1] == _BUY else symbol
-                pairs.add((asset, account_of[order_id]))
-                holds.add((asset, symbol, account_of[order_id]))
-                if order is None or order_id in appended:
-                    behind = self._unlink(order_id)
-                    if behind is not None:
-                        changed[behind] = None
+            if level is not None and (order is None or order_id in queued):
+                behind = self._unlink(order_id)
+                if behind is not None:
+                    changed[behind] = None
             changed[order_id] = None
-            if order is None:  # done: whatever it still holds is a stray lock
-                if stray or order_id in rule.cash.locks or order_id in rule.security.locks:
-                    self._strays(order_id, symbol, rule.currency, order)
-            else:
-                if order.side is BUY:
-                    pairs.add((rule.currency, order.account))
-                    holds.add((rule.currency, symbol, order.account))
-                    other = rule.security.locks
-                else:
-                    pairs.add((symbol, order.account))
-                    holds.add((symbol, symbol, order.account))
-                    other = rule.cash.locks
-                if stray or order_id in other:
-                    self._strays(order_id, symbol, rule.currency, order)
-        for order_id in appended:
+            symbol = level[0] if order is None else order.symbol  # type: ignore[index]
+            lock_keys.add((symbol, order_id))
+            lock_keys.add((listed[symbol].currency, order_id))
+        for order_id in queued:
             order = resting.get(order_id)
             if order is not None:
                 self._link(order_id, (order.symbol, int(order.side), order.price), order.account)
+        self._place_locks(lock_keys, changed)
         self._rehash_orders(changed)
+
+    def _place_locks(self, keys: set[tuple[str, int]], changed: dict[int, None]) -> None:
+        """Each lock (asset, owner) of `keys` in the entity of the live order `owner` if it
+        pays with `asset` (marked in `changed`), else in an `l` entity of its own (none while
+        the venue's invariant holds: a done order holds nothing)."""
+        resting = self.venue.matching.order_index()
+        listed, registries = self.venue.listed(), self.venue.settlement.registries()
+        stray = self._stray
+        for key in keys:
+            asset, owner = key
+            order = resting.get(owner)
+            if order is not None:
+                rule = listed[order.symbol]
+                if asset == (rule.currency if order.side is BUY else order.symbol):
+                    changed[owner] = None
+                    row = None  # held in the order's entity
+                else:
+                    row = registries[asset].locks.get(owner)
+            else:
+                row = registries[asset].locks.get(owner)
+            if row is None:
+                if stray.pop(key, None) is not None:
+                    self._update(("l", asset, owner), None)
+            else:
+                stray[key] = row[0]
+                self._update(("l", asset, owner), _dumps(["l", asset, owner, *row]))
 
     def _rehash_orders(self, changed: dict[int, None]) -> None:
         """Bring the entities of `changed` orders up to date (inline: the hot loop)."""
-        resting = self.venue.matching._index
-        rules = self.venue._rules
+        resting = self.venue.matching.order_index()
+        listed = self.venue.listed()
         level_of, prev_of = self._level, self._prev
         order_entries = self._order_entries
         added: list[int] = []
@@ -758,7 +619,7 @@ class StateCommitment:
                     del order_entries[order_id]
                 continue
             assert level_of[order_id][2] == order.price, f"order {order_id} moved in its queue"
-            rule = rules[order.symbol]
+            rule = listed[order.symbol]
             locks = rule.cash.locks if order.side is BUY else rule.security.locks
             entry = _dumps(
                 [
@@ -785,30 +646,6 @@ class StateCommitment:
             added.append(value)
             order_entries[order_id] = value
         self._accumulator += sum(added) - sum(removed)
-
-    def _strays(self, order_id: int, symbol: str, currency: str, order: Order | None) -> None:
-        """Locks under `order_id` that no live order's entity holds (none while the venue's
-        invariant holds: a done order holds nothing)."""
-        registries = self.venue.settlement._registries
-        stray = self._stray
-        for asset in (symbol, currency):
-            if order is not None and asset == (currency if order.side is BUY else symbol):
-                row = None  # held in the order's entity
-            else:
-                row = registries[asset].locks.get(order_id)
-            key = (asset, order_id)
-            old_account = stray.get(key)
-            if row is None and old_account is None:
-                continue
-            if old_account is not None:
-                self._pairs.add((asset, old_account))
-                del stray[key]
-            if row is None:
-                self._update(("l", asset, order_id), None)
-            else:
-                stray[key] = row[0]
-                self._pairs.add((asset, row[0]))
-                self._update(("l", asset, order_id), _dumps(["l", asset, order_id, *row]))
 
     def _link(self, order_id: int, level: Level, account: str) -> None:
         tail = self._tail.get(level)
@@ -840,20 +677,18 @@ class StateCommitment:
     def _flush_today(self) -> None:
         update = self._update
         bought, pending = self.venue.shares_today()
+        keys = self._venue_changes.today
         for tag, tables, committed in (
             ("t", bought, self._bought_keys),
             ("n", pending, self._pending_keys),
         ):
-            if self._today_all:
-                keys = committed | {(a, s) for s, table in tables.items() for a in table}
-            else:
-                keys = self._today
             for key in keys:
                 table = tables.get(key[1])
                 quantity = None if table is None else table.get(key[0])
                 if quantity is None:
-                    committed.discard(key)
-                    update((tag, *key), None)
+                    if key in committed:
+                        committed.discard(key)
+                        update((tag, *key), None)
                 else:
                     committed.add(key)
                     update((tag, *key), _dumps([tag, key[0], key[1], quantity]))
@@ -883,9 +718,9 @@ class _OrderedSection:
 
     def sync(
         self,
-        commitment: StateCommitment,
-        table: dict[Any, Any],  # OutcomeKey -> outcome
-        touched: set[Any],  # OutcomeKey
+        update: Callable[[Key, bytes | None], None],
+        table: Mapping[Any, Any],  # OutcomeKey -> outcome
+        touched: set[Any],  # OutcomeKey: remembered since the last sync
         value: Any,
     ) -> None:
         if not touched:
@@ -898,7 +733,7 @@ class _OrderedSection:
                 break
             del ids[first], prev_of[first]
             rehash.discard(first)  # a head promoted by an earlier round, forgotten too
-            commitment._update((tag, first), None)
+            update((tag, first), None)
             if ids:
                 head = next(iter(ids))
                 prev_of[head] = None
@@ -914,7 +749,7 @@ class _OrderedSection:
             rehash.add(command_id)
         for command_id in rehash:
             command_row, event_rows = value(table[command_id])
-            commitment._update(
+            update(
                 (tag, command_id),
                 _dumps([tag, command_id, prev_of[command_id], command_row, event_rows]),
             )

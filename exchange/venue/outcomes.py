@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
@@ -54,12 +55,15 @@ def event_from_row(row: list[Any]) -> Any:
 
 
 class Outcomes:
-    """(actor, command id) -> (command, events), the most recent COMMAND_OUTCOMES_MAX."""
+    """(actor, command id) -> (command, events), the most recent `outcomes_max` (the
+    settlement engine's window, COMMAND_OUTCOMES_MAX unless a test makes it smaller)."""
 
-    __slots__ = ("_rows",)
+    __slots__ = ("_max", "_rows")
 
-    def __init__(self) -> None:
+    def __init__(self, outcomes_max: int = COMMAND_OUTCOMES_MAX) -> None:
+        assert outcomes_max > 0, f"bad {outcomes_max=}"
         self._rows: dict[tuple[str, int], Outcome] = {}
+        self._max = outcomes_max
 
     def get(self, command: SettlementCommand) -> tuple[Any, ...] | None:
         """The remembered events of exactly this command, or None."""
@@ -69,8 +73,12 @@ class Outcomes:
     def remember(self, command: SettlementCommand, events: list[Any]) -> None:
         rows = self._rows
         rows[command.actor, command.command_id] = (command, tuple(events))
-        if len(rows) > COMMAND_OUTCOMES_MAX:
+        if len(rows) > self._max:
             del rows[next(iter(rows))]
+
+    def rows(self) -> Mapping[tuple[str, int], Outcome]:
+        """(actor, command id) -> (command, events), oldest first, read-only."""
+        return self._rows
 
     def snapshot(self) -> list[list[Any]]:
         return [
@@ -79,8 +87,8 @@ class Outcomes:
         ]
 
     @classmethod
-    def restore(cls, rows: list[list[Any]]) -> Outcomes:
-        outcomes = cls()
+    def restore(cls, rows: list[list[Any]], outcomes_max: int = COMMAND_OUTCOMES_MAX) -> Outcomes:
+        outcomes = cls(outcomes_max)
         for command_row, event_rows in rows:
             command = command_from_row(command_row)
             events = tuple(event_from_row(row) for row in event_rows)

@@ -32,7 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.venue.outcomes import Outcomes
+from exchange.venue.changes import VenueChanges
+from exchange.venue.outcomes import Outcome, Outcomes
 from exchange.venue.types import (
     BeginDay,
     BrokerCommand,
@@ -70,7 +71,7 @@ from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import FeeScheduleSet
 from settlement.fees import buy_requirement
 from settlement.registry import Registry
-from settlement.types import AssetKind, RejectReason, SettlementMode
+from settlement.types import COMMAND_OUTCOMES_MAX, AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
 BUY = Side.BUY
@@ -139,6 +140,7 @@ class Venue:
     __slots__ = (
         "_account_brokers",
         "_bought_today",
+        "_changes",
         "_day",
         "_day_open",
         "_frozen_accounts",
@@ -152,17 +154,29 @@ class Venue:
         "settlement",
     )
 
-    def __init__(self, *, operator: str, regulator: str) -> None:
+    def __init__(
+        self,
+        *,
+        operator: str,
+        regulator: str,
+        command_outcomes_max: int = COMMAND_OUTCOMES_MAX,
+    ) -> None:
+        """`command_outcomes_max`: the idempotency window of settlement and of the venue's
+        own outcomes (the default everywhere but in tests that run past small windows)."""
         self.matching = MatchingEngine()
-        self.settlement = SettlementEngine(operator=operator, regulator=regulator)
+        self.settlement = SettlementEngine(
+            operator=operator, regulator=regulator, command_outcomes_max=command_outcomes_max
+        )
         self._rules: dict[str, Rules] = {}
         # symbol -> account -> shares bought today (T+1), one table per listed instrument,
         # and NET_NET shares bought today that the cycle has not delivered yet.
         self._bought_today: dict[str, dict[str, int]] = {}
         self._pending_today: dict[str, dict[str, int]] = {}
-        self._outcomes = Outcomes()  # of the settlement commands the venue extends
+        # of the settlement commands the venue extends
+        self._outcomes = Outcomes(command_outcomes_max)
         self._day = 0  # the last day begun, yyyymmdd
         self._day_open = False
+        self._changes: VenueChanges | None = None  # see `track_changes`
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
             SetPhase: self._set_phase,
             ListInstrument: self._list,
@@ -488,6 +502,8 @@ class Venue:
                 append(settled)  # type: ignore[arg-type]  # (narrowed by the assert above)
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
+                    if self._changes is not None:
+                        self._changes.today.add((buyer, symbol))
             elif not gross and type(event) in CHANGES_AN_ORDER:
                 order_id = event.order_id  # type: ignore[union-attr]
                 touched.setdefault(order_id, taker_side if order_id == taker_id else None)
@@ -510,6 +526,7 @@ class Venue:
         requirement = buy_requirement
         today = self._bought_today[rules.symbol]
         t_plus = rules.t_plus
+        tracked = self._changes
         out: list[Event] = []
         append = out.append
         prevented: list[OrderCancelled | OrderReduced] | None = None
@@ -524,6 +541,8 @@ class Venue:
                     append(fill(trade_id, price, quantity, buyer, seller, debit))
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
+                    if tracked is not None:
+                        tracked.today.add((buyer, rules.symbol))
             elif type(event) in CHANGES_AN_ORDER and event.order_id != taker_id:  # type: ignore[union-attr]
                 if prevented is None:
                     prevented = []
@@ -607,7 +626,7 @@ class Venue:
         events: list[Event] = list(self.settlement.apply(command))
         if rules is not None and type(events[0]) is FeeScheduleSet:
             events += self._refund_resting_buys(rules, old_bps)
-            self._outcomes.remember(command, events)
+            self._remember(command, events)
         return events
 
     def _refund_resting_buys(self, rules: Rules, old_bps: int) -> list[Event]:
@@ -648,9 +667,16 @@ class Venue:
                 bought = self._bought_today[symbol]
                 for account, quantity in pending.items():
                     bought[account] = bought.get(account, 0) + quantity
+                if self._changes is not None:
+                    self._changes.today.update((account, symbol) for account in pending)
                 pending.clear()
-            self._outcomes.remember(command, events)
+            self._remember(command, events)
         return events
+
+    def _remember(self, command: settlement_commands.Command, events: list[Event]) -> None:
+        self._outcomes.remember(command, events)
+        if self._changes is not None:
+            self._changes.outcomes.add((command.actor, command.command_id))
 
     # -- instruments, phases and the calendar ----------------------------------------------
 
@@ -723,6 +749,8 @@ class Venue:
         )
         self._bought_today[symbol] = {}
         self._pending_today[symbol] = {}
+        if self._changes is not None:
+            self._changes.rules.add(symbol)
 
     def _listing_reason(self, command: ListInstrument) -> VenueRejectReason | None:
         if command.symbol in self._rules:
@@ -742,8 +770,11 @@ class Venue:
             return [DayRefused(day=command.day, reason=R.DAY_NOT_AFTER)]
         self._day = command.day
         self._day_open = True
-        for table in (*self._bought_today.values(), *self._pending_today.values()):
-            table.clear()
+        for tables in (self._bought_today, self._pending_today):
+            for symbol, table in tables.items():
+                if self._changes is not None:
+                    self._changes.today.update((account, symbol) for account in table)
+                table.clear()
         return [DayBegun(day=command.day)]
 
     def _end_day(self, command: EndDay) -> list[Event]:
@@ -757,6 +788,16 @@ class Venue:
         events.append(DayEnded(day=command.day))
         return events
 
+    # -- changes ---------------------------------------------------------------------------
+
+    def track_changes(self) -> VenueChanges:
+        """From now on, record what the venue itself changes (see `exchange.venue.changes`;
+        its matching and settlement engines keep their own records, `track_changes` on each),
+        and return the record. Once per venue, as `MatchingEngine.track_changes`. O(1)."""
+        assert self._changes is None, "the venue's changes have a reader already"
+        self._changes = VenueChanges()
+        return self._changes
+
     # -- queries and state -----------------------------------------------------------------
 
     @property
@@ -769,6 +810,15 @@ class Venue:
 
     def rules(self, symbol: str) -> Rules:
         return self._rules[symbol]
+
+    def listed(self) -> Mapping[str, Rules]:
+        """symbol -> rules of every listed instrument, read-only."""
+        return self._rules
+
+    def outcomes(self) -> Mapping[tuple[str, int], Outcome]:
+        """(actor, command id) -> (command, events) of the settlement commands whose
+        outcomes the venue remembers, oldest first, read-only."""
+        return self._outcomes.rows()
 
     def sellable(self, symbol: str, account: str) -> int:
         """Shares of `symbol` that `account` may sell now (T+1 applied)."""
@@ -803,7 +853,11 @@ class Venue:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported venue snapshot version {snapshot.get('version')!r}")
         settlement = SettlementEngine.restore(snapshot["settlement"])
-        venue = cls(operator=settlement.operator, regulator=settlement.regulator)
+        venue = cls(
+            operator=settlement.operator,
+            regulator=settlement.regulator,
+            command_outcomes_max=settlement.outcomes_max,
+        )
         venue.matching = MatchingEngine.restore(snapshot["matching"])
         venue.settlement = settlement
         venue._route_settlement()
@@ -819,7 +873,7 @@ class Venue:
             venue._bought_today[symbol][account] = quantity
         for account, symbol, quantity in snapshot["pending_today"]:
             venue._pending_today[symbol][account] = quantity
-        venue._outcomes = Outcomes.restore(snapshot["outcomes"])
+        venue._outcomes = Outcomes.restore(snapshot["outcomes"], settlement.outcomes_max)
         return venue
 
     def state_hash(self) -> str:
