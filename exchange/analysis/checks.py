@@ -125,15 +125,15 @@ def trade_proofs(ledger: NodeLedger, trade_ids: Sequence[int]) -> pd.DataFrame:
 def replay(ledger: NodeLedger) -> Iterator[tuple[BlockHeader, Venue]]:
     """Re-execute the stored blocks from the genesis, yielding each header with the venue in
     the state after it (the same object each time: read it, do not keep it). Raises
-    `ReplayError` at the first block whose re-execution gives another events root, event count
-    or state hash. O(commands)."""
+    `ReplayError` at the first block whose re-execution gives another receipts root or state
+    hash. O(commands)."""
     machine = VenueMachine(venue_from_genesis(ledger.genesis))
     tip = ledger.store.tip()
     for height in range(1, 0 if tip is None else tip[0] + 1):
         block = ledger.store.block(height)
         if block is None:
             raise ReplayError(f"block {height} is missing below the tip")
-        _, divergence = re_execute(machine, block.header, [dict(c) for c in block.commands])
+        _, divergence = re_execute(machine, block)
         if divergence is not None:
             raise ReplayError(str(divergence))
         yield block.header, machine.venue

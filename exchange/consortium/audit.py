@@ -133,36 +133,45 @@ def trade_receipt(directory: Path, trade_id: int) -> dict[str, Any]:
         raise ReceiptError(f"{node.store_path}: unreadable: {error}") from None
     finally:
         store.close()
-    leaf = receipt["leaf"]
-    if (
-        not isinstance(leaf, dict)
-        or leaf.get("type") != "trade"
-        or leaf.get("trade_id") != trade_id
-    ):
+    if trade_in(receipt["leaf"], trade_id) is None:
         height, index = where
         raise ReceiptError(
-            f"block {height}: the trades table puts trade {trade_id} at event {index}, which is "
-            f"{orjson.dumps(leaf).decode()[:120]} (run jinlian verify {directory})"
+            f"block {height}: the trades table puts trade {trade_id} at command {index}, whose "
+            f"events are {orjson.dumps(receipt['leaf']['events']).decode()[:120]} "
+            f"(run jinlian verify {directory})"
         )
     return {**receipt, "trade_id": trade_id}
 
 
+def trade_in(leaf: object, trade_id: int) -> dict[str, Any] | None:
+    """The `trade` event of `trade_id` among a receipt leaf's events, or None."""
+    events = leaf.get("events") if isinstance(leaf, dict) else None
+    for event in events if isinstance(events, list) else ():
+        trade = isinstance(event, dict) and event.get("type") == "trade"
+        if trade and event.get("trade_id") == trade_id:
+            found: dict[str, Any] = event
+            return found
+    return None
+
+
 def find_trade(store: BlockStore, trade_id: int) -> tuple[int, int] | None:
-    """(height, event index) of the trade: from the `trades` table if the store has an indexer,
-    else (or above its watermark, which the table does not cover yet) by scanning the stored
-    events. Raises `StoreError`. O(log trades) when indexed, O(events not indexed) otherwise."""
+    """(height, command index) of the command whose receipt holds the trade: from the `trades`
+    table if the store has an indexer, else (or above its watermark, which the table does not
+    cover yet) by scanning the stored receipts. Raises `StoreError`. O(log trades) when
+    indexed, O(events not indexed) otherwise."""
     first = 1
     if store.indexer is not None:
-        found = store.read("SELECT height, event_idx FROM trades WHERE trade_id = ?", (trade_id,))
+        found = store.read("SELECT height, command_idx FROM trades WHERE trade_id = ?", (trade_id,))
         if found:
             return int(found[0][0]), int(found[0][1])
         first = store.indexed_height() + 1
     tip = store.tip()
     for height in range(first, 0 if tip is None else tip[0] + 1):
-        for index, data in enumerate(store.events(height) or []):
-            event = orjson.loads(data)
-            if event.get("type") == "trade" and event.get("trade_id") == trade_id:
-                return height, index
+        for receipt in store.receipts(height) or []:
+            for data in receipt.events:
+                event = orjson.loads(data)
+                if event.get("type") == "trade" and event.get("trade_id") == trade_id:
+                    return height, receipt.index
     return None
 
 
@@ -186,10 +195,8 @@ def verify_receipt_file(path: Path, genesis_path: Path) -> str | None:
         )
     except ReceiptError as error:
         return str(error)
-    if not isinstance(leaf, dict) or leaf.get("type") != "trade":
-        return f"leaf is not a trade: {orjson.dumps(leaf).decode()[:120]}"
-    if leaf.get("trade_id") != trade_id:
-        return f"leaf is trade {leaf.get('trade_id')!r}, not trade {trade_id}"
+    if trade_in(leaf, trade_id) is None:
+        return f"leaf has no trade {trade_id}: {orjson.dumps(leaf['events']).decode()[:120]}"
     return None
 
 
