@@ -22,7 +22,7 @@ from exchange.venue.types import BeginDay, BrokerCommand
 from ledger.block import Block, QuorumCertificate, certify, sign_vote
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey, load_private_key
-from ledger.machine import propose
+from ledger.machine import encode_commands, propose
 from ledger.store import BlockStore
 from matching.commands import CancelOrder, PlaceOrder, SetPhase
 from matching.types import OrderKind, Phase, Side
@@ -94,7 +94,7 @@ class Chain:
             height=self.height + 1,
             parent_hash=parent,
             time_ns=TIME_NS_START + self.height if time_ns is None else time_ns,
-            commands=commands,
+            commands=encode_commands(commands),
         )
         for store in (self.store, *self.replicas):
             store.append(block, execution.events)
