@@ -660,13 +660,14 @@ def _prepare(
 ) -> bytes:
     """Set the pragmas, create the schema (and an indexer's tables) if absent, check or record
     the meta values, and return the stored genesis hash."""
+    _check_version(connection, path)  # before anything is written, WAL mode included
     mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise SchemaError(f"{path}: journal mode {mode!r}, not wal")
     for pragma in pragmas:
         connection.execute(pragma)
     with _Transaction(connection, "BEGIN IMMEDIATE"):
-        _check_version(connection, path)
+        _check_version(connection, path)  # again under the lock: another opener created it
         for statement in (*_SCHEMA, *derived_schema):
             connection.execute(statement)
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
