@@ -16,11 +16,12 @@ import pytest
 from exchange.consortium.audit import receipt_bytes, trade_receipt, verify_node, verify_receipt_file
 from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import init_consortium
-from ledger.block import BlockHeader
+from ledger.block import BlockHeader, Receipt
 from ledger.receipt import ReceiptError
 from ledger.store import BlockStore, Row, StoreError
 from matching.types import Side
 from tests.chain import SYMBOLS, Chain
+from tests.store_tamper import corrupt_block
 
 
 def cli(*arguments: object) -> subprocess.CompletedProcess[str]:
@@ -71,10 +72,14 @@ def test_a_planted_trade_appears_with_its_price_quantity_accounts_and_leaf(
     chain = three_blocks(tmp_path)
     rows = chain.store.read("SELECT * FROM trades ORDER BY trade_id")
     assert [row[:3] for row in rows] == [(1, 1, rows[0][2]), (2, 2, rows[1][2])]
-    trade_id, height, index, symbol, price, quantity, buy, sell, buyer, seller, aggressor = rows[0]
+    (trade_id, height, index, symbol, price, quantity, buy, sell, buyer, seller, aggressor,
+     command, time_ns) = rows[0]  # fmt: skip
     assert (symbol, price, quantity, buy, sell, buyer, seller, aggressor) == (
         SYMBOLS[0], 1000, 200, 2, 1, "20001", "10001", "buy"
     )  # fmt: skip
+    block = chain.blocks[0]
+    assert orjson.loads(block.commands[command])["order_id"] == 2  # the aggressor's place
+    assert time_ns == block.times_ns[command]
     event = event_at(chain, height, index)
     assert event["type"] == "trade" and event["trade_id"] == trade_id == 1
     for row in rows:  # every row's leaf index points at its trade event
@@ -93,8 +98,9 @@ def test_order_rows_follow_the_events_with_broker_and_account(tmp_path: Path) ->
         (1, "accepted", 1, "broker1", "10001", "sell", 1000, 300, None),
         (1, "accepted", 2, "broker2", "20001", "buy", 1001, 200, None),
     ]
-    # The cancel of an order placed in an earlier block: no place command to name the broker.
-    assert (2, "cancelled", 1, None, None, None, None, 100, "requested") in rows
+    # The cancel of an order placed in an earlier block: the cancel command names the broker
+    # (the account is on the order's accepted row).
+    assert (2, "cancelled", 1, "broker1", None, None, None, 100, "requested") in rows
     every = chain.store.read("SELECT count(*) FROM orders")[0][0]
     kinds = [orjson.loads(e)["type"] for h in (1, 2, 3) for e in chain.store.events(h) or []]
     assert every == sum(kind in ("accepted", "cancelled") for kind in kinds)
@@ -130,13 +136,9 @@ class FailingIndexer(VenueIndexer):
     __slots__ = ()
 
     def rows(
-        self,
-        height: int,
-        header: BlockHeader,
-        commands: Sequence[Mapping[str, Any]],
-        events: Sequence[bytes],
+        self, height: int, header: BlockHeader, receipts: Sequence[Receipt]
     ) -> Mapping[str, Sequence[Row]]:
-        rows = dict(super().rows(height, header, commands, events))
+        rows = dict(super().rows(height, header, receipts))
         rows["trades"] = [*rows["trades"], *rows["trades"]]
         return rows
 
@@ -204,7 +206,11 @@ def test_verify_passes_on_a_good_store(tmp_path: Path) -> None:
 
 
 def flip_byte(path: Path, table: str, column: str, height: int, where: str = "") -> None:
-    """Change one byte of one stored row, as a disk error or a tamperer would."""
+    """Change one byte of one stored row, as a disk error or a tamperer would. Commands and
+    events are inside the block's blob: `corrupt_block` changes one digit of them there."""
+    if table in ("commands", "events"):
+        corrupt_block(path, height, table[:-1])
+        return
     with sqlite3.connect(path) as db:
         key = "idx" if table in ("commands", "events") else None
         condition = f"height = {height}" + (f" AND {key} = 0" if key else "") + where
@@ -293,8 +299,17 @@ def test_receipt_round_trip(tmp_path: Path) -> None:
     for trade_id in (1, 2):
         path = write_receipt(chain, trade_id, tmp_path)
         receipt = orjson.loads(path.read_bytes())
-        assert receipt["trade_id"] == trade_id and receipt["leaf"]["trade_id"] == trade_id
-        assert receipt["tree_size"] == receipt["header"]["event_count"]
+        assert receipt["trade_id"] == trade_id
+        trades = [e for e in receipt["leaf"]["events"] if e["type"] == "trade"]
+        assert [trade["trade_id"] for trade in trades] == [trade_id]
+        # the trade with the command that caused it (the aggressor's place) and its time
+        block = chain.blocks[receipt["header"]["height"] - 1]
+        index = receipt["leaf_index"]
+        assert receipt["leaf"]["index"] == index
+        assert receipt["command"].encode() == block.commands[index]
+        assert orjson.loads(receipt["command"])["type"] == "place"
+        assert receipt["leaf"]["time_ns"] == block.times_ns[index]
+        assert receipt["tree_size"] == receipt["header"]["command_count"]
         result = cli("verify-receipt", path, "--genesis", genesis)
         assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
 
@@ -302,7 +317,7 @@ def test_receipt_round_trip(tmp_path: Path) -> None:
 def test_receipt_refuses_an_unknown_trade_and_an_uncertified_block(tmp_path: Path) -> None:
     chain = three_blocks(tmp_path)
     chain.add_block([chain.place(6, "10001", Side.SELL, 1000, 100)], certified=False)
-    assert event_at(chain, 4, 1)["type"] == "trade"
+    assert event_at(chain, 4, 1)["type"] == "trade"  # events of the block, in order
     chain.close()
     with pytest.raises(ReceiptError, match="trade 99 is not in"):
         trade_receipt(chain.node, 99)
@@ -326,10 +341,21 @@ def test_verify_receipt_fails_for_each_tampering(tmp_path: Path) -> None:
     path = write_receipt(chain, 1, tmp_path)
 
     def price(receipt: dict[str, Any]) -> None:
-        receipt["leaf"]["price"] += 1
+        trade = next(e for e in receipt["leaf"]["events"] if e["type"] == "trade")
+        trade["price"] += 1
+
+    def time(receipt: dict[str, Any]) -> None:
+        receipt["leaf"]["time_ns"] -= 1
 
     def leaf_index(receipt: dict[str, Any]) -> None:
         receipt["leaf_index"] -= 1
+
+    def both_indexes(receipt: dict[str, Any]) -> None:
+        receipt["leaf_index"] -= 1
+        receipt["leaf"]["index"] -= 1
+
+    def command(receipt: dict[str, Any]) -> None:
+        receipt["command"] = receipt["command"].replace('"quantity":200', '"quantity":300')
 
     def short_of_quorum(receipt: dict[str, Any]) -> None:
         receipt["certificate"]["votes"] = receipt["certificate"]["votes"][:2]
@@ -338,13 +364,16 @@ def test_verify_receipt_fails_for_each_tampering(tmp_path: Path) -> None:
         receipt["trade_id"] = 2
 
     def header(receipt: dict[str, Any]) -> None:
-        receipt["header"]["event_count"] += 1
+        receipt["header"]["command_count"] += 1
 
     cases = {
         price: "inclusion proof of leaf",
-        leaf_index: "inclusion proof of leaf",
+        time: "inclusion proof of leaf",
+        leaf_index: "is not leaf_index",
+        both_indexes: "inclusion proof of leaf",
+        command: "command hashes to",
         short_of_quorum: "2 votes, fewer than the quorum of 3",
-        trade_id: "leaf is trade 1, not trade 2",
+        trade_id: "leaf has no trade 2",
         header: "certificate: ",
     }
     for change, message in cases.items():
@@ -359,6 +388,7 @@ def test_verify_receipt_refuses_unknown_fields_at_every_level(tmp_path: Path) ->
     chain.close()
     genesis = chain.directory / "genesis.json"
     path = write_receipt(chain, 1, tmp_path)
+    hashes = len(orjson.loads(path.read_bytes())["proof"])
 
     def top(receipt: dict[str, Any]) -> None:
         receipt["signed_by_regulator"] = True
@@ -378,13 +408,17 @@ def test_verify_receipt_refuses_unknown_fields_at_every_level(tmp_path: Path) ->
     def proof_hash(receipt: dict[str, Any]) -> None:
         receipt["proof"].append("00" * 32)
 
+    def leaf(receipt: dict[str, Any]) -> None:
+        receipt["leaf"]["broker"] = "broker1"
+
     cases = {
         top: "receipt has an unknown field 'signed_by_regulator'",
         header: "header.comment: unknown field",
         certificate: "certificate.round: unknown field",
         vote: "certificate.votes[0].weight: unknown field",
         proof: "proof is not a list",
-        proof_hash: "proof has 4 hashes, more than the 3",
+        proof_hash: f"proof has {hashes + 1} hashes, more than the {hashes}",
+        leaf: "leaf fields ['broker', 'command_hash', 'events', 'index', 'time_ns']",
     }
     for change, message in cases.items():
         failure = verify_receipt_file(tampered(path, change), genesis)
