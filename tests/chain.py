@@ -82,10 +82,16 @@ class Chain:
         return len(self.blocks)
 
     def add_block(
-        self, commands: list[dict[str, Any]], *, certified: bool = True, time_ns: int | None = None
+        self,
+        commands: list[dict[str, Any]],
+        *,
+        certified: bool = True,
+        time_ns: int | None = None,
+        times_ns: list[int] | None = None,
     ) -> Block:
         """Propose, store and (by default) certify a block of these commands, at `time_ns`
-        (default: one nanosecond after the previous block)."""
+        (default: one nanosecond after the previous block), each command at `times_ns`
+        (default: the block's time)."""
         parent = self.genesis.hash if not self.blocks else self.blocks[-1].header.hash
         block, execution = propose(
             self.machine,
@@ -95,6 +101,7 @@ class Chain:
             parent_hash=parent,
             time_ns=TIME_NS_START + self.height if time_ns is None else time_ns,
             commands=encode_commands(commands),
+            times_ns=times_ns,
         )
         for store in (self.store, *self.replicas):
             store.append(block, execution.events)
