@@ -106,7 +106,10 @@ def test_an_unparsable_command_is_an_error_event_on_every_member() -> None:
             "message": "order_id must be an integer, got 'x'",
         }
     ]
-    not_an_object = {"type": "error", "field": None, "message": "command is not a JSON object"}
-    for data in (b"[1, 2]", b"not json", b'{"type": "place"', b"\xff"):
-        assert [orjson.loads(event) for event in machine.apply(data, TIME_NS)] == [not_an_object]
+    not_json = {"type": "error", "field": None, "message": "command is not JSON"}
+    for data in (b"not json", b'{"type": "place"', b"\xff"):
+        assert [orjson.loads(event) for event in machine.apply(data, TIME_NS)] == [not_json]
+    assert [orjson.loads(event) for event in machine.apply(b"[1, 2]", TIME_NS)] == [
+        {"type": "error", "field": None, "message": "a command must be a JSON object, got [1, 2]"}
+    ]
     assert machine.state_hash() == member().state_hash()

@@ -13,10 +13,10 @@ from exchange.venue.venue import Venue
 from exchange.venue.wire_fast import events_bytes, parse_venue_command
 from ledger.canonical import canonical_bytes
 
-# The one error for bytes that are not a JSON object: fixed text, so that it does not depend on
-# the JSON parser's version (its own messages may change between releases).
-NOT_AN_OBJECT: Final = canonical_bytes(
-    wire.WireError(field=None, message="command is not a JSON object").to_dict()
+# The one error for bytes that are not JSON: fixed text, so that it does not depend on the JSON
+# parser's version (its own messages may change between releases).
+NOT_JSON: Final = canonical_bytes(
+    wire.WireError(field=None, message="command is not JSON").to_dict()
 )
 
 
@@ -56,9 +56,7 @@ class VenueMachine:
         try:
             value = orjson.loads(command)
         except orjson.JSONDecodeError:
-            return None, [], [NOT_AN_OBJECT]
-        if type(value) is not dict:
-            return None, [], [NOT_AN_OBJECT]
+            return None, [], [NOT_JSON]
         parsed = parse_venue_command(value)
         if type(parsed) is wire.WireError:
             return None, [], [canonical_bytes(parsed.to_dict())]
