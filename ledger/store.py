@@ -262,11 +262,13 @@ class BlockStore:
         path: Path,
         genesis_hash: bytes,
         indexer: Indexer | None = None,
+        compression: int = BODY_PLAIN,
     ) -> None:
         self._db = connection
         self.path = path
         self.genesis_hash = genesis_hash
         self.indexer = indexer
+        self.compression = compression  # of the bodies `append` writes; reads take either
 
     @classmethod
     def open(
@@ -276,18 +278,23 @@ class BlockStore:
         *,
         indexer: Indexer | None = None,
         synchronous: str = "FULL",
+        compression: int = BODY_COMPRESSION,
     ) -> BlockStore:
         """Open the store at `path`, creating the file and its schema if absent. A new store needs
         `genesis_hash` (the parent of block 1) and records it; an existing one must have the schema
         version `SCHEMA_VERSION` and, if `genesis_hash` is given, that genesis hash. `indexer`'s
         tables are created with the schema (and the watermark at 0 if the store has none);
         `index_blocks` fills them, from the watermark on. `synchronous` is FULL (a commit survives a
-        power cut) or NORMAL (a process crash only). Raises `SchemaError` otherwise, `sqlite3.Error`
-        if SQLite cannot open the file or refuses the indexer's schema."""
+        power cut) or NORMAL (a process crash only). `compression` (`BODY_PLAIN` or `BODY_ZLIB`)
+        is how `append` writes block bodies; a store reads either. Raises `SchemaError`
+        otherwise, `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's
+        schema."""
         if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
             raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
         if genesis_hash is None and not path.exists():
             raise SchemaError(f"{path}: a new block store needs the genesis hash")
+        if compression not in (BODY_PLAIN, BODY_ZLIB):
+            raise ValueError(f"compression {compression!r} is not {BODY_PLAIN} or {BODY_ZLIB}")
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous {synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
@@ -298,7 +305,7 @@ class BlockStore:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, stored, indexer)
+        return cls(connection, path, stored, indexer, compression)
 
     def close(self) -> None:
         """Close the connection; committed blocks are on disk. Idempotent."""
@@ -344,7 +351,7 @@ class BlockStore:
                 f"header command_count {header.command_count}"
             )
         header_bytes = canonical_bytes(header.to_dict())
-        body = encode_body(block.commands, block.times_ns, events)
+        body = encode_body(block.commands, block.times_ns, events, self.compression)
         with self._transaction():
             tip = self._tip()
             expected = 1 if tip is None else tip[0] + 1

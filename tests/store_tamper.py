@@ -90,7 +90,7 @@ def copy_trade_to_height(
     return int(new_id)
 
 
-def corrupt_page(store: Path, table: str = "commands") -> None:
+def corrupt_page(store: Path, table: str = "blocks") -> None:
     """Overwrite the b-tree header of `table`'s root page, as a disk error would: SQLite then
     reports the file as malformed when it reads that table (the store must be closed, its WAL
     checkpointed)."""
