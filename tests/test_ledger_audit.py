@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.consortium.audit import receipt_bytes, trade_receipt, verify_node, verify_receipt_file
 from exchange.consortium.indexer import VenueIndexer
@@ -312,6 +315,71 @@ def test_receipt_round_trip(tmp_path: Path) -> None:
         assert receipt["tree_size"] == receipt["header"]["command_count"]
         result = cli("verify-receipt", path, "--genesis", genesis)
         assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
+
+
+def _json_bytes(value: object) -> bytes:
+    """Canonical bytes as docs/ledger.md states them, with the standard library only."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _rfc9162_root(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes | None:
+    """The root an inclusion proof leads to (RFC 9162, 2.1.3.2), written from the RFC's text
+    and not from `ledger.merkle`; None when the proof does not fit the tree."""
+    if index >= size:
+        return None
+    fn, sn, r = index, size - 1, hashlib.sha256(b"\x00" + leaf).digest()
+    for p in proof:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
+
+
+def test_a_receipt_verifies_with_an_independent_verifier(tmp_path: Path) -> None:
+    """What a broker's own code, or #13's browser, does from docs/ledger.md alone: standard
+    JSON, SHA-256, RFC 9162's inclusion algorithm and Ed25519 over the genesis keys; nothing
+    from `ledger`. The receipt proves the trade, the command that caused it and its time."""
+    chain = three_blocks(tmp_path)
+    chain.close()
+    genesis = json.loads((chain.directory / "genesis.json").read_bytes())
+    assert hashlib.sha256(_json_bytes(genesis)).hexdigest() == chain.genesis.hash.hex()
+    voters = {m["id"]: Ed25519PublicKey.from_public_bytes(bytes.fromhex(m["public_key"]))
+              for m in genesis["members"] if m["voting"]}  # fmt: skip
+    for trade_id in (1, 2):
+        receipt = json.loads(write_receipt(chain, trade_id, tmp_path).read_bytes())
+        header_hash = hashlib.sha256(_json_bytes(receipt["header"])).digest()
+        certificate = receipt["certificate"]
+        assert bytes.fromhex(certificate["header_hash"]) == header_hash
+        signers = set()
+        for vote in certificate["votes"]:
+            voters[vote["member"]].verify(  # raises InvalidSignature if it does not verify
+                bytes.fromhex(vote["signature"]), b"jinlian/v1/vote\n" + header_hash
+            )
+            signers.add(vote["member"])
+        assert len(signers) >= 2 * ((len(voters) - 1) // 3) + 1
+        leaf = receipt["leaf"]
+        assert hashlib.sha256(receipt["command"].encode()).hexdigest() == leaf["command_hash"]
+        proof = [bytes.fromhex(node) for node in receipt["proof"]]
+        root = _rfc9162_root(_json_bytes(leaf), leaf["index"], receipt["tree_size"], proof)
+        assert root is not None and root.hex() == receipt["header"]["receipts_root"]
+        assert receipt["tree_size"] == receipt["header"]["command_count"]
+        trades = [e for e in leaf["events"] if e["type"] == "trade"]
+        assert [t["trade_id"] for t in trades] == [trade_id]
+        command = json.loads(receipt["command"])
+        assert command["type"] == "place" and command["order_id"] in (
+            trades[0]["buy_order_id"], trades[0]["sell_order_id"],
+        )  # fmt: skip
+        block = chain.blocks[receipt["header"]["height"] - 1]
+        assert leaf["time_ns"] == block.times_ns[leaf["index"]]
+        bad = dict(leaf, time_ns=leaf["time_ns"] + 1)  # another time: another root
+        other = _rfc9162_root(_json_bytes(bad), leaf["index"], receipt["tree_size"], proof)
+        assert other is not None and other.hex() != receipt["header"]["receipts_root"]
 
 
 def test_receipt_refuses_an_unknown_trade_and_an_uncertified_block(tmp_path: Path) -> None:
