@@ -162,7 +162,9 @@ _META_VERSION: Final = "schema_version"  # where schema version 1 kept its versi
 # length per event; the command bytes; the event bytes, all in order.
 BODY_PLAIN: Final = 0
 BODY_ZLIB: Final = 1
-BODY_COMPRESSION: Final = BODY_PLAIN  # measured: see docs/performance.md (2026-12-04)
+# zlib cut the bytes per command by 84% but lowered the store's rate by a third (the rule:
+# compress only without lowering the sustained rate): docs/performance.md, 2026-12-04
+BODY_COMPRESSION: Final = BODY_PLAIN
 ZLIB_LEVEL: Final = 1
 _META_INDEXED: Final = "indexed_height"  # the derived tables hold exactly blocks 1..this
 INDEX_BLOCKS_MAX: Final = BLOCKS_PAGE_MAX  # blocks per `index_blocks` call
