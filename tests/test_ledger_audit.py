@@ -382,6 +382,32 @@ def test_a_receipt_verifies_with_an_independent_verifier(tmp_path: Path) -> None
         assert other is not None and other.hex() != receipt["header"]["receipts_root"]
 
 
+def test_an_order_receipt_proves_the_command_that_placed_it(tmp_path: Path) -> None:
+    chain = three_blocks(tmp_path)
+    chain.close()
+    genesis = chain.directory / "genesis.json"
+    path = tmp_path / "order-4.json"
+    result = cli("receipt", chain.node, "--order", 4, "--out", path)
+    assert result.returncode == 0, result.stderr
+    receipt = orjson.loads(path.read_bytes())
+    command = orjson.loads(receipt["command"])
+    assert (receipt["order_id"], command["type"], command["order_id"]) == (4, "place", 4)
+    assert receipt["leaf"]["time_ns"] == chain.blocks[1].times_ns[receipt["leaf_index"]]
+    assert [e["type"] for e in receipt["leaf"]["events"]][:2] == ["accepted", "trade"]
+    result = cli("verify-receipt", path, "--genesis", genesis)
+    assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
+
+    def other_order(receipt: dict[str, Any]) -> None:
+        receipt["order_id"] = 3
+
+    failure = verify_receipt_file(tampered(path, other_order), genesis)
+    assert failure is not None and "is not the placing of order 3" in failure
+    result = cli("receipt", chain.node, "--order", 99)
+    assert result.returncode == 1 and "order 99 is not in" in result.stderr
+    result = cli("receipt", chain.node, "--order", 1, "--trade", 1)
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
+
+
 def test_receipt_refuses_an_unknown_trade_and_an_uncertified_block(tmp_path: Path) -> None:
     chain = three_blocks(tmp_path)
     chain.add_block([chain.place(6, "10001", Side.SELL, 1000, 100)], certified=False)
