@@ -1,5 +1,5 @@
 """Whether to compress a block's blob: bytes per command and the store's sustained rate, plain
-against zlib, in one in-process run (`python -m exchange.bench.body_bench`).
+against zlib, in one in-process run (`python -m simulator.body_bench`).
 
 The blocks are those of an in-process simulation of a scenario (`smoke` by default: agents
 placing, cancelling and trading at varied prices, as `jinlian simulate` stores them), read once
@@ -13,14 +13,13 @@ without lowering the sustained rate. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ledger.block import Block
 from ledger.store import BLOCKS_PAGE_MAX, BODY_PLAIN, BODY_ZLIB, BlockStore, encode_body
@@ -105,7 +104,7 @@ def main(arguments: argparse.Namespace) -> int:
         result["zlib"]["append_commands_per_s"] / result["plain"]["append_commands_per_s"], 3
     )
     result["compress"] = result["zlib_bytes_cut"] >= 0.3 and result["zlib_append_rate_ratio"] >= 1
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    print(json.dumps(result, indent=2))
     return 0
 
 
