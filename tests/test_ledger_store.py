@@ -671,7 +671,7 @@ def test_a_changed_stored_byte_is_reported_with_its_height(tmp_path: Path) -> No
             store.blocks_from(1)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     st.lists(st.binary(min_size=1, max_size=20), max_size=6),
     st.data(),
@@ -691,10 +691,9 @@ def test_a_body_decodes_to_what_was_encoded(
         tuple(times),
         tuple(tuple(each) for each in events),
     )
-    for cut in (1, len(body) - 1):
-        if 0 < cut < len(body):
-            with pytest.raises(StoreCorruptError, match="block 7: stored body"):
-                decode_body(7, body[:cut] if compression == BODY_PLAIN else body[:cut] + b"x")
+    for cut in (1, len(body) - 1):  # a body cut short, plain or compressed, is refused
+        with pytest.raises(StoreCorruptError, match="block 7: stored body"):
+            decode_body(7, body[:cut])
 
 
 def test_two_stores_on_one_file_see_one_tip(tmp_path: Path) -> None:
