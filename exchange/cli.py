@@ -232,9 +232,12 @@ def _receipt(arguments: argparse.Namespace) -> int:
     from ledger.receipt import ReceiptError
 
     try:
-        data = ledger_audit.receipt_bytes(
+        receipt = (
             ledger_audit.trade_receipt(arguments.node, arguments.trade)
+            if arguments.order is None
+            else ledger_audit.order_receipt(arguments.node, arguments.order)
         )
+        data = ledger_audit.receipt_bytes(receipt)
         if arguments.out is None:
             sys.stdout.buffer.write(data)
         else:
@@ -335,12 +338,16 @@ def _add_audit_commands(commands: Any) -> None:
     )
     index.add_argument("node", type=Path, help="the node directory, DIR/<member>")
     index.set_defaults(run=_index)
-    receipt = commands.add_parser("receipt", help="write a trade's receipt with its proofs")
+    receipt = commands.add_parser(
+        "receipt", help="write the receipt of a trade or an order with its proofs"
+    )
     receipt.add_argument("node", type=Path, help="the node directory, DIR/<member>")
-    receipt.add_argument("--trade", type=int, required=True, help="the trade id")
+    which = receipt.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trade", type=int, help="the trade id: the command that traded")
+    which.add_argument("--order", type=int, help="the order id: the command that placed it")
     receipt.add_argument("--out", type=Path, help="the file to write (default: stdout)")
     receipt.set_defaults(run=_receipt)
-    check = commands.add_parser("verify-receipt", help="check a trade receipt offline")
+    check = commands.add_parser("verify-receipt", help="check a trade or order receipt offline")
     check.add_argument("file", type=Path)
     check.add_argument("--genesis", type=Path, required=True, help="the genesis file")
     check.set_defaults(run=_verify_receipt)

@@ -1,19 +1,19 @@
 """Audit a node's whole block store from the genesis: what `jinlian verify` runs.
 
 For each height in order: the stored bytes parse and hash to what is stored beside them; the
-block passes `check_block` (proposer, signature, parent link, time, commands root); re-executing
-its commands on a machine built fresh from the genesis reproduces the header's event count,
-events root and state hash (`check_execution`); the stored events are exactly the re-executed
-ones; and a stored certificate carries a quorum of the genesis voters' signatures over the
-header hash. With an indexer on the store, the indexer's rows are rebuilt from every verified
-block, and the derived tables it keeps (the venue's orders, trades, settlements, balance
-changes) must hold, at every height up to the store's index watermark (`indexed_height`),
-exactly those rows, and no row at a height above the watermark: a changed, missing or added row
-fails the audit naming the table, the row and the height. Blocks above the watermark are not
-indexed yet: their rows are rebuilt (so an indexer that fails on them fails the audit) but there
-is nothing stored to compare; the report gives the watermark. The audit
-stops at the first failure and names its height. Generic: the state machine and the indexer
-come from the caller.
+block passes `check_block` (proposer, signature, parent link, time, commands root, command
+times); re-executing its commands at their times on a machine built fresh from the genesis
+reproduces the header's receipts root and state hash (`check_execution`); the events stored in
+the block's blob are exactly the re-executed ones, command by command; and a stored certificate
+carries a quorum of the genesis voters' signatures over the header hash. With an indexer on the
+store, the indexer's rows are rebuilt from every verified block, and the derived tables it keeps
+(the venue's orders, trades, settlements, balance changes) must hold, at every height up to the
+store's index watermark (`indexed_height`), exactly those rows, and no row at a height above the
+watermark: a changed, missing or added row fails the audit naming the table, the row and the
+height. Blocks above the watermark are not indexed yet: their rows are rebuilt (so an indexer
+that fails on them fails the audit) but there is nothing stored to compare; the report gives the
+watermark. The audit stops at the first failure and names its height. Generic: the state machine
+and the indexer come from the caller.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger.block import Block, BlockHeader, QuorumCertificate, check_block, check_certificate
+from ledger.block import Block, BlockHeader, Receipt, check_block, check_certificate
 from ledger.keys import PublicKey
 from ledger.machine import StateMachine, re_execute
-from ledger.store import BlockStore, Row, StoreCorruptError
+from ledger.store import BlockStore, Row, StoreCorruptError, StoredBlock
 
 ROW_CHARS_SHOWN_MAX: Final = 240
 
@@ -76,14 +76,14 @@ def audit_store(store: BlockStore, authority: Authority, machine: StateMachine) 
     height = 1
     while True:
         try:
-            block = store.block(height)
-            certificate = None if block is None else store.certificate(height)
-            tip = store.tip() if block is None else None
+            page = store.blocks_from(height, 1)
+            stored = page[0] if page else None
+            tip = store.tip() if stored is None else None
         except StoreCorruptError as error:
             return audit.report(error.height, str(error))
         except sqlite3.Error as error:
             return audit.report(height, f"store unreadable: {error}")
-        if block is None:
+        if stored is None:
             if tip is not None and tip[0] >= height:
                 return audit.report(height, f"block {height} is missing below the tip {tip[0]}")
             # re-read: a running node may have indexed on, and rows move with the watermark
@@ -93,7 +93,7 @@ def audit_store(store: BlockStore, authority: Authority, machine: StateMachine) 
                 return audit.report(height, f"store unreadable: {error}")
             orphan = _orphan_rows(store, audit.tables, min(height - 1, indexed))
             return audit.report(None, None) if orphan is None else audit.report(*orphan)
-        failure = audit.check(store, block, certificate)
+        failure = audit.check(store, stored)
         if failure is not None:
             return audit.report(height, failure)
         height += 1
@@ -110,10 +110,9 @@ class _Audit:
         self.tables: set[str] = set()  # the indexer's tables seen so far
         self.state_hash: bytes | None = None
 
-    def check(
-        self, store: BlockStore, block: Block, certificate: QuorumCertificate | None
-    ) -> str | None:
+    def check(self, store: BlockStore, stored: StoredBlock) -> str | None:
         """The first failure of one block, or None; advances the audit when it passes."""
+        block, certificate = stored.block, stored.certificate
         authority, header = self.authority, block.header
         error = check_block(
             block,
@@ -124,18 +123,14 @@ class _Audit:
         )
         if error is not None:
             return str(error)
-        commands = [dict(command) for command in block.commands]
-        execution, divergence = re_execute(self.machine, header, commands)
+        execution, divergence = re_execute(self.machine, block)
         if divergence is not None:
             return str(divergence)
-        try:
-            stored = store.events(header.height)
-        except StoreCorruptError as corrupt:
-            return str(corrupt)
-        mismatch = _first_difference(stored or [], list(execution.events))
+        mismatch = _first_difference(stored.events or (), execution.events)
         if mismatch is not None:
             return f"stored {mismatch}"
-        derived = self.check_derived(store, block, list(execution.events))
+        receipts = execution.receipts(block.commands, block.times_ns)
+        derived = self.check_derived(store, block, receipts)
         if derived is not None:
             return derived
         if certificate is not None:
@@ -146,11 +141,11 @@ class _Audit:
         self.parent = header
         self.blocks += 1
         self.commands += header.command_count
-        self.events += header.event_count
+        self.events += execution.event_count
         self.state_hash = execution.state_hash
         return None
 
-    def check_derived(self, store: BlockStore, block: Block, events: list[bytes]) -> str | None:
+    def check_derived(self, store: BlockStore, block: Block, receipts: list[Receipt]) -> str | None:
         """The first difference between the indexer's stored rows at this height and its
         rebuild from the verified block, or None; above the watermark, only the rebuild.
         O(rows of the block)."""
@@ -158,7 +153,7 @@ class _Audit:
             return None
         header = block.header
         try:
-            rebuilt = store.indexer.rows(header.height, header, block.commands, events)
+            rebuilt = store.indexer.rows(header.height, header, receipts)
         except Exception as error:  # the indexer's own failure on a verified block
             return f"indexer: {type(error).__name__}: {error}"
         self.tables.update(rebuilt)
@@ -197,12 +192,22 @@ def _unprefixed(height: int | None, message: str | None) -> str | None:
     return message
 
 
-def _first_difference(stored: list[bytes], executed: list[bytes]) -> str | None:
+def _first_difference(
+    stored: Sequence[Sequence[bytes]], executed: Sequence[Sequence[bytes]]
+) -> str | None:
+    """The first difference between the stored events and the re-executed ones, per command:
+    the receipts root covers them, so this names where a changed blob differs."""
     if len(stored) != len(executed):
-        return f"{len(stored)} events, re-execution gave {len(executed)}"
-    for index, (mine, theirs) in enumerate(zip(stored, executed, strict=True)):
-        if mine != theirs:
-            return f"event {index} {mine[:80]!r} is not the re-executed {theirs[:80]!r}"
+        return f"events of {len(stored)} commands, re-execution gave {len(executed)}"
+    for command, (mine, theirs) in enumerate(zip(stored, executed, strict=True)):
+        if len(mine) != len(theirs):
+            return f"command {command}: {len(mine)} events, re-execution gave {len(theirs)}"
+        for index, (event, again) in enumerate(zip(mine, theirs, strict=True)):
+            if event != again:
+                return (
+                    f"command {command} event {index} {event[:80]!r} is not the re-executed "
+                    f"{again[:80]!r}"
+                )
     return None
 
 

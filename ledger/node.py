@@ -50,7 +50,7 @@ import secrets
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, NamedTuple
@@ -1309,15 +1309,18 @@ class ExchangeNode(_Shell):
         commands: list[dict[str, Any]],
         ws: web.WebSocketResponse | None = None,
         request: Any = None,
+        *,
+        encoded: Sequence[bytes] | None = None,
     ) -> Refused | None:
         """Sequence `commands` (whole or not at all: `Refused`). A /submit batch passes its
         socket and request id, to be answered `stored` and `final`; the gateway passes none.
-        Once the node has failed, everything is refused `unavailable`."""
+        Once the node has failed, everything is refused `unavailable`. `encoded`: as for
+        `Proposer.submit`."""
         if self._stop_reason is not None:
             return Refused("unavailable", f"the exchange is not sequencing: {self._stop_reason}")
         if not self.ready.is_set() and not self.proposer.recovering:
             return Refused("recovering", "recovery is over; its blocks' reports are being built")
-        refused = self.proposer.submit(commands)
+        refused = self.proposer.submit(commands, self.clock(), encoded=encoded)
         if refused is not None:
             return refused
         self.waiting.append(_Pending(ws, request, len(commands), time.monotonic_ns()))

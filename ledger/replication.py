@@ -20,12 +20,13 @@ that have not voted for them and re-sends its latest certificate; a replica that
 or knows of certificates it lacks, fetches pages of blocks with their certificates from a
 peer (the exchange first, then the members in turn) and verifies them exactly like proposals.
 
-Time: a member refuses a block whose time is earlier than its parent's (evidence: the signed
-header proves it). A block more than `BLOCK_TIME_AHEAD_MAX_NS` ahead of the member's own clock
-(the shell passes its clock as `now_ns`) is held, not stored, not voted for and not evidence:
-the member's clock may be the wrong one. Each tick re-checks it. A block that comes with a
-valid certificate is taken whatever its time: a quorum of members has already accepted it. The
-exchange never lets block time go back nor stand still: `next_block_time`.
+Time: a member refuses a block whose time is earlier than its parent's, or whose commands' times
+go back or past the header's time (evidence: the signed block proves it). A block more than
+`BLOCK_TIME_AHEAD_MAX_NS` ahead of the member's own clock (the shell passes its clock as
+`now_ns`) is held, not stored, not voted for and not evidence: the member's clock may be the
+wrong one. Each tick re-checks it. A block that comes with a valid certificate is taken whatever
+its time: a quorum of members has already accepted it. The exchange never lets block time go
+back nor stand still: `next_block_time`.
 
 A restarted exchange first **recovers** (`Proposer(recover=True)`, what the processes do):
 its store may have lost its last blocks (a power cut with `synchronous=NORMAL`, or a new
@@ -133,7 +134,7 @@ def replay(
         page = store.blocks_from(height, BLOCKS_PAGE_MAX)
         for stored in page:
             header = stored.block.header
-            execution = execute(machine, stored.block.commands)
+            execution = execute(machine, stored.block.commands, stored.block.times_ns)
             if execution.state_hash != header.state_hash:
                 raise StoreCorruptError(header.height, "replay gives a different state hash")
             tip = header
@@ -319,7 +320,7 @@ class Replica:
         )
         if valid_certificate is None and self._ahead_of_clock(block):
             return []
-        execution, divergence = re_execute(self.machine, header, block.commands)
+        execution, divergence = re_execute(self.machine, block)
         if divergence is not None:
             self._evidence("diverged", block, str(divergence))
             self.machine, _ = replay(self.store, self.new_machine)  # undo the block
@@ -433,8 +434,9 @@ class Proposer:
         self.queue_max = queue_max
         self.lag_max = lag_max
         self.machine, self.tip_header = replay(store, new_machine)
-        self.queue: list[dict[str, Any]] = []
-        self.queue_bytes: list[bytes] = []  # their canonical bytes, encoded once at `submit`
+        self.queue: list[bytes] = []  # sequenced commands' canonical bytes, encoded at `submit`
+        self.queue_times: list[int | None] = []  # their sequencing times (None: the cut's)
+        self.sequenced_ns = 0  # the last sequencing time given: times never go back
         self.last_clock_ns: int | None = None  # the clock at the last cut (next_block_time)
         self.votes: dict[int, dict[int, Vote]] = {}
         self.unvoted: dict[int, Block] = {}  # stored, proposed, not yet certified
@@ -467,18 +469,30 @@ class Proposer:
     def degraded(self) -> bool:
         return self.lag > self.lag_max
 
-    def submit(self, commands: Sequence[dict[str, Any]]) -> Refused | None:
-        """Sequence a batch of commands, in order, for the next blocks; None if taken. The
-        whole batch is refused (`malformed`) when a command has no canonical form (a float,
+    def submit(
+        self,
+        commands: Sequence[dict[str, Any]],
+        time_ns: int | None = None,
+        *,
+        encoded: Sequence[bytes] | None = None,
+    ) -> Refused | None:
+        """Sequence a batch of commands, in order, for the next blocks; None if taken. Each
+        command's sequencing time is `time_ns` (the shell's clock), or the last time given if
+        that is later (times never go back); with None, the time of the block that takes it.
+        The whole batch is refused (`malformed`) when a command has no canonical form (a float,
         say: it could not be hashed into a block), when degraded (the exchange does not run
-        ahead of finality) or when it does not fit in the queue (`busy`)."""
-        encoded: list[bytes] = []
-        for index, command in enumerate(commands):
-            try:
-                encoded.append(canonical_bytes(command))
-            except CanonicalError as error:
-                where = f"commands[{index}]{error.path[1:]}"
-                return Refused("malformed", f"{where}: {error.reason}")
+        ahead of finality) or when it does not fit in the queue (`busy`). `encoded`, when
+        given, are the commands' canonical bytes (trusted: the caller encoded them), and these
+        very objects reach the state machine's `apply`, so a caller can recognise its own."""
+        if encoded is None:
+            encoded = []
+            for index, command in enumerate(commands):
+                try:
+                    encoded.append(canonical_bytes(command))
+                except CanonicalError as error:
+                    where = f"commands[{index}]{error.path[1:]}"
+                    return Refused("malformed", f"{where}: {error.reason}")
+        assert len(encoded) == len(commands), "one encoding per command"
         if self.recovering:
             return Refused("recovering", self.recovery_progress())
         if self.degraded:
@@ -493,32 +507,42 @@ class Proposer:
                 f"{len(commands)} commands do not fit: {len(self.queue)} queued "
                 f"(at most {self.queue_max})",
             )
-        self.queue.extend(commands)
-        self.queue_bytes.extend(encoded)
+        sequenced: int | None = None
+        if time_ns is not None:
+            sequenced = self.sequenced_ns = max(self.sequenced_ns, time_ns)
+        self.queue.extend(encoded)
+        self.queue_times.extend([sequenced] * len(encoded))
         return None
 
     def cut(self, time_ns: int) -> tuple[Block | None, list[Send]]:
         """Make, store and propose the next block from the queued commands (None if there are
         none). Once this returns, the block's commands are acknowledged: they survive a crash.
-        `time_ns` comes from the shell's clock; the block's time is `next_block_time`: the
-        clock's, or, while the clock is behind the parent's time, slewed towards it."""
+        `time_ns` comes from the shell's clock; the block's time is `next_block_time` (the
+        clock's, or, while the clock is behind the parent's time, slewed towards it), or its
+        last command's time if that is later. Each command keeps its sequencing time, raised
+        to the parent's time or the previous command's if it is earlier (`check_times`)."""
         if not self.queue or self.recovering:
             return None, []
         commands = self.queue[: self.block_commands]
-        encoded = self.queue_bytes[: self.block_commands]
-        del self.queue[: self.block_commands], self.queue_bytes[: self.block_commands]
+        given = self.queue_times[: self.block_commands]
+        del self.queue[: self.block_commands], self.queue_times[: self.block_commands]
         parent = self.tip_header
+        parent_ns = None if parent is None else parent.time_ns
+        block_ns = next_block_time(parent_ns, time_ns, self.last_clock_ns)
+        times: list[int] = []
+        previous = 0 if parent_ns is None else parent_ns
+        for sequenced in given:
+            previous = max(previous, block_ns if sequenced is None else sequenced)
+            times.append(previous)
         block, execution = propose(
             self.machine,
             self.key,
             proposer=self.member_id,
             height=self.height + 1,
             parent_hash=self.genesis.hash if parent is None else parent.hash,
-            time_ns=next_block_time(
-                None if parent is None else parent.time_ns, time_ns, self.last_clock_ns
-            ),
+            time_ns=max(block_ns, previous),
             commands=commands,
-            command_bytes=encoded,
+            times_ns=times,
         )
         self.store.append(block, execution.events)
         self.tip_header = block.header
@@ -672,7 +696,7 @@ class Proposer:
         if error is not None:
             return False
         header = block.header
-        execution, divergence = re_execute(self.machine, header, block.commands)
+        execution, divergence = re_execute(self.machine, block)
         if divergence is not None:
             raise RecoveryError(header.height, str(divergence))
         self.store.append(block, execution.events)

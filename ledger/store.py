@@ -1,40 +1,45 @@
 """The node's block store: one SQLite file per node (stdlib `sqlite3`), generic.
 
-It stores what the ledger replicates and nothing of what the commands mean: signed blocks
-(header canonical bytes, header hash, proposer signature), their commands and the events the
-state machine derived from them (canonical bytes, so receipts with inclusion proofs can be
-built later), quorum certificates, evidence of misbehaviour, and a `meta` table with the
-genesis hash, the schema version and the index watermark. Derived tables for analysts (orders,
-trades, balances) belong to the state machine's side: it passes an `Indexer`, which declares its
-tables and maps each block to rows; the store creates those tables with its schema. Their rows
-are NOT written with the block (a member votes once the block is stored, and the indexer is off
-that path): `index_blocks` writes them later, for the blocks above the "indexed up to height"
-watermark (`indexed_height`), rows and the new watermark in one transaction, so the tables
-always describe exactly the blocks 1..watermark, whatever crashed when.
+It stores what the ledger replicates and nothing of what the commands mean: one row per block
+(header canonical bytes, header hash, proposer signature, and the body: one blob holding the
+block's commands, their times and the events each produced, so receipts with inclusion proofs
+can be built later; see `encode_body`), quorum certificates (stored when they form), evidence
+of misbehaviour, and a `meta` table with the genesis hash and the index watermark. The schema
+version is SQLite's `user_version`: a store of another version is refused at open
+(`SchemaError`, one line naming both versions); there is no silent migration.
+
+Derived tables for analysts (orders, trades, balances) belong to the state machine's side: it
+passes an `Indexer`, which declares its tables and maps each block to rows; the store creates
+those tables with its schema. Their rows are NOT written with the block (a member votes once the
+block is stored, and the indexer is off that path): `index_blocks` writes them later, for the
+blocks above the "indexed up to height" watermark (`indexed_height`), rows and the new watermark
+in one transaction, so the tables always describe exactly the blocks 1..watermark, whatever
+crashed when.
 
 Writes:
 
-- `append(block, events)` writes the block, its commands and its events in ONE transaction
-  (`BEGIN IMMEDIATE ... COMMIT`). It refuses, before writing anything, a height that is not
-  the tip's plus one (`OutOfOrderError`), a parent hash that is not the tip's hash (or the
-  genesis hash at height 1, `ParentMismatchError`) and counts that disagree with the header
-  (`CountMismatchError`). Any failure inside the transaction (a constraint, a full disk)
-  rolls back everything of that block, so a crash between two writes leaves either the whole
-  block or nothing of it.
+- `append(block, events)` writes the block's one row (header, signature, body) in one
+  transaction (`BEGIN IMMEDIATE ... COMMIT`). It refuses, before writing anything, a height
+  that is not the tip's plus one (`OutOfOrderError`), a parent hash that is not the tip's hash
+  (or the genesis hash at height 1, `ParentMismatchError`) and events for another number of
+  commands than the header's (`CountMismatchError`). Any failure inside the transaction (a
+  constraint, a full disk) rolls back the row, so a crash between two writes leaves either the
+  whole block or nothing of it.
 - `add_certificate(qc)` stores the first certificate for a stored block; the store does not
   verify signatures (it does not know the members): the caller runs `check_certificate`.
 - `record_evidence(kind, height, payload)` appends evidence; identical evidence is kept once.
 - `index_blocks(blocks_max)` derives the indexer's rows of the next blocks above the watermark
-  (read back through the public reads, `blocks_from` and `events`) and writes them with the new
+  (read back from the blobs, as `blocks_from` reads them) and writes them with the new
   watermark in one transaction (`BEGIN IMMEDIATE`, the watermark re-read under the lock, so a
   second writer such as `jinlian index` beside a running node never indexes a block twice).
 
 Reads return `None` for a height that is not stored. A page SQLite finds corrupt while reading a
 block is also a `StoreCorruptError` naming the height. Stored bytes are checked when read (the
-header hashes to its stored hash; a block's commands are as many as the header counts and hash
-to its commands root), so a changed byte is reported as `StoreCorruptError` naming the height
-instead of being passed on. Events are returned as stored: their reader checks them against the
-header's events root (a receipt does; `jinlian verify` re-executes).
+header hashes to its stored hash; the body decodes to exactly its length; a block's commands
+are as many as the header counts and hash to its commands root), so a changed byte is reported
+as `StoreCorruptError` naming the height instead of being passed on. Events are returned as
+stored: their reader checks them against the header's receipts root (a receipt does;
+`jinlian verify` re-executes).
 
 Durability: WAL journal, foreign keys on, `synchronous` FULL by default or NORMAL (see
 `SYNCHRONOUS`). One writer per file is expected (the node); readers may open the same file
@@ -46,8 +51,11 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import struct
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, TypeVar
@@ -59,12 +67,13 @@ from ledger.block import (
     BlockHeader,
     MalformedBlockError,
     QuorumCertificate,
+    Receipt,
 )
 from ledger.canonical import CanonicalError, canonical_bytes, parse_canonical, sha256
 from ledger.merkle import merkle_root
 from ledger.wire import parse_certificate, parse_header
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # SQLite's user_version; version 1 kept commands and events as rows
 BLOCKS_PAGE_MAX: Final = 256  # blocks per `blocks_from` call: a catch-up page
 EVIDENCE_PAGE_MAX: Final = 1_000
 EVIDENCE_KIND_CHARS_MAX: Final = 64
@@ -96,20 +105,9 @@ _SCHEMA: Final = (
         hash BLOB NOT NULL UNIQUE CHECK (length(hash) = {HASH_BYTES}),
         header BLOB NOT NULL CHECK (length(header) > 0),
         signature BLOB NOT NULL CHECK (length(signature) = {SIGNATURE_BYTES}),
+        body BLOB NOT NULL CHECK (length(body) > 0),
         UNIQUE (height, hash)
     ) STRICT""",
-    """CREATE TABLE IF NOT EXISTS commands (
-        height INTEGER NOT NULL REFERENCES blocks (height),
-        idx INTEGER NOT NULL CHECK (idx >= 0),
-        data BLOB NOT NULL CHECK (length(data) > 0),
-        PRIMARY KEY (height, idx)
-    ) STRICT, WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS events (
-        height INTEGER NOT NULL REFERENCES blocks (height),
-        idx INTEGER NOT NULL CHECK (idx >= 0),
-        data BLOB NOT NULL CHECK (length(data) > 0),
-        PRIMARY KEY (height, idx)
-    ) STRICT, WITHOUT ROWID""",
     f"""CREATE TABLE IF NOT EXISTS certificates (
         height INTEGER PRIMARY KEY,
         header_hash BLOB NOT NULL CHECK (length(header_hash) = {HASH_BYTES}),
@@ -128,7 +126,7 @@ _SCHEMA: Final = (
 
 _CORE_TABLES: Final = frozenset(
     {"meta", "blocks", "commands", "events", "certificates", "evidence", "sqlite_sequence"}
-)
+)  # commands and events: the tables of schema version 1, still never an indexer's
 _TABLE_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
 Row = tuple[int | str | bytes | None, ...]
 
@@ -140,7 +138,9 @@ class Indexer(Protocol):
     EXISTS ...`), run with the store's schema. `rows(...)` maps one block to the rows of each of
     its tables, by table name (every table, even with no row); each row is a tuple of the
     table's columns in declared order. The store writes them after the block, in
-    `index_blocks`, with the watermark that covers them: an exception from `rows`, or a row
+    `index_blocks`, with the watermark that covers them, from the block's receipts (each
+    command's index, time, raw bytes and events, so every row can name the command that
+    produced it): an exception from `rows`, or a row
     that SQLite refuses (a constraint), writes nothing of that batch and leaves the watermark
     where it was (the blocks stay stored). `rows` must be a pure function of its arguments, and
     every table must have a `height` column holding the block's height: `index_blocks` first
@@ -151,16 +151,21 @@ class Indexer(Protocol):
     def schema(self) -> Sequence[str]: ...
 
     def rows(
-        self,
-        height: int,
-        header: BlockHeader,
-        commands: Sequence[Mapping[str, Any]],
-        events: Sequence[bytes],
+        self, height: int, header: BlockHeader, receipts: Sequence[Receipt]
     ) -> Mapping[str, Sequence[Row]]: ...
 
 
 _META_GENESIS: Final = "genesis_hash"
-_META_VERSION: Final = "schema_version"
+_META_VERSION: Final = "schema_version"  # where schema version 1 kept its version
+# The body of a block: a flag byte (BODY_PLAIN, or BODY_ZLIB for a zlib stream of the rest),
+# then little-endian u32 n; n i64 times; n u32 command lengths; n u32 event counts; one u32
+# length per event; the command bytes; the event bytes, all in order.
+BODY_PLAIN: Final = 0
+BODY_ZLIB: Final = 1
+# zlib cut the bytes per command by 84% but lowered the store's rate by a third (the rule:
+# compress only without lowering the sustained rate): docs/performance.md, 2026-12-04
+BODY_COMPRESSION: Final = BODY_PLAIN
+ZLIB_LEVEL: Final = 1
 _META_INDEXED: Final = "indexed_height"  # the derived tables hold exactly blocks 1..this
 INDEX_BLOCKS_MAX: Final = BLOCKS_PAGE_MAX  # blocks per `index_blocks` call
 # commands per `index_blocks` call (at most; its `commands_max`): once a batch holds this many,
@@ -229,10 +234,24 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredBlock:
-    """A block as served for catch-up: with its certificate once it is final."""
+    """A block as served for catch-up: with its certificate once it is final. `events`, read
+    from the store, are each command's events (None for a block received from a peer, whose
+    events the receiver derives by re-executing)."""
 
     block: Block
     certificate: QuorumCertificate | None
+    events: tuple[Sequence[bytes], ...] | None = None
+
+    def receipts(self) -> list[Receipt]:
+        """The block's receipts (a block read from the store only)."""
+        assert self.events is not None, "a block from a peer has no stored events"
+        block = self.block
+        return [
+            Receipt(index, time_ns, command, events)
+            for index, (command, time_ns, events) in enumerate(
+                zip(block.commands, block.times_ns, self.events, strict=True)
+            )
+        ]
 
 
 class BlockStore:
@@ -245,11 +264,13 @@ class BlockStore:
         path: Path,
         genesis_hash: bytes,
         indexer: Indexer | None = None,
+        compression: int = BODY_PLAIN,
     ) -> None:
         self._db = connection
         self.path = path
         self.genesis_hash = genesis_hash
         self.indexer = indexer
+        self.compression = compression  # of the bodies `append` writes; reads take either
 
     @classmethod
     def open(
@@ -259,18 +280,23 @@ class BlockStore:
         *,
         indexer: Indexer | None = None,
         synchronous: str = "FULL",
+        compression: int = BODY_COMPRESSION,
     ) -> BlockStore:
         """Open the store at `path`, creating the file and its schema if absent. A new store needs
         `genesis_hash` (the parent of block 1) and records it; an existing one must have the schema
         version `SCHEMA_VERSION` and, if `genesis_hash` is given, that genesis hash. `indexer`'s
         tables are created with the schema (and the watermark at 0 if the store has none);
         `index_blocks` fills them, from the watermark on. `synchronous` is FULL (a commit survives a
-        power cut) or NORMAL (a process crash only). Raises `SchemaError` otherwise, `sqlite3.Error`
-        if SQLite cannot open the file or refuses the indexer's schema."""
+        power cut) or NORMAL (a process crash only). `compression` (`BODY_PLAIN` or `BODY_ZLIB`)
+        is how `append` writes block bodies; a store reads either. Raises `SchemaError`
+        otherwise, `sqlite3.Error` if SQLite cannot open the file or refuses the indexer's
+        schema."""
         if genesis_hash is not None and len(genesis_hash) != HASH_BYTES:
             raise SchemaError(f"genesis hash {genesis_hash.hex()} is not {HASH_BYTES} bytes")
         if genesis_hash is None and not path.exists():
             raise SchemaError(f"{path}: a new block store needs the genesis hash")
+        if compression not in (BODY_PLAIN, BODY_ZLIB):
+            raise ValueError(f"compression {compression!r} is not {BODY_PLAIN} or {BODY_ZLIB}")
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous {synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
@@ -281,7 +307,7 @@ class BlockStore:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, stored, indexer)
+        return cls(connection, path, stored, indexer, compression)
 
     def close(self) -> None:
         """Close the connection; committed blocks are on disk. Idempotent."""
@@ -300,36 +326,34 @@ class BlockStore:
 
     # ---- writes ----
 
-    def append(self, block: Block, events: Sequence[bytes]) -> None:
-        """Store `block`, its commands and `events` (the canonical bytes of the events the
-        state machine derived, in order) in one transaction. The caller has checked the block
-        (`check_block`, `check_execution`); the store checks only the chain: the height is the
-        tip's plus one and the parent hash is the tip's hash (the genesis hash at height 1),
-        and the numbers of commands and events are the header's counts.
+    def append(self, block: Block, events: Sequence[Sequence[bytes]]) -> None:
+        """Store `block` and `events` (per command, the canonical bytes of the events the state
+        machine derived from it, in order) as one row, in one transaction. The caller has
+        checked the block (`check_block`, `check_execution`); the store checks only the chain:
+        the height is the tip's plus one and the parent hash is the tip's hash (the genesis hash
+        at height 1), and there are as many commands and event lists as the header counts.
 
         The indexer's rows are not written here (`index_blocks` writes them later): storing a
         block costs the same with or without an indexer.
 
-        Raises `OutOfOrderError`, `ParentMismatchError`, `CountMismatchError`, or
-        `CanonicalError` for a command without a canonical form, all before writing anything;
-        `sqlite3.Error` if the write fails, after which nothing of the block is stored.
-        O(commands + events)."""
+        Raises `OutOfOrderError`, `ParentMismatchError`, `CountMismatchError`, all before
+        writing anything; `sqlite3.Error` if the write fails, after which nothing of the block
+        is stored. O(command and event bytes)."""
         header = block.header
-        if len(block.commands) != header.command_count:
+        if len(block.commands) != header.command_count or len(block.times_ns) != len(
+            block.commands
+        ):
             raise CountMismatchError(
-                f"block {header.height}: {len(block.commands)} commands, "
+                f"block {header.height}: {len(block.commands)} commands and "
+                f"{len(block.times_ns)} times, header command_count {header.command_count}"
+            )
+        if len(events) != header.command_count:
+            raise CountMismatchError(
+                f"block {header.height}: events of {len(events)} commands, "
                 f"header command_count {header.command_count}"
             )
-        if len(events) != header.event_count:
-            raise CountMismatchError(
-                f"block {header.height}: {len(events)} events, "
-                f"header event_count {header.event_count}"
-            )
         header_bytes = canonical_bytes(header.to_dict())
-        command_rows = [  # the bytes the check hashed (or the proposer encoded), not re-encoded
-            (header.height, index, data) for index, data in enumerate(block.command_bytes())
-        ]
-        event_rows = [(header.height, index, bytes(event)) for index, event in enumerate(events)]
+        body = encode_body(block.commands, block.times_ns, events, self.compression)
         with self._transaction():
             tip = self._tip()
             expected = 1 if tip is None else tip[0] + 1
@@ -339,14 +363,8 @@ class BlockStore:
             if header.parent_hash != tip_hash:
                 raise ParentMismatchError(header.height, header.parent_hash, tip_hash)
             self._db.execute(
-                "INSERT INTO blocks (height, hash, header, signature) VALUES (?, ?, ?, ?)",
-                (header.height, header.hash, header_bytes, block.signature),
-            )
-            self._db.executemany(
-                "INSERT INTO commands (height, idx, data) VALUES (?, ?, ?)", command_rows
-            )
-            self._db.executemany(
-                "INSERT INTO events (height, idx, data) VALUES (?, ?, ?)", event_rows
+                "INSERT INTO blocks (height, hash, header, signature, body) VALUES (?, ?, ?, ?, ?)",
+                (header.height, header.hash, header_bytes, block.signature, body),
             )
 
     def index_blocks(
@@ -355,8 +373,8 @@ class BlockStore:
         """Derive the indexer's rows of at most `blocks_max` (1..`INDEX_BLOCKS_MAX`) stored blocks
         above the watermark (fewer once they hold `commands_max` commands; at least one) and write
         them with the new watermark in one transaction; return the watermark (the tip's height once
-        caught up; unchanged with nothing to do). The blocks are read through the public reads
-        (`blocks_from`, `events`), so the indexer depends on the stored format only through them.
+        caught up; unchanged with nothing to do). Each block's blob is read and checked once, as
+        `blocks_from` reads it, and the indexer gets its receipts.
 
         Raises `StoreError` without an indexer, for rows of a refused table name or of uneven
         width (naming the height and table), `StoreCorruptError` for a block that does not read
@@ -370,7 +388,7 @@ class BlockStore:
         if not 1 <= commands_max <= INDEX_COMMANDS_MAX:
             raise ValueError(f"commands_max {commands_max} is not in 1..{INDEX_COMMANDS_MAX}")
         first = self.indexed_height() + 1
-        page = self.blocks_from(first, blocks_max)
+        page = self._page(first, blocks_max)
         if not page:
             return first - 1
         writes: dict[str, list[Row]] = {}
@@ -384,10 +402,7 @@ class BlockStore:
                 raise StoreCorruptError(last + 1, "block missing below the tip while indexing")
             commands += header.command_count
             last = header.height
-            events = self.events(header.height)
-            if events is None:  # blocks are never removed: a vanished block is corruption
-                raise StoreCorruptError(header.height, "events gone while indexing")
-            tables = self.indexer.rows(header.height, header, stored.block.commands, events)
+            tables = self.indexer.rows(header.height, header, stored.receipts())
             for table, rows in tables.items():
                 writes.setdefault(_checked_table(header.height, table), []).extend(rows)
         statements = [(table, _insert(last, table, rows), rows) for table, rows in writes.items()]
@@ -469,13 +484,8 @@ class BlockStore:
 
     def block(self, height: int) -> Block | None:
         """The stored block at `height`, or None. Raises `StoreCorruptError`."""
-        with _reading(height):
-            row = self._db.execute(
-                "SELECT height, hash, header, signature FROM blocks WHERE height = ?", (height,)
-            ).fetchone()
-            if row is None:
-                return None
-            return self._block(row, self._rows("commands", height, height)[height])
+        stored = self._stored(height)
+        return None if stored is None else stored.block
 
     def header(self, height: int) -> BlockHeader | None:
         """The stored header at `height`, or None. Raises `StoreCorruptError`."""
@@ -486,20 +496,25 @@ class BlockStore:
         return None if row is None else _header(row[0], bytes(row[1]), bytes(row[2]))
 
     def commands(self, height: int) -> list[bytes] | None:
-        """The canonical bytes of the block's commands, in order (the commands tree's leaves),
-        or None if no block is stored at `height`. Raises `StoreCorruptError`."""
-        with _reading(height):
-            if not self._has(height):
-                return None
-            return self._rows("commands", height, height)[height]
+        """The raw bytes of the block's commands, in order (the commands tree's leaves), or
+        None if no block is stored at `height`. Raises `StoreCorruptError`."""
+        stored = self._stored(height)
+        return None if stored is None else list(stored.block.commands)
+
+    def receipts(self, height: int) -> list[Receipt] | None:
+        """The block's receipts (the receipts tree's leaves are their `leaf()`), or None if no
+        block is stored at `height`. Raises `StoreCorruptError`. O(block)."""
+        stored = self._stored(height)
+        return None if stored is None else stored.receipts()
 
     def events(self, height: int) -> list[bytes] | None:
-        """The canonical bytes of the block's events, in order (the events tree's leaves), or
-        None if no block is stored at `height`. Raises `StoreCorruptError`."""
-        with _reading(height):
-            if not self._has(height):
-                return None
-            return self._rows("events", height, height)[height]
+        """The canonical bytes of the block's events, all commands' in order, or None if no
+        block is stored at `height`. Raises `StoreCorruptError`."""
+        stored = self._stored(height)
+        if stored is None:
+            return None
+        assert stored.events is not None
+        return [event for events in stored.events for event in events]
 
     def certificate(self, height: int) -> QuorumCertificate | None:
         """The stored certificate of the block at `height`, or None (no block, or not final
@@ -535,29 +550,15 @@ class BlockStore:
         return row is not None
 
     def blocks_from(self, height: int, limit: int = BLOCKS_PAGE_MAX) -> list[StoredBlock]:
-        """Up to `limit` consecutive stored blocks from `height` on, with their certificates,
-        for a peer that catches up; an empty list past the tip. Raises ValueError for a height
-        below 1 or a limit outside 1..`BLOCKS_PAGE_MAX`, `StoreCorruptError`.
-        O(size of the page), three queries."""
+        """Up to `limit` consecutive stored blocks from `height` on, with their certificates
+        (and their stored events), for a peer that catches up; an empty list past the tip.
+        Raises ValueError for a height below 1 or a limit outside 1..`BLOCKS_PAGE_MAX`,
+        `StoreCorruptError`. O(size of the page), one query."""
         if height < 1:
             raise ValueError(f"height {height} is below 1")
         if not 1 <= limit <= BLOCKS_PAGE_MAX:
             raise ValueError(f"limit {limit} is not in 1..{BLOCKS_PAGE_MAX}")
-        last = height + limit - 1
-        with _reading(height), self._snapshot():
-            rows = self._db.execute(
-                "SELECT b.height, b.hash, b.header, b.signature, c.header_hash, c.data "
-                "FROM blocks AS b LEFT JOIN certificates AS c ON c.height = b.height "
-                "WHERE b.height BETWEEN ? AND ? ORDER BY b.height",
-                (height, last),
-            ).fetchall()
-            commands = self._rows("commands", height, last)
-        page: list[StoredBlock] = []
-        for row in rows:
-            block = self._block(row[:4], commands.get(row[0], []))
-            certificate = None if row[4] is None else _certificate(row[0], row[4], row[5])
-            page.append(StoredBlock(block=block, certificate=certificate))
-        return page
+        return self._page(height, limit)
 
     def evidence(self, after: int = 0, limit: int = EVIDENCE_PAGE_MAX) -> list[Evidence]:
         """Recorded evidence with `seq` greater than `after`, in recorded order, at most
@@ -582,36 +583,25 @@ class BlockStore:
 
     # ---- internals ----
 
-    @staticmethod
-    def _block(row: Sequence[object], commands: list[bytes]) -> Block:
-        height = _int(row[0])
-        header = _header(height, _bytes(row[1]), _bytes(row[2]))
-        if len(commands) != header.command_count:
-            raise StoreCorruptError(
-                height, f"{len(commands)} commands, header command_count {header.command_count}"
-            )
-        parsed: list[dict[str, object]] = []
-        for index, data in enumerate(commands):
-            try:
-                value = parse_canonical(data)
-            except CanonicalError as error:
-                raise StoreCorruptError(height, f"command {index}: {error}") from None
-            if type(value) is not dict:
-                raise StoreCorruptError(height, f"command {index} is not an object")
-            parsed.append(value)
-        root = merkle_root(commands)
-        if root != header.commands_root:
-            raise StoreCorruptError(
-                height,
-                f"commands hash to {root.hex()}, not the header's commands_root "
-                f"{header.commands_root.hex()}",
-            )
-        return Block.with_command_bytes(  # parse_canonical checked that they are canonical
-            header=header,
-            commands=tuple(parsed),
-            signature=_bytes(row[3]),
-            command_bytes=tuple(commands),
-        )
+    def _stored(self, height: int) -> StoredBlock | None:
+        page = self._page(height, 1) if height >= 1 else []
+        return page[0] if page else None
+
+    def _page(self, height: int, limit: int) -> list[StoredBlock]:
+        last = height + limit - 1
+        with _reading(height):
+            rows = self._db.execute(
+                "SELECT b.height, b.hash, b.header, b.signature, b.body, c.header_hash, c.data "
+                "FROM blocks AS b LEFT JOIN certificates AS c ON c.height = b.height "
+                "WHERE b.height BETWEEN ? AND ? ORDER BY b.height",
+                (height, last),
+            ).fetchall()
+        page: list[StoredBlock] = []
+        for row in rows:
+            block, events = _block(row)
+            certificate = None if row[5] is None else _certificate(row[0], row[5], row[6])
+            page.append(StoredBlock(block=block, certificate=certificate, events=events))
+        return page
 
     def _tip(self) -> tuple[int, bytes] | None:
         row = self._db.execute(
@@ -622,22 +612,6 @@ class BlockStore:
     def _has(self, height: int) -> bool:
         row = self._db.execute("SELECT 1 FROM blocks WHERE height = ?", (height,)).fetchone()
         return row is not None
-
-    def _rows(self, table: str, first: int, last: int) -> dict[int, list[bytes]]:
-        """Rows of `commands` or `events` for heights first..last, by height, in order."""
-        assert table in ("commands", "events"), table
-        found: dict[int, list[bytes]] = {height: [] for height in range(first, last + 1)}
-        cursor = self._db.execute(
-            f"SELECT height, idx, data FROM {table} "  # `table` is one of two names
-            "WHERE height BETWEEN ? AND ? ORDER BY height, idx",
-            (first, last),
-        )
-        for height, index, data in cursor:
-            rows = found[height]
-            if index != len(rows):
-                raise StoreCorruptError(height, f"{table} row {index}, expected {len(rows)}")
-            rows.append(bytes(data))
-        return found
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, "BEGIN IMMEDIATE")
@@ -695,12 +669,14 @@ def _prepare(
 ) -> bytes:
     """Set the pragmas, create the schema (and an indexer's tables) if absent, check or record
     the meta values, and return the stored genesis hash."""
+    _check_version(connection, path)  # before anything is written, WAL mode included
     mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise SchemaError(f"{path}: journal mode {mode!r}, not wal")
     for pragma in pragmas:
         connection.execute(pragma)
     with _Transaction(connection, "BEGIN IMMEDIATE"):
+        _check_version(connection, path)  # again under the lock: another opener created it
         for statement in (*_SCHEMA, *derived_schema):
             connection.execute(statement)
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
@@ -709,14 +685,11 @@ def _prepare(
         if _META_GENESIS not in meta:
             if genesis_hash is None:
                 raise SchemaError(f"{path}: a new block store needs the genesis hash")
-            connection.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [(_META_GENESIS, genesis_hash), (_META_VERSION, SCHEMA_VERSION)],
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)", (_META_GENESIS, genesis_hash)
             )
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return genesis_hash
-    version = meta.get(_META_VERSION)
-    if version != SCHEMA_VERSION:
-        raise SchemaError(f"{path}: schema version {version!r}, expected {SCHEMA_VERSION}")
     stored = meta.get(_META_GENESIS)
     if not isinstance(stored, bytes) or len(stored) != HASH_BYTES:
         raise SchemaError(f"{path}: stored genesis hash {stored!r} is not {HASH_BYTES} bytes")
@@ -725,6 +698,116 @@ def _prepare(
             f"{path}: store of genesis {stored.hex()}, not of genesis {genesis_hash.hex()}"
         )
     return stored
+
+
+def _check_version(connection: sqlite3.Connection, path: Path) -> None:
+    """Refuse, in one line naming both versions, a store of another schema version. A file
+    without tables is new; schema version 1 kept its version in `meta`, not `user_version`."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return
+    tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if version == 0 and tables == 0:
+        return  # a new file
+    found: object = version
+    if version == 0:
+        has_meta = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        row = (
+            connection.execute("SELECT value FROM meta WHERE key = ?", (_META_VERSION,)).fetchone()
+            if has_meta
+            else None
+        )
+        found = "unknown" if row is None else row[0]
+    raise SchemaError(
+        f"{path}: block store of schema version {found}, but this build reads schema version "
+        f"{SCHEMA_VERSION} only (no migration: rebuild the store by catching up from peers)"
+    )
+
+
+def encode_body(
+    commands: Sequence[bytes],
+    times_ns: Sequence[int],
+    events: Sequence[Sequence[bytes]],
+    compression: int = BODY_COMPRESSION,
+) -> bytes:
+    """A block's blob: its commands, their times and each command's events (the format is
+    at `BODY_PLAIN`), plain or zlib-compressed (`compression`). O(bytes)."""
+    count = len(commands)
+    flat = [event for produced in events for event in produced]
+    head = struct.pack(
+        f"<I{count}q{count}I{count}I{len(flat)}I",
+        count,
+        *times_ns,
+        *map(len, commands),
+        *map(len, events),
+        *map(len, flat),
+    )
+    data = b"".join((head, *commands, *flat))
+    if compression == BODY_ZLIB:
+        return bytes((BODY_ZLIB,)) + zlib.compress(data, ZLIB_LEVEL)
+    return bytes((BODY_PLAIN,)) + data
+
+
+def decode_body(
+    height: int, body: bytes
+) -> tuple[tuple[bytes, ...], tuple[int, ...], tuple[tuple[bytes, ...], ...]]:
+    """(commands, times, events per command) of a blob written by `encode_body`, either
+    encoding. Raises `StoreCorruptError` naming the height if it does not decode to exactly
+    its length. O(bytes)."""
+    try:
+        if body[:1] == bytes((BODY_ZLIB,)):
+            data = zlib.decompress(body[1:])
+        elif body[:1] == bytes((BODY_PLAIN,)):
+            data = body[1:]
+        else:
+            raise StoreCorruptError(height, f"body encoding {body[:1].hex()!r} unknown")
+        (count,) = struct.unpack_from("<I", data, 0)
+        offset = 4
+        times = struct.unpack_from(f"<{count}q", data, offset)
+        offset += 8 * count
+        lengths = struct.unpack_from(f"<{2 * count}I", data, offset)
+        offset += 8 * count
+        command_lengths, event_counts = lengths[:count], lengths[count:]
+        event_total = sum(event_counts)
+        event_lengths = struct.unpack_from(f"<{event_total}I", data, offset)
+        offset += 4 * event_total
+    except (zlib.error, struct.error, MemoryError) as error:
+        raise StoreCorruptError(height, f"body does not decode: {error}") from None
+    if offset + sum(command_lengths) + sum(event_lengths) != len(data):
+        raise StoreCorruptError(
+            height,
+            f"body of {len(data)} bytes, its lengths say "
+            f"{offset + sum(command_lengths) + sum(event_lengths)}",
+        )
+    ends = list(accumulate(command_lengths, initial=offset))
+    commands = tuple(data[ends[i] : ends[i + 1]] for i in range(count))
+    ends = list(accumulate(event_lengths, initial=ends[-1]))
+    flat = [data[ends[i] : ends[i + 1]] for i in range(event_total)]
+    bounds = list(accumulate(event_counts, initial=0))
+    events = tuple(tuple(flat[bounds[i] : bounds[i + 1]]) for i in range(count))
+    return commands, times, events
+
+
+def _block(row: Sequence[object]) -> tuple[Block, tuple[tuple[bytes, ...], ...]]:
+    """A stored block row (height, hash, header, signature, body, ...) read and checked."""
+    height = _int(row[0])
+    header = _header(height, _bytes(row[1]), _bytes(row[2]))
+    commands, times, events = decode_body(height, _bytes(row[4]))
+    if len(commands) != header.command_count:
+        raise StoreCorruptError(
+            height, f"{len(commands)} commands, header command_count {header.command_count}"
+        )
+    root = merkle_root(commands)
+    if root != header.commands_root:
+        raise StoreCorruptError(
+            height,
+            f"commands hash to {root.hex()}, not the header's commands_root "
+            f"{header.commands_root.hex()}",
+        )
+    block = Block(header=header, commands=commands, times_ns=times, signature=_bytes(row[3]))
+    return block, events
 
 
 def _checked_table(height: int, table: str) -> str:

@@ -4,8 +4,9 @@ Parsing takes the value `orjson.loads` returns and is strict: exactly the fields
 writes, integers within their range, hashes as 64 and signatures as 128 lowercase hex digits,
 at most `BLOCK_COMMANDS_MAX` commands and `MEMBERS_MAX` votes. Anything else comes back as a
 `MalformedBlockError` naming the field path and the offending value; parsing never raises on
-bad input. Commands are only checked to be JSON objects here: `check_commands` checks that
-they have a canonical form and match the header. O(size of the value).
+bad input. A block's commands travel as strings holding each command's canonical JSON text and
+are taken as their UTF-8 bytes, never parsed here: `check_commands` hashes them against the
+header, and the state machine parses each once. O(size of the value).
 """
 
 from __future__ import annotations
@@ -72,37 +73,50 @@ def _header(value: object, path: str) -> BlockHeader:
             "height",
             "parent_hash",
             "time_ns",
-            "commands_root",
-            "command_count",
-            "events_root",
-            "event_count",
-            "state_hash",
             "proposer",
+            "command_count",
+            "commands_root",
+            "receipts_root",
+            "state_hash",
         ),
     )
     return BlockHeader(
         height=_integer(fields, path, "height", minimum=1),
         parent_hash=_hex(fields, path, "parent_hash", HASH_BYTES),
         time_ns=_integer(fields, path, "time_ns"),
-        commands_root=_hex(fields, path, "commands_root", HASH_BYTES),
-        command_count=_integer(fields, path, "command_count", maximum=BLOCK_COMMANDS_MAX),
-        events_root=_hex(fields, path, "events_root", HASH_BYTES),
-        event_count=_integer(fields, path, "event_count"),
-        state_hash=_hex(fields, path, "state_hash", HASH_BYTES),
         proposer=_integer(fields, path, "proposer"),
+        command_count=_integer(fields, path, "command_count", maximum=BLOCK_COMMANDS_MAX),
+        commands_root=_hex(fields, path, "commands_root", HASH_BYTES),
+        receipts_root=_hex(fields, path, "receipts_root", HASH_BYTES),
+        state_hash=_hex(fields, path, "state_hash", HASH_BYTES),
     )
 
 
 def _block(value: object, path: str) -> Block:
-    fields = _fields(value, path, ("header", "commands", "signature"))
-    commands: list[dict[str, object]] = []
+    """Commands are strings (the JSON text of each command's bytes): their UTF-8 bytes are the
+    bytes the proposer hashed, taken as they are (`check_commands` hashes them)."""
+    fields = _fields(value, path, ("header", "commands", "times_ns", "signature"))
+    commands: list[bytes] = []
     for index, command in enumerate(_list(fields, path, "commands", BLOCK_COMMANDS_MAX)):
-        if type(command) is not dict:
-            raise _FieldError(f"{path}.commands[{index}]", f"{_show(command)} is not an object")
-        commands.append(command)
+        if type(command) is not str or not command:
+            raise _FieldError(
+                f"{path}.commands[{index}]", f"{_show(command)} is not a non-empty string"
+            )
+        commands.append(command.encode())
+    times: list[int] = []
+    for index, time_ns in enumerate(_list(fields, path, "times_ns", BLOCK_COMMANDS_MAX)):
+        if type(time_ns) is not int or not 0 <= time_ns <= INTEGER_MAX:
+            raise _FieldError(
+                f"{path}.times_ns[{index}]",
+                f"{_show(time_ns)} is not an integer in [0, {INTEGER_MAX}]",
+            )
+        times.append(time_ns)
+    if len(times) != len(commands):
+        raise _FieldError(f"{path}.times_ns", f"{len(times)} times for {len(commands)} commands")
     return Block(
         header=_header(fields["header"], f"{path}.header"),
         commands=tuple(commands),
+        times_ns=tuple(times),
         signature=_hex(fields, path, "signature", SIGNATURE_BYTES),
     )
 

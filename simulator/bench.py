@@ -28,7 +28,7 @@ from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.block import certify, sign_vote
 from ledger.genesis import load_genesis
-from ledger.machine import propose
+from ledger.machine import encode_commands, propose
 from ledger.store import BlockStore
 from simulator.inprocess import day_start_ns, derived_key
 from simulator.run import run_inprocess
@@ -57,10 +57,11 @@ def replay_machine(directory: Path, blocks: list[list[dict[str, Any]]]) -> Timin
     machine = VenueMachine(venue_from_genesis(load_genesis(directory / "genesis.json")))
     apply = machine.apply
     state = b""
+    encoded = [encode_commands(commands) for commands in blocks]  # as a block carries them
     watch = _Stopwatch()
-    for commands in blocks:
+    for commands in encoded:
         for command in commands:
-            apply(command)
+            apply(command, 0)
         state = machine.state_hash()
     return watch.stop(state)
 
@@ -85,7 +86,8 @@ def replay_ledger(
         for height, commands in enumerate(blocks, start=1):
             block, execution = propose(
                 machine, exchange_key, proposer=genesis.exchange.id, height=height,
-                parent_hash=parent, time_ns=day_start_ns(day) + height, commands=commands,
+                parent_hash=parent, time_ns=day_start_ns(day) + height,
+                commands=encode_commands(commands),
             )  # fmt: skip
             store.append(block, execution.events)
             store.index_blocks(1)  # an indexing member's work, kept in the measured time

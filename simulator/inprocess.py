@@ -30,7 +30,7 @@ from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import OrderRefused, OrderUnfunded
 from ledger.block import certify, sign_vote
-from ledger.canonical import sha256
+from ledger.canonical import canonical_bytes, sha256
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey, private_key_from_bytes
 from ledger.machine import executed, seal
@@ -168,7 +168,9 @@ class InProcessDriver:
         self._next_cut_ns = self._interval_ns
         self._block_commands = scenario.block_commands
         self._commands: list[dict[str, Any]] = []
-        self._events: list[bytes] = []
+        self._encoded: list[bytes] = []  # their canonical bytes, what the block carries
+        self._times: list[int] = []  # each command's sequencing time
+        self._events: list[list[bytes]] = []  # each command's events
         self._parent = genesis.hash
         self.height = 0
         self.kept_commands: list[list[dict[str, Any]]] | None = [] if keep_commands else None
@@ -243,10 +245,14 @@ class InProcessDriver:
     # -- commands, feedback and blocks ----------------------------------------------------
 
     def _run(self, now_ns: int, command: dict[str, Any]) -> list[Any]:
-        observed, data = self._apply(command)
+        encoded = canonical_bytes(command)
+        time_ns = max(self._start_ns + now_ns, self._times[-1] if self._times else 0)
+        observed, data = self._apply(encoded, time_ns)
         events: list[Any] = observed  # dispatched on their exact type below
         self._commands.append(command)
-        self._events.extend(data)
+        self._encoded.append(encoded)
+        self._times.append(time_ns)
+        self._events.append(data)
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
@@ -291,14 +297,16 @@ class InProcessDriver:
         commands, events = self._commands, self._events
         if not commands:
             return
-        execution = executed(events, self.machine.state_hash())
+        times = self._times
+        execution = executed(self._encoded, times, events, self.machine.state_hash())
         block = seal(
             self._exchange_key,
             proposer=self.genesis.exchange.id,
             height=self.height + 1,
             parent_hash=self._parent,
-            time_ns=self._start_ns + now_ns,
-            commands=commands,
+            time_ns=max(self._start_ns + now_ns, times[-1]),
+            commands=self._encoded,
+            times_ns=times,
             execution=execution,
         )
         self.store.append(block, execution.events)
@@ -308,14 +316,15 @@ class InProcessDriver:
         self.height += 1
         self._parent = block.header.hash
         self.messages += len(commands)
-        self.events += len(events)
+        event_count = execution.event_count
+        self.events += event_count
         if self.kept_commands is not None:
             self.kept_commands.append(commands)
         blocks = self.tables.blocks
         for name, value in zip(
             BLOCK_COLUMNS,
-            (self.height, now_ns, len(commands), len(events), self._clock() - self._clock_start),
+            (self.height, now_ns, len(commands), event_count, self._clock() - self._clock_start),
             strict=True,
         ):
             blocks[name].append(value)
-        self._commands, self._events = [], []
+        self._commands, self._events, self._encoded, self._times = [], [], [], []

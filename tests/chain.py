@@ -22,7 +22,7 @@ from exchange.venue.types import BeginDay, BrokerCommand
 from ledger.block import Block, QuorumCertificate, certify, sign_vote
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey, load_private_key
-from ledger.machine import propose
+from ledger.machine import encode_commands, propose
 from ledger.store import BlockStore
 from matching.commands import CancelOrder, PlaceOrder, SetPhase
 from matching.types import OrderKind, Phase, Side
@@ -82,10 +82,16 @@ class Chain:
         return len(self.blocks)
 
     def add_block(
-        self, commands: list[dict[str, Any]], *, certified: bool = True, time_ns: int | None = None
+        self,
+        commands: list[dict[str, Any]],
+        *,
+        certified: bool = True,
+        time_ns: int | None = None,
+        times_ns: list[int] | None = None,
     ) -> Block:
         """Propose, store and (by default) certify a block of these commands, at `time_ns`
-        (default: one nanosecond after the previous block)."""
+        (default: one nanosecond after the previous block), each command at `times_ns`
+        (default: the block's time)."""
         parent = self.genesis.hash if not self.blocks else self.blocks[-1].header.hash
         block, execution = propose(
             self.machine,
@@ -94,7 +100,8 @@ class Chain:
             height=self.height + 1,
             parent_hash=parent,
             time_ns=TIME_NS_START + self.height if time_ns is None else time_ns,
-            commands=commands,
+            commands=encode_commands(commands),
+            times_ns=times_ns,
         )
         for store in (self.store, *self.replicas):
             store.append(block, execution.events)

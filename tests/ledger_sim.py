@@ -33,11 +33,11 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.block import Vote, sign_vote, vote_message
@@ -61,7 +61,8 @@ class CounterMachine:
     def __init__(self) -> None:
         self.values: dict[str, int] = {}
 
-    def apply(self, command: Mapping[str, Any]) -> list[bytes]:
+    def apply(self, data: bytes, time_ns: int) -> list[bytes]:
+        command = orjson.loads(data)
         key, add = command.get("key"), command.get("add")
         if not isinstance(key, str) or type(add) is not int:
             return [canonical_bytes({"type": "error", "id": command.get("id")})]
@@ -306,9 +307,10 @@ class Sim:
             for stored in getattr(send.message, "blocks", ()):
                 commands = stored.block.commands
                 if commands:
-                    changed = dict(commands[0])
+                    changed = orjson.loads(commands[0])
                     changed["add"] = int(changed.get("add", 0)) + 1
-                    object.__setattr__(stored.block, "commands", (changed, *commands[1:]))
+                    changed_bytes = canonical_bytes(changed)
+                    object.__setattr__(stored.block, "commands", (changed_bytes, *commands[1:]))
         return sends
 
     def record_finality(self) -> None:
@@ -344,7 +346,7 @@ class Sim:
         if exchange is not None and self.now % CUT_MS == 0:
             block, sends = exchange.cut(time_ns=self.now * 1_000_000)
             if block is not None:
-                self.acknowledged += [int(c["id"]) for c in block.commands]  # type: ignore[call-overload]
+                self.acknowledged += [int(orjson.loads(c)["id"]) for c in block.commands]
                 self.tell(block.header.height)
             self.send(EXCHANGE, sends)
         if self.now % TICK_MS == 0:
@@ -362,12 +364,12 @@ class Sim:
             block = store.block(len(self.client_counts))
             assert block is not None
             counts = Counter(self.client_counts[-1])
-            for command in block.commands:
+            for command in map(orjson.loads, block.commands):
                 counts[str(command["key"])] += 1
                 if block.header.height == height:
                     client = str(command["key"])
                     told = Told(client, height, block.header.hash, counts[client])
-                    self.told[int(command["id"])] = told  # type: ignore[call-overload]
+                    self.told[int(command["id"])] = told
             self.client_counts.append(counts)
 
     def chaos(self) -> None:
@@ -455,7 +457,7 @@ def stored_command_ids(store: BlockStore) -> list[int]:
     for height in range(1, (0 if tip is None else tip[0]) + 1):
         block = store.block(height)
         assert block is not None
-        ids += [int(c["id"]) for c in block.commands]  # type: ignore[call-overload]
+        ids += [int(orjson.loads(c)["id"]) for c in block.commands]
     return ids
 
 

@@ -8,30 +8,46 @@ import sqlite3
 from pathlib import Path
 from typing import Final
 
+from ledger.store import decode_body, encode_body
+
 # What `corrupt_block` can change: the header, the first command or the first event.
 BLOCK_PARTS: Final = ("header", "command", "event")
-_PART_ROWS: Final = {
-    "header": ("blocks", "header", ""),
-    "command": ("commands", "data", " AND idx = 0"),
-    "event": ("events", "data", " AND idx = 0"),
-}
 
 
 def corrupt_block(store: Path, height: int, part: str = "command") -> None:
     """Change one digit of the stored bytes of `part` of the block at `height` (a digit, so the
-    bytes still parse and only the hashes can tell)."""
-    table, column, extra = _PART_ROWS[part]
-    condition = f"height = {height}{extra}"
+    bytes still parse and only the hashes can tell). Commands and events are inside the block's
+    blob (`ledger.store.encode_body`): it is decoded, one digit changed, and written back in
+    the same encoding, as a tamperer who knows the format would."""
+    assert part in BLOCK_PARTS, part
     with sqlite3.connect(store) as db:
-        row = db.execute(f"SELECT {column} FROM {table} WHERE {condition}").fetchone()
-        assert row is not None, f"no {part} at height {height} in {store}"
-        changed = bytearray(row[0])
-        digits = [index for index, byte in enumerate(changed) if 0x31 <= byte <= 0x38]
-        assert digits, f"no digit to change in the {part} at height {height}"
-        position = digits[len(digits) // 2]
-        changed[position] += 1
-        db.execute(f"UPDATE {table} SET {column} = ? WHERE {condition}", (bytes(changed),))
+        column = "header" if part == "header" else "body"
+        row = db.execute(f"SELECT {column} FROM blocks WHERE height = ?", (height,)).fetchone()
+        assert row is not None, f"no block at height {height} in {store}"
+        if part == "header":
+            changed = _changed_digit(bytes(row[0]), part, height)
+        else:
+            body = bytes(row[0])
+            commands, times, events = decode_body(height, body)
+            if part == "command":
+                assert commands, f"no command at height {height}"
+                commands = (_changed_digit(commands[0], part, height), *commands[1:])
+            else:
+                first = next((i for i, each in enumerate(events) if each), None)
+                assert first is not None, f"no event at height {height}"
+                produced = (_changed_digit(events[first][0], part, height), *events[first][1:])
+                events = (*events[:first], produced, *events[first + 1 :])
+            changed = encode_body(commands, times, events, body[0])
+        db.execute(f"UPDATE blocks SET {column} = ? WHERE height = ?", (changed, height))
     db.close()
+
+
+def _changed_digit(data: bytes, part: str, height: int) -> bytes:
+    changed = bytearray(data)
+    digits = [index for index, byte in enumerate(changed) if 0x31 <= byte <= 0x38]
+    assert digits, f"no digit to change in the {part} at height {height}"
+    changed[digits[len(digits) // 2]] += 1
+    return bytes(changed)
 
 
 def tamper_trade(store: Path, trade_id: int, *, price_delta: int = 1) -> int:
@@ -66,15 +82,15 @@ def copy_trade_to_height(
         (new_id,) = db.execute("SELECT max(trade_id) + 1 FROM trades").fetchone()
         db.execute(
             "INSERT INTO trades SELECT ?, ?, event_idx + ?, symbol, price, quantity,"
-            " buy_order_id, sell_order_id, buy_account, sell_account, aggressor"
-            " FROM trades WHERE trade_id = ?",
+            " buy_order_id, sell_order_id, buy_account, sell_account, aggressor, command_idx,"
+            " time_ns FROM trades WHERE trade_id = ?",
             (new_id, height, event_offset, trade_id),
         )
     db.close()
     return int(new_id)
 
 
-def corrupt_page(store: Path, table: str = "commands") -> None:
+def corrupt_page(store: Path, table: str = "blocks") -> None:
     """Overwrite the b-tree header of `table`'s root page, as a disk error would: SQLite then
     reports the file as malformed when it reads that table (the store must be closed, its WAL
     checkpointed)."""

@@ -20,6 +20,7 @@ from exchange.consortium.nodes import new_machine
 from exchange.venue.commitment import commitment_of_snapshot
 from exchange.venue.machine import VenueMachine
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
+from ledger.canonical import canonical_bytes
 from ledger.genesis import Genesis, Role
 from settlement.types import COMMAND_OUTCOMES_MAX
 
@@ -43,7 +44,7 @@ def run_blocks(machine: VenueMachine, commands: list[dict[str, Any]], seed: int)
     while position < len(commands):
         size = rng.choice((1, 3, 257, 700, 1_500))
         for command in commands[position : position + size]:
-            events = machine.apply(command)
+            events = machine.apply(canonical_bytes(command), 0)
             assert b'"error"' not in events[0], events
         position += size
         assert machine.state_hash() == commitment_of_snapshot(machine.venue.snapshot()), position
@@ -70,10 +71,10 @@ def test_the_settlement_window_rolls_over_with_the_commitment_exact(tmp_path: Pa
     assert len(settlement._outcomes) == COMMAND_OUTCOMES_MAX
     retried = commands[-5]
     before = machine.state_hash()
-    again = machine.apply(retried)
+    again = machine.apply(canonical_bytes(retried), 0)
     assert orjson.loads(again[0])["type"] in {"deposited", "withdrawn", "transferred"}
     assert machine.state_hash() == before  # a retry inside the window changes nothing
-    too_old = machine.apply(commands[10])
+    too_old = machine.apply(canonical_bytes(commands[10]), 0)
     assert orjson.loads(too_old[0])["reason"] == "command_id_too_old", too_old
     assert machine.state_hash() == commitment_of_snapshot(machine.venue.snapshot())
 

@@ -26,14 +26,16 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
 from exchange.analysis.tables import IndexBehindWarning, NodeLedger, trades
+from exchange.analysis.tables import events as events_frame
 from exchange.consortium.audit import index_node, verify_node
-from exchange.consortium.indexer import VenueIndexer
+from exchange.consortium.indexer import ORDER_EVENTS, SETTLEMENT_EVENTS, VenueIndexer
 from exchange.consortium.init import indexing_nodes
 from exchange.consortium.nodes import build_replica, load_config, new_machine
 from ledger.feed import Feed, status, wait_until_up
@@ -42,7 +44,7 @@ from ledger.protocol import Propose, VoteMessage
 from ledger.replication import Replica
 from ledger.store import BlockStore, StoreCorruptError
 from matching.types import Side
-from tests.chain import Chain
+from tests.chain import TIME_NS_START, Chain
 from tests.consortium_net import free_base_port, make_consortium, opening, orders, until
 from tests.test_ledger_node import Consortium
 
@@ -65,6 +67,81 @@ def trading_chain(tmp_path: Path, blocks: int, *, index: bool = True, pairs: int
             order += 10
         chain.add_block(commands)
     return chain
+
+
+def test_every_stored_event_is_attributed_to_the_command_that_produced_it(
+    tmp_path: Path,
+) -> None:
+    """Each event of a stored block is in the receipt of the command that produced it, with
+    that command's own time; every derived row names that command (`command_idx`) and time,
+    and an order's broker is its command's (no guess); the analysts' readers carry them."""
+    chain = Chain.create(tmp_path, base_port=free_base_port(5))
+    start = TIME_NS_START + 1_000_000
+    chain.add_block(chain.opening(), time_ns=start)
+    commands = [
+        chain.place(1, "10001", Side.SELL, 1000, 300),
+        chain.place(2, "20001", Side.BUY, 1000, 100),  # trades with 1
+        chain.place(3, "20001", Side.BUY, 900, 100),
+        chain.place(4, "20001", Side.BUY, 1000, 100),  # trades with 1
+        chain.cancel(3, "20001"),
+        chain.cancel(1, "10001"),
+        chain.place(5, "20001", Side.BUY, 0, 100),  # rejected: not on the price grid
+    ]
+    times = [start + 100 * (index + 1) for index in range(len(commands))]
+    chain.add_block(commands, time_ns=start + 10_000, times_ns=times)
+    store = chain.store
+    assert store.indexed_height() == 2
+    attributed = 0
+    for height, block in enumerate(chain.blocks, start=1):
+        receipts = store.receipts(height)
+        assert receipts is not None
+        assert [r.time_ns for r in receipts] == list(block.times_ns)
+        cause: list[tuple[int, int, dict[str, Any], dict[str, Any]]] = []  # per event, in order
+        for receipt in receipts:
+            command = orjson.loads(receipt.command)
+            cause += [(receipt.index, receipt.time_ns, command, orjson.loads(event))
+                      for event in receipt.events]  # fmt: skip
+        assert [orjson.loads(e) for e in store.events(height) or []] == [c[3] for c in cause]
+        for table, kinds in (("orders", ORDER_EVENTS), ("trades", {"trade"}),
+                             ("settlements", SETTLEMENT_EVENTS)):  # fmt: skip
+            rows = store.read(
+                f"SELECT event_idx, command_idx, time_ns FROM {table} WHERE height = ?", (height,)
+            )
+            covered = [i for i, (_, _, _, event) in enumerate(cause) if event["type"] in kinds]
+            assert sorted(row[0] for row in rows) == covered, table  # each event: one row
+            for event_idx, command_idx, time_ns in rows:
+                assert (command_idx, time_ns) == cause[event_idx][:2], (table, event_idx)
+                attributed += 1
+        changes = store.read(
+            "SELECT event_idx, command_idx, time_ns FROM balance_changes WHERE height = ?",
+            (height,),
+        )
+        for event_idx, command_idx, time_ns in changes:
+            assert (command_idx, time_ns) == cause[event_idx][:2]
+        orders = store.read(
+            "SELECT event_idx, broker FROM orders WHERE height = ? ORDER BY event_idx", (height,)
+        )
+        for event_idx, broker in orders:
+            command, event = cause[event_idx][2], cause[event_idx][3]
+            assert broker == event.get("broker", command.get("broker")), (event, command)
+    assert attributed > 10
+    rows = store.read("SELECT order_id, event, broker, time_ns FROM orders WHERE height = 2")
+    assert (1, "cancelled", "broker1", times[5]) in rows  # placed in this block, cancelled later
+    assert (3, "cancelled", "broker2", times[4]) in rows
+    assert store.read("SELECT trade_id, time_ns FROM trades ORDER BY trade_id") == [
+        (1, times[1]),
+        (2, times[3]),
+    ]
+    chain.close()
+    with NodeLedger.open(chain.node) as ledger:
+        frame = trades(ledger)
+        assert list(frame["time_ns"]) == [times[1], times[3]]  # each trade's own time
+        assert list(frame["time"].astype("int64")) == [times[1], times[3]]
+        events = events_frame(ledger, ["trade"])
+        assert list(events["command_idx"]) == [1, 3]
+        assert list(events["time_ns"]) == [times[1], times[3]]
+    report = verify_node(chain.node)
+    assert report.ok and report.blocks == 2, report
 
 
 def test_a_member_votes_for_a_block_before_its_rows_are_indexed(tmp_path: Path) -> None:
@@ -143,8 +220,8 @@ def test_verify_compares_up_to_the_watermark_and_says_so(tmp_path: Path) -> None
     with sqlite3.connect(chain.node / "ledger.sqlite") as db:
         db.execute(
             "INSERT INTO trades SELECT trade_id + 100, 3, event_idx, symbol, price, quantity, "
-            "buy_order_id, sell_order_id, buy_account, sell_account, aggressor FROM trades "
-            "LIMIT 1"
+            "buy_order_id, sell_order_id, buy_account, sell_account, aggressor, command_idx, "
+            "time_ns FROM trades LIMIT 1"
         )
     report = verify_node(chain.node)
     assert report.failed_height == 3 and "above the index watermark 2" in str(report.failure)
@@ -417,7 +494,7 @@ def test_a_block_missing_below_the_tip_stops_the_indexer_naming_it(tmp_path: Pat
     chain.store.index_blocks(1)
     chain.close()
     with sqlite3.connect(chain.node / "ledger.sqlite") as db:
-        for table in ("certificates", "commands", "events", "blocks"):
+        for table in ("certificates", "blocks"):  # a block is one row, and its certificate
             db.execute(f"DELETE FROM {table} WHERE height = 2")
     with BlockStore.open(chain.node / "ledger.sqlite", indexer=VenueIndexer()) as store:
         with pytest.raises(StoreCorruptError, match="block 2: stored block missing below"):

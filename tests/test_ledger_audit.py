@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -12,15 +14,17 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.consortium.audit import receipt_bytes, trade_receipt, verify_node, verify_receipt_file
 from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import init_consortium
-from ledger.block import BlockHeader
+from ledger.block import BlockHeader, Receipt
 from ledger.receipt import ReceiptError
 from ledger.store import BlockStore, Row, StoreError
 from matching.types import Side
 from tests.chain import SYMBOLS, Chain
+from tests.store_tamper import corrupt_block
 
 
 def cli(*arguments: object) -> subprocess.CompletedProcess[str]:
@@ -71,10 +75,14 @@ def test_a_planted_trade_appears_with_its_price_quantity_accounts_and_leaf(
     chain = three_blocks(tmp_path)
     rows = chain.store.read("SELECT * FROM trades ORDER BY trade_id")
     assert [row[:3] for row in rows] == [(1, 1, rows[0][2]), (2, 2, rows[1][2])]
-    trade_id, height, index, symbol, price, quantity, buy, sell, buyer, seller, aggressor = rows[0]
+    (trade_id, height, index, symbol, price, quantity, buy, sell, buyer, seller, aggressor,
+     command, time_ns) = rows[0]  # fmt: skip
     assert (symbol, price, quantity, buy, sell, buyer, seller, aggressor) == (
         SYMBOLS[0], 1000, 200, 2, 1, "20001", "10001", "buy"
     )  # fmt: skip
+    block = chain.blocks[0]
+    assert orjson.loads(block.commands[command])["order_id"] == 2  # the aggressor's place
+    assert time_ns == block.times_ns[command]
     event = event_at(chain, height, index)
     assert event["type"] == "trade" and event["trade_id"] == trade_id == 1
     for row in rows:  # every row's leaf index points at its trade event
@@ -93,8 +101,9 @@ def test_order_rows_follow_the_events_with_broker_and_account(tmp_path: Path) ->
         (1, "accepted", 1, "broker1", "10001", "sell", 1000, 300, None),
         (1, "accepted", 2, "broker2", "20001", "buy", 1001, 200, None),
     ]
-    # The cancel of an order placed in an earlier block: no place command to name the broker.
-    assert (2, "cancelled", 1, None, None, None, None, 100, "requested") in rows
+    # The cancel of an order placed in an earlier block: the cancel command names the broker
+    # (the account is on the order's accepted row).
+    assert (2, "cancelled", 1, "broker1", None, None, None, 100, "requested") in rows
     every = chain.store.read("SELECT count(*) FROM orders")[0][0]
     kinds = [orjson.loads(e)["type"] for h in (1, 2, 3) for e in chain.store.events(h) or []]
     assert every == sum(kind in ("accepted", "cancelled") for kind in kinds)
@@ -130,13 +139,9 @@ class FailingIndexer(VenueIndexer):
     __slots__ = ()
 
     def rows(
-        self,
-        height: int,
-        header: BlockHeader,
-        commands: Sequence[Mapping[str, Any]],
-        events: Sequence[bytes],
+        self, height: int, header: BlockHeader, receipts: Sequence[Receipt]
     ) -> Mapping[str, Sequence[Row]]:
-        rows = dict(super().rows(height, header, commands, events))
+        rows = dict(super().rows(height, header, receipts))
         rows["trades"] = [*rows["trades"], *rows["trades"]]
         return rows
 
@@ -204,7 +209,11 @@ def test_verify_passes_on_a_good_store(tmp_path: Path) -> None:
 
 
 def flip_byte(path: Path, table: str, column: str, height: int, where: str = "") -> None:
-    """Change one byte of one stored row, as a disk error or a tamperer would."""
+    """Change one byte of one stored row, as a disk error or a tamperer would. Commands and
+    events are inside the block's blob: `corrupt_block` changes one digit of them there."""
+    if table in ("commands", "events"):
+        corrupt_block(path, height, table[:-1])
+        return
     with sqlite3.connect(path) as db:
         key = "idx" if table in ("commands", "events") else None
         condition = f"height = {height}" + (f" AND {key} = 0" if key else "") + where
@@ -293,16 +302,116 @@ def test_receipt_round_trip(tmp_path: Path) -> None:
     for trade_id in (1, 2):
         path = write_receipt(chain, trade_id, tmp_path)
         receipt = orjson.loads(path.read_bytes())
-        assert receipt["trade_id"] == trade_id and receipt["leaf"]["trade_id"] == trade_id
-        assert receipt["tree_size"] == receipt["header"]["event_count"]
+        assert receipt["trade_id"] == trade_id
+        trades = [e for e in receipt["leaf"]["events"] if e["type"] == "trade"]
+        assert [trade["trade_id"] for trade in trades] == [trade_id]
+        # the trade with the command that caused it (the aggressor's place) and its time
+        block = chain.blocks[receipt["header"]["height"] - 1]
+        index = receipt["leaf_index"]
+        assert receipt["leaf"]["index"] == index
+        assert receipt["command"].encode() == block.commands[index]
+        assert orjson.loads(receipt["command"])["type"] == "place"
+        assert receipt["leaf"]["time_ns"] == block.times_ns[index]
+        assert receipt["tree_size"] == receipt["header"]["command_count"]
         result = cli("verify-receipt", path, "--genesis", genesis)
         assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
+
+
+def _json_bytes(value: object) -> bytes:
+    """Canonical bytes as docs/ledger.md states them, with the standard library only."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _rfc9162_root(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes | None:
+    """The root an inclusion proof leads to (RFC 9162, 2.1.3.2), written from the RFC's text
+    and not from `ledger.merkle`; None when the proof does not fit the tree."""
+    if index >= size:
+        return None
+    fn, sn, r = index, size - 1, hashlib.sha256(b"\x00" + leaf).digest()
+    for p in proof:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
+
+
+def test_a_receipt_verifies_with_an_independent_verifier(tmp_path: Path) -> None:
+    """What a broker's own code, or #13's browser, does from docs/ledger.md alone: standard
+    JSON, SHA-256, RFC 9162's inclusion algorithm and Ed25519 over the genesis keys; nothing
+    from `ledger`. The receipt proves the trade, the command that caused it and its time."""
+    chain = three_blocks(tmp_path)
+    chain.close()
+    genesis = json.loads((chain.directory / "genesis.json").read_bytes())
+    assert hashlib.sha256(_json_bytes(genesis)).hexdigest() == chain.genesis.hash.hex()
+    voters = {m["id"]: Ed25519PublicKey.from_public_bytes(bytes.fromhex(m["public_key"]))
+              for m in genesis["members"] if m["voting"]}  # fmt: skip
+    for trade_id in (1, 2):
+        receipt = json.loads(write_receipt(chain, trade_id, tmp_path).read_bytes())
+        header_hash = hashlib.sha256(_json_bytes(receipt["header"])).digest()
+        certificate = receipt["certificate"]
+        assert bytes.fromhex(certificate["header_hash"]) == header_hash
+        signers = set()
+        for vote in certificate["votes"]:
+            voters[vote["member"]].verify(  # raises InvalidSignature if it does not verify
+                bytes.fromhex(vote["signature"]), b"jinlian/v1/vote\n" + header_hash
+            )
+            signers.add(vote["member"])
+        assert len(signers) >= 2 * ((len(voters) - 1) // 3) + 1
+        leaf = receipt["leaf"]
+        assert hashlib.sha256(receipt["command"].encode()).hexdigest() == leaf["command_hash"]
+        proof = [bytes.fromhex(node) for node in receipt["proof"]]
+        root = _rfc9162_root(_json_bytes(leaf), leaf["index"], receipt["tree_size"], proof)
+        assert root is not None and root.hex() == receipt["header"]["receipts_root"]
+        assert receipt["tree_size"] == receipt["header"]["command_count"]
+        trades = [e for e in leaf["events"] if e["type"] == "trade"]
+        assert [t["trade_id"] for t in trades] == [trade_id]
+        command = json.loads(receipt["command"])
+        assert command["type"] == "place" and command["order_id"] in (
+            trades[0]["buy_order_id"], trades[0]["sell_order_id"],
+        )  # fmt: skip
+        block = chain.blocks[receipt["header"]["height"] - 1]
+        assert leaf["time_ns"] == block.times_ns[leaf["index"]]
+        bad = dict(leaf, time_ns=leaf["time_ns"] + 1)  # another time: another root
+        other = _rfc9162_root(_json_bytes(bad), leaf["index"], receipt["tree_size"], proof)
+        assert other is not None and other.hex() != receipt["header"]["receipts_root"]
+
+
+def test_an_order_receipt_proves_the_command_that_placed_it(tmp_path: Path) -> None:
+    chain = three_blocks(tmp_path)
+    chain.close()
+    genesis = chain.directory / "genesis.json"
+    path = tmp_path / "order-4.json"
+    result = cli("receipt", chain.node, "--order", 4, "--out", path)
+    assert result.returncode == 0, result.stderr
+    receipt = orjson.loads(path.read_bytes())
+    command = orjson.loads(receipt["command"])
+    assert (receipt["order_id"], command["type"], command["order_id"]) == (4, "place", 4)
+    assert receipt["leaf"]["time_ns"] == chain.blocks[1].times_ns[receipt["leaf_index"]]
+    assert [e["type"] for e in receipt["leaf"]["events"]][:2] == ["accepted", "trade"]
+    result = cli("verify-receipt", path, "--genesis", genesis)
+    assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
+
+    def other_order(receipt: dict[str, Any]) -> None:
+        receipt["order_id"] = 3
+
+    failure = verify_receipt_file(tampered(path, other_order), genesis)
+    assert failure is not None and "is not the placing of order 3" in failure
+    result = cli("receipt", chain.node, "--order", 99)
+    assert result.returncode == 1 and "order 99 is not in" in result.stderr
+    result = cli("receipt", chain.node, "--order", 1, "--trade", 1)
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
 
 
 def test_receipt_refuses_an_unknown_trade_and_an_uncertified_block(tmp_path: Path) -> None:
     chain = three_blocks(tmp_path)
     chain.add_block([chain.place(6, "10001", Side.SELL, 1000, 100)], certified=False)
-    assert event_at(chain, 4, 1)["type"] == "trade"
+    assert event_at(chain, 4, 1)["type"] == "trade"  # events of the block, in order
     chain.close()
     with pytest.raises(ReceiptError, match="trade 99 is not in"):
         trade_receipt(chain.node, 99)
@@ -326,10 +435,21 @@ def test_verify_receipt_fails_for_each_tampering(tmp_path: Path) -> None:
     path = write_receipt(chain, 1, tmp_path)
 
     def price(receipt: dict[str, Any]) -> None:
-        receipt["leaf"]["price"] += 1
+        trade = next(e for e in receipt["leaf"]["events"] if e["type"] == "trade")
+        trade["price"] += 1
+
+    def time(receipt: dict[str, Any]) -> None:
+        receipt["leaf"]["time_ns"] -= 1
 
     def leaf_index(receipt: dict[str, Any]) -> None:
         receipt["leaf_index"] -= 1
+
+    def both_indexes(receipt: dict[str, Any]) -> None:
+        receipt["leaf_index"] -= 1
+        receipt["leaf"]["index"] -= 1
+
+    def command(receipt: dict[str, Any]) -> None:
+        receipt["command"] = receipt["command"].replace('"quantity":200', '"quantity":300')
 
     def short_of_quorum(receipt: dict[str, Any]) -> None:
         receipt["certificate"]["votes"] = receipt["certificate"]["votes"][:2]
@@ -338,13 +458,16 @@ def test_verify_receipt_fails_for_each_tampering(tmp_path: Path) -> None:
         receipt["trade_id"] = 2
 
     def header(receipt: dict[str, Any]) -> None:
-        receipt["header"]["event_count"] += 1
+        receipt["header"]["command_count"] += 1
 
     cases = {
         price: "inclusion proof of leaf",
-        leaf_index: "inclusion proof of leaf",
+        time: "inclusion proof of leaf",
+        leaf_index: "is not leaf_index",
+        both_indexes: "inclusion proof of leaf",
+        command: "command hashes to",
         short_of_quorum: "2 votes, fewer than the quorum of 3",
-        trade_id: "leaf is trade 1, not trade 2",
+        trade_id: "leaf has no trade 2",
         header: "certificate: ",
     }
     for change, message in cases.items():
@@ -359,6 +482,7 @@ def test_verify_receipt_refuses_unknown_fields_at_every_level(tmp_path: Path) ->
     chain.close()
     genesis = chain.directory / "genesis.json"
     path = write_receipt(chain, 1, tmp_path)
+    hashes = len(orjson.loads(path.read_bytes())["proof"])
 
     def top(receipt: dict[str, Any]) -> None:
         receipt["signed_by_regulator"] = True
@@ -378,13 +502,17 @@ def test_verify_receipt_refuses_unknown_fields_at_every_level(tmp_path: Path) ->
     def proof_hash(receipt: dict[str, Any]) -> None:
         receipt["proof"].append("00" * 32)
 
+    def leaf(receipt: dict[str, Any]) -> None:
+        receipt["leaf"]["broker"] = "broker1"
+
     cases = {
         top: "receipt has an unknown field 'signed_by_regulator'",
         header: "header.comment: unknown field",
         certificate: "certificate.round: unknown field",
         vote: "certificate.votes[0].weight: unknown field",
         proof: "proof is not a list",
-        proof_hash: "proof has 4 hashes, more than the 3",
+        proof_hash: f"proof has {hashes + 1} hashes, more than the {hashes}",
+        leaf: "leaf fields ['broker', 'command_hash', 'events', 'index', 'time_ns']",
     }
     for change, message in cases.items():
         failure = verify_receipt_file(tampered(path, change), genesis)

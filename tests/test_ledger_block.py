@@ -27,6 +27,7 @@ from ledger.block import (
     MalformedBlockError,
     NoQuorumError,
     QuorumCertificate,
+    Receipt,
     UnknownSignerError,
     Vote,
     WrongHeightError,
@@ -36,12 +37,14 @@ from ledger.block import (
     check_execution,
     faults_tolerated,
     quorum_size,
+    receipt_leaf,
     sign_block,
     sign_vote,
     values_root,
 )
 from ledger.canonical import canonical_bytes, sha256
 from ledger.keys import PrivateKey, PublicKey
+from ledger.machine import encode_commands
 from ledger.merkle import leaf_hash, merkle_root
 from ledger.wire import parse_block, parse_certificate, parse_header, parse_vote
 
@@ -68,22 +71,24 @@ def make_block(
     *,
     parent: BlockHeader | None = None,
     time_ns: int = 1_000,
+    times_ns: Sequence[int] | None = None,
     key: PrivateKey = EXCHANGE_KEY,
     **changes: object,
 ) -> Block:
+    """A signed block of `commands`, each at `times_ns` (default: the block's time)."""
     fields: dict[str, object] = {
         "height": 1 if parent is None else parent.height + 1,
         "parent_hash": GENESIS_HASH if parent is None else parent.hash,
         "time_ns": time_ns,
-        "commands_root": values_root(commands),
-        "command_count": len(commands),
-        "events_root": values_root([{"event": index} for index in range(5)]),
-        "event_count": 5,
-        "state_hash": sha256(b"state after"),
         "proposer": EXCHANGE,
+        "command_count": len(commands),
+        "commands_root": values_root(commands),
+        "receipts_root": values_root([{"receipt": index} for index in range(5)]),
+        "state_hash": sha256(b"state after"),
     }
     fields.update(changes)
-    return sign_block(key, BlockHeader(**fields), commands)  # type: ignore[arg-type]
+    times = [time_ns] * len(commands) if times_ns is None else times_ns
+    return sign_block(key, BlockHeader(**fields), encode_commands(commands), times)  # type: ignore[arg-type]
 
 
 def check(block: Block, parent: BlockHeader | None = None) -> BlockError | None:
@@ -126,6 +131,9 @@ def test_header_hash_is_sha256_of_canonical_bytes() -> None:
     header = make_block().header
     assert header.hash == sha256(canonical_bytes(header.to_dict()))
     assert canonical_bytes(header.to_dict()).startswith(b'{"command_count":3,"commands_root":"')
+    assert set(header.to_dict()) == {"height", "parent_hash", "time_ns", "proposer",
+                                     "command_count", "commands_root", "receipts_root",
+                                     "state_hash"}  # fmt: skip
     assert header.commands_root == merkle_root(canonical_bytes(command) for command in COMMANDS)
     assert values_root([]) == sha256(b"")
     assert values_root([{"a": 1}]) == leaf_hash(b'{"a":1}')
@@ -140,8 +148,7 @@ def test_every_header_field_is_hashed() -> None:
         "time_ns": 1_001,
         "commands_root": other,
         "command_count": 4,
-        "events_root": other,
-        "event_count": 6,
+        "receipts_root": other,
         "state_hash": other,
         "proposer": 9,
     }
@@ -207,12 +214,63 @@ def test_commands_must_match_the_header() -> None:
     expect(check(reordered), BadRootError, "commands_root", block.header.commands_root.hex())
     dropped = dataclasses.replace(block, commands=block.commands[:-1])
     expect(check(dropped), BadRootError, "command_count 3 but 2 commands")
-    with_float = dataclasses.replace(
-        block, commands=(block.commands[0], {"price": 10.5}, block.commands[2])
-    )
-    expect(check(with_float), MalformedBlockError, "commands[1].price: float 10.5")
+    respaced = dataclasses.replace(  # the same JSON value, other bytes: the bytes are hashed
+        block, commands=(block.commands[0], block.commands[1].replace(b",", b", "),
+                         block.commands[2])
+    )  # fmt: skip
+    expect(check(respaced), BadRootError, "commands_root", block.header.commands_root.hex())
+    untimed = dataclasses.replace(block, times_ns=block.times_ns[:-1])
+    expect(check(untimed), MalformedBlockError, "2 command times for 3 commands")
     many = [{"n": index} for index in range(BLOCK_COMMANDS_MAX + 1)]
     expect(check(make_block(many)), MalformedBlockError, f"more than {BLOCK_COMMANDS_MAX}")
+
+
+def test_command_times_that_go_back_or_pass_the_header_are_refused_by_index() -> None:
+    assert check(make_block(times_ns=[0, 500, 1_000])) is None
+    expect(
+        check(make_block(times_ns=[1_000, 999, 1_000])),
+        BadTimeError,
+        "block 1: command 1: time_ns 999 is before command 0's time 1000",
+    )
+    expect(
+        check(make_block(times_ns=[900, 1_000, 1_001])),
+        BadTimeError,
+        "block 1: command 2: time_ns 1001 is after the header's time_ns 1000",
+    )
+    first = make_block().header
+    expect(
+        check(make_block(parent=first, time_ns=2_000, times_ns=[999, 1_500, 2_000]), first),
+        BadTimeError,
+        "block 2: command 0: time_ns 999 is before the parent's time 1000",
+    )
+    assert check(make_block(parent=first, time_ns=2_000, times_ns=[1_000] * 3), first) is None
+
+
+EVENTS = st.lists(
+    st.dictionaries(
+        st.text(max_size=4),
+        st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=6), st.booleans(),
+                  st.none(), st.lists(st.integers(0, 9), max_size=3)),
+        max_size=4,
+    ),
+    max_size=5,
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    EVENTS, st.integers(0, 2**63 - 1), st.integers(0, BLOCK_COMMANDS_MAX), st.binary(max_size=40)
+)
+def test_the_receipt_leaf_is_the_canonical_bytes_of_its_object(
+    events: list[dict[str, object]], time_ns: int, index: int, command: bytes
+) -> None:
+    """`receipt_leaf` concatenates instead of encoding: the same bytes as `canonical_bytes` of
+    the object docs/ledger.md describes, which a browser rebuilds."""
+    encoded = [canonical_bytes(event) for event in events]
+    value = {"index": index, "time_ns": time_ns, "command_hash": sha256(command).hex(),
+             "events": events}  # fmt: skip
+    assert receipt_leaf(index, time_ns, command, encoded) == canonical_bytes(value)
+    assert Receipt(index, time_ns, command, encoded).leaf() == canonical_bytes(value)
 
 
 def test_the_first_failing_check_is_reported() -> None:
@@ -222,16 +280,11 @@ def test_the_first_failing_check_is_reported() -> None:
 
 def test_check_execution() -> None:
     header = make_block().header
-    good = {
-        "events_root": header.events_root,
-        "event_count": header.event_count,
-        "state_hash": header.state_hash,
-    }
-    assert check_execution(header, **good) is None  # type: ignore[arg-type]
+    good = {"receipts_root": header.receipts_root, "state_hash": header.state_hash}
+    assert check_execution(header, **good) is None
     other = sha256(b"other")
     for name, value, words in [
-        ("event_count", 4, "event_count 5, re-execution gave 4"),
-        ("events_root", other, other.hex()),
+        ("receipts_root", other, other.hex()),
         ("state_hash", other, other.hex()),
     ]:
         error = check_execution(header, **{**good, name: value})  # type: ignore[arg-type]
@@ -252,7 +305,7 @@ def test_any_changed_command_is_caught(
         return
     index = data.draw(st.integers(0, len(commands) - 1), label="index")
     changed = list(block.commands)
-    changed[index] = {**changed[index], "z": 1}
+    changed[index] = canonical_bytes({**orjson.loads(changed[index]), "z": 1})
     expect(check(dataclasses.replace(block, commands=tuple(changed))), BadRootError)
 
 
@@ -356,14 +409,31 @@ def test_malformed_headers_name_the_field(change: dict[str, object], words: str)
 
 def test_malformed_blocks_and_certificates_name_the_field() -> None:
     missing = header_json()
-    del missing["events_root"]
-    expect(parse_header(missing), MalformedBlockError, "header.events_root: missing")
+    del missing["receipts_root"]
+    expect(parse_header(missing), MalformedBlockError, "header.receipts_root: missing")
+    old = {**header_json(), "events_root": "00" * 32, "event_count": 0}  # a v1 header
+    expect(parse_header(old), MalformedBlockError, "header.event_count: unknown field")
     expect(parse_header([1]), MalformedBlockError, "header: [1] is not an object")
     block = make_block().to_dict()
     expect(
-        parse_block({**block, "commands": [{"a": 1}, 5]}),
+        parse_block({**block, "commands": ['{"a":1}', {"a": 1}, "", "{}"]}),
         MalformedBlockError,
-        "block.commands[1]: 5 is not an object",
+        "block.commands[1]: {'a': 1} is not a non-empty string",
+    )
+    expect(
+        parse_block({**block, "commands": ['{"a":1}', ""], "times_ns": [1, 1]}),
+        MalformedBlockError,
+        "block.commands[1]: '' is not a non-empty string",
+    )
+    expect(
+        parse_block({**block, "times_ns": [1, -1, 1]}),
+        MalformedBlockError,
+        "block.times_ns[1]: -1 is not an integer",
+    )
+    expect(
+        parse_block({**block, "times_ns": [1, 1]}),
+        MalformedBlockError,
+        "block.times_ns: 2 times for 3 commands",
     )
     expect(
         parse_block({**block, "signature": "00" * 63}),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ledger.block import Block
-from ledger.machine import propose
+from ledger.machine import encode_commands, propose
 from ledger.protocol import Blocks, Certified, Fetch, Propose, VoteMessage
 from ledger.replication import (
     BLOCK_TIME_AHEAD_MAX_NS,
@@ -63,13 +63,65 @@ def test_a_block_earlier_than_its_parent_gets_no_vote_and_is_evidence(sim: Sim) 
     assert exchange is not None
     earlier, _ = propose(  # the exchange's key, a time before block 1's
         exchange.machine, sim.keys[EXCHANGE], proposer=EXCHANGE, height=2,
-        parent_hash=first.header.hash, time_ns=T - 1, commands=[{"id": 2, "key": "a", "add": 1}],
+        parent_hash=first.header.hash, time_ns=T - 1,
+        commands=encode_commands([{"id": 2, "key": "a", "add": 1}]),
     )  # fmt: skip
     assert member.receive(EXCHANGE, Propose(earlier, 0), now_ns=T) == []
     assert member.height == 1
     evidence = sim.stores[1].evidence()
     assert [(e.kind, e.height) for e in evidence] == [("invalid_block", 2)]
     assert b"earlier than the parent" in evidence[0].payload
+
+
+@pytest.mark.parametrize(
+    ("times_ns", "words"),
+    [
+        ([T + 5, T + 4, T + 6],
+         b"command 1: time_ns %d is before command 0's time %d" % (T + 4, T + 5)),
+        ([T - 1, T + 4, T + 6],
+         b"command 0: time_ns %d is before the parent's time %d" % (T - 1, T)),
+        ([T + 4, T + 5, T + 11],
+         b"command 2: time_ns %d is after the header's time_ns %d" % (T + 11, T + 10)),
+    ],
+)  # fmt: skip
+def test_a_block_whose_command_times_go_back_or_past_the_header_is_refused_by_index(
+    sim: Sim, times_ns: list[int], words: bytes
+) -> None:
+    first = cut(sim, T)
+    member = replica(sim)
+    assert [type(s.message) for s in member.receive(EXCHANGE, Propose(first, 0), now_ns=T)] == [
+        VoteMessage
+    ]
+    exchange = sim.exchange
+    assert exchange is not None
+    commands = encode_commands([{"id": n, "key": "a", "add": 1} for n in (2, 3, 4)])
+    bad, _ = propose(  # signed by the exchange: the signed block proves it
+        exchange.machine, sim.keys[EXCHANGE], proposer=EXCHANGE, height=2,
+        parent_hash=first.header.hash, time_ns=T + 10, commands=commands, times_ns=times_ns,
+    )  # fmt: skip
+    assert member.receive(EXCHANGE, Propose(bad, 0), now_ns=T) == []
+    assert member.height == 1
+    evidence = sim.stores[1].evidence()
+    assert [(e.kind, e.height) for e in evidence] == [("invalid_block", 2)]
+    assert words in evidence[0].payload
+
+
+def test_the_exchange_times_each_command_when_it_sequences_it(sim: Sim) -> None:
+    """Each command keeps the clock's time at `submit` (never going back), the block the
+    cut's; a member accepts it. Commands submitted without a time get the block's."""
+    exchange = sim.exchange
+    assert exchange is not None
+    for command_id, time_ns in ((1, T + 5), (2, T + 3), (3, T + 9)):
+        assert exchange.submit([{"id": command_id, "key": "a", "add": 1}], time_ns) is None
+    assert exchange.submit([{"id": 4, "key": "a", "add": 1}]) is None
+    block, _ = exchange.cut(T + 20)
+    assert block is not None
+    assert block.times_ns == (T + 5, T + 5, T + 9, T + 20)
+    assert block.header.time_ns == T + 20
+    member = replica(sim)
+    assert [type(s.message) for s in member.receive(EXCHANGE, Propose(block, 0), now_ns=T)] == [
+        VoteMessage
+    ]
 
 
 def test_a_block_ahead_of_the_member_clock_is_held_then_voted_never_evidence(sim: Sim) -> None:

@@ -86,10 +86,10 @@ def check_history(sim: Sim) -> None:
     for height in range(1, store.certified_height() + 1):
         block = store.block(height)
         assert block is not None and store.has_certificate(height), f"block {height} not final"
-        for command in block.commands:
+        for command in map(orjson.loads, block.commands):
             client = str(command["key"])
             counts[client] += 1
-            final[int(command["id"])] = (height, block.header.hash, counts[client])  # type: ignore[call-overload]
+            final[int(command["id"])] = (height, block.header.hash, counts[client])
     assert set(sim.told) == set(sim.acknowledged)
     for command_id, told in sim.told.items():
         if command_id in sim.lost_everywhere:

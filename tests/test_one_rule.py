@@ -25,6 +25,7 @@ from exchange.venue.commitment import commitment_of_snapshot
 from exchange.venue.machine import VenueMachine
 from exchange.venue.venue import Venue
 from exchange.venue.wire import venue_command_to_dict
+from ledger.canonical import canonical_bytes
 from matching.types import Phase
 from settlement import fees
 from settlement.commands import SetFeeSchedule, SettleTrade
@@ -297,7 +298,7 @@ def test_the_venue_state_hash_is_the_commitment_headers_sign() -> None:
     more.buy(1, "A1", "GRS", 1_000, 100)
     more.sell(2, "B1", "GRS", 1_000, 300)
     for command in more.log[len(desk.log) :]:
-        machine.apply(venue_command_to_dict(command))
+        machine.apply(canonical_bytes(venue_command_to_dict(command)), 0)
     assert more.venue.state_hash() == machine.state_hash().hex()
     assert more.venue.state_hash() == commitment_of_snapshot(more.venue.snapshot()).hex()
     assert more.venue.state_hash() != desk.venue.state_hash()

@@ -19,6 +19,7 @@ from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BeginDay, EndDay, Event, VenueCommand
 from exchange.venue.venue import Venue
 from exchange.venue.wire import VENUE_PARSERS, parse_command, venue_command_to_dict
+from ledger.canonical import canonical_bytes
 from matching.commands import PlaceOrder, SetPhase
 from matching.types import Phase
 from settlement.commands import Deposit, Freeze, SetFeeSchedule, SettleCycle, Transfer, Unfreeze
@@ -129,7 +130,7 @@ def test_commitment_at_block_boundaries_of_the_bench_flow() -> None:
     setup, commands = bench_commands(11, 6_000)
     machine = VenueMachine(Venue(operator=OPERATOR, regulator="CSRC"))
     for command in setup:
-        machine.apply(venue_command_to_dict(command))
+        machine.apply(canonical_bytes(venue_command_to_dict(command)), 0)
     assert machine.state_hash() == fresh(machine.venue)
     command_id = 10**6
     day = 20261123
@@ -150,7 +151,7 @@ def test_commitment_at_block_boundaries_of_the_bench_flow() -> None:
                 SetPhase(symbol=SYMBOL, phase=Phase.CONTINUOUS),
             ]
         for command in block:
-            machine.apply(venue_command_to_dict(command))
+            machine.apply(canonical_bytes(venue_command_to_dict(command)), 0)
         assert machine.state_hash() == fresh(machine.venue), position
     machine.venue.check()
 
@@ -159,7 +160,7 @@ def test_a_new_day_and_a_cycle_in_the_middle_of_blocks() -> None:
     setup, commands = bench_commands(13, 1_500)
     machine = VenueMachine(Venue(operator=OPERATOR, regulator="CSRC"))
     for command in setup:
-        machine.apply(venue_command_to_dict(command))
+        machine.apply(canonical_bytes(venue_command_to_dict(command)), 0)
     machine.state_hash()
     day = 20261123
     for start in range(0, len(commands), 500):
@@ -167,7 +168,7 @@ def test_a_new_day_and_a_cycle_in_the_middle_of_blocks() -> None:
         if start % 1_000:
             block.append(SettleCycle(command_id=10**6 + day, actor=OPERATOR))
         for command in block:
-            machine.apply(venue_command_to_dict(command))
+            machine.apply(canonical_bytes(venue_command_to_dict(command)), 0)
         bought, _ = machine.venue.shares_today()
         assert any(bought.values())  # T+1 purchases to forget at the next day
         assert machine.state_hash() == fresh(machine.venue)
@@ -177,7 +178,7 @@ def test_a_new_day_and_a_cycle_in_the_middle_of_blocks() -> None:
             BeginDay(day=day),
             SetPhase(symbol=SYMBOL, phase=Phase.CONTINUOUS),
         ):
-            machine.apply(venue_command_to_dict(command))
+            machine.apply(canonical_bytes(venue_command_to_dict(command)), 0)
         assert machine.state_hash() == fresh(machine.venue)
 
 
@@ -185,7 +186,7 @@ def test_a_restored_snapshot_has_the_same_commitment() -> None:
     setup, commands = bench_commands(3, 2_000)
     machine = VenueMachine(Venue(operator=OPERATOR, regulator="CSRC"))
     for command in [*setup, *commands]:
-        machine.apply(venue_command_to_dict(command))
+        machine.apply(canonical_bytes(venue_command_to_dict(command)), 0)
     restored = VenueMachine(Venue.restore(json.loads(json.dumps(machine.venue.snapshot()))))
     assert restored.state_hash() == machine.state_hash() == fresh(machine.venue)
 

@@ -164,7 +164,7 @@ def test_the_exchange_does_not_start_on_a_corrupt_block(tmp_path: Path) -> None:
 
 def test_a_page_sqlite_finds_malformed_is_named_by_the_height_reading_it(tmp_path: Path) -> None:
     chain = two_trades(tmp_path)
-    corrupt_page(store_of(chain.node), "commands")
+    corrupt_page(store_of(chain.node), "blocks")  # a block is one row: header and blob
     result = cli("verify", chain.node)
     assert result.returncode == 1 and result.stdout.startswith("height 1: "), result.stdout
     assert "malformed" in result.stdout
@@ -172,7 +172,7 @@ def test_a_page_sqlite_finds_malformed_is_named_by_the_height_reading_it(tmp_pat
     assert_one_line(result, "jinlian node: ", "block 1: ", "malformed")
 
     chain = two_trades(tmp_path / "events")
-    corrupt_page(store_of(chain.node), "events")
+    corrupt_page(store_of(chain.node), "blocks")
     result = cli("receipt", chain.node, "--trade", 2)
     assert_one_line(result, "jinlian receipt: ", "block 2: ", "malformed")
 

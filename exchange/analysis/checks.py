@@ -26,7 +26,7 @@ import orjson
 import pandas as pd
 
 from exchange.analysis.tables import NodeLedger
-from exchange.consortium.audit import find_trade, verify_node
+from exchange.consortium.audit import find_trade, trade_in, verify_node
 from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from exchange.venue.venue import Venue
@@ -89,9 +89,10 @@ def certificate_checks(ledger: NodeLedger) -> pd.DataFrame:
 
 def trade_proofs(ledger: NodeLedger, trade_ids: Sequence[int]) -> pd.DataFrame:
     """For each trade id: build its receipt from the store (header, certificate, RFC 6962
-    inclusion proof of the trade event in the block's events tree) and check it with only the
-    genesis as trust root. `verified` is True when the receipt proves that very trade final;
-    otherwise `failure` says why (unknown trade, uncertified block, bad proof)."""
+    inclusion proof of the receipt of the command that traded, in the block's receipts tree) and
+    check it with only the genesis as trust root. `verified` is True when the receipt proves
+    that very trade final; otherwise `failure` says why (unknown trade, uncertified block, bad
+    proof)."""
     genesis = ledger.genesis
     records = []
     for trade_id in trade_ids:
@@ -109,8 +110,8 @@ def trade_proofs(ledger: NodeLedger, trade_ids: Sequence[int]) -> pd.DataFrame:
                 voters=genesis.voters(),
                 quorum=genesis.quorum(),
             )
-            if leaf.get("type") != "trade" or leaf.get("trade_id") != trade_id:
-                raise ReceiptError(f"the proven leaf is not trade {trade_id}: {leaf}")
+            if trade_in(leaf, int(trade_id)) is None:
+                raise ReceiptError(f"the proven leaf has no trade {trade_id}: {leaf}")
             record.update(height=where[0], leaf_index=where[1], tree_size=receipt["tree_size"],
                           proof_hashes=len(receipt["proof"]), verified=True)  # fmt: skip
         except ReceiptError as error:
@@ -125,15 +126,15 @@ def trade_proofs(ledger: NodeLedger, trade_ids: Sequence[int]) -> pd.DataFrame:
 def replay(ledger: NodeLedger) -> Iterator[tuple[BlockHeader, Venue]]:
     """Re-execute the stored blocks from the genesis, yielding each header with the venue in
     the state after it (the same object each time: read it, do not keep it). Raises
-    `ReplayError` at the first block whose re-execution gives another events root, event count
-    or state hash. O(commands)."""
+    `ReplayError` at the first block whose re-execution gives another receipts root or state
+    hash. O(commands)."""
     machine = VenueMachine(venue_from_genesis(ledger.genesis))
     tip = ledger.store.tip()
     for height in range(1, 0 if tip is None else tip[0] + 1):
         block = ledger.store.block(height)
         if block is None:
             raise ReplayError(f"block {height} is missing below the tip")
-        _, divergence = re_execute(machine, block.header, [dict(c) for c in block.commands])
+        _, divergence = re_execute(machine, block)
         if divergence is not None:
             raise ReplayError(str(divergence))
         yield block.header, machine.venue

@@ -4,8 +4,10 @@
 (opened with the venue's indexer, as `jinlian verify` does). Each loader runs one query on the
 store and returns a DataFrame whose integer columns stay integers (nullable `Int64` where the
 derived table leaves a value NULL). Every row that comes from a block carries its `height`, its
-position (`event_idx` or `idx`) and the block's `time_ns` and `time` (UTC), so tables join on
-`(height, event_idx)` and sort into ledger order.
+position (`event_idx` or `idx`) and a `time_ns` and `time` (UTC): the sequencing time of the
+command it comes from (or that produced it: `command_idx`) where the row has one, else its
+block's; tables join on `(height, event_idx)` or `(height, command_idx)` and sort into ledger
+order.
 
 The derived tables (orders, trades, settlements, balance changes) are built by the node's
 indexer behind its "indexed up to height" watermark (docs/ledger.md, "Derived tables"); the
@@ -30,7 +32,7 @@ it follows exactly from the ledger:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +44,7 @@ import pyarrow as pa
 
 from exchange.consortium.audit import load_node, open_store
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
+from ledger.block import Receipt
 from ledger.genesis import Genesis
 from ledger.store import BlockStore
 
@@ -148,7 +151,11 @@ def _records(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd
 
 def _with_time(frame: pd.DataFrame, blocks: pd.DataFrame) -> pd.DataFrame:
     """`frame` with the `time_ns` and `time` of its block (by `height`); `time_ns` stays an
-    exact integer (nullable where the height is not a block, such as 0 for the genesis)."""
+    exact integer (nullable where the height is not a block, such as 0 for the genesis). A
+    frame that has its own `time_ns` (each command's) only gains `time`."""
+    if "time_ns" in frame.columns:
+        frame["time"] = pd.to_datetime(frame["time_ns"], unit="ns", utc=True)
+        return frame
     times = blocks[["height", "time_ns", "time"]].astype({"time_ns": _NULLABLE_INT})
     merged = frame.merge(times, on="height", how="left", validate="many_to_one")
     if merged["time_ns"].notna().all():
@@ -181,9 +188,8 @@ def blocks(ledger: NodeLedger) -> pd.DataFrame:
                 "parent_hash": header["parent_hash"],
                 "time_ns": header["time_ns"],
                 "command_count": header["command_count"],
-                "event_count": header["event_count"],
                 "commands_root": header["commands_root"],
-                "events_root": header["events_root"],
+                "receipts_root": header["receipts_root"],
                 "state_hash": header["state_hash"],
                 "proposer": header["proposer"],
                 "votes": votes,
@@ -201,9 +207,8 @@ _BLOCK_COLUMNS: Final = [
     "parent_hash",
     "time_ns",
     "command_count",
-    "event_count",
     "commands_root",
-    "events_root",
+    "receipts_root",
     "state_hash",
     "proposer",
     "votes",
@@ -233,21 +238,30 @@ def certificates(ledger: NodeLedger) -> pd.DataFrame:
 
 
 def commands(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per sequenced command: height, idx, type, the fields analysts filter on
-    (broker, order_id, account, symbol, side, kind, price, quantity) and `data`, the command's
-    canonical JSON. O(commands)."""
+    """One row per sequenced command: height, idx, its own `time_ns`, type, the fields analysts
+    filter on (broker, order_id, account, symbol, side, kind, price, quantity) and `data`, the
+    command's canonical JSON. O(commands)."""
     records = []
-    for height, index, data in ledger.store.read(
-        "SELECT height, idx, data FROM commands ORDER BY height, idx"
-    ):
-        value: dict[str, Any] = orjson.loads(data)
-        record = {"height": height, "idx": index, "type": value.get("type")}
-        record.update({name: value.get(name) for name in _COMMAND_FIELDS})
-        record["data"] = bytes(data).decode()
-        records.append(record)
-    columns = ["height", "idx", "type", *_COMMAND_FIELDS, "data"]
+    for height, receipts in _receipts(ledger):
+        for receipt in receipts:
+            value: dict[str, Any] = orjson.loads(receipt.command)
+            record = {"height": height, "idx": receipt.index, "time_ns": receipt.time_ns,
+                      "type": value.get("type")}  # fmt: skip
+            record.update({name: value.get(name) for name in _COMMAND_FIELDS})
+            record["data"] = receipt.command.decode()
+            records.append(record)
+    columns = ["height", "idx", "time_ns", "type", *_COMMAND_FIELDS, "data"]
     frame = _records(records, columns)
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)
+
+
+def _receipts(ledger: NodeLedger) -> Iterator[tuple[int, list[Receipt]]]:
+    """(height, receipts) of every stored block in order, a page of blobs at a time."""
+    height = 1
+    while page := ledger.store.blocks_from(height):
+        for stored in page:
+            yield stored.block.header.height, stored.receipts()
+        height += len(page)
 
 
 _COMMAND_FIELDS: Final = (
@@ -266,16 +280,22 @@ def events(
     ledger: NodeLedger, types: Sequence[str], blocks_frame: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """The stored events of these `types`, one row each, with every field of the event as a
-    column (height, event_idx, type, ...). For what the derived tables do not keep, such as the
-    `gross_value` of a `cycle_settled`. O(events) (filtered in SQLite)."""
-    marks = ",".join("?" for _ in types)
-    rows = ledger.store.read(
-        "SELECT height, idx, data FROM events "
-        f"WHERE json_extract(CAST(data AS TEXT), '$.type') IN ({marks}) ORDER BY height, idx",
-        list(types),
-    )
-    records = [{"height": h, "event_idx": i, **orjson.loads(data)} for h, i, data in rows]
-    columns = ["height", "event_idx", "type"]
+    column (height, event_idx, command_idx, time_ns: the command that produced it and its time,
+    type, ...). For what the derived tables do not keep, such as the `gross_value` of a
+    `cycle_settled`. O(events)."""
+    wanted = set(types)
+    records = []
+    for height, receipts in _receipts(ledger):
+        index = 0
+        for receipt in receipts:
+            for data in receipt.events:
+                event = orjson.loads(data)
+                if event.get("type") in wanted:
+                    records.append({"height": height, "event_idx": index,
+                                    "command_idx": receipt.index, "time_ns": receipt.time_ns,
+                                    **event})  # fmt: skip
+                index += 1
+    columns = ["height", "event_idx", "command_idx", "time_ns", "type"]
     columns += sorted({name for record in records for name in record} - set(columns))
     frame = _records(records, columns)
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)

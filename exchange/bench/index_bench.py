@@ -19,6 +19,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from exchange.consortium.indexer import VenueIndexer
@@ -26,13 +27,15 @@ from exchange.consortium.init import init_consortium, venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.block import Block
 from ledger.keys import load_private_key
-from ledger.machine import propose
+from ledger.machine import encode_commands, propose
 from ledger.store import BlockStore
 
 TIME_NS_START = 1_700_000_000_000_000_000
 
 
-def build_blocks(directory: Path, blocks: int, commands: int) -> list[tuple[Block, list[bytes]]]:
+def build_blocks(
+    directory: Path, blocks: int, commands: int
+) -> list[tuple[Block, list[Sequence[bytes]]]]:
     genesis = init_consortium(directory, members=4, brokers=2)
     key = load_private_key(directory / "exchange" / "key.pem")
     machine = VenueMachine(venue_from_genesis(genesis))
@@ -40,7 +43,7 @@ def build_blocks(directory: Path, blocks: int, commands: int) -> list[tuple[Bloc
         {"type": "begin_day", "day": 20261123},
         {"type": "set_phase", "symbol": "600000.SH", "phase": "continuous"},
     ]
-    built: list[tuple[Block, list[bytes]]] = []
+    built: list[tuple[Block, list[Sequence[bytes]]]] = []
     parent = genesis.hash
     order_id = 0
     for height in range(1, blocks + 1):
@@ -56,7 +59,7 @@ def build_blocks(directory: Path, blocks: int, commands: int) -> list[tuple[Bloc
             })  # fmt: skip
         block, execution = propose(
             machine, key, proposer=genesis.exchange.id, height=height, parent_hash=parent,
-            time_ns=TIME_NS_START + height, commands=batch,
+            time_ns=TIME_NS_START + height, commands=encode_commands(batch),
         )  # fmt: skip
         built.append((block, list(execution.events)))
         parent = block.header.hash
@@ -64,7 +67,10 @@ def build_blocks(directory: Path, blocks: int, commands: int) -> list[tuple[Bloc
 
 
 def store_round(
-    directory: Path, genesis_hash: bytes, blocks: list[tuple[Block, list[bytes]]], index: bool
+    directory: Path,
+    genesis_hash: bytes,
+    blocks: list[tuple[Block, list[Sequence[bytes]]]],
+    index: bool,
 ) -> float:
     """CPU seconds to store every block (and index it at once if `index`)."""
     path = directory / f"round-{time.monotonic_ns()}.sqlite"

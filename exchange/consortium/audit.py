@@ -133,63 +133,143 @@ def trade_receipt(directory: Path, trade_id: int) -> dict[str, Any]:
         raise ReceiptError(f"{node.store_path}: unreadable: {error}") from None
     finally:
         store.close()
-    leaf = receipt["leaf"]
-    if (
-        not isinstance(leaf, dict)
-        or leaf.get("type") != "trade"
-        or leaf.get("trade_id") != trade_id
-    ):
+    if trade_in(receipt["leaf"], trade_id) is None:
         height, index = where
         raise ReceiptError(
-            f"block {height}: the trades table puts trade {trade_id} at event {index}, which is "
-            f"{orjson.dumps(leaf).decode()[:120]} (run jinlian verify {directory})"
+            f"block {height}: the trades table puts trade {trade_id} at command {index}, whose "
+            f"events are {orjson.dumps(receipt['leaf']['events']).decode()[:120]} "
+            f"(run jinlian verify {directory})"
         )
     return {**receipt, "trade_id": trade_id}
 
 
-def find_trade(store: BlockStore, trade_id: int) -> tuple[int, int] | None:
-    """(height, event index) of the trade: from the `trades` table if the store has an indexer,
-    else (or above its watermark, which the table does not cover yet) by scanning the stored
-    events. Raises `StoreError`. O(log trades) when indexed, O(events not indexed) otherwise."""
+def order_receipt(directory: Path, order_id: int) -> dict[str, Any]:
+    """The receipt of the command that placed order `order_id` (its events say whether it was
+    accepted, and what it traded at once), from the node's store. Raises `UsageError`,
+    `ReceiptError` (unknown order, block not certified)."""
+    node = load_node(directory)
+    store = open_store(node)
+    try:
+        where = find_order(store, order_id)
+        if where is None:
+            raise ReceiptError(f"order {order_id} is not in {node.store_path}")
+        receipt = build_receipt(store, *where)
+    except StoreError as error:
+        raise ReceiptError(str(error)) from None
+    except sqlite3.Error as error:
+        raise ReceiptError(f"{node.store_path}: unreadable: {error}") from None
+    finally:
+        store.close()
+    if placing(receipt["command"], receipt["leaf"], order_id) is None:
+        height, index = where
+        raise ReceiptError(
+            f"block {height}: the orders table puts order {order_id}'s placing at command "
+            f"{index}, which is {receipt['command'][:120]} (run jinlian verify {directory})"
+        )
+    return {**receipt, "order_id": order_id}
+
+
+def placing(command: object, leaf: object, order_id: int) -> dict[str, Any] | None:
+    """The first event about order `order_id` among a receipt leaf's events if the receipt's
+    command (its JSON text) is the `place` of that order, else None."""
+    try:
+        value = orjson.loads(command) if isinstance(command, str) else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or value.get("type") != "place":
+        return None
+    if value.get("order_id") != order_id:
+        return None
+    events = leaf.get("events") if isinstance(leaf, dict) else None
+    for event in events if isinstance(events, list) else ():
+        if isinstance(event, dict) and event.get("order_id") == order_id:
+            found: dict[str, Any] = event
+            return found
+    return None
+
+
+def find_order(store: BlockStore, order_id: int) -> tuple[int, int] | None:
+    """(height, command index) of the command that placed the order: from the `orders` table
+    (its first row) if the store has an indexer, else (or above its watermark) by scanning
+    the stored commands. Raises `StoreError`. O(log orders) when indexed, O(commands not
+    indexed) otherwise."""
     first = 1
     if store.indexer is not None:
-        found = store.read("SELECT height, event_idx FROM trades WHERE trade_id = ?", (trade_id,))
+        found = store.read(
+            "SELECT height, command_idx FROM orders WHERE order_id = ? "
+            "ORDER BY height, event_idx LIMIT 1",
+            (order_id,),
+        )
         if found:
             return int(found[0][0]), int(found[0][1])
         first = store.indexed_height() + 1
     tip = store.tip()
     for height in range(first, 0 if tip is None else tip[0] + 1):
-        for index, data in enumerate(store.events(height) or []):
-            event = orjson.loads(data)
-            if event.get("type") == "trade" and event.get("trade_id") == trade_id:
-                return height, index
+        for receipt in store.receipts(height) or []:
+            command = orjson.loads(receipt.command)
+            if command.get("type") == "place" and command.get("order_id") == order_id:
+                return height, receipt.index
+    return None
+
+
+def trade_in(leaf: object, trade_id: int) -> dict[str, Any] | None:
+    """The `trade` event of `trade_id` among a receipt leaf's events, or None."""
+    events = leaf.get("events") if isinstance(leaf, dict) else None
+    for event in events if isinstance(events, list) else ():
+        trade = isinstance(event, dict) and event.get("type") == "trade"
+        if trade and event.get("trade_id") == trade_id:
+            found: dict[str, Any] = event
+            return found
+    return None
+
+
+def find_trade(store: BlockStore, trade_id: int) -> tuple[int, int] | None:
+    """(height, command index) of the command whose receipt holds the trade: from the `trades`
+    table if the store has an indexer, else (or above its watermark, which the table does not
+    cover yet) by scanning the stored receipts. Raises `StoreError`. O(log trades) when
+    indexed, O(events not indexed) otherwise."""
+    first = 1
+    if store.indexer is not None:
+        found = store.read("SELECT height, command_idx FROM trades WHERE trade_id = ?", (trade_id,))
+        if found:
+            return int(found[0][0]), int(found[0][1])
+        first = store.indexed_height() + 1
+    tip = store.tip()
+    for height in range(first, 0 if tip is None else tip[0] + 1):
+        for receipt in store.receipts(height) or []:
+            for data in receipt.events:
+                event = orjson.loads(data)
+                if event.get("type") == "trade" and event.get("trade_id") == trade_id:
+                    return height, receipt.index
     return None
 
 
 def verify_receipt_file(path: Path, genesis_path: Path) -> str | None:
-    """None if the receipt in `path` proves a final trade under the genesis, else the first
-    failure. Raises `UsageError` if a file cannot be read."""
+    """None if the receipt in `path` proves a final trade (`trade_id`) or the placing of an
+    order (`order_id`) under the genesis, else the first failure. Raises `UsageError` if a
+    file cannot be read."""
     genesis = _load_genesis(genesis_path)
     receipt = _read_json(path, RECEIPT_BYTES_MAX)
     if not isinstance(receipt, dict):
         return f"{path}: a receipt is a JSON object"
-    trade_id = receipt.get("trade_id")
-    if type(trade_id) is not int:
-        return f"trade_id {trade_id!r:.80} is not an integer"
+    name = "order_id" if "order_id" in receipt and "trade_id" not in receipt else "trade_id"
+    wanted = receipt.get(name)
+    if type(wanted) is not int:
+        return f"{name} {wanted!r:.80} is not an integer"
     try:
         leaf = check_receipt(
             receipt,
             genesis_hash=genesis.hash,
             voters=genesis.voters(),
             quorum=genesis.quorum(),
-            other_fields=("trade_id",),
+            other_fields=(name,),
         )
     except ReceiptError as error:
         return str(error)
-    if not isinstance(leaf, dict) or leaf.get("type") != "trade":
-        return f"leaf is not a trade: {orjson.dumps(leaf).decode()[:120]}"
-    if leaf.get("trade_id") != trade_id:
-        return f"leaf is trade {leaf.get('trade_id')!r}, not trade {trade_id}"
+    if name == "trade_id" and trade_in(leaf, wanted) is None:
+        return f"leaf has no trade {wanted}: {orjson.dumps(leaf['events']).decode()[:120]}"
+    if name == "order_id" and placing(receipt["command"], leaf, wanted) is None:
+        return f"the command is not the placing of order {wanted}: {receipt['command'][:120]}"
     return None
 
 

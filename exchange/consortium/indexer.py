@@ -1,9 +1,11 @@
 """The venue's derived tables in a node's block store: what analysts read with plain SQL.
 
-`VenueIndexer` is the `ledger.store.Indexer` of the venue. The block store writes its rows in the
-block's own transaction, so the tables always describe exactly the stored blocks. Every row
-names the block (`height`) and the event's position in it (`event_idx`, the leaf index in that
-block's events tree: what a receipt's inclusion proof starts from). Columns are integers or
+`VenueIndexer` is the `ledger.store.Indexer` of the venue. The block store writes its rows after
+the block, with the "indexed up to height" watermark, so the tables always describe exactly the
+blocks up to it. Every row names the block (`height`), the event's position in it (`event_idx`:
+its index in the concatenation of the block's receipts' events) and the command that produced it
+(`command_idx`: its index in the block, the leaf index of its receipt, what a receipt's
+inclusion proof starts from; `time_ns`: that command's sequencing time). Columns are integers or
 text; enums are their lower-case wire names. Tables (see docs/ledger.md, "Derived tables"):
 
 - `orders`: one row per order lifecycle event (accepted, rejected, order_refused,
@@ -13,10 +15,11 @@ text; enums are their lower-case wire names. Tables (see docs/ledger.md, "Derive
   asset_netted, cycle_settled, cycle_failed).
 - `balance_changes`: one row per account and asset that a settlement event moves.
 
-What the events do not carry is not invented. A block's events are the concatenation of its
-commands' events, so an event is not tied to its command: the broker of an order is known only
-from a `place` command for that order id in the same block (or from an `order_refused` event),
-and an account only from the event or that command; otherwise they are NULL, and an analyst
+What the events do not carry is not invented. Each event is attributed to the command that
+produced it (its receipt): an order event's `broker` is the event's own (`order_refused`) or the
+broker of the command that produced it when that command is a broker's order command (place,
+cancel, amend: a broker acts only on its own orders), and its `account` the event's or that
+place command's; otherwise (an expiry at a phase change, say) they are NULL, and an analyst
 joins on the order's `accepted` row. The locks that fund orders (taken on acceptance, released
 on cancel, expiry or price improvement) are venue-internal and not events, so
 `balance_changes` records the change of each account's holding (available + locked + cycle
@@ -33,7 +36,7 @@ from typing import Any, Final
 
 import orjson
 
-from ledger.block import BlockHeader
+from ledger.block import BlockHeader, Receipt
 from ledger.store import Row
 
 SCHEMA: Final = (
@@ -52,6 +55,8 @@ SCHEMA: Final = (
         remaining INTEGER,
         tif TEXT,
         reason TEXT,
+        command_idx INTEGER NOT NULL,
+        time_ns INTEGER NOT NULL,
         PRIMARY KEY (height, event_idx)
     ) STRICT, WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS orders_by_order ON orders (order_id, height)",
@@ -67,6 +72,8 @@ SCHEMA: Final = (
         buy_account TEXT NOT NULL,
         sell_account TEXT NOT NULL,
         aggressor TEXT,
+        command_idx INTEGER NOT NULL,
+        time_ns INTEGER NOT NULL,
         UNIQUE (height, event_idx)
     ) STRICT""",
     """CREATE TABLE IF NOT EXISTS settlements (
@@ -88,6 +95,8 @@ SCHEMA: Final = (
         stamp_duty INTEGER,
         account TEXT,
         amount INTEGER,
+        command_idx INTEGER NOT NULL,
+        time_ns INTEGER NOT NULL,
         PRIMARY KEY (height, event_idx)
     ) STRICT, WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS settlements_by_trade ON settlements (trade_id)",
@@ -102,6 +111,8 @@ SCHEMA: Final = (
         locked_delta INTEGER,
         event TEXT NOT NULL,
         trade_id INTEGER,
+        command_idx INTEGER NOT NULL,
+        time_ns INTEGER NOT NULL,
         PRIMARY KEY (height, event_idx, leg)
     ) STRICT, WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS balance_changes_by_account ON balance_changes (account, asset)",
@@ -151,36 +162,41 @@ class VenueIndexer:
         return SCHEMA
 
     def rows(
-        self,
-        height: int,
-        header: BlockHeader,
-        commands: Sequence[Mapping[str, Any]],
-        events: Sequence[bytes],
+        self, height: int, header: BlockHeader, receipts: Sequence[Receipt]
     ) -> Mapping[str, Sequence[Row]]:
-        """The rows of the four tables for one block. O(commands + events)."""
-        placed = _placed(commands)
+        """The rows of the four tables for one block, each event with the command that
+        produced it. O(commands + events)."""
         orders: list[Row] = []
         trades: list[Row] = []
         settlements: list[Row] = []
         balances: list[Row] = []
         loads = orjson.loads
-        for index, data in enumerate(events):
-            event = loads(data)
-            kind = event.get("type")
-            if kind == "trade":
-                trades.append(_trade(height, index, event))
-            elif kind in ORDER_EVENTS:
-                orders.append(_order(height, index, kind, event, placed))
-            elif kind in SETTLEMENT_EVENTS:
-                settlements.append(_settlement(height, index, kind, event))
-            changes = _BALANCES.get(kind) if isinstance(kind, str) else None
-            if changes is not None:
-                trade_id = event.get("trade_id")
-                for leg, (account, asset, holding, available, locked) in enumerate(changes(event)):
-                    balances.append(
-                        (height, index, leg, account, asset, holding, available, locked, kind,
-                         trade_id)
-                    )  # fmt: skip
+        index = 0
+        for receipt in receipts:
+            if not receipt.events:
+                continue
+            cause = (receipt.index, receipt.time_ns)
+            owner = _owner(receipt.command)
+            for data in receipt.events:
+                event = loads(data)
+                kind = event.get("type")
+                if kind == "trade":
+                    trades.append(_trade(height, index, event) + cause)
+                elif kind in ORDER_EVENTS:
+                    orders.append(_order(height, index, kind, event, owner) + cause)
+                elif kind in SETTLEMENT_EVENTS:
+                    settlements.append(_settlement(height, index, kind, event) + cause)
+                changes = _BALANCES.get(kind) if isinstance(kind, str) else None
+                if changes is not None:
+                    trade_id = event.get("trade_id")
+                    for leg, (account, asset, holding, available, locked) in enumerate(
+                        changes(event)
+                    ):
+                        balances.append(
+                            (height, index, leg, account, asset, holding, available, locked,
+                             kind, trade_id, *cause)
+                        )  # fmt: skip
+                index += 1
         return {
             "orders": orders,
             "trades": trades,
@@ -189,26 +205,41 @@ class VenueIndexer:
         }
 
 
-def _placed(commands: Sequence[Mapping[str, Any]]) -> dict[int, tuple[str, str]]:
-    """order id -> (broker, account) of the block's first `place` command for it."""
-    placed: dict[int, tuple[str, str]] = {}
-    for command in commands:
-        if command.get("type") == "place":
-            order_id, broker, account = (
-                command.get("order_id"),
-                command.get("broker"),
-                command.get("account"),
-            )
-            if type(order_id) is int and type(broker) is str and type(account) is str:
-                placed.setdefault(order_id, (broker, account))
-    return placed
+_ORDER_COMMANDS: Final = frozenset({"place", "cancel", "amend"})
+
+
+def _owner(command: bytes) -> tuple[int, str | None, str | None] | None:
+    """(order id, broker, account) of a broker's order command (account: a place's only), or
+    None for any other command: who owns the orders its events are about."""
+    try:
+        value = orjson.loads(command)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict or value.get("type") not in _ORDER_COMMANDS:
+        return None
+    order_id, broker, account = value.get("order_id"), value.get("broker"), value.get("account")
+    if type(order_id) is not int or type(broker) is not str:
+        return None
+    return order_id, broker, account if type(account) is str else None
 
 
 def _order(
-    height: int, index: int, kind: str, event: dict[str, Any], placed: dict[int, tuple[str, str]]
+    height: int,
+    index: int,
+    kind: str,
+    event: dict[str, Any],
+    owner: tuple[int, str | None, str | None] | None,
 ) -> Row:
+    """An order event's row. Its broker is the event's, or the broker of the order command
+    that produced it (a broker acts only on its own orders, so it owns every order that its
+    command's events are about: the one it names, and its own resting orders that
+    self-trade prevention cancels); its account the event's or, for the order the command
+    names, the command's."""
     order_id = event["order_id"]
-    broker, account = placed.get(order_id, (None, None))
+    broker = account = None
+    if owner is not None:
+        broker = owner[1]
+        account = owner[2] if owner[0] == order_id else None
     return (
         height,
         index,

@@ -657,9 +657,10 @@ class Soak:
             height = 1
             while page := store.blocks_from(height):
                 for stored in page:
-                    for command in stored.block.commands:
-                        events = [orjson.loads(data) for data in machine.apply(command)]
-                        self.count_flows(command, events, flows, counted)
+                    block = stored.block
+                    for command, time_ns in zip(block.commands, block.times_ns, strict=True):
+                        events = [orjson.loads(data) for data in machine.apply(command, time_ns)]
+                        self.count_flows(orjson.loads(command), events, flows, counted)
                         accepted.update(e["order_id"] for e in events if e["type"] == "accepted")
                     if machine.state_hash() != stored.block.header.state_hash:
                         self.fail(f"re-execution of block {stored.block.header.height} gives "

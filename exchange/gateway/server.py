@@ -59,7 +59,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from exchange.consortium.audit import find_trade
+from exchange.consortium.audit import find_trade, trade_in
 from exchange.consortium.init import venue_from_genesis
 from exchange.gateway import api
 from exchange.gateway.ack_journal import AckJournal
@@ -71,6 +71,7 @@ from exchange.venue.types import BrokerCommand
 from exchange.venue.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
 from ledger import auth
 from ledger.block import Block, QuorumCertificate
+from ledger.canonical import canonical_bytes
 from ledger.genesis import Genesis, Member, Role
 from ledger.keys import PublicKey
 from ledger.node import ExchangeNode, Fault, describe, task_metrics
@@ -137,17 +138,25 @@ ADMIN_COMMANDS: Final[dict[Role, frozenset[str]]] = {
 
 class ObservedVenueMachine(VenueMachine):
     """The exchange's venue machine, which also hands every executed command and its events
-    to the gateway (the replicas run the plain `VenueMachine`)."""
+    to the gateway (the replicas run the plain `VenueMachine`): the command object the gateway
+    submitted (`submitted`, keyed by the identity of the bytes it encoded), else the command
+    parsed from its bytes (a member's /submit batch, a replayed or recovered block)."""
 
-    __slots__ = ("observe",)
+    __slots__ = ("observe", "submitted")
 
     def __init__(self, genesis: Genesis, observe: Callable[[Any, Any, list[Any]], None]) -> None:
         super().__init__(venue_from_genesis(genesis))
         self.observe = observe
+        # id(bytes) -> (those bytes, the command): bounded by the proposer's queue
+        self.submitted: dict[int, tuple[bytes, dict[str, Any]]] = {}
 
-    def apply(self, command: Mapping[str, Any]) -> list[bytes]:
-        parsed, events, data = self.apply_parsed(command)
-        self.observe(command, parsed, events)
+    def apply(self, command: bytes, time_ns: int) -> list[bytes]:
+        parsed, events, data = self.apply_parsed(command, time_ns)
+        entry = self.submitted.pop(id(command), None) if self.submitted else None
+        if entry is not None:
+            self.observe(entry[1], parsed, events)
+        else:  # bytes that parsed to a command are a JSON object; others carry no symbol
+            self.observe(None if parsed is None else orjson.loads(command), parsed, events)
         return data
 
 
@@ -766,8 +775,13 @@ class Gateway:
 
     def _submit(self, commands: list[dict[str, Any]]) -> ApiError | None:
         assert self.node is not None
-        refused = self.node.submit(commands)
+        encoded = [canonical_bytes(command) for command in commands]  # the gateway's: valid
+        refused = self.node.submit(commands, encoded=encoded)
         if refused is None:
+            assert self.machine is not None
+            submitted = self.machine.submitted
+            for data, command in zip(encoded, commands, strict=True):
+                submitted[id(data)] = (data, command)
             return None
         codes = {"busy": api.BUSY, "recovering": api.RECOVERING, "unavailable": api.UNAVAILABLE}
         return ApiError(codes.get(refused.code, api.DEGRADED), refused.message)
@@ -1019,14 +1033,17 @@ class Gateway:
             where = find_trade(store, trade_id)
             if where is None:
                 return ApiError(api.UNKNOWN_TRADE, f"no trade {trade_id}", "trade_id")
-            height, index = where
-            event = orjson.loads((store.events(height) or [])[index])
+            receipt = build_receipt(store, *where)  # the receipt of the command that traded
+            event = trade_in(receipt["leaf"], trade_id)
+            if event is None:
+                return ApiError(api.UNKNOWN_TRADE, f"no trade {trade_id} in its receipt",
+                                "trade_id")  # fmt: skip
             parties = {self.accounts.get(event["buy_account"]),
                        self.accounts.get(event["sell_account"])}  # fmt: skip
             if broker is not None and broker not in parties:
                 return ApiError(api.NOT_YOUR_TRADE, f"trade {trade_id} is not a trade of "
                                 f"{broker}", "trade_id")  # fmt: skip
-            return {**build_receipt(store, height, index), "trade_id": trade_id}
+            return {**receipt, "trade_id": trade_id}
         except ReceiptError as error:
             return ApiError(api.NOT_FINAL, str(error), "trade_id")
         except StoreError as error:
