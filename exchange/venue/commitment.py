@@ -412,10 +412,6 @@ class StateCommitment:
                 section.prev[command_id] = prev
                 prev = command_id
 
-    def touch(self, command: Any, events: list[Any]) -> None:
-        """Nothing: the cores record what they change themselves. Kept for callers that
-        still call it after each command (`VenueMachine.apply`)."""
-
     # -- bringing the accumulator up to date ---------------------------------------------
 
     def digest(self) -> bytes:

@@ -32,13 +32,12 @@ class VenueMachine:
     commitment of `exchange.venue.commitment`: each `apply` records what changed, and
     `state_hash` (once per block) costs O(what changed)."""
 
-    __slots__ = ("_touch", "_venue_apply", "commitment", "venue")
+    __slots__ = ("_venue_apply", "commitment", "venue")
 
     def __init__(self, venue: Venue) -> None:
         self.venue = venue
         self.commitment = StateCommitment(venue)
         self._venue_apply = venue.apply
-        self._touch = self.commitment.touch
 
     def apply(self, command: bytes, time_ns: int) -> list[bytes]:
         return self.apply_parsed(command, time_ns)[2]
@@ -61,7 +60,6 @@ class VenueMachine:
         if type(parsed) is wire.WireError:
             return None, [], [canonical_bytes(parsed.to_dict())]
         events = self._venue_apply(parsed)
-        self._touch(parsed, events)
         return parsed, events, events_bytes(events)
 
     def state_hash(self) -> bytes:
