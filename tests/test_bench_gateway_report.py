@@ -10,7 +10,7 @@ from exchange.bench.gateway_bench import render, summarize
 PING = {"offered_per_s": 1_000, "p50_ms": 0.8, "p99_ms": 2.0}
 LEDGER = {"max_sustained_rate": 1_980, "finality_p50_ms": 30.0, "finality_p99_ms": 80.5,
           "peak_finalized_commands_per_s": 3_100, "inprocess_commands_per_s": 60_000,
-          "steps": 4}  # fmt: skip
+          "steps": 4, "sweep": [(1_500, 250.0), (1_980, 90.0)]}  # fmt: skip
 
 
 def step(offered: int, p99_ms: float, sustained: bool = True) -> dict[str, Any]:
@@ -28,6 +28,7 @@ def test_the_headline_needs_the_ack_p99_and_is_divided_by_the_ledger_rate() -> N
     text = render(report)
     assert "max sustained with ack p99 < 20 ms: 990 orders/s, ack p99 12.0 ms" in text
     assert "highest rate with finality p99 < 100 ms 1,980 commands/s (finality p99 80.5 ms)" in text
+    assert "its sweep, offered/s and finality p99: 1,500/s 250 ms, 1,980/s 90 ms" in text
     assert "gateway / ledger: 0.5x; goal: at least 0.6x with ack p99 < 20 ms" in text
 
 

@@ -208,7 +208,8 @@ def summarize(
 
 def _ledger_baseline(arguments: argparse.Namespace) -> dict[str, Any]:
     """`jinlian bench ledger` in the same run (a short sweep on its own consortium): its
-    highest rate with finality p99 under 100 ms, that run's p99, and its in-process venue rate."""
+    highest rate with finality p99 under 100 ms, that run's p99, its sweep (offered rate and
+    finality p99 of each step), its saturated and its in-process venue rates."""
     options = argparse.Namespace(
         seed=1, messages=arguments.ledger_messages, depth=arguments.ledger_depth, rate=None,
         seconds=arguments.ledger_seconds, steps=arguments.ledger_steps,
@@ -217,7 +218,9 @@ def _ledger_baseline(arguments: argparse.Namespace) -> dict[str, Any]:
     report = ledger_bench.measure(options)
     keys = ("max_sustained_rate", "finality_p50_ms", "finality_p99_ms",
             "peak_finalized_commands_per_s", "inprocess_commands_per_s")  # fmt: skip
-    return {key: report.get(key) for key in keys} | {"steps": arguments.ledger_steps}
+    sweep = [(run["offered_commands_per_s"], run["finality_p99_ms"]) for run in report["runs"]]
+    return {key: report.get(key) for key in keys} | {"steps": arguments.ledger_steps,
+                                                     "sweep": sweep}  # fmt: skip
 
 
 async def _open(address: str, directory: Path, chain_id: str) -> None:
@@ -256,6 +259,9 @@ def render(report: dict[str, Any]) -> str:
         + ("" if ledger_p99 is None else f" (finality p99 {ledger_p99:.1f} ms)")
         + f", saturated {ledger['peak_finalized_commands_per_s']:,}/s, in-process venue "
         f"{ledger['inprocess_commands_per_s']:,}/s",
+        "    its sweep, offered/s and finality p99: "
+        + (", ".join(f"{rate:,}/s {p99:.0f} ms" for rate, p99 in ledger.get("sweep", ()))
+           or "none"),
         f"  gateway / ledger: {shown}; "
         f"goal: at least {report['ratio_goal']}x with ack p99 < {goal_ms:.0f} ms",
     ]  # fmt: skip
