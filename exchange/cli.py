@@ -533,7 +533,16 @@ def _add_bench_commands(commands: Any) -> None:
     )  # fmt: skip
     gateway_target.add_argument("--seconds", type=float, default=4.0, help="per offered rate")
     gateway_target.add_argument("--sessions", type=int, default=2, help="client processes")
-    gateway_target.add_argument("--base-port", type=int, default=7700, help="first of 5 ports")
+    gateway_target.add_argument("--base-port", type=int, default=7700,
+                                help="first of 5 ports (the ledger run: 10 above)")  # fmt: skip
+    gateway_target.add_argument("--ledger-messages", type=int, default=10_000,
+                                help="the same-run bench ledger's saturation run")  # fmt: skip
+    gateway_target.add_argument("--ledger-depth", type=int, default=5_000,
+                                help="the same-run bench ledger's resting orders")  # fmt: skip
+    gateway_target.add_argument("--ledger-steps", type=int, default=4,
+                                help="the same-run bench ledger's sweep steps")  # fmt: skip
+    gateway_target.add_argument("--ledger-seconds", type=float, default=3.0,
+                                help="each sweep step of the same-run bench ledger")  # fmt: skip
     gateway_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     gateway_target.set_defaults(run=_bench)
 

@@ -62,6 +62,13 @@ from aiohttp import web
 from ledger import auth
 from ledger.auth import AuthError, PeerHandshake, PeerIdentity
 from ledger.block import Block, QuorumCertificate
+from ledger.cutting import (
+    BLOCK_COMMANDS_MIN,
+    BLOCK_INTERVAL_S,
+    PIPELINE_BLOCKS,
+    CutPolicy,
+    cut_wait_s,
+)
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey
 from ledger.protocol import (
@@ -81,8 +88,6 @@ from ledger.store import BLOCKS_PAGE_MAX, BlockStore, StoreError
 log = logging.getLogger("jinlian.node")
 
 TICK_S: Final = 0.05
-BLOCK_INTERVAL_S: Final = 0.025  # longest wait of a partial block while blocks are in flight
-PIPELINE_BLOCKS: Final = 2  # a partial block is cut at once while fewer await certificates
 LINK_QUEUE_MAX: Final = 4096  # messages waiting for one peer; more are dropped (ticks repair)
 SUBMIT_BATCH_MAX: Final = 10_000  # commands in one /submit frame
 RECONNECT_S: Final = (0.05, 2.0)
@@ -936,6 +941,7 @@ class ExchangeNode(_Shell):
         block_interval_s: float = BLOCK_INTERVAL_S,
         feed: bool = True,
         pipeline_blocks: int = PIPELINE_BLOCKS,
+        block_commands_min: int = BLOCK_COMMANDS_MIN,
         reports_blocks_max: int = REPORTS_BLOCKS_MAX,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -946,6 +952,7 @@ class ExchangeNode(_Shell):
         self.recovered_height = 0  # the tip when recovery ended: no member owes a vote below
         self.block_interval_s = block_interval_s
         self.pipeline_blocks = pipeline_blocks
+        self.block_commands_min = block_commands_min
         self.clock = clock
         self.waiting: deque[_Pending] = deque()  # in sequence order, as in proposer.queue
         self.queued = 0
@@ -1209,20 +1216,16 @@ class ExchangeNode(_Shell):
             await asyncio.sleep(0)  # let votes and submissions in between blocks
 
     def _cut_wait_s(self) -> float:
-        """How long to wait before cutting the next block (0: now). A full block is cut at
-        once; a partial one at once while fewer than `pipeline_blocks` blocks await their
-        certificates (light load: a command is proposed as soon as it arrives), and otherwise
-        once a certificate makes room or its oldest command has waited `block_interval_s`
-        (heavy load: fewer, larger blocks, so that the cost of each block, the same at every
-        node whatever its size, does not take the CPU that commands need)."""
+        """How long to wait before cutting the next block (0: now): `ledger.cutting.cut_wait_s`
+        of the queue, the blocks awaiting their certificates and the oldest command's wait
+        (idle: at once; under load: fewer, larger blocks, so that the cost of each block, the
+        same at every node whatever its size, does not take the CPU that commands need)."""
         proposer = self.proposer
         queued = len(proposer.queue)
-        if queued >= proposer.block_commands or (queued and proposer.lag < self.pipeline_blocks):
-            return 0.0
-        if not queued:
-            return self.block_interval_s  # woken by the next submission
-        waited_s = (time.monotonic_ns() - self.waiting[0].sequenced_ns) / 1e9
-        return max(0.0, self.block_interval_s - waited_s)
+        waited_s = (time.monotonic_ns() - self.waiting[0].sequenced_ns) / 1e9 if queued else 0.0
+        policy = CutPolicy(proposer.block_commands, self.block_commands_min,
+                           self.pipeline_blocks, self.block_interval_s)  # fmt: skip
+        return cut_wait_s(queued, proposer.lag, waited_s, policy)
 
     def cut(self) -> None:
         proposer = self.proposer

@@ -91,12 +91,12 @@ def _fold(node: Any, gateway: Any) -> None:
         item = node.after.popleft()
         if item.kind == "stored":
             node.after_blocks -= 1
-            gateway._fold(item.height, _take(gateway, len(item.block.commands)))
+            gateway.pump.fold(item.height, _take(gateway, len(item.block.commands)))
 
 
 def _take(gateway: Any, count: int) -> list[Any]:
-    executed: list[Any] = gateway.executed[:count]
-    del gateway.executed[:count]
+    executed: list[Any] = gateway.pump.executed[:count]
+    del gateway.pump.executed[:count]
     return executed
 
 

@@ -10,9 +10,13 @@ is stored), recorded in an HDR histogram. Measuring from the schedule, not from 
 send, keeps a stalled exchange from hiding its stall (no coordinated omission).
 
 The offered rate steps up until a step is not sustained (fewer than 99% of the orders acked
-without error, or acks arriving at under 95% of the offered rate). The baseline in the same
-run is the ping round trip on the same sessions at the lowest rate: the cost of the socket
-and the event loops alone, without sequencing, matching and storing.
+without error, or acks arriving at under 95% of the offered rate). The headline is the highest
+sustained rate whose ack p99 is also under `ACK_P99_GOAL_MS` (20 ms): the latency condition is
+part of the figure. Two baselines in the same run: the ping round trip on the same sessions at
+the lowest rate (the cost of the socket and the event loops alone, without sequencing,
+matching and storing), and `jinlian bench ledger` on its own consortium (a short sweep:
+`--ledger-messages`, `--ledger-steps`), whose highest rate with finality p99 under 100 ms the
+headline is divided by (goal: `RATIO_GOAL`, 0.6x that ledger rate).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Final
 import orjson
 from hdrh.histogram import HdrHistogram
 
+from exchange.bench import ledger_bench
 from exchange.consortium.init import SAMPLE_INSTRUMENTS, Market, init_consortium
 from exchange.consortium.nodes import load_config, start_processes, stop_processes
 from exchange.gateway.client import Client, RequestError
@@ -39,6 +44,9 @@ from ledger.keys import load_private_key
 SYMBOL: Final = str(SAMPLE_INSTRUMENTS[0]["symbol"])
 PRICE: Final = int(str(SAMPLE_INSTRUMENTS[0]["reference_price"]))
 RATES: Final = (1_000, 2_000, 4_000, 7_000, 10_000, 14_000)
+ACK_P99_GOAL_MS: Final = 20.0
+RATIO_GOAL: Final = 0.6  # the headline over the same run's `bench ledger` sustained rate
+LEDGER_PORTS_OFFSET: Final = 10  # the ledger baseline's consortium: base port + this
 HISTOGRAM: Final = (1, 60_000_000, 3)  # microseconds, 1 us .. 60 s, 3 significant digits
 MARKET: Final = Market(instruments=SAMPLE_INSTRUMENTS[:1], cash_per_account=10**14,
                        shares_per_account=10**10)  # fmt: skip
@@ -163,20 +171,56 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
                     break
         finally:
             stop_processes(children)
-    sustained = [step for step in steps if step["sustained"]]
+    ledger = _ledger_baseline(arguments)
+    return summarize(sessions, arguments.seconds, steps, baseline, ledger)
+
+
+def summarize(
+    sessions: int,
+    seconds: float,
+    steps: list[dict[str, Any]],
+    baseline: dict[str, Any],
+    ledger: dict[str, Any],
+) -> dict[str, Any]:
+    """The report: the headline is the highest achieved rate of a step that was sustained with
+    ack p99 under `ACK_P99_GOAL_MS`, and its ratio to the same run's ledger rate."""
+    sustained = [step for step in steps if step["sustained"] and step["p99_ms"] < ACK_P99_GOAL_MS]
     best = max(sustained, key=lambda step: step["achieved_per_s"]) if sustained else None
+    headline = 0 if best is None else best["achieved_per_s"]
+    ledger_rate = ledger["max_sustained_rate"]
     return {
         "sessions": sessions,
-        "seconds_per_step": arguments.seconds,
+        "seconds_per_step": seconds,
         "steps": steps,
         "ping_baseline": baseline,
-        "max_sustained_orders_per_s": 0 if best is None else best["achieved_per_s"],
+        "ack_p99_goal_ms": ACK_P99_GOAL_MS,
+        "max_sustained_orders_per_s": headline,
         "ack_p99_ms_at_max": None if best is None else best["p99_ms"],
         "ack_p99_over_ping_p99": None
         if best is None
         else round(best["p99_ms"] / max(baseline["p99_ms"], 0.001), 1),
+        "ledger_baseline": ledger,
+        "ratio_to_ledger": round(headline / ledger_rate, 2) if ledger_rate else None,
+        "ratio_goal": RATIO_GOAL,
         "books_agree": True,
     }
+
+
+def _ledger_baseline(arguments: argparse.Namespace) -> dict[str, Any]:
+    """`jinlian bench ledger` in the same run (a short sweep on its own consortium): its
+    highest rate with finality p99 under 100 ms, that run's p99, its sweep (offered rate and
+    finality p99 of each step), its saturated and its in-process venue rates."""
+    options = argparse.Namespace(
+        seed=1, messages=arguments.ledger_messages, depth=arguments.ledger_depth, rate=None,
+        seconds=arguments.ledger_seconds, steps=arguments.ledger_steps,
+        base_port=arguments.base_port + LEDGER_PORTS_OFFSET,
+    )  # fmt: skip
+    report = ledger_bench.measure(options)
+    keys = ("max_sustained_rate", "finality_p50_ms", "finality_p99_ms",
+            "peak_finalized_commands_per_s", "inprocess_commands_per_s")  # fmt: skip
+    sweep = [(run["offered_commands_per_s"], run["finality_p99_ms"]) for run in report["runs"]]
+    return {key: report.get(key) for key in keys} | {"steps": arguments.ledger_steps,
+                                                     "sweep": sweep}  # fmt: skip
 
 
 async def _open(address: str, directory: Path, chain_id: str) -> None:
@@ -195,17 +239,32 @@ def _row(step: dict[str, Any]) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    baseline = report["ping_baseline"]
+    baseline, ledger = report["ping_baseline"], report["ledger_baseline"]
+    goal_ms, ratio = report["ack_p99_goal_ms"], report["ratio_to_ledger"]
+    ledger_p99 = ledger["finality_p99_ms"]
+    shown = "n/a (no ledger rate sustained)" if ratio is None else f"{ratio}x"
     lines = [
         f"jinlian bench gateway: exchange + 4 members as processes, {report['sessions']} broker "
         f"sessions in their own processes, open-loop, {report['seconds_per_step']} s per step",
         f"  baseline (same run): ping round trip at {baseline['offered_per_s']:,}/s p50 "
         f"{baseline['p50_ms']:.2f} ms p99 {baseline['p99_ms']:.2f} ms",
         *(_row(step) for step in report["steps"]),
-        f"  max sustained: {report['max_sustained_orders_per_s']:,} orders/s, ack p99 "
-        f"{report['ack_p99_ms_at_max']} ms ({report['ack_p99_over_ping_p99']}x the ping p99); "
-        "goal: 10,000/s with p99 under 20 ms",
-    ]
+        f"  max sustained with ack p99 < {goal_ms:.0f} ms: "
+        f"{report['max_sustained_orders_per_s']:,} orders/s"
+        + ("" if report["ack_p99_ms_at_max"] is None else
+           f", ack p99 {report['ack_p99_ms_at_max']} ms "
+           f"({report['ack_p99_over_ping_p99']}x the ping p99)"),
+        f"  bench ledger (same run, {ledger['steps']}-step sweep): highest rate with finality p99 "
+        f"< 100 ms {ledger['max_sustained_rate']:,} commands/s"
+        + ("" if ledger_p99 is None else f" (finality p99 {ledger_p99:.1f} ms)")
+        + f", saturated {ledger['peak_finalized_commands_per_s']:,}/s, in-process venue "
+        f"{ledger['inprocess_commands_per_s']:,}/s",
+        "    its sweep, offered/s and finality p99: "
+        + (", ".join(f"{rate:,}/s {p99:.0f} ms" for rate, p99 in ledger.get("sweep", ()))
+           or "none"),
+        f"  gateway / ledger: {shown}; "
+        f"goal: at least {report['ratio_goal']}x with ack p99 < {goal_ms:.0f} ms",
+    ]  # fmt: skip
     return "\n".join(lines)
 
 
