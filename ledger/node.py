@@ -1029,9 +1029,10 @@ class ExchangeNode(_Shell):
                 self._after(_After("final", certificate.height, certificate=certificate))
         if not proposer.recovering and not self.recovery_over:
             self.recovery_over = True
-            log.warning("recovered at height %s (certified %s) from members %s",
-                        proposer.height, proposer.certified,
-                        dict(sorted(proposer.recovery_tips.items())))  # fmt: skip
+            level = logging.INFO if proposer.height == 0 else logging.WARNING  # 0: a fresh start
+            log.log(level, "recovered at height %s (certified %s) from members %s",
+                    proposer.height, proposer.certified,
+                    dict(sorted(proposer.recovery_tips.items())))  # fmt: skip
             self.recovered_height = proposer.height  # no member owes a vote below
             self._after(_After("recovered", proposer.height))
 
