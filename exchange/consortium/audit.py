@@ -10,6 +10,7 @@ traceback.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -117,24 +118,34 @@ def format_report(report: AuditReport) -> str:
     )
 
 
-def trade_receipt(directory: Path, trade_id: int) -> dict[str, Any]:
-    """The receipt of trade `trade_id` from the node's store. Raises `UsageError`,
-    `ReceiptError` (unknown trade, block not certified)."""
+def _stored_receipt(
+    directory: Path, what: str, find: Callable[[BlockStore], tuple[int, int] | None]
+) -> tuple[dict[str, Any], tuple[int, int]]:
+    """The receipt of the command that `find` locates in the node's store (`what` names it in
+    errors), and where it is. Raises `UsageError`, `ReceiptError` (not found, block not
+    certified, store unreadable)."""
     node = load_node(directory)
     store = open_store(node)
     try:
-        where = find_trade(store, trade_id)
+        where = find(store)
         if where is None:
-            raise ReceiptError(f"trade {trade_id} is not in {node.store_path}")
-        receipt = build_receipt(store, *where)
+            raise ReceiptError(f"{what} is not in {node.store_path}")
+        return build_receipt(store, *where), where
     except StoreError as error:
         raise ReceiptError(str(error)) from None
     except sqlite3.Error as error:
         raise ReceiptError(f"{node.store_path}: unreadable: {error}") from None
     finally:
         store.close()
+
+
+def trade_receipt(directory: Path, trade_id: int) -> dict[str, Any]:
+    """The receipt of trade `trade_id` from the node's store. Raises `UsageError`,
+    `ReceiptError` (unknown trade, block not certified)."""
+    receipt, (height, index) = _stored_receipt(
+        directory, f"trade {trade_id}", lambda store: find_trade(store, trade_id)
+    )
     if trade_in(receipt["leaf"], trade_id) is None:
-        height, index = where
         raise ReceiptError(
             f"block {height}: the trades table puts trade {trade_id} at command {index}, whose "
             f"events are {orjson.dumps(receipt['leaf']['events']).decode()[:120]} "
@@ -147,21 +158,10 @@ def order_receipt(directory: Path, order_id: int) -> dict[str, Any]:
     """The receipt of the command that placed order `order_id` (its events say whether it was
     accepted, and what it traded at once), from the node's store. Raises `UsageError`,
     `ReceiptError` (unknown order, block not certified)."""
-    node = load_node(directory)
-    store = open_store(node)
-    try:
-        where = find_order(store, order_id)
-        if where is None:
-            raise ReceiptError(f"order {order_id} is not in {node.store_path}")
-        receipt = build_receipt(store, *where)
-    except StoreError as error:
-        raise ReceiptError(str(error)) from None
-    except sqlite3.Error as error:
-        raise ReceiptError(f"{node.store_path}: unreadable: {error}") from None
-    finally:
-        store.close()
+    receipt, (height, index) = _stored_receipt(
+        directory, f"order {order_id}", lambda store: find_order(store, order_id)
+    )
     if placing(receipt["command"], receipt["leaf"], order_id) is None:
-        height, index = where
         raise ReceiptError(
             f"block {height}: the orders table puts order {order_id}'s placing at command "
             f"{index}, which is {receipt['command'][:120]} (run jinlian verify {directory})"
