@@ -707,7 +707,7 @@ class StateCommitment:
         account_of, pairs, stray, holds = self._account, self._pairs, self._stray, self._holds
         changed: dict[int, None] = {}
         for order_id, symbol in self._orders.items():
-            order = resting.get(order_id)
+            order: Order | None = resting.get(order_id)
             level = level_of.get(order_id)
             if level is None and order is None:
                 continue  # placed and done since the last digest: nothing to commit
@@ -891,7 +891,7 @@ class _OrderedSection:
         if not touched:
             return
         ids, prev_of, tag = self.ids, self.prev, self.tag
-        rehash: set[int] = {command_id for command_id in touched if command_id in table}
+        rehash: set[OutcomeKey] = {command_id for command_id in touched if command_id in table}
         while ids:
             first = next(iter(ids))
             if first in table:
@@ -903,7 +903,7 @@ class _OrderedSection:
                 head = next(iter(ids))
                 prev_of[head] = None
                 rehash.add(head)
-        new: list[int] = []
+        new: list[OutcomeKey] = []
         for command_id in reversed(table):
             if command_id in ids:
                 break
