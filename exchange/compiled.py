@@ -64,16 +64,14 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-# Modules that stay Python in the compiled build: the commands, events and types, whose fields
-# the codecs (`exchange.venue.wire`, `wire_fast`) read by introspection, which a mypyc native
-# class would not keep (its annotations are erased). The code that runs them is compiled.
+# Modules that stay Python in the compiled build: the commands and events, whose fields and
+# field types the codecs (`exchange.venue.wire`, `wire_fast`) read by introspection, which
+# mypyc does not keep (it erases annotations). The code that builds and reads them is compiled.
 RECORD_MODULES = (
     "matching/commands.py",
     "matching/events.py",
-    "matching/types.py",
     "settlement/commands.py",
     "settlement/events.py",
-    "settlement/types.py",
     "exchange/venue/types.py",
 )
 
@@ -131,6 +129,8 @@ def build_problem(directory: Path, digest: str, modules: Sequence[str]) -> str |
         return f"{manifest} is unreadable: {error}"
     if not isinstance(recorded, dict) or recorded.get("source_hash") != digest:
         return f"{manifest} records other sources than {digest[:12]}"
+    if recorded.get("modules") != list(modules):  # RECORD_MODULES changed since
+        return f"{manifest} records another set of compiled modules"
     for name in (*modules, SHARED_LIBRARY):
         if not extension_path(directory, name).is_file():
             return f"{directory} lacks {name}{EXTENSION_SUFFIX}"

@@ -27,8 +27,12 @@ from matching.commands import PlaceOrder
 from matching.engine import MatchingEngine
 
 SEED = 20261204
-MATCHING_FLOWS = (("dense", 6_000, 2_000), ("sparse-shallow", 6_000, 500))
-VENUE_MESSAGES = 6_000
+MATCHING_FLOWS = (
+    ("dense", 20_000, 5_000),
+    ("sparse-shallow", 20_000, 500),
+    ("sparse-deep", 5_000, 8_000),
+)
+VENUE_MESSAGES = 20_000
 VENUE_DEPTH = 2_000
 
 

@@ -180,7 +180,10 @@ def test_selection_rules(tmp_path: Path) -> None:
     half.mkdir(parents=True)
     (half / compiled.MANIFEST).write_text(json.dumps({"source_hash": "0" * 64}))
     assert "records other sources" in compiled.select({}, tmp_path, builds).reason
-    (half / compiled.MANIFEST).write_text(json.dumps({"source_hash": digest}))
+    (half / compiled.MANIFEST).write_text(json.dumps({"source_hash": digest, "modules": []}))
+    assert "another set of compiled modules" in compiled.select({}, tmp_path, builds).reason
+    modules = [compiled.module_name(path, tmp_path) for path in compiled.compiled_sources(tmp_path)]
+    (half / compiled.MANIFEST).write_text(json.dumps({"source_hash": digest, "modules": modules}))
     assert "lacks exchange.venue.commitment" in compiled.select({}, tmp_path, builds).reason
 
 
