@@ -100,7 +100,7 @@ CORE_TESTS = [  # every test file of the pure core and of the venue's ledger ada
 
 
 @pytest.mark.skipif(
-    os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="about 90 s: JINLIAN_CHECK_ALL=1"
+    os.environ.get("JINLIAN_CHECK_ALL") != "1", reason="about 2 minutes: JINLIAN_CHECK_ALL=1"
 )
 def test_the_core_tests_pass_on_the_compiled_build(compiled_directory: Path) -> None:
     arguments = ["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *CORE_TESTS]
