@@ -64,25 +64,28 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-# Modules that stay Python in the compiled build: the commands and events, whose fields and
-# field types the codecs (`exchange.venue.wire`, `wire_fast`) read by introspection, which
-# mypyc does not keep (it erases annotations). The code that builds and reads them is compiled.
-RECORD_MODULES = (
+# Modules that stay Python in the compiled build. The commands and events: the codecs
+# (`exchange.venue.wire`, `wire_fast`) read their fields and field types by introspection, which
+# mypyc does not keep (it erases annotations). `exchange/venue/machine.py`: the gateway's
+# `ObservedVenueMachine` subclasses `VenueMachine`, and a Python class cannot subclass a mypyc
+# native one. The code that builds, reads and runs them is compiled.
+PYTHON_MODULES = (
     "matching/commands.py",
     "matching/events.py",
     "settlement/commands.py",
     "settlement/events.py",
     "exchange/venue/types.py",
+    "exchange/venue/machine.py",
 )
 
 
 def compiled_sources(root: Path = ROOT) -> list[Path]:
-    """The sources mypyc compiles: every core module but the record modules and the
-    packages' `__init__.py` (docstrings only: the packages' paths stay the source tree's)."""
+    """The sources mypyc compiles: every core module but `PYTHON_MODULES` and the packages'
+    `__init__.py` (docstrings only: the packages' paths stay the source tree's)."""
     return [
         path
         for path in core_sources(root)
-        if path.name != "__init__.py" and path.relative_to(root).as_posix() not in RECORD_MODULES
+        if path.name != "__init__.py" and path.relative_to(root).as_posix() not in PYTHON_MODULES
     ]
 
 
@@ -129,7 +132,7 @@ def build_problem(directory: Path, digest: str, modules: Sequence[str]) -> str |
         return f"{manifest} is unreadable: {error}"
     if not isinstance(recorded, dict) or recorded.get("source_hash") != digest:
         return f"{manifest} records other sources than {digest[:12]}"
-    if recorded.get("modules") != list(modules):  # RECORD_MODULES changed since
+    if recorded.get("modules") != list(modules):  # PYTHON_MODULES changed since
         return f"{manifest} records another set of compiled modules"
     for name in (*modules, SHARED_LIBRARY):
         if not extension_path(directory, name).is_file():

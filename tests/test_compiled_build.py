@@ -108,6 +108,18 @@ def test_the_core_tests_pass_on_the_compiled_build(compiled_directory: Path) -> 
     assert done.returncode == 0, done.stdout.decode()[-3000:]
 
 
+def test_a_consortium_trades_on_the_compiled_build(
+    compiled_directory: Path, tmp_path: Path
+) -> None:
+    """The shell (the gateway's `ObservedVenueMachine`, the nodes) on the compiled core."""
+    done = run(["-m", "tests.compiled_consortium", str(tmp_path / "c")], "compiled")
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["build"] == "compiled"
+    assert result["trade"]["price"] == 1002 and result["trade"]["quantity"] == 300, result
+    assert result["final_height"] >= 1 and result["signers"] >= 3, result
+
+
 FINDER_SCRIPT = """
 import json, logging, sys
 from pathlib import Path
