@@ -199,6 +199,12 @@ def _demo(arguments: argparse.Namespace) -> int:
     return demo.main()
 
 
+def _build(arguments: argparse.Namespace) -> int:
+    from exchange import compiled_build
+
+    return compiled_build.main(arguments)
+
+
 def _verify(arguments: argparse.Namespace) -> int:
     from exchange.consortium import audit as ledger_audit
 
@@ -588,6 +594,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a short in-process trading session")
     demo.set_defaults(run=_demo)
+    build = commands.add_parser(
+        "build", help="compile the pure core with mypyc (once per source hash; docs/venue.md)"
+    )
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument(
+        "--check", action="store_true", help="only say whether a C compiler and headers are here"
+    )
+    build.set_defaults(run=_build)
     _add_audit_commands(commands)
     _add_node_commands(commands)
     return parser

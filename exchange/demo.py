@@ -7,6 +7,7 @@ delivery-versus-payment of every trade.
 
 from __future__ import annotations
 
+from exchange import compiled
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT, Funding, registry_setup
 from exchange.venue.types import BeginDay, BrokerCommand, EndDay, ListInstrument, VenueCommand
 from exchange.venue.venue import Venue
@@ -121,6 +122,7 @@ def main() -> int:
     venue = Venue(operator=OPERATOR, regulator="CSRC")
     print(f"Jinlian demo: {SYMBOL}, tick 0.01, lot 100, reference 10.00, limits +/-10%,")
     print("commission 3 bps each side, stamp duty 5 bps on the seller, T+1")
+    print(compiled.describe())
     _step(
         venue, "Registries, accounts at three brokers, the listing, a new day", _setup(), quiet=True
     )

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from matching.book import Order, OrderBook, TradeCounter
 from matching.changes import OrderChanges
@@ -43,14 +43,15 @@ from matching.types import (
 ORDERS_PER_BOOK_MAX = 2_000_000
 SNAPSHOT_VERSION = 1
 
-BUY = Side.BUY
-MARKET = OrderKind.MARKET
-CONTINUOUS = Phase.CONTINUOUS
-IOC = TimeInForce.IOC
-FOK = TimeInForce.FOK
-UNFILLED_REMAINDER = CancelReason.UNFILLED_REMAINDER
-_new = tuple.__new__  # the hottest records' constructor: see matching/book.py
-CLOSED_PHASES = frozenset((Phase.CLOSED, Phase.HALTED))
+# Final: the compiled build (exchange/compiled.py) keeps these in C statics, not in a dict.
+BUY: Final = Side.BUY
+MARKET: Final = OrderKind.MARKET
+CONTINUOUS: Final = Phase.CONTINUOUS
+IOC: Final = TimeInForce.IOC
+FOK: Final = TimeInForce.FOK
+UNFILLED_REMAINDER: Final = CancelReason.UNFILLED_REMAINDER
+_new: Final = tuple.__new__  # the hottest records' constructor: see matching/book.py
+CLOSED_PHASES: Final = frozenset((Phase.CLOSED, Phase.HALTED))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+# The suite runs the reference build, the pure source, unless JINLIAN_BUILD says otherwise (set
+# before anything imports the core: exchange/compiled.py decides at the first core import).
+# tests/test_compiled_build.py runs both builds in their own processes and compares them.
+os.environ.setdefault("JINLIAN_BUILD", "pure")
 
 import pytest
 

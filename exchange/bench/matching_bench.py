@@ -17,6 +17,7 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from exchange import compiled
 from exchange.bench.baseline import BaselineBook, BaselineMessage
 from exchange.bench.flow import ACCOUNTS, FLOWS, LOT, REFERENCE_PRICE, SYMBOL, Flow, named_flow
 from exchange.bench.report import emit
@@ -138,6 +139,7 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     baseline = baseline_after_setup(flow)
     baseline_ns = latencies(lambda message: baseline.run([message]), flow.baseline)
     report: dict[str, Any] = {
+        "build": compiled.describe(),  # the engine's; the bare baseline always runs as Python
         "flow": flow_name,
         "seed": arguments.seed,
         "messages": count,
@@ -169,6 +171,7 @@ def render(report: dict[str, Any]) -> str:
         f"{report['messages']:,} messages after a {report['depth_orders']:,}-order book, "
         f"median of {report['rounds']} rounds",
         f"resting placements that opened a new price level: {report['new_level_share']:.1%}",
+        f"engine {report['build']}; the bare baseline runs as pure Python",
         f"{'':<16}{'messages/s':>14}{'p50 us':>9}{'p90 us':>9}{'p99 us':>9}{'p99.9 us':>9}"
         f"{'max us':>10}",
         row("engine", report["messages_per_s"], report["latency_ns"]),

@@ -14,6 +14,7 @@ import statistics
 import time
 from typing import Any
 
+from exchange import compiled
 from exchange.bench.flow import ACCOUNTS, SYMBOL, Flow, make_flow
 from exchange.bench.report import emit
 from exchange.venue.setup import Funding, registry_setup
@@ -138,6 +139,7 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
         ratios.append(matching_seconds / venue_seconds)
     venue.check()
     report: dict[str, Any] = {
+        "build": compiled.describe(),  # of the venue and of matching alone
         "seed": arguments.seed,
         "commands": count,
         "rounds": arguments.rounds,
@@ -156,6 +158,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"venue benchmark: seed {report['seed']}, {report['commands']:,} commands, "
         f"median of {report['rounds']} rounds, {report['trades_settled']:,} trades settled (DvP)",
+        f"  {report['build']}",
         f"  {'venue (funding, holds and locks, DvP)':<38}"
         f"{report['commands_per_s']:>12,} commands/s",
         f"  {'matching alone':<38}{report['matching_only_commands_per_s']:>12,} commands/s",

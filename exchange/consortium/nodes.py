@@ -43,6 +43,7 @@ from typing import Final
 
 import orjson
 
+from exchange import compiled
 from exchange.consortium.audit import UsageError, load_node
 from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import init_consortium, venue_from_genesis
@@ -389,6 +390,8 @@ def run_up(directory: Path, *, members: int = 4, brokers: int = 3, demo: bool = 
         print(f"initialised a consortium in {directory}")
     config = load_config(directory / "exchange")
     fault_from(os.environ, "up")  # a malformed JINLIAN_FAULT is refused here, not by each child
+    # JINLIAN_BUILD too (exit 2 naming it); the children inherit it and this environment
+    print(f"core {compiled.describe()}: every process of the consortium runs it", flush=True)
     commands = process_commands(directory)
     children = [(name, subprocess.Popen(command)) for name, command in commands]
     stopping = False

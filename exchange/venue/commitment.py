@@ -70,6 +70,7 @@ import orjson
 from exchange.venue.outcomes import event_row
 from exchange.venue.venue import SNAPSHOT_VERSION as VENUE_VERSION
 from exchange.venue.venue import Venue
+from matching.book import Order
 from matching.engine import SNAPSHOT_VERSION as MATCHING_VERSION
 from matching.types import Side
 from settlement.codec import to_row
@@ -553,7 +554,7 @@ class StateCommitment:
         # the id of an order that left or joined the book (held in its entity, or stray)
         lock_keys = set(self._settlement_changes.locks)
         for order_id in (*self._matching_changes.orders, *queued):  # (one in both: a no-op)
-            order = resting.get(order_id)
+            order: Order | None = resting.get(order_id)
             level = level_of.get(order_id)
             if level is None and order is None:
                 continue  # placed and done since the last digest: nothing to commit
@@ -722,7 +723,7 @@ class _OrderedSection:
         if not touched:
             return
         ids, prev_of, tag = self.ids, self.prev, self.tag
-        rehash: set[int] = {command_id for command_id in touched if command_id in table}
+        rehash: set[OutcomeKey] = {command_id for command_id in touched if command_id in table}
         while ids:
             first = next(iter(ids))
             if first in table:
@@ -734,7 +735,7 @@ class _OrderedSection:
                 head = next(iter(ids))
                 prev_of[head] = None
                 rehash.add(head)
-        new: list[int] = []
+        new: list[OutcomeKey] = []
         for command_id in reversed(table):
             if command_id in ids:
                 break

@@ -943,7 +943,7 @@ class GroupedOrders:
 
     __slots__ = ("_live", "_orders", "_prune_at")
 
-    PRUNE_AT_LEAST = 1024
+    PRUNE_AT_LEAST: typing.ClassVar[int] = 1024  # ClassVar: a class constant when compiled too
 
     def __init__(self, live: Mapping[int, Order]) -> None:
         self._live = live  # matching's order index
