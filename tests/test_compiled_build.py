@@ -196,7 +196,7 @@ def test_selection_rules(tmp_path: Path) -> None:
     assert "another set of compiled modules" in compiled.select({}, tmp_path, builds).reason
     modules = [compiled.module_name(path, tmp_path) for path in compiled.compiled_sources(tmp_path)]
     (half / compiled.MANIFEST).write_text(json.dumps({"source_hash": digest, "modules": modules}))
-    assert "lacks exchange.venue.commitment" in compiled.select({}, tmp_path, builds).reason
+    assert "lacks exchange.venue.changes" in compiled.select({}, tmp_path, builds).reason
 
 
 def test_a_machine_without_a_compiler_is_told_so() -> None:
