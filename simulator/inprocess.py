@@ -1,14 +1,16 @@
-"""The in-process driver: agents' intents applied to the real venue state machine, in blocks.
+"""The in-process driver: agents' intents through the ledger's own cores, with a virtual clock.
 
 `InProcessDriver` writes a consortium directory (`exchange.consortium.init.init_consortium`) whose
 genesis lists the scenario's instruments and gives every agent's broker funded accounts, then
-turns each intent into the canonical JSON command a broker would send and applies it at once
-to a `VenueMachine` (`apply_observed`, so the venue's events reach the agents before their next
-arrival, with no decoding). Commands accumulate into a block that is cut every
-`block_interval_ms` of virtual time, or at `block_commands`; each block is sealed with the
-exchange's key (`ledger.machine.seal`), voted by every voting member, certified and appended to
-one member's block store with the venue's indexer. The output directory is therefore a real
-node directory: `jinlian verify DIR/bank1` re-executes it from the genesis.
+turns each intent into the canonical JSON command a broker would send. `CertifiedLedger` (the
+one place this module reaches the ledger) has the exchange's `Proposer` sequence it and applies
+it at once to the exchange's `VenueMachine` (`apply_observed`, so the venue's events reach the
+agents before their next arrival, with no decoding). A block is cut every `block_interval_ms`
+of virtual time, or at `block_commands`: the proposer executes, signs and stores it; member
+bank1, a `Replica` on its own venue, checks, re-executes, stores and votes for it and indexes
+it; the other members' votes are signed without re-execution; the certificate is stored by
+both. The output directory is therefore a real consortium directory: `jinlian verify DIR/bank1`
+(or `DIR/exchange`) re-executes the ledger from the genesis.
 
 Every key is derived from the seed (`derived_key`), block times are virtual and nothing else in
 the ledger depends on the machine, so the same seed and scenario give a byte-identical ledger.
@@ -19,21 +21,24 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
+from exchange.consortium.audit import load_node
 from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import OrderRefused, OrderUnfunded
-from ledger.block import certify, sign_vote
+from ledger.block import Block, sign_vote
 from ledger.canonical import sha256
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey, private_key_from_bytes
-from ledger.machine import executed, seal
+from ledger.protocol import VoteMessage
+from ledger.replication import Proposer, Replica
 from ledger.store import BlockStore
 from matching.events import (
     OrderCancelled,
@@ -50,6 +55,10 @@ MEMBERS: Final = 4
 BASE_PORT: Final = 7400  # the nodes' addresses in the genesis: 127.0.0.1:7400...
 SIDE_NAMES: Final = {Side.BUY: "buy", Side.SELL: "sell"}
 DONE_EVENTS: Final = (OrderCancelled, OrderExpired, OrderRejected, OrderRefused, OrderUnfunded)
+LEDGER: Final = (  # what `CertifiedLedger` builds, for reports
+    "exchange (Proposer) sequences and executes; bank1 (Replica) re-executes, stores, votes and "
+    "indexes; bank2-bank4's votes signed without re-execution"
+)
 PHASES: Final = {"call_auction": Phase.CALL_AUCTION, "continuous": Phase.CONTINUOUS,
                  "closing_auction": Phase.CLOSING_AUCTION, "closed": Phase.CLOSED}  # fmt: skip
 
@@ -105,6 +114,7 @@ TRADE_COLUMNS: Final = ("trade_id", "time_ns", "height", "symbol", "price", "qua
                         "buy_order_id", "sell_order_id", "buy_account", "sell_account",
                         "buy_agent_id", "sell_agent_id", "aggressor")  # fmt: skip
 BLOCK_COLUMNS: Final = ("height", "time_ns", "commands", "events", "wall_s")
+KeptBlock = tuple[int, tuple[dict[str, Any], ...]]  # a block's time (ns) and its commands
 
 
 class VenueView:
@@ -128,6 +138,151 @@ class VenueView:
         return self.phases[symbol]
 
 
+class AppliedVenue:
+    """The exchange's state machine in the run (what `Proposer` executes blocks on): the venue,
+    to which the driver applies each command as soon as the proposer has sequenced it, because
+    the agents must see its events before their next arrival. When the proposer executes the
+    block at its cut, `apply` hands back, in order, the events each command produced then, and
+    `state_hash` is the venue's after the last: the same results as applying the commands at
+    the cut, since nothing else touches the venue between the two. Holds at most one block's
+    commands (the proposer cuts at `block_commands`)."""
+
+    __slots__ = ("_applied", "machine")
+
+    def __init__(self, machine: VenueMachine) -> None:
+        self.machine = machine
+        self._applied: deque[tuple[Mapping[str, Any], list[bytes]]] = deque()
+
+    def apply_now(self, command: Mapping[str, Any]) -> list[Any]:
+        """Apply a sequenced command to the venue; its events as objects, for the agents."""
+        events, data = self.machine.apply_observed(command)
+        self._applied.append((command, data))
+        return events
+
+    def apply(self, command: Mapping[str, Any]) -> list[bytes]:
+        applied, data = self._applied.popleft()
+        assert applied is command, "the proposer executes commands in the order they applied"
+        return data
+
+    def state_hash(self) -> bytes:
+        assert not self._applied, f"{len(self._applied)} applied commands left out of the block"
+        return self.machine.state_hash()
+
+
+class DivergenceError(Exception):
+    """The re-executing member refused a block the exchange made: the venue the driver applies
+    commands to and a fresh one disagree (a bug in the venue or the driver, never the seed's)."""
+
+    def __init__(self, height: int, evidence: str) -> None:
+        super().__init__(f"block {height}: member {NODE} refused it and did not vote: {evidence}")
+        self.height = height
+
+
+class CertifiedLedger:
+    """The ledger a run writes, made by the ledger's own cores: the only place the simulator
+    reaches the ledger (`Proposer`, `Replica` and `BlockStore`, through their public methods).
+
+    - The exchange is a `Proposer` (the consortium's exchange member and key): it sequences each
+      command (`submit`), executes each block on `AppliedVenue`, signs it and stores it in its
+      own node's store (`DIR/exchange/ledger.sqlite`, not indexed during the run).
+    - Member `NODE` (bank1) is a `Replica` on a fresh `VenueMachine`: it checks the block
+      (signature, parent link, commands root), re-executes it, compares events root and state
+      hash, stores it (`DIR/bank1/ledger.sqlite`) and votes; then its indexer derives the
+      analysts' tables, behind the vote, as an indexing member does.
+    - The other voting members do not re-execute: their votes are signed with their keys
+      as the proposal arrives, after the replica's vote and only as many as make the quorum,
+      in member order. So every certificate is the replica's vote and the next members' in
+      order, the same for the same seed, and no block is certified that the replica refused
+      (`DivergenceError`).
+
+    Messages go straight from one core to the other, in order, none lost."""
+
+    def __init__(
+        self, genesis: Genesis, seed: int, directory: Path, *, block_commands: int
+    ) -> None:
+        exchange = genesis.exchange
+        member = next(member for member in genesis.members if member.name == NODE)
+        self.venue = AppliedVenue(VenueMachine(venue_from_genesis(genesis)))
+        self.proposer = Proposer(
+            genesis=genesis,
+            key=derived_key(seed, exchange.name),
+            store=_open_store(directory / exchange.name, genesis, indexer=None),
+            new_machine=lambda: self.venue,
+            block_commands=block_commands,
+        )
+        self.replica = Replica(
+            genesis=genesis,
+            member_id=member.id,
+            key=derived_key(seed, member.name),
+            store=_open_store(directory / member.name, genesis, indexer=VenueIndexer()),
+            new_machine=lambda: VenueMachine(venue_from_genesis(genesis)),
+        )
+        self._signers = [
+            (other.id, derived_key(seed, other.name))
+            for other in genesis.members
+            if other.voting and other.id != member.id
+        ]
+        self.pending = 0  # commands sequenced and applied, not yet in a block
+
+    @property
+    def height(self) -> int:
+        return self.proposer.height
+
+    def apply(self, command: dict[str, Any]) -> list[Any]:
+        """Sequence `command` and apply it to the venue; its events as objects."""
+        refused = self.proposer.submit((command,))
+        # the run cuts a block every `block_commands` and certifies it at once, so the queue
+        # is never full nor the exchange degraded, and the driver's commands are canonical
+        assert refused is None, f"the exchange refused {command}: {refused}"
+        self.pending += 1
+        return self.venue.apply_now(command)
+
+    def cut(self, time_ns: int) -> Block | None:
+        """Make the next block of the pending commands (none: None), have it re-executed,
+        stored and voted by the replica, certified, and the certificate stored by both."""
+        block, proposals = self.proposer.cut(time_ns)
+        if block is None:
+            return None
+        self.pending = 0
+        header = block.header
+        replica, proposer = self.replica, self.proposer
+        exchange_id = proposer.member_id
+        votes = [
+            reply.message
+            for send in proposals
+            if send.to == replica.member_id
+            for reply in replica.receive(exchange_id, send.message)
+            if isinstance(reply.message, VoteMessage)
+        ]
+        if not votes:
+            raise DivergenceError(header.height, self._evidence(header.height))
+        certified = proposer.receive(replica.member_id, votes[0])
+        signers = iter(self._signers)
+        while not certified:  # the quorum is at most every voting member
+            member, key = next(signers)
+            certified = proposer.receive(member, VoteMessage(sign_vote(key, member, header)))
+        for send in certified:
+            if send.to == replica.member_id:
+                replica.receive(exchange_id, send.message)
+        replica.store.index_blocks(1)
+        return block
+
+    def _evidence(self, height: int) -> str:
+        found = [e for e in self.replica.store.evidence() if e.height == height]
+        return found[-1].payload.decode() if found else "no evidence recorded"
+
+    def close(self) -> None:
+        self.proposer.store.close()
+        self.replica.store.close()
+
+
+def _open_store(node: Path, genesis: Genesis, *, indexer: VenueIndexer | None) -> BlockStore:
+    """The block store of the node in directory `node`, where its node.json says."""
+    return BlockStore.open(
+        load_node(node).store_path, genesis.hash, indexer=indexer, synchronous="NORMAL"
+    )
+
+
 class InProcessDriver:
     """See the module doc. `keep_commands` keeps every block's commands (for the benchmark's
     baseline replay)."""
@@ -146,19 +301,11 @@ class InProcessDriver:
         self.scenario = scenario
         self.directory = directory
         self.genesis: Genesis = write_consortium(scenario, seed, directory)
-        genesis = self.genesis
-        self._exchange_key = derived_key(seed, genesis.exchange.name)
-        self._voter_keys = {
-            member.id: derived_key(seed, member.name) for member in genesis.members if member.voting
-        }
-        self.store = BlockStore.open(
-            directory / NODE / "ledger.sqlite",
-            genesis.hash,
-            indexer=VenueIndexer(),
-            synchronous="NORMAL",
+        self.ledger = CertifiedLedger(
+            self.genesis, seed, directory, block_commands=scenario.block_commands
         )
-        self.machine = VenueMachine(venue_from_genesis(genesis))
-        self._apply = self.machine.apply_observed
+        self.machine = self.ledger.venue.machine
+        self._apply = self.ledger.apply
         self._view = VenueView(self.machine, scenario)
         self._agents = agents
         self._brokers = brokers
@@ -167,14 +314,11 @@ class InProcessDriver:
         self._interval_ns = scenario.block_interval_ns
         self._next_cut_ns = self._interval_ns
         self._block_commands = scenario.block_commands
-        self._commands: list[dict[str, Any]] = []
-        self._events: list[bytes] = []
-        self._parent = genesis.hash
-        self.height = 0
-        self.kept_commands: list[list[dict[str, Any]]] | None = [] if keep_commands else None
+        self.kept_commands: list[KeptBlock] | None = [] if keep_commands else None
         self.messages = 0
         self.events = 0
         self.state_hash = b""
+        self.tip_hash = b""  # the last block's header hash
         self._clock = clock
         self._clock_start = clock()
         self.tables = Tables(
@@ -187,6 +331,10 @@ class InProcessDriver:
     @property
     def market(self) -> VenueView:
         return self._view
+
+    @property
+    def height(self) -> int:
+        return self.ledger.height
 
     # -- the Driver protocol --------------------------------------------------------------
 
@@ -238,15 +386,12 @@ class InProcessDriver:
         self.state_hash = self.machine.state_hash()
 
     def close(self) -> None:
-        self.store.close()
+        self.ledger.close()
 
     # -- commands, feedback and blocks ----------------------------------------------------
 
     def _run(self, now_ns: int, command: dict[str, Any]) -> list[Any]:
-        observed, data = self._apply(command)
-        events: list[Any] = observed  # dispatched on their exact type below
-        self._commands.append(command)
-        self._events.extend(data)
+        events = self._apply(command)  # dispatched on their exact type below
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
@@ -255,7 +400,7 @@ class InProcessDriver:
                 owner = self._owner(event.order_id)
                 if owner is not None:
                     owner.on_done(event.order_id)
-        if len(self._commands) >= self._block_commands:
+        if self.ledger.pending >= self._block_commands:
             self._cut(now_ns)
         return events
 
@@ -287,35 +432,22 @@ class InProcessDriver:
         return name
 
     def _cut(self, now_ns: int) -> None:
-        """Seal, certify and store the pending commands as the next block (none: no block)."""
-        commands, events = self._commands, self._events
-        if not commands:
+        """Make, certify and store the pending commands as the next block (none: no block)."""
+        block = self.ledger.cut(self._start_ns + now_ns)
+        if block is None:
             return
-        execution = executed(events, self.machine.state_hash())
-        block = seal(
-            self._exchange_key,
-            proposer=self.genesis.exchange.id,
-            height=self.height + 1,
-            parent_hash=self._parent,
-            time_ns=self._start_ns + now_ns,
-            commands=commands,
-            execution=execution,
-        )
-        self.store.append(block, execution.events)
-        self.store.index_blocks(1)  # the analysts' tables, as an indexing member builds them
-        votes = [sign_vote(key, member, block.header) for member, key in self._voter_keys.items()]
-        self.store.add_certificate(certify(block.header, votes))
-        self.height += 1
-        self._parent = block.header.hash
-        self.messages += len(commands)
-        self.events += len(events)
+        commands, events = block.header.command_count, block.header.event_count
+        self.tip_hash = block.header.hash
+        self.messages += commands
+        self.events += events
         if self.kept_commands is not None:
-            self.kept_commands.append(commands)
+            # the commands are the driver's own dicts, which the block keeps in order
+            commands_kept = cast("tuple[dict[str, Any], ...]", block.commands)
+            self.kept_commands.append((block.header.time_ns, commands_kept))
         blocks = self.tables.blocks
         for name, value in zip(
             BLOCK_COLUMNS,
-            (self.height, now_ns, len(commands), len(events), self._clock() - self._clock_start),
+            (self.height, now_ns, commands, events, self._clock() - self._clock_start),
             strict=True,
         ):
             blocks[name].append(value)
-        self._commands, self._events = [], []

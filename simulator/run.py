@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.inprocess import NODE, InProcessDriver
+from simulator.inprocess import NODE, InProcessDriver, KeptBlock
 from simulator.scenario import Scenario
 from simulator.simulation import Simulation
 
@@ -48,9 +48,10 @@ class RunResult:
     wall_s: float
     cpu_s: float  # this process's CPU time: the steadier figure on a shared machine
     state_hash: str
+    tip_hash: str  # the last block's header hash
     tables: dict[str, pa.Table]
     blocks_table: dict[str, list[Any]]
-    kept_commands: list[list[dict[str, Any]]] | None
+    kept_commands: list[KeptBlock] | None
 
     @property
     def messages_per_s(self) -> float:
@@ -107,6 +108,7 @@ def run_inprocess(
         wall_s=wall_s,
         cpu_s=cpu_s,
         state_hash=driver.state_hash.hex(),
+        tip_hash=driver.tip_hash.hex(),
         tables={
             "orders": orders,
             "trades": pa.table(driver.tables.trades),
