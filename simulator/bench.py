@@ -85,6 +85,7 @@ def replay_ledger(
         block = cut(time_ns)
         assert block is not None, f"the replay's block at {time_ns} ns is empty"
         tip, state = block.header.hash, block.header.state_hash
+    ledger.finish()
     timing = watch.stop(state)
     ledger.close()
     return timing, tip

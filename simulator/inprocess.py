@@ -20,10 +20,13 @@ Such keys protect nothing: a simulation's consortium is for analysis, not for tr
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -35,9 +38,9 @@ from exchange.venue.machine import VenueMachine
 from exchange.venue.types import OrderRefused, OrderUnfunded
 from ledger.block import Block, sign_vote
 from ledger.canonical import sha256
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, Member, load_genesis
 from ledger.keys import PrivateKey, private_key_from_bytes
-from ledger.protocol import VoteMessage
+from ledger.protocol import MalformedMessage, Message, Propose, VoteMessage, decode, encode
 from ledger.replication import Proposer, Replica
 from ledger.store import BlockStore
 from matching.events import (
@@ -56,9 +59,12 @@ BASE_PORT: Final = 7400  # the nodes' addresses in the genesis: 127.0.0.1:7400..
 SIDE_NAMES: Final = {Side.BUY: "buy", Side.SELL: "sell"}
 DONE_EVENTS: Final = (OrderCancelled, OrderExpired, OrderRejected, OrderRefused, OrderUnfunded)
 LEDGER: Final = (  # what `CertifiedLedger` builds, for reports
-    "exchange (Proposer) sequences and executes; bank1 (Replica) re-executes, stores, votes and "
-    "indexes; bank2-bank4's votes signed without re-execution"
+    "exchange (Proposer) sequences and executes; bank1 (Replica, its own process) re-executes, "
+    "stores, votes and indexes; bank2-bank4's votes signed without re-execution"
 )
+IN_FLIGHT_MAX: Final = 4  # blocks proposed to bank1 whose votes are not in yet
+MEMBER_POLL_S: Final = 1.0  # how often a wait for bank1's answer checks that it is alive
+MEMBER_TIMEOUT_S: Final = 30.0  # for bank1's process to exit once done or stopped
 PHASES: Final = {"call_auction": Phase.CALL_AUCTION, "continuous": Phase.CONTINUOUS,
                  "closing_auction": Phase.CLOSING_AUCTION, "closed": Phase.CLOSED}  # fmt: skip
 
@@ -178,30 +184,40 @@ class DivergenceError(Exception):
         self.height = height
 
 
+class MemberProcessError(Exception):
+    """The re-executing member's process failed or exited: the run cannot be certified."""
+
+
 class CertifiedLedger:
     """The ledger a run writes, made by the ledger's own cores: the only place the simulator
-    reaches the ledger (`Proposer`, `Replica` and `BlockStore`, through their public methods).
+    reaches the ledger (`Proposer`, `Replica`, `BlockStore` and the member protocol's messages,
+    through their public functions).
 
-    - The exchange is a `Proposer` (the consortium's exchange member and key): it sequences each
-      command (`submit`), executes each block on `AppliedVenue`, signs it and stores it in its
-      own node's store (`DIR/exchange/ledger.sqlite`, not indexed during the run).
-    - Member `NODE` (bank1) is a `Replica` on a fresh `VenueMachine`: it checks the block
-      (signature, parent link, commands root), re-executes it, compares events root and state
-      hash, stores it (`DIR/bank1/ledger.sqlite`) and votes; then its indexer derives the
-      analysts' tables, behind the vote, as an indexing member does.
+    - The exchange is a `Proposer` (the consortium's exchange member and key), in this process:
+      it sequences each command (`submit`), executes each block on `AppliedVenue`, signs it and
+      stores it in its own node's store (`DIR/exchange/ledger.sqlite`, not indexed by the run).
+    - Member `NODE` (bank1) is a `Replica` on its own `VenueMachine` in a child process
+      (`_member_process`), as on a member's machine: it gets each proposal as the protocol's
+      bytes (`ledger.protocol.encode`), checks the block (signature, parent link, commands
+      root), re-executes it, compares events root and state hash, stores it
+      (`DIR/bank1/ledger.sqlite`) and votes; while no message waits, and at the end, its
+      indexer derives the analysts' tables behind the votes, as an indexing member does.
     - The other voting members do not re-execute: their votes are signed with their keys
-      as the proposal arrives, after the replica's vote and only as many as make the quorum,
-      in member order. So every certificate is the replica's vote and the next members' in
-      order, the same for the same seed, and no block is certified that the replica refused
-      (`DivergenceError`).
+      once bank1's vote is in, only as many as make the quorum, in member order. So every
+      certificate is bank1's vote and the next members' in order, the same for the same seed
+      whatever the processes' timing, and no block bank1 refused is certified
+      (`DivergenceError`). The certificate goes to bank1, which stores it.
 
-    Messages go straight from one core to the other, in order, none lost."""
+    At most `IN_FLIGHT_MAX` blocks wait for bank1's vote (then `cut` waits for the oldest), so
+    the pipe holds a bounded number of blocks. `finish` waits for every vote, has bank1 index
+    up to its tip and checks that it holds the whole certified chain; `close` stops the member
+    process if it is still running (an error path)."""
 
     def __init__(
         self, genesis: Genesis, seed: int, directory: Path, *, block_commands: int
     ) -> None:
         exchange = genesis.exchange
-        member = next(member for member in genesis.members if member.name == NODE)
+        self.member = _member_named(genesis, NODE)
         self.venue = AppliedVenue(VenueMachine(venue_from_genesis(genesis)))
         self.proposer = Proposer(
             genesis=genesis,
@@ -210,70 +226,179 @@ class CertifiedLedger:
             new_machine=lambda: self.venue,
             block_commands=block_commands,
         )
-        self.replica = Replica(
-            genesis=genesis,
-            member_id=member.id,
-            key=derived_key(seed, member.name),
-            store=_open_store(directory / member.name, genesis, indexer=VenueIndexer()),
-            new_machine=lambda: VenueMachine(venue_from_genesis(genesis)),
-        )
+        assert self.proposer.lag_max > IN_FLIGHT_MAX, "the exchange never becomes degraded"
         self._signers = [
             (other.id, derived_key(seed, other.name))
             for other in genesis.members
-            if other.voting and other.id != member.id
+            if other.voting and other.id != self.member.id
         ]
         self.pending = 0  # commands sequenced and applied, not yet in a block
+        self._in_flight: deque[Block] = deque()  # proposed to the member, its vote not in
+        context = multiprocessing.get_context("spawn")
+        self._connection, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_member_process, args=(theirs, str(directory), seed),
+            name=f"jinlian-simulate-{NODE}", daemon=True,
+        )  # fmt: skip
+        self._process.start()
+        theirs.close()
 
     @property
     def height(self) -> int:
         return self.proposer.height
 
+    @property
+    def member_pid(self) -> int | None:
+        """The process id of bank1's process."""
+        return self._process.pid
+
     def apply(self, command: dict[str, Any]) -> list[Any]:
         """Sequence `command` and apply it to the venue; its events as objects."""
         refused = self.proposer.submit((command,))
-        # the run cuts a block every `block_commands` and certifies it at once, so the queue
-        # is never full nor the exchange degraded, and the driver's commands are canonical
+        # the run cuts a block every `block_commands` and certifies it within IN_FLIGHT_MAX
+        # blocks, so the queue is never full nor the exchange degraded, and the driver's
+        # commands are canonical
         assert refused is None, f"the exchange refused {command}: {refused}"
         self.pending += 1
         return self.venue.apply_now(command)
 
     def cut(self, time_ns: int) -> Block | None:
-        """Make the next block of the pending commands (none: None), have it re-executed,
-        stored and voted by the replica, certified, and the certificate stored by both."""
+        """Make, sign and store the next block of the pending commands (none: None) and send
+        it to bank1; certify the blocks whose votes are in (all but IN_FLIGHT_MAX, waiting)."""
         block, proposals = self.proposer.cut(time_ns)
         if block is None:
             return None
         self.pending = 0
+        for send in proposals:
+            if send.to == self.member.id:
+                self._send(send.message)
+        self._in_flight.append(block)
+        connection = self._connection
+        while len(self._in_flight) > IN_FLIGHT_MAX or (self._in_flight and connection.poll()):
+            self._certify_oldest()
+        return block
+
+    def finish(self) -> None:
+        """Certify every block, have bank1 index them all, check that it holds them."""
+        while self._in_flight:
+            self._certify_oldest()
+        self._connection.send(("finish", b""))
+        height, certified, indexed = self._receive("done")
+        tip = self.proposer.height
+        if not height == certified == indexed == tip == self.proposer.certified:
+            raise MemberProcessError(
+                f"{NODE} holds blocks to {height}, certified to {certified}, indexed to "
+                f"{indexed}; the exchange's tip is {tip}, certified to {self.proposer.certified}"
+            )
+        self._process.join(MEMBER_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.proposer.store.close()
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(MEMBER_TIMEOUT_S)
+        self._connection.close()
+
+    def _send(self, message: Message) -> None:
+        try:
+            self._connection.send(("message", encode(message)))
+        except OSError as error:
+            self._process.join(MEMBER_POLL_S)
+            raise MemberProcessError(
+                f"{NODE}'s process is gone ({error}; exit code {self._process.exitcode})"
+            ) from None
+
+    def _certify_oldest(self) -> None:
+        block = self._in_flight.popleft()
         header = block.header
-        replica, proposer = self.replica, self.proposer
-        exchange_id = proposer.member_id
-        votes = [
-            reply.message
-            for send in proposals
-            if send.to == replica.member_id
-            for reply in replica.receive(exchange_id, send.message)
-            if isinstance(reply.message, VoteMessage)
-        ]
-        if not votes:
-            raise DivergenceError(header.height, self._evidence(header.height))
-        certified = proposer.receive(replica.member_id, votes[0])
+        data = self._receive("vote", header.height)
+        vote = decode(data)
+        assert isinstance(vote, VoteMessage) and vote.vote.header_hash == header.hash, vote
+        proposer = self.proposer
+        certified = proposer.receive(self.member.id, vote)
         signers = iter(self._signers)
         while not certified:  # the quorum is at most every voting member
             member, key = next(signers)
             certified = proposer.receive(member, VoteMessage(sign_vote(key, member, header)))
         for send in certified:
-            if send.to == replica.member_id:
-                replica.receive(exchange_id, send.message)
-        replica.store.index_blocks(1)
-        return block
+            if send.to == self.member.id:
+                self._send(send.message)
 
-    def _evidence(self, height: int) -> str:
-        found = [e for e in self.replica.store.evidence() if e.height == height]
-        return found[-1].payload.decode() if found else "no evidence recorded"
+    def _receive(self, kind: str, height: int = 0) -> Any:
+        """The member's next answer, which must be `kind`; waits while the process lives."""
+        connection, process = self._connection, self._process
+        while not connection.poll(MEMBER_POLL_S):
+            if not process.is_alive():
+                raise MemberProcessError(f"{NODE}'s process exited (code {process.exitcode})")
+        try:
+            answer, value = connection.recv()
+        except EOFError:
+            raise MemberProcessError(f"{NODE}'s process closed its pipe") from None
+        if answer == "refused":
+            raise DivergenceError(height, str(value))
+        if answer != kind:
+            raise MemberProcessError(f"{NODE} answered {answer} instead of {kind}: {value}")
+        return value
 
-    def close(self) -> None:
-        self.proposer.store.close()
-        self.replica.store.close()
+
+def _member_process(connection: Connection, directory: str, seed: int) -> None:
+    """The child process of member `NODE` (see `CertifiedLedger`): answers each proposal with
+    its vote (or `refused` and the evidence), stores certificates, indexes while idle."""
+    try:
+        _serve_member(connection, Path(directory), seed)
+    except BaseException:
+        connection.send(("error", traceback.format_exc()))
+        raise
+    finally:
+        connection.close()
+
+
+def _serve_member(connection: Connection, directory: Path, seed: int) -> None:
+    genesis = load_genesis(directory / "genesis.json")
+    member = _member_named(genesis, NODE)
+    exchange_id = genesis.exchange.id
+    store = _open_store(directory / NODE, genesis, indexer=VenueIndexer())
+    try:
+        replica = Replica(
+            genesis=genesis,
+            member_id=member.id,
+            key=derived_key(seed, member.name),
+            store=store,
+            new_machine=lambda: VenueMachine(venue_from_genesis(genesis)),
+        )
+        while True:
+            if store.indexed_height() < replica.height and not connection.poll():
+                store.index_blocks(1)  # behind the votes, while no message waits
+                continue
+            kind, data = connection.recv()
+            if kind == "finish":
+                # one block a call: `index_blocks` reads a page of `blocks_max` blocks whatever
+                # its `commands_max` lets it index
+                while store.index_blocks(1) < replica.height:
+                    pass
+                heights = (replica.height, store.certified_height(), store.indexed_height())
+                connection.send(("done", heights))
+                return
+            message = decode(data)
+            assert not isinstance(message, MalformedMessage), message
+            sends = replica.receive(exchange_id, message)
+            if not isinstance(message, Propose):
+                continue
+            votes = [send.message for send in sends if isinstance(send.message, VoteMessage)]
+            if votes:
+                connection.send(("vote", encode(votes[0])))
+            else:
+                height = message.block.header.height
+                found = [e.payload.decode() for e in store.evidence() if e.height == height]
+                connection.send(("refused", found[-1] if found else "no evidence recorded"))
+    finally:
+        store.close()
+
+
+def _member_named(genesis: Genesis, name: str) -> Member:
+    member = next((member for member in genesis.members if member.name == name), None)
+    assert member is not None, f"the simulation's genesis lists no member {name}"
+    return member
 
 
 def _open_store(node: Path, genesis: Genesis, *, indexer: VenueIndexer | None) -> BlockStore:
@@ -383,6 +508,7 @@ class InProcessDriver:
     def end(self, now_ns: int) -> None:
         self._run(now_ns, {"type": "end_day", "day": self.scenario.day})
         self._cut(now_ns)
+        self.ledger.finish()
         self.state_hash = self.machine.state_hash()
 
     def close(self) -> None:

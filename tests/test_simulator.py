@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +21,7 @@ from ledger.genesis import load_genesis
 from ledger.store import BlockStore
 from matching.types import Phase, Side
 from simulator.agents import Cancel, MomentumTrader, Place, Spoofer, ValueTrader
-from simulator.inprocess import NODE, DivergenceError, InProcessDriver
+from simulator.inprocess import NODE, DivergenceError, InProcessDriver, MemberProcessError
 from simulator.run import RunResult, run_inprocess
 from simulator.scenario import (
     Scenario,
@@ -223,9 +225,9 @@ def test_the_exchange_and_the_replica_store_one_certified_chain(smoke: RunResult
 
 
 def test_a_block_the_replica_does_not_reproduce_is_not_certified(tmp_path: Path) -> None:
-    """Change the exchange's venue behind the ledger's back: the re-executing member refuses
-    the next block, records why, and the run stops instead of certifying it with the votes
-    signed without re-execution."""
+    """Change the exchange's venue behind the ledger's back: the re-executing member (its own
+    process) refuses the next block, records why, and the run stops instead of certifying it
+    with the votes signed without re-execution."""
     scenario = parse_scenario(TINY.encode())
     simulation = Simulation(scenario, 3)
     brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
@@ -238,8 +240,31 @@ def test_a_block_the_replica_does_not_reproduce_is_not_certified(tmp_path: Path)
         driver.set_phase(scenario.block_interval_ns, "call_auction")
         with pytest.raises(DivergenceError, match=r"block 2: member bank1 refused it.*state_hash"):
             driver.advance(2 * scenario.block_interval_ns)
-        assert driver.ledger.replica.height == 1
-        assert [e.kind for e in driver.ledger.replica.store.evidence()] == ["diverged"]
+            driver.end(2 * scenario.block_interval_ns)
+    finally:
+        driver.close()
+    with BlockStore.open(tmp_path / "run" / NODE / "ledger.sqlite") as store:
+        assert store.tip() is not None and store.tip()[0] == 1  # type: ignore[index]
+        assert store.certified_height() == 1
+        assert [evidence.kind for evidence in store.evidence()] == ["diverged"]
+
+
+def test_a_run_whose_member_process_dies_stops_with_an_error(tmp_path: Path) -> None:
+    """kill -9 of the re-executing member's process: the run fails at once, naming it."""
+    scenario = parse_scenario(TINY.encode())
+    simulation = Simulation(scenario, 3)
+    brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
+    driver = InProcessDriver(scenario, 3, tmp_path / "run", simulation.agents, brokers)
+    try:
+        driver.begin(0)
+        driver.advance(scenario.block_interval_ns)
+        pid = driver.ledger.member_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(MemberProcessError, match="bank1's process"):
+            driver.set_phase(scenario.block_interval_ns, "call_auction")
+            driver.advance(2 * scenario.block_interval_ns)
+            driver.end(2 * scenario.block_interval_ns)
     finally:
         driver.close()
 
