@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,18 +42,30 @@ ABIDES_MESSAGES_PER_S: Final = (37_000, 56_000)  # its standard day, on this mac
 @dataclass(frozen=True, slots=True)
 class Timing:
     wall_s: float
-    cpu_s: float  # this process's CPU time: steadier than wall time on a shared machine
+    cpu_s: float  # CPU time, steadier than wall time on a shared machine: all processes
+    member_cpu_s: float  # of which bank1's process (0 for the machine alone)
     state_hash: str
 
 
 class _Stopwatch:
     def __init__(self) -> None:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.member_cpu = _children_cpu_s()
 
     def stop(self, state_hash: bytes) -> Timing:
+        member_cpu_s = _children_cpu_s() - self.member_cpu
         return Timing(
-            time.perf_counter() - self.wall, time.process_time() - self.cpu, state_hash.hex()
+            time.perf_counter() - self.wall,
+            time.process_time() - self.cpu + member_cpu_s,
+            member_cpu_s,
+            state_hash.hex(),
         )
+
+
+def _children_cpu_s() -> float:
+    """The CPU time of this process's finished children (bank1's process, once joined)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def replay_machine(directory: Path, blocks: list[KeptBlock]) -> Timing:
@@ -94,13 +107,15 @@ def replay_ledger(
 def main(arguments: argparse.Namespace) -> int:
     scenario = load_scenario(arguments.scenario)
     with tempfile.TemporaryDirectory() as scratch:
+        member_cpu_s = _children_cpu_s()
         result = run_inprocess(scenario, arguments.seed, Path(scratch) / "run", keep_commands=True)
+        member_cpu_s = _children_cpu_s() - member_cpu_s
         blocks = result.kept_commands
         assert blocks is not None
         ledger, tip_hash = replay_ledger(scenario, arguments.seed, blocks, Path(scratch) / "replay")
         machine = replay_machine(result.directory, blocks)
     messages = result.messages
-    run = Timing(result.wall_s, result.cpu_s, result.state_hash)
+    run = Timing(result.wall_s, result.cpu_s + member_cpu_s, member_cpu_s, result.state_hash)
     figures: dict[str, Any] = {
         "benchmark": "simulate",
         "scenario": scenario.name,
@@ -117,6 +132,7 @@ def main(arguments: argparse.Namespace) -> int:
     for name, timing in (("run", run), ("ledger_replay", ledger), ("machine_replay", machine)):
         figures[f"{name}_wall_s"] = round(timing.wall_s, 3)
         figures[f"{name}_cpu_s"] = round(timing.cpu_s, 3)
+        figures[f"{name}_member_cpu_s"] = round(timing.member_cpu_s, 3)
         figures[f"{name}_messages_per_s"] = round(messages / timing.wall_s)
         figures[f"{name}_messages_per_cpu_s"] = round(messages / timing.cpu_s)
     figures["run_to_machine_wall"] = round(machine.wall_s / run.wall_s, 3)
@@ -160,5 +176,9 @@ def _print(figures: dict[str, Any]) -> None:
         f"ledger (sequencing, blocks, re-execution, store, index) "
         f"{figures['ledger_cpu_share']:.0%}, state machine {figures['machine_cpu_share']:.0%}"
     )
+    print(f"  CPU seconds: simulation {figures['run_cpu_s']:.1f} "
+          f"(bank1's process {figures['run_member_cpu_s']:.1f}), replay "
+          f"{figures['ledger_replay_cpu_s']:.1f} ({figures['ledger_replay_member_cpu_s']:.1f}), "
+          f"VenueMachine alone {figures['machine_replay_cpu_s']:.1f}")  # fmt: skip
     print(f"  final state hashes agree: {figures['state_hashes_agree']}; "
           f"the replay's chain is the run's: {figures['replayed_chain_agrees']}")  # fmt: skip

@@ -80,7 +80,8 @@ def run_inprocess(
         driver.close()
     wall_s = time.perf_counter() - started
     cpu_s = time.process_time() - cpu_started
-    orders = pa.table(driver.tables.orders)
+    tables = driver.tables
+    orders = pa.table(tables.orders)
     labels: dict[str, list[Any]] = {name: [] for name in LABEL_COLUMNS}
     for agent in simulation.agents:
         for label in agent.labels:
@@ -93,7 +94,7 @@ def run_inprocess(
         "broker": [spec.broker for spec in simulation.specs],
         "accounts": [list(spec.accounts) for spec in simulation.specs],
     }
-    actions = driver.tables.orders["action"]
+    actions = tables.orders["action"]
     return RunResult(
         scenario=scenario,
         seed=seed,
@@ -101,7 +102,7 @@ def run_inprocess(
         messages=driver.messages,
         orders=actions.count("place"),
         cancels=actions.count("cancel"),
-        trades=len(driver.tables.trades["trade_id"]),
+        trades=len(tables.trades["trade_id"]),
         events=driver.events,
         blocks=driver.height,
         arrivals=simulation.arrivals,
@@ -111,11 +112,11 @@ def run_inprocess(
         tip_hash=driver.tip_hash.hex(),
         tables={
             "orders": orders,
-            "trades": pa.table(driver.tables.trades),
+            "trades": pa.table(tables.trades),
             "labels": pa.table(labels, schema=label_schema()),
             "agents": pa.table(agents),
         },
-        blocks_table=driver.tables.blocks,
+        blocks_table=tables.blocks,
         kept_commands=driver.kept_commands,
     )
 
