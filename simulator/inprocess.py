@@ -332,8 +332,11 @@ class CertifiedLedger:
                 raise MemberProcessError(f"{NODE}'s process exited (code {process.exitcode})")
         try:
             answer, value = connection.recv()
-        except EOFError:
-            raise MemberProcessError(f"{NODE}'s process closed its pipe") from None
+        except (EOFError, OSError) as error:  # closed, or reset by a process killed mid-write
+            process.join(MEMBER_POLL_S)
+            raise MemberProcessError(
+                f"{NODE}'s process is gone ({error!r}; exit code {process.exitcode})"
+            ) from None
         if answer == "refused":
             raise DivergenceError(height, str(value))
         if answer != kind:
