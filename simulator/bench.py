@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.genesis import load_genesis
 from simulator.inprocess import LEDGER, CertifiedLedger, KeptBlock, write_consortium
-from simulator.run import run_inprocess
+from simulator.run import children_cpu_s, run_inprocess
 from simulator.scenario import Scenario, load_scenario
 
 GOAL_RATIO: Final = 0.5  # the run's wall-clock rate over VenueMachine alone's (issue #16)
@@ -50,22 +49,16 @@ class Timing:
 class _Stopwatch:
     def __init__(self) -> None:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
-        self.member_cpu = _children_cpu_s()
+        self.member_cpu = children_cpu_s()
 
     def stop(self, state_hash: bytes) -> Timing:
-        member_cpu_s = _children_cpu_s() - self.member_cpu
+        member_cpu_s = children_cpu_s() - self.member_cpu
         return Timing(
             time.perf_counter() - self.wall,
             time.process_time() - self.cpu + member_cpu_s,
             member_cpu_s,
             state_hash.hex(),
         )
-
-
-def _children_cpu_s() -> float:
-    """The CPU time of this process's finished children (bank1's process, once joined)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def replay_machine(directory: Path, blocks: list[KeptBlock]) -> Timing:
@@ -107,15 +100,15 @@ def replay_ledger(
 def main(arguments: argparse.Namespace) -> int:
     scenario = load_scenario(arguments.scenario)
     with tempfile.TemporaryDirectory() as scratch:
-        member_cpu_s = _children_cpu_s()
         result = run_inprocess(scenario, arguments.seed, Path(scratch) / "run", keep_commands=True)
-        member_cpu_s = _children_cpu_s() - member_cpu_s
         blocks = result.kept_commands
         assert blocks is not None
         ledger, tip_hash = replay_ledger(scenario, arguments.seed, blocks, Path(scratch) / "replay")
         machine = replay_machine(result.directory, blocks)
     messages = result.messages
-    run = Timing(result.wall_s, result.cpu_s + member_cpu_s, member_cpu_s, result.state_hash)
+    run = Timing(
+        result.wall_s, result.cpu_s + result.member_cpu_s, result.member_cpu_s, result.state_hash
+    )
     figures: dict[str, Any] = {
         "benchmark": "simulate",
         "scenario": scenario.name,
