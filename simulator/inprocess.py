@@ -195,7 +195,9 @@ class CertifiedLedger:
 
     - The exchange is a `Proposer` (the consortium's exchange member and key), in this process:
       it sequences each command (`submit`), executes each block on `AppliedVenue`, signs it and
-      stores it in its own node's store (`DIR/exchange/ledger.sqlite`, not indexed by the run).
+      stores it in its own node's store (`DIR/exchange/ledger.sqlite`); the exchange's indexer
+      (an indexing node by default, as `jinlian init` writes it) derives its analysts' tables
+      while this process waits for bank1, and up to the tip at the end.
     - Member `NODE` (bank1) is a `Replica` on its own `VenueMachine` in a child process
       (`_member_process`), as on a member's machine: it gets each proposal as the protocol's
       bytes (`ledger.protocol.encode`), checks the block (signature, parent link, commands
@@ -222,7 +224,7 @@ class CertifiedLedger:
         self.proposer = Proposer(
             genesis=genesis,
             key=derived_key(seed, exchange.name),
-            store=_open_store(directory / exchange.name, genesis, indexer=None),
+            store=_open_store(directory / exchange.name, genesis, indexer=VenueIndexer()),
             new_machine=lambda: self.venue,
             block_commands=block_commands,
         )
@@ -279,12 +281,15 @@ class CertifiedLedger:
         return block
 
     def finish(self) -> None:
-        """Certify every block, have bank1 index them all, check that it holds them."""
+        """Certify every block, have bank1 and the exchange index them all, check that bank1
+        holds them."""
         while self._in_flight:
             self._certify_oldest()
         self._connection.send(("finish", b""))
         height, certified, indexed = self._receive("done")
-        tip = self.proposer.height
+        tip, store = self.proposer.height, self.proposer.store
+        while store.index_blocks(1) < tip:
+            pass
         if not height == certified == indexed == tip == self.proposer.certified:
             raise MemberProcessError(
                 f"{NODE} holds blocks to {height}, certified to {certified}, indexed to "
@@ -325,10 +330,16 @@ class CertifiedLedger:
                 self._send(send.message)
 
     def _receive(self, kind: str, height: int = 0) -> Any:
-        """The member's next answer, which must be `kind`; waits while the process lives."""
+        """The member's next answer, which must be `kind`; waits while the process lives,
+        indexing the exchange's stored blocks meanwhile."""
         connection, process = self._connection, self._process
-        while not connection.poll(MEMBER_POLL_S):
-            if not process.is_alive():
+        store, proposer = self.proposer.store, self.proposer
+        while not connection.poll():
+            if store.indexed_height() < proposer.height:
+                store.index_blocks(1)  # one block a call (see `_serve_member`)
+            elif connection.poll(MEMBER_POLL_S):
+                break
+            elif not process.is_alive():
                 raise MemberProcessError(f"{NODE}'s process exited (code {process.exitcode})")
         try:
             answer, value = connection.recv()

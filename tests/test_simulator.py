@@ -204,13 +204,21 @@ def test_the_output_is_a_node_directory_that_verifies(smoke: RunResult) -> None:
 
 
 def test_the_exchange_and_the_replica_store_one_certified_chain(smoke: RunResult) -> None:
-    """The exchange's `Proposer` stored the same blocks as the re-executing member, both verify,
-    and every certificate holds the re-executing member's vote and a quorum."""
+    """The exchange's `Proposer` stored the same blocks as the re-executing member, both verify
+    and both are indexed alike, and every certificate holds the re-executing member's vote and
+    a quorum."""
     exchange = smoke.directory / "exchange"
     report = ledger_audit.verify_node(exchange)
     assert report.ok, ledger_audit.format_report(report)
     assert report.certified_height == smoke.blocks
     assert blocks_of(exchange) == blocks_of(smoke.directory / NODE)
+    trades = "SELECT * FROM trades ORDER BY trade_id"
+    tables = []
+    for node in (exchange, smoke.directory / NODE):
+        with BlockStore.open(node / "ledger.sqlite") as store:
+            assert store.indexed_height() == smoke.blocks  # both indexing nodes, to the tip
+            tables.append(store.read(trades))
+    assert tables[0] == tables[1] and len(tables[0]) == smoke.trades
     genesis = load_genesis(smoke.directory / "genesis.json")
     replica = next(member.id for member in genesis.members if member.name == NODE)
     for node in (exchange, smoke.directory / NODE):
@@ -245,7 +253,8 @@ def test_a_block_the_replica_does_not_reproduce_is_not_certified(tmp_path: Path)
         driver.close()
     with BlockStore.open(tmp_path / "run" / NODE / "ledger.sqlite") as store:
         assert store.tip() is not None and store.tip()[0] == 1  # type: ignore[index]
-        assert store.certified_height() == 1
+        # block 1's certificate may or may not have reached bank1 before the run stopped it
+        assert store.certified_height() <= 1
         assert [evidence.kind for evidence in store.evidence()] == ["diverged"]
 
 
