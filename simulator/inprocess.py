@@ -211,9 +211,9 @@ class CertifiedLedger:
       (`DivergenceError`). The certificate goes to bank1, which stores it.
 
     At most `IN_FLIGHT_MAX` blocks wait for bank1's vote (then `cut` waits for the oldest), so
-    the pipe holds a bounded number of blocks. `finish` waits for every vote, has bank1 index
-    up to its tip and checks that it holds the whole certified chain; `close` stops the member
-    process if it is still running (an error path)."""
+    the pipe holds a bounded number of blocks. `finish` waits for every vote, has bank1 and the
+    exchange index up to the tip and checks that bank1 holds the whole certified chain; `close`
+    stops the member process if it is still running (an error path)."""
 
     def __init__(
         self, genesis: Genesis, seed: int, directory: Path, *, block_commands: int
