@@ -86,9 +86,9 @@ def executed(
     events: Sequence[Sequence[bytes]],
     state_hash: bytes,
 ) -> Execution:
-    """The execution of commands already applied one by one (by a driver that needed each
-    command's events at once, such as the in-process simulator): each command's events, in
-    order, and the machine's state hash after the last. O(commands + event bytes)."""
+    """The execution of commands already applied one by one: each command's events, in order,
+    and the machine's state hash after the last (what `execute` builds once it has applied
+    them). O(commands + event bytes)."""
     return Execution(
         events=tuple(events),
         receipts_root=receipts_root(commands, times_ns, events),

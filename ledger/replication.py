@@ -9,7 +9,7 @@ real processes.
 The exchange (`Proposer`) sequences commands, cuts them into blocks, executes each block on
 its own state machine, stores it (an acknowledged command is in a stored block), and
 proposes it to every voting member. A `Replica` checks the block (proposer signature, parent
-link, commands root), re-executes it on its own machine, compares events root and state hash,
+link, commands root), re-executes it on its own machine, compares receipts root and state hash,
 stores it, and only then votes. 2f + 1 votes make a certificate, which the exchange stores
 and sends to every member. Several blocks may be in flight; if the highest certified height
 falls more than `lag_max` blocks behind the tip, the exchange refuses new commands (degraded)
@@ -493,6 +493,14 @@ class Proposer:
                     where = f"commands[{index}]{error.path[1:]}"
                     return Refused("malformed", f"{where}: {error.reason}")
         assert len(encoded) == len(commands), "one encoding per command"
+        return self.submit_encoded(encoded, time_ns)
+
+    def submit_encoded(
+        self, encoded: Sequence[bytes], time_ns: int | None = None
+    ) -> Refused | None:
+        """`submit` of commands already in their canonical bytes (trusted: the caller encoded
+        them, or took them from a block); these very objects reach the state machine's
+        `apply`."""
         if self.recovering:
             return Refused("recovering", self.recovery_progress())
         if self.degraded:
@@ -501,10 +509,10 @@ class Proposer:
                 f"finality is {self.lag} blocks behind the tip (at most {self.lag_max}): "
                 "not accepting commands until members catch up",
             )
-        if len(self.queue) + len(commands) > self.queue_max:
+        if len(self.queue) + len(encoded) > self.queue_max:
             return Refused(
                 "busy",
-                f"{len(commands)} commands do not fit: {len(self.queue)} queued "
+                f"{len(encoded)} commands do not fit: {len(self.queue)} queued "
                 f"(at most {self.queue_max})",
             )
         sequenced: int | None = None

@@ -15,6 +15,7 @@ same scenario and seed write equal tables; wall-clock figures go to report.json 
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.inprocess import NODE, InProcessDriver
+from simulator.inprocess import LEDGER, NODE, InProcessDriver, KeptBlock
 from simulator.scenario import Scenario
 from simulator.simulation import Simulation
 
@@ -47,10 +48,12 @@ class RunResult:
     arrivals: int
     wall_s: float
     cpu_s: float  # this process's CPU time: the steadier figure on a shared machine
+    member_cpu_s: float  # the CPU time of bank1's process (simulator.inprocess.CertifiedLedger)
     state_hash: str
+    tip_hash: str  # the last block's header hash
     tables: dict[str, pa.Table]
     blocks_table: dict[str, list[Any]]
-    kept_commands: list[list[dict[str, Any]]] | None
+    kept_commands: list[KeptBlock] | None
 
     @property
     def messages_per_s(self) -> float:
@@ -68,6 +71,7 @@ def run_inprocess(
     """Run `scenario` under `seed`, writing the consortium and its ledger to `directory` (which
     must be empty or absent). Tables are returned, not written (see `write_outputs`)."""
     started, cpu_started = time.perf_counter(), time.process_time()
+    member_cpu_started = children_cpu_s()
     simulation = Simulation(scenario, seed)
     brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
     driver = InProcessDriver(
@@ -79,7 +83,9 @@ def run_inprocess(
         driver.close()
     wall_s = time.perf_counter() - started
     cpu_s = time.process_time() - cpu_started
-    orders = pa.table(driver.tables.orders)
+    member_cpu_s = children_cpu_s() - member_cpu_started
+    tables = driver.tables
+    orders = pa.table(tables.orders)
     labels: dict[str, list[Any]] = {name: [] for name in LABEL_COLUMNS}
     for agent in simulation.agents:
         for label in agent.labels:
@@ -92,7 +98,7 @@ def run_inprocess(
         "broker": [spec.broker for spec in simulation.specs],
         "accounts": [list(spec.accounts) for spec in simulation.specs],
     }
-    actions = driver.tables.orders["action"]
+    actions = tables.orders["action"]
     return RunResult(
         scenario=scenario,
         seed=seed,
@@ -100,22 +106,30 @@ def run_inprocess(
         messages=driver.messages,
         orders=actions.count("place"),
         cancels=actions.count("cancel"),
-        trades=len(driver.tables.trades["trade_id"]),
+        trades=len(tables.trades["trade_id"]),
         events=driver.events,
         blocks=driver.height,
         arrivals=simulation.arrivals,
         wall_s=wall_s,
         cpu_s=cpu_s,
+        member_cpu_s=member_cpu_s,
         state_hash=driver.state_hash.hex(),
+        tip_hash=driver.tip_hash.hex(),
         tables={
             "orders": orders,
-            "trades": pa.table(driver.tables.trades),
+            "trades": pa.table(tables.trades),
             "labels": pa.table(labels, schema=label_schema()),
             "agents": pa.table(agents),
         },
-        blocks_table=driver.tables.blocks,
+        blocks_table=tables.blocks,
         kept_commands=driver.kept_commands,
     )
+
+
+def children_cpu_s() -> float:
+    """The CPU time of this process's finished children (bank1's process, once it is joined)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def label_schema() -> pa.Schema:
@@ -150,6 +164,7 @@ def report(result: RunResult) -> dict[str, Any]:
         "mode": "inprocess",
         "code_version": code_version(),
         "node": NODE,
+        "ledger": LEDGER,
         "messages": result.messages,
         "orders": result.orders,
         "cancels": result.cancels,
@@ -161,6 +176,7 @@ def report(result: RunResult) -> dict[str, Any]:
         "agents": result.tables["agents"].num_rows,
         "wall_s": round(result.wall_s, 3),
         "cpu_s": round(result.cpu_s, 3),
+        "member_cpu_s": round(result.member_cpu_s, 3),
         "messages_per_s": round(result.messages_per_s, 1),
         "final_state_hash": result.state_hash,
     }

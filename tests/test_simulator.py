@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.consortium import audit as ledger_audit
+from ledger.canonical import canonical_bytes
+from ledger.genesis import load_genesis
 from ledger.store import BlockStore
 from matching.types import Phase, Side
 from simulator.agents import Cancel, MomentumTrader, Place, Spoofer, ValueTrader
-from simulator.inprocess import NODE, InProcessDriver
+from simulator.inprocess import NODE, DivergenceError, InProcessDriver, MemberProcessError
 from simulator.run import RunResult, run_inprocess
 from simulator.scenario import (
     Scenario,
@@ -198,6 +202,82 @@ def test_the_output_is_a_node_directory_that_verifies(smoke: RunResult) -> None:
     assert smoke.blocks >= 10 and smoke.trades > 50 and smoke.messages > 1000
     assert report.state_hash is not None and report.state_hash.hex() == smoke.state_hash
     assert report.certified_height == smoke.blocks
+
+
+def test_the_exchange_and_the_replica_store_one_certified_chain(smoke: RunResult) -> None:
+    """The exchange's `Proposer` stored the same blocks as the re-executing member, both verify
+    and both are indexed alike, and every certificate holds the re-executing member's vote and
+    a quorum."""
+    exchange = smoke.directory / "exchange"
+    report = ledger_audit.verify_node(exchange)
+    assert report.ok, ledger_audit.format_report(report)
+    assert report.certified_height == smoke.blocks
+    assert blocks_of(exchange) == blocks_of(smoke.directory / NODE)
+    trades = "SELECT * FROM trades ORDER BY trade_id"
+    tables = []
+    for node in (exchange, smoke.directory / NODE):
+        with BlockStore.open(node / "ledger.sqlite") as store:
+            assert store.indexed_height() == smoke.blocks  # both indexing nodes, to the tip
+            tables.append(store.read(trades))
+    assert tables[0] == tables[1] and len(tables[0]) == smoke.trades
+    genesis = load_genesis(smoke.directory / "genesis.json")
+    replica = next(member.id for member in genesis.members if member.name == NODE)
+    for node in (exchange, smoke.directory / NODE):
+        with BlockStore.open(node / "ledger.sqlite") as store:
+            for height in range(1, smoke.blocks + 1):
+                certificate = store.certificate(height)
+                header = store.header(height)
+                assert certificate is not None and header is not None, height
+                assert certificate.verify(genesis.voters(), genesis.quorum()) is None
+                assert certificate.header_hash == header.hash
+                assert certificate.votes[0].member == replica
+
+
+def test_a_block_the_replica_does_not_reproduce_is_not_certified(tmp_path: Path) -> None:
+    """Change the exchange's venue behind the ledger's back: the re-executing member (its own
+    process) refuses the next block, records why, and the run stops instead of certifying it
+    with the votes signed without re-execution."""
+    scenario = parse_scenario(TINY.encode())
+    simulation = Simulation(scenario, 3)
+    brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
+    driver = InProcessDriver(scenario, 3, tmp_path / "run", simulation.agents, brokers)
+    try:
+        driver.begin(0)
+        driver.advance(scenario.block_interval_ns)  # block 1: begin_day
+        assert driver.height == 1
+        behind_its_back = {"type": "set_phase", "symbol": "600000.SH", "phase": "continuous"}
+        driver.machine.apply(canonical_bytes(behind_its_back), 0)
+        driver.set_phase(scenario.block_interval_ns, "call_auction")
+        with pytest.raises(DivergenceError, match=r"block 2: member bank1 refused it.*state_hash"):
+            driver.advance(2 * scenario.block_interval_ns)
+            driver.end(2 * scenario.block_interval_ns)
+    finally:
+        driver.close()
+    with BlockStore.open(tmp_path / "run" / NODE / "ledger.sqlite") as store:
+        assert store.tip() is not None and store.tip()[0] == 1  # type: ignore[index]
+        # block 1's certificate may or may not have reached bank1 before the run stopped it
+        assert store.certified_height() <= 1
+        assert [evidence.kind for evidence in store.evidence()] == ["diverged"]
+
+
+def test_a_run_whose_member_process_dies_stops_with_an_error(tmp_path: Path) -> None:
+    """kill -9 of the re-executing member's process: the run fails at once, naming it."""
+    scenario = parse_scenario(TINY.encode())
+    simulation = Simulation(scenario, 3)
+    brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
+    driver = InProcessDriver(scenario, 3, tmp_path / "run", simulation.agents, brokers)
+    try:
+        driver.begin(0)
+        driver.advance(scenario.block_interval_ns)
+        pid = driver.ledger.member_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(MemberProcessError, match="bank1's process"):
+            driver.set_phase(scenario.block_interval_ns, "call_auction")
+            driver.advance(2 * scenario.block_interval_ns)
+            driver.end(2 * scenario.block_interval_ns)
+    finally:
+        driver.close()
 
 
 def test_the_trades_table_matches_the_ledger(smoke: RunResult) -> None:
