@@ -21,6 +21,7 @@ from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.audit import AuditReport, Authority, audit_store
+from ledger.block import Receipt
 from ledger.genesis import Genesis, GenesisError, load_genesis
 from ledger.receipt import ReceiptError, build_receipt, check_receipt
 from ledger.store import BlockStore, StoreError
@@ -193,23 +194,18 @@ def find_order(store: BlockStore, order_id: int) -> tuple[int, int] | None:
     (its first row) if the store has an indexer, else (or above its watermark) by scanning
     the stored commands. Raises `StoreError`. O(log orders) when indexed, O(commands not
     indexed) otherwise."""
-    first = 1
-    if store.indexer is not None:
-        found = store.read(
-            "SELECT height, command_idx FROM orders WHERE order_id = ? "
-            "ORDER BY height, event_idx LIMIT 1",
-            (order_id,),
-        )
-        if found:
-            return int(found[0][0]), int(found[0][1])
-        first = store.indexed_height() + 1
-    tip = store.tip()
-    for height in range(first, 0 if tip is None else tip[0] + 1):
-        for receipt in store.receipts(height) or []:
-            command = orjson.loads(receipt.command)
-            if command.get("type") == "place" and command.get("order_id") == order_id:
-                return height, receipt.index
-    return None
+
+    def places(receipt: Receipt) -> bool:
+        command = orjson.loads(receipt.command)
+        return bool(command.get("type") == "place" and command.get("order_id") == order_id)
+
+    return _find_receipt(
+        store,
+        "SELECT height, command_idx FROM orders WHERE order_id = ? "
+        "ORDER BY height, event_idx LIMIT 1",
+        order_id,
+        places,
+    )
 
 
 def trade_in(leaf: object, trade_id: int) -> dict[str, Any] | None:
@@ -228,19 +224,36 @@ def find_trade(store: BlockStore, trade_id: int) -> tuple[int, int] | None:
     table if the store has an indexer, else (or above its watermark, which the table does not
     cover yet) by scanning the stored receipts. Raises `StoreError`. O(log trades) when
     indexed, O(events not indexed) otherwise."""
+
+    def trades(receipt: Receipt) -> bool:
+        for data in receipt.events:
+            event = orjson.loads(data)
+            if event.get("type") == "trade" and event.get("trade_id") == trade_id:
+                return True
+        return False
+
+    return _find_receipt(
+        store, "SELECT height, command_idx FROM trades WHERE trade_id = ?", trade_id, trades
+    )
+
+
+def _find_receipt(
+    store: BlockStore, query: str, key: int, matches: Callable[[Receipt], bool]
+) -> tuple[int, int] | None:
+    """(height, command index) of the first stored command whose receipt `matches`: from the
+    derived table (`query` on `key`) if the store has an indexer, else (or above its
+    watermark, which the table does not cover yet) by scanning the stored receipts."""
     first = 1
     if store.indexer is not None:
-        found = store.read("SELECT height, command_idx FROM trades WHERE trade_id = ?", (trade_id,))
+        found = store.read(query, (key,))
         if found:
             return int(found[0][0]), int(found[0][1])
         first = store.indexed_height() + 1
     tip = store.tip()
     for height in range(first, 0 if tip is None else tip[0] + 1):
         for receipt in store.receipts(height) or []:
-            for data in receipt.events:
-                event = orjson.loads(data)
-                if event.get("type") == "trade" and event.get("trade_id") == trade_id:
-                    return height, receipt.index
+            if matches(receipt):
+                return height, receipt.index
     return None
 
 
