@@ -50,7 +50,7 @@ from matching.events import (
     TradeExecuted,
 )
 from matching.types import Phase, Side
-from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Cancel, Intent, Place
+from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Amend, Cancel, Intent, Place
 from simulator.scenario import Scenario
 
 NODE: Final = "bank1"  # the member whose store the run writes
@@ -115,13 +115,41 @@ class Tables:
 
 
 ORDER_COLUMNS: Final = ("time_ns", "order_id", "agent_id", "action", "account", "symbol", "side",
-                        "price", "quantity", "ioc", "outcome")  # fmt: skip
+                        "price", "quantity", "ioc", "outcome", "tif", "post_only")  # fmt: skip
 TRADE_COLUMNS: Final = ("trade_id", "time_ns", "height", "symbol", "price", "quantity",
                         "buy_order_id", "sell_order_id", "buy_account", "sell_account",
                         "buy_agent_id", "sell_agent_id", "aggressor")  # fmt: skip
 BLOCK_COLUMNS: Final = ("height", "time_ns", "commands", "events", "wall_s")
 # a block's time (ns), its commands' canonical bytes and their times (ns)
 KeptBlock = tuple[int, tuple[bytes, ...], tuple[int, ...]]
+
+
+def place_command(broker: str, intent: Place) -> dict[str, Any]:
+    """The venue's `place` command (as a broker's, without a client order id) for `intent`."""
+    command: dict[str, Any] = {
+        "type": "place", "broker": broker, "order_id": intent.order_id,
+        "symbol": intent.symbol, "account": intent.account, "side": SIDE_NAMES[intent.side],
+        "quantity": intent.quantity,
+    }  # fmt: skip
+    if intent.price is None:
+        command["kind"] = "market"
+    else:
+        command["price"] = intent.price
+    if intent.tif != ("day" if intent.price is not None else "ioc"):
+        command["tif"] = intent.tif
+    if intent.post_only:
+        command["post_only"] = True
+    return command
+
+
+def amend_command(broker: str, intent: Amend) -> dict[str, Any]:
+    command: dict[str, Any] = {"type": "amend", "broker": broker, "order_id": intent.order_id,
+                               "symbol": intent.symbol}  # fmt: skip
+    if intent.price is not None:
+        command["price"] = intent.price
+    if intent.quantity is not None:
+        command["quantity"] = intent.quantity
+    return command
 
 
 class VenueView:
@@ -518,29 +546,35 @@ class InProcessDriver:
     def submit(self, now_ns: int, agent: Agent, intents: Sequence[Intent]) -> None:
         rows = self._order_rows
         for intent in intents:
-            if type(intent) is Place:
-                command: dict[str, Any] = {
-                    "type": "place", "broker": self._brokers[intent.account],
-                    "order_id": intent.order_id, "symbol": intent.symbol,
-                    "account": intent.account, "side": SIDE_NAMES[intent.side],
-                    "price": intent.price, "quantity": intent.quantity,
-                }  # fmt: skip
-                if intent.ioc:
-                    command["tif"] = "ioc"
+            kind = type(intent)
+            broker = self._brokers[intent.account]
+            if kind is Place:
+                assert isinstance(intent, Place)
+                command = place_command(broker, intent)
                 events = self._run(now_ns, command)
                 rows.append((
                     now_ns, intent.order_id, agent.agent_id, "place", intent.account,
                     intent.symbol, SIDE_NAMES[intent.side], intent.price, intent.quantity,
-                    intent.ioc, self._event_name(events[0]) if events else "error",
+                    intent.tif == "ioc", self._event_name(events[0]) if events else "error",
+                    intent.tif, intent.post_only,
                 ))  # fmt: skip
-            else:
-                assert type(intent) is Cancel
-                command = {"type": "cancel", "broker": self._brokers[intent.account],
+            elif kind is Cancel:
+                command = {"type": "cancel", "broker": broker,
                            "order_id": intent.order_id, "symbol": intent.symbol}  # fmt: skip
                 events = self._run(now_ns, command)
                 rows.append((now_ns, intent.order_id, agent.agent_id, "cancel", intent.account,
                              intent.symbol, None, None, None, None,
-                             self._event_name(events[0]) if events else "error"))  # fmt: skip
+                             self._event_name(events[0]) if events else "error", None,
+                             None))  # fmt: skip
+            else:
+                assert isinstance(intent, Amend)
+                command = amend_command(broker, intent)
+                # a refused or unfunded amend leaves the order as it was: not done
+                events = self._run(now_ns, command, done=False)
+                rows.append((now_ns, intent.order_id, agent.agent_id, "amend", intent.account,
+                             intent.symbol, None, intent.price, intent.quantity, None,
+                             self._event_name(events[0]) if events else "error", None,
+                             None))  # fmt: skip
 
     def end(self, now_ns: int) -> None:
         self._run(now_ns, {"type": "end_day", "day": self.scenario.day})
@@ -553,14 +587,14 @@ class InProcessDriver:
 
     # -- commands, feedback and blocks ----------------------------------------------------
 
-    def _run(self, now_ns: int, command: dict[str, Any]) -> list[Any]:
+    def _run(self, now_ns: int, command: dict[str, Any], *, done: bool = True) -> list[Any]:
         # its time is its place in the virtual day (the proposer keeps times from going back)
         events = self._apply(canonical_bytes(command), self._start_ns + now_ns)
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
                 self._trade(now_ns, event)
-            elif kind in DONE_EVENTS:
+            elif done and kind in DONE_EVENTS:
                 owner = self._owner(event.order_id)
                 if owner is not None:
                     owner.on_done(event.order_id)

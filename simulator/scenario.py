@@ -34,11 +34,14 @@ Agent parameters and their defaults are in `AGENT_PARAMETERS`; docs/simulator.md
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
+import sys
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
 SCENARIOS_PACKAGE: Final = "simulator.scenarios"
@@ -54,13 +57,14 @@ AGENT_PARAMETERS: Final[dict[str, dict[str, int | float | str]]] = {
     "noise": {"quantity_lots_max": 5, "spread_ticks": 10, "marketable_fraction": 0.2,
               "cancel_fraction": 0.3, "open_orders_max": 8},
     "market_maker": {"half_spread_ticks": 2, "quote_lots": 5, "inventory_limit_lots": 50,
-                     "skew_ticks": 2},
+                     "skew_ticks": 2, "post_only": True, "amend": True},
     "momentum": {"lookback_s": 5.0, "threshold_bps": 10.0, "quantity_lots": 2},
     "value": {"threshold_bps": 20.0, "quantity_lots": 3},
     "spoofer": {"layers": 3, "layer_lots": 20, "distance_ticks": 3, "genuine_lots": 1,
                 "cancel_after_ms": 500.0},
     "wash_trader": {"quantity_lots": 5},
     "marking_close": {"window_s": 10.0, "quantity_lots": 5, "aggression_ticks": 2},
+    "execution": {"parent_lots": 50, "child_lots": 2, "market_fraction": 0.5, "limit_ticks": 2},
 }  # fmt: skip
 ACCOUNTS_PER_AGENT: Final = {"wash_trader": 2}
 
@@ -70,7 +74,8 @@ _TOP_KEYS: Final = {"name", "description", "duration_s", "day", "block_interval_
 _INSTRUMENT_KEYS: Final = {"symbol", "tick_size", "lot", "reference_price", "price_limit_pct",
                            "t_plus", "settlement", "commission_bps", "stamp_duty_bps",
                            "volatility_bps"}  # fmt: skip
-_AGENT_KEYS: Final = {"kind", "count", "rate_per_s", "symbols"}
+_AGENT_KEYS: Final = {"kind", "class", "count", "rate_per_s", "symbols"}
+AGENTS_ENTRY_POINTS: Final = "jinlian.agents"  # an installed package's agent classes, by kind
 
 
 class ScenarioError(ValueError):
@@ -132,6 +137,8 @@ class AgentGroup:
     rate_per_s: float
     symbols: tuple[str, ...]
     parameters: dict[str, int | float | str]
+    class_path: str = ""  # "package.module:Class" of an agent class of the user's; "" built in
+    accounts: int = 1  # accounts per agent (the wash trader's two)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,13 +156,16 @@ class Scenario:
     phases: tuple[PhaseChange, ...]
     agents: tuple[AgentGroup, ...]
     sha256: str  # of the file's bytes
+    module_dirs: tuple[str, ...] = ()  # where agent classes' modules are looked for too
 
     def accounts_needed(self) -> int:
-        return sum(group.count * ACCOUNTS_PER_AGENT.get(group.kind, 1) for group in self.agents)
+        return sum(group.count * group.accounts for group in self.agents)
 
     def accounts_per_broker(self) -> int:
-        """Enough accounts that every agent gets its own, and a wash trader two of one broker."""
-        return -(-self.accounts_needed() // self.brokers) + 1
+        """Enough accounts that every agent gets its own, and an agent of several accounts (a
+        wash trader's two) all of one broker."""
+        widest = max((group.accounts for group in self.agents), default=1)
+        return -(-self.accounts_needed() // self.brokers) + widest - 1
 
     def phase_start_ns(self, phase: str) -> int | None:
         return next((change.at_ns for change in self.phases if change.phase == phase), None)
@@ -185,11 +195,13 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             f"{text!r} is neither a shipped scenario ({shipped}) nor a readable file: "
             f"{error.strerror or error}",
         ) from None
-    return parse_scenario(data)
+    return parse_scenario(data, module_dirs=(str(path.resolve().parent),))
 
 
-def parse_scenario(data: bytes) -> Scenario:
-    """Parse and validate a scenario's TOML bytes. Raises ScenarioError naming the field."""
+def parse_scenario(data: bytes, *, module_dirs: tuple[str, ...] = ()) -> Scenario:
+    """Parse and validate a scenario's TOML bytes. Raises ScenarioError naming the field.
+    Agent classes named by `class` are imported from the installed packages or, failing
+    that, from `module_dirs` (a scenario file's own directory)."""
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
@@ -200,7 +212,7 @@ def parse_scenario(data: bytes) -> Scenario:
     instruments = _instruments(document.get("instruments"))
     symbols = tuple(instrument.symbol for instrument in instruments)
     phases = _phases(document.get("phases", [{"at_s": 0, "phase": "continuous"}]), duration_ns)
-    agents = _agents(document.get("agents"), symbols)
+    agents = _agents(document.get("agents"), symbols, module_dirs)
     interval_ms = _integer(document, "block_interval_ms", "", low=1, high=3_600_000, default=500)
     scenario = Scenario(
         name=_text(document, "name", ""),
@@ -220,6 +232,7 @@ def parse_scenario(data: bytes) -> Scenario:
         phases=phases,
         agents=agents,
         sha256=hashlib.sha256(data).hexdigest(),
+        module_dirs=module_dirs,
     )
     if scenario.accounts_per_broker() > 10_000:
         raise ScenarioError("brokers", f"{scenario.accounts_needed()} accounts need more brokers")
@@ -283,19 +296,16 @@ def _phases(value: object, duration_ns: int) -> tuple[PhaseChange, ...]:
     return tuple(changes)
 
 
-def _agents(value: object, symbols: tuple[str, ...]) -> tuple[AgentGroup, ...]:
+def _agents(
+    value: object, symbols: tuple[str, ...], module_dirs: tuple[str, ...]
+) -> tuple[AgentGroup, ...]:
     items = _tables(value, "agents", 1000)
     groups: list[AgentGroup] = []
     total = 0
     for index, item in enumerate(items):
         path = f"agents[{index}]"
-        kind = _text(item, "kind", path)
-        if kind not in AGENT_PARAMETERS:
-            raise ScenarioError(
-                f"{path}.kind", f"{kind!r} is not one of {sorted(AGENT_PARAMETERS)}"
-            )
-        defaults = AGENT_PARAMETERS[kind]
-        _keys(item, _AGENT_KEYS | set(defaults), path, required={"kind", "count", "rate_per_s"})
+        kind, class_path, defaults, accounts = _agent_kind(item, path, module_dirs)
+        _keys(item, _AGENT_KEYS | set(defaults), path, required={"count", "rate_per_s"})
         count = _integer(item, "count", path, low=0, high=AGENTS_MAX)
         total += count
         if total > AGENTS_MAX:
@@ -308,22 +318,126 @@ def _agents(value: object, symbols: tuple[str, ...]) -> tuple[AgentGroup, ...]:
                 raise ScenarioError(
                     f"{path}.symbols[{position}]", f"{symbol!r} is not a scenario instrument"
                 )
-        parameters: dict[str, int | float | str] = {}
-        for name, default in defaults.items():
-            if isinstance(default, int):
-                parameters[name] = _integer(item, name, path, low=0, high=10**9, default=default)
-            else:
-                assert isinstance(default, float)
-                parameters[name] = _number(item, name, path, low=0.0, high=1e9, default=default)
-        for name in ("marketable_fraction", "cancel_fraction"):
-            if name in parameters and not 0.0 <= float(parameters[name]) <= 1.0:
-                raise ScenarioError(f"{path}.{name}", f"{parameters[name]} is not in [0, 1]")
+        parameters = _parameters(item, path, defaults)
         groups.append(AgentGroup(
             kind=kind, count=count,
             rate_per_s=_number(item, "rate_per_s", path, low=1e-6, high=RATE_PER_S_MAX),
             symbols=tuple(str(symbol) for symbol in chosen), parameters=parameters,
+            class_path=class_path, accounts=accounts,
         ))  # fmt: skip
     return tuple(groups)
+
+
+def _parameters(
+    item: dict[str, Any], path: str, defaults: dict[str, int | float | str]
+) -> dict[str, int | float | str]:
+    """The group's parameters, each of its default's type (a bool for a bool)."""
+    parameters: dict[str, int | float | str] = {}
+    for name, default in defaults.items():
+        if isinstance(default, bool):
+            value = item.get(name, default)
+            if type(value) is not bool:
+                raise ScenarioError(_field(path, name), f"must be true or false, got {value!r}")
+            parameters[name] = value
+        elif isinstance(default, int):
+            parameters[name] = _integer(item, name, path, low=0, high=10**9, default=default)
+        elif isinstance(default, float):
+            parameters[name] = _number(item, name, path, low=0.0, high=1e9, default=default)
+        else:
+            parameters[name] = _text(item, name, path, default=default)
+    for name in ("marketable_fraction", "cancel_fraction", "market_fraction"):
+        if name in parameters and not 0.0 <= float(parameters[name]) <= 1.0:
+            raise ScenarioError(f"{path}.{name}", f"{parameters[name]} is not in [0, 1]")
+    return parameters
+
+
+def _agent_kind(
+    item: dict[str, Any], path: str, module_dirs: tuple[str, ...]
+) -> tuple[str, str, dict[str, int | float | str], int]:
+    """The group's kind, class path ("" if built in), parameter defaults and accounts per
+    agent: a built-in `kind`, an agent class named by `class`, or a kind an installed package
+    registers in the `jinlian.agents` entry point group."""
+    if "class" in item:
+        class_path = _text(item, "class", path)
+        cls = agent_class(class_path, module_dirs, field=f"{path}.class")
+    else:
+        kind = _text(item, "kind", path)
+        if kind in AGENT_PARAMETERS:
+            return kind, "", AGENT_PARAMETERS[kind], ACCOUNTS_PER_AGENT.get(kind, 1)
+        registered = _entry_points().get(kind)
+        if registered is None:
+            known = sorted(AGENT_PARAMETERS) + sorted(_entry_points())
+            raise ScenarioError(
+                f"{path}.kind", f"{kind!r} is not one of {known} (or name a `class`)"
+            )
+        class_path = registered
+        cls = agent_class(class_path, module_dirs, field=f"{path}.kind")
+    kind = getattr(cls, "kind", "")
+    if "kind" in item and item["kind"] != kind:
+        raise ScenarioError(f"{path}.kind", f"{item['kind']!r} is not {class_path}'s kind {kind!r}")
+    defaults = getattr(cls, "parameters", {})
+    accounts = getattr(cls, "accounts_per_agent", 1)
+    if not isinstance(kind, str) or not kind.isidentifier():
+        raise ScenarioError(f"{path}.class", f"{class_path}.kind must be a name, got {kind!r}")
+    if not isinstance(defaults, dict) or not all(
+        isinstance(name, str) and isinstance(value, int | float | str)
+        for name, value in defaults.items()
+    ):
+        raise ScenarioError(
+            f"{path}.class", f"{class_path}.parameters must map names to defaults, got {defaults!r}"
+        )
+    if type(accounts) is not int or not 1 <= accounts <= 16:
+        raise ScenarioError(
+            f"{path}.class", f"{class_path}.accounts_per_agent must be 1..16, got {accounts!r}"
+        )
+    return kind, class_path, defaults, accounts
+
+
+def _entry_points() -> dict[str, str]:
+    """Installed packages' agent kinds: entry point name -> "module:Class"."""
+    return {point.name: point.value for point in metadata.entry_points(group=AGENTS_ENTRY_POINTS)}
+
+
+def agent_class(
+    class_path: str, module_dirs: tuple[str, ...] = (), *, field: str = "class"
+) -> type[Any]:
+    """The agent class named "package.module:Class" (or "package.module.Class"), imported from
+    the installed packages or else from `module_dirs` (which are then added to `sys.path`, so
+    a network run's client processes, spawned with the parent's path, import it too).
+    Raises ScenarioError naming `field` if it cannot be imported or is not an agent class."""
+    from simulator.agents import Agent  # noqa: PLC0415 - agents imports this module
+
+    module_name, _, class_name = class_path.rpartition(":")
+    if not module_name:
+        module_name, _, class_name = class_path.rpartition(".")
+    if not module_name or not class_name:
+        raise ScenarioError(field, f'{class_path!r} is not "package.module:Class"')
+    try:
+        module = _import(module_name, module_dirs)
+    except Exception as error:  # any failure of the user's module is the scenario's
+        raise ScenarioError(
+            field,
+            f"cannot import {module_name!r} for {class_path!r}: {type(error).__name__}: {error}",
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type) or not issubclass(cls, Agent):
+        raise ScenarioError(
+            field, f"{class_path!r} is not a subclass of simulator.agents.Agent, got {cls!r}"
+        )
+    return cls
+
+
+def _import(module_name: str, module_dirs: tuple[str, ...]) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        top = module_name.partition(".")[0]
+        if error.name != top or not module_dirs:
+            raise
+    for directory in module_dirs:
+        if directory not in sys.path:
+            sys.path.append(directory)
+    return importlib.import_module(module_name)
 
 
 # -- field readers: each names the field and shows the value ------------------------------

@@ -25,7 +25,7 @@ from typing import Final, Protocol
 import numpy as np
 
 from simulator.agents import AGENT_TYPES, Agent, Fundamentals, Intent, MarketView, arrival_times_ns
-from simulator.scenario import Scenario
+from simulator.scenario import AgentGroup, Scenario, agent_class
 
 ACCOUNT_BASE: Final = 10_000  # broker b's accounts are b * 10_000 + 1, + 2, ... (as `jinlian init`)
 
@@ -68,7 +68,7 @@ def assign_accounts(scenario: Scenario) -> list[AgentSpec]:
     broker, slot = 1, 0
     specs: list[AgentSpec] = []
     for group in scenario.agents:
-        needed = 2 if group.kind == "wash_trader" else 1
+        needed = group.accounts
         for number in range(group.count):
             if slot + needed > per_broker:
                 broker, slot = broker + 1, 0
@@ -80,6 +80,14 @@ def assign_accounts(scenario: Scenario) -> list[AgentSpec]:
                                    kind=group.kind, broker=f"broker{broker}",
                                    accounts=accounts))  # fmt: skip
     return specs
+
+
+def group_class(group: AgentGroup, scenario: Scenario) -> type[Agent]:
+    """The agent class of `group`: built in by kind, or the user's by its class path."""
+    if not group.class_path:
+        return AGENT_TYPES[group.kind]
+    cls: type[Agent] = agent_class(group.class_path, scenario.module_dirs)
+    return cls
 
 
 class Simulation:
@@ -97,6 +105,7 @@ class Simulation:
         )
         instruments = {instrument.symbol: instrument for instrument in scenario.instruments}
         groups = [group for group in scenario.agents for _ in range(group.count)]
+        classes = {id(group): group_class(group, scenario) for group in scenario.agents}
         close_ns = scenario.phase_start_ns("closing_auction")
         self.agents: list[Agent] = []
         times: list[np.ndarray] = []
@@ -104,7 +113,7 @@ class Simulation:
             self.specs, groups, agents_seed.spawn(len(self.specs)), strict=True
         ):
             arrivals_seed, decisions_seed = agent_seed.spawn(2)
-            agent = AGENT_TYPES[spec.kind](
+            agent = classes[id(group)](
                 agent_id=spec.agent_id,
                 accounts=spec.accounts,
                 group=group,
