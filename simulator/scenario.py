@@ -57,7 +57,7 @@ AGENT_PARAMETERS: Final[dict[str, dict[str, int | float | str]]] = {
     "noise": {"quantity_lots_max": 5, "spread_ticks": 10, "marketable_fraction": 0.2,
               "cancel_fraction": 0.3, "open_orders_max": 8},
     "market_maker": {"half_spread_ticks": 2, "quote_lots": 5, "inventory_limit_lots": 50,
-                     "skew_ticks": 2, "post_only": True, "amend": True},
+                     "skew_ticks": 2, "post_only": False, "amend": False},
     "momentum": {"lookback_s": 5.0, "threshold_bps": 10.0, "quantity_lots": 2},
     "value": {"threshold_bps": 20.0, "quantity_lots": 3},
     "spoofer": {"layers": 3, "layer_lots": 20, "distance_ticks": 3, "genuine_lots": 1,
