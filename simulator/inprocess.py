@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import multiprocessing
+import tempfile
 import time
 import traceback
 from collections import deque
@@ -36,6 +37,7 @@ from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import OrderRefused, OrderUnfunded
+from exchange.venue.wire_fast import parse_venue_command
 from ledger.block import Block, sign_vote
 from ledger.canonical import canonical_bytes, sha256
 from ledger.genesis import Genesis, Member, load_genesis
@@ -480,15 +482,25 @@ class InProcessDriver:
         *,
         keep_commands: bool = False,
         clock: Callable[[], float] = time.perf_counter,
+        ledger: bool = True,
     ) -> None:
         self.scenario = scenario
         self.directory = directory
-        self.genesis: Genesis = write_consortium(scenario, seed, directory)
-        self.ledger = CertifiedLedger(
-            self.genesis, seed, directory, block_commands=scenario.block_commands
-        )
-        self.machine = self.ledger.venue.machine
-        self._apply = self.ledger.apply
+        self.ledger: CertifiedLedger | None = None
+        if ledger:
+            self.genesis: Genesis = write_consortium(scenario, seed, directory)
+            self.ledger = CertifiedLedger(
+                self.genesis, seed, directory, block_commands=scenario.block_commands
+            )
+            self.machine = self.ledger.venue.machine
+        else:  # the same genesis, its keys and files dropped: no consortium is written
+            with tempfile.TemporaryDirectory() as scratch:
+                self.genesis = write_consortium(scenario, seed, Path(scratch))
+            self.machine = VenueMachine(venue_from_genesis(self.genesis))
+        self._venue_apply = self.machine.venue.apply
+        self._pending = 0  # without a ledger: commands applied since the last cut
+        self._pending_events = 0
+        self._cuts = 0
         self._view = VenueView(self.machine, scenario)
         self._agents = agents
         self._brokers = brokers
@@ -526,7 +538,7 @@ class InProcessDriver:
 
     @property
     def height(self) -> int:
-        return self.ledger.height
+        return self.ledger.height if self.ledger is not None else self._cuts
 
     # -- the Driver protocol --------------------------------------------------------------
 
@@ -579,17 +591,31 @@ class InProcessDriver:
     def end(self, now_ns: int) -> None:
         self._run(now_ns, {"type": "end_day", "day": self.scenario.day})
         self._cut(now_ns)
-        self.ledger.finish()
+        if self.ledger is not None:
+            self.ledger.finish()
         self.state_hash = self.machine.state_hash()
 
     def close(self) -> None:
-        self.ledger.close()
+        if self.ledger is not None:
+            self.ledger.close()
 
     # -- commands, feedback and blocks ----------------------------------------------------
 
     def _run(self, now_ns: int, command: dict[str, Any], *, done: bool = True) -> list[Any]:
-        # its time is its place in the virtual day (the proposer keeps times from going back)
-        events = self._apply(canonical_bytes(command), self._start_ns + now_ns)
+        ledger = self.ledger
+        if ledger is not None:
+            # its time is its place in the virtual day (the proposer keeps times from going back)
+            events = ledger.apply(canonical_bytes(command), self._start_ns + now_ns)
+            full = ledger.pending >= self._block_commands
+        else:
+            # what VenueMachine.apply does, minus the bytes: the parsed command to the venue
+            # (whose state commitment records the changes all the same), its events as objects
+            parsed = parse_venue_command(command)
+            assert type(parsed) is not wire.WireError, f"{parsed} in {command}"
+            events = self._venue_apply(parsed)
+            self._pending += 1
+            self._pending_events += len(events)
+            full = self._pending >= self._block_commands
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
@@ -598,7 +624,7 @@ class InProcessDriver:
                 owner = self._owner(event.order_id)
                 if owner is not None:
                     owner.on_done(event.order_id)
-        if self.ledger.pending >= self._block_commands:
+        if full:
             self._cut(now_ns)
         return events
 
@@ -629,11 +655,22 @@ class InProcessDriver:
         return name
 
     def _cut(self, now_ns: int) -> None:
-        """Make, certify and store the pending commands as the next block (none: no block)."""
-        block = self.ledger.cut(self._start_ns + now_ns)
+        """Make, certify and store the pending commands as the next block (none: no block);
+        without a ledger, count them as a block would."""
+        ledger = self.ledger
+        if ledger is None:
+            if self._pending:
+                self._cuts += 1
+                self.messages += self._pending
+                self.events += self._pending_events
+                self._block_rows.append((self._cuts, now_ns, self._pending, self._pending_events,
+                                         self._clock() - self._clock_start))  # fmt: skip
+                self._pending = self._pending_events = 0
+            return
+        block = ledger.cut(self._start_ns + now_ns)
         if block is None:
             return
-        commands, events = block.header.command_count, self.ledger.block_events
+        commands, events = block.header.command_count, ledger.block_events
         self.tip_hash = block.header.hash
         self.messages += commands
         self.events += events

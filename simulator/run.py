@@ -54,6 +54,7 @@ class RunResult:
     tables: dict[str, pa.Table]
     blocks_table: dict[str, list[Any]]
     kept_commands: list[KeptBlock] | None
+    ledger: bool = True  # False: `--no-ledger`, the venue alone, no consortium written
 
     @property
     def messages_per_s(self) -> float:
@@ -67,16 +68,22 @@ def run_inprocess(
     *,
     progress: Callable[[int], None] | None = None,
     keep_commands: bool = False,
+    ledger: bool = True,
 ) -> RunResult:
     """Run `scenario` under `seed`, writing the consortium and its ledger to `directory` (which
-    must be empty or absent). Tables are returned, not written (see `write_outputs`)."""
+    must be empty or absent). Tables are returned, not written (see `write_outputs`). Without
+    `ledger` the venue runs alone: no blocks, no consortium (a directory is still made for the
+    outputs)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     member_cpu_started = children_cpu_s()
     simulation = Simulation(scenario, seed)
     brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
+    if not ledger:
+        directory.mkdir(parents=True, exist_ok=True)
     driver = InProcessDriver(
-        scenario, seed, directory, simulation.agents, brokers, keep_commands=keep_commands
-    )
+        scenario, seed, directory, simulation.agents, brokers, keep_commands=keep_commands,
+        ledger=ledger,
+    )  # fmt: skip
     try:
         simulation.run(driver, progress=progress)
     finally:
@@ -108,7 +115,7 @@ def run_inprocess(
         cancels=actions.count("cancel"),
         trades=len(tables.trades["trade_id"]),
         events=driver.events,
-        blocks=driver.height,
+        blocks=driver.height if ledger else 0,
         arrivals=simulation.arrivals,
         wall_s=wall_s,
         cpu_s=cpu_s,
@@ -123,6 +130,7 @@ def run_inprocess(
         },
         blocks_table=tables.blocks,
         kept_commands=driver.kept_commands,
+        ledger=ledger,
     )
 
 
@@ -163,8 +171,8 @@ def report(result: RunResult) -> dict[str, Any]:
         "seed": result.seed,
         "mode": "inprocess",
         "code_version": code_version(),
-        "node": NODE,
-        "ledger": LEDGER,
+        "node": NODE if result.ledger else None,
+        "ledger": LEDGER if result.ledger else "none (--no-ledger: the venue alone, no blocks)",
         "messages": result.messages,
         "orders": result.orders,
         "cancels": result.cancels,

@@ -33,12 +33,15 @@ Agent parameters and their defaults are in `AGENT_PARAMETERS`; docs/simulator.md
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
+import itertools
 import math
+import re
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata, resources
 from pathlib import Path
 from types import ModuleType
@@ -141,6 +144,60 @@ class AgentGroup:
     accounts: int = 1  # accounts per agent (the wash trader's two)
 
 
+SWEEP_POINTS_MAX: Final = 10_000
+SWEEP_VALUES_MAX: Final = 1_000
+_INDEX: Final = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepPoint:
+    index: int  # K: its place in the grid (parameters in file order, seeds fastest)
+    seed: int
+    values: tuple[tuple[str, Any], ...]  # (dotted path, value) per swept parameter
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sweep:
+    """A scenario's `[sweep]` table: each dotted path (`agents[0].rate_per_s`, or as a TOML
+    nested key `agents.0.rate_per_s`) with its list of values, and `seeds`. The grid is
+    their product; every value was checked by parsing the scenario with it."""
+
+    parameters: tuple[tuple[str, tuple[Any, ...]], ...]
+    seeds: tuple[int, ...]
+    document: dict[str, Any]  # the scenario without its [sweep] table, as TOML gave it
+    sha256: str
+    module_dirs: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        size = len(self.seeds)
+        for _, values in self.parameters:
+            size *= len(values)
+        return size
+
+    def points(self) -> list[SweepPoint]:
+        paths = [path for path, _ in self.parameters]
+        grid = itertools.product(*(values for _, values in self.parameters), self.seeds)
+        return [
+            SweepPoint(
+                index=index,
+                seed=combination[-1],
+                values=tuple(zip(paths, combination[:-1], strict=True)),
+            )
+            for index, combination in enumerate(grid)
+        ]
+
+    def point(self, index: int) -> tuple[SweepPoint, Scenario]:
+        """Point `index` of the grid and its scenario. Raises ScenarioError (`--point`)."""
+        if not 0 <= index < self.size:
+            raise ScenarioError("--point", f"{index} is not in 0..{self.size - 1}")
+        point = self.points()[index]
+        document = copy.deepcopy(self.document)
+        for path, value in point.values:
+            _assign(document, path, value)
+        return point, _scenario(document, self.sha256, self.module_dirs)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     name: str
@@ -157,6 +214,7 @@ class Scenario:
     agents: tuple[AgentGroup, ...]
     sha256: str  # of the file's bytes
     module_dirs: tuple[str, ...] = ()  # where agent classes' modules are looked for too
+    sweep: Sweep | None = None  # the file's [sweep] table: a grid of variants of this scenario
 
     def accounts_needed(self) -> int:
         return sum(group.count * group.accounts for group in self.agents)
@@ -206,6 +264,16 @@ def parse_scenario(data: bytes, *, module_dirs: tuple[str, ...] = ()) -> Scenari
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ScenarioError("file", f"not valid TOML: {error}") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    table = document.pop("sweep", None)
+    scenario = _scenario(document, sha256, module_dirs)
+    if table is None:
+        return scenario
+    sweep = _sweep(table, document, sha256, module_dirs)
+    return replace(scenario, sweep=sweep)
+
+
+def _scenario(document: dict[str, Any], sha256: str, module_dirs: tuple[str, ...]) -> Scenario:
     _keys(document, _TOP_KEYS, "", required={"name", "duration_s", "instruments", "agents"})
     duration_s = _number(document, "duration_s", "", low=1.0, high=DURATION_S_MAX)
     duration_ns = round(duration_s * 1e9)
@@ -231,7 +299,7 @@ def parse_scenario(data: bytes, *, module_dirs: tuple[str, ...] = ()) -> Scenari
         instruments=instruments,
         phases=phases,
         agents=agents,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         module_dirs=module_dirs,
     )
     if scenario.accounts_per_broker() > 10_000:
@@ -438,6 +506,74 @@ def _import(module_name: str, module_dirs: tuple[str, ...]) -> ModuleType:
         if directory not in sys.path:
             sys.path.append(directory)
     return importlib.import_module(module_name)
+
+
+def _sweep(
+    table: object, document: dict[str, Any], sha256: str, module_dirs: tuple[str, ...]
+) -> Sweep:
+    if not isinstance(table, dict):
+        raise ScenarioError("sweep", f"must be a table, got {table!r}")
+    seeds = table.pop("seeds", [1])
+    if (
+        not isinstance(seeds, list) or not seeds or len(seeds) > SWEEP_VALUES_MAX
+        or not all(type(seed) is int and 0 <= seed < 2**63 for seed in seeds)
+    ):  # fmt: skip
+        raise ScenarioError("sweep.seeds", f"must be a list of seeds in [0, 2**63), got {seeds!r}")
+    parameters: list[tuple[str, tuple[Any, ...]]] = []
+    for path, values in _flatten(table, ""):
+        field = f"sweep.{path}"
+        if not isinstance(values, list) or not values or len(values) > SWEEP_VALUES_MAX:
+            raise ScenarioError(field, f"must be a non-empty list of values, got {values!r}")
+        for value in values:  # each value, alone, must make a valid scenario
+            trial = copy.deepcopy(document)
+            try:
+                _assign(trial, path, value)
+                _scenario(trial, sha256, module_dirs)
+            except ScenarioError as error:
+                raise ScenarioError(field, f"{value!r}: {error}") from None
+        parameters.append((path, tuple(values)))
+    sweep = Sweep(parameters=tuple(parameters), seeds=tuple(seeds),
+                  document=document, sha256=sha256, module_dirs=module_dirs)  # fmt: skip
+    if sweep.size > SWEEP_POINTS_MAX:
+        raise ScenarioError("sweep", f"{sweep.size} points, more than {SWEEP_POINTS_MAX}")
+    return sweep
+
+
+def _flatten(table: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """Nested tables' keys joined into paths (`agents.0.rate_per_s` -> `agents[0].rate_per_s`)."""
+    flat: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        part = f"[{key}]" if key.isdigit() else (f".{key}" if prefix else key)
+        if isinstance(value, dict):
+            flat.extend(_flatten(value, prefix + part))
+        else:
+            flat.append((_INDEX.sub(r"[\1]", (prefix + part).replace(".[", "[")), value))
+    return flat
+
+
+def _assign(document: dict[str, Any], path: str, value: Any) -> None:
+    """Set the field at `path` of the scenario's document. Raises ScenarioError naming the
+    path if a part of it is not in the scenario (the last part may be a field left to its
+    default; parsing then says if it is not a field at all)."""
+    parts: list[str | int] = []
+    for name in path.split("."):
+        head, *indices = _INDEX.split(name)
+        if head:
+            parts.append(head)
+        parts.extend(int(index) for index in indices if index)
+    node: Any = document
+    for depth, part in enumerate(parts[:-1]):
+        where = ".".join(str(p) for p in parts[: depth + 1])
+        if isinstance(part, int):
+            if not isinstance(node, list) or not 0 <= part < len(node):
+                raise ScenarioError(f"sweep.{path}", f"no entry {part} at {where!r}")
+        elif not isinstance(node, dict) or part not in node:
+            raise ScenarioError(f"sweep.{path}", f"the scenario has no {where!r}")
+        node = node[part]
+    last = parts[-1]
+    if isinstance(last, int) or not isinstance(node, dict):
+        raise ScenarioError(f"sweep.{path}", "does not name a field of a table")
+    node[last] = value
 
 
 # -- field readers: each names the field and shows the value ------------------------------
