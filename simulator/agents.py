@@ -131,6 +131,10 @@ class Fundamentals:
     def value(self, symbol: str, now_ns: int) -> int:
         return self._values[symbol][now_ns // 1_000_000_000]
 
+    def path(self, symbol: str) -> list[int]:
+        """The value at each whole virtual second of the day, from 0."""
+        return self._values[symbol]
+
 
 @dataclass(slots=True)
 class OpenOrder:
@@ -172,6 +176,7 @@ class Agent:
         self._next_order = (agent_id + 1) * ORDER_IDS_PER_AGENT
         self._uniforms: list[float] = []
         self._drawn = 0
+        self._ticks: dict[tuple[str, float], int] = {}
 
     # -- draws ---------------------------------------------------------------------------
 
@@ -259,6 +264,17 @@ class Agent:
                 return order_id
         return None
 
+    def ticks(self, symbol: str, bps: float) -> int:
+        """`bps` of the instrument's reference price in whole ticks (at least one if `bps` > 0):
+        how agents' parameters, given in bps, become prices on every instrument alike."""
+        known = self._ticks.get((symbol, bps))
+        if known is None:
+            instrument = self.instruments[symbol]
+            exact = instrument.reference_price * bps / 10_000 / instrument.tick_size
+            known = max(1, round(exact)) if bps > 0 else 0
+            self._ticks[(symbol, bps)] = known
+        return known
+
     def clamp(self, symbol: str, price: int) -> int:
         """`price` kept inside the instrument's band, as `place` keeps it."""
         low, high = self._bands[symbol]
@@ -293,8 +309,10 @@ class Agent:
 
 
 class NoiseTrader(Agent):
-    """Zero intelligence: a random side, a random passive price near the mid or a marketable
-    order; or a cancel of its oldest order. Keeps at most `open_orders_max` orders. Never
+    """Zero intelligence: a random side, a random passive price up to `spread_bps` from the mid
+    (pulled toward the fundamental by `value_weight`) or a marketable order; in a call auction
+    (with `auction_cross`) a price up to `spread_bps` either side of the fundamental; or a
+    cancel of its oldest order. Keeps at most `open_orders_max` orders. Never
     trades with itself: an order that would meet one of its own resting orders is not sent,
     and the oldest such order is cancelled instead (`crosses_own`)."""
 
@@ -319,8 +337,19 @@ class NoiseTrader(Agent):
             touch = market.best_ask(symbol) if side is BUY else market.best_bid(symbol)
             if touch is not None:
                 return self._unless_own(now_ns, symbol, side, touch, lots, "ioc")
-        offset = (1 + self.below(int(p["spread_ticks"]))) * tick
+        spread = self.ticks(symbol, float(p["spread_bps"]))
+        if not continuous and p["auction_cross"]:
+            # an auction order at a price either side of the fundamental: buyers above it and
+            # sellers below it overlap, so the uncross trades, as real openings do
+            offset = (self.below(2 * spread + 1) - spread) * tick
+            price = self.fundamentals.value(symbol, now_ns) + offset
+            return self._unless_own(now_ns, symbol, side, price, lots, "day")
+        offset = (1 + self.below(spread)) * tick
         middle = self.reference(market, symbol)
+        weight = float(p["value_weight"])
+        if weight:
+            value = self.fundamentals.value(symbol, now_ns)
+            middle = round((weight * value + (1 - weight) * middle) / tick) * tick
         price = middle - offset if side is BUY else middle + offset
         return self._unless_own(now_ns, symbol, side, price, lots, "day")
 
@@ -335,7 +364,7 @@ class NoiseTrader(Agent):
 
 class MarketMaker(Agent):
     """Quotes both sides around its fair value (the fundamental, which it is assumed to
-    estimate), `half_spread_ticks` away, skewed against its inventory, and never through the
+    estimate), `half_spread_bps` away, skewed against its inventory, and never through the
     book; at each arrival it moves its quotes there by amending them (`amend` 1; 0: cancels
     and places anew), as post-only orders (`post_only` 1), which the venue rejects rather than
     trade on arrival. Past `inventory_limit_lots` it stops quoting the side that would add to
@@ -352,9 +381,10 @@ class MarketMaker(Agent):
         tick, lot = instrument.tick_size, instrument.lot
         limit = int(p["inventory_limit_lots"]) * lot
         inventory = self.position[symbol]
-        skew = round(int(p["skew_ticks"]) * inventory / limit) * tick if limit else 0
+        skew_ticks = self.ticks(symbol, float(p["skew_bps"]))
+        skew = round(skew_ticks * inventory / limit) * tick if limit else 0
         fair = self.fundamentals.value(symbol, now_ns) - skew
-        half = int(p["half_spread_ticks"]) * tick
+        half = self.ticks(symbol, float(p["half_spread_bps"])) * tick
         lots = int(p["quote_lots"])
         bid, ask = fair - half, fair + half
         # never cross the book: a quote that traded at once would leave that side empty
@@ -411,7 +441,7 @@ class MarketMaker(Agent):
 class ExecutionTrader(Agent):
     """Works a parent order through the continuous session: its side is drawn at its first
     arrival, then each arrival sends a child order of `child_lots`, a market order (a fraction
-    `market_fraction` of them, IOC) or else a fill-or-kill limit order `limit_ticks` through
+    `market_fraction` of them, IOC) or else a fill-or-kill limit order `limit_bps` through
     the touch (all of it or nothing); it stops in an instrument once `parent_lots` have
     traded there."""
 
@@ -437,7 +467,7 @@ class ExecutionTrader(Agent):
         touch = market.best_ask(symbol) if side is BUY else market.best_bid(symbol)
         if touch is None:
             return []
-        through = int(p["limit_ticks"]) * self.instruments[symbol].tick_size
+        through = self.ticks(symbol, float(p["limit_bps"])) * self.instruments[symbol].tick_size
         price = touch + through if side is BUY else touch - through
         return [self.place(now_ns, symbol, side, price, lots, tif="fok")]
 
@@ -499,7 +529,7 @@ class ValueTrader(Agent):
 
 
 class Spoofer(Agent):
-    """Layering: places `layers` large orders on one side, `distance_ticks` and more away from
+    """Layering: places `layers` large orders on one side, `distance_bps` and more away from
     the touch (so they are unlikely to trade), a small genuine order on the other side at its
     touch, and cancels the layers at its first arrival `cancel_after_ms` later."""
 
@@ -525,7 +555,7 @@ class Spoofer(Agent):
         if market.phase(symbol) is not CONTINUOUS or bid is None or ask is None:
             return []
         tick = self.instruments[symbol].tick_size
-        distance = int(p["distance_ticks"]) * tick
+        distance = self.ticks(symbol, float(p["distance_bps"])) * tick
         spoof_side = SELL if self.uniform() < 0.5 else BUY  # sell layers push the price down
         intents = []
         for layer in range(int(p["layers"])):
@@ -590,7 +620,7 @@ class WashTrader(Agent):
 
 class MarkingClose(Agent):
     """Marks the close: active only from `window_s` before the closing auction to the close,
-    it buys aggressively (`aggression_ticks` through the ask, or above the last price in the
+    it buys aggressively (`aggression_bps` through the ask, or above the last price in the
     auction) to lift the closing price."""
 
     kind = "marking_close"
@@ -607,7 +637,7 @@ class MarkingClose(Agent):
             return []
         p = self.group.parameters
         tick = self.instruments[symbol].tick_size
-        push = int(p["aggression_ticks"]) * tick
+        push = self.ticks(symbol, float(p["aggression_bps"])) * tick
         ask = market.best_ask(symbol)
         base = ask if ask is not None and phase is CONTINUOUS else market.last_price(symbol)
         order = self.place(now_ns, symbol, BUY, base + push, int(p["quantity_lots"]))

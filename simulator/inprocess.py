@@ -114,6 +114,7 @@ class Tables:
     orders: dict[str, list[Any]] = field(default_factory=dict)
     trades: dict[str, list[Any]] = field(default_factory=dict)
     blocks: dict[str, list[Any]] = field(default_factory=dict)
+    quotes: dict[str, list[Any]] = field(default_factory=dict)
 
 
 ORDER_COLUMNS: Final = ("time_ns", "order_id", "agent_id", "action", "account", "symbol", "side",
@@ -122,6 +123,8 @@ TRADE_COLUMNS: Final = ("trade_id", "time_ns", "height", "symbol", "price", "qua
                         "buy_order_id", "sell_order_id", "buy_account", "sell_account",
                         "buy_agent_id", "sell_agent_id", "aggressor")  # fmt: skip
 BLOCK_COLUMNS: Final = ("height", "time_ns", "commands", "events", "wall_s")
+QUOTE_COLUMNS: Final = ("time_ns", "symbol", "bid", "ask")
+QUOTE_INTERVAL_NS: Final = 1_000_000_000  # the best bid and ask are sampled every virtual second
 # a block's time (ns), its commands' canonical bytes and their times (ns)
 KeptBlock = tuple[int, tuple[bytes, ...], tuple[int, ...]]
 
@@ -522,6 +525,8 @@ class InProcessDriver:
         self._trade_rows: list[tuple[object, ...]] = []
         self._block_rows: list[tuple[object, ...]] = []
         self._event_names: dict[type, str] = {}
+        self._quote_rows: list[tuple[object, ...]] = []
+        self._next_quote_ns = 0
 
     @property
     def market(self) -> VenueView:
@@ -534,6 +539,7 @@ class InProcessDriver:
             orders=_columns(ORDER_COLUMNS, self._order_rows),
             trades=_columns(TRADE_COLUMNS, self._trade_rows),
             blocks=_columns(BLOCK_COLUMNS, self._block_rows),
+            quotes=_columns(QUOTE_COLUMNS, self._quote_rows),
         )
 
     @property
@@ -551,6 +557,8 @@ class InProcessDriver:
             self._view.phases[symbol] = PHASES[phase]
 
     def advance(self, now_ns: int) -> None:
+        if now_ns >= self._next_quote_ns:
+            self._sample_quotes(now_ns)
         if now_ns >= self._next_cut_ns:
             self._cut(now_ns)
             self._next_cut_ns = (now_ns // self._interval_ns + 1) * self._interval_ns
@@ -587,6 +595,16 @@ class InProcessDriver:
                              intent.symbol, None, intent.price, intent.quantity, None,
                              self._event_name(events[0]) if events else "error", None,
                              None))  # fmt: skip
+
+    def _sample_quotes(self, now_ns: int) -> None:
+        """The best bid and ask of every instrument at each whole virtual second (the book as
+        it stands when the run first reaches or passes it)."""
+        second = QUOTE_INTERVAL_NS
+        at = self._next_quote_ns
+        engine = self.machine.venue.matching
+        for symbol in self._symbols:
+            self._quote_rows.append((at, symbol, engine.best_bid(symbol), engine.best_ask(symbol)))
+        self._next_quote_ns = (now_ns // second + 1) * second
 
     def end(self, now_ns: int) -> None:
         self._run(now_ns, {"type": "end_day", "day": self.scenario.day})

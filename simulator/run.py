@@ -127,11 +127,38 @@ def run_inprocess(
             "trades": pa.table(tables.trades),
             "labels": pa.table(labels, schema=label_schema()),
             "agents": pa.table(agents),
+            "fundamentals": fundamentals_table(simulation),
+            "quotes": pa.table(tables.quotes, schema=quote_schema()),
         },
         blocks_table=tables.blocks,
         kept_commands=driver.kept_commands,
         ledger=ledger,
     )
+
+
+def fundamentals_table(simulation: Simulation) -> pa.Table:
+    """Each instrument's fundamental value at every whole virtual second: `time_ns`, `symbol`,
+    `value` (fen)."""
+    times: list[int] = []
+    symbols: list[str] = []
+    values: list[int] = []
+    duration_s = simulation.scenario.duration_ns // 1_000_000_000
+    for instrument in simulation.scenario.instruments:
+        path = simulation.fundamentals.path(instrument.symbol)[: duration_s + 1]
+        times.extend(second * 1_000_000_000 for second in range(len(path)))
+        symbols.extend([instrument.symbol] * len(path))
+        values.extend(path)
+    integer = pa.int64()
+    return pa.table(
+        {"time_ns": pa.array(times, integer), "symbol": pa.array(symbols, pa.string()),
+         "value": pa.array(values, integer)}
+    )  # fmt: skip
+
+
+def quote_schema() -> pa.Schema:
+    integer = pa.int64()
+    return pa.schema([("time_ns", integer), ("symbol", pa.string()), ("bid", integer),
+                      ("ask", integer)])  # fmt: skip
 
 
 def children_cpu_s() -> float:
@@ -198,6 +225,7 @@ def write_outputs(result: RunResult) -> dict[str, Any]:
     from simulator import charts  # noqa: PLC0415  (matplotlib is slow to import: only here)
 
     charts.price_volume(result.tables["trades"], directory / "price_volume.png")
+    charts.market(result.scenario, result.tables, directory / "market.png")
     charts.throughput(result.blocks_table, directory / "throughput.png")
     document = report(result)
     (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")

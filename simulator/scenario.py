@@ -57,17 +57,18 @@ RATE_PER_S_MAX: Final = 100_000.0
 
 # kind -> parameter -> default (its type is the type the file must give)
 AGENT_PARAMETERS: Final[dict[str, dict[str, int | float | str]]] = {
-    "noise": {"quantity_lots_max": 5, "spread_ticks": 10, "marketable_fraction": 0.2,
-              "cancel_fraction": 0.3, "open_orders_max": 8},
-    "market_maker": {"half_spread_ticks": 2, "quote_lots": 5, "inventory_limit_lots": 50,
-                     "skew_ticks": 2, "post_only": False, "amend": False},
+    "noise": {"quantity_lots_max": 5, "spread_bps": 100.0, "marketable_fraction": 0.2,
+              "cancel_fraction": 0.3, "open_orders_max": 8, "value_weight": 0.0,
+              "auction_cross": True},
+    "market_maker": {"half_spread_bps": 20.0, "quote_lots": 5, "inventory_limit_lots": 50,
+                     "skew_bps": 20.0, "post_only": False, "amend": False},
     "momentum": {"lookback_s": 5.0, "threshold_bps": 10.0, "quantity_lots": 2},
     "value": {"threshold_bps": 20.0, "quantity_lots": 3},
-    "spoofer": {"layers": 3, "layer_lots": 20, "distance_ticks": 3, "genuine_lots": 1,
+    "spoofer": {"layers": 3, "layer_lots": 20, "distance_bps": 30.0, "genuine_lots": 1,
                 "cancel_after_ms": 500.0},
     "wash_trader": {"quantity_lots": 5},
-    "marking_close": {"window_s": 10.0, "quantity_lots": 5, "aggression_ticks": 2},
-    "execution": {"parent_lots": 50, "child_lots": 2, "market_fraction": 0.5, "limit_ticks": 2},
+    "marking_close": {"window_s": 10.0, "quantity_lots": 5, "aggression_bps": 20.0},
+    "execution": {"parent_lots": 50, "child_lots": 2, "market_fraction": 0.5, "limit_bps": 20.0},
 }  # fmt: skip
 ACCOUNTS_PER_AGENT: Final = {"wash_trader": 2}
 
@@ -413,7 +414,7 @@ def _parameters(
             parameters[name] = _number(item, name, path, low=0.0, high=1e9, default=default)
         else:
             parameters[name] = _text(item, name, path, default=default)
-    for name in ("marketable_fraction", "cancel_fraction", "market_fraction"):
+    for name in ("marketable_fraction", "cancel_fraction", "market_fraction", "value_weight"):
         if name in parameters and not 0.0 <= float(parameters[name]) <= 1.0:
             raise ScenarioError(f"{path}.{name}", f"{parameters[name]} is not in [0, 1]")
     return parameters
