@@ -55,14 +55,20 @@ def market(scenario: Scenario, tables: Mapping[str, pa.Table], path: Path) -> No
     symbols = [instrument.symbol for instrument in scenario.instruments]
     figure, axes = plt.subplots(len(symbols), 1, figsize=(11, 3 * len(symbols)), squeeze=False)
     trades, values, quotes = tables["trades"], tables["fundamentals"], tables["quotes"]
-    edges = [change.at_ns / 1e9 for change in scenario.phases] + [scenario.duration_ns / 1e9]
+    day_s = scenario.duration_ns / 1e9
+    spans = []  # (start s, end s, phase) of every phase of every day
+    for number in range(len(scenario.trading_days)):
+        edges = [number * day_s + change.at_ns / 1e9 for change in scenario.phases]
+        edges.append((number + 1) * day_s)
+        for (start, end), change in zip(itertools.pairwise(edges), scenario.phases, strict=False):
+            spans.append((start, end, change.phase))
     for row, symbol in enumerate(symbols):
         axis = axes[row][0]
-        for (start, end), change in zip(itertools.pairwise(edges), scenario.phases, strict=False):
-            colour = PHASE_COLOURS.get(change.phase)
+        for start, end, phase in spans:
+            colour = PHASE_COLOURS.get(phase)
             if colour is not None:
                 axis.axvspan(start, end, color=colour, alpha=0.6, linewidth=0,
-                             label=change.phase.replace("_", " "))  # fmt: skip
+                             label=phase.replace("_", " "))  # fmt: skip
         quote = _of(quotes, symbol)
         seconds = np.asarray(quote["time_ns"], dtype=np.float64) / 1e9
         for side, colour in (("bid", "tab:green"), ("ask", "tab:red")):
@@ -76,7 +82,7 @@ def market(scenario: Scenario, tables: Mapping[str, pa.Table], path: Path) -> No
                   markersize=1.5, color="tab:blue", label="trades")  # fmt: skip
         axis.set_title(symbol)
         axis.set_ylabel("price (fen)")
-        axis.set_xlim(0, scenario.duration_ns / 1e9)
+        axis.set_xlim(0, scenario.run_ns / 1e9)
         handles, labels = axis.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
         axis.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.0, 1.0),

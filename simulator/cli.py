@@ -40,9 +40,13 @@ def main(arguments: argparse.Namespace) -> int:
     if mode == "network" and getattr(arguments, "no_ledger", False):
         print("jinlian simulate: --no-ledger is for in-process runs", file=sys.stderr)
         return 2
+    if mode == "network" and len(scenario.trading_days) > 1:
+        print(f"jinlian simulate: the network mode runs one trading day; {arguments.scenario} "
+              f"has {len(scenario.trading_days)} (days)", file=sys.stderr)  # fmt: skip
+        return 2
     if mode == "network":
         return _network(arguments, scenario, out, console)
-    total_s = scenario.duration_ns / 1e9
+    total_s = scenario.run_ns / 1e9
     with _progress(scenario.name, f"seed {arguments.seed}", console) as progress:
         task = progress.add_task("simulate", total=total_s)
         result = run_inprocess(

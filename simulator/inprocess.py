@@ -52,6 +52,7 @@ from matching.events import (
     TradeExecuted,
 )
 from matching.types import Phase, Side
+from settlement.events import CycleFailed, CycleSettled
 from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Amend, Cancel, Intent, Place
 from simulator.scenario import Scenario
 
@@ -115,6 +116,9 @@ class Tables:
     trades: dict[str, list[Any]] = field(default_factory=dict)
     blocks: dict[str, list[Any]] = field(default_factory=dict)
     quotes: dict[str, list[Any]] = field(default_factory=dict)
+    days: dict[str, list[Any]] = field(default_factory=dict)
+    cycles: dict[str, list[Any]] = field(default_factory=dict)
+    positions: dict[str, list[Any]] = field(default_factory=dict)
 
 
 ORDER_COLUMNS: Final = ("time_ns", "order_id", "agent_id", "action", "account", "symbol", "side",
@@ -124,6 +128,15 @@ TRADE_COLUMNS: Final = ("trade_id", "time_ns", "height", "symbol", "price", "qua
                         "buy_agent_id", "sell_agent_id", "aggressor")  # fmt: skip
 BLOCK_COLUMNS: Final = ("height", "time_ns", "commands", "events", "wall_s")
 QUOTE_COLUMNS: Final = ("time_ns", "symbol", "bid", "ask")
+# one row a trading day: its number from 0, date, virtual span and its start in epoch ns
+DAY_COLUMNS: Final = ("day_number", "day", "start_ns", "end_ns", "start_epoch_ns")
+# one row a net settlement cycle run at a day's end
+CYCLE_COLUMNS: Final = ("day", "time_ns", "cycle_id", "status", "trade_count", "gross_value",
+                        "net_value", "failures")  # fmt: skip
+# at each day's end, before its cycle: every agent account's shares per instrument
+POSITION_COLUMNS: Final = ("day", "time_ns", "account", "symbol", "sellable", "bought_today",
+                           "net_pending")  # fmt: skip
+COMMAND_ID_BASE: Final = 10**9  # the run's settlement command ids: above the genesis's
 QUOTE_INTERVAL_NS: Final = 1_000_000_000  # the best bid and ask are sampled every virtual second
 # a block's time (ns), its commands' canonical bytes and their times (ns)
 KeptBlock = tuple[int, tuple[bytes, ...], tuple[int, ...]]
@@ -508,7 +521,11 @@ class InProcessDriver:
         self._agents = agents
         self._brokers = brokers
         self._symbols = [instrument.symbol for instrument in scenario.instruments]
-        self._start_ns = day_start_ns(scenario.day)
+        self._offset_ns = day_start_ns(scenario.day)  # the current day's 09:30 - its start
+        self._day = scenario.day
+        self._nets = any(i.settlement != "gross" for i in scenario.instruments)
+        self._command_ids = COMMAND_ID_BASE  # the operator's settlement commands
+        self._accounts = sorted(brokers)
         self._interval_ns = scenario.block_interval_ns
         self._next_cut_ns = self._interval_ns
         self._block_commands = scenario.block_commands
@@ -526,6 +543,9 @@ class InProcessDriver:
         self._block_rows: list[tuple[object, ...]] = []
         self._event_names: dict[type, str] = {}
         self._quote_rows: list[tuple[object, ...]] = []
+        self._day_rows: list[tuple[object, ...]] = []
+        self._cycle_rows: list[tuple[object, ...]] = []
+        self._position_rows: list[tuple[object, ...]] = []
         self._next_quote_ns = 0
 
     @property
@@ -540,6 +560,9 @@ class InProcessDriver:
             trades=_columns(TRADE_COLUMNS, self._trade_rows),
             blocks=_columns(BLOCK_COLUMNS, self._block_rows),
             quotes=_columns(QUOTE_COLUMNS, self._quote_rows),
+            days=_columns(DAY_COLUMNS, self._day_rows),
+            cycles=_columns(CYCLE_COLUMNS, self._cycle_rows),
+            positions=_columns(POSITION_COLUMNS, self._position_rows),
         )
 
     @property
@@ -548,8 +571,14 @@ class InProcessDriver:
 
     # -- the Driver protocol --------------------------------------------------------------
 
-    def begin(self, now_ns: int) -> None:
-        self._run(now_ns, {"type": "begin_day", "day": self.scenario.day})
+    def begin(self, now_ns: int, day: int | None = None) -> None:
+        # the day's commands are timed from 09:30 in Shanghai on its date (by default the first)
+        day = self.scenario.day if day is None else day
+        self._offset_ns = day_start_ns(day) - now_ns
+        self._day = day
+        self._day_rows.append((len(self._day_rows), day, now_ns, now_ns + self.scenario.duration_ns,
+                               self._offset_ns + now_ns))  # fmt: skip
+        self._run(now_ns, {"type": "begin_day", "day": day})
 
     def set_phase(self, now_ns: int, phase: str) -> None:
         for symbol in self._symbols:
@@ -596,6 +625,34 @@ class InProcessDriver:
                              self._event_name(events[0]) if events else "error", None,
                              None))  # fmt: skip
 
+    def _positions(self, now_ns: int, day: int) -> None:
+        """Every agent account's shares per instrument at the day's end: `sellable` now,
+        `bought_today` (T+1: sellable from the next day) and `net_pending` (bought under net
+        settlement, not delivered until the cycle)."""
+        venue = self.machine.venue
+        bought, pending = venue.shares_today()
+        rows = self._position_rows
+        for symbol in self._symbols:
+            bought_of, pending_of = bought.get(symbol, {}), pending.get(symbol, {})
+            for account in self._accounts:
+                rows.append((day, now_ns, account, symbol, venue.sellable(symbol, account),
+                             bought_of.get(account, 0), pending_of.get(account, 0)))  # fmt: skip
+
+    def _cycle(self, now_ns: int, day: int, events: list[Any]) -> None:
+        settled = [event for event in events if type(event) is CycleSettled]
+        failed = [event for event in events if type(event) is CycleFailed]
+        row: tuple[object, ...]
+        if settled:
+            done = settled[0]
+            row = (day, now_ns, done.cycle_id, "settled", done.trade_count, done.gross_value,
+                   done.net_value, 0)  # fmt: skip
+        elif failed:
+            row = (day, now_ns, failed[0].cycle_id, "failed", None, None, None, len(failed))
+        else:
+            names = [self._event_name(event) for event in events]
+            row = (day, now_ns, None, ",".join(names) or "none", None, None, None, 0)
+        self._cycle_rows.append(row)
+
     def _sample_quotes(self, now_ns: int) -> None:
         """The best bid and ask of every instrument at each whole virtual second (the book as
         it stands when the run first reaches or passes it)."""
@@ -606,8 +663,21 @@ class InProcessDriver:
             self._quote_rows.append((at, symbol, engine.best_bid(symbol), engine.best_ask(symbol)))
         self._next_quote_ns = (now_ns // second + 1) * second
 
+    def end_day(self, now_ns: int, day: int) -> None:
+        """The day's positions (T+1 and net deliveries pending), its net settlement cycle if
+        the scenario runs one and an instrument settles net, then `end_day`."""
+        self._positions(now_ns, day)
+        if self.scenario.settle_cycle == "end_of_day" and self._nets:
+            self._command_ids += 1
+            command = {"type": "settle_cycle", "command_id": self._command_ids,
+                       "actor": self.genesis.exchange.name}  # fmt: skip
+            events = self._run(now_ns, command)
+            self._cycle(now_ns, day, events)
+        self._run(now_ns, {"type": "end_day", "day": day})
+        for symbol in self._symbols:
+            self._view.phases[symbol] = Phase.CLOSED
+
     def end(self, now_ns: int) -> None:
-        self._run(now_ns, {"type": "end_day", "day": self.scenario.day})
         self._cut(now_ns)
         if self.ledger is not None:
             self.ledger.finish()
@@ -623,7 +693,7 @@ class InProcessDriver:
         ledger = self.ledger
         if ledger is not None:
             # its time is its place in the virtual day (the proposer keeps times from going back)
-            events = ledger.apply(canonical_bytes(command), self._start_ns + now_ns)
+            events = ledger.apply(canonical_bytes(command), self._offset_ns + now_ns)
             full = ledger.pending >= self._block_commands
         else:
             # what VenueMachine.apply does, minus the bytes: the parsed command to the venue
@@ -685,7 +755,7 @@ class InProcessDriver:
                                          self._clock() - self._clock_start))  # fmt: skip
                 self._pending = self._pending_events = 0
             return
-        block = ledger.cut(self._start_ns + now_ns)
+        block = ledger.cut(self._offset_ns + now_ns)
         if block is None:
             return
         commands, events = block.header.command_count, ledger.block_events

@@ -27,7 +27,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.inprocess import LEDGER, NODE, InProcessDriver, KeptBlock
+from simulator.inprocess import (
+    CYCLE_COLUMNS,
+    DAY_COLUMNS,
+    LEDGER,
+    NODE,
+    POSITION_COLUMNS,
+    InProcessDriver,
+    KeptBlock,
+)
 from simulator.scenario import Scenario
 from simulator.simulation import Simulation
 
@@ -106,6 +114,8 @@ def run_inprocess(
         "accounts": [list(spec.accounts) for spec in simulation.specs],
     }
     actions = tables.orders["action"]
+    integer, text = pa.int64(), pa.string()
+    positions_schema = _schema(POSITION_COLUMNS, {"account": text, "symbol": text})
     return RunResult(
         scenario=scenario,
         seed=seed,
@@ -129,6 +139,9 @@ def run_inprocess(
             "agents": pa.table(agents),
             "fundamentals": fundamentals_table(simulation),
             "quotes": pa.table(tables.quotes, schema=quote_schema()),
+            "days": pa.table(tables.days, schema=_schema(DAY_COLUMNS, {"day": integer})),
+            "cycles": pa.table(tables.cycles, schema=_schema(CYCLE_COLUMNS, {"status": text})),
+            "positions": pa.table(tables.positions, schema=positions_schema),
         },
         blocks_table=tables.blocks,
         kept_commands=driver.kept_commands,
@@ -142,7 +155,7 @@ def fundamentals_table(simulation: Simulation) -> pa.Table:
     times: list[int] = []
     symbols: list[str] = []
     values: list[int] = []
-    duration_s = simulation.scenario.duration_ns // 1_000_000_000
+    duration_s = simulation.scenario.run_ns // 1_000_000_000
     for instrument in simulation.scenario.instruments:
         path = simulation.fundamentals.path(instrument.symbol)[: duration_s + 1]
         times.extend(second * 1_000_000_000 for second in range(len(path)))
@@ -153,6 +166,11 @@ def fundamentals_table(simulation: Simulation) -> pa.Table:
         {"time_ns": pa.array(times, integer), "symbol": pa.array(symbols, pa.string()),
          "value": pa.array(values, integer)}
     )  # fmt: skip
+
+
+def _schema(names: tuple[str, ...], types: dict[str, pa.DataType]) -> pa.Schema:
+    """Columns of int64 but those named in `types`: a table's types whatever its rows."""
+    return pa.schema([(name, types.get(name, pa.int64())) for name in names])
 
 
 def quote_schema() -> pa.Schema:

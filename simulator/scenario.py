@@ -34,6 +34,7 @@ Agent parameters and their defaults are in `AGENT_PARAMETERS`; docs/simulator.md
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import importlib
 import itertools
@@ -49,7 +50,9 @@ from typing import Any, Final
 
 SCENARIOS_PACKAGE: Final = "simulator.scenarios"
 PHASES: Final = ("call_auction", "continuous", "closing_auction", "closed")
-SETTLEMENTS: Final = ("gross", "cash_net", "net")
+SETTLEMENTS: Final = ("gross", "cash_net", "net_net")  # as the genesis names them
+SETTLE_CYCLES: Final = ("end_of_day", "none")
+DAYS_MAX: Final = 250
 AGENTS_MAX: Final = 100_000
 INSTRUMENTS_MAX: Final = 100
 DURATION_S_MAX: Final = 7 * 24 * 3600
@@ -72,7 +75,8 @@ AGENT_PARAMETERS: Final[dict[str, dict[str, int | float | str]]] = {
 }  # fmt: skip
 ACCOUNTS_PER_AGENT: Final = {"wash_trader": 2}
 
-_TOP_KEYS: Final = {"name", "description", "duration_s", "day", "block_interval_ms",
+_TOP_KEYS: Final = {"name", "description", "duration_s", "day", "days", "settle_cycle",
+                    "block_interval_ms",
                     "block_commands", "brokers", "cash_per_account", "shares_per_account",
                     "instruments", "phases", "agents"}  # fmt: skip
 _INSTRUMENT_KEYS: Final = {"symbol", "tick_size", "lot", "reference_price", "price_limit_pct",
@@ -203,8 +207,8 @@ class Sweep:
 class Scenario:
     name: str
     description: str
-    duration_ns: int
-    day: int
+    duration_ns: int  # of one trading day
+    day: int  # the first trading day
     block_interval_ns: int
     block_commands: int
     brokers: int
@@ -216,6 +220,17 @@ class Scenario:
     sha256: str  # of the file's bytes
     module_dirs: tuple[str, ...] = ()  # where agent classes' modules are looked for too
     sweep: Sweep | None = None  # the file's [sweep] table: a grid of variants of this scenario
+    days: tuple[int, ...] = ()  # the trading dates (yyyymmdd), in order; () is (day,)
+    settle_cycle: str = "end_of_day"  # when net settlement cycles run: end_of_day or none
+
+    @property
+    def trading_days(self) -> tuple[int, ...]:
+        return self.days or (self.day,)
+
+    @property
+    def run_ns(self) -> int:
+        """Virtual time of the whole run: the trading days back to back."""
+        return self.duration_ns * len(self.trading_days)
 
     def accounts_needed(self) -> int:
         return sum(group.count * group.accounts for group in self.agents)
@@ -283,11 +298,17 @@ def _scenario(document: dict[str, Any], sha256: str, module_dirs: tuple[str, ...
     phases = _phases(document.get("phases", [{"at_s": 0, "phase": "continuous"}]), duration_ns)
     agents = _agents(document.get("agents"), symbols, module_dirs)
     interval_ms = _integer(document, "block_interval_ms", "", low=1, high=3_600_000, default=500)
+    days = _days(document)
+    settle_cycle = _text(document, "settle_cycle", "", default="end_of_day")
+    if settle_cycle not in SETTLE_CYCLES:
+        raise ScenarioError("settle_cycle", f"{settle_cycle!r} is not one of {SETTLE_CYCLES}")
     scenario = Scenario(
         name=_text(document, "name", ""),
         description=str(document.get("description", "")),
         duration_ns=duration_ns,
-        day=_integer(document, "day", "", low=19700101, high=99991231, default=20260105),
+        day=days[0],
+        days=days,
+        settle_cycle=settle_cycle,
         block_interval_ns=interval_ms * 1_000_000,
         block_commands=_integer(document, "block_commands", "", low=1, high=65_536, default=2000),
         brokers=_integer(document, "brokers", "", low=1, high=100, default=2),
@@ -306,6 +327,33 @@ def _scenario(document: dict[str, Any], sha256: str, module_dirs: tuple[str, ...
     if scenario.accounts_per_broker() > 10_000:
         raise ScenarioError("brokers", f"{scenario.accounts_needed()} accounts need more brokers")
     return scenario
+
+
+def _days(document: dict[str, Any]) -> tuple[int, ...]:
+    """The trading dates: `days` (a list, strictly increasing) or the one `day`."""
+    if "days" not in document:
+        day = _integer(document, "day", "", low=19700101, high=99991231, default=20260105)
+        _date(day, "day")
+        return (day,)
+    if "day" in document:
+        raise ScenarioError("day", "give either day or days, not both")
+    days = document["days"]
+    if not isinstance(days, list) or not 1 <= len(days) <= DAYS_MAX:
+        raise ScenarioError("days", f"must be a list of 1 to {DAYS_MAX} dates, got {days!r}")
+    for index, day in enumerate(days):
+        if type(day) is not int:
+            raise ScenarioError(f"days[{index}]", f"must be a date as yyyymmdd, got {day!r}")
+        _date(day, f"days[{index}]")
+        if index and day <= days[index - 1]:
+            raise ScenarioError(f"days[{index}]", f"{day} is not after {days[index - 1]}")
+    return tuple(days)
+
+
+def _date(day: int, field: str) -> None:
+    try:
+        datetime.date(day // 10_000, day // 100 % 100, day % 100)
+    except ValueError:
+        raise ScenarioError(field, f"{day} is not a date (yyyymmdd)") from None
 
 
 def _instruments(value: object) -> tuple[Instrument, ...]:

@@ -36,8 +36,8 @@ class Driver(Protocol):
     @property
     def market(self) -> MarketView: ...
 
-    def begin(self, now_ns: int) -> None:
-        """Open the trading day."""
+    def begin(self, now_ns: int, day: int) -> None:
+        """Open trading day `day` (yyyymmdd) at virtual time `now_ns`."""
 
     def set_phase(self, now_ns: int, phase: str) -> None:
         """Move every instrument to `phase` (scheduled, from the scenario)."""
@@ -48,8 +48,11 @@ class Driver(Protocol):
     def submit(self, now_ns: int, agent: Agent, intents: Sequence[Intent]) -> None:
         """Execute `agent`'s intents, in order, and feed back fills and cancels to agents."""
 
+    def end_day(self, now_ns: int, day: int) -> None:
+        """Close trading day `day` (and run its settlement)."""
+
     def end(self, now_ns: int) -> None:
-        """Close the day and flush what is pending."""
+        """The run is over: flush what is pending."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,7 +104,7 @@ class Simulation:
         self.specs = assign_accounts(scenario)
         market_seed, agents_seed = np.random.SeedSequence(seed).spawn(2)
         self.fundamentals = Fundamentals(
-            scenario.instruments, scenario.duration_ns, np.random.default_rng(market_seed)
+            scenario.instruments, scenario.run_ns, np.random.default_rng(market_seed)
         )
         instruments = {instrument.symbol: instrument for instrument in scenario.instruments}
         groups = [group for group in scenario.agents for _ in range(group.count)]
@@ -123,9 +126,12 @@ class Simulation:
             )
             self.agents.append(agent)
             start, end = agent.arrival_window_ns(scenario.duration_ns, close_ns)
-            times.append(
-                arrival_times_ns(np.random.default_rng(arrivals_seed), group.rate_per_s, start, end)
-            )
+            arrivals = np.random.default_rng(arrivals_seed)
+            day_ns = scenario.duration_ns
+            times.append(np.concatenate([  # the same window each day, from one stream
+                arrival_times_ns(arrivals, group.rate_per_s, k * day_ns + start, k * day_ns + end)
+                for k in range(len(scenario.trading_days))
+            ]))  # fmt: skip
         owners = np.concatenate(
             [np.full(len(t), index, dtype=np.int64) for index, t in enumerate(times)]
             or [np.empty(0, dtype=np.int64)]
@@ -147,32 +153,43 @@ class Simulation:
         observer: Callable[[int, Agent], None] | None = None,
         progress_every: int = 10_000,
     ) -> None:
-        """Drive every arrival through `driver`. `progress(now_ns)` is called every
-        `progress_every` arrivals; `observer(now_ns, agent)` after each agent's intents."""
-        phases = list(self.scenario.phases)
+        """Drive every arrival through `driver`, day after day (each day the scenario's phases,
+        at the same times of its day). `progress(now_ns)` is called every `progress_every`
+        arrivals; `observer(now_ns, agent)` after each agent's intents."""
+        scenario = self.scenario
+        day_ns = scenario.duration_ns
         agents = self.agents
         market = driver.market
         advance, submit = driver.advance, driver.submit
-        driver.begin(0)
-        next_phase_ns = phases[0].at_ns if phases else None
         arrivals = zip(self.schedule_ns.tolist(), self.schedule_agents.tolist(), strict=True)
-        for count, (now_ns, index) in enumerate(arrivals, start=1):
-            while next_phase_ns is not None and next_phase_ns <= now_ns:
-                advance(next_phase_ns)
-                driver.set_phase(next_phase_ns, phases.pop(0).phase)
-                next_phase_ns = phases[0].at_ns if phases else None
-            advance(now_ns)
-            agent = agents[index]
-            intents = agent.act(now_ns, market)
-            if intents:
-                submit(now_ns, agent, intents)
-            if observer is not None:
-                observer(now_ns, agent)
-            if progress is not None and count % progress_every == 0:
-                progress(now_ns)
-        for change in phases:
-            advance(change.at_ns)
-            driver.set_phase(change.at_ns, change.phase)
-        driver.end(self.scenario.duration_ns)
+        pending = next(arrivals, None)
+        count = 0
+        for number, day in enumerate(scenario.trading_days):
+            start_ns, end_ns = number * day_ns, (number + 1) * day_ns
+            driver.begin(start_ns, day)
+            phases = [(start_ns + change.at_ns, change.phase) for change in scenario.phases]
+            next_phase_ns = phases[0][0] if phases else None
+            while pending is not None and pending[0] < end_ns:
+                now_ns, index = pending
+                while next_phase_ns is not None and next_phase_ns <= now_ns:
+                    advance(next_phase_ns)
+                    driver.set_phase(next_phase_ns, phases.pop(0)[1])
+                    next_phase_ns = phases[0][0] if phases else None
+                advance(now_ns)
+                agent = agents[index]
+                intents = agent.act(now_ns, market)
+                if intents:
+                    submit(now_ns, agent, intents)
+                if observer is not None:
+                    observer(now_ns, agent)
+                count += 1
+                if progress is not None and count % progress_every == 0:
+                    progress(now_ns)
+                pending = next(arrivals, None)
+            for at_ns, phase in phases:
+                advance(at_ns)
+                driver.set_phase(at_ns, phase)
+            driver.end_day(end_ns, day)
+        driver.end(scenario.run_ns)
         if progress is not None:
-            progress(self.scenario.duration_ns)
+            progress(scenario.run_ns)
