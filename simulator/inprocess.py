@@ -36,7 +36,7 @@ from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
-from exchange.venue.types import OrderRefused, OrderUnfunded
+from exchange.venue.types import BrokerCommand, OrderRefused, OrderUnfunded
 from exchange.venue.wire_fast import parse_venue_command
 from ledger.block import Block, sign_vote
 from ledger.canonical import canonical_bytes, sha256
@@ -45,13 +45,14 @@ from ledger.keys import PrivateKey, private_key_from_bytes
 from ledger.protocol import MalformedMessage, Message, Propose, VoteMessage, decode, encode
 from ledger.replication import Proposer, Replica
 from ledger.store import BlockStore
+from matching.commands import AmendOrder, CancelOrder, PlaceOrder
 from matching.events import (
     OrderCancelled,
     OrderExpired,
     OrderRejected,
     TradeExecuted,
 )
-from matching.types import Phase, Side
+from matching.types import OrderKind, Phase, Side, TimeInForce
 from settlement.events import CycleFailed, CycleSettled
 from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Amend, Cancel, Intent, Place
 from simulator.scenario import Scenario
@@ -158,6 +159,19 @@ def place_command(broker: str, intent: Place) -> dict[str, Any]:
     if intent.post_only:
         command["post_only"] = True
     return command
+
+
+TIME_IN_FORCE: Final = {"day": TimeInForce.DAY, "ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
+
+
+def place_object(broker: str, intent: Place) -> BrokerCommand:
+    """The venue command `place_command`'s object parses to, built directly (no ledger: no
+    bytes to make); `tests/test_simulator_sweep.py` checks that both runs give one state."""
+    kind = OrderKind.LIMIT if intent.price is not None else OrderKind.MARKET
+    order = PlaceOrder(intent.order_id, intent.symbol, intent.account, intent.side, kind,
+                       intent.price, intent.quantity, TIME_IN_FORCE[intent.tif],
+                       intent.post_only)  # fmt: skip
+    return BrokerCommand(broker=broker, command=order)
 
 
 def amend_command(broker: str, intent: Amend) -> dict[str, Any]:
@@ -594,12 +608,14 @@ class InProcessDriver:
 
     def submit(self, now_ns: int, agent: Agent, intents: Sequence[Intent]) -> None:
         rows = self._order_rows
+        ledger = self.ledger is not None
+        command: dict[str, Any] | BrokerCommand
         for intent in intents:
             kind = type(intent)
             broker = self._brokers[intent.account]
             if kind is Place:
                 assert isinstance(intent, Place)
-                command = place_command(broker, intent)
+                command = place_command(broker, intent) if ledger else place_object(broker, intent)
                 events = self._run(now_ns, command)
                 rows.append((
                     now_ns, intent.order_id, agent.agent_id, "place", intent.account,
@@ -608,8 +624,13 @@ class InProcessDriver:
                     intent.tif, intent.post_only,
                 ))  # fmt: skip
             elif kind is Cancel:
-                command = {"type": "cancel", "broker": broker,
-                           "order_id": intent.order_id, "symbol": intent.symbol}  # fmt: skip
+                if ledger:
+                    command = {"type": "cancel", "broker": broker,
+                               "order_id": intent.order_id, "symbol": intent.symbol}  # fmt: skip
+                else:
+                    command = BrokerCommand(
+                        broker=broker, command=CancelOrder(intent.order_id, intent.symbol)
+                    )
                 events = self._run(now_ns, command)
                 rows.append((now_ns, intent.order_id, agent.agent_id, "cancel", intent.account,
                              intent.symbol, None, None, None, None,
@@ -617,7 +638,16 @@ class InProcessDriver:
                              None))  # fmt: skip
             else:
                 assert isinstance(intent, Amend)
-                command = amend_command(broker, intent)
+                command = (
+                    amend_command(broker, intent)
+                    if ledger
+                    else BrokerCommand(
+                        broker=broker,
+                        command=AmendOrder(
+                            intent.order_id, intent.symbol, intent.price, intent.quantity
+                        ),
+                    )
+                )
                 # a refused or unfunded amend leaves the order as it was: not done
                 events = self._run(now_ns, command, done=False)
                 rows.append((now_ns, intent.order_id, agent.agent_id, "amend", intent.account,
@@ -689,16 +719,21 @@ class InProcessDriver:
 
     # -- commands, feedback and blocks ----------------------------------------------------
 
-    def _run(self, now_ns: int, command: dict[str, Any], *, done: bool = True) -> list[Any]:
+    def _run(
+        self, now_ns: int, command: dict[str, Any] | BrokerCommand, *, done: bool = True
+    ) -> list[Any]:
+        """Execute `command`: its JSON object through the ledger, or without one the venue
+        command itself (an agent's order, built by `place_object`) or parsed from its object."""
         ledger = self.ledger
         if ledger is not None:
+            assert type(command) is dict
             # its time is its place in the virtual day (the proposer keeps times from going back)
             events = ledger.apply(canonical_bytes(command), self._offset_ns + now_ns)
             full = ledger.pending >= self._block_commands
         else:
-            # what VenueMachine.apply does, minus the bytes: the parsed command to the venue
-            # (whose state commitment records the changes all the same), its events as objects
-            parsed = parse_venue_command(command)
+            # what VenueMachine.apply does, minus the bytes: the command to the venue (whose
+            # state commitment records the changes all the same), its events as objects
+            parsed = command if type(command) is BrokerCommand else parse_venue_command(command)
             assert type(parsed) is not wire.WireError, f"{parsed} in {command}"
             events = self._venue_apply(parsed)
             self._pending += 1

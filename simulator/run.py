@@ -77,14 +77,17 @@ def run_inprocess(
     progress: Callable[[int], None] | None = None,
     keep_commands: bool = False,
     ledger: bool = True,
+    prepare: Callable[[Simulation], None] | None = None,
 ) -> RunResult:
     """Run `scenario` under `seed`, writing the consortium and its ledger to `directory` (which
     must be empty or absent). Tables are returned, not written (see `write_outputs`). Without
     `ledger` the venue runs alone: no blocks, no consortium (a directory is still made for the
-    outputs)."""
+    outputs). `prepare(simulation)` is called before the run (the benchmark times agents)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     member_cpu_started = children_cpu_s()
     simulation = Simulation(scenario, seed)
+    if prepare is not None:
+        prepare(simulation)
     brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
     if not ledger:
         directory.mkdir(parents=True, exist_ok=True)
