@@ -7,7 +7,7 @@ too, so a misspelt parameter cannot silently fall back to its default.
 
     name = "smoke"
     duration_s = 60             # the virtual trading day, in seconds
-    day = 20260105              # the venue's trading day (yyyymmdd)
+    day = 20260105              # the venue's trading day (yyyymmdd); or days = [...] for several
     block_interval_ms = 500     # a block is cut every so many virtual ms ...
     block_commands = 2000       # ... or when it holds this many commands
     brokers = 2                 # brokers in the genesis; agents' accounts are spread over them
@@ -24,11 +24,16 @@ too, so a misspelt parameter cannot silently fall back to its default.
     phase = "call_auction"      # call_auction, continuous, closing_auction, closed
 
     [[agents]]
-    kind = "noise"              # noise, market_maker, momentum, value, spoofer,
-    count = 20                  # wash_trader, marking_close
+    kind = "noise"              # noise, market_maker, momentum, value, spoofer, wash_trader,
+    count = 20                  # marking_close, execution; or class = "package.module:Class"
     rate_per_s = 1.0            # Poisson arrivals per agent
 
-Agent parameters and their defaults are in `AGENT_PARAMETERS`; docs/simulator.md explains each.
+    [sweep]                     # optional: a grid of variants (`Sweep`)
+    seeds = [1, 2]
+    "agents[0].rate_per_s" = [0.5, 1.0]
+
+Agent parameters and their defaults are in `AGENT_PARAMETERS` (a class of the user's declares
+its own in `parameters`); docs/simulator.md explains each.
 """
 
 from __future__ import annotations

@@ -170,3 +170,30 @@ def test_noise_traders_never_trade_with_themselves(seed: int, tmp_path: Path) ->
         if kinds[trade["buy_agent_id"]] == "noise"
     )
     assert noise > 0
+
+
+def test_a_kind_registered_by_an_installed_package_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what `importlib.metadata.entry_points(group="jinlian.agents")` lists once a package
+    # declaring `contrarian = "my_agents:Contrarian"` is installed
+    import simulator.scenario as scenario_module
+
+    monkeypatch.setattr(
+        scenario_module, "_entry_points", lambda: {"contrarian": "my_agents:Contrarian"}
+    )
+    path = write_researcher(
+        tmp_path, SCENARIO.replace('class = "my_agents:Contrarian"', 'kind = "contrarian"')
+    )
+    group = load_scenario(path).agents[1]
+    assert (group.kind, group.class_path) == ("contrarian", "my_agents:Contrarian")
+    with pytest.raises(ScenarioError, match=r"agents\[1\]\.kind: 'insider' is not one of"):
+        load_scenario(write_researcher(tmp_path, SCENARIO.replace(
+            'class = "my_agents:Contrarian"', 'kind = "insider"')))  # fmt: skip
+
+
+def test_a_class_and_a_different_kind_are_refused(tmp_path: Path) -> None:
+    both = 'class = "my_agents:Contrarian"\nkind = "noise"'
+    path = write_researcher(tmp_path, SCENARIO.replace('class = "my_agents:Contrarian"', both))
+    with pytest.raises(ScenarioError, match=r"agents\[1\]\.kind: 'noise' is not"):
+        load_scenario(path)
