@@ -161,6 +161,18 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, help="output directory, empty or absent (default: sim-SCENARIO-seedN)"
     )
+    parser.add_argument("--no-ledger", action="store_true",
+                        help="in-process: the venue alone, no blocks and no consortium (fast); "
+                             "the simulator's tables and report only")  # fmt: skip
+    sweep = parser.add_argument_group("sweeps (the scenario's [sweep] table)")
+    sweep.add_argument("--sweep", action="store_true",
+                       help="run every point of the grid, each in a worker process, into "
+                            "--out/point-K, and write --out/results.parquet")  # fmt: skip
+    sweep.add_argument("--point", type=int, metavar="K", help="run point K of the grid alone")
+    sweep.add_argument("--workers", type=int, help="worker processes [one per core]")
+    sweep.add_argument("--executor", default="local",
+                       help="local (worker processes) or dask://HOST:PORT (a Dask scheduler; "
+                            "needs the `dask` extra) [local]")  # fmt: skip
     network = parser.add_argument_group("network mode")
     network.add_argument("--speed", type=float, default=1.0,
                          help="virtual seconds per wall second (time compression) [1]")  # fmt: skip

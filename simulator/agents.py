@@ -37,17 +37,32 @@ UNIFORM_BATCH: Final = 1024
 CONTINUOUS: Final = Phase.CONTINUOUS
 
 
+TIFS: Final = ("day", "ioc", "fok")  # the venue's time in force an agent may give (no gtc)
+
+
 @dataclass(frozen=True, slots=True)
 class Place:
-    """Place a limit order; `ioc` for one that must trade at once or not at all."""
+    """Place an order: a limit order at `price`, or a market order (`price` None, which the
+    venue executes at once, IOC or FOK). `tif`: `day` rests, `ioc` trades what it can at once
+    and cancels the rest, `fok` trades all at once or nothing. `post_only`: a limit order that
+    would trade on arrival is rejected instead (it only ever adds liquidity)."""
 
     order_id: int
     account: str
     symbol: str
     side: Side
-    price: int
+    price: int | None
     quantity: int
-    ioc: bool = False
+    tif: str = "day"
+    post_only: bool = False
+
+    @property
+    def ioc(self) -> bool:
+        return self.tif == "ioc"
+
+    @property
+    def market(self) -> bool:
+        return self.price is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +72,19 @@ class Cancel:
     symbol: str
 
 
-Intent = Place | Cancel
+@dataclass(frozen=True, slots=True)
+class Amend:
+    """Change a resting order's price and/or open quantity (None: unchanged). A new price, or a
+    larger quantity, loses time priority; an amend that crosses trades at once."""
+
+    order_id: int
+    account: str
+    symbol: str
+    price: int | None
+    quantity: int | None
+
+
+Intent = Place | Cancel | Amend
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +131,10 @@ class Fundamentals:
     def value(self, symbol: str, now_ns: int) -> int:
         return self._values[symbol][now_ns // 1_000_000_000]
 
+    def path(self, symbol: str) -> list[int]:
+        """The value at each whole virtual second of the day, from 0."""
+        return self._values[symbol]
+
 
 @dataclass(slots=True)
 class OpenOrder:
@@ -145,6 +176,7 @@ class Agent:
         self._next_order = (agent_id + 1) * ORDER_IDS_PER_AGENT
         self._uniforms: list[float] = []
         self._drawn = 0
+        self._ticks: dict[tuple[str, float], int] = {}
 
     # -- draws ---------------------------------------------------------------------------
 
@@ -178,24 +210,75 @@ class Agent:
         now_ns: int,
         symbol: str,
         side: Side,
-        price: int,
+        price: int | None,
         lots: int,
         *,
-        ioc: bool = False,
+        tif: str = "day",
+        post_only: bool = False,
         account: str | None = None,
     ) -> Place:
+        """A new order of `lots` lots: a limit order at `price` (kept inside the daily band), or
+        a market order if `price` is None (`tif` `ioc` or `fok`)."""
+        assert tif in TIFS, tif
+        assert price is not None or (tif != "day" and not post_only), "a market order is IOC/FOK"
         instrument = self.instruments[symbol]
         low, high = self._bands[symbol]
-        price = min(max(price, low), high)
+        if price is not None:
+            price = min(max(price, low), high)
         self._next_order += 1
         order_id = self._next_order
         quantity = lots * instrument.lot
-        self.open_orders[order_id] = OpenOrder(symbol, side, price, quantity, now_ns)
-        return Place(order_id, account or self.account, symbol, side, price, quantity, ioc)
+        # a market order is kept at the band's edge it may reach, for `crosses_own`
+        kept = price if price is not None else (high if side is BUY else low)
+        self.open_orders[order_id] = OpenOrder(symbol, side, kept, quantity, now_ns)
+        return Place(order_id, account or self.account, symbol, side, price, quantity, tif,
+                     post_only)  # fmt: skip
 
     def cancel(self, order_id: int) -> Cancel:
         order = self.open_orders[order_id]
         return Cancel(order_id, self.account, order.symbol)
+
+    def amend(self, order_id: int, *, price: int | None = None, lots: int | None = None) -> Amend:
+        """Amend one of its open orders (kept inside the band); its own view changes at once
+        (an amend refused because the order has just traded or gone is then corrected by the
+        fill or done feedback that ended it)."""
+        order = self.open_orders[order_id]
+        instrument = self.instruments[order.symbol]
+        if price is not None:
+            low, high = self._bands[order.symbol]
+            price = min(max(price, low), high)
+            order.price = price
+        quantity = None if lots is None else lots * instrument.lot
+        if quantity is not None:
+            order.remaining = quantity
+        return Amend(order_id, self.account, order.symbol, price, quantity)
+
+    def crosses_own(self, symbol: str, side: Side, price: int | None) -> int | None:
+        """The oldest of its own open orders that an order (`price` None: a market order)
+        would trade with, or None: the agent's own self-trade prevention. Its view holds every
+        order it has not heard the end of, so in network mode it errs on the safe side."""
+        for order_id, order in self.open_orders.items():
+            if order.symbol != symbol or order.side is side:
+                continue
+            if price is None or (price >= order.price if side is BUY else price <= order.price):
+                return order_id
+        return None
+
+    def ticks(self, symbol: str, bps: float) -> int:
+        """`bps` of the instrument's reference price in whole ticks (at least one if `bps` > 0):
+        how agents' parameters, given in bps, become prices on every instrument alike."""
+        known = self._ticks.get((symbol, bps))
+        if known is None:
+            instrument = self.instruments[symbol]
+            exact = instrument.reference_price * bps / 10_000 / instrument.tick_size
+            known = max(1, round(exact)) if bps > 0 else 0
+            self._ticks[(symbol, bps)] = known
+        return known
+
+    def clamp(self, symbol: str, price: int) -> int:
+        """`price` kept inside the instrument's band, as `place` keeps it."""
+        low, high = self._bands[symbol]
+        return min(max(price, low), high)
 
     def reference(self, market: MarketView, symbol: str) -> int:
         """The mid if the book is two-sided, else the last price."""
@@ -226,8 +309,12 @@ class Agent:
 
 
 class NoiseTrader(Agent):
-    """Zero intelligence: a random side, a random passive price near the mid or a marketable
-    order; or a cancel of its oldest order. Keeps at most `open_orders_max` orders."""
+    """Zero intelligence: a random side, a random passive price up to `spread_bps` from the mid
+    (pulled toward the fundamental by `value_weight`) or a marketable order; in a call auction
+    (with `auction_cross`) a price up to `spread_bps` either side of the fundamental; or a
+    cancel of its oldest order. Keeps at most `open_orders_max` orders. Never
+    trades with itself: an order that would meet one of its own resting orders is not sent,
+    and the oldest such order is cancelled instead (`crosses_own`)."""
 
     kind = "noise"
 
@@ -249,18 +336,39 @@ class NoiseTrader(Agent):
         if continuous and self.uniform() < float(p["marketable_fraction"]):
             touch = market.best_ask(symbol) if side is BUY else market.best_bid(symbol)
             if touch is not None:
-                return [self.place(now_ns, symbol, side, touch, lots, ioc=True)]
-        offset = (1 + self.below(int(p["spread_ticks"]))) * tick
+                return self._unless_own(now_ns, symbol, side, touch, lots, "ioc")
+        spread = self.ticks(symbol, float(p["spread_bps"]))
+        if not continuous and p["auction_cross"]:
+            # an auction order at a price either side of the fundamental: buyers above it and
+            # sellers below it overlap, so the uncross trades, as real openings do
+            offset = (self.below(2 * spread + 1) - spread) * tick
+            price = self.fundamentals.value(symbol, now_ns) + offset
+            return self._unless_own(now_ns, symbol, side, price, lots, "day")
+        offset = (1 + self.below(spread)) * tick
         middle = self.reference(market, symbol)
+        weight = float(p["value_weight"])
+        if weight:
+            value = self.fundamentals.value(symbol, now_ns)
+            middle = round((weight * value + (1 - weight) * middle) / tick) * tick
         price = middle - offset if side is BUY else middle + offset
-        return [self.place(now_ns, symbol, side, price, lots)]
+        return self._unless_own(now_ns, symbol, side, price, lots, "day")
+
+    def _unless_own(
+        self, now_ns: int, symbol: str, side: Side, price: int, lots: int, tif: str
+    ) -> list[Intent]:
+        own = self.crosses_own(symbol, side, self.clamp(symbol, price))
+        if own is not None:
+            return [self.cancel(own)]
+        return [self.place(now_ns, symbol, side, price, lots, tif=tif)]
 
 
 class MarketMaker(Agent):
     """Quotes both sides around its fair value (the fundamental, which it is assumed to
-    estimate), `half_spread_ticks` away, skewed against its inventory, and never through the
-    book; at each arrival it replaces its quotes. Past `inventory_limit_lots` it stops quoting
-    the side that would add to its inventory."""
+    estimate), `half_spread_bps` away, skewed against its inventory, and never through the
+    book; at each arrival it moves its quotes there by amending them (`amend` 1; 0: cancels
+    and places anew), as post-only orders (`post_only` 1), which the venue rejects rather than
+    trade on arrival. Past `inventory_limit_lots` it stops quoting the side that would add to
+    its inventory."""
 
     kind = "market_maker"
 
@@ -271,12 +379,12 @@ class MarketMaker(Agent):
         p = self.group.parameters
         instrument = self.instruments[symbol]
         tick, lot = instrument.tick_size, instrument.lot
-        intents: list[Intent] = [self.cancel(order_id) for order_id in list(self.open_orders)]
         limit = int(p["inventory_limit_lots"]) * lot
         inventory = self.position[symbol]
-        skew = round(int(p["skew_ticks"]) * inventory / limit) * tick if limit else 0
+        skew_ticks = self.ticks(symbol, float(p["skew_bps"]))
+        skew = round(skew_ticks * inventory / limit) * tick if limit else 0
         fair = self.fundamentals.value(symbol, now_ns) - skew
-        half = int(p["half_spread_ticks"]) * tick
+        half = self.ticks(symbol, float(p["half_spread_bps"])) * tick
         lots = int(p["quote_lots"])
         bid, ask = fair - half, fair + half
         # never cross the book: a quote that traded at once would leave that side empty
@@ -285,16 +393,83 @@ class MarketMaker(Agent):
             bid = min(bid, best_ask - tick)
         if best_bid is not None:
             ask = max(ask, best_bid + tick)
-        if inventory < limit:
-            intents.append(self.place(now_ns, symbol, BUY, bid, lots))
-        if inventory > -limit:
-            intents.append(self.place(now_ns, symbol, SELL, ask, lots))
+        wanted = {BUY: bid if inventory < limit else None,
+                  SELL: ask if inventory > -limit else None}  # fmt: skip
+        if not p["amend"]:
+            intents: list[Intent] = [self.cancel(order_id) for order_id in list(self.open_orders)]
+            for side, price in wanted.items():
+                if price is not None:
+                    intents.append(self._quote(now_ns, symbol, side, price, lots))
+            return intents
+        return self._move_quotes(now_ns, symbol, wanted, lots * lot)
+
+    def _move_quotes(
+        self, now_ns: int, symbol: str, wanted: dict[Side, int | None], quantity: int
+    ) -> list[Intent]:
+        """One quote a side, amended to its new price and size; extra or unwanted ones
+        cancelled, missing ones placed."""
+        intents: list[Intent] = []
+        held: dict[Side, int] = {}
+        for order_id, order in list(self.open_orders.items()):
+            if order.side in held or wanted[order.side] is None:
+                intents.append(self.cancel(order_id))
+            else:
+                held[order.side] = order_id
+        lots = quantity // self.instruments[symbol].lot
+        for side, price in wanted.items():
+            if price is None:
+                continue
+            quote = held.get(side)
+            if quote is None:
+                intents.append(self._quote(now_ns, symbol, side, price, lots))
+                continue
+            order = self.open_orders[quote]
+            if order.price != self.clamp(symbol, price) or order.remaining != quantity:
+                intents.append(self.amend(quote, price=price, lots=lots))
         return intents
+
+    def _quote(self, now_ns: int, symbol: str, side: Side, price: int, lots: int) -> Place:
+        return self.place(now_ns, symbol, side, price, lots, post_only=bool(
+            self.group.parameters["post_only"]))  # fmt: skip
 
     def cancel(self, order_id: int) -> Cancel:
         # a quote being replaced is forgotten at once: its cancel's outcome does not matter
         order = self.open_orders.pop(order_id)
         return Cancel(order_id, self.account, order.symbol)
+
+
+class ExecutionTrader(Agent):
+    """Works a parent order through the continuous session: its side is drawn at its first
+    arrival, then each arrival sends a child order of `child_lots`, a market order (a fraction
+    `market_fraction` of them, IOC) or else a fill-or-kill limit order `limit_bps` through
+    the touch (all of it or nothing); it stops in an instrument once `parent_lots` have
+    traded there."""
+
+    kind = "execution"
+
+    def __init__(self, **kwargs: Any) -> None:  # the keywords of Agent
+        super().__init__(**kwargs)
+        self._side: Side | None = None
+
+    def act(self, now_ns: int, market: MarketView) -> list[Intent]:
+        symbol = self.pick_symbol()
+        if market.phase(symbol) is not CONTINUOUS:
+            return []
+        p = self.group.parameters
+        if self._side is None:
+            self._side = BUY if self.uniform() < 0.5 else SELL
+        side = self._side
+        if abs(self.position[symbol]) >= int(p["parent_lots"]) * self.instruments[symbol].lot:
+            return []
+        lots = int(p["child_lots"])
+        if self.uniform() < float(p["market_fraction"]):
+            return [self.place(now_ns, symbol, side, None, lots, tif="ioc")]
+        touch = market.best_ask(symbol) if side is BUY else market.best_bid(symbol)
+        if touch is None:
+            return []
+        through = self.ticks(symbol, float(p["limit_bps"])) * self.instruments[symbol].tick_size
+        price = touch + through if side is BUY else touch - through
+        return [self.place(now_ns, symbol, side, price, lots, tif="fok")]
 
 
 class MomentumTrader(Agent):
@@ -325,9 +500,9 @@ class MomentumTrader(Agent):
         threshold = float(p["threshold_bps"])
         lots = int(p["quantity_lots"])
         if change_bps > threshold and (ask := market.best_ask(symbol)) is not None:
-            return [self.place(now_ns, symbol, BUY, ask, lots, ioc=True)]
+            return [self.place(now_ns, symbol, BUY, ask, lots, tif="ioc")]
         if change_bps < -threshold and (bid := market.best_bid(symbol)) is not None:
-            return [self.place(now_ns, symbol, SELL, bid, lots, ioc=True)]
+            return [self.place(now_ns, symbol, SELL, bid, lots, tif="ioc")]
         return []
 
 
@@ -347,14 +522,14 @@ class ValueTrader(Agent):
         lots = int(p["quantity_lots"])
         ask, bid = market.best_ask(symbol), market.best_bid(symbol)
         if ask is not None and ask < value - margin:
-            return [self.place(now_ns, symbol, BUY, ask, lots, ioc=True)]
+            return [self.place(now_ns, symbol, BUY, ask, lots, tif="ioc")]
         if bid is not None and bid > value + margin:
-            return [self.place(now_ns, symbol, SELL, bid, lots, ioc=True)]
+            return [self.place(now_ns, symbol, SELL, bid, lots, tif="ioc")]
         return []
 
 
 class Spoofer(Agent):
-    """Layering: places `layers` large orders on one side, `distance_ticks` and more away from
+    """Layering: places `layers` large orders on one side, `distance_bps` and more away from
     the touch (so they are unlikely to trade), a small genuine order on the other side at its
     touch, and cancels the layers at its first arrival `cancel_after_ms` later."""
 
@@ -380,7 +555,7 @@ class Spoofer(Agent):
         if market.phase(symbol) is not CONTINUOUS or bid is None or ask is None:
             return []
         tick = self.instruments[symbol].tick_size
-        distance = int(p["distance_ticks"]) * tick
+        distance = self.ticks(symbol, float(p["distance_bps"])) * tick
         spoof_side = SELL if self.uniform() < 0.5 else BUY  # sell layers push the price down
         intents = []
         for layer in range(int(p["layers"])):
@@ -431,7 +606,7 @@ class WashTrader(Agent):
         first, second = (0, 1) if self.uniform() < 0.5 else (1, 0)
         lots = int(self.group.parameters["quantity_lots"])
         sell = self.place(now_ns, symbol, SELL, price, lots, account=self.accounts[first])
-        buy = self.place(now_ns, symbol, BUY, price, lots, account=self.accounts[second], ioc=True)
+        buy = self.place(now_ns, symbol, BUY, price, lots, account=self.accounts[second], tif="ioc")
         if sell.price != price or buy.price != price:  # clamped to the band: would not meet
             return []
         self.labels.append(
@@ -445,7 +620,7 @@ class WashTrader(Agent):
 
 class MarkingClose(Agent):
     """Marks the close: active only from `window_s` before the closing auction to the close,
-    it buys aggressively (`aggression_ticks` through the ask, or above the last price in the
+    it buys aggressively (`aggression_bps` through the ask, or above the last price in the
     auction) to lift the closing price."""
 
     kind = "marking_close"
@@ -462,7 +637,7 @@ class MarkingClose(Agent):
             return []
         p = self.group.parameters
         tick = self.instruments[symbol].tick_size
-        push = int(p["aggression_ticks"]) * tick
+        push = self.ticks(symbol, float(p["aggression_bps"])) * tick
         ask = market.best_ask(symbol)
         base = ask if ask is not None and phase is CONTINUOUS else market.last_price(symbol)
         order = self.place(now_ns, symbol, BUY, base + push, int(p["quantity_lots"]))
@@ -475,7 +650,7 @@ class MarkingClose(Agent):
 AGENT_TYPES: Final[dict[str, type[Agent]]] = {
     cls.kind: cls
     for cls in (NoiseTrader, MarketMaker, MomentumTrader, ValueTrader, Spoofer, WashTrader,
-                MarkingClose)
+                MarkingClose, ExecutionTrader)
 }  # fmt: skip
 
 

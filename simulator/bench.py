@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -30,11 +32,14 @@ from typing import Any, Final
 from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.genesis import load_genesis
+from simulator.agents import Intent, MarketView
 from simulator.inprocess import LEDGER, CertifiedLedger, KeptBlock, write_consortium
 from simulator.run import children_cpu_s, run_inprocess
 from simulator.scenario import Scenario, load_scenario
+from simulator.simulation import Simulation
 
 GOAL_RATIO: Final = 0.5  # the run's wall-clock rate over VenueMachine alone's (issue #16)
+GOAL_NO_LEDGER_MESSAGES_PER_S: Final = 60_000  # issue #18, beside ABIDES's rates
 ABIDES_MESSAGES_PER_S: Final = (37_000, 56_000)  # its standard day, on this machine
 
 
@@ -97,9 +102,59 @@ def replay_ledger(
     return timing, tip
 
 
+class ActTimer:
+    """Wraps every agent's `act` to add up the wall time agents spend deciding."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+
+    def prepare(self, simulation: Simulation) -> None:
+        for agent in simulation.agents:
+            agent.act = self._timed(agent.act)  # type: ignore[method-assign]
+
+    def _timed(self, act: Callable[[int, MarketView], list[Intent]]) -> Callable[..., Any]:
+        clock = time.perf_counter
+
+        def timed(now_ns: int, market: MarketView) -> list[Intent]:
+            started = clock()
+            intents = act(now_ns, market)
+            self.seconds += clock() - started
+            self.calls += 1
+            return intents
+
+        return timed
+
+
+def without_ledger(scenario: Scenario, seed: int, directory: Path) -> dict[str, Any]:
+    """The run without the ledger (`--no-ledger`), alternated with a run of it whose agents'
+    `act` calls are timed (two rounds each; medians): its messages/s and the agents' own µs
+    per message."""
+    rates: list[float] = []
+    agents_us: list[float] = []
+    state_hash, messages = "", 0
+    for round_number in range(2):
+        plain = run_inprocess(scenario, seed, directory / f"plain{round_number}", ledger=False)
+        timer = ActTimer()
+        timed = run_inprocess(scenario, seed, directory / f"timed{round_number}", ledger=False,
+                              prepare=timer.prepare)  # fmt: skip
+        assert plain.state_hash == timed.state_hash, "timing changed the run"
+        rates.append(plain.messages_per_s)
+        agents_us.append(timer.seconds / timed.messages * 1e6)
+        state_hash, messages = plain.state_hash, plain.messages
+    return {
+        "messages": messages,
+        "state_hash": state_hash,
+        "messages_per_s": round(statistics.median(rates)),
+        "messages_per_s_rounds": [round(rate) for rate in rates],
+        "agents_us_per_message": round(statistics.median(agents_us), 2),
+    }
+
+
 def main(arguments: argparse.Namespace) -> int:
     scenario = load_scenario(arguments.scenario)
     with tempfile.TemporaryDirectory() as scratch:
+        alone = without_ledger(scenario, arguments.seed, Path(scratch) / "alone")
         result = run_inprocess(scenario, arguments.seed, Path(scratch) / "run", keep_commands=True)
         blocks = result.kept_commands
         assert blocks is not None
@@ -121,6 +176,11 @@ def main(arguments: argparse.Namespace) -> int:
         "blocks": result.blocks,
         "state_hashes_agree": ledger.state_hash == machine.state_hash == result.state_hash,
         "replayed_chain_agrees": tip_hash.hex() == result.tip_hash,
+        "no_ledger_state_hash_agrees": alone["state_hash"] == result.state_hash,
+        "no_ledger_messages_per_s": alone["messages_per_s"],
+        "no_ledger_messages_per_s_rounds": alone["messages_per_s_rounds"],
+        "agents_us_per_message": alone["agents_us_per_message"],
+        "goal_no_ledger_messages_per_s": GOAL_NO_LEDGER_MESSAGES_PER_S,
     }
     for name, timing in (("run", run), ("ledger_replay", ledger), ("machine_replay", machine)):
         figures[f"{name}_wall_s"] = round(timing.wall_s, 3)
@@ -139,7 +199,8 @@ def main(arguments: argparse.Namespace) -> int:
         print(json.dumps(figures))
     else:
         _print(figures)
-    return 0 if figures["state_hashes_agree"] and figures["replayed_chain_agrees"] else 1
+    agree = ("state_hashes_agree", "replayed_chain_agrees", "no_ledger_state_hash_agrees")
+    return 0 if all(figures[name] for name in agree) else 1
 
 
 def _print(figures: dict[str, Any]) -> None:
@@ -175,3 +236,9 @@ def _print(figures: dict[str, Any]) -> None:
           f"VenueMachine alone {figures['machine_replay_cpu_s']:.1f}")  # fmt: skip
     print(f"  final state hashes agree: {figures['state_hashes_agree']}; "
           f"the replay's chain is the run's: {figures['replayed_chain_agrees']}")  # fmt: skip
+    rounds = ", ".join(f"{rate:,}" for rate in figures["no_ledger_messages_per_s_rounds"])
+    print(f"  without the ledger (--no-ledger): {figures['no_ledger_messages_per_s']:,} "
+          f"messages/s wall (median of {rounds}; goal "
+          f"{figures['goal_no_ledger_messages_per_s']:,}); agents' own decisions "
+          f"{figures['agents_us_per_message']:.2f} µs per message; same final state: "
+          f"{figures['no_ledger_state_hash_agrees']}")  # fmt: skip

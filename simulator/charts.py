@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import matplotlib
 
@@ -13,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the backend
 import numpy as np
 import pyarrow as pa
+
+from simulator.scenario import Scenario
 
 
 def price_volume(trades: pa.Table, path: Path) -> None:
@@ -36,6 +39,65 @@ def price_volume(trades: pa.Table, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+PHASE_COLOURS: Final = {
+    "call_auction": "#f2d7a6",
+    "closing_auction": "#c9dcf0",
+    "closed": "#dddddd",
+    "halted": "#f0c0c0",
+}  # continuous: unshaded
+
+
+def market(scenario: Scenario, tables: Mapping[str, pa.Table], path: Path) -> None:
+    """Per instrument, over virtual time: trade prices, the fundamental value, the best bid
+    and ask (sampled each second), with the trading phases shaded."""
+    symbols = [instrument.symbol for instrument in scenario.instruments]
+    figure, axes = plt.subplots(len(symbols), 1, figsize=(11, 3 * len(symbols)), squeeze=False)
+    trades, values, quotes = tables["trades"], tables["fundamentals"], tables["quotes"]
+    day_s = scenario.duration_ns / 1e9
+    spans = []  # (start s, end s, phase) of every phase of every day
+    for number in range(len(scenario.trading_days)):
+        edges = [number * day_s + change.at_ns / 1e9 for change in scenario.phases]
+        edges.append((number + 1) * day_s)
+        for (start, end), change in zip(itertools.pairwise(edges), scenario.phases, strict=False):
+            spans.append((start, end, change.phase))
+    for row, symbol in enumerate(symbols):
+        axis = axes[row][0]
+        for start, end, phase in spans:
+            colour = PHASE_COLOURS.get(phase)
+            if colour is not None:
+                axis.axvspan(start, end, color=colour, alpha=0.6, linewidth=0,
+                             label=phase.replace("_", " "))  # fmt: skip
+        quote = _of(quotes, symbol)
+        seconds = np.asarray(quote["time_ns"], dtype=np.float64) / 1e9
+        for side, colour in (("bid", "tab:green"), ("ask", "tab:red")):
+            level = np.asarray([np.nan if v is None else v for v in quote[side]], dtype=float)
+            axis.step(seconds, level, where="post", color=colour, linewidth=0.5, label=side)
+        value = _of(values, symbol)
+        axis.plot(np.asarray(value["time_ns"], dtype=np.float64) / 1e9, value["value"],
+                  color="black", linewidth=1.0, label="fundamental")  # fmt: skip
+        traded = _of(trades, symbol)
+        axis.plot(np.asarray(traded["time_ns"], dtype=np.float64) / 1e9, traded["price"], ".",
+                  markersize=1.5, color="tab:blue", label="trades")  # fmt: skip
+        axis.set_title(symbol)
+        axis.set_ylabel("price (fen)")
+        axis.set_xlim(0, scenario.run_ns / 1e9)
+        handles, labels = axis.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=True))
+        axis.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                    fontsize=7, frameon=False)  # fmt: skip
+    axes[-1][0].set_xlabel("virtual time (s)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def _of(table: pa.Table, symbol: str) -> dict[str, list[Any]]:
+    """The rows of `symbol`, as columns."""
+    names = table.column("symbol").to_pylist()
+    rows = [index for index, name in enumerate(names) if name == symbol]
+    return {column: table.column(column).take(rows).to_pylist() for column in table.column_names}
 
 
 def throughput(blocks: Mapping[str, Sequence[Any]], path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,15 +29,24 @@ def main(arguments: argparse.Namespace) -> int:
         print(f"jinlian simulate: --seed must be in [0, 2**63), got {arguments.seed}",
               file=sys.stderr)  # fmt: skip
         return 2
+    if getattr(arguments, "sweep", False) or getattr(arguments, "point", None) is not None:
+        return _sweep(arguments, scenario, console)
     mode = getattr(arguments, "mode", "inprocess")
     suffix = "-network" if mode == "network" else ""
     out: Path = arguments.out or Path(f"sim-{scenario.name}-seed{arguments.seed}{suffix}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         print(f"jinlian simulate: --out {out} is not an empty directory", file=sys.stderr)
         return 2
+    if mode == "network" and getattr(arguments, "no_ledger", False):
+        print("jinlian simulate: --no-ledger is for in-process runs", file=sys.stderr)
+        return 2
+    if mode == "network" and len(scenario.trading_days) > 1:
+        print(f"jinlian simulate: the network mode runs one trading day; {arguments.scenario} "
+              f"has {len(scenario.trading_days)} (days)", file=sys.stderr)  # fmt: skip
+        return 2
     if mode == "network":
         return _network(arguments, scenario, out, console)
-    total_s = scenario.duration_ns / 1e9
+    total_s = scenario.run_ns / 1e9
     with _progress(scenario.name, f"seed {arguments.seed}", console) as progress:
         task = progress.add_task("simulate", total=total_s)
         result = run_inprocess(
@@ -44,6 +54,7 @@ def main(arguments: argparse.Namespace) -> int:
             arguments.seed,
             out,
             progress=lambda now_ns: progress.update(task, completed=now_ns / 1e9),
+            ledger=not getattr(arguments, "no_ledger", False),
         )
     document = write_outputs(result)
     table = Table(title=f"jinlian simulate {scenario.name} (seed {arguments.seed}, in-process)")
@@ -64,9 +75,63 @@ def main(arguments: argparse.Namespace) -> int:
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
-    print(f"wrote {out}: report.json, orders/trades/labels/agents.parquet, charts; "
-          f"verify with: jinlian verify {out}/{document['node']}")  # fmt: skip
+    if result.ledger:
+        print(f"wrote {out}: report.json, orders/trades/labels/agents.parquet, charts; "
+              f"verify with: jinlian verify {out}/{document['node']}")  # fmt: skip
+    else:
+        print(f"wrote {out}: report.json, orders/trades/labels/agents.parquet, charts "
+              "(--no-ledger: no consortium, no blocks)")  # fmt: skip
     return 0
+
+
+def _sweep(arguments: argparse.Namespace, scenario: Scenario, console: Console) -> int:
+    from simulator import sweep  # noqa: PLC0415 - only for sweeps
+
+    if scenario.sweep is None:
+        print(f"jinlian simulate: {arguments.scenario} has no [sweep] table", file=sys.stderr)
+        return 2
+    if getattr(arguments, "mode", "inprocess") != "inprocess":
+        print("jinlian simulate: sweeps run in-process only", file=sys.stderr)
+        return 2
+    ledger = not arguments.no_ledger
+    if arguments.point is not None:
+        try:
+            scenario.sweep.point(arguments.point)
+        except ScenarioError as error:
+            print(f"jinlian simulate: {error}", file=sys.stderr)
+            return 2
+        out: Path = arguments.out or Path(f"sim-{scenario.name}-point{arguments.point}")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            print(f"jinlian simulate: --out {out} is not an empty directory", file=sys.stderr)
+            return 2
+        row = sweep.run_point(arguments.scenario, arguments.point, out, ledger=ledger)
+        print(json.dumps(row))
+        return 0 if row["status"] == "ok" else 1
+    out = arguments.out or Path(f"sweep-{scenario.name}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"jinlian simulate: --out {out} is not an empty directory", file=sys.stderr)
+        return 2
+    with _progress(scenario.name, f"sweep of {scenario.sweep.size} points", console) as bar:
+        task = bar.add_task("sweep", total=scenario.sweep.size)
+        try:
+            table = sweep.run_sweep(
+                arguments.scenario, out, workers=arguments.workers, executor=arguments.executor,
+                ledger=ledger, progress=lambda done, _: bar.update(task, completed=done),
+            )  # fmt: skip
+        except sweep.SweepError as error:
+            print(f"jinlian simulate: {error}", file=sys.stderr)
+            return 2
+    summary = Table(title=f"jinlian simulate {scenario.name} --sweep ({table.num_rows} points)")
+    swept = [path for path, _ in scenario.sweep.parameters]
+    shown = ["point", "seed", *swept, "status", "messages", "trades", "wall_s", "error"]
+    for name in shown:
+        summary.add_column(name, overflow="fold")
+    for row in table.select(shown).to_pylist():
+        summary.add_row(*("" if value is None else str(value) for value in row.values()))
+    Console().print(summary)
+    failed = sum(1 for status in table["status"].to_pylist() if status != "ok")
+    print(f"wrote {out}: results.parquet, results.csv, point-K/ per point; {failed} failed")
+    return 0 if not failed else 1
 
 
 def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, console: Console) -> int:

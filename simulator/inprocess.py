@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import multiprocessing
+import tempfile
 import time
 import traceback
 from collections import deque
@@ -35,7 +36,8 @@ from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
-from exchange.venue.types import OrderRefused, OrderUnfunded
+from exchange.venue.types import BrokerCommand, OrderRefused, OrderUnfunded
+from exchange.venue.wire_fast import parse_venue_command
 from ledger.block import Block, sign_vote
 from ledger.canonical import canonical_bytes, sha256
 from ledger.genesis import Genesis, Member, load_genesis
@@ -43,14 +45,16 @@ from ledger.keys import PrivateKey, private_key_from_bytes
 from ledger.protocol import MalformedMessage, Message, Propose, VoteMessage, decode, encode
 from ledger.replication import Proposer, Replica
 from ledger.store import BlockStore
+from matching.commands import AmendOrder, CancelOrder, PlaceOrder
 from matching.events import (
     OrderCancelled,
     OrderExpired,
     OrderRejected,
     TradeExecuted,
 )
-from matching.types import Phase, Side
-from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Cancel, Intent, Place
+from matching.types import OrderKind, Phase, Side, TimeInForce
+from settlement.events import CycleFailed, CycleSettled
+from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Amend, Cancel, Intent, Place
 from simulator.scenario import Scenario
 
 NODE: Final = "bank1"  # the member whose store the run writes
@@ -112,16 +116,72 @@ class Tables:
     orders: dict[str, list[Any]] = field(default_factory=dict)
     trades: dict[str, list[Any]] = field(default_factory=dict)
     blocks: dict[str, list[Any]] = field(default_factory=dict)
+    quotes: dict[str, list[Any]] = field(default_factory=dict)
+    days: dict[str, list[Any]] = field(default_factory=dict)
+    cycles: dict[str, list[Any]] = field(default_factory=dict)
+    positions: dict[str, list[Any]] = field(default_factory=dict)
 
 
 ORDER_COLUMNS: Final = ("time_ns", "order_id", "agent_id", "action", "account", "symbol", "side",
-                        "price", "quantity", "ioc", "outcome")  # fmt: skip
+                        "price", "quantity", "ioc", "outcome", "tif", "post_only")  # fmt: skip
 TRADE_COLUMNS: Final = ("trade_id", "time_ns", "height", "symbol", "price", "quantity",
                         "buy_order_id", "sell_order_id", "buy_account", "sell_account",
                         "buy_agent_id", "sell_agent_id", "aggressor")  # fmt: skip
 BLOCK_COLUMNS: Final = ("height", "time_ns", "commands", "events", "wall_s")
+QUOTE_COLUMNS: Final = ("time_ns", "symbol", "bid", "ask")
+# one row a trading day: its number from 0, date, virtual span and its start in epoch ns
+DAY_COLUMNS: Final = ("day_number", "day", "start_ns", "end_ns", "start_epoch_ns")
+# one row a net settlement cycle run at a day's end
+CYCLE_COLUMNS: Final = ("day", "time_ns", "cycle_id", "status", "trade_count", "gross_value",
+                        "net_value", "failures")  # fmt: skip
+# at each day's end, before its cycle: every agent account's shares per instrument
+POSITION_COLUMNS: Final = ("day", "time_ns", "account", "symbol", "sellable", "bought_today",
+                           "net_pending")  # fmt: skip
+COMMAND_ID_BASE: Final = 10**9  # the run's settlement command ids: above the genesis's
+QUOTE_INTERVAL_NS: Final = 1_000_000_000  # the best bid and ask are sampled every virtual second
 # a block's time (ns), its commands' canonical bytes and their times (ns)
 KeptBlock = tuple[int, tuple[bytes, ...], tuple[int, ...]]
+
+
+def place_command(broker: str, intent: Place) -> dict[str, Any]:
+    """The venue's `place` command (as a broker's, without a client order id) for `intent`."""
+    command: dict[str, Any] = {
+        "type": "place", "broker": broker, "order_id": intent.order_id,
+        "symbol": intent.symbol, "account": intent.account, "side": SIDE_NAMES[intent.side],
+        "quantity": intent.quantity,
+    }  # fmt: skip
+    if intent.price is None:
+        command["kind"] = "market"
+    else:
+        command["price"] = intent.price
+    if intent.tif != ("day" if intent.price is not None else "ioc"):
+        command["tif"] = intent.tif
+    if intent.post_only:
+        command["post_only"] = True
+    return command
+
+
+TIME_IN_FORCE: Final = {"day": TimeInForce.DAY, "ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
+
+
+def place_object(broker: str, intent: Place) -> BrokerCommand:
+    """The venue command `place_command`'s object parses to, built directly (no ledger: no
+    bytes to make); `tests/test_simulator_sweep.py` checks that both runs give one state."""
+    kind = OrderKind.LIMIT if intent.price is not None else OrderKind.MARKET
+    order = PlaceOrder(intent.order_id, intent.symbol, intent.account, intent.side, kind,
+                       intent.price, intent.quantity, TIME_IN_FORCE[intent.tif],
+                       intent.post_only)  # fmt: skip
+    return BrokerCommand(broker=broker, command=order)
+
+
+def amend_command(broker: str, intent: Amend) -> dict[str, Any]:
+    command: dict[str, Any] = {"type": "amend", "broker": broker, "order_id": intent.order_id,
+                               "symbol": intent.symbol}  # fmt: skip
+    if intent.price is not None:
+        command["price"] = intent.price
+    if intent.quantity is not None:
+        command["quantity"] = intent.quantity
+    return command
 
 
 class VenueView:
@@ -452,20 +512,34 @@ class InProcessDriver:
         *,
         keep_commands: bool = False,
         clock: Callable[[], float] = time.perf_counter,
+        ledger: bool = True,
     ) -> None:
         self.scenario = scenario
         self.directory = directory
-        self.genesis: Genesis = write_consortium(scenario, seed, directory)
-        self.ledger = CertifiedLedger(
-            self.genesis, seed, directory, block_commands=scenario.block_commands
-        )
-        self.machine = self.ledger.venue.machine
-        self._apply = self.ledger.apply
+        self.ledger: CertifiedLedger | None = None
+        if ledger:
+            self.genesis: Genesis = write_consortium(scenario, seed, directory)
+            self.ledger = CertifiedLedger(
+                self.genesis, seed, directory, block_commands=scenario.block_commands
+            )
+            self.machine = self.ledger.venue.machine
+        else:  # the same genesis, its keys and files dropped: no consortium is written
+            with tempfile.TemporaryDirectory() as scratch:
+                self.genesis = write_consortium(scenario, seed, Path(scratch))
+            self.machine = VenueMachine(venue_from_genesis(self.genesis))
+        self._venue_apply = self.machine.venue.apply
+        self._pending = 0  # without a ledger: commands applied since the last cut
+        self._pending_events = 0
+        self._cuts = 0
         self._view = VenueView(self.machine, scenario)
         self._agents = agents
         self._brokers = brokers
         self._symbols = [instrument.symbol for instrument in scenario.instruments]
-        self._start_ns = day_start_ns(scenario.day)
+        self._offset_ns = day_start_ns(scenario.day)  # the current day's 09:30 - its start
+        self._day = scenario.day
+        self._nets = any(i.settlement != "gross" for i in scenario.instruments)
+        self._command_ids = COMMAND_ID_BASE  # the operator's settlement commands
+        self._accounts = sorted(brokers)
         self._interval_ns = scenario.block_interval_ns
         self._next_cut_ns = self._interval_ns
         self._block_commands = scenario.block_commands
@@ -482,6 +556,11 @@ class InProcessDriver:
         self._trade_rows: list[tuple[object, ...]] = []
         self._block_rows: list[tuple[object, ...]] = []
         self._event_names: dict[type, str] = {}
+        self._quote_rows: list[tuple[object, ...]] = []
+        self._day_rows: list[tuple[object, ...]] = []
+        self._cycle_rows: list[tuple[object, ...]] = []
+        self._position_rows: list[tuple[object, ...]] = []
+        self._next_quote_ns = 0
 
     @property
     def market(self) -> VenueView:
@@ -494,16 +573,26 @@ class InProcessDriver:
             orders=_columns(ORDER_COLUMNS, self._order_rows),
             trades=_columns(TRADE_COLUMNS, self._trade_rows),
             blocks=_columns(BLOCK_COLUMNS, self._block_rows),
+            quotes=_columns(QUOTE_COLUMNS, self._quote_rows),
+            days=_columns(DAY_COLUMNS, self._day_rows),
+            cycles=_columns(CYCLE_COLUMNS, self._cycle_rows),
+            positions=_columns(POSITION_COLUMNS, self._position_rows),
         )
 
     @property
     def height(self) -> int:
-        return self.ledger.height
+        return self.ledger.height if self.ledger is not None else self._cuts
 
     # -- the Driver protocol --------------------------------------------------------------
 
-    def begin(self, now_ns: int) -> None:
-        self._run(now_ns, {"type": "begin_day", "day": self.scenario.day})
+    def begin(self, now_ns: int, day: int | None = None) -> None:
+        # the day's commands are timed from 09:30 in Shanghai on its date (by default the first)
+        day = self.scenario.day if day is None else day
+        self._offset_ns = day_start_ns(day) - now_ns
+        self._day = day
+        self._day_rows.append((len(self._day_rows), day, now_ns, now_ns + self.scenario.duration_ns,
+                               self._offset_ns + now_ns))  # fmt: skip
+        self._run(now_ns, {"type": "begin_day", "day": day})
 
     def set_phase(self, now_ns: int, phase: str) -> None:
         for symbol in self._symbols:
@@ -511,60 +600,154 @@ class InProcessDriver:
             self._view.phases[symbol] = PHASES[phase]
 
     def advance(self, now_ns: int) -> None:
+        if now_ns >= self._next_quote_ns:
+            self._sample_quotes(now_ns)
         if now_ns >= self._next_cut_ns:
             self._cut(now_ns)
             self._next_cut_ns = (now_ns // self._interval_ns + 1) * self._interval_ns
 
     def submit(self, now_ns: int, agent: Agent, intents: Sequence[Intent]) -> None:
         rows = self._order_rows
+        ledger = self.ledger is not None
+        command: dict[str, Any] | BrokerCommand
         for intent in intents:
-            if type(intent) is Place:
-                command: dict[str, Any] = {
-                    "type": "place", "broker": self._brokers[intent.account],
-                    "order_id": intent.order_id, "symbol": intent.symbol,
-                    "account": intent.account, "side": SIDE_NAMES[intent.side],
-                    "price": intent.price, "quantity": intent.quantity,
-                }  # fmt: skip
-                if intent.ioc:
-                    command["tif"] = "ioc"
+            kind = type(intent)
+            broker = self._brokers[intent.account]
+            if kind is Place:
+                assert isinstance(intent, Place)
+                command = place_command(broker, intent) if ledger else place_object(broker, intent)
                 events = self._run(now_ns, command)
                 rows.append((
                     now_ns, intent.order_id, agent.agent_id, "place", intent.account,
                     intent.symbol, SIDE_NAMES[intent.side], intent.price, intent.quantity,
-                    intent.ioc, self._event_name(events[0]) if events else "error",
+                    intent.tif == "ioc", self._event_name(events[0]) if events else "error",
+                    intent.tif, intent.post_only,
                 ))  # fmt: skip
-            else:
-                assert type(intent) is Cancel
-                command = {"type": "cancel", "broker": self._brokers[intent.account],
-                           "order_id": intent.order_id, "symbol": intent.symbol}  # fmt: skip
+            elif kind is Cancel:
+                if ledger:
+                    command = {"type": "cancel", "broker": broker,
+                               "order_id": intent.order_id, "symbol": intent.symbol}  # fmt: skip
+                else:
+                    command = BrokerCommand(
+                        broker=broker, command=CancelOrder(intent.order_id, intent.symbol)
+                    )
                 events = self._run(now_ns, command)
                 rows.append((now_ns, intent.order_id, agent.agent_id, "cancel", intent.account,
                              intent.symbol, None, None, None, None,
-                             self._event_name(events[0]) if events else "error"))  # fmt: skip
+                             self._event_name(events[0]) if events else "error", None,
+                             None))  # fmt: skip
+            else:
+                assert isinstance(intent, Amend)
+                command = (
+                    amend_command(broker, intent)
+                    if ledger
+                    else BrokerCommand(
+                        broker=broker,
+                        command=AmendOrder(
+                            intent.order_id, intent.symbol, intent.price, intent.quantity
+                        ),
+                    )
+                )
+                # a refused or unfunded amend leaves the order as it was: not done
+                events = self._run(now_ns, command, done=False)
+                rows.append((now_ns, intent.order_id, agent.agent_id, "amend", intent.account,
+                             intent.symbol, None, intent.price, intent.quantity, None,
+                             self._event_name(events[0]) if events else "error", None,
+                             None))  # fmt: skip
+
+    def _positions(self, now_ns: int, day: int) -> None:
+        """Every agent account's shares per instrument at the day's end: `sellable` now,
+        `bought_today` (T+1: sellable from the next day) and `net_pending` (bought under net
+        settlement, not delivered until the cycle)."""
+        venue = self.machine.venue
+        bought, pending = venue.shares_today()
+        rows = self._position_rows
+        for symbol in self._symbols:
+            bought_of, pending_of = bought.get(symbol, {}), pending.get(symbol, {})
+            for account in self._accounts:
+                rows.append((day, now_ns, account, symbol, venue.sellable(symbol, account),
+                             bought_of.get(account, 0), pending_of.get(account, 0)))  # fmt: skip
+
+    def _cycle(self, now_ns: int, day: int, events: list[Any]) -> None:
+        settled = [event for event in events if type(event) is CycleSettled]
+        failed = [event for event in events if type(event) is CycleFailed]
+        row: tuple[object, ...]
+        if settled:
+            done = settled[0]
+            row = (day, now_ns, done.cycle_id, "settled", done.trade_count, done.gross_value,
+                   done.net_value, 0)  # fmt: skip
+        elif failed:
+            row = (day, now_ns, failed[0].cycle_id, "failed", None, None, None, len(failed))
+        else:
+            names = [self._event_name(event) for event in events]
+            row = (day, now_ns, None, ",".join(names) or "none", None, None, None, 0)
+        self._cycle_rows.append(row)
+
+    def _sample_quotes(self, now_ns: int) -> None:
+        """The best bid and ask of every instrument at each whole virtual second (the book as
+        it stands when the run first reaches or passes it)."""
+        second = QUOTE_INTERVAL_NS
+        at = self._next_quote_ns
+        engine = self.machine.venue.matching
+        for symbol in self._symbols:
+            self._quote_rows.append((at, symbol, engine.best_bid(symbol), engine.best_ask(symbol)))
+        self._next_quote_ns = (now_ns // second + 1) * second
+
+    def end_day(self, now_ns: int, day: int) -> None:
+        """The day's positions (T+1 and net deliveries pending), its net settlement cycle if
+        the scenario runs one and an instrument settles net, then `end_day`."""
+        self._positions(now_ns, day)
+        if self.scenario.settle_cycle == "end_of_day" and self._nets:
+            self._command_ids += 1
+            command = {"type": "settle_cycle", "command_id": self._command_ids,
+                       "actor": self.genesis.exchange.name}  # fmt: skip
+            events = self._run(now_ns, command)
+            self._cycle(now_ns, day, events)
+        self._run(now_ns, {"type": "end_day", "day": day})
+        for symbol in self._symbols:
+            self._view.phases[symbol] = Phase.CLOSED
 
     def end(self, now_ns: int) -> None:
-        self._run(now_ns, {"type": "end_day", "day": self.scenario.day})
         self._cut(now_ns)
-        self.ledger.finish()
+        if self.ledger is not None:
+            self.ledger.finish()
         self.state_hash = self.machine.state_hash()
 
     def close(self) -> None:
-        self.ledger.close()
+        if self.ledger is not None:
+            self.ledger.close()
 
     # -- commands, feedback and blocks ----------------------------------------------------
 
-    def _run(self, now_ns: int, command: dict[str, Any]) -> list[Any]:
-        # its time is its place in the virtual day (the proposer keeps times from going back)
-        events = self._apply(canonical_bytes(command), self._start_ns + now_ns)
+    def _run(
+        self, now_ns: int, command: dict[str, Any] | BrokerCommand, *, done: bool = True
+    ) -> list[Any]:
+        """Execute `command`: its JSON object through the ledger, or without one the venue
+        command itself (an agent's order, built by `place_object`) or parsed from its object."""
+        ledger = self.ledger
+        if ledger is not None:
+            assert type(command) is dict
+            # its time is its place in the virtual day (the proposer keeps times from going back)
+            events = ledger.apply(canonical_bytes(command), self._offset_ns + now_ns)
+            full = ledger.pending >= self._block_commands
+        else:
+            # what VenueMachine.apply does, minus the bytes: the command to the venue (whose
+            # state commitment records the changes all the same), its events as objects
+            parsed = command if type(command) is BrokerCommand else parse_venue_command(command)
+            assert type(parsed) is not wire.WireError, f"{parsed} in {command}"
+            events = self._venue_apply(parsed)
+            self._pending += 1
+            self._pending_events += len(events)
+            full = self._pending >= self._block_commands
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
                 self._trade(now_ns, event)
-            elif kind in DONE_EVENTS:
+            elif done and kind in DONE_EVENTS:
                 owner = self._owner(event.order_id)
                 if owner is not None:
                     owner.on_done(event.order_id)
-        if self.ledger.pending >= self._block_commands:
+        if full:
             self._cut(now_ns)
         return events
 
@@ -595,11 +778,22 @@ class InProcessDriver:
         return name
 
     def _cut(self, now_ns: int) -> None:
-        """Make, certify and store the pending commands as the next block (none: no block)."""
-        block = self.ledger.cut(self._start_ns + now_ns)
+        """Make, certify and store the pending commands as the next block (none: no block);
+        without a ledger, count them as a block would."""
+        ledger = self.ledger
+        if ledger is None:
+            if self._pending:
+                self._cuts += 1
+                self.messages += self._pending
+                self.events += self._pending_events
+                self._block_rows.append((self._cuts, now_ns, self._pending, self._pending_events,
+                                         self._clock() - self._clock_start))  # fmt: skip
+                self._pending = self._pending_events = 0
+            return
+        block = ledger.cut(self._offset_ns + now_ns)
         if block is None:
             return
-        commands, events = block.header.command_count, self.ledger.block_events
+        commands, events = block.header.command_count, ledger.block_events
         self.tip_hash = block.header.hash
         self.messages += commands
         self.events += events

@@ -65,8 +65,16 @@ from ledger.feed import wait_until_up
 from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_private_key
 from matching.types import Phase, Side
-from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Intent, Place
-from simulator.inprocess import BASE_PORT, NODE, ORDER_COLUMNS, SIDE_NAMES, write_consortium
+from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Amend, Intent, Place
+from simulator.inprocess import (
+    BASE_PORT,
+    NODE,
+    ORDER_COLUMNS,
+    SIDE_NAMES,
+    amend_command,
+    place_command,
+    write_consortium,
+)
 from simulator.run import LABEL_COLUMNS, code_version, label_schema
 from simulator.scenario import Scenario
 from simulator.simulation import AgentSpec, Simulation
@@ -77,6 +85,7 @@ TRADE_SIDE_COLUMNS: Final = ("trade_id", "time_ns", "height", "symbol", "price",
                              "side", "order_id", "account", "agent_id", "liquidity")  # fmt: skip
 DONE_REPORTS: Final = frozenset({"cancelled", "expired", "rejected"})
 ENDS_ORDER: Final = DONE_REPORTS | {"order_not_open", "unknown_order"}  # replies: the order is done
+ENDS_AMEND: Final = frozenset({"order_not_open", "unknown_order"})  # replies to an amend: done
 START_DELAY_S: Final = 0.5  # from the start signal to the first scheduled send
 READY_TIMEOUT_S: Final = 120.0
 QUIET_S: Final = 0.5  # after the day ends: no report for this long and the run is over
@@ -177,14 +186,15 @@ class _Session:
         exchange_order_id = None
         try:
             if type(intent) is Place:
-                order: dict[str, Any] = {
-                    "client_order_id": client_order_id, "account": intent.account,
-                    "symbol": intent.symbol, "side": SIDE_NAMES[intent.side],
-                    "price": intent.price, "quantity": intent.quantity,
-                }  # fmt: skip
-                if intent.ioc:
-                    order["tif"] = "ioc"
-                reply = await client.place(**order)
+                order = place_command("", intent)
+                for name in ("type", "broker", "order_id"):
+                    del order[name]
+                reply = await client.place(client_order_id=client_order_id, **order)
+            elif type(intent) is Amend:
+                change = amend_command("", intent)
+                for name in ("type", "broker", "order_id", "symbol"):
+                    del change[name]
+                reply = await client.amend(client_order_id=client_order_id, **change)
             else:
                 reply = await client.cancel(client_order_id=client_order_id)
             if reply.get("type") == "report":
@@ -203,7 +213,9 @@ class _Session:
         finally:
             if cancel:
                 self.cancelling.discard(intent.order_id)
-        if outcome in ENDS_ORDER:  # the reply is feedback too, ahead of the report stream
+        # the reply is feedback too, ahead of the report stream; a refused amend leaves the
+        # order as it was
+        if outcome in (ENDS_AMEND if type(intent) is Amend else ENDS_ORDER):
             agent.on_done(intent.order_id)
         replied = time.perf_counter()
         self.replied_s.append(replied - self.origin)
@@ -216,13 +228,17 @@ class _Session:
         if type(intent) is Place:
             row: tuple[object, ...] = (
                 now_ns, intent.order_id, agent.agent_id, "place", intent.account, intent.symbol,
-                SIDE_NAMES[intent.side], intent.price, intent.quantity, intent.ioc,
+                SIDE_NAMES[intent.side], intent.price, intent.quantity, intent.ioc, outcome,
+                intent.tif, intent.post_only,
             )  # fmt: skip
+        elif type(intent) is Amend:
+            row = (now_ns, intent.order_id, agent.agent_id, "amend", intent.account,
+                   intent.symbol, None, intent.price, intent.quantity, None, outcome, None,
+                   None)  # fmt: skip
         else:
             row = (now_ns, intent.order_id, agent.agent_id, "cancel", intent.account,
-                   intent.symbol, None, None, None, None)  # fmt: skip
-        row += (outcome, exchange_order_id if type(exchange_order_id) is int else None,
-                latency_us)  # fmt: skip
+                   intent.symbol, None, None, None, None, outcome, None, None)  # fmt: skip
+        row += (exchange_order_id if type(exchange_order_id) is int else None, latency_us)
         for name, value in zip(NETWORK_ORDER_COLUMNS, row, strict=True):
             self.orders[name].append(value)
 

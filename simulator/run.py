@@ -27,7 +27,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.inprocess import LEDGER, NODE, InProcessDriver, KeptBlock
+from simulator.inprocess import (
+    CYCLE_COLUMNS,
+    DAY_COLUMNS,
+    LEDGER,
+    NODE,
+    POSITION_COLUMNS,
+    InProcessDriver,
+    KeptBlock,
+)
 from simulator.scenario import Scenario
 from simulator.simulation import Simulation
 
@@ -54,6 +62,7 @@ class RunResult:
     tables: dict[str, pa.Table]
     blocks_table: dict[str, list[Any]]
     kept_commands: list[KeptBlock] | None
+    ledger: bool = True  # False: `--no-ledger`, the venue alone, no consortium written
 
     @property
     def messages_per_s(self) -> float:
@@ -67,16 +76,25 @@ def run_inprocess(
     *,
     progress: Callable[[int], None] | None = None,
     keep_commands: bool = False,
+    ledger: bool = True,
+    prepare: Callable[[Simulation], None] | None = None,
 ) -> RunResult:
     """Run `scenario` under `seed`, writing the consortium and its ledger to `directory` (which
-    must be empty or absent). Tables are returned, not written (see `write_outputs`)."""
+    must be empty or absent). Tables are returned, not written (see `write_outputs`). Without
+    `ledger` the venue runs alone: no blocks, no consortium (a directory is still made for the
+    outputs). `prepare(simulation)` is called before the run (the benchmark times agents)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     member_cpu_started = children_cpu_s()
     simulation = Simulation(scenario, seed)
+    if prepare is not None:
+        prepare(simulation)
     brokers = {account: spec.broker for spec in simulation.specs for account in spec.accounts}
+    if not ledger:
+        directory.mkdir(parents=True, exist_ok=True)
     driver = InProcessDriver(
-        scenario, seed, directory, simulation.agents, brokers, keep_commands=keep_commands
-    )
+        scenario, seed, directory, simulation.agents, brokers, keep_commands=keep_commands,
+        ledger=ledger,
+    )  # fmt: skip
     try:
         simulation.run(driver, progress=progress)
     finally:
@@ -99,6 +117,8 @@ def run_inprocess(
         "accounts": [list(spec.accounts) for spec in simulation.specs],
     }
     actions = tables.orders["action"]
+    integer, text = pa.int64(), pa.string()
+    positions_schema = _schema(POSITION_COLUMNS, {"account": text, "symbol": text})
     return RunResult(
         scenario=scenario,
         seed=seed,
@@ -108,7 +128,7 @@ def run_inprocess(
         cancels=actions.count("cancel"),
         trades=len(tables.trades["trade_id"]),
         events=driver.events,
-        blocks=driver.height,
+        blocks=driver.height if ledger else 0,
         arrivals=simulation.arrivals,
         wall_s=wall_s,
         cpu_s=cpu_s,
@@ -120,10 +140,46 @@ def run_inprocess(
             "trades": pa.table(tables.trades),
             "labels": pa.table(labels, schema=label_schema()),
             "agents": pa.table(agents),
+            "fundamentals": fundamentals_table(simulation),
+            "quotes": pa.table(tables.quotes, schema=quote_schema()),
+            "days": pa.table(tables.days, schema=_schema(DAY_COLUMNS, {"day": integer})),
+            "cycles": pa.table(tables.cycles, schema=_schema(CYCLE_COLUMNS, {"status": text})),
+            "positions": pa.table(tables.positions, schema=positions_schema),
         },
         blocks_table=tables.blocks,
         kept_commands=driver.kept_commands,
+        ledger=ledger,
     )
+
+
+def fundamentals_table(simulation: Simulation) -> pa.Table:
+    """Each instrument's fundamental value at every whole virtual second: `time_ns`, `symbol`,
+    `value` (fen)."""
+    times: list[int] = []
+    symbols: list[str] = []
+    values: list[int] = []
+    duration_s = simulation.scenario.run_ns // 1_000_000_000
+    for instrument in simulation.scenario.instruments:
+        path = simulation.fundamentals.path(instrument.symbol)[: duration_s + 1]
+        times.extend(second * 1_000_000_000 for second in range(len(path)))
+        symbols.extend([instrument.symbol] * len(path))
+        values.extend(path)
+    integer = pa.int64()
+    return pa.table(
+        {"time_ns": pa.array(times, integer), "symbol": pa.array(symbols, pa.string()),
+         "value": pa.array(values, integer)}
+    )  # fmt: skip
+
+
+def _schema(names: tuple[str, ...], types: dict[str, pa.DataType]) -> pa.Schema:
+    """Columns of int64 but those named in `types`: a table's types whatever its rows."""
+    return pa.schema([(name, types.get(name, pa.int64())) for name in names])
+
+
+def quote_schema() -> pa.Schema:
+    integer = pa.int64()
+    return pa.schema([("time_ns", integer), ("symbol", pa.string()), ("bid", integer),
+                      ("ask", integer)])  # fmt: skip
 
 
 def children_cpu_s() -> float:
@@ -163,8 +219,8 @@ def report(result: RunResult) -> dict[str, Any]:
         "seed": result.seed,
         "mode": "inprocess",
         "code_version": code_version(),
-        "node": NODE,
-        "ledger": LEDGER,
+        "node": NODE if result.ledger else None,
+        "ledger": LEDGER if result.ledger else "none (--no-ledger: the venue alone, no blocks)",
         "messages": result.messages,
         "orders": result.orders,
         "cancels": result.cancels,
@@ -190,6 +246,7 @@ def write_outputs(result: RunResult) -> dict[str, Any]:
     from simulator import charts  # noqa: PLC0415  (matplotlib is slow to import: only here)
 
     charts.price_volume(result.tables["trades"], directory / "price_volume.png")
+    charts.market(result.scenario, result.tables, directory / "market.png")
     charts.throughput(result.blocks_table, directory / "throughput.png")
     document = report(result)
     (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")

@@ -25,7 +25,7 @@ from typing import Final, Protocol
 import numpy as np
 
 from simulator.agents import AGENT_TYPES, Agent, Fundamentals, Intent, MarketView, arrival_times_ns
-from simulator.scenario import Scenario
+from simulator.scenario import AgentGroup, Scenario, agent_class
 
 ACCOUNT_BASE: Final = 10_000  # broker b's accounts are b * 10_000 + 1, + 2, ... (as `jinlian init`)
 
@@ -36,8 +36,8 @@ class Driver(Protocol):
     @property
     def market(self) -> MarketView: ...
 
-    def begin(self, now_ns: int) -> None:
-        """Open the trading day."""
+    def begin(self, now_ns: int, day: int) -> None:
+        """Open trading day `day` (yyyymmdd) at virtual time `now_ns`."""
 
     def set_phase(self, now_ns: int, phase: str) -> None:
         """Move every instrument to `phase` (scheduled, from the scenario)."""
@@ -48,8 +48,11 @@ class Driver(Protocol):
     def submit(self, now_ns: int, agent: Agent, intents: Sequence[Intent]) -> None:
         """Execute `agent`'s intents, in order, and feed back fills and cancels to agents."""
 
+    def end_day(self, now_ns: int, day: int) -> None:
+        """Close trading day `day` (and run its settlement)."""
+
     def end(self, now_ns: int) -> None:
-        """Close the day and flush what is pending."""
+        """The run is over: flush what is pending."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +71,7 @@ def assign_accounts(scenario: Scenario) -> list[AgentSpec]:
     broker, slot = 1, 0
     specs: list[AgentSpec] = []
     for group in scenario.agents:
-        needed = 2 if group.kind == "wash_trader" else 1
+        needed = group.accounts
         for number in range(group.count):
             if slot + needed > per_broker:
                 broker, slot = broker + 1, 0
@@ -82,6 +85,14 @@ def assign_accounts(scenario: Scenario) -> list[AgentSpec]:
     return specs
 
 
+def group_class(group: AgentGroup, scenario: Scenario) -> type[Agent]:
+    """The agent class of `group`: built in by kind, or the user's by its class path."""
+    if not group.class_path:
+        return AGENT_TYPES[group.kind]
+    cls: type[Agent] = agent_class(group.class_path, scenario.module_dirs)
+    return cls
+
+
 class Simulation:
     """The agents of `scenario` under `seed`, and their merged arrival schedule."""
 
@@ -93,10 +104,11 @@ class Simulation:
         self.specs = assign_accounts(scenario)
         market_seed, agents_seed = np.random.SeedSequence(seed).spawn(2)
         self.fundamentals = Fundamentals(
-            scenario.instruments, scenario.duration_ns, np.random.default_rng(market_seed)
+            scenario.instruments, scenario.run_ns, np.random.default_rng(market_seed)
         )
         instruments = {instrument.symbol: instrument for instrument in scenario.instruments}
         groups = [group for group in scenario.agents for _ in range(group.count)]
+        classes = {id(group): group_class(group, scenario) for group in scenario.agents}
         close_ns = scenario.phase_start_ns("closing_auction")
         self.agents: list[Agent] = []
         times: list[np.ndarray] = []
@@ -104,7 +116,7 @@ class Simulation:
             self.specs, groups, agents_seed.spawn(len(self.specs)), strict=True
         ):
             arrivals_seed, decisions_seed = agent_seed.spawn(2)
-            agent = AGENT_TYPES[spec.kind](
+            agent = classes[id(group)](
                 agent_id=spec.agent_id,
                 accounts=spec.accounts,
                 group=group,
@@ -114,9 +126,12 @@ class Simulation:
             )
             self.agents.append(agent)
             start, end = agent.arrival_window_ns(scenario.duration_ns, close_ns)
-            times.append(
-                arrival_times_ns(np.random.default_rng(arrivals_seed), group.rate_per_s, start, end)
-            )
+            arrivals = np.random.default_rng(arrivals_seed)
+            day_ns = scenario.duration_ns
+            times.append(np.concatenate([  # the same window each day, from one stream
+                arrival_times_ns(arrivals, group.rate_per_s, k * day_ns + start, k * day_ns + end)
+                for k in range(len(scenario.trading_days))
+            ]))  # fmt: skip
         owners = np.concatenate(
             [np.full(len(t), index, dtype=np.int64) for index, t in enumerate(times)]
             or [np.empty(0, dtype=np.int64)]
@@ -138,32 +153,43 @@ class Simulation:
         observer: Callable[[int, Agent], None] | None = None,
         progress_every: int = 10_000,
     ) -> None:
-        """Drive every arrival through `driver`. `progress(now_ns)` is called every
-        `progress_every` arrivals; `observer(now_ns, agent)` after each agent's intents."""
-        phases = list(self.scenario.phases)
+        """Drive every arrival through `driver`, day after day (each day the scenario's phases,
+        at the same times of its day). `progress(now_ns)` is called every `progress_every`
+        arrivals; `observer(now_ns, agent)` after each agent's intents."""
+        scenario = self.scenario
+        day_ns = scenario.duration_ns
         agents = self.agents
         market = driver.market
         advance, submit = driver.advance, driver.submit
-        driver.begin(0)
-        next_phase_ns = phases[0].at_ns if phases else None
         arrivals = zip(self.schedule_ns.tolist(), self.schedule_agents.tolist(), strict=True)
-        for count, (now_ns, index) in enumerate(arrivals, start=1):
-            while next_phase_ns is not None and next_phase_ns <= now_ns:
-                advance(next_phase_ns)
-                driver.set_phase(next_phase_ns, phases.pop(0).phase)
-                next_phase_ns = phases[0].at_ns if phases else None
-            advance(now_ns)
-            agent = agents[index]
-            intents = agent.act(now_ns, market)
-            if intents:
-                submit(now_ns, agent, intents)
-            if observer is not None:
-                observer(now_ns, agent)
-            if progress is not None and count % progress_every == 0:
-                progress(now_ns)
-        for change in phases:
-            advance(change.at_ns)
-            driver.set_phase(change.at_ns, change.phase)
-        driver.end(self.scenario.duration_ns)
+        pending = next(arrivals, None)
+        count = 0
+        for number, day in enumerate(scenario.trading_days):
+            start_ns, end_ns = number * day_ns, (number + 1) * day_ns
+            driver.begin(start_ns, day)
+            phases = [(start_ns + change.at_ns, change.phase) for change in scenario.phases]
+            next_phase_ns = phases[0][0] if phases else None
+            while pending is not None and pending[0] < end_ns:
+                now_ns, index = pending
+                while next_phase_ns is not None and next_phase_ns <= now_ns:
+                    advance(next_phase_ns)
+                    driver.set_phase(next_phase_ns, phases.pop(0)[1])
+                    next_phase_ns = phases[0][0] if phases else None
+                advance(now_ns)
+                agent = agents[index]
+                intents = agent.act(now_ns, market)
+                if intents:
+                    submit(now_ns, agent, intents)
+                if observer is not None:
+                    observer(now_ns, agent)
+                count += 1
+                if progress is not None and count % progress_every == 0:
+                    progress(now_ns)
+                pending = next(arrivals, None)
+            for at_ns, phase in phases:
+                advance(at_ns)
+                driver.set_phase(at_ns, phase)
+            driver.end_day(end_ns, day)
+        driver.end(scenario.run_ns)
         if progress is not None:
-            progress(self.scenario.duration_ns)
+            progress(scenario.run_ns)

@@ -95,6 +95,7 @@ def test_simulator_imports_the_exchange_and_below_and_its_libraries() -> None:
         "matching", "settlement", "ledger", "exchange", "simulator",
         "numpy", "pyarrow", "matplotlib", "rich",
         "hdrh",  # the network mode's latency histograms (a dependency already: bench gateway)
+        "dask",  # sweeps on a Dask cluster (the optional `dask` extra, imported only there)
     }  # fmt: skip
     for path in sources("simulator"):
         extra = imported_roots(path) - allowed

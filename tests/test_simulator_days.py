@@ -1,0 +1,144 @@
+"""Multi-day runs: the calendar (begin_day/end_day per trading date), T+1 and net settlement
+cycles in the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from exchange.cli import main
+from exchange.consortium.audit import verify_node
+from ledger.store import BlockStore
+from simulator.inprocess import day_start_ns
+from simulator.run import run_inprocess, write_outputs
+from simulator.scenario import ScenarioError, parse_scenario
+
+DAYS = (20260105, 20260106, 20260107)
+MULTI = f"""
+name = "multi"
+duration_s = 30
+days = {list(DAYS)}
+block_interval_ms = 1000
+brokers = 2
+
+[[instruments]]
+symbol = "600000.SH"
+reference_price = 1000
+
+[[instruments]]
+symbol = "000001.SZ"
+reference_price = 1200
+settlement = "cash_net"
+
+[[instruments]]
+symbol = "601318.SH"
+reference_price = 4500
+settlement = "net_net"
+
+[[phases]]
+at_s = 0
+phase = "call_auction"
+
+[[phases]]
+at_s = 3
+phase = "continuous"
+
+[[phases]]
+at_s = 25
+phase = "closing_auction"
+
+[[phases]]
+at_s = 29
+phase = "closed"
+
+[[agents]]
+kind = "noise"
+count = 10
+rate_per_s = 2.0
+
+[[agents]]
+kind = "market_maker"
+count = 2
+rate_per_s = 1.0
+symbols = ["600000.SH"]
+"""
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("days") / "out"
+    write_outputs(run_inprocess(parse_scenario(MULTI.encode()), 5, out))
+    return out
+
+
+def test_every_trading_day_is_in_the_ledger_at_its_date(multi: Path) -> None:
+    days = pq.read_table(multi / "days.parquet").to_pylist()
+    assert [row["day"] for row in days] == list(DAYS)
+    assert [row["start_ns"] for row in days] == [0, 30 * 10**9, 60 * 10**9]
+    assert [row["start_epoch_ns"] for row in days] == [day_start_ns(day) for day in DAYS]
+    with BlockStore.open(multi / "bank1" / "ledger.sqlite") as store:
+        tip = store.tip()
+        assert tip is not None
+        times = [store.header(height).time_ns for height in range(1, tip[0] + 1)]  # type: ignore[union-attr]
+    for day in DAYS:  # blocks of every day, inside its 30 virtual seconds from 09:30
+        start = day_start_ns(day)
+        assert any(start <= time < start + 31 * 10**9 for time in times)
+    trades = pq.read_table(multi / "trades.parquet").to_pylist()
+    for number in range(3):
+        assert any(number * 30 * 10**9 <= row["time_ns"] < (number + 1) * 30 * 10**9
+                   for row in trades)  # fmt: skip
+    report = verify_node(multi / "bank1")
+    assert report.failure is None and report.blocks == report.certified_height == tip[0]
+
+
+def test_t_plus_1_and_net_deliveries_are_visible(multi: Path) -> None:
+    positions = pq.read_table(multi / "positions.parquet").to_pylist()
+    for day in DAYS:
+        today = [row for row in positions if row["day"] == day]
+        bought = {s: sum(r["bought_today"] for r in today if r["symbol"] == s) for s in
+                  ("600000.SH", "000001.SZ", "601318.SH")}  # fmt: skip
+        pending = {s: sum(r["net_pending"] for r in today if r["symbol"] == s) for s in bought}
+        assert bought["600000.SH"] > 0 and bought["000001.SZ"] > 0  # T+1: sellable tomorrow
+        assert pending["601318.SH"] > 0  # net_net: delivered by the day's cycle
+        assert pending["600000.SH"] == pending["000001.SZ"] == 0
+        assert all(row["sellable"] >= 0 for row in today)
+
+
+def test_a_net_cycle_settles_each_days_net_trades(multi: Path) -> None:
+    cycles = pq.read_table(multi / "cycles.parquet").to_pylist()
+    assert [(row["day"], row["cycle_id"], row["status"]) for row in cycles] == [
+        (day, number + 1, "settled") for number, day in enumerate(DAYS)
+    ]
+    trades = pq.read_table(multi / "trades.parquet").to_pylist()
+    for number, cycle in enumerate(cycles):
+        net = [row for row in trades if row["symbol"] != "600000.SH"
+               and number * 30 * 10**9 <= row["time_ns"] < (number + 1) * 30 * 10**9]  # fmt: skip
+        assert cycle["trade_count"] == len(net) > 0
+        assert cycle["net_value"] <= cycle["gross_value"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "problem"),
+    [
+        ("days = [20260106, 20260105]", "days[1]", "is not after"),
+        ("days = [20260105, 20260105]", "days[1]", "is not after"),
+        ("days = [20260231]", "days[0]", "is not a date"),
+        ("days = []", "days", "list of 1 to"),
+        ("day = 20260105\ndays = [20260105]", "day", "either day or days"),
+        ('days = [20260105]\nsettle_cycle = "hourly"', "settle_cycle", "not one of"),
+    ],
+)
+def test_a_bad_calendar_is_refused(edit: str, field: str, problem: str) -> None:
+    text = MULTI.replace(f"days = {list(DAYS)}", edit)
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text.encode())
+    assert (caught.value.field, problem in caught.value.problem) == (field, True)
+
+
+def test_the_network_mode_refuses_several_days(tmp_path: Path) -> None:
+    path = tmp_path / "multi.toml"
+    path.write_text(MULTI)
+    code = main(["simulate", str(path), "--mode", "network", "--out", str(tmp_path / "o")])
+    assert code == 2
