@@ -62,6 +62,7 @@ from aiohttp import web
 from ledger import auth
 from ledger.auth import AuthError, PeerHandshake, PeerIdentity
 from ledger.block import Block, QuorumCertificate
+from ledger.collector import Collector
 from ledger.cutting import (
     BLOCK_COMMANDS_MIN,
     BLOCK_INTERVAL_S,
@@ -123,9 +124,10 @@ TASK_POLICIES: Final[dict[str, str]] = {
     "session": "close",
     "replay": "close",
     "indexer": "restart",
+    "collector": "restart",
 }
 # returning is a failure too
-FOREVER_TASKS: Final = frozenset({"ticker", "cutter", "reports", "dial", "indexer"})
+FOREVER_TASKS: Final = frozenset({"ticker", "cutter", "reports", "dial", "indexer", "collector"})
 _AFTER: Final = {
     "restart": "restarting it",
     "close": "closed its connection",
@@ -423,6 +425,9 @@ class _Shell:
         self._stop_reason: str | None = None
         self.index_store: BlockStore | None = None  # set by `start_indexer`: this node indexes
         self.index_wake = asyncio.Event()  # set when a block is stored
+        # the process's garbage-collection policy (ledger/collector.py), set by a node's own
+        # process before `start`; None inside another program (a test, the simulator)
+        self.collector: Collector | None = None
         self.app = web.Application(client_max_size=MESSAGE_BYTES_MAX)
         self.app.router.add_get("/blocks", self._blocks)
         self.app.router.add_get("/status", self._status)
@@ -437,6 +442,10 @@ class _Shell:
     def status(self, after: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
+    def height(self) -> int:
+        """The stored tip's height."""
+        raise NotImplementedError
+
     async def drain(self) -> None:
         """Before a graceful stop: finish the work in flight that is not cancelled."""
 
@@ -449,6 +458,10 @@ class _Shell:
         self.spawn(self._ticker(), "ticker")
         if self.index_store is not None:
             self.spawn(self.restarting("indexer", self._indexer), "indexer")
+        if self.collector is not None:
+            self.collector.start()
+            run = partial(self.collector.run, self.height)
+            self.spawn(self.restarting("collector", run), "collector")
 
     async def stop(self) -> None:
         """Answer what is waiting (`stop_listeners`), let the replies drain for at most
@@ -598,11 +611,14 @@ class _Shell:
 
     def health(self) -> dict[str, Any]:
         """`status`: ok, or failed (with `failure`: the task and its error)."""
-        return {
+        health = {
             "status": "ok" if self.failure is None else "failed",
             "failure": None if self.failure is None else self.failure.to_dict(),
             "task_failures": dict(self.task_failures),
         }
+        if self.collector is not None:
+            health["gc"] = self.collector.figures()
+        return health
 
     # ---- routing ----
 
@@ -769,6 +785,9 @@ class ReplicaNode(_Shell):
 
     def tick(self) -> list[Send]:
         return self.replica.tick(now_ns=self.clock())
+
+    def height(self) -> int:
+        return self.replica.height
 
     def status(self, after: int = 0) -> dict[str, Any]:
         store = self.replica.store
@@ -1035,6 +1054,9 @@ class ExchangeNode(_Shell):
                     dict(sorted(proposer.recovery_tips.items())))  # fmt: skip
             self.recovered_height = proposer.height  # no member owes a vote below
             self._after(_After("recovered", proposer.height))
+
+    def height(self) -> int:
+        return self.proposer.height
 
     def status(self, after: int = 0) -> dict[str, Any]:
         """`after`: finality percentiles over the blocks above this height only."""

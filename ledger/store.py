@@ -388,19 +388,15 @@ class BlockStore:
         if not 1 <= commands_max <= INDEX_COMMANDS_MAX:
             raise ValueError(f"commands_max {commands_max} is not in 1..{INDEX_COMMANDS_MAX}")
         first = self.indexed_height() + 1
-        page = self._page(first, blocks_max)
+        page = self._page(first, blocks_max, commands_max)
         if not page:
             return first - 1
         writes: dict[str, list[Row]] = {}
-        commands = 0
         last = first - 1
         for stored in page:
-            if commands >= commands_max:
-                break
             header = stored.block.header
             if header.height != last + 1:  # blocks are never removed: a gap is corruption
                 raise StoreCorruptError(last + 1, "block missing below the tip while indexing")
-            commands += header.command_count
             last = header.height
             tables = self.indexer.rows(header.height, header, stored.receipts())
             for table, rows in tables.items():
@@ -587,7 +583,10 @@ class BlockStore:
         page = self._page(height, 1) if height >= 1 else []
         return page[0] if page else None
 
-    def _page(self, height: int, limit: int) -> list[StoredBlock]:
+    def _page(self, height: int, limit: int, commands_max: int | None = None) -> list[StoredBlock]:
+        """Up to `limit` blocks from `height` on, each read and checked; with `commands_max`,
+        none after the first whose commands bring the page to that many (a block that would not
+        be used is not decoded)."""
         last = height + limit - 1
         with _reading(height):
             rows = self._db.execute(
@@ -597,10 +596,14 @@ class BlockStore:
                 (height, last),
             ).fetchall()
         page: list[StoredBlock] = []
+        commands = 0
         for row in rows:
+            if commands_max is not None and commands >= commands_max:
+                break
             block, events = _block(row)
             certificate = None if row[5] is None else _certificate(row[0], row[5], row[6])
             page.append(StoredBlock(block=block, certificate=certificate, events=events))
+            commands += block.header.command_count
         return page
 
     def _tip(self) -> tuple[int, bytes] | None:

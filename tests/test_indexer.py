@@ -46,6 +46,7 @@ from ledger.store import BlockStore, StoreCorruptError
 from matching.types import Side
 from tests.chain import TIME_NS_START, Chain
 from tests.consortium_net import free_base_port, make_consortium, opening, orders, until
+from tests.store_tamper import corrupt_block
 from tests.test_ledger_node import Consortium
 
 PYTHON = [sys.executable, "-m", "exchange.cli"]
@@ -197,6 +198,19 @@ def test_a_batch_ends_once_it_holds_enough_commands(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="commands_max 0"):
         chain.store.index_blocks(commands_max=0)
     chain.close()
+
+
+def test_a_batch_reads_no_block_past_the_one_that_fills_it(tmp_path: Path) -> None:
+    """A block the batch does not index is not decoded: a corrupt block above the batch does
+    not stop it, and the batch that reaches it names its height."""
+    chain = trading_chain(tmp_path, 4, index=False)  # 4 commands, then 2 per block
+    chain.close()
+    corrupt_block(chain.node / "ledger.sqlite", 3)
+    with BlockStore.open(chain.node / "ledger.sqlite", indexer=VenueIndexer()) as store:
+        assert store.index_blocks(8, commands_max=5) == 2  # 4 + 2 commands: block 3 unread
+        with pytest.raises(StoreCorruptError, match="block 3"):
+            store.index_blocks(8, commands_max=5)
+        assert store.indexed_height() == 2
 
 
 def _rows(path: Path) -> list[object]:

@@ -50,6 +50,7 @@ from exchange.consortium.init import init_consortium, venue_from_genesis
 from exchange.gateway.ack_journal import AckJournal, JournalError
 from exchange.gateway.server import DEFAULT_LIMITS, Gateway, Limits
 from exchange.venue.machine import VenueMachine
+from ledger.collector import Collector
 from ledger.genesis import Genesis
 from ledger.keys import load_private_key
 from ledger.node import TASK_POLICIES, ExchangeNode, Fault, ReplicaNode
@@ -246,6 +247,7 @@ def run_node(directory: Path) -> int:
     with _starting(config):
         node = build_replica(config)
     node.fault = fault
+    node.collector = Collector()  # this process is the node's own: no full GC while it works
     return asyncio.run(_serve(node, f"member {config.name}"))
 
 
@@ -260,6 +262,7 @@ def run_exchange(directory: Path, *, feed: bool = False, recover: bool = False) 
     with _starting(config):
         node, _ = build_venue(config, feed=feed)
     node.fault = fault
+    node.collector = Collector()
     node.recovered_listeners.append(partial(_report_recovery, node))
     return asyncio.run(_serve(node, "exchange"))
 

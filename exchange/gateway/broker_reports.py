@@ -48,6 +48,9 @@ from matching.types import Side
 
 REPORTS_HELD_MAX: Final = 2_000_000  # per broker; older reports are dropped first
 REPORT_LOG_BYTES_MAX: Final = 256 << 20  # per broker, each report counted as below
+# All brokers' logs together, counted the same way: past it, the largest log drops its oldest
+# reports first (a broker that trades little keeps its history while a busy one pays).
+REPORT_LOGS_BYTES_MAX: Final = 512 << 20
 REPORT_OVERHEAD_BYTES: Final = 512  # a held report's dict beyond its JSON (690 B measured for ~180)
 DONE: Final = frozenset({"filled", "cancelled", "rejected", "expired", "lost"})
 
@@ -124,7 +127,11 @@ class ReportLog:
 
     def _drop_oldest(self) -> None:
         """Drop the oldest reports down to 7/8 of both bounds."""
-        count_goal, bytes_goal = self.held_max - self.held_max // 8, self.bytes_max // 8 * 7
+        self.drop_oldest(self.held_max - self.held_max // 8, self.bytes_max // 8 * 7)
+
+    def drop_oldest(self, count_goal: int, bytes_goal: int) -> int:
+        """Drop the oldest reports until at most `count_goal` and `bytes_goal` are held, never
+        the newest; return the bytes freed."""
         drop = max(0, len(self.reports) - count_goal)
         freed = sum(self.sizes[:drop])
         while self.held_bytes - freed > bytes_goal and drop < len(self.reports) - 1:
@@ -133,6 +140,7 @@ class ReportLog:
         del self.reports[:drop], self.sizes[:drop]
         self.held_bytes -= freed
         self.first += drop
+        return freed
 
     def since(self, index: int) -> Iterator[dict[str, Any]]:
         """Reports from `index` on (those still held), including any appended while iterating."""
@@ -152,11 +160,15 @@ def _reason(reason: Any) -> str:
 class Reports:
     """Order views, client order ids and report logs of every broker."""
 
-    def __init__(self, account_brokers: Mapping[str, str]) -> None:
+    def __init__(
+        self, account_brokers: Mapping[str, str], logs_bytes_max: int = REPORT_LOGS_BYTES_MAX
+    ) -> None:
         self.account_brokers = dict(account_brokers)
         self.orders: dict[int, OrderView] = {}
         self.client_ids: dict[tuple[str, str], int] = {}  # (broker, client id) today
         self.logs: dict[str, ReportLog] = {}
+        self.logs_bytes_max = logs_bytes_max  # every log together (REPORT_LOGS_BYTES_MAX)
+        self.logs_bytes = 0
         self.open_orders: dict[str, int] = {}  # account -> orders not done (pending included)
         self.next_order_id = 1
         self.day = 0
@@ -168,6 +180,26 @@ class Reports:
         if log is None:
             log = self.logs[broker] = ReportLog()
         return log
+
+    def append(self, broker: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Append `report` to `broker`'s log, keeping every log together within
+        `logs_bytes_max`: past it, the largest logs drop their oldest reports (each down to 7/8
+        of what it held, never its newest) until all of them hold at most 7/8 of it."""
+        log = self.log(broker)
+        before = log.held_bytes
+        log.append(report)
+        self.logs_bytes += log.held_bytes - before
+        if self.logs_bytes > self.logs_bytes_max:
+            goal = self.logs_bytes_max // 8 * 7
+            while self.logs_bytes > goal:
+                droppable = [each for each in self.logs.values() if len(each.reports) > 1]
+                if not droppable:  # every log holds its newest report only
+                    break
+                largest = max(droppable, key=lambda each: each.held_bytes)
+                self.logs_bytes -= largest.drop_oldest(
+                    len(largest.reports), largest.held_bytes // 8 * 7
+                )
+        return report
 
     def by_client_id(self, broker: str, client_order_id: str) -> OrderView | None:
         order_id = self.client_ids.get((broker, client_order_id))
@@ -387,7 +419,7 @@ class Reports:
         elif broker:  # an order the broker does not own or that does not exist
             data = {"report": report, "height": height, "order_id": event.order_id,
                     "symbol": event.symbol, "reason": reason}  # fmt: skip
-            out.append((broker, self.log(broker).append({"type": "report", **data})))
+            out.append((broker, self.append(broker, {"type": "report", **data})))
 
     def _report(
         self,
@@ -401,4 +433,4 @@ class Reports:
         report = {"type": "report", "report": kind, "height": height, **order.to_dict()}
         if extra:
             report.update(extra)
-        out.append((order.broker, self.log(order.broker).append(report)))
+        out.append((order.broker, self.append(order.broker, report)))
