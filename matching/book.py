@@ -51,6 +51,12 @@ SELF_TRADE: Final = CancelReason.SELF_TRADE
 # fill) are built so, their values in field order; the differential tests against the naive
 # model (tests/test_matching_model.py) compare every field of every event.
 _new: Final = tuple.__new__
+# Final aliases of what the hot paths call or build: in the compiled build a plain module name
+# of a Python function or class is a dict lookup in the module's globals at every use.
+_insort: Final = insort
+_bisect_left: Final = bisect_left
+_deque: Final = deque
+_TRADE: Final = TradeExecuted
 
 
 class Order:
@@ -129,7 +135,7 @@ class Level:
         self.price = first.price
         self.quantity = first.quantity
         self.count = 1
-        self.orders: deque[Order] = deque((first,))
+        self.orders: deque[Order] = _deque((first,))
 
     def live(self) -> Iterator[Order]:
         """The live orders, oldest first."""
@@ -197,7 +203,7 @@ class BookSide:
                 keys.append(key)
                 return
         if isinstance(keys, list):
-            insort(keys, key)
+            _insort(keys, key)
             if len(keys) > LEVELS_FLAT_MAX:
                 self.keys = SortedList(keys)
         else:
@@ -213,7 +219,7 @@ class BookSide:
             keys.pop()
             self.top = -self.sign * keys[-1] if keys else None
         elif isinstance(keys, list):
-            del keys[bisect_left(keys, -self.sign * price)]
+            del keys[_bisect_left(keys, -self.sign * price)]
         else:
             keys.remove(-self.sign * price)
             if len(keys) < LEVELS_FLAT_MAX // 2:
@@ -400,7 +406,7 @@ class OrderBook:
                 buy, sell = maker, taker
             events.append(
                 _new(
-                    TradeExecuted,
+                    _TRADE,
                     (
                         trades.last,
                         symbol,
