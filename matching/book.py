@@ -1,10 +1,10 @@
 """One instrument's order book: price levels in price-time priority, continuous matching and
 the call-auction uncross.
 
-Structure: per side a dict from price to `Level` (a FIFO deque of orders with its total open
-quantity and live order count), the level keys in ascending order with the best price last (a
-plain list, or a `SortedList` on a side with very many levels: see `BookSide`), and the best
-price cached.
+Structure: per side a dict from price to `Level` (a FIFO queue of orders, a list read from a
+head index, with its total open quantity and live order count), the level keys in ascending
+order with the best price last (a plain list, or a `SortedList` on a side with very many
+levels: see `BookSide`), and the best price cached.
 
 A cancelled order is not searched for in its queue: it is marked dead (open quantity 0) and
 left as a tombstone, the head of a queue is always live, and a queue is compacted once its
@@ -21,7 +21,6 @@ The book never validates: the engine checks every command before it reaches the 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections import deque
 from collections.abc import Iterator
 from typing import Final
 
@@ -51,6 +50,11 @@ SELF_TRADE: Final = CancelReason.SELF_TRADE
 # fill) are built so, their values in field order; the differential tests against the naive
 # model (tests/test_matching_model.py) compare every field of every event.
 _new: Final = tuple.__new__
+# Final aliases of what the hot paths call or build: in the compiled build a plain module name
+# of a Python function or class is a dict lookup in the module's globals at every use.
+_insort: Final = insort
+_bisect_left: Final = bisect_left
+_TRADE: Final = TradeExecuted
 
 
 class Order:
@@ -115,35 +119,49 @@ class Order:
         )
 
 
+TOMBSTONES_MAX: Final = 16  # dead orders a queue may hold beyond its live count before compaction
+
+
 class Level:
     """The orders resting at one price, oldest first, with their total open quantity.
 
-    `orders` may hold dead orders (open quantity 0) behind its live head; `count` is the
-    number of live ones.
+    The queue is `orders[head:]`: a plain list read from a head index rather than a deque,
+    because most levels of a sparse book hold one order, and a one-element list costs a
+    fraction of a deque (which allocates a block of 64 slots). Orders before `head` are gone;
+    the prefix is cut off once it is at least half of the list and longer than
+    TOMBSTONES_MAX, so taking the head is O(1) amortised. The queue may hold dead orders (open
+    quantity 0) behind its live head (`orders[head]`, while any order is live); `count` is the
+    number of live ones. An empty queue is an empty list with `head` 0.
     """
 
-    __slots__ = ("count", "orders", "price", "quantity")
+    __slots__ = ("count", "head", "orders", "price", "quantity")
 
     def __init__(self, first: Order) -> None:
         """A level opened by the order `first`, at its price."""
         self.price = first.price
         self.quantity = first.quantity
         self.count = 1
-        self.orders: deque[Order] = deque((first,))
+        self.orders: list[Order] = [first]
+        self.head = 0
 
     def live(self) -> Iterator[Order]:
         """The live orders, oldest first."""
-        return (order for order in self.orders if order.quantity)
+        return (order for order in self.orders[self.head :] if order.quantity)
 
     def pop_head(self) -> None:
         """Drop the head (filled or cancelled) and any dead orders behind it."""
         orders = self.orders
-        orders.popleft()
-        while orders and not orders[0].quantity:
-            orders.popleft()
-
-
-TOMBSTONES_MAX: Final = 16  # dead orders a queue may hold beyond its live count before compaction
+        end = len(orders)
+        head = self.head + 1
+        while head < end and not orders[head].quantity:
+            head += 1
+        if head == end:  # nothing live is left
+            orders.clear()
+            head = 0
+        elif head > TOMBSTONES_MAX and 2 * head >= end:
+            del orders[:head]
+            head = 0
+        self.head = head
 
 
 class TradeCounter:
@@ -197,7 +215,7 @@ class BookSide:
                 keys.append(key)
                 return
         if isinstance(keys, list):
-            insort(keys, key)
+            _insort(keys, key)
             if len(keys) > LEVELS_FLAT_MAX:
                 self.keys = SortedList(keys)
         else:
@@ -213,7 +231,7 @@ class BookSide:
             keys.pop()
             self.top = -self.sign * keys[-1] if keys else None
         elif isinstance(keys, list):
-            del keys[bisect_left(keys, -self.sign * price)]
+            del keys[_bisect_left(keys, -self.sign * price)]
         else:
             keys.remove(-self.sign * price)
             if len(keys) < LEVELS_FLAT_MAX // 2:
@@ -326,10 +344,11 @@ class OrderBook:
             self.changes.orders.add(order.order_id)
         if not level.count:
             side.drop(level)
-        elif level.orders[0] is order:
+        elif level.orders[level.head] is order:
             level.pop_head()
-        elif len(level.orders) > 2 * level.count + TOMBSTONES_MAX:
-            level.orders = deque(level.live())
+        elif len(level.orders) - level.head > 2 * level.count + TOMBSTONES_MAX:
+            level.orders = list(level.live())
+            level.head = 0
 
     def reduce(self, order: Order, quantity: int) -> None:
         """Lower a resting order's open quantity in place, keeping its priority."""
@@ -388,7 +407,7 @@ class OrderBook:
         group = taker.stp_group
         changes = self.changes
         while taker.quantity and orders:
-            maker = orders[0]
+            maker = orders[level.head]
             if group and maker.stp_group == group:
                 self._prevent_self_trade(taker, maker, level, events)
                 continue
@@ -400,7 +419,7 @@ class OrderBook:
                 buy, sell = maker, taker
             events.append(
                 _new(
-                    TradeExecuted,
+                    _TRADE,
                     (
                         trades.last,
                         symbol,
@@ -544,8 +563,10 @@ class OrderBook:
         trades = self._trades
         while left:
             assert self.bids.top is not None and self.asks.top is not None
-            buy = self.bids.levels[self.bids.top].orders[0]
-            sell = self.asks.levels[self.asks.top].orders[0]
+            bids = self.bids.levels[self.bids.top]
+            asks = self.asks.levels[self.asks.top]
+            buy = bids.orders[bids.head]
+            sell = asks.orders[asks.head]
             quantity = min(buy.quantity, sell.quantity, left)
             trades.last += 1
             events.append(
@@ -594,8 +615,10 @@ class OrderBook:
             for price, level in levels.items():
                 live = list(level.live())
                 assert live and level.count == len(live), f"level {price}: count {level.count}"
-                assert level.orders[0].quantity, f"dead order at the head of level {price}"
-                assert len(level.orders) <= 2 * level.count + TOMBSTONES_MAX, f"level {price}"
+                queue, head = level.orders, level.head
+                assert queue[head].quantity, f"dead order at the head of level {price}"
+                assert len(queue) - head <= 2 * level.count + TOMBSTONES_MAX, f"level {price}"
+                assert head <= TOMBSTONES_MAX or 2 * head < len(queue), f"level {price}: {head}"
                 assert level.price == price, f"level {level.price} filed under {price}"
                 total = sum(order.quantity for order in live)
                 assert level.quantity == total, f"level {price}: {level.quantity} != {total}"

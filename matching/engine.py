@@ -51,6 +51,13 @@ IOC: Final = TimeInForce.IOC
 FOK: Final = TimeInForce.FOK
 UNFILLED_REMAINDER: Final = CancelReason.UNFILLED_REMAINDER
 _new: Final = tuple.__new__  # the hottest records' constructor: see matching/book.py
+# The classes the hot paths build or dispatch on, as Final aliases: in the compiled build a
+# plain module name of a Python class is a dict lookup in the module's globals at every use.
+_PLACE: Final = PlaceOrder
+_CANCEL: Final = CancelOrder
+_AMEND: Final = AmendOrder
+_ACCEPTED: Final = OrderAccepted
+_CANCELLED: Final = OrderCancelled
 CLOSED_PHASES: Final = frozenset((Phase.CLOSED, Phase.HALTED))
 
 
@@ -85,7 +92,16 @@ class MatchingEngine:
 
     def apply(self, command: Command) -> list[Event]:
         """Apply one command and return its events."""
-        return self._handlers[type(command)](command)
+        kind = type(command)
+        # The order commands are dispatched directly: the compiled build then calls the
+        # method natively instead of through a bound method's argument parsing.
+        if kind is _PLACE:
+            return self.place(command)  # type: ignore[arg-type]
+        if kind is _CANCEL:
+            return self.cancel(command)  # type: ignore[arg-type]
+        if kind is _AMEND:
+            return self.amend(command)  # type: ignore[arg-type]
+        return self._handlers[kind](command)
 
     # -- orders ----------------------------------------------------------------------------
 
@@ -110,9 +126,11 @@ class MatchingEngine:
         order_id, symbol, account, side, kind, price, quantity, tif, post_only, group, mode = (
             command
         )
-        events: list[Event] = [
-            _new(OrderAccepted, (order_id, symbol, account, side, kind, price, quantity, tif))
-        ]
+        # OrderAccepted's fields are PlaceOrder's first eight, in order: a slice of the
+        # command keeps its objects. Sliced as a `tuple[object, ...]`, because the compiled
+        # build unboxes a slice of a typed tuple into C values and boxes its ints again.
+        fields: tuple[object, ...] = command
+        events: list[Event] = [_new(_ACCEPTED, fields[:8])]
         is_market = kind is MARKET
         if is_market:
             limit = book.upper_limit if side is BUY else book.lower_limit
@@ -177,7 +195,7 @@ class MatchingEngine:
             if order is not None and order.symbol == symbol:
                 # `cancel_checked`, written out: a cancel is a quarter of all commands.
                 event = _new(
-                    OrderCancelled,
+                    _CANCELLED,
                     (order_id, symbol, order.quantity, reason_given if why is None else why),
                 )
                 book.remove(order)

@@ -7,7 +7,7 @@ import orjson
 
 from exchange.venue.wire import command_to_dict, parse_line
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, PlaceOrder, SetPhase
-from matching.events import CancelRejected, OrderRejected
+from matching.events import CancelRejected, OrderAccepted, OrderRejected
 from matching.types import (
     CancelReason,
     OrderKind,
@@ -107,3 +107,9 @@ def test_json_is_unchanged() -> None:
         parsed = parse_line(orjson.dumps(command_to_dict(command)))
         assert parsed == command and type(parsed) is type(command)
     assert command_to_dict(commands[1]) == {"type": "cancel", "order_id": 7, "symbol": "600000.SH"}
+
+
+def test_an_accept_holds_the_first_fields_of_its_place_command() -> None:
+    """The engine builds `OrderAccepted` from a slice of its `PlaceOrder` (matching/engine.py):
+    the accept's fields must stay the command's first ones, in the same order."""
+    assert OrderAccepted._fields == PlaceOrder._fields[: len(OrderAccepted._fields)]

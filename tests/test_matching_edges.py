@@ -537,6 +537,26 @@ def test_cancel_the_head_and_the_tail_of_a_queue(venue: Venue) -> None:
     ]
 
 
+def test_a_long_queue_consumed_from_its_head_keeps_its_order(venue: Venue) -> None:
+    """A level's queue is a list read from a head index, its consumed prefix cut off now and
+    then: fills one at a time from the head, cancels behind it and orders joining the back,
+    far past the prefix the queue keeps, leave the same queue as the model's."""
+    rest(venue, *(order(i, SELL, 1000, 100) for i in range(1, 121)))
+    next_id = 1000
+    for step in range(100):
+        if step % 3 == 0:  # a cancel a few places behind the head
+            venue.apply(CancelOrder(order_id=step + 5, symbol=SYMBOL))
+        next_id += 1
+        venue.apply(order(next_id, BUY, 1000, 100))  # takes the head
+        if step % 4 == 0:
+            next_id += 1
+            rest(venue, order(next_id, SELL, 1000, 100))
+        venue.check()
+    queue = [order_id for order_id, _, _, _ in book(venue)]
+    assert len(queue) == len(set(queue)) > 0
+    assert queue == sorted(queue)  # arrival order: ids rose as they joined
+
+
 def test_no_phantom_best_price_after_cancelling_the_top_level(venue: Venue) -> None:
     rest(venue, order(1, BUY, 1000, 100), order(2, BUY, 1000, 200), order(3, BUY, 998, 100))
     rest(venue, order(4, SELL, 1003, 100), order(5, SELL, 1005, 100))
