@@ -44,6 +44,7 @@ from typing import Final
 import orjson
 
 from exchange import compiled
+from exchange.console.metrics import serve_replica_metrics
 from exchange.consortium.audit import UsageError, load_node
 from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import init_consortium, venue_from_genesis
@@ -133,6 +134,7 @@ def build_replica(config: NodeConfig) -> ReplicaNode:
         new_machine=partial(new_machine, genesis),
     )
     node = ReplicaNode(replica, config.address)
+    serve_replica_metrics(node)
     _start_indexer(node, replica.store)
     return node
 
