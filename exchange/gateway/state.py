@@ -54,6 +54,8 @@ class GatewayState:
         self.market: MarketData | None = None
         self.machine: ObservedVenueMachine | None = None
         self.metrics = NodeMetrics()  # /metrics: its figures are read by `Rest.figures`
+        # called with each stored block's public market-data messages (the web console's)
+        self.market_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
 
     def error(self, session: Session, request: Any, error: ApiError, **extra: Any) -> None:
         """Answer a request with `error` (counted in `/metrics`); the session stays open."""
