@@ -296,16 +296,3 @@ def _health_body(health: dict[str, Any]) -> str:
         '<canvas id="rate" width="900" height="160"></canvas>'
         '<canvas id="finality-chart" width="900" height="160"></canvas>'
     )
-
-
-def mount_console(node: ExchangeNode | ReplicaNode, gateway: Gateway | None = None) -> Console:
-    """Serve the console under `/console/` on `node` (before it starts); on the exchange,
-    `gateway` (attached) feeds the market pages."""
-    console = Console(node, gateway)
-    if gateway is not None:
-        market = gateway.market
-        assert market is not None, "attach the gateway first"
-        console.viewers = MarketViewers(market)
-        gateway.state.market_listeners.append(console.viewers.publish)
-    node.app.add_subapp("/console", console.app)
-    return console

@@ -7,6 +7,8 @@ by polling) and check what needs checking (the book's checksum, a receipt's proo
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
@@ -35,6 +37,7 @@ def layout(
     scripts: Iterable[str] = (),
     data: Any = None,
     status: int = 200,
+    import_map: str | None = None,
 ) -> web.Response:
     """A whole page: the header naming the node, the navigation, `body` (already escaped)."""
     links = "".join(f'<a href="{PREFIX}{text(path)}">{text(label)}</a>' for path, label in nav)
@@ -46,6 +49,11 @@ def layout(
     tags = "".join(
         f'<script type="module" src="{PREFIX}/static/{text(name)}"></script>' for name in scripts
     )
+    csp = CSP
+    if import_map is not None:  # an inline import map, allowed by its hash and nothing else
+        digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
+        csp = CSP.replace("script-src 'self'", f"script-src 'self' 'sha256-{digest}'")
+        tags = f'<script type="importmap">{import_map}</script>' + tags
     html = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{text(title)} · {text(node)} · Jinlian</title>"
@@ -56,7 +64,7 @@ def layout(
         "</body></html>"
     )
     return web.Response(text=html, content_type="text/html", status=status,
-                        headers={"Content-Security-Policy": CSP,
+                        headers={"Content-Security-Policy": csp,
                                  "X-Content-Type-Options": "nosniff",
                                  "Referrer-Policy": "no-referrer"})  # fmt: skip
 

@@ -44,8 +44,8 @@ from typing import Final
 import orjson
 
 from exchange import compiled
-from exchange.console.app import mount_console
 from exchange.console.metrics import serve_replica_metrics
+from exchange.console.mount import mount_console
 from exchange.consortium.audit import UsageError, load_node
 from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import init_consortium, venue_from_genesis
