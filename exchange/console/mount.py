@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from exchange.console.app import Console
 from exchange.console.explorer import Explorer
+from exchange.console.holdings import Holdings
 from exchange.console.live import MarketViewers
 from exchange.gateway.server import Gateway
 from ledger.node import ExchangeNode, ReplicaNode
@@ -19,6 +20,6 @@ def mount_console(node: ExchangeNode | ReplicaNode, gateway: Gateway | None = No
         assert market is not None, "attach the gateway first"
         console.viewers = MarketViewers(market)
         gateway.state.market_listeners.append(console.viewers.publish)
-    Explorer(console)
+    Holdings(console, Explorer(console))
     node.app.add_subapp("/console", console.app)
     return console
