@@ -146,3 +146,19 @@ async def test_the_blocks_list_is_paginated_by_height(venue: RunningVenue) -> No
                                token(venue, "bank1"))  # fmt: skip
     assert status == 200 and body.count("/console/block?height=") == 1
     assert f"/console/blocks?to={tip[0] - 1}&amp;rows=1" in body  # the older page
+
+
+async def test_reconciliation_shows_every_peer_holding_the_same_block(
+    venue: RunningVenue,
+) -> None:
+    height, _ = await traded(venue)
+    base = f"http://{venue.members[0].address}/console/reconciliation"
+    assert (await fetch(base))[0] == 401
+    status, body = await fetch(f"{base}?height={height}", token(venue, "bank1"))
+    assert status == 200, body
+    rows = body.split('<table id="peers">')[1].split("<tr>")[2:]
+    assert len(rows) == 4, rows  # three other members and the exchange
+    for peer in rows:
+        assert "same" in peer and "DIFFERENT" not in peer, peer
+    status, body = await fetch(f"{base}?height=999999", token(venue, "bank1"))
+    assert status == 400 and "height 999999 is not a certified height" in body

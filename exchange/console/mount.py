@@ -7,6 +7,7 @@ from exchange.console.app import Console
 from exchange.console.explorer import Explorer
 from exchange.console.holdings import Holdings
 from exchange.console.live import MarketViewers
+from exchange.console.reconciliation import Reconciliation
 from exchange.gateway.server import Gateway
 from ledger.node import ExchangeNode, ReplicaNode
 
@@ -20,6 +21,8 @@ def mount_console(node: ExchangeNode | ReplicaNode, gateway: Gateway | None = No
         assert market is not None, "attach the gateway first"
         console.viewers = MarketViewers(market)
         gateway.state.market_listeners.append(console.viewers.publish)
-    Holdings(console, Explorer(console))
+    explorer = Explorer(console)
+    Holdings(console, explorer)
+    Reconciliation(console, explorer)
     node.app.add_subapp("/console", console.app)
     return console
