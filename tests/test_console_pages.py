@@ -4,6 +4,9 @@ number and in backlog bytes."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiohttp
 import orjson
 import pytest
@@ -104,3 +107,16 @@ def test_a_viewer_past_its_backlog_is_cut_off_and_its_backlog_freed() -> None:
     assert viewer.overflowed and viewer.queued_bytes == 0 and not viewer.queue
     viewer.put(b"z")
     assert not viewer.queue  # nothing more is held for it
+
+
+async def test_an_open_viewer_does_not_hold_up_the_exchange_stopping(
+    venue: RunningVenue,
+) -> None:
+    url = f"http://{venue.address}/console/market/ws?symbol={SYMBOL}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.receive()
+        started = time.monotonic()
+        await asyncio.wait_for(venue.stop_exchange(), 10)
+        assert time.monotonic() - started < 5
+        kinds = [(await ws.receive(timeout=5)).type for _ in range(3)]  # the bbo, the phase
+        assert {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED} & set(kinds), kinds

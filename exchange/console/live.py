@@ -10,7 +10,9 @@ The console's work on the exchange is bounded as a broker session's is: at most
 `viewers_max` open viewers (one more is refused with 503 `busy`), and each viewer's backlog
 at most `backlog_bytes_max` bytes: a viewer that falls further behind is closed (1008) and
 its backlog freed, and the page reconnects for a new snapshot. A message is encoded once
-however many viewers get it. Nothing a viewer sends is read but the close.
+however many viewers get it, and sent as it is (a binary frame of UTF-8 JSON, without
+per-message compression, which would cost the exchange a deflate per viewer). Nothing a
+viewer sends is read but the close.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from exchange.gateway.market_data import MarketData
 VIEWERS_MAX: Final = 64
 VIEWER_BACKLOG_BYTES_MAX: Final = 1024 * 1024
 WS_POLICY_VIOLATION: Final = 1008
+WS_GOING_AWAY: Final = 1001
 
 
 @dataclass(eq=False)
@@ -37,6 +40,7 @@ class Viewer:
 
     symbol: str
     backlog_bytes_max: int
+    ws: web.WebSocketResponse | None = None
     queue: deque[bytes] = field(default_factory=deque)
     queued_bytes: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # the queue has a message
@@ -111,9 +115,10 @@ class MarketViewers:
             raise web.HTTPServiceUnavailable(
                 text=f"{len(self.viewers)} market viewers are open (at most {self.viewers_max})"
             )
-        ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=1024)
+        # no per-message deflate: it would compress every message once per viewer
+        ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=1024, compress=False)
         await ws.prepare(request)
-        viewer = Viewer(symbol, self.backlog_bytes_max)
+        viewer = Viewer(symbol, self.backlog_bytes_max, ws)
         for message in self.first_messages(symbol):
             viewer.put(orjson.dumps(message))
         self.viewers.add(viewer)
@@ -126,6 +131,13 @@ class MarketViewers:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         return ws
+
+    async def shutdown(self, app: web.Application) -> None:
+        """The node is stopping: close every viewer (going away), or the server would wait
+        for their handlers."""
+        for viewer in list(self.viewers):
+            if viewer.ws is not None and not viewer.ws.closed:
+                await viewer.ws.close(code=WS_GOING_AWAY, message=b"the exchange is stopping")
 
     async def _read(self, ws: web.WebSocketResponse) -> None:
         """Read until the page closes (it sends nothing else)."""
@@ -144,6 +156,6 @@ class MarketViewers:
                 return
             while viewer.queue and not ws.closed:
                 try:
-                    await ws.send_str(viewer.take().decode())
+                    await ws.send_bytes(viewer.take())  # binary: the page decodes UTF-8
                 except (ConnectionError, RuntimeError):
                     return

@@ -21,6 +21,7 @@ def mount_console(node: ExchangeNode | ReplicaNode, gateway: Gateway | None = No
         assert market is not None, "attach the gateway first"
         console.viewers = MarketViewers(market)
         gateway.state.market_listeners.append(console.viewers.publish)
+        console.app.on_shutdown.append(console.viewers.shutdown)
     explorer = Explorer(console)
     Holdings(console, explorer)
     Reconciliation(console, explorer)

@@ -65,12 +65,14 @@ function renderPhase(message) {
   setText("indicative", `${price === null ? "" : price} for ${message.indicative_volume}`);
 }
 
+const decoder = new TextDecoder();
 let socket = null;
 let retry = 0;
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/console/market/ws?symbol=${encodeURIComponent(symbol)}`);
+  socket.binaryType = "arraybuffer"; // binary frames of UTF-8 JSON
   socket.onopen = () => { retry = 0; setText("feed", "live", "ok"); };
   socket.onclose = () => {
     setText("feed", "reconnecting", "pending");
@@ -78,7 +80,7 @@ function connect() {
     setTimeout(connect, 200 * 2 ** retry);
   };
   socket.onmessage = (event) => {
-    const message = JSON.parse(event.data);
+    const message = JSON.parse(decoder.decode(event.data));
     if (message.type === "book_snapshot") {
       applySnapshot(message);
       verify(message.checksum);
