@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check-all lint typecheck compiled unit bench clean
+.PHONY: demo test check-all lint typecheck compiled browser unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +42,26 @@ compiled: $(STAMP)
 	fi
 	$(BIN)/jinlian build || [ $$? = 3 ]
 
-unit: $(STAMP)
+# The web console's browser tests (docs/console.md) drive Debian's chromium with Playwright
+# (`executable_path`, never `playwright install`): installed with apt-get when missing and root,
+# like the compiled build's compiler; otherwise a message, and those tests skip naming why.
+browser: $(STAMP)
+	@if ! command -v chromium >/dev/null && [ -z "$$JINLIAN_CHROMIUM" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium for the console's browser tests (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make browser: no chromium; install it (Debian/Ubuntu: apt-get install chromium," \
+	      "as root) or set JINLIAN_CHROMIUM; the console's browser tests skip meanwhile" >&2; \
+	  fi; \
+	fi
+
+unit: $(STAMP) browser
 	$(BIN)/pytest -q
 
 # Everything `make test` runs, plus the checks too long for CI (random-seed replication
 # simulations, soak smoke runs): tests that run only when JINLIAN_CHECK_ALL=1.
-check-all: lint typecheck compiled
+check-all: lint typecheck compiled browser
 	JINLIAN_CHECK_ALL=1 $(BIN)/pytest -q
 
 bench: $(STAMP)

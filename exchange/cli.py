@@ -532,6 +532,10 @@ def _add_bench_commands(commands: Any) -> None:
     ledger_target.add_argument(
         "--steps", type=int, default=6, help="open-loop runs of the sweep for the max rate"
     )
+    ledger_target.add_argument(
+        "--viewers", type=int, default=0,
+        help="web console market pages open on the exchange during the run (docs/console.md)",
+    )  # fmt: skip
     ledger_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ledger_target.set_defaults(run=_bench)
     simulate_target = targets.add_parser(

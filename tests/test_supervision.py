@@ -86,7 +86,7 @@ async def test_a_failed_cutter_answers_the_order_in_flight_and_health_says_why(
     assert "InjectedFaultError" in health["failure"]["error"], health
     await failure_counted(venue.address, "cutter")
     _, metrics = await get(venue.address, "/metrics")
-    assert "\njinlian_failed 1\n" in metrics.decode()
+    assert "\njinlian_failed 1.0\n" in metrics.decode()
     other = await venue.client("broker2")  # a failed exchange refuses, never goes silent
     with pytest.raises(RequestError) as refused:
         await other.place(**order("c-2", "20001", "sell", 990, 100))

@@ -56,6 +56,7 @@ import psutil
 
 from exchange.bench.flow import ACCOUNTS, REFERENCE_PRICE, SYMBOL, Flow, make_flow
 from exchange.bench.report import emit
+from exchange.console.load import ViewerLoad, market_viewers
 from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.consortium.nodes import load_config, start_processes, stop_processes
 from exchange.venue.machine import VenueMachine
@@ -359,10 +360,11 @@ async def _drive(
     async def indexers() -> float | None:
         return await indexer_lag_s(addresses, signer)
 
-    async with Feed(exchange) as feed:
+    async with Feed(exchange) as feed, market_viewers(exchange, SYMBOL, arguments.viewers) as load:
         tip = max(await feed.pipeline(batches(setup), WINDOW))
         while (await status(exchange))["certified"] < tip:
             await asyncio.sleep(0.05)
+        result["viewers"] = load  # open web console market pages, during the whole run
         if arguments.rate is not None:
             result["runs"] = [await open_loop(feed, timed, arguments.rate, cpu, indexers)]
         elif arguments.memory is not None:
@@ -378,6 +380,13 @@ async def _drive(
     after = await status(exchange)
     members = [await status(address, 0, signer) for address in addresses[1:]]
     result["tip"] = after["height"]
+    viewers: ViewerLoad = result.pop("viewers")
+    result["viewers"] = {
+        "count": arguments.viewers,
+        "messages": sum(viewers.messages),
+        "bytes": sum(viewers.bytes_read),
+        "closed_early": viewers.closed_early,
+    }
     result["members_at_tip"] = sum(m["height"] >= after["height"] for m in members)
     result["evidence"] = sum(m["evidence"] for m in members)
     return result
@@ -488,6 +497,7 @@ def report(arguments: argparse.Namespace, run: dict[str, Any], inprocess: float)
         }
     if "memory" in run:
         value["memory"] = run["memory"]
+    value["viewers"] = run["viewers"]
     value |= {
         "members_at_tip": run["members_at_tip"],
         "evidence": run["evidence"],
@@ -497,9 +507,12 @@ def report(arguments: argparse.Namespace, run: dict[str, Any], inprocess: float)
 
 
 def render(report: dict[str, Any]) -> str:
+    viewers = report["viewers"]
     lines = [
         f"ledger benchmark: seed {report['seed']}, exchange + {report['members']} members as "
-        f"processes on localhost, {report['cores']} cores",
+        f"processes on localhost, {report['cores']} cores; {viewers['count']} web console "
+        f"market viewers open ({viewers['messages']:,} messages, {viewers['bytes']:,} bytes, "
+        f"{viewers['closed_early']} closed early)",
         "  open loop: a batch every 5 ms; finality from scheduled send to certificate; sustained:"
         f" p99 < {P99_GOAL_MS:.0f} ms, >= {SUSTAINED_MIN_S:.0f} s, indexers at their tips within "
         f"{INDEX_LAG_MAX_S:.0f} s",

@@ -44,6 +44,8 @@ from typing import Final
 import orjson
 
 from exchange import compiled
+from exchange.console.metrics import serve_replica_metrics
+from exchange.console.mount import mount_console
 from exchange.consortium.audit import UsageError, load_node
 from exchange.consortium.indexer import VenueIndexer
 from exchange.consortium.init import init_consortium, venue_from_genesis
@@ -134,6 +136,8 @@ def build_replica(config: NodeConfig) -> ReplicaNode:
         new_machine=partial(new_machine, genesis),
     )
     node = ReplicaNode(replica, config.address)
+    serve_replica_metrics(node)
+    mount_console(node)
     _start_indexer(node, replica.store)
     return node
 
@@ -173,6 +177,7 @@ def build_venue(
     )
     node = ExchangeNode(proposer, config.address, feed=feed)
     gateway.attach(node)
+    mount_console(node, gateway)
     _start_indexer(node, proposer.store)
     node.stored_listeners.append(lambda block: node.block_stored())
     return node, gateway
@@ -408,9 +413,11 @@ def run_up(directory: Path, *, members: int = 4, brokers: int = 3, demo: bool = 
     print(f"brokers connect to ws://{config.address}/ws (docs/api.md; their keys are in "
           f"{directory / 'brokers'})")  # fmt: skip
     print(f"REST: http://{config.address}/instruments, /book/SYMBOL, /health, /metrics")
+    print(f"web console: http://{config.address}/console/ (market, health; docs/console.md)")
     for member in config.genesis.members:
         if member.voting:
-            print(f"  member {member.name:<12} http://{member.address}/status")
+            print(f"  member {member.name:<12} http://{member.address}/status, "
+                  f"console http://{member.address}/console/")  # fmt: skip
     print("Ctrl-C stops every process.", flush=True)
     if demo:
         from exchange.consortium.up_demo import run_session  # noqa: PLC0415 - only for the demo

@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from exchange.gateway import api
@@ -59,6 +59,7 @@ class Awaiting:
     request: Any
     kind: str  # place, cancel, amend, admin
     order_id: int = 0
+    received_ns: int = field(default_factory=time.monotonic_ns)  # for the ack histogram
 
 
 class OrderEntry:
@@ -315,6 +316,7 @@ class OrderEntry:
         self, waiting: Awaiting, height: int, events: list[Any], deliveries: list[Any]
     ) -> None:
         """Answer a sequenced request whose block is stored (and its orders journalled)."""
+        self.state.metrics.observe_ack(waiting.received_ns)
         session = waiting.session
         if waiting.kind == "admin":
             session.send({"type": "admin_result", "request": waiting.request, "height": height,

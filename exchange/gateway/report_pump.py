@@ -158,6 +158,8 @@ class ReportPump:
             if len(self.block_brokers) > BLOCKS_AWAITING_MAX:  # certificates lost for good
                 del self.block_brokers[min(self.block_brokers)]
         messages = state.market.block(symbols, trades)  # kept current for later snapshots
+        for listener in state.market_listeners:
+            listener(messages)
         if state.sessions:
             self.publish(messages)
 

@@ -8,13 +8,15 @@ over REST and over the WebSocket.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from aiohttp import web
+from prometheus_client.core import Metric
 
+from exchange.console.metrics import Figure, member_figures, metric_family, supervision_figures
 from exchange.consortium.audit import find_trade, trade_in
 from exchange.gateway import api
 from exchange.gateway.api import ApiError, Request
@@ -23,7 +25,6 @@ from exchange.gateway.state import GatewayState
 from ledger import auth
 from ledger.genesis import Member
 from ledger.keys import PublicKey
-from ledger.node import task_metrics
 from ledger.receipt import ReceiptError, build_receipt
 from ledger.store import StoreError
 
@@ -38,13 +39,6 @@ HEALTH_MEMBER_FIELDS: Final = (
     "connected", "authenticated", "last_vote_height", "last_vote_age_ms", "auth_error",
     "clock_offset_ms", "silent_redials",
 )  # fmt: skip
-_MEMBER_METRICS: Final = (
-    ("connected", "jinlian_member_connected", "1 while a socket to the member is open"),
-    ("authenticated", "jinlian_member_authenticated", "1 while its link is authenticated"),
-    ("last_vote_height", "jinlian_member_last_vote_height", "height of its latest vote"),
-    ("clock_offset_ms", "jinlian_member_clock_offset_ms", "its clock minus ours, at handshake"),
-    ("silent_redials", "jinlian_member_silent_redials_total", "links closed as silent"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,14 +233,16 @@ class Rest:
         health = self.health()
         return json_response(health, 200 if health["status"] == "ok" else 503)
 
-    async def on_metrics(self, request: web.Request) -> web.StreamResponse:
+    def figures(self) -> Iterator[Metric]:
+        """The exchange's figures for `/metrics` (`exchange.console.metrics`), read at scrape
+        time; the latency histograms are observed as they happen."""
         state = self.state
         assert state.node is not None
         proposer, counters = state.node.proposer, state.counters
         now = time.monotonic()
         recent = sum(1 for t in self.orders.order_times if t > now - 10.0) / 10.0
         finality = state.node.finality
-        lines = [
+        figures: list[Figure] = [
             ("jinlian_orders_total", "counter", "orders accepted for sequencing",
              counters["orders"]),
             ("jinlian_orders_per_second", "gauge", "orders sequenced per second, last 10 s",
@@ -265,29 +261,12 @@ class Rest:
             ("jinlian_rejected_logons_total", "counter", "failed logons",
              counters["rejected_logons"]),
         ]  # fmt: skip
-        text = (
-            "".join(
-                f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{name} {value}\n"
-                for name, kind, help_, value in lines
-            )
-            + task_metrics(state.node)
-            + _member_metrics(state.node.peer_status())
-        )
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
+        yield from (metric_family(*figure) for figure in figures)
+        yield from supervision_figures(state.node)
+        yield from member_figures(state.node.peer_status())
 
-
-def _member_metrics(members: Mapping[str, Mapping[str, Any]]) -> str:
-    """Prometheus lines, one series per voting member (label `member`)."""
-    text = []
-    for field_name, metric, help_ in _MEMBER_METRICS:
-        kind = "counter" if metric.endswith("_total") else "gauge"
-        text.append(f"# HELP {metric} {help_}\n# TYPE {metric} {kind}\n")
-        for name, peer in members.items():
-            value = peer[field_name]
-            if value is not None:
-                text.append(f'{metric}{{member="{name}"}} {int(value)}\n')
-    return "".join(text)
+    async def on_metrics(self, request: web.Request) -> web.StreamResponse:
+        return await self.state.metrics.on_metrics(request)
 
 
 def _positive(text: str) -> int | None:

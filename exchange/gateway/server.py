@@ -146,6 +146,7 @@ class Gateway:
         self.endpoint = Sessions(state, handlers, orders.cancel_on_disconnect)
         self.rest = Rest(state, self.endpoint, orders, pump)
         self.endpoint.handlers["receipt"] = self.rest.receipt_request  # one rule, WS and REST
+        state.metrics.read_figures(self.rest.figures)
 
     def new_machine(self) -> ObservedVenueMachine:
         """The factory the exchange's `Proposer` builds (and replays) its machine with."""
@@ -162,6 +163,7 @@ class Gateway:
         node.stored_listeners.append(self.pump.stored)
         node.final_listeners.append(self.pump.final)
         node.recovered_listeners.append(self.pump.recovered)
+        node.final_listeners.append(lambda certificate: state.metrics.observe_finality(node))
         node.stop_listeners.append(self._unavailable)
         router, rest = node.app.router, self.rest
         router.add_get("/ws", self.endpoint.on_socket)

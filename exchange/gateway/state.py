@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from exchange.console.metrics import NodeMetrics
 from exchange.gateway.ack_journal import AckJournal
 from exchange.gateway.api import ApiError
 from exchange.gateway.broker_reports import Reports
@@ -52,6 +53,9 @@ class GatewayState:
         self.node: ExchangeNode | None = None
         self.market: MarketData | None = None
         self.machine: ObservedVenueMachine | None = None
+        self.metrics = NodeMetrics()  # /metrics: its figures are read by `Rest.figures`
+        # called with each stored block's public market-data messages (the web console's)
+        self.market_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
 
     def error(self, session: Session, request: Any, error: ApiError, **extra: Any) -> None:
         """Answer a request with `error` (counted in `/metrics`); the session stays open."""
