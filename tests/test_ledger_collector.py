@@ -114,5 +114,11 @@ def test_a_member_process_runs_the_policy_and_shows_it_in_its_health(member: Pro
         gc_figures = await figures()
         assert gc_figures["full_collections"] == 1  # at start, after the replay
         assert gc_figures["frozen_objects"] > 10_000  # the modules, the genesis, the venue
+        metrics_url = f"http://{member.address('bank1')}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(metrics_url) as response:
+            text = await response.text()
+        assert "jinlian_gc_full_collections_total 1.0" in text, text
+        frozen = [line for line in text.splitlines() if line.startswith("jinlian_gc_frozen")]
+        assert frozen and float(frozen[0].split()[1]) > 10_000, frozen
 
     asyncio.run(scenario())

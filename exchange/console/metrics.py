@@ -69,6 +69,20 @@ def supervision_figures(node: ExchangeNode | ReplicaNode) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "jinlian_indexed_height", "derived tables hold blocks 1..this", value=indexed
         )
+    if node.collector is not None:  # the process's garbage-collection policy (/health `gc`)
+        gc = node.collector.figures()
+        yield GaugeMetricFamily(
+            "jinlian_gc_frozen_objects", "objects frozen out of the cycle collector's work",
+            value=gc["frozen_objects"],
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "jinlian_gc_full_collections", "full collections, all run while idle",
+            value=gc["full_collections"],
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "jinlian_gc_full_found_objects", "garbage the full collections found (a leak grows it)",
+            value=gc["full_found"],
+        )  # fmt: skip
 
 
 def member_figures(members: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
