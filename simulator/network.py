@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
@@ -66,7 +65,15 @@ from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_private_key
 from matching.types import Phase, Side
 from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Intent, Place
-from simulator.inprocess import BASE_PORT, NODE, ORDER_COLUMNS, SIDE_NAMES, write_consortium
+from simulator.inprocess import (
+    BASE_PORT,
+    NODE,
+    ORDER_COLUMNS,
+    SIDE_NAMES,
+    day_start_ns,
+    write_consortium,
+)
+from simulator.outputs import write_tables
 from simulator.run import LABEL_COLUMNS, code_version, label_schema
 from simulator.scenario import Scenario
 from simulator.simulation import AgentSpec, Simulation
@@ -718,8 +725,7 @@ def write_outputs(result: NetworkResult) -> dict[str, Any]:
     from simulator import charts  # noqa: PLC0415 - matplotlib is slow to import: only here
 
     directory = result.directory
-    for name, table in result.tables.items():
-        pq.write_table(table, directory / f"{name}.parquet")
+    write_tables(result.tables, directory, day_start_ns(result.scenario.day))
     histogram = result.histogram
     with (directory / "latency.hlog").open("w") as log:
         writer = HistogramLogWriter(log)
