@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 from nbclient import NotebookClient
 
 from exchange.cli import main
+from exchange.consortium.init import init_consortium
 from tests.analysis_ledger import Session, generate_session
 from tests.consortium_net import free_base_port
 
@@ -37,6 +39,27 @@ SIMULATED = ["smoke-inprocess", "smoke-export", "smoke-network"]
 if os.environ.get("JINLIAN_CHECK_ALL") == "1":
     SIMULATED.append("realistic-inprocess")
 SOURCES = ["session"] + (SIMULATED if importlib.util.find_spec("simulator") else [])
+if os.environ.get("JINLIAN_CHECK_ALL") == "1":
+    SOURCES.append("demo")
+
+
+def demo_consortium(directory: Path) -> Session:
+    """`jinlian up --demo` on a fresh consortium, stopped with Ctrl-C after its session."""
+    init_consortium(directory, members=4, brokers=3, base_port=free_base_port(5))
+    up = subprocess.Popen([sys.executable, "-m", "exchange.cli", "up", str(directory), "--demo"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            if "the consortium keeps running" in line:
+                break
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0
+    return Session(consortium=directory, node=directory / "bank1", labels=directory / "none")
 
 
 @pytest.fixture(scope="module", params=SOURCES)
@@ -45,6 +68,8 @@ def notebook_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     directory = tmp_path_factory.mktemp(request.param)
     if request.param == "session":
         return generate_session(directory, seed=3, blocks=80)
+    if request.param == "demo":
+        return demo_consortium(directory / "demo")
     scenario, mode = request.param.split("-")
     out = directory / scenario
     command = ["simulate", scenario, "--mode", "inprocess", "--seed", "1", "--out", str(out)]

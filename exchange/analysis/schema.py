@@ -104,6 +104,10 @@ LEDGER_SCHEMAS: Final[dict[str, pa.Schema]] = {
         "imbalance:i imbalance_side:s"
     ),
     "accounts": _schema("account:s broker:s"),
+    "instruments": _schema(
+        "symbol:s reference_price:i tick_size:i lot:i price_limit_pct:i settlement:s t_plus:i "
+        "commission_bps:i stamp_duty_bps:i"
+    ),
     "evidence": _schema("seq:i id:s height:i kind:s data:s"),
 }
 

@@ -579,6 +579,13 @@ def accounts(ledger: NodeLedger) -> pd.DataFrame:
     return pd.DataFrame({"account": list(brokers), "broker": list(brokers.values())})
 
 
+def instruments(ledger: NodeLedger) -> pd.DataFrame:
+    """The instruments of the genesis: reference price (ticks), tick size, lot, price limit,
+    settlement mode, T+n, commission and stamp duty in bps."""
+    columns = LEDGER_SCHEMAS["instruments"].names
+    return _records(list(ledger.genesis.instruments), columns)
+
+
 def arrow_frame(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as pandas with the integer rule of `exact_frame`: int64 columns stay
     int64, nullable `Int64` where a value is missing; timestamps are UTC datetimes."""
@@ -615,6 +622,7 @@ class Tables:
     fees: pd.DataFrame
     auctions: pd.DataFrame
     accounts: pd.DataFrame
+    instruments: pd.DataFrame
     evidence: pd.DataFrame
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
@@ -642,6 +650,7 @@ def load(ledger: NodeLedger) -> Tables:
         "fees": fees(settlements_frame, ledger.account_brokers()),
         "auctions": auctions(ledger, blocks_frame),
         "accounts": accounts(ledger),
+        "instruments": instruments(ledger),
         "evidence": evidence(ledger),
     }
     return Tables(**{name: typed(frame, name) for name, frame in frames.items()})
