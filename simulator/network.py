@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
@@ -72,9 +71,11 @@ from simulator.inprocess import (
     ORDER_COLUMNS,
     SIDE_NAMES,
     amend_command,
+    day_start_ns,
     place_command,
     write_consortium,
 )
+from simulator.outputs import write_tables
 from simulator.run import LABEL_COLUMNS, code_version, label_schema
 from simulator.scenario import Scenario
 from simulator.simulation import AgentSpec, Simulation
@@ -734,8 +735,7 @@ def write_outputs(result: NetworkResult) -> dict[str, Any]:
     from simulator import charts  # noqa: PLC0415 - matplotlib is slow to import: only here
 
     directory = result.directory
-    for name, table in result.tables.items():
-        pq.write_table(table, directory / f"{name}.parquet")
+    write_tables(result.tables, directory, day_start_ns(result.scenario.day))
     histogram = result.histogram
     with (directory / "latency.hlog").open("w") as log:
         writer = HistogramLogWriter(log)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from simulator.inprocess import (
     CYCLE_COLUMNS,
@@ -35,7 +34,9 @@ from simulator.inprocess import (
     POSITION_COLUMNS,
     InProcessDriver,
     KeptBlock,
+    day_start_ns,
 )
+from simulator.outputs import write_tables
 from simulator.scenario import Scenario
 from simulator.simulation import Simulation
 
@@ -241,8 +242,7 @@ def report(result: RunResult) -> dict[str, Any]:
 def write_outputs(result: RunResult) -> dict[str, Any]:
     """Write report.json, the Parquet tables and the charts into the run's directory."""
     directory = result.directory
-    for name, table in result.tables.items():
-        pq.write_table(table, directory / f"{name}.parquet")
+    write_tables(result.tables, directory, day_start_ns(result.scenario.day))
     from simulator import charts  # noqa: PLC0415  (matplotlib is slow to import: only here)
 
     charts.price_volume(result.tables["trades"], directory / "price_volume.png")

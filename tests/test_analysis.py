@@ -10,10 +10,12 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from exchange.analysis import checks, market, post_trade, surveillance
 from exchange.analysis import tables as t
+from exchange.analysis.schema import SchemaError, write_table
 from exchange.cli import main
 from exchange.consortium.audit import UsageError
 from exchange.venue import wire
@@ -357,7 +359,11 @@ def test_order_level_labels_map_to_the_trades_they_made(session: Session, tmp_pa
     rows += [("spoofing", "genuine", 999_999)]
     path = tmp_path / "labels.parquet"
     frame = pd.DataFrame(rows, columns=["label", "role", "order_id"])
-    frame.assign(time_ns=0, agent_id=1, symbol=GROSS).to_parquet(path)
+    frame = frame.assign(time_ns=0, agent_id=1, symbol=GROSS)
+    frame.to_parquet(path)  # as the simulator wrote it before schema versions: refused
+    with pytest.raises(SchemaError, match=r"labels.parquet: schema version 1 .* needs version 2"):
+        surveillance.read_labels(path)
+    write_table(pa.Table.from_pandas(frame, preserve_index=False), path, "simulator", "labels")
     labels = surveillance.read_labels(path)
     for label in ("wash_trade", "marking_the_close", "spoofing"):
         assert surveillance.truth(labels, label, trades) == surveillance.truth(planted, label)

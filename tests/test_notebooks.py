@@ -1,18 +1,24 @@
-"""Every notebook in notebooks/ runs top to bottom, headless, on a seeded session's ledger.
+"""Every notebook in notebooks/ runs top to bottom, headless, on every kind of ledger.
 
-The ledger comes from one fixture, `notebook_inputs`, which returns the consortium directory
-(one node directory per member), the node the notebooks read and the labels file. It has two
-sources: the seeded session of `tests.analysis_ledger` (planted abuse on the `Chain` fixture,
-every voting member's store written) and, once the `simulator` package is installed, a
-`jinlian simulate smoke --mode inprocess --seed 1` run (its consortium directory, `bank1`,
-`labels.parquet`). The notebooks assert what they show, so a broken analysis fails here. The
-parameters are injected papermill-style: a cell after the one tagged `parameters` overrides
-its values.
+The ledger comes from one fixture, `notebook_inputs`, shared by the four notebooks of a source,
+which returns the consortium directory (one node directory per member), the node the notebooks
+read and the labels file. Its sources: the seeded session of `tests.analysis_ledger` (planted
+abuse on the `Chain` fixture, every voting member's store written); `jinlian simulate smoke`
+in process and over the network (its consortium directory, `bank1`, `labels.parquet`); the
+in-process smoke run's `jinlian export` directory instead of the node; and, under
+`JINLIAN_CHECK_ALL=1` (about four minutes), one `realistic` in-process run. The notebooks
+assert what must hold (conservation, agreement, re-execution) and report detector quality, so
+a broken analysis fails here. The parameters are injected papermill-style: a cell after the
+one tagged `parameters` overrides its values.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -20,14 +26,40 @@ import pytest
 from nbclient import NotebookClient
 
 from exchange.cli import main
+from exchange.consortium.init import init_consortium
 from tests.analysis_ledger import Session, generate_session
+from tests.consortium_net import free_base_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120
 
 
-SOURCES = ["session"] + (["simulator"] if importlib.util.find_spec("simulator") else [])
+SIMULATED = ["smoke-inprocess", "smoke-export", "smoke-network"]
+if os.environ.get("JINLIAN_CHECK_ALL") == "1":
+    SIMULATED.append("realistic-inprocess")
+SOURCES = ["session"] + (SIMULATED if importlib.util.find_spec("simulator") else [])
+if os.environ.get("JINLIAN_CHECK_ALL") == "1":
+    SOURCES.append("demo")
+
+
+def demo_consortium(directory: Path) -> Session:
+    """`jinlian up --demo` on a fresh consortium, stopped with Ctrl-C after its session."""
+    init_consortium(directory, members=4, brokers=3, base_port=free_base_port(5))
+    up = subprocess.Popen([sys.executable, "-m", "exchange.cli", "up", str(directory), "--demo"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            if "the consortium keeps running" in line:
+                break
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0
+    return Session(consortium=directory, node=directory / "bank1", labels=directory / "none")
 
 
 @pytest.fixture(scope="module", params=SOURCES)
@@ -36,10 +68,23 @@ def notebook_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     directory = tmp_path_factory.mktemp(request.param)
     if request.param == "session":
         return generate_session(directory, seed=3, blocks=80)
-    out = directory / "smoke"
-    command = ["simulate", "smoke", "--mode", "inprocess", "--seed", "1", "--out", str(out)]
-    assert main(command) == 0
-    return Session(consortium=out, node=out / "bank1", labels=out / "labels.parquet")
+    if request.param == "demo":
+        return demo_consortium(directory / "demo")
+    scenario, mode = request.param.split("-")
+    out = directory / scenario
+    command = ["simulate", scenario, "--mode", "inprocess", "--seed", "1", "--out", str(out)]
+    if mode == "network":
+        command[3:4] = ["network", "--speed", "20", "--base-port", str(free_base_port(5))]
+        done = subprocess.run([sys.executable, "-m", "exchange.cli", *command],
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        assert main(command) == 0
+    node = out / "bank1"
+    if mode == "export":  # the tables only, read through DuckDB and pyarrow
+        assert main(["export", str(node), "--out", str(directory / "export")]) == 0
+        node = directory / "export"
+    return Session(consortium=out, node=node, labels=out / "labels.parquet")
 
 
 def test_notebooks_are_committed_without_outputs() -> None:

@@ -22,7 +22,14 @@ from ledger.genesis import load_genesis
 from ledger.store import BlockStore
 from matching.types import Phase, Side
 from simulator.agents import Cancel, MomentumTrader, Place, Spoofer, ValueTrader
-from simulator.inprocess import NODE, DivergenceError, InProcessDriver, MemberProcessError
+from simulator.inprocess import (
+    NODE,
+    DivergenceError,
+    InProcessDriver,
+    MemberProcessError,
+    day_start_ns,
+)
+from simulator.outputs import as_written
 from simulator.run import RunResult, run_inprocess
 from simulator.scenario import (
     Scenario,
@@ -471,7 +478,8 @@ def test_jinlian_simulate_as_a_process(tmp_path: Path) -> None:
     assert report["final_state_hash"][:40] in completed.stdout
     in_process = run_inprocess(load_scenario("smoke"), 2, tmp_path / "here")
     assert in_process.state_hash == report["final_state_hash"]  # another process, same ledger
-    assert in_process.tables["trades"].equals(pq.read_table(out / "trades.parquet"))
+    written = as_written(in_process.tables, day_start_ns(in_process.scenario.day))
+    assert written["trades"].equals(pq.read_table(out / "trades.parquet"))
     for name in ("orders", "trades", "labels", "agents"):
         assert pq.read_table(out / f"{name}.parquet").num_rows > 0
     for chart in ("price_volume.png", "throughput.png"):

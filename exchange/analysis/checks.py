@@ -17,6 +17,7 @@ their answers as DataFrames and adds what is specific to analysis:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +26,15 @@ from typing import Any, Final
 import orjson
 import pandas as pd
 
-from exchange.analysis.tables import NodeLedger
+from exchange.analysis.tables import IndexBehindWarning, NodeLedger
 from exchange.consortium.audit import find_trade, trade_in, verify_node
 from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from exchange.venue.venue import Venue
 from ledger.audit import AuditReport
-from ledger.block import BlockHeader, check_certificate
+from ledger.block import Block, BlockHeader, check_certificate
 from ledger.canonical import sha256
-from ledger.machine import re_execute
+from ledger.machine import execute, re_execute
 from ledger.receipt import ReceiptError, build_receipt, check_receipt
 
 MINTING: Final = {"issued": 1, "deposited": 1, "redeemed": -1, "withdrawn": -1, "genesis": 1}
@@ -214,6 +215,7 @@ class NodeView:
     trades: dict[int, str]  # height -> digest of the block's trades rows
     balances: dict[int, str]  # height -> digest of the block's balance_changes rows
     certified_height: int
+    indexed_height: int = 0  # the derived rows exist up to here (a node may not index)
 
 
 def node_view(ledger: NodeLedger) -> NodeView:
@@ -227,6 +229,7 @@ def node_view(ledger: NodeLedger) -> NodeView:
         trades=_digests(ledger, "trades", "trade_id"),
         balances=_digests(ledger, "balance_changes", "event_idx, leg"),
         certified_height=ledger.store.certified_height(),
+        indexed_height=ledger.indexed_height,
     )
 
 
@@ -248,8 +251,10 @@ def reconcile(directories: Sequence[Path | str]) -> pd.DataFrame:
     opened."""
     views = []
     for directory in directories:
-        with NodeLedger.open(directory) as ledger:
-            views.append(node_view(ledger))
+        with warnings.catch_warnings():  # a node behind in indexing is handled per height
+            warnings.simplefilter("ignore", IndexBehindWarning)
+            with NodeLedger.open(directory) as ledger:
+                views.append(node_view(ledger))
     top = max((max(view.headers, default=0) for view in views), default=0)
     records = []
     for height in range(1, top + 1):
@@ -259,7 +264,14 @@ def reconcile(directories: Sequence[Path | str]) -> pd.DataFrame:
             record[view.name] = view.headers.get(height, ("",))[0][:16] or None
         differs = []
         for what, get in _ASPECTS:
-            if len({get(view, height) for view in present}) > 1:
+            # derived rows are compared among the nodes that have indexed this height: a node
+            # that does not index (node.json "index": false) has none, which is no disagreement
+            holders = (
+                present
+                if what in ("header", "state_hash")
+                else [view for view in present if view.indexed_height >= height]
+            )
+            if len({get(view, height) for view in holders}) > 1:
                 differs.append(what)
         record.update(nodes=len(present), missing=len(views) - len(present),
                       agree=not differs, differs=",".join(differs))  # fmt: skip
@@ -273,6 +285,80 @@ _ASPECTS: Final[tuple[tuple[str, Callable[[NodeView, int], object]], ...]] = (
     ("trades", lambda view, height: view.trades.get(height)),
     ("balances", lambda view, height: view.balances.get(height)),
 )
+
+
+def reexecution(ledger: NodeLedger) -> pd.DataFrame:
+    """An independent copy of the ledger's results: the node's stored commands re-executed
+    from the genesis on a fresh venue. One row per height with the `receipts_root` and
+    `state_hash` (hex) the re-execution computed, whatever the headers say. O(commands)."""
+    machine = VenueMachine(venue_from_genesis(ledger.genesis))
+    records = []
+    for height, block_bytes in _stored_blocks(ledger):
+        execution = execute(machine, block_bytes.commands, block_bytes.times_ns)
+        records.append({"height": height, "receipts_root": execution.receipts_root.hex(),
+                        "state_hash": execution.state_hash.hex()})  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=["height", "receipts_root", "state_hash"])
+
+
+def _stored_blocks(ledger: NodeLedger) -> Iterator[tuple[int, Block]]:
+    tip = ledger.store.tip()
+    for height in range(1, 0 if tip is None else tip[0] + 1):
+        block = ledger.store.block(height)
+        if block is None:
+            raise ReplayError(f"block {height} is missing below the tip")
+        yield height, block
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconciliation:
+    """`frame`: one row per height (see `reconcile_copies`); `copies`: the names of what was
+    compared; `method`: one sentence saying what was compared with what."""
+
+    frame: pd.DataFrame
+    copies: list[str]
+    method: str
+
+
+REEXECUTION: Final = "re-execution"
+
+
+def reconcile_copies(node: Path | str, consortium: Path | str) -> Reconciliation:
+    """`node`'s ledger against every independent copy there is: every other member node of
+    the `consortium` directory that holds a store (`reconcile`), and always a re-execution of
+    `node`'s commands from the genesis (`reexecution`), whose state hash must equal every
+    node's. A run that wrote one node (an in-process simulation writes `bank1` and the
+    exchange's store) is compared with what there is and says so; a node is never compared
+    with itself. `frame` has `reconcile`'s columns plus `re-execution` (the state hash it
+    computed, short) and `agree` covering it too (`differs` names `re-execution`)."""
+    node_path = Path(node).resolve()
+    nodes = [node_path] + [path for path in member_nodes(consortium) if path.resolve() != node_path]
+    frame = reconcile(nodes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IndexBehindWarning)
+        with NodeLedger.open(node_path) as ledger:
+            computed = reexecution(ledger)
+            views = {node_path.name: node_view(ledger)}
+        for path in nodes[1:]:
+            with NodeLedger.open(path) as other:
+                views[path.name] = node_view(other)
+    states = dict(zip(computed["height"], computed["state_hash"], strict=True))
+    frame[REEXECUTION] = [states.get(h, "")[:16] or None for h in frame["height"]]
+    agree, differs = list(frame["agree"]), list(frame["differs"])
+    for index, height in enumerate(frame["height"]):
+        held = [view.headers[height][1] for view in views.values() if height in view.headers]
+        if any(state != states.get(height) for state in held):
+            agree[index] = False
+            differs[index] = ",".join(filter(None, [differs[index], REEXECUTION]))
+    frame["agree"], frame["differs"] = agree, differs
+    names = [path.name for path in nodes]
+    others = names[1:]
+    method = (
+        f"{names[0]}'s store against "
+        + (f"the stores of {', '.join(others)} and " if others else "")
+        + f"a re-execution of {names[0]}'s commands from the genesis"
+        + ("" if others else " (no other member's store in this directory)")
+    )
+    return Reconciliation(frame=frame, copies=[*names, REEXECUTION], method=method)
 
 
 def member_nodes(consortium: Path | str) -> list[Path]:

@@ -1,16 +1,21 @@
 """`jinlian export DIR/<member> --out OUT`: every table of a node as Parquet files.
 
-One file per table of `tables.load` (`OUT/blocks.parquet`, `OUT/trades.parquet`, ...), written
-with pyarrow, so DuckDB (`SELECT * FROM 'OUT/trades.parquet'`), pandas or polars read them
-without this package. Integer columns stay 64-bit integers (nullable where the ledger leaves a
-value NULL); times are UTC timestamps in nanoseconds beside the raw `time_ns`. Files are
-written to a temporary name and renamed, so a reader never sees half a file.
+One file per table of `tables.load` (`OUT/blocks.parquet`, `OUT/trades.parquet`, ...), each in
+its fixed schema (`schema.LEDGER_SCHEMAS`) with the schema version and the table's name in its
+metadata, so DuckDB (`SELECT * FROM 'OUT/trades.parquet'`), pandas or polars read them without
+this package, and `source.open_source(OUT)` reads them back as the node's tables. Integer
+columns stay 64-bit integers (nullable where the ledger leaves a value NULL); times are UTC
+epoch nanoseconds (`time_ns`) beside a UTC timestamp (`time`). Files are written to a temporary
+name and renamed, so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+
+from exchange.analysis.schema import write_table
 from exchange.analysis.tables import NodeLedger, load
 
 
@@ -23,9 +28,7 @@ def export_node(directory: Path, out: Path) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for name, frame in tables.items():
-        target = out / f"{name}.parquet"
-        partial = out / f".{name}.parquet.partial"
-        frame.to_parquet(partial, engine="pyarrow", index=False)
-        partial.replace(target)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        write_table(table, out / f"{name}.parquet", "ledger", name)
         counts[name] = len(frame)
     return counts

@@ -22,6 +22,7 @@ import pandas as pd
 
 from exchange.analysis.checks import replay
 from exchange.analysis.tables import NodeLedger, events
+from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
 
 _SEQUENCE_SCALE: Final = 1 << 32  # event_idx < 2**32: (height, event_idx) as one sortable key
 
@@ -136,6 +137,68 @@ def fees_and_taxes(fees: pd.DataFrame, by: str = "asset") -> pd.DataFrame:
     frame["fees_total"] = frame["commission"] + frame["stamp_duty"]
     frame["fees_bps"] = frame["fees_total"] / frame["notional"] * 10_000
     return frame.reset_index()
+
+
+def broker_fees(fees: pd.DataFrame) -> pd.DataFrame:
+    """What each broker's clients paid, each side charged to its own broker: the buyer's
+    commission to the buyer's broker, the seller's commission and the stamp duty (a seller's
+    tax) to the seller's broker. One row per broker: trades bought and sold, notional of both,
+    commission, stamp duty, fees_total. The commission column sums to 2 x the trades'
+    commission and stamp duty to theirs, as `fees_and_taxes` by asset."""
+    buys = fees.assign(broker=fees["buyer_broker"], bought=1, sold=0, stamp=0)
+    sells = fees.assign(broker=fees["seller_broker"], bought=0, sold=1, stamp=fees["stamp_duty"])
+    sides = pd.concat([buys, sells], ignore_index=True)
+    grouped = sides.groupby("broker", dropna=False)
+    frame = pd.DataFrame(
+        {
+            "trades_bought": grouped["bought"].sum(),
+            "trades_sold": grouped["sold"].sum(),
+            "notional": grouped["notional"].sum(),
+            "commission": grouped["commission"].sum(),
+            "stamp_duty": grouped["stamp"].sum(),
+        }
+    ).astype("int64")
+    frame["fees_total"] = frame["commission"] + frame["stamp_duty"]
+    return frame.reset_index()
+
+
+def fee_accounts(
+    fees: pd.DataFrame, timing: pd.DataFrame, holding_changes: pd.DataFrame
+) -> pd.DataFrame:
+    """Why the fee totals and the fee and tax accounts' balances can differ, in fen: per
+    currency, the commission (both sides) and stamp duty of trades whose cash has settled, of
+    trades cleared into a net cycle that has not settled yet (`pending`: their fees reach the
+    accounts with the cycle), the accounts' balances moved since the genesis, and `explained`
+    (settled fees = what the accounts received). `timing` is `dvp_timing`."""
+    status = timing.set_index("trade_id")["status"]
+    frame = fees.assign(status=fees["trade_id"].map(status).fillna("unsettled"))
+    frame["commission_both"] = frame["commission"] * 2
+    records = []
+    received = holding_changes[holding_changes["height"] > 0]
+    for currency, mine in frame.groupby("currency"):
+        settled = mine[mine["status"] == "settled"]
+        pending = mine[mine["status"] != "settled"]
+        cash = received[received["asset"] == currency]
+        record = {
+            "currency": currency,
+            "commission_settled": int(settled["commission_both"].sum()),
+            "stamp_duty_settled": int(settled["stamp_duty"].sum()),
+            "commission_pending": int(pending["commission_both"].sum()),
+            "stamp_duty_pending": int(pending["stamp_duty"].sum()),
+            "pending_trades": len(pending),
+            "fee_account_received": int(
+                cash.loc[cash["account"] == FEE_ACCOUNT, "holding_delta"].sum()
+            ),
+            "tax_account_received": int(
+                cash.loc[cash["account"] == TAX_ACCOUNT, "holding_delta"].sum()
+            ),
+        }
+        record["explained"] = (
+            record["commission_settled"] == record["fee_account_received"]
+            and record["stamp_duty_settled"] == record["tax_account_received"]
+        )
+        records.append(record)
+    return pd.DataFrame.from_records(records)
 
 
 def fails(settlements: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:

@@ -34,8 +34,10 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from exchange.analysis.market import BookHistory
+from exchange.analysis.schema import TABLE_KEY, VERSION_KEY, check_file
 
 LABELS: Final = {"wash_trade": "trade_id", "spoofing": "order_id", "marking_the_close": "trade_id"}
 NANOSECONDS_PER_SECOND: Final = 1_000_000_000
@@ -230,7 +232,11 @@ def read_labels(path: Path | str) -> pd.DataFrame:
     what is missing: a `label` column and, for every label kind present, `order_id` or its
     own id column."""
     path = Path(path)
-    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path)
+    else:
+        _check_simulator_labels(path)
+        frame = pd.read_parquet(path)
     if "label" not in frame.columns:
         raise ValueError(f"{path}: no 'label' column (columns: {', '.join(frame.columns)})")
     frame["label"] = frame["label"].replace(LABEL_ALIASES)
@@ -244,6 +250,20 @@ def read_labels(path: Path | str) -> pd.DataFrame:
     return frame
 
 
+def _check_simulator_labels(path: Path) -> None:
+    """Refuse the simulator's labels of another schema version (schema.check_file): before
+    version 2 they named the agents' own order ids in network mode and counted time from the
+    start of the virtual day. Hand-made label files (no metadata) are read as they are."""
+    parquet_schema = pq.read_schema(path)
+    metadata = parquet_schema.metadata or {}
+    old_simulator = set(parquet_schema.names) == _UNVERSIONED_SIMULATOR_LABELS
+    if TABLE_KEY in metadata or VERSION_KEY in metadata or old_simulator:
+        check_file(path, "simulator", "labels")
+
+
+_UNVERSIONED_SIMULATOR_LABELS: Final = frozenset(
+    {"time_ns", "agent_id", "label", "role", "order_id", "symbol"}
+)
 LABEL_ALIASES: Final = {"marking_close": "marking_the_close"}
 SUPPORTING_ROLES: Final = frozenset({"genuine"})  # a spoofer's small real order: not a spoof
 

@@ -42,6 +42,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from exchange.analysis.schema import LEDGER_SCHEMAS, conform
 from exchange.consortium.audit import load_node, open_store
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
 from ledger.block import Receipt
@@ -399,7 +400,10 @@ def order_lifecycle(orders_frame: pd.DataFrame, trades_frame: pd.DataFrame) -> p
     integer_columns = ["price", "quantity", "accepted_height", "accepted_event_idx",
                        "accepted_time_ns", "last_time_ns", "filled", "cancelled", "expired",
                        "open"]  # fmt: skip
-    return _integers(frame, integer_columns)
+    frame = _integers(frame, integer_columns)
+    frame["accepted_time"] = pd.to_datetime(frame["accepted_time_ns"], unit="ns", utc=True)
+    frame["last_time"] = pd.to_datetime(frame["last_time_ns"], unit="ns", utc=True)
+    return frame
 
 
 _BEGINNING: Final = ("accepted", "rejected", "order_refused", "order_unfunded")
@@ -516,7 +520,8 @@ def balances_at(changes: pd.DataFrame, height: int | None = None) -> pd.DataFram
 
 def fees(settlements_frame: pd.DataFrame, account_brokers: dict[str, str]) -> pd.DataFrame:
     """One row per settled or cleared trade with its fees: commission (charged to each side),
-    stamp duty (the seller's), and the brokers of both sides."""
+    stamp duty (the seller's), the brokers of both sides, and what each side paid:
+    `buyer_fees` (its commission) and `seller_fees` (its commission and the stamp duty)."""
     kinds = settlements_frame["event"].isin(["trade_settled", "trade_cleared"])
     columns = ["height", "event_idx", "time_ns", "time", "event", "trade_id", "asset",
                "currency", "mode", "price", "quantity", "buyer", "seller", "commission",
@@ -526,6 +531,8 @@ def fees(settlements_frame: pd.DataFrame, account_brokers: dict[str, str]) -> pd
     frame["seller_broker"] = frame["seller"].map(account_brokers)
     frame["notional"] = frame["price"] * frame["quantity"]
     frame["fees_total"] = 2 * frame["commission"] + frame["stamp_duty"]
+    frame["buyer_fees"] = frame["commission"]
+    frame["seller_fees"] = frame["commission"] + frame["stamp_duty"]
     return frame.reset_index(drop=True)
 
 
@@ -541,9 +548,66 @@ def evidence(ledger: NodeLedger) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["seq", "id", "height", "kind", "data"])
 
 
+def auctions(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per call auction's uncross (`auction_uncrossed` events, in no derived table):
+    symbol, `phase` (the auction that uncrossed: `call_auction` for the opening,
+    `closing_auction`), price (None when nothing could execute), volume, and `imbalance`, the
+    buy quantity minus the sell quantity executable at the price (`imbalance_side` buy, sell or
+    none). O(events)."""
+    found = events(ledger, ["auction_uncrossed", "phase_changed"], blocks_frame)
+    columns = list(LEDGER_SCHEMAS["auctions"].names)
+    if not (found["type"] == "auction_uncrossed").any():
+        return pd.DataFrame({name: [] for name in columns})
+    found = found.sort_values(["height", "event_idx"], kind="stable")
+    # the phase an auction closed: the symbol's phase before its uncross
+    found["phase"] = (
+        found.groupby("symbol")["phase"].shift(1).where(found["type"] == "auction_uncrossed")
+    )
+    uncrossed = found[found["type"] == "auction_uncrossed"].copy()
+    imbalance = uncrossed["imbalance"].astype("int64")
+    uncrossed["imbalance_side"] = ["buy" if i > 0 else "sell" if i < 0 else "none"
+                                   for i in imbalance]  # fmt: skip
+    return uncrossed.reindex(columns=columns).reset_index(drop=True)
+
+
+def accounts(ledger: NodeLedger) -> pd.DataFrame:
+    """Who owns which account: one row per account of the genesis with its broker, plus the
+    operator's fee and tax accounts (broker None)."""
+    brokers = ledger.account_brokers()
+    for account in (FEE_ACCOUNT, TAX_ACCOUNT):
+        brokers.setdefault(account, None)  # type: ignore[arg-type]
+    return pd.DataFrame({"account": list(brokers), "broker": list(brokers.values())})
+
+
+def instruments(ledger: NodeLedger) -> pd.DataFrame:
+    """The instruments of the genesis: reference price (ticks), tick size, lot, price limit,
+    settlement mode, T+n, commission and stamp duty in bps."""
+    columns = LEDGER_SCHEMAS["instruments"].names
+    return _records(list(ledger.genesis.instruments), columns)
+
+
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas with the integer rule of `exact_frame`: int64 columns stay
+    int64, nullable `Int64` where a value is missing; timestamps are UTC datetimes."""
+    frame: pd.DataFrame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_integer(field.type) and column.null_count == 0:
+            frame[field.name] = frame[field.name].astype("int64")
+    return frame
+
+
+def typed(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """`frame` in the fixed schema of the ledger table `name` (schema.LEDGER_SCHEMAS): the
+    same columns and dtypes whether the table was read from a node's store or from an export.
+    Raises schema.SchemaError naming a column the table does not have."""
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    return arrow_frame(conform(table, LEDGER_SCHEMAS[name]))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tables:
-    """Every table of one node, loaded once. `as_dict()` for export."""
+    """Every table of one node, loaded once, in the fixed schemas of `schema.LEDGER_SCHEMAS`.
+    `as_dict()` for export."""
 
     blocks: pd.DataFrame
     certificates: pd.DataFrame
@@ -556,6 +620,9 @@ class Tables:
     holding_changes: pd.DataFrame
     balances: pd.DataFrame
     fees: pd.DataFrame
+    auctions: pd.DataFrame
+    accounts: pd.DataFrame
+    instruments: pd.DataFrame
     evidence: pd.DataFrame
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
@@ -569,17 +636,21 @@ def load(ledger: NodeLedger) -> Tables:
     trades_frame = trades(ledger, blocks_frame)
     settlements_frame = settlements(ledger, blocks_frame)
     changes = holding_changes(ledger, blocks_frame)
-    return Tables(
-        blocks=blocks_frame,
-        certificates=certificates(ledger),
-        commands=commands(ledger, blocks_frame),
-        orders=orders_frame,
-        order_lifecycle=order_lifecycle(orders_frame, trades_frame),
-        trades=trades_frame,
-        settlements=settlements_frame,
-        balance_changes=derived(ledger, "balance_changes", blocks_frame),
-        holding_changes=changes,
-        balances=balances(changes),
-        fees=fees(settlements_frame, ledger.account_brokers()),
-        evidence=evidence(ledger),
-    )
+    frames = {
+        "blocks": blocks_frame,
+        "certificates": certificates(ledger),
+        "commands": commands(ledger, blocks_frame),
+        "orders": orders_frame,
+        "order_lifecycle": order_lifecycle(orders_frame, trades_frame),
+        "trades": trades_frame,
+        "settlements": settlements_frame,
+        "balance_changes": derived(ledger, "balance_changes", blocks_frame),
+        "holding_changes": changes,
+        "balances": balances(changes),
+        "fees": fees(settlements_frame, ledger.account_brokers()),
+        "auctions": auctions(ledger, blocks_frame),
+        "accounts": accounts(ledger),
+        "instruments": instruments(ledger),
+        "evidence": evidence(ledger),
+    }
+    return Tables(**{name: typed(frame, name) for name, frame in frames.items()})
