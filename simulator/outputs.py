@@ -11,20 +11,41 @@ network mode (from the orders table's `exchange_order_id`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from exchange.analysis.schema import SIMULATOR_SCHEMAS, TIMESTAMP, conform, write_table
 
+DayStarts = Sequence[tuple[int, int]]  # (virtual start ns, epoch start ns) of each day, in order
 
-def epoch_times(table: pa.Table, start_ns: int) -> pa.Table:
-    """`table` with `time_ns` moved from virtual-day to epoch nanoseconds and a `time`
-    timestamp column (a table without `time_ns` is returned as it is)."""
+
+def day_starts(tables: dict[str, pa.Table], start_ns: int) -> list[tuple[int, int]]:
+    """Where each trading day of the run starts, in virtual and in epoch ns: from its `days`
+    table (a multi-day run's days sit apart on the calendar), else one day at `start_ns`."""
+    days = tables.get("days")
+    if days is None or days.num_rows == 0:
+        return [(0, start_ns)]
+    virtual = days.column("start_ns").to_pylist()
+    epoch = days.column("start_epoch_ns").to_pylist()
+    return sorted(zip(virtual, epoch, strict=True))
+
+
+def epoch_times(table: pa.Table, start_ns: int | DayStarts) -> pa.Table:
+    """`table` with `time_ns` moved from virtual to epoch nanoseconds and a `time` timestamp
+    column (a table without `time_ns` is returned as it is). `start_ns`: the epoch of virtual
+    time 0, or each day's (virtual start, epoch start): a time is moved by its day's."""
     if "time_ns" not in table.column_names:
         return table
-    epoch = pc.add(table.column("time_ns").cast(pa.int64()), pa.scalar(start_ns, pa.int64()))
+    starts = [(0, start_ns)] if isinstance(start_ns, int) else list(start_ns)
+    virtual = table.column("time_ns").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    firsts = numpy.array([first for first, _ in starts], dtype=numpy.int64)
+    shifts = numpy.array([epoch - first for first, epoch in starts], dtype=numpy.int64)
+    day = numpy.maximum(numpy.searchsorted(firsts, virtual, side="right") - 1, 0)
+    epoch = pa.array(virtual + shifts[day], pa.int64())
     table = table.set_column(table.column_names.index("time_ns"), "time_ns", epoch)
     return table.append_column("time", epoch.cast(TIMESTAMP))
 
@@ -50,8 +71,9 @@ def write_tables(tables: dict[str, pa.Table], directory: Path, start_ns: int) ->
 
 
 def as_written(tables: dict[str, pa.Table], start_ns: int) -> dict[str, pa.Table]:
-    """The run's tables as the files hold them: times from `start_ns` (the trading day's
-    start in epoch ns), labels with the exchange's order ids, each in its fixed schema."""
+    """The run's tables as the files hold them: times in epoch ns (`start_ns` is the first
+    trading day's start; a multi-day run's `days` table places each later day on its date),
+    labels with the exchange's order ids, each in its fixed schema."""
     written = dict(tables)
     orders = written.get("orders")
     if orders is not None and "exchange_order_id" not in orders.column_names:
@@ -62,9 +84,10 @@ def as_written(tables: dict[str, pa.Table], start_ns: int) -> dict[str, pa.Table
     if "labels" in written and "orders" in written:
         written["labels"] = exchange_labels(written["labels"], written["orders"])
     schemas = SIMULATOR_SCHEMAS
+    starts = day_starts(tables, start_ns)
     return {
-        name: conform(epoch_times(table, start_ns), schemas[name])
+        name: conform(epoch_times(table, starts), schemas[name])
         if name in schemas
-        else epoch_times(table, start_ns)
+        else epoch_times(table, starts)
         for name, table in written.items()
     }

@@ -86,9 +86,12 @@ def test_every_trading_day_is_in_the_ledger_at_its_date(multi: Path) -> None:
         start = day_start_ns(day)
         assert any(start <= time < start + 31 * 10**9 for time in times)
     trades = pq.read_table(multi / "trades.parquet").to_pylist()
-    for number in range(3):
-        assert any(number * 30 * 10**9 <= row["time_ns"] < (number + 1) * 30 * 10**9
-                   for row in trades)  # fmt: skip
+    for day in DAYS:  # the simulator's files in epoch ns too, each day's on its date
+        start = day_start_ns(day)
+        assert any(start <= row["time_ns"] < start + 30 * 10**9 for row in trades)
+    starts = [day_start_ns(day) for day in DAYS]
+    assert all(any(start <= row["time_ns"] < start + 30 * 10**9 for start in starts)
+               for row in trades)  # fmt: skip
     report = verify_node(multi / "bank1")
     assert report.failure is None and report.blocks == report.certified_height == tip[0]
 
@@ -113,8 +116,9 @@ def test_a_net_cycle_settles_each_days_net_trades(multi: Path) -> None:
     ]
     trades = pq.read_table(multi / "trades.parquet").to_pylist()
     for number, cycle in enumerate(cycles):
+        start = day_start_ns(DAYS[number])  # the files' times are epoch ns, on each day's date
         net = [row for row in trades if row["symbol"] != "600000.SH"
-               and number * 30 * 10**9 <= row["time_ns"] < (number + 1) * 30 * 10**9]  # fmt: skip
+               and start <= row["time_ns"] < start + 30 * 10**9]  # fmt: skip
         assert cycle["trade_count"] == len(net) > 0
         assert cycle["net_value"] <= cycle["gross_value"]
 

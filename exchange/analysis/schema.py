@@ -114,7 +114,7 @@ LEDGER_SCHEMAS: Final[dict[str, pa.Schema]] = {
 SIMULATOR_SCHEMAS: Final[dict[str, pa.Schema]] = {
     "orders": _schema(
         "time_ns:i order_id:i agent_id:i action:s account:s symbol:s side:s price:i "
-        "quantity:i ioc:b outcome:s exchange_order_id:i latency_us:i time:t"
+        "quantity:i ioc:b outcome:s tif:s post_only:b exchange_order_id:i latency_us:i time:t"
     ),
     "trades": _schema(
         "trade_id:i time_ns:i height:i symbol:s price:i quantity:i buy_order_id:i "
