@@ -15,7 +15,7 @@ from exchange.venue.machine import VenueMachine
 from exchange.venue.supply_chain import signing_bytes, verify_signature
 from exchange.venue.types import BeginDay, EndDay, VenueCommand
 from exchange.venue.venue import Venue
-from exchange.venue.wire_fast import events_bytes
+from exchange.venue.wire_fast import slow_event_bytes
 from settlement import supply_chain_types as scf
 from settlement.commands import Freeze
 from tests.supply_chain_flow import (
@@ -440,7 +440,7 @@ def _both(flow: Flow, machine: VenueMachine, command: VenueCommand) -> None:
     """Apply `command` to the flow's venue and, as bytes, to the machine; compare hashes."""
     events = flow.apply(command)
     data = machine.apply(orjson.dumps(wire.venue_command_to_dict(command)), 0)
-    assert data == events_bytes(events)
+    assert data == [slow_event_bytes(event) for event in events]
     assert machine.state_hash() == commitment_of_snapshot(flow.venue.snapshot())
 
 
