@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from exchange.venue.supply_chain import signing_bytes
+from exchange.venue.supply_chain import command_fields, signing_bytes
 from ledger.canonical import canonical_bytes
 from ledger.keys import PrivateKey
 from settlement.supply_chain_types import FinanceCommitment, ParticipantCommand
@@ -41,3 +41,9 @@ def invoice_key_hash(seller: str, buyer: str, number: str) -> str:
 def invoice_content_hash(content: bytes) -> str:
     """SHA-256 (hex) of the invoice's full content (its document's bytes)."""
     return hashlib.sha256(content).hexdigest()
+
+
+def signed_request(command: ParticipantCommand, key: PrivateKey) -> dict[str, Any]:
+    """The signed command as the JSON object a bank's member session sends in an `admin`
+    request (`Client.admin(signed_request(...))`): `actor` must be that bank."""
+    return command_fields(sign(command, key))
