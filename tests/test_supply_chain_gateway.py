@@ -42,7 +42,7 @@ async def test_a_bank_forwards_its_clients_signed_commands(venue: RunningVenue) 
                                     signature="")  # fmt: skip
     forged = await bank.admin(signed_request(confirm, CORE_KEY))
     assert [(e["reason"], e["value"]) for e in forged["events"]] == [("bad_signature", "SUP")]
-    confirmed = await bank.admin(signed_request(confirm, SUPPLIER_KEY))
+    confirmed = await bank.participant_command(confirm, SUPPLIER_KEY)
     assert [e["type"] for e in confirmed["events"]] == ["commitment_confirmed"]
     # a broker or the regulator may not send supply-chain commands
     regulator = await venue.client("regulator1", member=True)
