@@ -159,7 +159,7 @@ class Model:
         for piece in self.pieces.values():
             if piece["maturity"] <= day and piece["status"] in ("unconfirmed", "active", "pledged"):
                 due.setdefault(piece["issuer"], []).append(piece)
-        for issuer, pieces in due.items():
+        for issuer, pieces in sorted(due.items()):  # issuer by issuer, as documented
             total = sum(p["amount"] for p in pieces)
             pays = self.cash[issuer] >= total
             if pays:
