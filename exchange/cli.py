@@ -140,6 +140,11 @@ def _bench(arguments: argparse.Namespace) -> int:
 
         outcome: int = machine_bench.main(arguments)
         return outcome
+    if arguments.target == "finance":
+        from exchange.bench import finance_bench
+
+        financed: int = finance_bench.main(arguments)
+        return financed
     if arguments.target == "venue":
         from exchange.bench import venue_bench
 
@@ -469,6 +474,17 @@ def _seeded_flow_options(target: argparse.ArgumentParser, *, messages: int) -> N
     target.add_argument("--rounds", type=int, default=3, help="alternating rounds; median kept")
 
 
+def _add_finance_bench(targets: Any) -> None:
+    finance = targets.add_parser(
+        "finance", help="supply-chain finance (splits, transfers, maturity) beside venue trading"
+    )
+    _seeded_flow_options(finance, messages=50_000)
+    finance.add_argument("--pieces", type=int, default=2_000, help="commitments issued")
+    finance.add_argument("--suppliers", type=int, default=200)
+    finance.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    finance.set_defaults(run=_bench)
+
+
 def _add_bench_commands(commands: Any) -> None:
     bench = commands.add_parser("bench", help="benchmarks, run on purpose")
     targets = bench.add_subparsers(dest="target", required=True)
@@ -496,6 +512,7 @@ def _add_bench_commands(commands: Any) -> None:
     venue_target.add_argument("--net-accounts", type=int, default=1_000)
     venue_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
     venue_target.set_defaults(run=_bench)
+    _add_finance_bench(targets)
     machine_target = targets.add_parser(
         "machine", help="the ledger's state machine (JSON in, event bytes, state hash) vs venue"
     )

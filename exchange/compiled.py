@@ -74,6 +74,7 @@ PYTHON_MODULES = (
     "matching/events.py",
     "settlement/commands.py",
     "settlement/events.py",
+    "settlement/supply_chain_types.py",
     "exchange/venue/types.py",
     "exchange/venue/machine.py",
 )

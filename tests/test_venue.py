@@ -25,6 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import settlement.supply_chain_types as scf
 from exchange.venue import wire
 from exchange.venue.types import (
     BeginDay,
@@ -1674,6 +1675,47 @@ def every_venue_command() -> list[VenueCommand]:
         Freeze(command_id=9, actor=REGULATOR, account="A9"),
         Unfreeze(command_id=10, actor=REGULATOR, account="A9"),
         SettleCycle(command_id=11, actor=OPERATOR),
+        *every_supply_chain_command(),
+    ]
+
+
+def every_supply_chain_command() -> list[VenueCommand]:
+    """One of each supply-chain command (settlement.supply_chain_types)."""
+    sig = "ab" * 64
+    key = "cd" * 32
+    common = {"actor": "BRK1", "participant": "A1", "signature": sig}
+    return [
+        scf.RegisterParticipant(
+            command_id=1,
+            actor="BRK1",
+            participant="A1",
+            role=scf.ParticipantRole.CORE_ENTERPRISE,
+            public_key=key,
+        ),
+        scf.SetCreditLimit(command_id=2, actor="BRK1", participant="A1", limit=10**9),
+        scf.ReleasePledge(command_id=3, actor="BRK1", piece=4),
+        scf.IssueCommitment(
+            command_id=4,
+            holder="A2",
+            amount=100,
+            currency=CASH,
+            maturity=20260110,
+            invoice=key,
+            recourse=False,
+            **common,
+        ),
+        scf.ConfirmCommitment(command_id=5, piece=1, **common),
+        scf.SplitCommitment(command_id=6, piece=1, amounts=(60, 40), **common),
+        scf.TransferCommitment(command_id=7, piece=2, to="A3", **common),
+        scf.FinanceCommitment(
+            command_id=8, piece=2, factor="A4", price=95, factor_signature="ef" * 64, **common
+        ),
+        scf.PledgeCommitment(command_id=9, piece=3, pledgee="BRK2", **common),
+        scf.ClaimRecourse(command_id=10, piece=3, **common),
+        scf.RegisterInvoice(
+            command_id=11, buyer="A5", key_hash=key, content_hash="01" * 32, amount=5, **common
+        ),
+        scf.ConfirmInvoice(command_id=12, key_hash=key, **common),
     ]
 
 
@@ -1684,14 +1726,16 @@ def _kind(command: VenueCommand) -> type:
 def test_every_venue_command_kind_round_trips_through_json() -> None:
     commands = every_venue_command()
     kinds = set(typing.get_args(VenueCommand))  # the settlement union comes flattened
-    assert kinds - set(typing.get_args(SettlementCommand)) == {
+    scf_kinds = set(typing.get_args(scf.Command))
+    assert kinds - set(typing.get_args(SettlementCommand)) - scf_kinds == {
         BrokerCommand,
         ListInstrument,
         BeginDay,
         EndDay,
         SetPhase,
     }
-    venue_kinds = {ListInstrument, BeginDay, EndDay, SetPhase, *SETTLEMENT_COMMANDS}
+    assert scf_kinds <= kinds
+    venue_kinds = {ListInstrument, BeginDay, EndDay, SetPhase, *SETTLEMENT_COMMANDS, *scf_kinds}
     venue_kinds |= {PlaceOrder, CancelOrder, AmendOrder}
     assert {_kind(c) for c in commands} == venue_kinds
     for command in commands:

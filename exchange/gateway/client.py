@@ -374,6 +374,14 @@ class Client:
         """A member's admin command; the `admin_result` with its events once stored."""
         return await self.request("admin", command=command)
 
+    async def participant_command(self, command: Any, key: PrivateKey) -> dict[str, Any]:
+        """A bank's session forwards its client's supply-chain command (a
+        `settlement.supply_chain_types` participant command with `actor` this bank), signed
+        here with the client's `key`; the `admin_result` (docs/supply_chain.md)."""
+        from exchange.supply_chain import signed_request  # noqa: PLC0415  (venue codecs, loaded when used)
+
+        return await self.admin(signed_request(command, key))
+
     async def subscribe(self, channel: str, symbol: str) -> None:
         self._channels.add((channel, symbol))
         await self.request("subscribe", channel=channel, symbol=symbol)

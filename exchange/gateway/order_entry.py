@@ -28,6 +28,10 @@ from exchange.venue.types import BrokerCommand
 from exchange.venue.wire import VENUE_PARSERS, WireError, event_to_dict, parse_command
 from ledger.canonical import canonical_bytes
 from ledger.genesis import Role
+from settlement.supply_chain import COMMAND_TYPES as _SUPPLY_CHAIN_TYPES
+from settlement.supply_chain import wire_name
+
+SUPPLY_CHAIN_COMMANDS: Final = frozenset(wire_name(cls) for cls in _SUPPLY_CHAIN_TYPES.values())
 
 ADMIN_COMMANDS: Final[dict[Role, frozenset[str]]] = {
     Role.EXCHANGE: frozenset(
@@ -42,7 +46,8 @@ ADMIN_COMMANDS: Final[dict[Role, frozenset[str]]] = {
             "set_fee_schedule",
         }
     ),
-    Role.BANK: frozenset({"deposit", "withdraw", "transfer"}),
+    # a bank also registers its clients' keys and forwards their signed supply-chain commands
+    Role.BANK: frozenset({"deposit", "withdraw", "transfer", *SUPPLY_CHAIN_COMMANDS}),
     Role.DEPOSITORY: frozenset({"issue", "redeem", "transfer"}),
     Role.REGULATOR: frozenset({"freeze", "unfreeze"}),
     Role.BROKER: frozenset(),

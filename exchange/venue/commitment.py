@@ -76,6 +76,7 @@ from matching.types import Side
 from settlement.codec import to_row
 from settlement.engine import SNAPSHOT_VERSION as SETTLEMENT_VERSION
 from settlement.registry import Registry
+from settlement.supply_chain import entity_key
 
 MODULUS_BITS: Final = 2048
 MODULUS_BYTES: Final = MODULUS_BITS // 8
@@ -170,7 +171,10 @@ def _check_keys(what: str, row: dict[str, Any], keys: frozenset[str]) -> None:
 
 def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
     """Every entity of the state `snapshot` describes, as (key, entry bytes). O(state)."""
-    _check_keys("venue snapshot", snapshot, VENUE_KEYS)
+    # supply-chain finance enters the snapshot (and the commitment) once it has state
+    _check_keys("venue snapshot", snapshot, VENUE_KEYS | (snapshot.keys() & {"supply_chain"}))
+    for row in snapshot.get("supply_chain", ()):
+        yield entity_key(row), _dumps(row)
     matching, settlement = snapshot["matching"], snapshot["settlement"]
     _check_keys("matching snapshot", matching, MATCHING_KEYS)
     _check_keys("settlement snapshot", settlement, SETTLEMENT_KEYS)
@@ -342,6 +346,7 @@ class StateCommitment:
         "_settlement_changes",
         "_settlement_outcomes",
         "_stray",
+        "_supply_chain_changes",
         "_tail",
         "_venue_changes",
         "_venue_outcomes",
@@ -355,6 +360,7 @@ class StateCommitment:
         self._matching_changes = venue.matching.track_changes()
         self._settlement_changes = venue.settlement.track_changes()
         self._venue_changes = venue.track_changes()
+        self._supply_chain_changes = venue.supply_chain.track_changes()
         # each entity's element of the group (not its bytes: orjson's output holds 4 KB)
         self._entries: dict[Key, int] = {}  # every entity but the orders and balances
         self._order_entries: dict[int, int] = {}  # `o` entities by order id
@@ -436,6 +442,11 @@ class StateCommitment:
         self._flush_instruments()
         self._flush_today()
         self._settlement_outcomes.sync(update, settlement.outcomes(), changed.outcomes, _s_value)
+        entity = venue.supply_chain.entity
+        for key in self._supply_chain_changes:
+            row = entity(key)
+            update(key, None if row is None else _dumps(row))
+        self._supply_chain_changes.clear()
         self._venue_outcomes.sync(update, venue.outcomes(), self._venue_changes.outcomes, _v_value)
         update(
             ("g",),

@@ -12,6 +12,8 @@ from matching.commands import AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.events import Event as MatchingEvent
 from settlement.commands import Command as SettlementCommand
 from settlement.events import Event as SettlementEvent
+from settlement.supply_chain_types import Command as SupplyChainCommand
+from settlement.supply_chain_types import Event as SupplyChainEvent
 
 
 class VenueRejectReason(IntEnum):
@@ -73,7 +75,15 @@ class EndDay:
     day: int
 
 
-VenueCommand = BrokerCommand | ListInstrument | BeginDay | EndDay | SetPhase | SettlementCommand
+VenueCommand = (
+    BrokerCommand
+    | ListInstrument
+    | BeginDay
+    | EndDay
+    | SetPhase
+    | SettlementCommand
+    | SupplyChainCommand
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,4 +151,4 @@ VenueEvent = (
     | DayEnded
     | DayRefused
 )
-Event = MatchingEvent | SettlementEvent | VenueEvent
+Event = MatchingEvent | SettlementEvent | VenueEvent | SupplyChainEvent

@@ -34,6 +34,7 @@ from typing import Any
 
 from exchange.venue.changes import VenueChanges
 from exchange.venue.outcomes import Outcome, Outcomes
+from exchange.venue.supply_chain import verify_signature
 from exchange.venue.types import (
     BeginDay,
     BrokerCommand,
@@ -71,6 +72,8 @@ from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import FeeScheduleSet
 from settlement.fees import buy_requirement
 from settlement.registry import Registry
+from settlement.supply_chain import SupplyChain
+from settlement.supply_chain_types import Command as SupplyChainCommand
 from settlement.types import COMMAND_OUTCOMES_MAX, AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
@@ -152,6 +155,7 @@ class Venue:
         "_rules",
         "matching",
         "settlement",
+        "supply_chain",
     )
 
     def __init__(
@@ -183,7 +187,17 @@ class Venue:
             BeginDay: self._begin_day,
             EndDay: self._end_day,
         }
+        self.supply_chain = SupplyChain(
+            self.settlement, verify_signature, outcomes_max=command_outcomes_max
+        )
+        for cls in typing.get_args(SupplyChainCommand):
+            self._handlers[cls] = self._supply_chain_apply
         self._route_settlement()
+
+    def _supply_chain_apply(self, command: SupplyChainCommand) -> list[Event]:
+        """Supply-chain finance (`settlement.supply_chain`): participants' signed commands and
+        their banks'."""
+        return self.supply_chain.apply(command)  # type: ignore[return-value]
 
     def _route_settlement(self) -> None:
         """Route settlement commands to `self.settlement`, and read its account tables and
@@ -775,7 +789,8 @@ class Venue:
                 if self._changes is not None:
                     self._changes.today.update((account, symbol) for account in table)
                 table.clear()
-        return [DayBegun(day=command.day)]
+        # payment commitments due by this day are paid (or fail) as it begins
+        return [DayBegun(day=command.day), *self.supply_chain.begin_day(command.day)]
 
     def _end_day(self, command: EndDay) -> list[Event]:
         if not self._day_open or command.day != self._day:
@@ -833,6 +848,14 @@ class Venue:
         return self._bought_today, self._pending_today
 
     def snapshot(self) -> dict[str, Any]:
+        """The whole state, JSON-ready. `supply_chain` is present only once supply-chain
+        finance has state, so that a venue without it keeps its snapshot and state hash."""
+        snapshot = self._snapshot()
+        if not self.supply_chain.is_empty():
+            snapshot["supply_chain"] = self.supply_chain.snapshot()
+        return snapshot
+
+    def _snapshot(self) -> dict[str, Any]:
         return {
             "version": SNAPSHOT_VERSION,
             "matching": self.matching.snapshot(),
@@ -874,6 +897,13 @@ class Venue:
         for account, symbol, quantity in snapshot["pending_today"]:
             venue._pending_today[symbol][account] = quantity
         venue._outcomes = Outcomes.restore(snapshot["outcomes"], settlement.outcomes_max)
+        venue.supply_chain = SupplyChain.restore(
+            snapshot.get("supply_chain", []),
+            settlement,
+            verify_signature,
+            day=venue._day,
+            outcomes_max=settlement.outcomes_max,
+        )
         return venue
 
     def state_hash(self) -> str:
@@ -903,6 +933,7 @@ class Venue:
         """Assert the invariants of matching, of settlement, and of funding between them."""
         self.matching.check()
         self.settlement.check()
+        self.supply_chain.check()
         operator = self.settlement.operator
         live: set[tuple[str, int]] = set()
         for symbol, rules in self._rules.items():

@@ -39,11 +39,15 @@ from matching.events import (
     TradeExecuted,
 )
 from matching.types import CancelReason, OrderKind, Phase, Side, StpMode, TimeInForce
+from settlement.supply_chain import wire_name
+from settlement.supply_chain_types import SIGNATURE_HEX_LENGTH
+from settlement.supply_chain_types import Command as SupplyChainCommand
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 TEXT_LENGTH_MAX = 64
 LINE_BYTES_MAX = 64 * 1024
+LIST_LENGTH_MAX = 64  # an array field (a split's amounts)
 
 EnumType = TypeVar("EnumType", bound=IntEnum)
 # the reasons a cancel command may carry; the others are the venue's own
@@ -274,19 +278,24 @@ def parse_line(line: bytes | str) -> Command | WireError:
     return parsed
 
 
-def dataclass_parser(cls: type[Any]) -> Callable[[_Fields], Any]:
+def dataclass_parser(
+    cls: type[Any], special: dict[str, Callable[[_Fields, str], Any]] | None = None
+) -> Callable[[_Fields], Any]:
     """A parser for a flat command dataclass, from its type hints: int, str, bool, IntEnum and
-    optional ints; fields with defaults are optional."""
+    optional ints; fields with defaults are optional. `special`: field name -> its parser."""
     hints = typing.get_type_hints(cls)
     specs: list[tuple[str, Any, Any]] = []
     for field in dataclasses.fields(cls):
         has_default = field.default is not dataclasses.MISSING
         specs.append((field.name, hints[field.name], field.default if has_default else None))
+    special = special or {}
 
     def parse(fields: _Fields) -> Any:
         values: dict[str, Any] = {}
         for name, hint, default in specs:
-            if hint is int:
+            if name in special:
+                values[name] = special[name](fields, name)
+            elif hint is int:
                 values[name] = (
                     fields.required_integer(name)
                     if default is None
@@ -376,7 +385,43 @@ def _venue_parsers() -> dict[str, Callable[[_Fields], Any]]:
     }
     for cls in (ListInstrument, BeginDay, EndDay, *SETTLEMENT_COMMANDS):
         parsers[snake_case(cls.__name__)] = dataclass_parser(cls)
+    for cls in typing.get_args(SupplyChainCommand):
+        parsers[wire_name(cls)] = _supply_chain_parser(cls)
     return parsers
+
+
+def _supply_chain_parser(cls: type[Any]) -> Callable[[_Fields], Any]:
+    """`dataclass_parser` for supply-chain commands: also arrays of integers (a split's
+    amounts, at most LIST_LENGTH_MAX) and signatures (hex, up to SIGNATURE_HEX_LENGTH)."""
+    special: dict[str, Callable[[_Fields, str], Any]] = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        if typing.get_origin(hint) is tuple:
+            special[name] = _integer_array
+        elif name.endswith("signature"):
+            special[name] = _signature
+    return dataclass_parser(cls, special)
+
+
+def _signature(fields: _Fields, name: str) -> str:
+    value = fields._get(name, True)
+    if not isinstance(value, str) or len(value) > SIGNATURE_HEX_LENGTH:
+        raise _FieldError(
+            name, f"{name} must be a string of {SIGNATURE_HEX_LENGTH} hex digits, got {value!r:.40}"
+        )
+    return value
+
+
+def _integer_array(fields: _Fields, name: str) -> tuple[int, ...]:
+    value = fields._get(name, True)
+    if not isinstance(value, list) or len(value) > LIST_LENGTH_MAX:
+        raise _FieldError(
+            name,
+            f"{name} must be an array of at most {LIST_LENGTH_MAX} integers, got {value!r:.80}",
+        )
+    for item in value:
+        if type(item) is not int or not INT_MIN <= item <= INT_MAX:
+            raise _FieldError(name, f"{name} must hold 64-bit integers, got {item!r:.40}")
+    return tuple(value)
 
 
 VENUE_PARSERS = _venue_parsers()
