@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.bench.gateway_bench import render, summarize
+from exchange.bench.gateway_bench import ledger_options, render, summarize
+from exchange.cli import build_parser
 
 PING = {"offered_per_s": 1_000, "p50_ms": 0.8, "p99_ms": 2.0}
 LEDGER = {"max_sustained_rate": 1_980, "finality_p50_ms": 30.0, "finality_p99_ms": 80.5,
@@ -39,3 +40,13 @@ def test_nothing_sustained() -> None:
     text = render(report)
     assert "max sustained with ack p99 < 20 ms: 0 orders/s\n" in text
     assert "gateway / ledger: n/a (no ledger rate sustained); goal: at least 0.6x" in text
+
+
+def test_the_same_run_ledger_bench_gets_every_option_bench_ledger_has() -> None:
+    """`bench gateway` runs `bench ledger`'s `measure` with options it builds itself: each
+    option `jinlian bench ledger` parses must be there (a missing `memory` crashed it)."""
+    parser = build_parser()
+    ledger = vars(parser.parse_args(["bench", "ledger"]))
+    gateway = parser.parse_args(["bench", "gateway"])
+    options = vars(ledger_options(gateway))
+    assert set(ledger) - {"run", "target", "command"} <= set(options), set(ledger) - set(options)

@@ -206,16 +206,21 @@ def summarize(
     }
 
 
+def ledger_options(arguments: argparse.Namespace) -> argparse.Namespace:
+    """The same-run `bench ledger`'s options: its sweep, on its own ports, no memory run and no
+    console viewers (every option `jinlian bench ledger` has, which `measure` reads)."""
+    return argparse.Namespace(
+        seed=1, messages=arguments.ledger_messages, depth=arguments.ledger_depth, rate=None,
+        seconds=arguments.ledger_seconds, steps=arguments.ledger_steps, memory=None, viewers=0,
+        base_port=arguments.base_port + LEDGER_PORTS_OFFSET, json=arguments.json,
+    )  # fmt: skip
+
+
 def _ledger_baseline(arguments: argparse.Namespace) -> dict[str, Any]:
     """`jinlian bench ledger` in the same run (a short sweep on its own consortium): its
     highest rate with finality p99 under 100 ms, that run's p99, its sweep (offered rate and
     finality p99 of each step), its saturated and its in-process venue rates."""
-    options = argparse.Namespace(
-        seed=1, messages=arguments.ledger_messages, depth=arguments.ledger_depth, rate=None,
-        seconds=arguments.ledger_seconds, steps=arguments.ledger_steps,
-        base_port=arguments.base_port + LEDGER_PORTS_OFFSET,
-    )  # fmt: skip
-    report = ledger_bench.measure(options)
+    report = ledger_bench.measure(ledger_options(arguments))
     keys = ("max_sustained_rate", "finality_p50_ms", "finality_p99_ms",
             "peak_finalized_commands_per_s", "inprocess_commands_per_s")  # fmt: skip
     sweep = [(run["offered_commands_per_s"], run["finality_p99_ms"]) for run in report["runs"]]
