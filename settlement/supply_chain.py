@@ -459,11 +459,9 @@ class SupplyChain:
         self._touch(("c", piece.piece_id))
 
     def _confirm(self, command: ConfirmCommitment) -> list[Event] | Refusal:
-        piece = self._pieces.get(command.piece)
-        if piece is None:
-            return R.UNKNOWN_PIECE, command.piece
-        if piece.holder != command.participant:
-            return R.NOT_HOLDER, command.participant
+        piece = self._held(command.piece, command.participant)
+        if isinstance(piece, tuple):
+            return piece
         if piece.status is not S.UNCONFIRMED:
             if piece.status in LIVE_STATUSES:
                 return R.ALREADY_CONFIRMED, command.piece
@@ -472,14 +470,21 @@ class SupplyChain:
         self._touch(("c", piece.piece_id))
         return [CommitmentConfirmed(piece=piece.piece_id, holder=piece.holder)]
 
-    def _movable(self, piece_id: int, participant: str) -> Piece | Refusal:
-        """The piece `participant` may split, transfer, finance or pledge, or why not:
-        unknown, not its holder, not live (paid, failed, split), not confirmed, pledged."""
+    def _held(self, piece_id: int, participant: str) -> Piece | Refusal:
+        """The piece `participant` holds, or why not: unknown, or not its holder."""
         piece = self._pieces.get(piece_id)
         if piece is None:
             return R.UNKNOWN_PIECE, piece_id
         if piece.holder != participant:
             return R.NOT_HOLDER, participant
+        return piece
+
+    def _movable(self, piece_id: int, participant: str) -> Piece | Refusal:
+        """The piece `participant` may split, transfer, finance or pledge, or why not:
+        unknown, not its holder, not live (paid, failed, split), not confirmed, pledged."""
+        piece = self._held(piece_id, participant)
+        if isinstance(piece, tuple):
+            return piece
         status = piece.status
         if status not in LIVE_STATUSES:
             return R.PIECE_NOT_LIVE, status.name.lower()
@@ -596,11 +601,9 @@ class SupplyChain:
         ]
 
     def _claim(self, command: ClaimRecourse) -> list[Event] | Refusal:
-        piece = self._pieces.get(command.piece)
-        if piece is None:
-            return R.UNKNOWN_PIECE, command.piece
-        if piece.holder != command.participant:
-            return R.NOT_HOLDER, command.participant
+        piece = self._held(command.piece, command.participant)
+        if isinstance(piece, tuple):
+            return piece
         if piece.status is not S.FAILED:
             return R.NOT_FAILED, piece.status.name.lower()
         if not piece.recourse:

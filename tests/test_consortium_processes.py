@@ -66,11 +66,13 @@ class Processes:
         return load_config(self.directory / name).address
 
 
-def running(directory: Path) -> Iterator[Processes]:
-    """The exchange and every member of the consortium in `directory` as processes, killed at
-    the end."""
+def running(
+    directory: Path, names: tuple[str, ...] = (*MEMBERS, "exchange")
+) -> Iterator[Processes]:
+    """The exchange and every member of the consortium in `directory` (or only `names`) as
+    processes, killed at the end."""
     processes = Processes(directory)
-    for name in (*MEMBERS, "exchange"):
+    for name in names:
         processes.start(name)
     try:
         yield processes

@@ -16,7 +16,7 @@ import pytest
 from exchange.consortium.init import init_consortium
 from ledger.collector import FULL_IDLE_S, FULL_INTERVAL_S, Collector
 from tests.consortium_net import free_base_port, until
-from tests.test_consortium_processes import Processes, wait_up
+from tests.test_consortium_processes import Processes, running, wait_up
 
 
 @pytest.fixture
@@ -86,14 +86,7 @@ def test_a_young_cycle_is_freed_by_the_tick_and_never_frozen(unfrozen: None) -> 
 @pytest.fixture
 def member(tmp_path: Path) -> Iterator[Processes]:
     init_consortium(tmp_path / "c", members=4, brokers=1, base_port=free_base_port(5))
-    processes = Processes(tmp_path / "c")
-    processes.start("bank1")
-    try:
-        yield processes
-    finally:
-        for child in processes.children.values():
-            child.kill()
-            child.wait()
+    yield from running(tmp_path / "c", ("bank1",))
 
 
 def test_a_member_process_runs_the_policy_and_shows_it_in_its_health(member: Processes) -> None:
