@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(BIN)/jinlian bench gateway
 	$(BIN)/jinlian bench machine
 	$(BIN)/jinlian bench simulate
+	$(BIN)/jinlian bench finance
 
 clean:
 	rm -rf demo-consortium $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
