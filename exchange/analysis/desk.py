@@ -105,7 +105,8 @@ def execution_quality(
     """Per day and broker, for the broker's aggressive trades (the side that took liquidity):
     trades, volume-weighted effective and realized spreads in bps (realized at `horizon_ns`
     after the trade, `market.trade_spreads`), and over its accepted orders the fill rate
-    (shares filled / shares ordered) and the share of orders with any fill. `history` is
+    (shares filled / shares ordered, each order's size after its amends) and the share of
+    orders with any fill. `history` is
     `market.rebuild_book(tables.orders, tables.trades)`."""
     spreads = trade_spreads(tables.trades, history, horizon_ns=horizon_ns)
     brokers = tables.trades.set_index("trade_id")[["buy_broker", "sell_broker", "time"]]
@@ -132,9 +133,12 @@ def execution_quality(
     taken["realized_bps"] = taken["realized_w"] / taken["realized_q"].replace(0, np.nan)
     life = tables.order_lifecycle
     life = _with_day(life[life["accepted_time"].notna()], days, tz, "accepted_time")
+    # an order's size after its amends: every share it held was filled, cancelled or reduced,
+    # expired, or is open (an amend may raise the quantity accepted, so that is not the size)
+    life = life.assign(size=life["filled"] + life["cancelled"] + life["expired"] + life["open"])
     orders = life.groupby(by).agg(
         orders=("order_id", "count"),
-        ordered=("quantity", "sum"),
+        ordered=("size", "sum"),
         filled=("filled", "sum"),
         orders_filled=("filled", lambda f: int((f > 0).sum())),
     )
