@@ -75,6 +75,7 @@ PYTHON_MODULES = (
     "settlement/commands.py",
     "settlement/events.py",
     "settlement/supply_chain_types.py",
+    "settlement/corporate_action_types.py",
     "exchange/venue/types.py",
     "exchange/venue/machine.py",
 )

@@ -82,6 +82,7 @@ class CancelReason(IntEnum):
     SELF_TRADE = 4  # self-trade prevention
     UNFUNDED = 5  # the venue cancelled an order its account could no longer fund
     CANCEL_ON_DISCONNECT = 6  # requested for its owner by the gateway: the session went away
+    MATURED = 7  # the venue cancelled an order on a bond that matured (docs/fixed_income.md)
 
 
 def name_of(member: IntEnum) -> str:

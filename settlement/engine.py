@@ -660,7 +660,7 @@ class SettlementEngine:
         if buyer not in brokers or seller not in brokers:
             return _R.UNKNOWN_ACCOUNT
         cash = self._registries[security.currency]
-        amounts = trade_cash(security.fees, price, quantity)
+        amounts = trade_cash(security.fees, price, quantity, security.accrual)
         pays = amounts[0]
         debit = pays if buy_lock_debit is None else buy_lock_debit
         if debit < pays or (buy_owner is None and debit != pays):
@@ -926,7 +926,8 @@ class SettlementEngine:
 
     def trade_amounts(self, asset: str, price: int, quantity: int) -> TradeAmounts:
         """The cash of a trade in `asset` under its current fee schedule. O(1)."""
-        return trade_amounts(self.registry(asset).fees, price, quantity)
+        security = self.registry(asset)
+        return trade_amounts(security.fees, price, quantity, security.accrual)
 
     # ----------------------------------------------------------------- state
 
@@ -1056,7 +1057,7 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
     ) -> TradeSettled:
         assert trade_id > engine._trade_id_last, f"trade {trade_id} settled before"
         assert price > 0 and quantity > 0, f"trade {trade_id}: {price=} {quantity=}"
-        amounts = trade_cash(security.fees, price, quantity)
+        amounts = trade_cash(security.fees, price, quantity, security.accrual)
         pays, receives, commission, stamp_duty = amounts
         if maker_debit:  # the resting buy pays from its hold, the incoming sell delivers
             held_left = cash_held.get(buyer, 0) - maker_debit
@@ -1146,7 +1147,8 @@ def _trade_event(
     security: Registry, trade_id: int, price: int, quantity: int, buyer: str, seller: str
 ) -> TradeSettled | TradeCleared:
     """The event of a trade that `settle_trade` has just settled in `security`."""
-    pays, receives, commission, stamp_duty = trade_cash(security.fees, price, quantity)
+    amounts = trade_cash(security.fees, price, quantity, security.accrual)
+    pays, receives, commission, stamp_duty = amounts
     if security.mode is _GROSS:
         return TradeSettled(
             trade_id=trade_id,

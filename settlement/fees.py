@@ -14,6 +14,12 @@
   Every funding path of the venue (place, amend, cancel, a fee change, fills as taker and as
   maker, net-mode locks) calls it.
 
+- `accrued_interest` is the one rule of a bond's interest: ACT/365F, rounded DOWN to the fen,
+  of `quantity` units whose accrual (face value x coupon rate in bps x days, per unit) is
+  given. `trade_cash` adds it to a bond trade's cash (the buyer pays it, the seller receives
+  it); `buy_requirement` funds its bound; coupons and redemptions
+  (`settlement.corporate_actions`) pay it. A share's accrual is 0.
+
 A hot path binds these to a local name rather than writing the formula again; tests patch
 each function and see every path that uses it follow (tests/test_one_rule.py).
 """
@@ -23,6 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from settlement.types import BPS_DENOMINATOR, BPS_MAX
+
+DAYS_PER_YEAR = 365  # ACT/365F: actual days over a fixed 365-day year
+ACCRUAL_DENOMINATOR = BPS_DENOMINATOR * DAYS_PER_YEAR  # an accrual is face x bps x days
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,20 +73,36 @@ def fee(notional: int, bps: int) -> int:
     return notional * bps // BPS_DENOMINATOR
 
 
-def trade_cash(schedule: FeeSchedule, price: int, quantity: int) -> tuple[int, int, int, int]:
-    """The cash of the DvP of a trade of `quantity` at `price` (fen per share): (buyer pays,
-    seller receives, commission charged to each side, stamp duty charged to the seller), with
-    buyer pays = seller receives + 2 * commission + stamp duty. A tuple, not a record: the
-    venue calls it once per trade. O(1)."""
+def accrued_interest(quantity: int, accrual: int) -> int:
+    """Interest in fen on `quantity` units of a bond, each accruing `accrual` (face value in
+    fen x coupon rate in bps x days), ACT/365F: rounded down to the fen, once for the whole
+    quantity. A trade's accrued interest, a holder's coupon and its last coupon at maturity
+    are each this. O(1)."""
+    return quantity * accrual // ACCRUAL_DENOMINATOR
+
+
+def trade_cash(
+    schedule: FeeSchedule, price: int, quantity: int, accrual: int = 0
+) -> tuple[int, int, int, int]:
+    """The cash of the DvP of a trade of `quantity` at `price` (fen per share; a bond's clean
+    price per unit): (buyer pays, seller receives, commission charged to each side, stamp
+    duty charged to the seller), with buyer pays = seller receives + 2 * commission + stamp
+    duty. A bond's `accrual` (its registry's, per unit, for the day) adds its
+    `accrued_interest` to both: the buyer pays it to the seller. Fees are on the clean
+    notional. A tuple, not a record: the venue calls it once per trade. O(1)."""
     notional = price * quantity
     commission = fee(notional, schedule.commission_bps)
     stamp_duty = fee(notional, schedule.stamp_duty_bps)
+    if accrual:
+        notional += accrued_interest(quantity, accrual)
     return notional + commission, notional - commission - stamp_duty, commission, stamp_duty
 
 
-def trade_amounts(schedule: FeeSchedule, price: int, quantity: int) -> TradeAmounts:
-    """`trade_cash` as a record, with the notional. O(1)."""
-    pays, receives, commission, stamp_duty = trade_cash(schedule, price, quantity)
+def trade_amounts(
+    schedule: FeeSchedule, price: int, quantity: int, accrual: int = 0
+) -> TradeAmounts:
+    """`trade_cash` as a record, with the (clean) notional. O(1)."""
+    pays, receives, commission, stamp_duty = trade_cash(schedule, price, quantity, accrual)
     return TradeAmounts(
         notional=price * quantity,
         commission=commission,
@@ -87,9 +112,15 @@ def trade_amounts(schedule: FeeSchedule, price: int, quantity: int) -> TradeAmou
     )
 
 
-def buy_requirement(price: int, quantity: int, commission_bps: int) -> int:
+def buy_requirement(price: int, quantity: int, commission_bps: int, accrual: int = 0) -> int:
     """Cash a buy of `quantity` at limit `price` must hold while it is live: per share, the
     price plus the commission on one share rounded up to the fen (see the module docstring for
-    why it covers every fill). At most one fen per share more than the exact commission. O(1).
+    why it covers every fill). At most one fen per share more than the exact commission.
+    A bond's `accrual` is the most any of its days accrues per unit (its registry's
+    `accrual_max`): its interest on one unit, rounded up, is held too, so the requirement
+    stays linear and covers the `accrued_interest` of every fill. O(1).
     """
-    return quantity * (price + -(-price * commission_bps // BPS_DENOMINATOR))
+    per_share = price + -(-price * commission_bps // BPS_DENOMINATOR)
+    if accrual:
+        per_share += -(-accrual // ACCRUAL_DENOMINATOR)
+    return quantity * per_share

@@ -32,6 +32,8 @@ LockRow = tuple[str, int, str]  # account, amount, holder
 
 class Registry:
     __slots__ = (
+        "accrual",
+        "accrual_max",
         "asset",
         "available",
         "changes",
@@ -59,6 +61,12 @@ class Registry:
         self.currency = currency
         self.mode = mode
         self.fees: FeeSchedule = ZERO_FEES
+        # A bond's interest per unit (face x coupon bps x days, see `settlement.fees`): what
+        # a unit has accrued on the current day, and the most any day accrues. Derived from
+        # the bond's terms and the day (`settlement.corporate_actions`), so not in snapshots;
+        # 0 for every other asset.
+        self.accrual = 0
+        self.accrual_max = 0
         self.issued = 0
         self.redeemed = 0
         self.available: dict[str, int] = {}

@@ -46,10 +46,10 @@ Requirement = Callable[[int, int, int], int]
 Observations = dict[str, Any]
 
 
-def fake_requirement(price: int, quantity: int, commission_bps: int) -> int:
+def fake_requirement(price: int, quantity: int, commission_bps: int, accrual: int = 0) -> int:
     """Seven fen per share more than the real rule at the test's prices (3 bps), and it
-    follows the commission rate."""
-    return quantity * (price + 5 + commission_bps)
+    follows the commission rate (and a bond's accrual, one fen per 10^6)."""
+    return quantity * (price + 5 + commission_bps + accrual // 1_000_000)
 
 
 def fake_fee(notional: int, bps: int) -> int:
@@ -57,11 +57,15 @@ def fake_fee(notional: int, bps: int) -> int:
     return notional * bps // 20_000
 
 
-def fake_trade_cash(schedule: FeeSchedule, price: int, quantity: int) -> tuple[int, int, int, int]:
-    """The real cash but one fen more stamp duty, taken from the seller."""
+def fake_trade_cash(
+    schedule: FeeSchedule, price: int, quantity: int, accrual: int = 0
+) -> tuple[int, int, int, int]:
+    """The real cash but one fen more stamp duty, taken from the seller (a bond's accrued
+    interest as the real rule's)."""
     notional = price * quantity
     commission = notional * schedule.commission_bps // 10_000
     stamp_duty = notional * schedule.stamp_duty_bps // 10_000 + 1
+    notional += quantity * accrual // 3_650_000
     return notional + commission, notional - commission - stamp_duty, commission, stamp_duty
 
 

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import settlement.corporate_action_types as cat
 import settlement.supply_chain_types as scf
 from exchange.venue import wire
 from exchange.venue.types import (
@@ -1676,6 +1677,26 @@ def every_venue_command() -> list[VenueCommand]:
         Unfreeze(command_id=10, actor=REGULATOR, account="A9"),
         SettleCycle(command_id=11, actor=OPERATOR),
         *every_supply_chain_command(),
+        cat.DefineBond(
+            command_id=12,
+            actor="DEP",
+            bond="GB",
+            issuer="A9",
+            face_value=10_000,
+            coupon_bps=350,
+            start=20260101,
+            coupon_days=(20260701,),
+            maturity=20270101,
+        ),
+        cat.DeclareDividend(
+            command_id=13,
+            actor="DEP",
+            security="GRS",
+            payer="A9",
+            amount_per_share=25,
+            record_day=20260106,
+            pay_day=20260108,
+        ),
     ]
 
 
@@ -1726,7 +1747,7 @@ def _kind(command: VenueCommand) -> type:
 def test_every_venue_command_kind_round_trips_through_json() -> None:
     commands = every_venue_command()
     kinds = set(typing.get_args(VenueCommand))  # the settlement union comes flattened
-    scf_kinds = set(typing.get_args(scf.Command))
+    scf_kinds = set(typing.get_args(scf.Command)) | set(typing.get_args(cat.Command))
     assert kinds - set(typing.get_args(SettlementCommand)) - scf_kinds == {
         BrokerCommand,
         ListInstrument,

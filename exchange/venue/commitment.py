@@ -74,6 +74,7 @@ from matching.book import Order
 from matching.engine import SNAPSHOT_VERSION as MATCHING_VERSION
 from matching.types import Side
 from settlement.codec import to_row
+from settlement.corporate_actions import entity_key as action_key
 from settlement.engine import SNAPSHOT_VERSION as SETTLEMENT_VERSION
 from settlement.registry import Registry
 from settlement.supply_chain import entity_key
@@ -172,9 +173,13 @@ def _check_keys(what: str, row: dict[str, Any], keys: frozenset[str]) -> None:
 def snapshot_entries(snapshot: dict[str, Any]) -> Iterator[tuple[Key, bytes]]:
     """Every entity of the state `snapshot` describes, as (key, entry bytes). O(state)."""
     # supply-chain finance enters the snapshot (and the commitment) once it has state
-    _check_keys("venue snapshot", snapshot, VENUE_KEYS | (snapshot.keys() & {"supply_chain"}))
+    # and so do corporate actions (bonds' terms, dividends)
+    optional = snapshot.keys() & {"supply_chain", "corporate_actions"}
+    _check_keys("venue snapshot", snapshot, VENUE_KEYS | optional)
     for row in snapshot.get("supply_chain", ()):
         yield entity_key(row), _dumps(row)
+    for row in snapshot.get("corporate_actions", ()):
+        yield action_key(row), _dumps(row)
     matching, settlement = snapshot["matching"], snapshot["settlement"]
     _check_keys("matching snapshot", matching, MATCHING_KEYS)
     _check_keys("settlement snapshot", settlement, SETTLEMENT_KEYS)
@@ -332,6 +337,7 @@ class StateCommitment:
     __slots__ = (
         "_account",
         "_accumulator",
+        "_action_changes",
         "_balance_entries",
         "_bought_keys",
         "_entries",
@@ -361,6 +367,7 @@ class StateCommitment:
         self._settlement_changes = venue.settlement.track_changes()
         self._venue_changes = venue.track_changes()
         self._supply_chain_changes = venue.supply_chain.track_changes()
+        self._action_changes = venue.corporate_actions.track_changes()
         # each entity's element of the group (not its bytes: orjson's output holds 4 KB)
         self._entries: dict[Key, int] = {}  # every entity but the orders and balances
         self._order_entries: dict[int, int] = {}  # `o` entities by order id
@@ -447,6 +454,11 @@ class StateCommitment:
             row = entity(key)
             update(key, None if row is None else _dumps(row))
         self._supply_chain_changes.clear()
+        entity = venue.corporate_actions.entity
+        for key in self._action_changes:
+            row = entity(key)
+            update(key, None if row is None else _dumps(row))
+        self._action_changes.clear()
         self._venue_outcomes.sync(update, venue.outcomes(), self._venue_changes.outcomes, _v_value)
         update(
             ("g",),

@@ -11,6 +11,8 @@ from enum import IntEnum
 from matching.commands import AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.events import Event as MatchingEvent
 from settlement.commands import Command as SettlementCommand
+from settlement.corporate_action_types import Command as CorporateActionCommand
+from settlement.corporate_action_types import Event as CorporateActionEvent
 from settlement.events import Event as SettlementEvent
 from settlement.supply_chain_types import Command as SupplyChainCommand
 from settlement.supply_chain_types import Event as SupplyChainEvent
@@ -83,6 +85,7 @@ VenueCommand = (
     | SetPhase
     | SettlementCommand
     | SupplyChainCommand
+    | CorporateActionCommand
 )
 
 
@@ -151,4 +154,4 @@ VenueEvent = (
     | DayEnded
     | DayRefused
 )
-Event = MatchingEvent | SettlementEvent | VenueEvent | SupplyChainEvent
+Event = MatchingEvent | SettlementEvent | VenueEvent | SupplyChainEvent | CorporateActionEvent

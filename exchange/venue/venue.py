@@ -67,6 +67,8 @@ from matching.events import (
 from matching.events import Event as MatchingEvent
 from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
+from settlement.corporate_action_types import Command as CorporateActionCommand
+from settlement.corporate_actions import CorporateActions
 from settlement.engine import SettlementEngine, TakerFill
 from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import FeeScheduleSet
@@ -118,14 +120,18 @@ class Rules:
 
     def buy_need(self, price: int, quantity: int) -> int:
         """Cash a buy of `quantity` at limit `price` must hold: settlement's
-        `buy_requirement` at the instrument's commission now."""
-        return buy_requirement(price, quantity, self.security.fees.commission_bps)
+        `buy_requirement` at the instrument's commission now (and a bond's accrual bound)."""
+        security = self.security
+        return buy_requirement(price, quantity, security.fees.commission_bps, security.accrual_max)
 
     def need(self, order: Order) -> int:
         """What a live order must hold: a buy, `buy_requirement` in the currency; a sell, its
         shares."""
         if order.side is BUY:
-            return buy_requirement(order.price, order.quantity, self.security.fees.commission_bps)
+            security = self.security
+            return buy_requirement(
+                order.price, order.quantity, security.fees.commission_bps, security.accrual_max
+            )
         return order.quantity
 
     def holds(self, side: Side) -> OrderHolds:
@@ -153,6 +159,7 @@ class Venue:
         "_outcomes",
         "_pending_today",
         "_rules",
+        "corporate_actions",
         "matching",
         "settlement",
         "supply_chain",
@@ -192,7 +199,19 @@ class Venue:
         )
         for cls in typing.get_args(SupplyChainCommand):
             self._handlers[cls] = self._supply_chain_apply
+        self.corporate_actions = CorporateActions(
+            self.settlement, self._is_listed, outcomes_max=command_outcomes_max
+        )
+        for cls in typing.get_args(CorporateActionCommand):
+            self._handlers[cls] = self._corporate_action_apply
         self._route_settlement()
+
+    def _corporate_action_apply(self, command: CorporateActionCommand) -> list[Event]:
+        """Bonds' terms and dividends (`settlement.corporate_actions`): a depository's."""
+        return self.corporate_actions.apply(command)  # type: ignore[return-value]
+
+    def _is_listed(self, symbol: str) -> bool:
+        return symbol in self._rules
 
     def _supply_chain_apply(self, command: SupplyChainCommand) -> list[Event]:
         """Supply-chain finance (`settlement.supply_chain`): participants' signed commands and
@@ -270,7 +289,10 @@ class Venue:
         quantity = command.quantity
         pays_now = rules.pays_now
         if command.side is BUY:
-            amount = buy_requirement(price, quantity, rules.security.fees.commission_bps)
+            security = rules.security
+            amount = buy_requirement(
+                price, quantity, security.fees.commission_bps, security.accrual_max
+            )
             if pays_now:  # the account is known and not frozen (above): only cash can lack
                 if amount > rules.cash.available.get(account, 0):
                     return [self._cash_unfunded(rules, account, order_id, amount)]
@@ -383,7 +405,8 @@ class Venue:
         if rules.pays_now:
             if order.side is BUY:
                 bps = rules.security.fees.commission_bps
-                need = buy_requirement(order.price, order.quantity, bps)
+                accrual = rules.security.accrual_max
+                need = buy_requirement(order.price, order.quantity, bps, accrual)
                 events = self.matching.cancel_checked(order, command.reason)
                 rules.cash_holds.give_back(order.account, need)
             else:
@@ -537,6 +560,7 @@ class Venue:
         fill = rules.fill
         assert fill is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
+        accrual = rules.security.accrual_max  # a bond's bound; 0 for shares
         requirement = buy_requirement
         today = self._bought_today[rules.symbol]
         t_plus = rules.t_plus
@@ -551,7 +575,7 @@ class Venue:
                 if aggressor is BUY:
                     append(fill(trade_id, price, quantity, buyer, seller, 0))
                 else:  # the resting buy gives up its requirement at its own price
-                    debit = requirement(price, quantity, commission_bps)
+                    debit = requirement(price, quantity, commission_bps, accrual)
                     append(fill(trade_id, price, quantity, buyer, seller, debit))
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
@@ -568,7 +592,7 @@ class Venue:
             if order is not None:  # rests after trading: hold what it still needs
                 price = order.price
                 if order.side is BUY:
-                    need = requirement(price, order.quantity, commission_bps)
+                    need = requirement(price, order.quantity, commission_bps, accrual)
                     rules.cash_holds.hold(order.account, need)
                 else:
                     rules.share_holds.hold(order.account, order.quantity)
@@ -588,7 +612,7 @@ class Venue:
             assert event.reason is CancelReason.SELF_TRADE, event
             order = self._grouped.get(event.order_id)
             if order.side is BUY:
-                need = buy_requirement(order.price, event.quantity, bps)
+                need = buy_requirement(order.price, event.quantity, bps, rules.security.accrual_max)
                 rules.cash_holds.give_back(order.account, need)
             else:
                 rules.share_holds.give_back(order.account, event.quantity)
@@ -652,7 +676,7 @@ class Venue:
         buys = [o for o in self.matching.book(symbol).resting() if o.side is BUY]
         for order in buys:
             need = rules.need(order)
-            held = buy_requirement(order.price, order.quantity, old_bps)
+            held = buy_requirement(order.price, order.quantity, old_bps, rules.security.accrual_max)
             account = order.account
             if need > held and (
                 self.settlement.is_frozen(account)
@@ -789,8 +813,28 @@ class Venue:
                 if self._changes is not None:
                     self._changes.today.update((account, symbol) for account in table)
                 table.clear()
-        # payment commitments due by this day are paid (or fail) as it begins
-        return [DayBegun(day=command.day), *self.supply_chain.begin_day(command.day)]
+        # payment commitments due by this day are paid (or fail) as it begins, then coupons,
+        # redemptions and dividends (the books of maturing bonds emptied first)
+        events: list[Event] = [DayBegun(day=command.day)]
+        events += self.supply_chain.begin_day(command.day)
+        for symbol in self.corporate_actions.maturing(command.day):
+            events += self._empty_book(symbol)
+        events += self.corporate_actions.begin_day(command.day)
+        return events
+
+    def _empty_book(self, symbol: str) -> list[Event]:
+        """Cancel every resting order of a maturing bond (GROSS: every hold goes back), so
+        that each of its units can go back to the issuer. O(book)."""
+        rules = self._rules.get(symbol)
+        if rules is None:
+            return []
+        assert rules.pays_now, f"bond {symbol} is not GROSS"
+        events: list[Event] = []
+        for order in list(self.matching.book(symbol).resting()):
+            events += self.matching.cancel_checked(order, CancelReason.MATURED)
+        rules.cash_holds.set_to({})
+        rules.share_holds.set_to({})
+        return events
 
     def _end_day(self, command: EndDay) -> list[Event]:
         if not self._day_open or command.day != self._day:
@@ -853,6 +897,8 @@ class Venue:
         snapshot = self._snapshot()
         if not self.supply_chain.is_empty():
             snapshot["supply_chain"] = self.supply_chain.snapshot()
+        if not self.corporate_actions.is_empty():
+            snapshot["corporate_actions"] = self.corporate_actions.snapshot()
         return snapshot
 
     def _snapshot(self) -> dict[str, Any]:
@@ -904,6 +950,13 @@ class Venue:
             day=venue._day,
             outcomes_max=settlement.outcomes_max,
         )
+        venue.corporate_actions = CorporateActions.restore(
+            snapshot.get("corporate_actions", []),
+            settlement,
+            venue._is_listed,
+            day=venue._day,
+            outcomes_max=settlement.outcomes_max,
+        )
         return venue
 
     def state_hash(self) -> str:
@@ -934,6 +987,7 @@ class Venue:
         self.matching.check()
         self.settlement.check()
         self.supply_chain.check()
+        self.corporate_actions.check()
         operator = self.settlement.operator
         live: set[tuple[str, int]] = set()
         for symbol, rules in self._rules.items():

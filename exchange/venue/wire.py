@@ -39,6 +39,7 @@ from matching.events import (
     TradeExecuted,
 )
 from matching.types import CancelReason, OrderKind, Phase, Side, StpMode, TimeInForce
+from settlement.corporate_action_types import Command as CorporateActionCommand
 from settlement.supply_chain import wire_name
 from settlement.supply_chain_types import SIGNATURE_HEX_LENGTH
 from settlement.supply_chain_types import Command as SupplyChainCommand
@@ -385,7 +386,7 @@ def _venue_parsers() -> dict[str, Callable[[_Fields], Any]]:
     }
     for cls in (ListInstrument, BeginDay, EndDay, *SETTLEMENT_COMMANDS):
         parsers[snake_case(cls.__name__)] = dataclass_parser(cls)
-    for cls in typing.get_args(SupplyChainCommand):
+    for cls in (*typing.get_args(SupplyChainCommand), *typing.get_args(CorporateActionCommand)):
         parsers[wire_name(cls)] = _supply_chain_parser(cls)
     return parsers
 
