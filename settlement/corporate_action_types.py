@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 FACE_VALUE = 10_000  # fen: a unit is 100 yuan of face, so a price per 100 face is per unit
 COUPON_BPS_MAX = 10_000  # 100% a year: anything above is a typo
-COUPON_DAYS_MAX = 400  # monthly coupons for over 30 years
+COUPON_DAYS_MAX = 64  # semiannual coupons for 32 years (an array on the wire holds 64)
 BONDS_MAX = 10_000
 DIVIDENDS_MAX = 100_000  # every dividend ever declared (paid and failed ones stay)
 DIVIDEND_PER_SHARE_MAX = 10**9  # fen: ten million yuan a share is a typo

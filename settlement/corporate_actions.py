@@ -235,7 +235,18 @@ class Payment:
     """One coupon, redemption or dividend payment: who paid whom what, or failed. `rate`:
     the accrual per unit (coupon, redemption) or the amount per share (dividend)."""
 
-    __slots__ = ("currency", "day", "kind", "paid", "payer", "payment", "rate", "reference", "rows")
+    __slots__ = (
+        "currency",
+        "day",
+        "debited",
+        "kind",
+        "paid",
+        "payer",
+        "payment",
+        "rate",
+        "reference",
+        "rows",
+    )
 
     def __init__(
         self,
@@ -248,6 +259,7 @@ class Payment:
         day: int,
         rate: int,
         paid: bool,
+        debited: int,
         rows: list[Holding],
     ) -> None:
         self.payment = payment
@@ -258,6 +270,7 @@ class Payment:
         self.day = day
         self.rate = rate
         self.paid = paid
+        self.debited = debited  # what the payer was debited: the rows' sum, or 0
         self.rows = rows
 
     def row(self) -> list[Any]:
@@ -271,6 +284,7 @@ class Payment:
             self.day,
             self.rate,
             self.paid,
+            self.debited,
             [list(row) for row in self.rows],
         ]
 
@@ -636,6 +650,7 @@ class CorporateActions:
             day=day,
             rate=rate,
             paid=paid,
+            debited=total if paid else 0,
             rows=rows,
         )
         self._payments[payment.payment] = payment
@@ -796,7 +811,7 @@ class CorporateActions:
                 record=[(holder, shares) for holder, shares in row[9]],
             )
         elif tag == "fp":
-            _, payment_id, kind, reference, payer, currency, day, rate, paid, rows = row
+            _, payment_id, kind, reference, payer, currency, day, rate, paid, debited, rows = row
             self._payments[payment_id] = Payment(
                 payment=payment_id,
                 kind=PaymentKind(kind),
@@ -806,6 +821,7 @@ class CorporateActions:
                 day=day,
                 rate=rate,
                 paid=paid,
+                debited=debited,
                 rows=[(holder, units, amount) for holder, units, amount in rows],
             )
         elif tag == "fy":
@@ -869,6 +885,8 @@ class CorporateActions:
         face = FACE_VALUE
         if payment.kind is not PaymentKind.DIVIDEND:
             face = self._bonds[payment.reference].face_value
+        total = sum(amount for _, _, amount in payment.rows)
+        assert payment.debited == (total if payment.paid else 0), (payment.payment, total)
         for holder, units, amount in payment.rows:
             assert units > 0, (payment.payment, holder)
             due = amount_due(payment.kind, payment.rate, units, face)

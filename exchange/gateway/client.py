@@ -382,6 +382,42 @@ class Client:
 
         return await self.admin(signed_request(command, key))
 
+    async def define_bond(
+        self,
+        command_id: int,
+        bond: str,
+        *,
+        issuer: str,
+        coupon_bps: int,
+        start: int,
+        coupon_days: list[int],
+        maturity: int,
+        face_value: int = 10_000,
+    ) -> dict[str, Any]:
+        """A depository states the terms of the security `bond` it issues (nothing issued or
+        listed yet): the `admin_result` (docs/fixed_income.md)."""
+        return await self.admin({"type": "define_bond", "command_id": command_id, "bond": bond,
+                                 "issuer": issuer, "face_value": face_value,
+                                 "coupon_bps": coupon_bps, "start": start,
+                                 "coupon_days": coupon_days, "maturity": maturity})  # fmt: skip
+
+    async def declare_dividend(
+        self,
+        command_id: int,
+        security: str,
+        *,
+        payer: str,
+        amount_per_share: int,
+        record_day: int,
+        pay_day: int,
+    ) -> dict[str, Any]:
+        """A depository declares a cash dividend on a share it issues: the `admin_result`
+        (docs/fixed_income.md)."""
+        return await self.admin({"type": "declare_dividend", "command_id": command_id,
+                                 "security": security, "payer": payer,
+                                 "amount_per_share": amount_per_share,
+                                 "record_day": record_day, "pay_day": pay_day})  # fmt: skip
+
     async def subscribe(self, channel: str, symbol: str) -> None:
         self._channels.add((channel, symbol))
         await self.request("subscribe", channel=channel, symbol=symbol)

@@ -48,7 +48,8 @@ ADMIN_COMMANDS: Final[dict[Role, frozenset[str]]] = {
     ),
     # a bank also registers its clients' keys and forwards their signed supply-chain commands
     Role.BANK: frozenset({"deposit", "withdraw", "transfer", *SUPPLY_CHAIN_COMMANDS}),
-    Role.DEPOSITORY: frozenset({"issue", "redeem", "transfer"}),
+    # the depository also states bonds' terms and declares dividends (docs/fixed_income.md)
+    Role.DEPOSITORY: frozenset({"issue", "redeem", "transfer", "define_bond", "declare_dividend"}),
     Role.REGULATOR: frozenset({"freeze", "unfreeze"}),
     Role.BROKER: frozenset(),
 }
