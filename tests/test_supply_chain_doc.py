@@ -42,3 +42,4 @@ def test_bench_finance_runs_a_small_flow_all_accepted(capsys: pytest.CaptureFixt
     assert code == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["pieces"] == 20 and report["split_per_s"] > 0 and report["trading_per_s"] > 0
+    assert report["coupon_per_s"] > 0 and report["redemption_per_s"] > 0

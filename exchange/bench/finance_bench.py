@@ -4,7 +4,9 @@ Each round builds a venue with `--suppliers` suppliers, core enterprises and a f
 keys registered, and sends signed commands (signed before the clock starts: signing is the
 participants' work, verifying is the venue's) through `Venue.apply`: `--pieces` commitments
 issued and confirmed, each split in two, every child transferred to another supplier, half of
-them financed by the factor; then one `begin_day` pays every piece at maturity. Rounds
+them financed by the factor; then one `begin_day` pays every piece at maturity. Then a bond
+held by `--suppliers` holders pays a coupon at one `begin_day` and is redeemed at another
+(holders paid per second, docs/fixed_income.md). Rounds
 alternate with the venue benchmark's trading flow (`jinlian bench venue`), so the figures
 share the machine's state of the moment; medians are reported.
 """
@@ -27,7 +29,8 @@ from exchange.venue.venue import Venue
 from ledger.keys import PrivateKey, private_key_from_bytes
 from matching.commands import PlaceOrder
 from settlement import supply_chain_types as scf
-from settlement.commands import DefineAsset, Deposit, OpenAccount
+from settlement.commands import DefineAsset, Deposit, Issue, OpenAccount
+from settlement.corporate_action_types import BondRedeemed, CouponPaid, DefineBond
 from settlement.types import AssetKind
 
 OPERATOR, CASH, BANK = "EXCHANGE", "CNY", "BANK1"
@@ -51,8 +54,9 @@ def finance_commands(suppliers: int, pieces: int) -> tuple[Phase, dict[str, Phas
     ]
     for number, name in enumerate(keys, start=2):
         setup.append(OpenAccount(command_id=number, actor=OPERATOR, account=name, broker=BANK))
+        # a cash asset's supply stays within 10^18 (more than ~1,000 accounts of 10^15 did not)
         setup.append(Deposit(command_id=number, actor="PBOC", asset=CASH, account=name,
-                             amount=10**15))  # fmt: skip
+                             amount=10**18 // (2 * len(keys))))  # fmt: skip
     setup.append(BeginDay(day=DAY1))
     bank_ids = iter(range(1, 10**9))
     for name, key in keys.items():
@@ -125,6 +129,61 @@ def time_finance(setup: Phase, phases: dict[str, Phase]) -> tuple[dict[str, floa
     return seconds, venue
 
 
+BOND, ISSUER = "GB", "TREASURY"
+COUPON_DAY, BOND_MATURITY = 20260701, 20270101
+
+
+def bond_setup(holders: int) -> Phase:
+    """A bond held by `holders` accounts (10 to 19 units each), its issuer funded, before
+    its coupon day."""
+    setup: Phase = [
+        DefineAsset(command_id=1, actor=OPERATOR, asset=CASH, kind=AssetKind.CASH, issuer="PBOC"),
+        DefineAsset(
+            command_id=2, actor=OPERATOR, asset=BOND, kind=AssetKind.SECURITY, issuer="CSDC"
+        ),
+        OpenAccount(command_id=3, actor=OPERATOR, account=ISSUER, broker=BANK),
+        Deposit(command_id=1, actor="PBOC", asset=CASH, account=ISSUER, amount=10**15),
+        DefineBond(
+            command_id=1,
+            actor="CSDC",
+            bond=BOND,
+            issuer=ISSUER,
+            face_value=10_000,
+            coupon_bps=350,
+            start=20260101,
+            coupon_days=(COUPON_DAY,),
+            maturity=BOND_MATURITY,
+        ),
+    ]
+    for index in range(holders):
+        name = f"H{index:06d}"
+        setup.append(OpenAccount(command_id=4 + index, actor=OPERATOR, account=name, broker=BANK))
+        setup.append(Issue(command_id=2 + index, actor="CSDC", asset=BOND, account=name,
+                           amount=10 + index % 10))  # fmt: skip
+    setup.append(BeginDay(day=20260630))
+    setup.append(EndDay(day=20260630))
+    return setup
+
+
+def time_bonds(setup: Phase, holders: int) -> dict[str, float]:
+    """Seconds of the coupon's `begin_day` and of the redemption's."""
+    venue = Venue(operator=OPERATOR, regulator="CSRC")
+    for command in setup:
+        events = venue.apply(command)
+        assert "Rejected" not in type(events[0]).__name__, events
+    seconds: dict[str, float] = {}
+    for name, day, kind in (("coupon", COUPON_DAY, CouponPaid),
+                            ("redemption", BOND_MATURITY, BondRedeemed)):  # fmt: skip
+        gc.collect()
+        start = time.perf_counter()
+        events = venue.apply(BeginDay(day=day))
+        seconds[name] = time.perf_counter() - start
+        assert sum(type(e) is kind for e in events) == holders, events[:3]
+        venue.apply(EndDay(day=day))
+    venue.check()
+    return seconds
+
+
 def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     setup, phases = finance_commands(arguments.suppliers, arguments.pieces)
     flow = make_flow(arguments.seed, arguments.messages, arguments.depth)
@@ -132,7 +191,10 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     accounts = {c.order_id: c.account for c in flow.setup[2:] if isinstance(c, PlaceOrder)}
     trading = wrap(flow.commands, accounts)
     rates: dict[str, list[float]] = {}
+    bonds = bond_setup(arguments.suppliers)
     for _ in range(arguments.rounds):
+        for name, taken in time_bonds(bonds, arguments.suppliers).items():
+            rates.setdefault(name, []).append(arguments.suppliers / taken)
         seconds, venue = time_finance(setup, phases)
         venue.check()
         for name, taken in seconds.items():
@@ -158,6 +220,8 @@ def render(report: dict[str, Any]) -> str:
         ("transfers", "transfer_per_s"),
         ("financings (DvP)", "finance_per_s"),
         ("maturity settlements (pieces paid)", "maturity_per_s"),
+        ("bond coupons (holders paid)", "coupon_per_s"),
+        ("bond redemptions (holders, DvP)", "redemption_per_s"),
         ("venue trading (bench venue flow)", "trading_per_s"),
     ]
     lines = [
