@@ -23,6 +23,7 @@ from tests.bond_flow import (
     ISSUER,
     MATURITY,
     OPERATOR,
+    REGULATOR,
     SHARE,
     BondFlow,
     of_type,
@@ -293,3 +294,37 @@ def test_is_date_is_the_calendar(day: int) -> None:
     except ValueError:
         valid = False
     assert is_date(day) == valid
+
+
+def test_a_net_settled_buyer_is_the_holder_of_record_before_the_cycle_delivers() -> None:
+    flow = flow_on(20260105)
+    flow.member(OPERATOR, {"type": "define_asset", "asset": "SH02", "kind": "security",
+                           "issuer": DEPOSITORY, "mode": "net_net"})  # fmt: skip
+    flow.member(DEPOSITORY, {"type": "issue", "asset": "SH02", "account": "A1", "amount": 100})
+    flow.send({"type": "list_instrument", "symbol": "SH02", "tick_size": 1, "lot": 1,
+               "reference_price": 1_000, "price_limit_pct": None, "t_plus": 1})  # fmt: skip
+    flow.send({"type": "set_phase", "symbol": "SH02", "phase": "continuous"})
+    flow.member(DEPOSITORY, {"type": "declare_dividend", "security": "SH02", "payer": COMPANY,
+                             "amount_per_share": 7, "record_day": 20260105,
+                             "pay_day": 20260107})  # fmt: skip
+    flow.order("A1", "sell", "SH02", 1_000, 40)
+    flow.order("A2", "buy", "SH02", 1_000, 40)
+    assert flow.venue.settlement.position("SH02", "A2") == 40  # not delivered: no cycle yet
+    recorded = of_type(flow.day(20260106), "dividend_recorded")
+    assert recorded[0]["holders"] == 2 and recorded[0]["shares"] == 100
+    assert flow.venue.corporate_actions.dividend(1).record == [("A1", 60), ("A2", 40)]
+    flow.member(OPERATOR, {"type": "settle_cycle"})
+    paid = of_type(flow.day(20260107), "dividend_paid")
+    assert [(p["holder"], p["amount"]) for p in paid] == [("A1", 420), ("A2", 280)]
+
+
+def test_a_frozen_payer_fails_and_a_frozen_holder_is_paid() -> None:
+    flow = flow_on(20260630)
+    flow.member(REGULATOR, {"type": "freeze", "account": ISSUER})
+    failed = of_type(flow.day(COUPON), "payment_failed")
+    assert [(f["holder"], f["kind"]) for f in failed] == [("A1", "coupon"), ("B1", "coupon")]
+    flow.member(REGULATOR, {"type": "unfreeze", "account": ISSUER})
+    flow.member(REGULATOR, {"type": "freeze", "account": "B1"})
+    redeemed = of_type(flow.day(MATURITY), "bond_redeemed")
+    assert [(r["holder"], r["quantity"]) for r in redeemed] == [("A1", 100), ("B1", 100)]
+    assert flow.units(BOND, "B1") == 0 and flow.venue.settlement.is_frozen("B1")
