@@ -75,6 +75,10 @@ def test_the_replay_tests_pass_on_the_compiled_build(compiled_directory: Path) -
         "tests/test_venue.py::test_replay_gives_the_same_events_and_state_hash",
         "tests/test_venue.py::test_replay_from_json_lines_gives_the_same_events_and_state_hash",
         "tests/test_matching_edges.py::test_replay_is_deterministic",
+        # bonds and dividends with the commitment after every command: entity keys of every
+        # length go through the compiled digest (a loop variable typed by another loop's keys
+        # failed there only compiled)
+        "tests/test_bonds.py",
     ]
     done = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], "compiled")
     assert done.returncode == 0, done.stdout.decode()[-3000:]
@@ -96,6 +100,9 @@ CORE_TESTS = [  # every test file of the pure core and of the venue's ledger ada
     "tests/test_wire.py",
     "tests/test_wire_fast.py",
     "tests/test_one_rule.py",  # skips on the compiled build: it patches functions' code
+    "tests/test_bonds.py",
+    "tests/test_bonds_machine.py",
+    "tests/test_supply_chain.py",
 ]
 
 

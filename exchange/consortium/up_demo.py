@@ -12,12 +12,14 @@ made it final.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
 from typing import Any
 
 from exchange.consortium.nodes import load_config
 from exchange.gateway.client import Client
 from ledger.feed import status, wait_until_up
+from ledger.genesis import Role
 from ledger.keys import load_private_key
 from ledger.store import BlockStore
 
@@ -105,5 +107,58 @@ async def run_session(directory: Path) -> None:
             signed = ", ".join(names)
             print(f"  trade {trade_id}: {quantity} {SYMBOL} at {price / 100:.2f} CNY, "
                   f"{seller} -> {buyer}, block {height}, final (signed by {signed})")  # fmt: skip
+    await show_coupon(directory)
     print("\nthe consortium keeps running; verify a member with "
           f"`jinlian verify {directory / member.name}`", flush=True)  # fmt: skip
+
+
+async def show_coupon(directory: Path, open_day: int = 20261123) -> None:
+    """A bond pays a coupon on the running consortium (docs/fixed_income.md): the operator
+    defines it, the depository states its terms and issues units to two brokers' accounts,
+    the first bank funds its issuer; the operator ends `open_day` (the day the session above
+    left open) and begins the coupon day, the next calendar day, which pays the holders of
+    record from the issuer's cash. Settlement ids start at 500,000, above the genesis's."""
+    exchange = load_config(directory / "exchange")
+    genesis = exchange.genesis
+    address, chain = exchange.address, genesis.chain_id
+    depository = next(m.name for m in genesis.members if m.role is Role.DEPOSITORY)
+    bank = next(m.name for m in genesis.members if m.role is Role.BANK)
+    coupon = datetime.date(open_day // 10_000, open_day // 100 % 100, open_day % 100)
+    coupon += datetime.timedelta(days=1)
+    coupon_day = coupon.year * 10_000 + coupon.month * 100 + coupon.day
+    bond, ids = "GB2711", iter(range(500_000, 600_000))
+
+    def key(name: str) -> Any:
+        return load_private_key(directory / name / "key.pem")
+
+    async with (
+        Client(address, "exchange", key("exchange"), member=True, chain_id=chain) as operator,
+        Client(address, depository, key(depository), member=True, chain_id=chain) as issuer,
+        Client(address, bank, key(bank), member=True, chain_id=chain) as cash,
+    ):
+        print(f"\na bond pays a coupon: {bond}, 2.75% a year from {coupon_day - 10_000}, "
+              f"coupon day {coupon_day}:", flush=True)  # fmt: skip
+        steps: list[tuple[Client, dict[str, Any]]] = [
+            (operator, {"type": "define_asset", "command_id": next(ids), "asset": bond,
+                        "kind": "security", "issuer": depository}),
+            (operator, {"type": "open_account", "command_id": next(ids), "account": "TREASURY",
+                        "broker": bank}),
+            (cash, {"type": "deposit", "command_id": next(ids), "asset": "CNY",
+                    "account": "TREASURY", "amount": 10**9}),
+            (issuer, {"type": "define_bond", "command_id": 1, "bond": bond, "issuer": "TREASURY",
+                      "face_value": 10_000, "coupon_bps": 275, "start": coupon_day - 10_000,
+                      "coupon_days": [coupon_day], "maturity": coupon_day + 10_000}),
+            (issuer, {"type": "issue", "command_id": next(ids), "asset": bond,
+                      "account": "10001", "amount": 300}),
+            (issuer, {"type": "issue", "command_id": next(ids), "asset": bond,
+                      "account": "20001", "amount": 700}),
+            (operator, {"type": "end_day", "day": open_day}),
+            (operator, {"type": "begin_day", "day": coupon_day}),
+        ]  # fmt: skip
+        for client, command in steps:
+            events = (await client.admin(command))["events"]
+            print(f"  {client.name}: {command['type']} -> {[e['type'] for e in events]}")
+        for event in events:
+            if event["type"] == "coupon_paid":
+                print(f"    {event['holder']} held {event['quantity']} units and got "
+                      f"{event['amount'] / 100:.2f} CNY", flush=True)  # fmt: skip

@@ -449,15 +449,17 @@ class StateCommitment:
         self._flush_instruments()
         self._flush_today()
         self._settlement_outcomes.sync(update, settlement.outcomes(), changed.outcomes, _s_value)
+        # Own loop variables: compiled, `key` keeps the type of the holds' keys above (three
+        # strings) and an entity key of another length would fail its run-time check.
         entity = venue.supply_chain.entity
-        for key in self._supply_chain_changes:
-            row = entity(key)
-            update(key, None if row is None else _dumps(row))
+        for chain_key in self._supply_chain_changes:
+            row = entity(chain_key)
+            update(chain_key, None if row is None else _dumps(row))
         self._supply_chain_changes.clear()
         entity = venue.corporate_actions.entity
-        for key in self._action_changes:
-            row = entity(key)
-            update(key, None if row is None else _dumps(row))
+        for changed_key in self._action_changes:
+            row = entity(changed_key)
+            update(changed_key, None if row is None else _dumps(row))
         self._action_changes.clear()
         self._venue_outcomes.sync(update, venue.outcomes(), self._venue_changes.outcomes, _v_value)
         update(
