@@ -238,8 +238,10 @@ def test_up_runs_the_demo_session_and_stops_every_process_on_ctrl_c(tmp_path: Pa
     assert output.count("final (signed by") == 2, output
     assert "trade    order 4 (lift-1) 100 at 10.05, status filled" in output, output
     assert "is final, signed by members" in output, output
-    # the session's six blocks: two admin commands, then one per order
-    assert output.count("stopped at height 6") == 5, output
+    assert "10001 held 300 units and got 825.00 CNY" in output, output  # the bond's coupon
+    # the session's six blocks (two admin commands, then one per order), then the coupon's
+    # eight admin commands
+    assert output.count("stopped at height 14") == 5, output
     assert "consortium stopped" in output
 
 
