@@ -144,32 +144,42 @@ class DividendRecorded(NamedTuple):
 
 
 class CouponPaid(NamedTuple):
-    """`holder` held `quantity` units at the coupon day's start and got `amount` fen."""
+    """`holder` held `quantity` units at the coupon day's start and got `amount` fen of
+    `currency` from `issuer`."""
 
     bond: str
     day: int  # the coupon day
+    issuer: str
     holder: str
     quantity: int
     amount: int
+    currency: str
 
 
 class BondRedeemed(NamedTuple):
-    """`holder`'s `quantity` units went back to the issuer against `principal` (face) and
-    `coupon` (the last period's) fen."""
+    """`holder`'s `quantity` units went back to `issuer` and were retired, against
+    `principal` (face) and `coupon` (the last period's) fen of `currency` (both 0 for the
+    issuer's own units)."""
 
     bond: str
+    issuer: str
     holder: str
     quantity: int
     principal: int
     coupon: int
+    currency: str
 
 
 class DividendPaid(NamedTuple):
+    """`holder` held `shares` of record and got `amount` fen of `currency` from `payer`."""
+
     dividend: int
     security: str
+    payer: str
     holder: str
     shares: int
     amount: int
+    currency: str
 
 
 class PaymentFailed(NamedTuple):

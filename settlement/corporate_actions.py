@@ -583,7 +583,15 @@ class CorporateActions:
         if not payment.paid:
             return self._failures(payment)
         return [
-            DividendPaid(dividend.dividend, dividend.security, holder, shares, amount)
+            DividendPaid(
+                dividend.dividend,
+                dividend.security,
+                dividend.payer,
+                holder,
+                shares,
+                amount,
+                dividend.currency,
+            )
             for holder, shares, amount in rows
         ]
 
@@ -602,13 +610,23 @@ class CorporateActions:
             if kind is PaymentKind.REDEMPTION:
                 bond.status = BondStatus.DEFAULTED
             return self._failures(payment)
+        issuer, currency = bond.issuer, bond.currency
         if kind is PaymentKind.COUPON:
-            return [CouponPaid(bond.bond, day, holder, n, amount) for holder, n, amount in rows]
+            return [
+                CouponPaid(bond.bond, day, issuer, holder, units, amount, currency)
+                for holder, units, amount in rows
+            ]
+        own = registry.available.get(issuer, 0)
         self._retire(registry, bond)
-        return [
-            BondRedeemed(bond.bond, holder, units, units * face, amount - units * face)
+        events: list[Event] = [
+            BondRedeemed(
+                bond.bond, issuer, holder, units, units * face, amount - units * face, currency
+            )
             for holder, units, amount in rows
         ]
+        if own:  # the issuer's own units are retired too, for nothing
+            events.append(BondRedeemed(bond.bond, issuer, issuer, own, 0, 0, currency))
+        return events
 
     def _retire(self, registry: Registry, bond: Bond) -> None:
         """Redeemed: every unit goes back to the issuer and is retired (its resting orders

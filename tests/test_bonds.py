@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import datetime
 
+import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exchange.analysis.checks import conservation
+from exchange.consortium.indexer import _BALANCES
 from settlement.corporate_actions import day_number, is_date
 from settlement.fees import accrued_interest, buy_requirement
 from tests.bond_flow import (
@@ -96,10 +99,11 @@ def test_coupon_each_holder_of_record_floor_and_the_issuer_pays_the_sum() -> Non
     events = flow.day(COUPON)
     # 181 days: 173.56... fen a unit, rounded down per holding
     paid = of_type(events, "coupon_paid")
+    common = {"bond": BOND, "day": COUPON, "issuer": ISSUER, "currency": CASH}
     assert paid == [
-        {"bond": BOND, "day": COUPON, "holder": "A1", "quantity": 70, "amount": 12_149},
-        {"bond": BOND, "day": COUPON, "holder": "A2", "quantity": 30, "amount": 5_206},
-        {"bond": BOND, "day": COUPON, "holder": "B1", "quantity": 100, "amount": 17_356},
+        {**common, "holder": "A1", "quantity": 70, "amount": 12_149},
+        {**common, "holder": "A2", "quantity": 30, "amount": 5_206},
+        {**common, "holder": "B1", "quantity": 100, "amount": 17_356},
     ]
     assert issuer_before - flow.cash(ISSUER) == 12_149 + 5_206 + 17_356
     # units bought on the coupon day earn nothing of it; the seller had it
@@ -135,9 +139,10 @@ def test_redemption_returns_every_unit_against_face_and_last_coupon() -> None:
     assert [(c["order_id"], c["reason"]) for c in cancelled] == [(2, "matured"), (1, "matured")]
     redeemed = of_type(events, "bond_redeemed")
     # 184 days since the coupon: 176.43... a unit, 100 units: 17,643
+    common = {"bond": BOND, "issuer": ISSUER, "currency": CASH}
     assert redeemed == [
-        {"bond": BOND, "holder": "A1", "quantity": 100, "principal": 1_000_000, "coupon": 17_643},
-        {"bond": BOND, "holder": "B1", "quantity": 100, "principal": 1_000_000, "coupon": 17_643},
+        {**common, "holder": "A1", "quantity": 100, "principal": 1_000_000, "coupon": 17_643},
+        {**common, "holder": "B1", "quantity": 100, "principal": 1_000_000, "coupon": 17_643},
     ]
     assert issuer_before - flow.cash(ISSUER) == 2 * 1_017_643
     settlement = flow.venue.settlement
@@ -328,3 +333,42 @@ def test_a_frozen_payer_fails_and_a_frozen_holder_is_paid() -> None:
     redeemed = of_type(flow.day(MATURITY), "bond_redeemed")
     assert [(r["holder"], r["quantity"]) for r in redeemed] == [("A1", 100), ("B1", 100)]
     assert flow.units(BOND, "B1") == 0 and flow.venue.settlement.is_frozen("B1")
+
+
+def test_the_indexer_rows_of_coupons_dividends_and_redemptions_add_up_to_the_state() -> None:
+    """The derived `balance_changes` rows (exchange/consortium/indexer.py) of a whole bond's
+    life and a dividend sum to every account's holdings, and `conservation` holds."""
+    flow = BondFlow()
+    seen: list[dict[str, object]] = []
+    send = flow.send
+
+    def recording(command: dict[str, object]) -> list[dict[str, object]]:
+        events = send(command)
+        seen.extend(events)
+        return events
+
+    flow.send = recording  # type: ignore[method-assign]
+    flow.setup()
+    flow.member(DEPOSITORY, {"type": "issue", "asset": BOND, "account": ISSUER, "amount": 5})
+    flow.day(20260316)
+    flow.order("A1", "sell", BOND, 9_950, 30)
+    flow.order("A2", "buy", BOND, 9_950, 30)
+    flow.member(DEPOSITORY, {"type": "declare_dividend", "security": SHARE, "payer": COMPANY,
+                             "amount_per_share": 25, "record_day": 20260316,
+                             "pay_day": 20260320})  # fmt: skip
+    for day in (20260317, 20260320, COUPON, MATURITY):
+        flow.day(day)
+    kinds = {e["type"] for e in seen}
+    assert {"coupon_paid", "dividend_paid", "bond_redeemed"} <= kinds
+    rows = [
+        (account, asset, holding, event["type"])
+        for event in seen
+        if event["type"] in _BALANCES
+        for account, asset, holding, _, _ in _BALANCES[str(event["type"])](event)
+    ]
+    changes = pd.DataFrame(rows, columns=["account", "asset", "holding_delta", "event"])
+    table = changes.groupby(["account", "asset"])["holding_delta"].sum().to_dict()
+    for account in (ISSUER, COMPANY, "A1", "A2", "B1", "B2"):
+        for asset in (CASH, BOND, SHARE):
+            assert table.get((account, asset), 0) == flow.units(asset, account), (account, asset)
+    assert conservation(changes)["conserved"].all()

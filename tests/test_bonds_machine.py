@@ -115,9 +115,11 @@ class BondMachine(RuleBasedStateMachine):
                     "type": "coupon_paid",
                     "bond": BOND,
                     "day": coupon_day,
+                    "issuer": ISSUER,
                     "holder": h,
                     "quantity": n,
                     "amount": a,
+                    "currency": CASH,
                 }
                 for h, n, a in rows
             ]
@@ -133,10 +135,12 @@ class BondMachine(RuleBasedStateMachine):
                 {
                     "type": "bond_redeemed",
                     "bond": BOND,
+                    "issuer": ISSUER,
                     "holder": h,
                     "quantity": n,
                     "principal": n * FACE,
                     "coupon": a - n * FACE,
+                    "currency": CASH,
                 }
                 for h, n, a in rows
             ]
@@ -165,9 +169,11 @@ class BondMachine(RuleBasedStateMachine):
                         "type": "dividend_paid",
                         "dividend": number,
                         "security": SHARE,
+                        "payer": COMPANY,
                         "holder": h,
                         "shares": n,
                         "amount": a,
+                        "currency": CASH,
                     }
                     for h, n, a in rows
                 ]

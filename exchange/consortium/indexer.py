@@ -359,6 +359,32 @@ def _position_settled(event: dict[str, Any]) -> list[Balance]:
     return [(event["account"], event["asset"], event["amount"], None, None)]
 
 
+def _paid(payer_field: str) -> Callable[[dict[str, Any]], list[Balance]]:
+    """A coupon or a dividend (docs/fixed_income.md): the payer's cash to the holder."""
+
+    def changes(event: dict[str, Any]) -> list[Balance]:
+        amount, cash = event["amount"], event["currency"]
+        return [
+            (event["holder"], cash, amount, amount, 0),
+            (event[payer_field], cash, -amount, -amount, 0),
+        ]
+
+    return changes
+
+
+def _bond_redeemed(event: dict[str, Any]) -> list[Balance]:
+    """The holder's units leave it and are retired (the supply falls, as a redemption's);
+    the issuer's cash, face plus the last coupon, goes to the holder (nothing for the
+    issuer's own units)."""
+    quantity, paid = event["quantity"], event["principal"] + event["coupon"]
+    changes: list[Balance] = [(event["holder"], event["bond"], -quantity, -quantity, 0)]
+    if paid:
+        cash = event["currency"]
+        changes.append((event["holder"], cash, paid, paid, 0))
+        changes.append((event["issuer"], cash, -paid, -paid, 0))
+    return changes
+
+
 _BALANCES: Final[dict[str, Callable[[dict[str, Any]], list[Balance]]]] = {
     **{kind: _one_account(kind) for kind in _ONE_ACCOUNT},
     "transferred": _transferred,
@@ -367,4 +393,7 @@ _BALANCES: Final[dict[str, Callable[[dict[str, Any]], list[Balance]]]] = {
     "trade_settled": _trade_settled,
     "trade_cleared": _trade_cleared,
     "position_settled": _position_settled,
+    "coupon_paid": _paid("issuer"),
+    "dividend_paid": _paid("payer"),
+    "bond_redeemed": _bond_redeemed,
 }
