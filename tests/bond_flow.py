@@ -57,6 +57,7 @@ class BondFlow:
             assert self.commitment.digest() == commitment_of_snapshot(snapshot)
             restored = Venue.restore(orjson.loads(orjson.dumps(snapshot)))
             assert restored.snapshot() == snapshot
+            restored.check()  # the bonds' accruals are derived again
         return events
 
     def member(self, actor: str, command: dict[str, Any]) -> list[dict[str, Any]]:

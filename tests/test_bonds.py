@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import datetime
 
+import orjson
 import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.analysis.checks import conservation
 from exchange.consortium.indexer import _BALANCES
+from exchange.venue import wire
 from settlement.corporate_actions import day_number, is_date
 from settlement.fees import accrued_interest, buy_requirement
 from tests.bond_flow import (
@@ -372,3 +374,11 @@ def test_the_indexer_rows_of_coupons_dividends_and_redemptions_add_up_to_the_sta
         for asset in (CASH, BOND, SHARE):
             assert table.get((account, asset), 0) == flow.units(asset, account), (account, asset)
     assert conservation(changes)["conserved"].all()
+
+
+def test_malformed_commands_are_refused_at_the_edge_naming_the_field() -> None:
+    base = {**BOND_TERMS, "actor": DEPOSITORY, "command_id": 1}
+    for field, value in (("coupon_days", 20260701), ("coupon_days", list(range(65))),
+                         ("coupon_bps", "350"), ("maturity", None)):  # fmt: skip
+        parsed = wire.parse_venue_line(orjson.dumps({**base, field: value}))
+        assert isinstance(parsed, wire.WireError) and parsed.field == field, (field, parsed)
