@@ -60,9 +60,9 @@ from settlement.corporate_action_types import (
     PaymentKind,
 )
 from settlement.engine import SettlementEngine
-from settlement.fees import accrued_interest
+from settlement.fees import ACCRUAL_DENOMINATOR, accrued_interest
 from settlement.registry import Registry
-from settlement.types import AssetKind, SettlementMode
+from settlement.types import SUPPLY_MAX, AssetKind, SettlementMode
 
 R = ActionRejectReason
 Key = tuple[Any, ...]
@@ -158,6 +158,12 @@ class Bond:
         if end <= start:
             return 0
         return self.face_value * self.coupon_bps * (day_number(end) - day_number(start))
+
+    def supply_max(self) -> int:
+        """The most units there may be: what a redemption pays for each (face and at most
+        the longest period's coupon) times them stays within SUPPLY_MAX."""
+        per_unit = self.face_value + -(-self.accrual_max() // ACCRUAL_DENOMINATOR)
+        return SUPPLY_MAX // per_unit
 
     def accrual_max(self) -> int:
         """The most one unit accrues in any period: the bound a resting buy holds."""
@@ -451,11 +457,28 @@ class CorporateActions:
         its bound (`buy_requirement` holds it): derived, so not state of their own."""
         registry = self.settlement.registry(bond.bond)
         live = bond.status is BondStatus.LIVE
+        registry.supply_max = bond.supply_max()
         registry.accrual_max = bond.accrual_max() if live else 0
         day = self._day
         registry.accrual = bond.accrual(bond.period_start(day), day) if live else 0
 
     # -- dividends -------------------------------------------------------------------------
+
+    def _share_supply_max(self, security: str) -> int:
+        """While a dividend on `security` waits for its record, issuance may not bring what it
+        pays past SUPPLY_MAX. O(dividends)."""
+        declared = DividendStatus.DECLARED
+        return min(
+            (
+                SUPPLY_MAX // d.amount_per_share
+                for d in self._dividends.values()
+                if d.security == security and d.status is declared
+            ),
+            default=SUPPLY_MAX,
+        )
+
+    def _limit_supply(self, security: str) -> None:
+        self.settlement.registry(security).supply_max = self._share_supply_max(security)
 
     def _declare_dividend(self, command: DeclareDividend) -> list[Event] | Refusal:
         registry = self._security(command.security, command.actor)
@@ -465,8 +488,11 @@ class CorporateActions:
             return R.ALREADY_A_BOND, command.security
         if self.settlement.broker_of(command.payer) is None:
             return R.UNKNOWN_ACCOUNT, command.payer
-        if not 0 < command.amount_per_share <= DIVIDEND_PER_SHARE_MAX:
-            return R.INVALID_AMOUNT, command.amount_per_share
+        per_share = command.amount_per_share
+        if not 0 < per_share <= DIVIDEND_PER_SHARE_MAX:
+            return R.INVALID_AMOUNT, per_share
+        if per_share * registry.supply > SUPPLY_MAX:
+            return R.INVALID_AMOUNT, f"{per_share} x {registry.supply} > {SUPPLY_MAX}"
         for day in (command.record_day, command.pay_day):
             if not is_date(day):
                 return R.INVALID_DAY, day
@@ -489,6 +515,7 @@ class CorporateActions:
             record=[],
         )
         self._dividends[dividend.dividend] = dividend
+        self._limit_supply(dividend.security)
         self._touch(("fd", dividend.dividend), ("fz",))
         return [
             DividendDeclared(
@@ -555,6 +582,7 @@ class CorporateActions:
         registry = self.settlement.registry(dividend.security)
         dividend.record = holders_of_record(registry, dividend.payer)
         dividend.status = DividendStatus.RECORDED
+        self._limit_supply(dividend.security)
         self._touch(("fd", dividend.dividend))
         return DividendRecorded(
             dividend=dividend.dividend,
@@ -795,6 +823,8 @@ class CorporateActions:
         assert actions._day == day, f"corporate actions on day {actions._day}, venue on {day}"
         for bond in actions._bonds.values():
             actions._set_accrual(bond)
+        for security in {d.security for d in actions._dividends.values()}:
+            actions._limit_supply(security)
         return actions
 
     def _restore_row(self, row: list[Any]) -> None:
@@ -877,6 +907,7 @@ class CorporateActions:
                 assert registry.accrual_max == bond.accrual_max(), name
             else:
                 assert registry.accrual == 0 and registry.accrual_max == 0, name
+            assert registry.supply_max == bond.supply_max(), name
             if bond.status is BondStatus.REDEEMED:
                 assert registry.supply == 0, f"{name}: {registry.supply} units after redemption"
         for dividend_id, dividend in self._dividends.items():
@@ -887,6 +918,8 @@ class CorporateActions:
             )
             if status in (DividendStatus.PAID, DividendStatus.FAILED):
                 assert dividend.pay_day <= self._day, dividend_id
+            supply_max = self.settlement.registry(dividend.security).supply_max
+            assert supply_max == self._share_supply_max(dividend.security), dividend_id
             holders = [holder for holder, _ in dividend.record]
             assert len(set(holders)) == len(holders) and dividend.payer not in holders
         for payment_id, payment in self._payments.items():

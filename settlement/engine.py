@@ -75,7 +75,6 @@ from settlement.types import (
     COMMAND_OUTCOMES_MAX,
     LOCKS_MAX,
     NAME_LENGTH_MAX,
-    SUPPLY_MAX,
     AssetKind,
     RejectReason,
     SettlementMode,
@@ -340,7 +339,12 @@ class SettlementEngine:
         reason = self._issuer_reason(command.asset, kind, command.actor, command.account)
         if reason is None:
             reason = _amount_reason(command.amount)
-        if reason is None and self._registries[command.asset].supply + command.amount > SUPPLY_MAX:
+        # the registry's own maximum: SUPPLY_MAX, less for a bond or a share with a dividend
+        # declared (docs/fixed_income.md)
+        if reason is None and (
+            self._registries[command.asset].supply + command.amount
+            > self._registries[command.asset].supply_max
+        ):
             reason = _R.AMOUNT_TOO_LARGE
         return reason
 

@@ -50,6 +50,7 @@ class Registry:
         "mode",
         "positions",
         "redeemed",
+        "supply_max",
     )
 
     def __init__(
@@ -67,6 +68,10 @@ class Registry:
         # 0 for every other asset.
         self.accrual = 0
         self.accrual_max = 0
+        # The most issuance may bring the supply to: SUPPLY_MAX, less for a bond or a share
+        # with a dividend declared, so that every payment stays within SUPPLY_MAX (derived
+        # from their terms by `settlement.corporate_actions`, so not in snapshots either).
+        self.supply_max = SUPPLY_MAX
         self.issued = 0
         self.redeemed = 0
         self.available: dict[str, int] = {}
@@ -242,7 +247,7 @@ class Registry:
         """Assert every invariant of this registry. O(accounts + locks + holds)."""
         asset = self.asset
         assert 0 <= self.redeemed <= self.issued, f"{asset}: redeemed {self.redeemed} > issued"
-        assert self.supply <= SUPPLY_MAX, f"{asset}: supply {self.supply} above the maximum"
+        assert self.supply <= self.supply_max <= SUPPLY_MAX, f"{asset}: supply {self.supply}"
         total = sum(self.available.values()) + sum(self.locked.values())
         assert total == self.supply, f"{asset}: balances sum to {total}, supply {self.supply}"
         for table in (self.available, self.locked, self.escrow):

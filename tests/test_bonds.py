@@ -382,3 +382,31 @@ def test_malformed_commands_are_refused_at_the_edge_naming_the_field() -> None:
                          ("coupon_bps", "350"), ("maturity", None)):  # fmt: skip
         parsed = wire.parse_venue_line(orjson.dumps({**base, field: value}))
         assert isinstance(parsed, wire.WireError) and parsed.field == field, (field, parsed)
+
+
+def test_issuance_stays_where_every_payment_fits_within_the_supply_maximum() -> None:
+    """A bond's units, and a share's while a dividend waits for its record, are bounded so
+    that what a payment owes in all (and so every amount an event carries) stays within
+    10^18 fen: issuance past it is refused, as any issue past a registry's supply is."""
+    flow = flow_on(20260105)
+    # a unit is paid at most 100 yuan and one period's coupon (184 days at 3.5%: 177 fen)
+    bound = 10**18 // (10_000 + 177)
+    assert flow.venue.settlement.registry(BOND).supply_max == bound
+    issue = {"type": "issue", "asset": BOND, "account": "A2", "amount": bound - 200 + 1}
+    (refused,) = flow.member(DEPOSITORY, issue)
+    assert (refused["type"], refused["reason"]) == ("command_rejected", "amount_too_large")
+    assert of_type(flow.member(DEPOSITORY, {**issue, "amount": bound - 200}), "issued")
+    dividend = {"type": "declare_dividend", "security": SHARE, "payer": COMPANY,
+                "amount_per_share": 10**9, "record_day": 20260106, "pay_day": 20260108}  # fmt: skip
+    flow.member(DEPOSITORY, {"type": "issue", "asset": SHARE, "account": "A2", "amount": 10**9})
+    assert reason(flow.member(DEPOSITORY, dividend)) == (
+        "invalid_amount",
+        f"{10**9} x {10**9 + 200} > {10**18}",
+    )
+    declared = flow.member(DEPOSITORY, {**dividend, "amount_per_share": 10**8})
+    assert of_type(declared, "dividend_declared")
+    (refused,) = flow.member(DEPOSITORY, {"type": "issue", "asset": SHARE, "account": "A2",
+                                          "amount": 10**10})  # fmt: skip
+    assert refused["reason"] == "amount_too_large"  # 10^8 a share on more than 10^10 shares
+    flow.day(20260107)  # recorded: the bound is lifted
+    assert flow.venue.settlement.registry(SHARE).supply_max == 10**18
