@@ -49,6 +49,7 @@ class ActionRejectReason(IntEnum):
     INVALID_AMOUNT = 15  # a dividend per share outside 1..DIVIDEND_PER_SHARE_MAX
     CAPACITY_EXHAUSTED = 16
     ALREADY_LISTED = 17  # terms after the venue listed the security
+    HAS_DIVIDENDS = 18  # terms for a security with dividends declared: a share
 
 
 class PaymentKind(IntEnum):

@@ -430,6 +430,8 @@ class CorporateActions:
             return R.ALREADY_ISSUED, f"{command.bond} issued {registry.issued}"
         if self._listed(command.bond):
             return R.ALREADY_LISTED, command.bond
+        if any(d.security == command.bond for d in self._dividends.values()):
+            return R.HAS_DIVIDENDS, command.bond
         if registry.mode is not SettlementMode.GROSS:
             return R.NOT_GROSS, registry.mode.name.lower()
         if self.settlement.broker_of(command.issuer) is None:

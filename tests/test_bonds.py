@@ -237,7 +237,14 @@ def test_define_bond_refusals_in_order_naming_the_value() -> None:
     ]  # fmt: skip
     for actor, command, expected in cases:
         assert reason(flow.member(actor, command)) == expected, command
+    flow.member(DEPOSITORY, {"type": "declare_dividend", "security": "GB27", "payer": COMPANY,
+                             "amount_per_share": 1, "record_day": 20260101,
+                             "pay_day": 20260102})  # fmt: skip
+    assert reason(flow.member(DEPOSITORY, terms)) == ("has_dividends", "GB27")
     flow.day(20270102)
+    terms = {**terms, "bond": "GB29"}
+    flow.member(OPERATOR, {"type": "define_asset", "asset": "GB29", "kind": "security",
+                           "issuer": DEPOSITORY})  # fmt: skip
     assert reason(flow.member(DEPOSITORY, terms)) == ("day_passed", "20270101")
     flow.send({"type": "list_instrument", "symbol": "GB28", "tick_size": 1, "lot": 1,
                "reference_price": 10_000, "price_limit_pct": None, "t_plus": 0})  # fmt: skip
