@@ -42,6 +42,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from exchange.analysis import supply_chain
 from exchange.analysis.schema import LEDGER_SCHEMAS, conform
 from exchange.consortium.audit import load_node, open_store
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
@@ -462,13 +463,22 @@ def settlements(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) ->
     return derived(ledger, "settlements", blocks_frame)
 
 
-def holding_changes(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd.DataFrame:
+def holding_changes(
+    ledger: NodeLedger,
+    blocks_frame: pd.DataFrame | None = None,
+    scf: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
     """Every change of an account's holding of an asset, in ledger order: the genesis holdings
-    (height 0, event `genesis`), the `balance_changes` table, and the commission and stamp
-    duty credits of gross trades to the fee and tax accounts, which the table leaves out.
+    (height 0, event `genesis`), the `balance_changes` table, and what the table leaves out:
+    the commission and stamp duty credits of gross trades to the fee and tax accounts, and the
+    cash the supply chain moves (financings, maturity payments, recourse claims:
+    `supply_chain.cash_changes`, of the blocks up to the indexed height, like the table).
     Columns: height, event_idx, leg, account, asset, holding_delta, available_delta,
     locked_delta, event, trade_id, time_ns, time."""
     blocks_frame = blocks(ledger) if blocks_frame is None else blocks_frame
+    scf = supply_chain_frames(ledger) if scf is None else scf
+    scf_cash = supply_chain.cash_changes(scf["commitment_transfers"], scf["commitment_payments"])
+    scf_cash = scf_cash[scf_cash["height"] <= ledger.indexed_height]
     genesis = pd.DataFrame.from_records(
         [
             {"height": 0, "event_idx": -1, "leg": leg, "account": str(holding["account"]),
@@ -491,7 +501,8 @@ def holding_changes(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None
         credit["available_delta"] = credit["holding_delta"]
         credit["locked_delta"] = 0
         fee_rows.append(credit[credit["holding_delta"] != 0])
-    changes = pd.concat([genesis, table, *fee_rows], ignore_index=True)
+    parts = [genesis, table, *fee_rows, *([scf_cash] if not scf_cash.empty else [])]
+    changes = pd.concat(parts, ignore_index=True)
     changes = changes.drop(columns=["time_ns", "time"], errors="ignore")
     changes = changes.sort_values(["height", "event_idx", "leg"], kind="stable")
     changes = _integers(
@@ -570,6 +581,13 @@ def auctions(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd
     return uncrossed.reindex(columns=columns).reset_index(drop=True)
 
 
+def supply_chain_frames(ledger: NodeLedger) -> dict[str, pd.DataFrame]:
+    """The supply-chain tables (`exchange.analysis.supply_chain.TABLES`) folded from the
+    stored events up to the tip, by name. O(commands + supply-chain events)."""
+    tables = supply_chain.fold(supply_chain.scf_events(_receipts(ledger)))
+    return {name: arrow_frame(table) for name, table in tables.items()}
+
+
 def accounts(ledger: NodeLedger) -> pd.DataFrame:
     """Who owns which account: one row per account of the genesis with its broker, plus the
     operator's fee and tax accounts (broker None)."""
@@ -624,6 +642,12 @@ class Tables:
     accounts: pd.DataFrame
     instruments: pd.DataFrame
     evidence: pd.DataFrame
+    days: pd.DataFrame
+    participants: pd.DataFrame
+    commitments: pd.DataFrame
+    commitment_transfers: pd.DataFrame
+    commitment_payments: pd.DataFrame
+    invoices: pd.DataFrame
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -635,7 +659,8 @@ def load(ledger: NodeLedger) -> Tables:
     orders_frame = orders(ledger, blocks_frame)
     trades_frame = trades(ledger, blocks_frame)
     settlements_frame = settlements(ledger, blocks_frame)
-    changes = holding_changes(ledger, blocks_frame)
+    scf = supply_chain_frames(ledger)
+    changes = holding_changes(ledger, blocks_frame, scf)
     frames = {
         "blocks": blocks_frame,
         "certificates": certificates(ledger),
@@ -652,5 +677,6 @@ def load(ledger: NodeLedger) -> Tables:
         "accounts": accounts(ledger),
         "instruments": instruments(ledger),
         "evidence": evidence(ledger),
+        **scf,
     }
     return Tables(**{name: typed(frame, name) for name, frame in frames.items()})
