@@ -32,7 +32,7 @@ it follows exactly from the ledger:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -239,10 +239,15 @@ def certificates(ledger: NodeLedger) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def commands(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd.DataFrame:
+def commands(
+    ledger: NodeLedger,
+    blocks_frame: pd.DataFrame | None = None,
+    scf_events: list[dict[str, Any]] | None = None,
+) -> pd.DataFrame:
     """One row per sequenced command: height, idx, its own `time_ns`, type, the fields analysts
     filter on (broker, order_id, account, symbol, side, kind, price, quantity) and `data`, the
-    command's canonical JSON. O(commands)."""
+    command's canonical JSON. O(commands). Given `scf_events`, also appends the supply-chain
+    events (`supply_chain.scf_events`) to it, in the same pass over the blocks."""
     records = []
     for height, receipts in _receipts(ledger):
         for receipt in receipts:
@@ -252,6 +257,8 @@ def commands(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd
             record.update({name: value.get(name) for name in _COMMAND_FIELDS})
             record["data"] = receipt.command.decode()
             records.append(record)
+        if scf_events is not None:
+            scf_events.extend(supply_chain.scf_events([(height, receipts)]))
     columns = ["height", "idx", "time_ns", "type", *_COMMAND_FIELDS, "data"]
     frame = _records(records, columns)
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)
@@ -581,10 +588,15 @@ def auctions(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd
     return uncrossed.reindex(columns=columns).reset_index(drop=True)
 
 
-def supply_chain_frames(ledger: NodeLedger) -> dict[str, pd.DataFrame]:
+def supply_chain_frames(
+    ledger: NodeLedger, events: Iterable[dict[str, Any]] | None = None
+) -> dict[str, pd.DataFrame]:
     """The supply-chain tables (`exchange.analysis.supply_chain.TABLES`) folded from the
-    stored events up to the tip, by name. O(commands + supply-chain events)."""
-    tables = supply_chain.fold(supply_chain.scf_events(_receipts(ledger)))
+    stored events up to the tip (or from `events`, `supply_chain.scf_events` already read), by
+    name. O(commands + supply-chain events)."""
+    if events is None:
+        events = supply_chain.scf_events(_receipts(ledger))
+    tables = supply_chain.fold(events)
     return {name: arrow_frame(table) for name, table in tables.items()}
 
 
@@ -659,12 +671,14 @@ def load(ledger: NodeLedger) -> Tables:
     orders_frame = orders(ledger, blocks_frame)
     trades_frame = trades(ledger, blocks_frame)
     settlements_frame = settlements(ledger, blocks_frame)
-    scf = supply_chain_frames(ledger)
+    scf_events: list[dict[str, Any]] = []
+    commands_frame = commands(ledger, blocks_frame, scf_events)  # one pass over the blocks
+    scf = supply_chain_frames(ledger, scf_events)
     changes = holding_changes(ledger, blocks_frame, scf)
     frames = {
         "blocks": blocks_frame,
         "certificates": certificates(ledger),
-        "commands": commands(ledger, blocks_frame),
+        "commands": commands_frame,
         "orders": orders_frame,
         "order_lifecycle": order_lifecycle(orders_frame, trades_frame),
         "trades": trades_frame,
