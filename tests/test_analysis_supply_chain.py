@@ -5,10 +5,13 @@ notebook asserts."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from exchange.analysis import checks
 from exchange.analysis import supply_chain as sc
@@ -125,3 +128,22 @@ def test_empty_tables_keep_their_types() -> None:
     assert sc.settled_once(commitments, payments, sc.last_day(empty["days"])).empty
     assert sc.issued_conservation(commitments).empty
     assert sc.cash_changes(empty["commitment_transfers"], payments).empty
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), days=st.integers(3, 5))
+def test_on_any_seed_the_tables_hold_what_must_hold(seed: int, days: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        ledger = generate_scf_ledger(Path(directory), seed=seed, days=days)
+        with open_source(ledger.node) as source:
+            tables = source.tables()
+    commitments, payments = tables.commitments, tables.commitment_payments
+    assert sc.split_sums(commitments)["ok"].all()
+    assert sc.settled_once(commitments, payments, sc.last_day(tables.days))["ok"].all()
+    assert sc.issued_conservation(commitments)["ok"].all()
+    assert checks.conservation(tables.holding_changes)["conserved"].all()
+    rows = commitments.set_index("piece")
+    for piece_id, (status, holder, amount, *_) in ledger.pieces.items():
+        row = rows.loc[piece_id]
+        assert (row["holder"], row["amount"]) == (holder, amount), piece_id
+        assert (row["status"] == "outstanding") == (status in LIVE_STATUSES), piece_id
