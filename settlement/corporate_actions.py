@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from enum import IntEnum
 from typing import Any
 
 from settlement.corporate_action_types import (
@@ -61,6 +60,7 @@ from settlement.corporate_action_types import (
 )
 from settlement.engine import SettlementEngine
 from settlement.fees import ACCRUAL_DENOMINATOR, accrued_interest
+from settlement.idempotency import OutcomeWindow
 from settlement.registry import Registry
 from settlement.types import SUPPLY_MAX, AssetKind, SettlementMode
 
@@ -317,20 +317,21 @@ class CorporateActions:
     ) -> None:
         """`listed(symbol)`: whether the venue lists the security (a bond's terms come before
         its listing, so that no resting order was funded without them)."""
-        assert outcomes_max > 0, f"bad {outcomes_max=}"
         self.settlement = settlement
         self._listed = listed
-        self._outcomes_max = outcomes_max
         self._bonds: dict[str, Bond] = {}
         self._dividends: dict[int, Dividend] = {}
         self._payments: dict[int, Payment] = {}  # the latest PAYMENTS_KEPT, oldest first
         self._day = 0
         self._dividend_id_last = 0
         self._payment_id_last = 0
-        self._last_ids: dict[str, int] = {}
-        # (actor, command id) -> (sequence, command, events), oldest first
-        self._outcomes: dict[tuple[str, int], tuple[int, Command, tuple[Event, ...]]] = {}
-        self._outcome_seq = 0
+        self._window = OutcomeWindow(
+            maximum=outcomes_max,
+            last_tag="fy",
+            outcome_tag="fw",
+            commands=COMMAND_TYPES,
+            events=EVENT_TYPES,
+        )
         self._changes: set[Key] | None = None
         self._handlers: dict[type, Callable[[Any], list[Event] | Refusal]] = {
             DefineBond: self._define_bond,
@@ -344,32 +345,19 @@ class CorporateActions:
         original events (`command_id_reused` if the contents differ); an id not above the
         actor's last is `command_id_too_old`; then the command's own rules. O(1) but for a
         bond's coupon days (O(days))."""
-        key = (command.actor, command.command_id)
-        remembered = self._outcomes.get(key)
+        remembered = self._window.remembered(command.actor, command.command_id)
         if remembered is not None:
-            if remembered[1] == command:
-                return list(remembered[2])
+            if remembered[0] == command:
+                return list(remembered[1])
             return [_rejected(command, R.COMMAND_ID_REUSED, command.command_id)]
-        if command.command_id <= self._last_ids.get(command.actor, 0):
+        if self._window.too_old(command.actor, command.command_id):
             return [_rejected(command, R.COMMAND_ID_TOO_OLD, command.command_id)]
         outcome = self._handlers[type(command)](command)
         events: list[Event] = (
             [_rejected(command, *outcome)] if isinstance(outcome, tuple) else outcome
         )
-        self._remember(key, command, events)
+        self._touch(("fz",), *self._window.remember(command.actor, command, events))
         return events
-
-    def _remember(self, key: tuple[str, int], command: Command, events: list[Event]) -> None:
-        """Keep the last `outcomes_max` outcomes; an actor's ids must increase, so a forgotten
-        one is refused as too old, never applied twice."""
-        self._outcome_seq += 1
-        self._outcomes[key] = (self._outcome_seq, command, tuple(events))
-        self._last_ids[key[0]] = key[1]
-        self._touch(("fz",), ("fy", key[0]), ("fw", *key))
-        if len(self._outcomes) > self._outcomes_max:
-            oldest = next(iter(self._outcomes))
-            del self._outcomes[oldest]
-            self._touch(("fw", *oldest))
 
     def _touch(self, *keys: Key) -> None:
         if self._changes is not None:
@@ -752,7 +740,7 @@ class CorporateActions:
 
     def is_empty(self) -> bool:
         """No bond, dividend or outcome yet: no entity (nor snapshot key)."""
-        return not self._bonds and not self._dividends and not self._last_ids
+        return not self._bonds and not self._dividends and self._window.is_empty()
 
     def track_changes(self) -> set[Key]:
         """From now on record the keys of the entities changed (see `entity`); once."""
@@ -776,15 +764,7 @@ class CorporateActions:
         if tag == "fp":
             payment = self._payments.get(key[1])
             return None if payment is None else payment.row()
-        if tag == "fy":
-            last = self._last_ids.get(key[1])
-            return None if last is None else ["fy", key[1], last]
-        assert tag == "fw", key
-        outcome = self._outcomes.get((key[1], key[2]))
-        if outcome is None:
-            return None
-        seq, command, events = outcome
-        return ["fw", key[1], key[2], seq, command_row(command), [event_row(e) for e in events]]
+        return self._window.entity(key)
 
     def keys(self) -> Iterator[Key]:
         """Every entity's key. O(state)."""
@@ -794,8 +774,7 @@ class CorporateActions:
         yield from (("fb", name) for name in self._bonds)
         yield from (("fd", dividend_id) for dividend_id in self._dividends)
         yield from (("fp", payment_id) for payment_id in self._payments)
-        yield from (("fy", actor) for actor in self._last_ids)
-        yield from (("fw", *key) for key in self._outcomes)
+        yield from self._window.keys()
 
     def snapshot(self) -> list[list[Any]]:
         """Every entity's row, in a fixed order (outcomes and payments oldest first)."""
@@ -874,17 +853,8 @@ class CorporateActions:
                 debited=debited,
                 rows=[(holder, units, amount) for holder, units, amount in rows],
             )
-        elif tag == "fy":
-            self._last_ids[row[1]] = row[2]
         else:
-            assert tag == "fw", row
-            _, actor, command_id, seq, command, events = row
-            self._outcomes[actor, command_id] = (
-                seq,
-                command_from_row(command),
-                tuple(event_from_row(event) for event in events),
-            )
-            self._outcome_seq = max(self._outcome_seq, seq)
+            self._window.restore_row(row)
 
     def check(self) -> None:
         """Assert the invariants: each kept payment's every holder appears once and is owed
@@ -896,7 +866,6 @@ class CorporateActions:
         tables. Conservation per asset is settlement's (`SettlementEngine.check`). O(state)."""
         assert len(self._bonds) <= BONDS_MAX and len(self._dividends) <= DIVIDENDS_MAX
         assert len(self._payments) <= PAYMENTS_KEPT, len(self._payments)
-        assert len(self._outcomes) <= self._outcomes_max, len(self._outcomes)
         for name, bond in self._bonds.items():
             registry = self.settlement.registry(name)
             assert bond.paid == sum(1 for day in bond.coupon_days if day <= self._day) or (
@@ -927,9 +896,7 @@ class CorporateActions:
         for payment_id, payment in self._payments.items():
             assert payment.payment == payment_id <= self._payment_id_last
             self._check_payment(payment)
-        for (actor, command_id), (_, command, _) in self._outcomes.items():
-            assert command.actor == actor and command.command_id == command_id
-            assert command_id <= self._last_ids[actor]
+        self._window.check(_actor)
 
     def _check_payment(self, payment: Payment) -> None:
         holders = [holder for holder, _, _ in payment.rows]
@@ -975,46 +942,5 @@ def entity_key(row: list[Any]) -> Key:
     return tuple(row[: KEY_LENGTHS[row[0]]])
 
 
-# -- rows of commands and events (the remembered outcomes in snapshots) ----------------------
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, IntEnum):
-        return int(value)
-    return list(value) if isinstance(value, tuple) else value
-
-
-def command_row(command: Command) -> dict[str, Any]:
-    return {"type": type(command).__name__} | {
-        name: _plain(getattr(command, name)) for name in command.__dataclass_fields__
-    }
-
-
-def event_row(event: Event) -> list[Any]:
-    return [type(event).__name__, *[_plain(value) for value in event]]
-
-
-def _typed(hint: Any, value: Any) -> Any:
-    if isinstance(hint, type) and issubclass(hint, IntEnum):
-        return hint(value)
-    if typing.get_origin(hint) is tuple:
-        return tuple(value)
-    return value
-
-
-def command_from_row(row: dict[str, Any]) -> Command:
-    cls = COMMAND_TYPES[row["type"]]
-    hints = typing.get_type_hints(cls)
-    command: Command = cls(
-        **{name: _typed(hints[name], value) for name, value in row.items() if name != "type"}
-    )
-    return command
-
-
-def event_from_row(row: list[Any]) -> Event:
-    cls = EVENT_TYPES[row[0]]
-    hints = typing.get_type_hints(cls)
-    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
-    values = [_typed(hints[name], value) for name, value in zip(fields, row[1:], strict=True)]
-    event: Event = cls(*values)
-    return event
+def _actor(command: Command) -> str:
+    return command.actor

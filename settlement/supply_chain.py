@@ -18,13 +18,12 @@ is idempotent by (participant or member, command id); see `SupplyChain.apply`.
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from enum import IntEnum
 from typing import Any
 
 from settlement.engine import SettlementEngine
+from settlement.idempotency import OutcomeWindow
 from settlement.supply_chain_types import (
     HASH_HEX_LENGTH,
     INVOICES_MAX,
@@ -207,10 +206,8 @@ class SupplyChain:
         *,
         outcomes_max: int = SCF_OUTCOMES_MAX,
     ) -> None:
-        assert outcomes_max > 0, f"bad {outcomes_max=}"
         self.settlement = settlement
         self._verify = verify
-        self._outcomes_max = outcomes_max
         self._participants: dict[str, Participant] = {}
         self._banks: dict[str, int] = {}  # bank -> participants registered by it (derived)
         self._limits: dict[str, int] = {}
@@ -221,10 +218,14 @@ class SupplyChain:
         self._invoices: dict[str, Invoice] = {}  # key hash -> invoice
         self._contents: dict[str, str] = {}  # content hash -> key hash (derived)
         self._day = 0
-        self._last_ids: dict[str, int] = {}  # "p/participant" or "m/member" -> last id
-        # (key, command id) -> (sequence, command, events), oldest first
-        self._outcomes: dict[tuple[str, int], tuple[int, Command, tuple[Event, ...]]] = {}
-        self._outcome_seq = 0
+        # senders ("p/participant" or "m/member"): their last ids and outcomes
+        self._window = OutcomeWindow(
+            maximum=outcomes_max,
+            last_tag="y",
+            outcome_tag="w",
+            commands=COMMAND_TYPES,
+            events=EVENT_TYPES,
+        )
         self._changes: set[Key] | None = None
         self._handlers: dict[type, Callable[[Any], list[Event] | Refusal]] = {
             RegisterParticipant: self._register,
@@ -252,22 +253,21 @@ class SupplyChain:
         before the id check is not remembered and does not use up the id: an unsigned command
         cannot burn a participant's ids. O(1) but for a split (O(children)) and recourse."""
         sender = _sender(command)
-        key = (sender, command.command_id)
-        remembered = self._outcomes.get(key)
+        remembered = self._window.remembered(sender, command.command_id)
         if remembered is not None:
-            if remembered[1] == command:
-                return list(remembered[2])
+            if remembered[0] == command:
+                return list(remembered[1])
             return [_rejected(command, R.COMMAND_ID_REUSED, command.command_id)]
         refusal = self._sender_refusal(command)
         if refusal is not None:
             return [_rejected(command, *refusal)]
-        if command.command_id <= self._last_ids.get(sender, 0):
+        if self._window.too_old(sender, command.command_id):
             return [_rejected(command, R.COMMAND_ID_TOO_OLD, command.command_id)]
         outcome = self._handlers[type(command)](command)
         events: list[Event] = (
             [_rejected(command, *outcome)] if isinstance(outcome, tuple) else outcome
         )
-        self._remember(sender, key, command, events)
+        self._touch(("x",), *self._window.remember(sender, command, events))
         return events
 
     def _sender_refusal(self, command: Command) -> Refusal | None:
@@ -308,20 +308,6 @@ class SupplyChain:
         if piece.status is not S.PLEDGED or piece.pledgee != command.actor:
             return R.NOT_PLEDGED, command.piece
         return None
-
-    def _remember(
-        self, sender: str, key: tuple[str, int], command: Command, events: list[Event]
-    ) -> None:
-        """Keep the last `outcomes_max` outcomes; a sender's ids must increase, so a
-        forgotten one is refused as too old, never applied twice."""
-        self._outcome_seq += 1
-        self._outcomes[key] = (self._outcome_seq, command, tuple(events))
-        self._last_ids[sender] = command.command_id
-        self._touch(("x",), ("y", sender), ("w", *key))
-        if len(self._outcomes) > self._outcomes_max:
-            oldest = next(iter(self._outcomes))
-            del self._outcomes[oldest]
-            self._touch(("w", *oldest))
 
     def _touch(self, *keys: Key) -> None:
         if self._changes is not None:
@@ -775,7 +761,7 @@ class SupplyChain:
 
     def is_empty(self) -> bool:
         """No participant yet: the state has no supply-chain entity (nor snapshot key)."""
-        return not self._participants and not self._outcomes and not self._last_ids
+        return not self._participants and self._window.is_empty()
 
     def track_changes(self) -> set[Key]:
         """From now on record the keys of the entities changed (see `entity`); once."""
@@ -804,15 +790,7 @@ class SupplyChain:
             if i is None:
                 return None
             return ["i", key[1], i.content_hash, i.seller, i.buyer, i.amount, i.confirmed, i.piece]
-        if tag == "y":
-            last = self._last_ids.get(key[1])
-            return None if last is None else ["y", key[1], last]
-        assert tag == "w", key
-        outcome = self._outcomes.get((key[1], key[2]))
-        if outcome is None:
-            return None
-        seq, command, events = outcome
-        return ["w", key[1], key[2], seq, command_row(command), [event_row(e) for e in events]]
+        return self._window.entity(key)
 
     def keys(self) -> Iterator[Key]:
         """Every entity's key. O(state)."""
@@ -823,8 +801,7 @@ class SupplyChain:
         yield from (("m", name) for name in self._limits)
         yield from (("c", piece_id) for piece_id in self._pieces)
         yield from (("i", key_hash) for key_hash in self._invoices)
-        yield from (("y", sender) for sender in self._last_ids)
-        yield from (("w", *key) for key in self._outcomes)
+        yield from self._window.keys()
 
     def snapshot(self) -> list[list[Any]]:
         """Every entity's row, in a fixed order (outcomes oldest first): JSON-ready."""
@@ -880,17 +857,8 @@ class SupplyChain:
             _, key_hash, content, seller, buyer, amount, confirmed, piece_id = row
             self._invoices[key_hash] = Invoice(seller, buyer, content, amount, confirmed, piece_id)
             self._contents[content] = key_hash
-        elif tag == "y":
-            self._last_ids[row[1]] = row[2]
         else:
-            assert tag == "w", row
-            _, sender, command_id, seq, command, events = row
-            self._outcomes[sender, command_id] = (
-                seq,
-                command_from_row(command),
-                tuple(event_from_row(event) for event in events),
-            )
-            self._outcome_seq = max(self._outcome_seq, seq)
+            self._window.restore_row(row)
 
     def check(self) -> None:
         """Assert the invariants: Σ children = parent for every split; a pledged piece has a
@@ -901,7 +869,6 @@ class SupplyChain:
         O(state)."""
         assert len(self._participants) <= PARTICIPANTS_MAX
         assert len(self._pieces) <= PIECES_MAX and len(self._invoices) <= INVOICES_MAX
-        assert len(self._outcomes) <= self._outcomes_max, len(self._outcomes)
         outstanding: dict[str, int] = {}
         backed: dict[str, int] = {}
         for piece_id, piece in self._pieces.items():
@@ -937,9 +904,7 @@ class SupplyChain:
             assert backed.get(key_hash, 0) == invoice.piece, key_hash
             assert self._contents[invoice.content_hash] == key_hash
         assert len(self._contents) == len(self._invoices)
-        for (sender, command_id), (_, command, _) in self._outcomes.items():
-            assert _sender(command) == sender and command.command_id == command_id
-            assert command_id <= self._last_ids[sender]
+        self._window.check(_sender)
 
 
 KEY_LENGTHS = {"x": 1, "q": 2, "m": 2, "c": 2, "i": 2, "y": 2, "w": 3}
@@ -988,51 +953,3 @@ def _rejected(command: Command, reason: ScfRejectReason, value: object) -> ScfRe
         reason=reason,
         value=str(value),
     )
-
-
-# -- rows of commands and events (the remembered outcomes in snapshots) ----------------------
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, IntEnum):
-        return int(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def command_row(command: Command) -> dict[str, Any]:
-    row: dict[str, Any] = {"type": type(command).__name__}
-    for field in dataclasses.fields(command):
-        row[field.name] = _plain(getattr(command, field.name))
-    return row
-
-
-def event_row(event: Event) -> list[Any]:
-    return [type(event).__name__, *[_plain(value) for value in event]]
-
-
-def _typed(hint: Any, value: Any) -> Any:
-    if isinstance(hint, type) and issubclass(hint, IntEnum):
-        return hint(value)
-    if typing.get_origin(hint) is tuple:
-        return tuple(value)
-    return value
-
-
-def command_from_row(row: dict[str, Any]) -> Command:
-    cls = COMMAND_TYPES[row["type"]]
-    hints = typing.get_type_hints(cls)
-    command: Command = cls(
-        **{name: _typed(hints[name], value) for name, value in row.items() if name != "type"}
-    )
-    return command
-
-
-def event_from_row(row: list[Any]) -> Event:
-    cls = EVENT_TYPES[row[0]]
-    hints = typing.get_type_hints(cls)
-    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
-    values = [_typed(hints[name], value) for name, value in zip(fields, row[1:], strict=True)]
-    event: Event = cls(*values)
-    return event
