@@ -293,8 +293,11 @@ class BandSide(BookSide):
         if block is None:
             block = self.blocks[number] = [None] * BLOCK_TICKS
         level = block[index & BLOCK_MASK]
-        if level is not None:
-            _append(level, order)
+        if level is not None:  # `_append`, written out: the dense books' common case
+            order.price = level.price
+            level.orders.append(order)
+            level.quantity += order.quantity
+            level.count += 1
             return
         block[index & BLOCK_MASK] = Level(order)
         self.counts[number] += 1
