@@ -1,19 +1,20 @@
 """One instrument's order book: price levels in price-time priority, continuous matching and
 the call-auction uncross.
 
-Structure: per side a dict from price to `Level` (a FIFO queue of orders, a list read from a
-head index, with its total open quantity and live order count), the level keys in ascending
-order with the best price last (a plain list, or a `SortedList` on a side with very many
-levels: see `BookSide`), and the best price cached.
+Structure: per side its levels (`Level`: a FIFO queue of orders, a list read from a head index,
+with its total open quantity and live order count) filed by price, and the best price cached.
+A side whose price-limit band spans at most BAND_TICKS_MAX ticks files its levels in an array
+indexed by tick (`BandSide`); a wider band or no limits, in a dict with the sorted level keys
+(`KeyedSide`).
 
 A cancelled order is not searched for in its queue: it is marked dead (open quantity 0) and
 left as a tombstone, the head of a queue is always live, and a queue is compacted once its
-tombstones outnumber its live orders. So with L levels on a side: add O(1), or O(log L) for a
-new level; cancel O(1) amortised, plus O(log L) when the level empties; each fill O(1) plus
-O(1) per emptied level (the best one). Opening or closing a level other than the best also
-moves the keys between it and the touch, at most LEVELS_FLAT_MAX of them (a memmove of 128 kB
-at worst). Real books hold thousands of orders at the touch, where a linear
-search per cancel (deque.remove) cost more than everything else together.
+tombstones outnumber its live orders. So with L levels on a side: add O(1); cancel O(1)
+amortised; each fill O(1); plus, when a level opens or closes, O(1) on a banded side (closing
+the best level scans for the next, see `BandSide`) and O(log L) on a keyed one (which also
+moves the keys between the level and the touch, at most LEVELS_FLAT_MAX of them).
+Real books hold thousands of orders at the touch, where a linear search per cancel
+(deque.remove) cost more than everything else together.
 
 The book never validates: the engine checks every command before it reaches the book.
 """
@@ -173,40 +174,252 @@ class TradeCounter:
         self.last = last
 
 
-LEVELS_FLAT_MAX: Final = 16_384  # levels a side keeps its keys for in a plain list (see BookSide)
+LEVELS_FLAT_MAX: Final = 16_384  # levels a keyed side keeps its keys for in a plain list
+BAND_TICKS_MAX: Final = 262_144  # ticks of price-limit band up to which a side is a BandSide
+BLOCK_BITS: Final = 6
+BLOCK_TICKS: Final = 1 << BLOCK_BITS  # ticks per block of a BandSide
+BLOCK_MASK: Final = BLOCK_TICKS - 1
+GROUP_BITS: Final = 6  # a group holds 1 << GROUP_BITS blocks: 64 groups in the widest band
 
 
 class BookSide:
-    """One side of a book: its levels by price, their keys in sorted order, the best price.
+    """One side of a book: its levels by price and its best price (`top`), cached for the hot
+    path. `sign` is -1 for bids and +1 for asks: `sign * price` grows away from the touch.
 
-    A level's key is `-sign * price` (bids: sign -1, asks: +1), so the keys ascend towards the
-    best price, which is the last key. The keys live in a plain list while the side has at most
-    LEVELS_FLAT_MAX levels: the levels that open and close most often, near the touch, sit at
-    its end, where `insort` (in C) and `del` move few elements and closing the best level is a
-    `pop`, several times cheaper than a `SortedList`. A level far from the touch moves up to
-    8 bytes per level behind it, so past LEVELS_FLAT_MAX levels the keys move into a
-    `SortedList` (O(log L) wherever the level is), and back into a list below half that.
-    `top` caches the best price for the hot path.
+    Two layouts, chosen per book by the width of its price-limit band (`side_for`): a
+    `BandSide` (an array of levels indexed by tick) for a band of at most BAND_TICKS_MAX ticks,
+    a `KeyedSide` (a dict by price and the sorted keys) for a wider band or no limits.
     """
 
-    __slots__ = ("keys", "levels", "sign", "top")
+    __slots__ = ("sign", "top")
 
     def __init__(self, side: Side) -> None:
         self.sign = -1 if side is BUY else 1
-        self.levels: dict[int, Level] = {}
-        self.keys: list[int] | SortedList[int] = []
         self.top: int | None = None
 
     def __iter__(self) -> Iterator[Level]:
         """The levels, best price first."""
+        raise NotImplementedError
+
+    def level(self, price: int) -> Level | None:
+        """The level at `price`, or None."""
+        raise NotImplementedError
+
+    def rest(self, order: Order) -> None:
+        """Put `order` at the back of the level at its price, opening the level if needed."""
+        raise NotImplementedError
+
+    def drop(self, level: Level) -> None:
+        """Close an empty level."""
+        raise NotImplementedError
+
+    def between(self, low: int, high: int) -> list[int]:
+        """The prices of the levels priced in [low, high], ascending."""
+        raise NotImplementedError
+
+    def prices(self) -> list[int]:
+        """The prices of every level as the side files them, in any order (for `check`)."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Assert the invariants of the side's own structure (the levels are the book's)."""
+        levels = list(self)
+        prices = [level.price for level in levels]
+        assert sorted(prices) == sorted(self.prices()), "iterated and filed levels differ"
+        assert prices == sorted(prices, key=lambda price: self.sign * price), "levels out of order"
+        assert len(set(prices)) == len(prices), "a price filed twice"
+        assert self.top == (prices[0] if prices else None), f"top {self.top} != {prices[:1]}"
+        for level in levels:
+            assert self.level(level.price) is level, f"level {level.price} not found by price"
+
+
+def _append(level: Level, order: Order) -> None:
+    order.price = level.price  # share one int object per level: memory per order
+    level.orders.append(order)
+    level.quantity += order.quantity
+    level.count += 1
+
+
+class BandSide(BookSide):
+    """A side whose prices lie in a price-limit band of at most BAND_TICKS_MAX ticks: the
+    levels sit in an array indexed by tick (`(price - low) // tick`), in blocks of BLOCK_TICKS
+    slots allocated when a level first opens in them, with the count of open levels per block
+    and per group of GROUP_BLOCKS blocks.
+
+    Finding, opening or closing a level is O(1): no comparison of prices, no hashing, no move
+    of other levels. Closing the best level scans towards worse prices for the next one,
+    skipping empty blocks and groups by their counts: at most 63 slots, 63 blocks, all groups
+    (64 for the widest band) and 63 blocks and 64 slots again, and a few slots in a book with
+    levels near the touch. Memory: 16 bytes per block of the band, plus 8 bytes per tick of
+    each block that ever held a level (about 0.5 kB a block).
+    """
+
+    __slots__ = ("blocks", "counts", "groups", "low", "size", "tick")
+
+    def __init__(self, side: Side, low: int, high: int, tick: int) -> None:
+        super().__init__(side)
+        self.low = low
+        self.tick = tick
+        blocks = ((high - low) // tick >> BLOCK_BITS) + 1
+        self.blocks: list[list[Level | None] | None] = [None] * blocks
+        self.counts: list[int] = [0] * blocks  # open levels per block
+        self.groups: list[int] = [0] * ((blocks - 1 >> GROUP_BITS) + 1)  # ... per group
+        self.size = 0  # open levels on the side
+
+    def __iter__(self) -> Iterator[Level]:
+        blocks, counts = self.blocks, self.counts
+        downwards = self.sign < 0  # bids: the highest price first
+        numbers = range(len(blocks) - 1, -1, -1) if downwards else range(len(blocks))
+        slots = range(BLOCK_MASK, -1, -1) if downwards else range(BLOCK_TICKS)
+        for number in numbers:
+            block = blocks[number]
+            if counts[number] and block is not None:
+                for slot in slots:
+                    level = block[slot]
+                    if level is not None:
+                        yield level
+
+    def level(self, price: int) -> Level | None:
+        index = (price - self.low) // self.tick
+        block = self.blocks[index >> BLOCK_BITS]
+        return None if block is None else block[index & BLOCK_MASK]
+
+    def rest(self, order: Order) -> None:
+        price = order.price
+        index = (price - self.low) // self.tick
+        assert index >= 0, f"price {price} below the band from {self.low}"
+        number = index >> BLOCK_BITS
+        block = self.blocks[number]
+        if block is None:
+            block = self.blocks[number] = [None] * BLOCK_TICKS
+        level = block[index & BLOCK_MASK]
+        if level is not None:  # `_append`, written out: the dense books' common case
+            order.price = level.price
+            level.orders.append(order)
+            level.quantity += order.quantity
+            level.count += 1
+            return
+        block[index & BLOCK_MASK] = Level(order)
+        self.counts[number] += 1
+        self.groups[number >> GROUP_BITS] += 1
+        self.size += 1
+        top = self.top
+        if top is None or self.sign * price < self.sign * top:
+            self.top = price
+
+    def drop(self, level: Level) -> None:
+        assert not level.count, f"closing level {level.price} with {level.count} orders"
+        price = level.price
+        index = (price - self.low) // self.tick
+        number = index >> BLOCK_BITS
+        block = self.blocks[number]
+        assert block is not None and block[index & BLOCK_MASK] is level, f"level {price} lost"
+        block[index & BLOCK_MASK] = None
+        self.counts[number] -= 1
+        self.groups[number >> GROUP_BITS] -= 1
+        self.size -= 1
+        if price == self.top:
+            self.top = self._next(index) if self.size else None
+
+    def _next(self, index: int) -> int | None:
+        """The price of the best level worse than the tick `index` (no level is better)."""
+        down = self.sign < 0  # bids: towards lower prices
+        number = index >> BLOCK_BITS
+        slot = index & BLOCK_MASK
+        found = self._first_in_block(number, slot - 1 if down else slot + 1)
+        if found is not None:
+            return found
+        group = number >> GROUP_BITS
+        found = self._first_in_group(group, number - 1 if down else number + 1)
+        if found is not None:
+            return found
+        groups = self.groups
+        for other in range(group - 1, -1, -1) if down else range(group + 1, len(groups)):
+            if groups[other]:
+                first = ((other + 1) << GROUP_BITS) - 1 if down else other << GROUP_BITS
+                return self._first_in_group(other, min(first, len(self.blocks) - 1))
+        return None
+
+    def _first_in_group(self, group: int, number: int) -> int | None:
+        """The price of the first level from block `number` on, towards worse prices, within
+        the group `group`."""
+        counts = self.counts
+        if self.sign < 0:
+            numbers = range(number, (group << GROUP_BITS) - 1, -1)
+        else:
+            numbers = range(number, min((group + 1) << GROUP_BITS, len(counts)))
+        for other in numbers:
+            if counts[other]:
+                return self._first_in_block(other, BLOCK_MASK if self.sign < 0 else 0)
+        return None
+
+    def _first_in_block(self, number: int, slot: int) -> int | None:
+        """The price of the first level from `slot` on, towards worse prices, in block
+        `number` (none when `slot` is past its end)."""
+        block = self.blocks[number]
+        if block is None or not self.counts[number]:
+            return None
+        for other in range(slot, -1, -1) if self.sign < 0 else range(slot, BLOCK_TICKS):
+            level = block[other]
+            if level is not None:
+                return level.price
+        return None
+
+    def between(self, low: int, high: int) -> list[int]:
+        inside = [level.price for level in self if low <= level.price <= high]
+        return inside if self.sign > 0 else inside[::-1]
+
+    def prices(self) -> list[int]:
+        found = []
+        groups = [0] * len(self.groups)
+        for number, block in enumerate(self.blocks):
+            count = 0
+            for level in block or ():
+                if level is not None:
+                    found.append(level.price)
+                    count += 1
+            assert count == self.counts[number], f"block {number}: {count} != {self.counts[number]}"
+            groups[number >> GROUP_BITS] += count
+        assert groups == self.groups, f"group counts {self.groups} != {groups}"
+        assert len(found) == self.size, f"{len(found)} levels, size {self.size}"
+        return found
+
+
+class KeyedSide(BookSide):
+    """A side with a wide band (or none): a dict from price to level, and the level keys
+    `-sign * price` ascending towards the best price, which is the last key.
+
+    The keys live in a plain list while the side has at most LEVELS_FLAT_MAX levels: the levels
+    that open and close most often, near the touch, sit at its end, where `insort` (in C) and
+    `del` move few elements and closing the best level is a `pop`, several times cheaper than a
+    `SortedList`. A level far from the touch moves up to 8 bytes per level behind it, so past
+    LEVELS_FLAT_MAX levels the keys move into a `SortedList` (O(log L) wherever the level is),
+    and back into a list below half that.
+    """
+
+    __slots__ = ("keys", "levels")
+
+    def __init__(self, side: Side) -> None:
+        super().__init__(side)
+        self.levels: dict[int, Level] = {}
+        self.keys: list[int] | SortedList[int] = []
+
+    def __iter__(self) -> Iterator[Level]:
         levels, sign = self.levels, self.sign
         return (levels[-sign * key] for key in reversed(self.keys))
 
-    def open(self, first: Order) -> None:
-        """Open a level with the order `first`, at its price, where none is. O(log L) compares,
-        plus moving the keys of the levels between its price and the touch while they are few."""
-        price = first.price
-        self.levels[price] = Level(first)
+    def level(self, price: int) -> Level | None:
+        return self.levels.get(price)
+
+    def rest(self, order: Order) -> None:
+        """O(1) at an open level; O(log L) compares to open one, plus moving the keys of the
+        levels between its price and the touch while they are few."""
+        price = order.price
+        level = self.levels.get(price)
+        if level is not None:
+            _append(level, order)
+            return
+        self.levels[price] = Level(order)
         key = -self.sign * price
         keys = self.keys
         if not keys or key > keys[-1]:
@@ -222,7 +435,6 @@ class BookSide:
             keys.add(key)
 
     def drop(self, level: Level) -> None:
-        """Close an empty level."""
         assert not level.count, f"closing level {level.price} with {level.count} orders"
         price = level.price
         del self.levels[price]
@@ -238,7 +450,6 @@ class BookSide:
                 self.keys = list(keys)
 
     def between(self, low: int, high: int) -> list[int]:
-        """The prices of the levels priced in [low, high], ascending."""
         sign, keys = self.sign, self.keys
         first, last = (low, high) if sign < 0 else (-high, -low)  # the range of their keys
         if isinstance(keys, list):
@@ -246,6 +457,22 @@ class BookSide:
         else:
             inside = list(keys.irange(first, last))
         return inside if sign < 0 else [-key for key in reversed(inside)]
+
+    def prices(self) -> list[int]:
+        keys = self.keys
+        assert list(keys) == sorted(keys), "keys out of order"
+        assert isinstance(keys, list) or len(keys) >= LEVELS_FLAT_MAX // 2, "sparse side"
+        assert sorted(self.levels) == sorted(-self.sign * key for key in keys), "keys differ"
+        return list(self.levels)
+
+
+def side_for(side: Side, instrument: Instrument) -> BookSide:
+    """The layout for one side of `instrument`'s book: a `BandSide` when its price-limit band
+    spans at most BAND_TICKS_MAX ticks, else a `KeyedSide`."""
+    low, high, tick = instrument.lower_limit, instrument.upper_limit, instrument.tick_size
+    if (high - low) // tick < BAND_TICKS_MAX:
+        return BandSide(side, low, high, tick)
+    return KeyedSide(side)
 
 
 class OrderBook:
@@ -274,8 +501,8 @@ class OrderBook:
         self.order_count = 0
         self._index = index  # engine-wide: order id -> live order
         self._trades = trades
-        self.bids = BookSide(BUY)
-        self.asks = BookSide(SELL)
+        self.bids = side_for(BUY, instrument)
+        self.asks = side_for(SELL, instrument)
         self.changes: OrderChanges | None = None  # the engine's, while a reader follows it
 
     # -- queries ---------------------------------------------------------------------------
@@ -310,15 +537,7 @@ class OrderBook:
 
     def add(self, order: Order) -> None:
         """Rest `order` at the back of its price level. O(1), or O(log L) for a new level."""
-        side = self.bids if order.side is BUY else self.asks
-        level = side.levels.get(order.price)
-        if level is None:
-            side.open(order)
-        else:
-            order.price = level.price  # share one int object per level: memory per order
-            level.orders.append(order)
-            level.quantity += order.quantity
-            level.count += 1
+        (self.bids if order.side is BUY else self.asks).rest(order)
         self._index[order.order_id] = order
         self.order_count += 1
         changes = self.changes
@@ -334,7 +553,8 @@ class OrderBook:
         or the queue is compacted. A removed order object is never put back on the book.
         """
         side = self.bids if order.side is BUY else self.asks
-        level = side.levels[order.price]
+        level = side.level(order.price)
+        assert level is not None, f"order {order.order_id} at no level"
         level.quantity -= order.quantity
         level.count -= 1
         order.quantity = 0
@@ -353,8 +573,9 @@ class OrderBook:
     def reduce(self, order: Order, quantity: int) -> None:
         """Lower a resting order's open quantity in place, keeping its priority."""
         assert 0 < quantity < order.quantity, (quantity, order)
-        side = self.bids if order.side is BUY else self.asks
-        side.levels[order.price].quantity -= quantity
+        level = (self.bids if order.side is BUY else self.asks).level(order.price)
+        assert level is not None, f"order {order.order_id} at no level"
+        level.quantity -= quantity
         order.quantity -= quantity
         if self.changes is not None:
             self.changes.orders.add(order.order_id)
@@ -391,7 +612,8 @@ class OrderBook:
             top = side.top
             if top is None or sign * top > limit_key:
                 break
-            level = side.levels[top]
+            level = side.level(top)
+            assert level is not None, f"no level at the top {top}"
             self._match_level(taker, level, events)
             if not level.count:
                 side.drop(level)
@@ -532,8 +754,8 @@ class OrderBook:
         assert low is not None and high is not None
         bid_prices = self.bids.between(low, high)[::-1]  # descending
         ask_prices = self.asks.between(low, high)  # ascending
-        bid_totals = _running_totals(self.bids.levels[p].quantity for p in bid_prices)
-        ask_totals = _running_totals(self.asks.levels[p].quantity for p in ask_prices)
+        bid_totals = _running_totals(_quantities(self.bids, bid_prices))
+        ask_totals = _running_totals(_quantities(self.asks, ask_prices))
         ascending_bids = bid_prices[::-1]
         reference = self.instrument.reference_price
         best: tuple[int, int, int, int] | None = None
@@ -563,8 +785,9 @@ class OrderBook:
         trades = self._trades
         while left:
             assert self.bids.top is not None and self.asks.top is not None
-            bids = self.bids.levels[self.bids.top]
-            asks = self.asks.levels[self.asks.top]
+            bids = self.bids.level(self.bids.top)
+            asks = self.asks.level(self.asks.top)
+            assert bids is not None and asks is not None, "no level at a top"
             buy = bids.orders[bids.head]
             sell = asks.orders[asks.head]
             quantity = min(buy.quantity, sell.quantity, left)
@@ -606,20 +829,15 @@ class OrderBook:
         """Assert every structural invariant of the book."""
         count = 0
         for side, book_side in ((BUY, self.bids), (SELL, self.asks)):
-            levels, keys, sign = book_side.levels, book_side.keys, book_side.sign
-            assert list(keys) == sorted(keys), f"{side.name} keys out of order"
-            assert isinstance(keys, list) or len(keys) >= LEVELS_FLAT_MAX // 2, "sparse side"
-            assert sorted(levels) == sorted(-sign * key for key in keys), "levels and keys differ"
-            top = -sign * keys[-1] if keys else None
-            assert book_side.top == top, f"{side.name} top {book_side.top} != {top}"
-            for price, level in levels.items():
+            book_side.check()
+            for level in book_side:
+                price = level.price
                 live = list(level.live())
                 assert live and level.count == len(live), f"level {price}: count {level.count}"
                 queue, head = level.orders, level.head
                 assert queue[head].quantity, f"dead order at the head of level {price}"
                 assert len(queue) - head <= 2 * level.count + TOMBSTONES_MAX, f"level {price}"
                 assert head <= TOMBSTONES_MAX or 2 * head < len(queue), f"level {price}: {head}"
-                assert level.price == price, f"level {level.price} filed under {price}"
                 total = sum(order.quantity for order in live)
                 assert level.quantity == total, f"level {price}: {level.quantity} != {total}"
                 for order in live:
@@ -632,6 +850,14 @@ class OrderBook:
             assert self.phase.is_auction or self.phase is Phase.HALTED, (
                 f"{self.instrument.symbol} crossed in phase {self.phase.name}"
             )
+
+
+def _quantities(side: BookSide, prices: list[int]) -> Iterator[int]:
+    """The open quantity of the level at each of `prices` (every one has a level)."""
+    for price in prices:
+        level = side.level(price)
+        assert level is not None, f"no level at {price}"
+        yield level.quantity
 
 
 def _running_totals(quantities: Iterator[int]) -> list[int]:

@@ -107,21 +107,23 @@ class MatchingEngine:
 
     def place(self, command: PlaceOrder) -> list[Event]:
         book = self._books.get(command.symbol)
-        reason = self._place_reason(book, command)
+        reason = self.place_reason_in(book, command)
         if reason is not None:
             return [OrderRejected(command.order_id, command.symbol, reason)]
         assert book is not None
-        return self._place(book, command)
+        return self.place_in(book, command)
 
     def place_reason(self, command: PlaceOrder) -> RejectReason | None:
         """Why `place(command)` would be rejected now, or None. Changes nothing."""
-        return self._place_reason(self._books.get(command.symbol), command)
+        return self.place_reason_in(self._books.get(command.symbol), command)
 
     def place_checked(self, command: PlaceOrder) -> list[Event]:
         """Place an order that `place_reason` has just accepted (the venue funds it between)."""
-        return self._place(self._books[command.symbol], command)
+        return self.place_in(self._books[command.symbol], command)
 
-    def _place(self, book: OrderBook, command: PlaceOrder) -> list[Event]:
+    def place_in(self, book: OrderBook, command: PlaceOrder) -> list[Event]:
+        """`place_checked` with the command's book (`books()[command.symbol]`) given: the
+        venue's hot path, which has looked the book up for `place_reason_in` already."""
         # Commands are tuples: one unpacking reads every field faster than attribute access.
         order_id, symbol, account, side, kind, price, quantity, tif, post_only, group, mode = (
             command
@@ -152,7 +154,8 @@ class MatchingEngine:
                 book.add(order)
         return events
 
-    def _place_reason(self, book: OrderBook | None, command: PlaceOrder) -> RejectReason | None:
+    def place_reason_in(self, book: OrderBook | None, command: PlaceOrder) -> RejectReason | None:
+        """`place_reason` with the command's book given (`books().get(command.symbol)`)."""
         if book is None:
             return RejectReason.UNKNOWN_INSTRUMENT
         order_id, _, _, side, kind, price, quantity, tif, post_only, _, _ = command
@@ -209,7 +212,7 @@ class MatchingEngine:
         """Cancel a live order the caller has just looked up in `order_index` (as `cancel`
         would, with its command's symbol matching the order's): the venue checks who may
         cancel it, then cancels without a second lookup."""
-        event = _cancelled(order, order.quantity, why)
+        event = _new(_CANCELLED, (order.order_id, order.symbol, order.quantity, why))
         self._books[order.symbol].remove(order)
         return [event]
 
@@ -324,6 +327,11 @@ class MatchingEngine:
     def resting_order(self, order_id: int) -> Order | None:
         """The live order object itself, for the venue's hot path. Read it; never change it."""
         return self._index.get(order_id)
+
+    def books(self) -> Mapping[str, OrderBook]:
+        """Every book by symbol, read-only: the venue's hot path looks its book up there once
+        for `place_reason_in` and `place_in`. The same mapping for this engine's life."""
+        return self._books
 
     def order_index(self) -> Mapping[int, Order]:
         """Every live order object by id, read-only: the venue's hot path looks orders up
@@ -492,10 +500,6 @@ def _amend_reason(
     if order.post_only and loses_priority and crosses:
         return RejectReason.POST_ONLY_WOULD_TAKE
     return None
-
-
-def _cancelled(order: Order, quantity: int, reason: CancelReason) -> OrderCancelled:
-    return OrderCancelled(order.order_id, order.symbol, quantity, reason)
 
 
 def _amended(order: Order, *, priority_kept: bool) -> OrderAmended:
