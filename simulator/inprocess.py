@@ -37,6 +37,7 @@ from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BrokerCommand, OrderRefused, OrderUnfunded
+from exchange.venue.venue import Venue
 from exchange.venue.wire_fast import parse_venue_command
 from ledger.block import Block, sign_vote
 from ledger.canonical import canonical_bytes, sha256
@@ -182,6 +183,40 @@ def amend_command(broker: str, intent: Amend) -> dict[str, Any]:
     if intent.quantity is not None:
         command["quantity"] = intent.quantity
     return command
+
+
+def event_name(event: Any) -> str:
+    """An event's wire name (`accepted`, `cycle_settled`...)."""
+    return str(wire.event_to_dict(event)["type"])
+
+
+def position_rows(venue: Venue, symbols: Sequence[str], accounts: Sequence[str], day: int,
+                  now_ns: int) -> list[tuple[object, ...]]:  # fmt: skip
+    """`POSITION_COLUMNS` rows: every account's shares per instrument at a day's end,
+    `sellable` now, `bought_today` (T+1: sellable from the next day) and `net_pending` (bought
+    under net settlement, not delivered until the cycle)."""
+    bought, pending = venue.shares_today()
+    rows: list[tuple[object, ...]] = []
+    for symbol in symbols:
+        bought_of, pending_of = bought.get(symbol, {}), pending.get(symbol, {})
+        for account in accounts:
+            rows.append((day, now_ns, account, symbol, venue.sellable(symbol, account),
+                         bought_of.get(account, 0), pending_of.get(account, 0)))  # fmt: skip
+    return rows
+
+
+def cycle_row(day: int, now_ns: int, events: Sequence[Any]) -> tuple[object, ...]:
+    """The `CYCLE_COLUMNS` row of a `settle_cycle` command's events."""
+    settled = [event for event in events if type(event) is CycleSettled]
+    failed = [event for event in events if type(event) is CycleFailed]
+    if settled:
+        done = settled[0]
+        return (day, now_ns, done.cycle_id, "settled", done.trade_count, done.gross_value,
+                done.net_value, 0)  # fmt: skip
+    if failed:
+        return (day, now_ns, failed[0].cycle_id, "failed", None, None, None, len(failed))
+    return (day, now_ns, None, ",".join(event_name(e) for e in events) or "none", None, None,
+            None, 0)  # fmt: skip
 
 
 class VenueView:
@@ -484,7 +519,7 @@ def _member_named(genesis: Genesis, name: str) -> Member:
     return member
 
 
-def _columns(names: Sequence[str], rows: list[tuple[object, ...]]) -> dict[str, list[Any]]:
+def columns(names: Sequence[str], rows: list[tuple[object, ...]]) -> dict[str, list[Any]]:
     """Rows of len(names) values as one list per column."""
     if not rows:
         return {name: [] for name in names}
@@ -570,13 +605,13 @@ class InProcessDriver:
     def tables(self) -> Tables:
         """What the run did so far, as columns (built at each call: O(rows))."""
         return Tables(
-            orders=_columns(ORDER_COLUMNS, self._order_rows),
-            trades=_columns(TRADE_COLUMNS, self._trade_rows),
-            blocks=_columns(BLOCK_COLUMNS, self._block_rows),
-            quotes=_columns(QUOTE_COLUMNS, self._quote_rows),
-            days=_columns(DAY_COLUMNS, self._day_rows),
-            cycles=_columns(CYCLE_COLUMNS, self._cycle_rows),
-            positions=_columns(POSITION_COLUMNS, self._position_rows),
+            orders=columns(ORDER_COLUMNS, self._order_rows),
+            trades=columns(TRADE_COLUMNS, self._trade_rows),
+            blocks=columns(BLOCK_COLUMNS, self._block_rows),
+            quotes=columns(QUOTE_COLUMNS, self._quote_rows),
+            days=columns(DAY_COLUMNS, self._day_rows),
+            cycles=columns(CYCLE_COLUMNS, self._cycle_rows),
+            positions=columns(POSITION_COLUMNS, self._position_rows),
         )
 
     @property
@@ -655,34 +690,6 @@ class InProcessDriver:
                              self._event_name(events[0]) if events else "error", None,
                              None))  # fmt: skip
 
-    def _positions(self, now_ns: int, day: int) -> None:
-        """Every agent account's shares per instrument at the day's end: `sellable` now,
-        `bought_today` (T+1: sellable from the next day) and `net_pending` (bought under net
-        settlement, not delivered until the cycle)."""
-        venue = self.machine.venue
-        bought, pending = venue.shares_today()
-        rows = self._position_rows
-        for symbol in self._symbols:
-            bought_of, pending_of = bought.get(symbol, {}), pending.get(symbol, {})
-            for account in self._accounts:
-                rows.append((day, now_ns, account, symbol, venue.sellable(symbol, account),
-                             bought_of.get(account, 0), pending_of.get(account, 0)))  # fmt: skip
-
-    def _cycle(self, now_ns: int, day: int, events: list[Any]) -> None:
-        settled = [event for event in events if type(event) is CycleSettled]
-        failed = [event for event in events if type(event) is CycleFailed]
-        row: tuple[object, ...]
-        if settled:
-            done = settled[0]
-            row = (day, now_ns, done.cycle_id, "settled", done.trade_count, done.gross_value,
-                   done.net_value, 0)  # fmt: skip
-        elif failed:
-            row = (day, now_ns, failed[0].cycle_id, "failed", None, None, None, len(failed))
-        else:
-            names = [self._event_name(event) for event in events]
-            row = (day, now_ns, None, ",".join(names) or "none", None, None, None, 0)
-        self._cycle_rows.append(row)
-
     def _sample_quotes(self, now_ns: int) -> None:
         """The best bid and ask of every instrument at each whole virtual second (the book as
         it stands when the run first reaches or passes it)."""
@@ -696,13 +703,15 @@ class InProcessDriver:
     def end_day(self, now_ns: int, day: int) -> None:
         """The day's positions (T+1 and net deliveries pending), its net settlement cycle if
         the scenario runs one and an instrument settles net, then `end_day`."""
-        self._positions(now_ns, day)
+        self._position_rows.extend(
+            position_rows(self.machine.venue, self._symbols, self._accounts, day, now_ns)
+        )
         if self.scenario.settle_cycle == "end_of_day" and self._nets:
             self._command_ids += 1
             command = {"type": "settle_cycle", "command_id": self._command_ids,
                        "actor": self.genesis.exchange.name}  # fmt: skip
             events = self._run(now_ns, command)
-            self._cycle(now_ns, day, events)
+            self._cycle_rows.append(cycle_row(day, now_ns, events))
         self._run(now_ns, {"type": "end_day", "day": day})
         for symbol in self._symbols:
             self._view.phases[symbol] = Phase.CLOSED
@@ -773,7 +782,7 @@ class InProcessDriver:
         kind = type(event)
         name = self._event_names.get(kind)
         if name is None:
-            name = str(wire.event_to_dict(event)["type"])
+            name = event_name(event)
             self._event_names[kind] = name
         return name
 

@@ -119,7 +119,7 @@ def run_inprocess(
     }
     actions = tables.orders["action"]
     integer, text = pa.int64(), pa.string()
-    positions_schema = _schema(POSITION_COLUMNS, {"account": text, "symbol": text})
+    positions_schema = typed(POSITION_COLUMNS, {"account": text, "symbol": text})
     return RunResult(
         scenario=scenario,
         seed=seed,
@@ -143,8 +143,8 @@ def run_inprocess(
             "agents": pa.table(agents),
             "fundamentals": fundamentals_table(simulation),
             "quotes": pa.table(tables.quotes, schema=quote_schema()),
-            "days": pa.table(tables.days, schema=_schema(DAY_COLUMNS, {"day": integer})),
-            "cycles": pa.table(tables.cycles, schema=_schema(CYCLE_COLUMNS, {"status": text})),
+            "days": pa.table(tables.days, schema=typed(DAY_COLUMNS, {"day": integer})),
+            "cycles": pa.table(tables.cycles, schema=typed(CYCLE_COLUMNS, {"status": text})),
             "positions": pa.table(tables.positions, schema=positions_schema),
         },
         blocks_table=tables.blocks,
@@ -172,7 +172,7 @@ def fundamentals_table(simulation: Simulation) -> pa.Table:
     )  # fmt: skip
 
 
-def _schema(names: tuple[str, ...], types: dict[str, pa.DataType]) -> pa.Schema:
+def typed(names: tuple[str, ...], types: dict[str, pa.DataType]) -> pa.Schema:
     """Columns of int64 but those named in `types`: a table's types whatever its rows."""
     return pa.schema([(name, types.get(name, pa.int64())) for name in names])
 
