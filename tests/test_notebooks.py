@@ -42,6 +42,8 @@ SIMULATED = ["smoke-inprocess", "smoke-export", "smoke-network", "realistic-inpr
 SOURCES = ["session"] + (SIMULATED if importlib.util.find_spec("simulator") else [])
 if os.environ.get("JINLIAN_CHECK_ALL") == "1":
     SOURCES.append("demo")
+    if importlib.util.find_spec("simulator"):  # smoke on two trading days over the network
+        SOURCES.append("smokedays-network")
 
 
 def demo_consortium(directory: Path) -> Session:
@@ -73,6 +75,10 @@ def notebook_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         return demo_consortium(directory / "demo")
     scenario, mode = request.param.split("-")
     out = directory / scenario
+    if scenario == "smokedays":
+        smoke = (ROOT / "simulator" / "scenarios" / "smoke.toml").read_text()
+        scenario = str(directory / "smokedays.toml")
+        Path(scenario).write_text(smoke.replace("day = 20260105", "days = [20260105, 20260106]"))
     command = ["simulate", scenario, "--mode", "inprocess", "--seed", "1", "--out", str(out)]
     if mode == "network":
         command[3:4] = ["network", "--speed", "20", "--base-port", str(free_base_port(5))]
