@@ -163,6 +163,8 @@ def place_command(broker: str, intent: Place) -> dict[str, Any]:
 
 
 TIME_IN_FORCE: Final = {"day": TimeInForce.DAY, "ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
+LIMIT: Final = OrderKind.LIMIT
+MARKET: Final = OrderKind.MARKET
 
 
 def place_object(broker: str, intent: Place) -> BrokerCommand:
@@ -578,7 +580,12 @@ class InProcessDriver:
         self._interval_ns = scenario.block_interval_ns
         self._next_cut_ns = self._interval_ns
         self._block_commands = scenario.block_commands
-        self.kept_commands: list[KeptBlock] | None = [] if keep_commands else None
+        self.kept_commands: list[KeptBlock] | None = [] if keep_commands and ledger else None
+        # without a ledger: every command object applied to the venue, for the benchmark's
+        # replay of `Venue.apply` alone
+        self.kept_objects: list[Any] | None = [] if keep_commands and not ledger else None
+        if not ledger:  # agents' intents straight to the venue: no bytes, no dicts
+            self.submit = self._submit_direct  # type: ignore[method-assign]
         self.messages = 0
         self.events = 0
         self.state_hash = b""
@@ -690,6 +697,60 @@ class InProcessDriver:
                              self._event_name(events[0]) if events else "error", None,
                              None))  # fmt: skip
 
+    def _submit_direct(self, now_ns: int, agent: Agent, intents: Sequence[Intent]) -> None:
+        """`submit` without a ledger: each intent as the venue command object the broker's
+        JSON would parse to (`place_object`), applied to the venue at once; the same rows and
+        feedback. Written out, as the no-ledger run's one per-message path."""
+        rows = self._order_rows
+        apply = self._venue_apply
+        brokers = self._brokers
+        kept = self.kept_objects
+        agent_id = agent.agent_id
+        row: tuple[object, ...]
+        for intent in intents:
+            kind = type(intent)
+            if kind is Place:
+                assert isinstance(intent, Place)
+                order = PlaceOrder(intent.order_id, intent.symbol, intent.account, intent.side,
+                                   LIMIT if intent.price is not None else MARKET, intent.price,
+                                   intent.quantity, TIME_IN_FORCE[intent.tif],
+                                   intent.post_only)  # fmt: skip
+                command = BrokerCommand(broker=brokers[intent.account], command=order)
+                row = (now_ns, intent.order_id, agent_id, "place", intent.account,
+                       intent.symbol, SIDE_NAMES[intent.side], intent.price, intent.quantity,
+                       intent.tif == "ioc")  # fmt: skip
+                tail: tuple[object, ...] = (intent.tif, intent.post_only)
+            elif kind is Cancel:
+                cancel = CancelOrder(intent.order_id, intent.symbol)
+                command = BrokerCommand(broker=brokers[intent.account], command=cancel)
+                row = (now_ns, intent.order_id, agent_id, "cancel", intent.account,
+                       intent.symbol, None, None, None, None)  # fmt: skip
+                tail = (None, None)
+            else:
+                assert isinstance(intent, Amend)
+                amend = AmendOrder(intent.order_id, intent.symbol, intent.price, intent.quantity)
+                command = BrokerCommand(broker=brokers[intent.account], command=amend)
+                row = (now_ns, intent.order_id, agent_id, "amend", intent.account,
+                       intent.symbol, None, intent.price, intent.quantity, None)  # fmt: skip
+                tail = (None, None)
+            if kept is not None:
+                kept.append(command)
+            events: list[Any] = apply(command)
+            self._pending += 1
+            self._pending_events += len(events)
+            for event in events:
+                event_type = type(event)
+                if event_type is TradeExecuted:
+                    self._trade(now_ns, event)
+                elif event_type in DONE_EVENTS and kind is not Amend:
+                    # a refused or unfunded amend leaves the order as it was: not done
+                    owner = self._owner(event.order_id)
+                    if owner is not None:
+                        owner.on_done(event.order_id)
+            rows.append((*row, self._event_name(events[0]) if events else "error", *tail))
+            if self._pending >= self._block_commands:
+                self._cut(now_ns)
+
     def _sample_quotes(self, now_ns: int) -> None:
         """The best bid and ask of every instrument at each whole virtual second (the book as
         it stands when the run first reaches or passes it)."""
@@ -744,6 +805,8 @@ class InProcessDriver:
             # state commitment records the changes all the same), its events as objects
             parsed = command if type(command) is BrokerCommand else parse_venue_command(command)
             assert type(parsed) is not wire.WireError, f"{parsed} in {command}"
+            if self.kept_objects is not None:
+                self.kept_objects.append(parsed)
             events = self._venue_apply(parsed)
             self._pending += 1
             self._pending_events += len(events)
