@@ -704,35 +704,24 @@ class InProcessDriver:
         rows = self._order_rows
         apply = self._venue_apply
         brokers = self._brokers
+        names = self._event_names
         kept = self.kept_objects
         agent_id = agent.agent_id
-        row: tuple[object, ...]
         for intent in intents:
             kind = type(intent)
-            if kind is Place:
-                assert isinstance(intent, Place)
+            if type(intent) is Place:
                 order = PlaceOrder(intent.order_id, intent.symbol, intent.account, intent.side,
                                    LIMIT if intent.price is not None else MARKET, intent.price,
                                    intent.quantity, TIME_IN_FORCE[intent.tif],
                                    intent.post_only)  # fmt: skip
                 command = BrokerCommand(broker=brokers[intent.account], command=order)
-                row = (now_ns, intent.order_id, agent_id, "place", intent.account,
-                       intent.symbol, SIDE_NAMES[intent.side], intent.price, intent.quantity,
-                       intent.tif == "ioc")  # fmt: skip
-                tail: tuple[object, ...] = (intent.tif, intent.post_only)
-            elif kind is Cancel:
+            elif type(intent) is Cancel:
                 cancel = CancelOrder(intent.order_id, intent.symbol)
                 command = BrokerCommand(broker=brokers[intent.account], command=cancel)
-                row = (now_ns, intent.order_id, agent_id, "cancel", intent.account,
-                       intent.symbol, None, None, None, None)  # fmt: skip
-                tail = (None, None)
             else:
-                assert isinstance(intent, Amend)
+                assert type(intent) is Amend
                 amend = AmendOrder(intent.order_id, intent.symbol, intent.price, intent.quantity)
                 command = BrokerCommand(broker=brokers[intent.account], command=amend)
-                row = (now_ns, intent.order_id, agent_id, "amend", intent.account,
-                       intent.symbol, None, intent.price, intent.quantity, None)  # fmt: skip
-                tail = (None, None)
             if kept is not None:
                 kept.append(command)
             events: list[Any] = apply(command)
@@ -747,7 +736,24 @@ class InProcessDriver:
                     owner = self._owner(event.order_id)
                     if owner is not None:
                         owner.on_done(event.order_id)
-            rows.append((*row, self._event_name(events[0]) if events else "error", *tail))
+            if events:
+                outcome = names.get(type(events[0])) or self._event_name(events[0])
+            else:
+                outcome = "error"
+            if type(intent) is Place:
+                rows.append((now_ns, intent.order_id, agent_id, "place", intent.account,
+                             intent.symbol, SIDE_NAMES[intent.side], intent.price,
+                             intent.quantity, intent.tif == "ioc", outcome, intent.tif,
+                             intent.post_only))  # fmt: skip
+            elif type(intent) is Cancel:
+                rows.append((now_ns, intent.order_id, agent_id, "cancel", intent.account,
+                             intent.symbol, None, None, None, None, outcome, None,
+                             None))  # fmt: skip
+            else:
+                assert type(intent) is Amend
+                rows.append((now_ns, intent.order_id, agent_id, "amend", intent.account,
+                             intent.symbol, None, intent.price, intent.quantity, None, outcome,
+                             None, None))  # fmt: skip
             if self._pending >= self._block_commands:
                 self._cut(now_ns)
 
