@@ -8,15 +8,21 @@
     (`consortium.nodes.start_processes`) one `gateway.client.Client` session per broker;
     or `--connect` to a running one      books, trades and phase of every symbol -> MarketView
                                <-- ready
-    operator session: begin_day, the
-    phases due at 0; start_at = now+0.5
+    each trading day k (operator session):
+    begin_day, the phases due at 0;
+    start_at = now + 0.5
                                start_at -->
-    set_phase at start_at + at/speed     at start_at + now/speed, for each arrival: agent.act,
-                                         each intent sent as its own task, without waiting
-                                         (open loop); latency = reply time - scheduled time
-                                         -> HDR histogram (no coordinated omission)
-    end_day at start_at + duration/speed
-                               <-- sent
+    set_phase at start_at + at/speed     at start_at + (now - k x duration)/speed, for each
+                                         arrival of day k: agent.act, each intent sent as its
+                                         own task, without waiting (open loop); latency =
+                                         reply time - scheduled time -> HDR histogram (no
+                                         coordinated omission)
+    at start_at + duration/speed, once                 <-- sent (every order of the day answered)
+    every client is done: settle_cycle
+    (if net), end_day
+    after the last day: the blocks up to
+    the last end_day (GET /block), re-
+    executed: days, positions, cycles
                                finish -->
                                          reports until quiet, then the results
                                <-- result
