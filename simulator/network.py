@@ -59,7 +59,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import pyarrow as pa
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
@@ -682,7 +681,7 @@ def calendar_of(
     day, end_ns, recorded = 0, 0, True
     for commands, times_ns in blocks:
         for command, time_ns in zip(commands, times_ns, strict=True):
-            parsed = wire_fast.parse_venue_command(orjson.loads(command))
+            parsed = wire_fast.parse_venue_command(json.loads(command))
             kind = type(parsed)
             if kind is BeginDay:
                 assert isinstance(parsed, BeginDay)
