@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -235,11 +236,17 @@ def test_up_runs_the_demo_session_and_stops_every_process_on_ctrl_c(tmp_path: Pa
             up.kill()
     output = "".join(lines) + rest
     assert up.returncode == 0, output
-    assert output.count("final (signed by") == 2, output
+    # two trades, then the supply-chain flow's two maturity payments, in bank1's own copy
+    assert output.count("final (signed by") == 4, output
     assert "trade    order 4 (lift-1) 100 at 10.05, status filled" in output, output
     assert "is final, signed by members" in output, output
-    # the session's six blocks: two admin commands, then one per order
-    assert output.count("stopped at height 6") == 5, output
+    assert "invoice_already_used" in output, output
+    paid = re.findall(r"piece \d: ([\d,.]+ CNY), CORE -> (\w+), block (\d+), final", output)
+    assert [(amount, holder) for amount, holder, _ in paid] == [
+        ("600,000.00 CNY", "SUP2"), ("400,000.00 CNY", "FAC")]  # fmt: skip
+    # the session ends with the block that paid them: every process stops at it
+    tip = paid[-1][2]
+    assert output.count(f"stopped at height {tip}") == 5, output
     assert "consortium stopped" in output
 
 

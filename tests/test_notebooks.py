@@ -7,7 +7,9 @@ abuse on the `Chain` fixture, every voting member's store written); `jinlian sim
 in process and over the network (its consortium directory, `bank1`, `labels.parquet`); the
 in-process smoke run's `jinlian export` directory instead of the node; one `realistic`
 in-process run (about four minutes); and, under `JINLIAN_CHECK_ALL=1`, `make demo`'s
-consortium after its session. The notebooks
+consortium after its session. The supply-chain notebook (05) runs on a seeded supply-chain
+ledger (`tests.scf_ledger`), its export, and under `JINLIAN_CHECK_ALL=1` on the same demo
+consortium, whose session ends with a supply-chain flow. The notebooks
 assert what must hold (conservation, agreement, re-execution) and report detector quality, so
 a broken analysis fails here. The parameters are injected papermill-style: a cell after the
 one tagged `parameters` overrides its values.
@@ -30,9 +32,12 @@ from exchange.cli import main
 from exchange.consortium.init import init_consortium
 from tests.analysis_ledger import Session, generate_session
 from tests.consortium_net import free_base_port
+from tests.scf_ledger import generate_scf_ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SUPPLY_CHAIN = ROOT / "notebooks" / "05_supply_chain.ipynb"
+TRADING = [path for path in NOTEBOOKS if path != SUPPLY_CHAIN]
 CELL_TIMEOUT_S = 120
 
 
@@ -40,10 +45,18 @@ CELL_TIMEOUT_S = 120
 # in-process run (about four minutes of the suite); the demo consortium only under check-all
 SIMULATED = ["smoke-inprocess", "smoke-export", "smoke-network", "realistic-inprocess"]
 SOURCES = ["session"] + (SIMULATED if importlib.util.find_spec("simulator") else [])
+SCF_SOURCES = ["supply-chain", "supply-chain-export"]
 if os.environ.get("JINLIAN_CHECK_ALL") == "1":
     SOURCES.append("demo")
     if importlib.util.find_spec("simulator"):  # smoke on two trading days over the network
         SOURCES.append("smokedays-network")
+    SCF_SOURCES.append("demo")
+
+
+@pytest.fixture(scope="session")
+def demo_session(tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """The demo consortium, made once (when asked for) for every notebook that reads it."""
+    return demo_consortium(tmp_path_factory.mktemp("demo") / "demo")
 
 
 def demo_consortium(directory: Path) -> Session:
@@ -72,7 +85,7 @@ def notebook_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     if request.param == "session":
         return generate_session(directory, seed=3, blocks=80)
     if request.param == "demo":
-        return demo_consortium(directory / "demo")
+        return request.getfixturevalue("demo_session")  # type: ignore[no-any-return]
     scenario, mode = request.param.split("-")
     out = directory / scenario
     if scenario == "smokedays":
@@ -94,8 +107,22 @@ def notebook_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     return Session(consortium=out, node=node, labels=out / "labels.parquet")
 
 
+@pytest.fixture(scope="module", params=SCF_SOURCES)
+def scf_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+               ) -> Session:  # fmt: skip
+    if request.param == "demo":
+        return request.getfixturevalue("demo_session")  # type: ignore[no-any-return]
+    directory = tmp_path_factory.mktemp(request.param)
+    ledger = generate_scf_ledger(directory, seed=1)
+    node = ledger.node
+    if request.param == "supply-chain-export":
+        assert main(["export", str(node), "--out", str(directory / "export")]) == 0
+        node = directory / "export"
+    return Session(consortium=ledger.consortium, node=node, labels=directory / "none")
+
+
 def test_notebooks_are_committed_without_outputs() -> None:
-    assert len(NOTEBOOKS) == 4
+    assert len(NOTEBOOKS) == 5 and SUPPLY_CHAIN in NOTEBOOKS
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
@@ -106,8 +133,19 @@ def test_notebooks_are_committed_without_outputs() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+@pytest.mark.parametrize("path", TRADING, ids=[path.stem for path in TRADING])
 def test_notebook_runs_on_a_seeded_session(path: Path, notebook_inputs: Session) -> None:
+    run_notebook(path, notebook_inputs)
+
+
+@pytest.mark.slow
+def test_the_supply_chain_notebook_runs(scf_inputs: Session) -> None:
+    run_notebook(SUPPLY_CHAIN, scf_inputs)
+
+
+def run_notebook(path: Path, notebook_inputs: Session) -> None:
+    """Run the notebook top to bottom with the inputs as its parameters; raises at the first
+    cell that fails (an assertion of what must hold, say)."""
     notebook = nbformat.read(path, as_version=4)
     parameters = {
         "NODE": str(notebook_inputs.node),

@@ -18,6 +18,9 @@ analyses them; it never writes to a store. Modules:
   fails.
 - `surveillance`: wash trades, spoofing and layering, marking the close; precision and recall
   against ground-truth labels.
+- `supply_chain`: payment commitments as tables (participants, commitments and their lineage,
+  transfers and financings, payments and failures, invoices) and the questions on them
+  (outstanding by issuer and tier, financing costs, the maturity ladder, failures and recourse).
 
 Quantities, prices (ticks) and cash (fen) stay integers in every table; only derived ratios
 (spreads, volatility, shares of volume) are floats. pandas, pyarrow and matplotlib are needed

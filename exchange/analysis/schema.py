@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 # 1: `jinlian export` and the simulator before versions (no metadata; simulator times counted
 # from the start of the virtual day). 2: fixed schemas, epoch times with a timestamp column.
+# A new table (the supply chain's) leaves the version: each file's own schema is unchanged, and
+# `source.open_source` names the files an older export lacks.
 SCHEMA_VERSION: Final = 2
 VERSION_KEY: Final = b"jinlian.schema_version"
 TABLE_KEY: Final = b"jinlian.table"
@@ -109,6 +111,31 @@ LEDGER_SCHEMAS: Final[dict[str, pa.Schema]] = {
         "commission_bps:i stamp_duty_bps:i"
     ),
     "evidence": _schema("seq:i id:s height:i kind:s data:s"),
+    "days": _schema(f"day:i height:i event_idx:i command_idx:i {_BLOCK_TIME}"),
+    "participants": _schema(
+        "participant:s bank:s role:s credit_limit:i height:i event_idx:i command_idx:i day:i "
+        f"{_BLOCK_TIME}"
+    ),
+    "commitments": _schema(
+        "piece:i root:i parent:i depth:i tier:i issuer:s holder:s holder_role:s amount:i "
+        "currency:s maturity:i invoice:s recourse:b confirmed:b pledged:b pledgee:s status:s "
+        "transfers:i paid:i recovered:i recovered_from:s height:i event_idx:i command_idx:i "
+        f"day:i {_BLOCK_TIME} settled_height:i settled_time_ns:i settled_time:t"
+    ),
+    "commitment_transfers": _schema(
+        "height:i event_idx:i command_idx:i day:i piece:i kind:s transferor:s holder:s "
+        "factor:s recourse:b amount:i currency:s issuer:s maturity:i price:i discount:i days:i "
+        f"{_BLOCK_TIME}"
+    ),
+    "commitment_payments": _schema(
+        "height:i event_idx:i command_idx:i day:i event:s piece:i issuer:s holder:s payer:s "
+        "amount:i moved:i currency:s maturity:i due:i available:i transferors:ls reason:s "
+        f"{_BLOCK_TIME}"
+    ),
+    "invoices": _schema(
+        "key_hash:s content_hash:s seller:s buyer:s amount:i confirmed:b piece:i height:i "
+        f"event_idx:i command_idx:i day:i {_BLOCK_TIME}"
+    ),
 }
 
 SIMULATOR_SCHEMAS: Final[dict[str, pa.Schema]] = {

@@ -120,7 +120,10 @@ def open_source(path: Path | str) -> Source:
             f"directory (no <table>.parquet files)"
         )
     if missing:
-        raise SourceError(f"{directory}: the export lacks {', '.join(missing)} (.parquet)")
+        raise SourceError(
+            f"{directory}: the export lacks {', '.join(missing)} (.parquet): written by an "
+            f"older `jinlian export`? re-export it"
+        )
     for name in LEDGER_SCHEMAS:
         check_file(directory / f"{name}.parquet", "ledger", name)
     return Source(path=directory, kind="export")

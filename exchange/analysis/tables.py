@@ -32,7 +32,7 @@ it follows exactly from the ledger:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from exchange.analysis import supply_chain
 from exchange.analysis.schema import LEDGER_SCHEMAS, conform
 from exchange.consortium.audit import load_node, open_store
 from exchange.venue.setup import FEE_ACCOUNT, TAX_ACCOUNT
@@ -238,10 +239,15 @@ def certificates(ledger: NodeLedger) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def commands(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd.DataFrame:
+def commands(
+    ledger: NodeLedger,
+    blocks_frame: pd.DataFrame | None = None,
+    scf_events: list[dict[str, Any]] | None = None,
+) -> pd.DataFrame:
     """One row per sequenced command: height, idx, its own `time_ns`, type, the fields analysts
     filter on (broker, order_id, account, symbol, side, kind, price, quantity) and `data`, the
-    command's canonical JSON. O(commands)."""
+    command's canonical JSON. O(commands). Given `scf_events`, also appends the supply-chain
+    events (`supply_chain.scf_events`) to it, in the same pass over the blocks."""
     records = []
     for height, receipts in _receipts(ledger):
         for receipt in receipts:
@@ -251,6 +257,8 @@ def commands(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd
             record.update({name: value.get(name) for name in _COMMAND_FIELDS})
             record["data"] = receipt.command.decode()
             records.append(record)
+        if scf_events is not None:
+            scf_events.extend(supply_chain.scf_events([(height, receipts)]))
     columns = ["height", "idx", "time_ns", "type", *_COMMAND_FIELDS, "data"]
     frame = _records(records, columns)
     return _with_time(frame, blocks(ledger) if blocks_frame is None else blocks_frame)
@@ -462,13 +470,22 @@ def settlements(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) ->
     return derived(ledger, "settlements", blocks_frame)
 
 
-def holding_changes(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd.DataFrame:
+def holding_changes(
+    ledger: NodeLedger,
+    blocks_frame: pd.DataFrame | None = None,
+    scf: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
     """Every change of an account's holding of an asset, in ledger order: the genesis holdings
-    (height 0, event `genesis`), the `balance_changes` table, and the commission and stamp
-    duty credits of gross trades to the fee and tax accounts, which the table leaves out.
+    (height 0, event `genesis`), the `balance_changes` table, and what the table leaves out:
+    the commission and stamp duty credits of gross trades to the fee and tax accounts, and the
+    cash the supply chain moves (financings, maturity payments, recourse claims:
+    `supply_chain.cash_changes`, of the blocks up to the indexed height, like the table).
     Columns: height, event_idx, leg, account, asset, holding_delta, available_delta,
     locked_delta, event, trade_id, time_ns, time."""
     blocks_frame = blocks(ledger) if blocks_frame is None else blocks_frame
+    scf = supply_chain_frames(ledger) if scf is None else scf
+    scf_cash = supply_chain.cash_changes(scf["commitment_transfers"], scf["commitment_payments"])
+    scf_cash = scf_cash[scf_cash["height"] <= ledger.indexed_height]
     genesis = pd.DataFrame.from_records(
         [
             {"height": 0, "event_idx": -1, "leg": leg, "account": str(holding["account"]),
@@ -491,7 +508,8 @@ def holding_changes(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None
         credit["available_delta"] = credit["holding_delta"]
         credit["locked_delta"] = 0
         fee_rows.append(credit[credit["holding_delta"] != 0])
-    changes = pd.concat([genesis, table, *fee_rows], ignore_index=True)
+    parts = [genesis, table, *fee_rows, *([scf_cash] if not scf_cash.empty else [])]
+    changes = pd.concat(parts, ignore_index=True)
     changes = changes.drop(columns=["time_ns", "time"], errors="ignore")
     changes = changes.sort_values(["height", "event_idx", "leg"], kind="stable")
     changes = _integers(
@@ -570,6 +588,18 @@ def auctions(ledger: NodeLedger, blocks_frame: pd.DataFrame | None = None) -> pd
     return uncrossed.reindex(columns=columns).reset_index(drop=True)
 
 
+def supply_chain_frames(
+    ledger: NodeLedger, events: Iterable[dict[str, Any]] | None = None
+) -> dict[str, pd.DataFrame]:
+    """The supply-chain tables (`exchange.analysis.supply_chain.TABLES`) folded from the
+    stored events up to the tip (or from `events`, `supply_chain.scf_events` already read), by
+    name. O(commands + supply-chain events)."""
+    if events is None:
+        events = supply_chain.scf_events(_receipts(ledger))
+    tables = supply_chain.fold(events)
+    return {name: arrow_frame(table) for name, table in tables.items()}
+
+
 def accounts(ledger: NodeLedger) -> pd.DataFrame:
     """Who owns which account: one row per account of the genesis with its broker, plus the
     operator's fee and tax accounts (broker None)."""
@@ -624,6 +654,12 @@ class Tables:
     accounts: pd.DataFrame
     instruments: pd.DataFrame
     evidence: pd.DataFrame
+    days: pd.DataFrame
+    participants: pd.DataFrame
+    commitments: pd.DataFrame
+    commitment_transfers: pd.DataFrame
+    commitment_payments: pd.DataFrame
+    invoices: pd.DataFrame
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -635,11 +671,14 @@ def load(ledger: NodeLedger) -> Tables:
     orders_frame = orders(ledger, blocks_frame)
     trades_frame = trades(ledger, blocks_frame)
     settlements_frame = settlements(ledger, blocks_frame)
-    changes = holding_changes(ledger, blocks_frame)
+    scf_events: list[dict[str, Any]] = []
+    commands_frame = commands(ledger, blocks_frame, scf_events)  # one pass over the blocks
+    scf = supply_chain_frames(ledger, scf_events)
+    changes = holding_changes(ledger, blocks_frame, scf)
     frames = {
         "blocks": blocks_frame,
         "certificates": certificates(ledger),
-        "commands": commands(ledger, blocks_frame),
+        "commands": commands_frame,
         "orders": orders_frame,
         "order_lifecycle": order_lifecycle(orders_frame, trades_frame),
         "trades": trades_frame,
@@ -652,5 +691,6 @@ def load(ledger: NodeLedger) -> Tables:
         "accounts": accounts(ledger),
         "instruments": instruments(ledger),
         "evidence": evidence(ledger),
+        **scf,
     }
     return Tables(**{name: typed(frame, name) for name, frame in frames.items()})

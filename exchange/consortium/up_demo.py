@@ -6,7 +6,9 @@ opens the day; two brokers log on with their keys, place orders and trade, and w
 execution reports and the finality notices of their blocks. The script then reads one
 member's own store (SQLite allows readers beside the running node) to show what that member
 holds: the trades it re-executed, the block that holds them and the members whose signatures
-made it final.
+made it final. Then one supply-chain finance flow (`exchange.consortium.scf_demo`): a payment
+commitment issued, confirmed, split, passed down a tier, financed and paid at maturity, with
+bank1's own copy of the payments.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from exchange.consortium.nodes import load_config
+import orjson
+
+from exchange.consortium.init import roles
+from exchange.consortium.nodes import NodeConfig, load_config
+from exchange.consortium.scf_demo import ScfDemo, money, participant_keys, run_supply_chain
 from exchange.gateway.client import Client
 from ledger.feed import status, wait_until_up
+from ledger.genesis import Member
 from ledger.keys import load_private_key
 from ledger.store import BlockStore
 
 SYMBOL = "600000.SH"
+DAY = 20261123  # the demo's trading day (a Monday)
+MATURITY = 20261127  # the supply-chain flow's commitment falls due that Friday
 
 
 def _order(
@@ -60,7 +69,7 @@ async def run_session(directory: Path) -> None:
     ):
         print("the operator opens the day and continuous trading:", flush=True)
         for command in (
-            {"type": "begin_day", "day": 20261123},
+            {"type": "begin_day", "day": DAY},
             {"type": "set_phase", "symbol": SYMBOL, "phase": "continuous"},
         ):
             result = await operator.admin(command)
@@ -85,10 +94,7 @@ async def run_session(directory: Path) -> None:
         signers = [vote["member"] for vote in final["certificate"]["votes"]]
         print(f"  broker1: block {final['height']} is final, signed by members {signers}")
     voters = [m for m in genesis.members if m.voting]
-    async with asyncio.timeout(30):  # every member holds the session's blocks, final
-        for voter in voters:
-            while (await status(voter.address))["certified"] < tip:
-                await asyncio.sleep(0.05)
+    await _until_final(voters, tip)
     print(f"  every member ({', '.join(v.name for v in voters)}) holds blocks 1 to {tip}, final")
     config = load_config(directory / member.name)
     with BlockStore.open(config.store_path) as store:
@@ -105,5 +111,45 @@ async def run_session(directory: Path) -> None:
             signed = ", ".join(names)
             print(f"  trade {trade_id}: {quantity} {SYMBOL} at {price / 100:.2f} CNY, "
                   f"{seller} -> {buyer}, block {height}, final (signed by {signed})")  # fmt: skip
+    await supply_chain_session(directory, exchange, config)
     print("\nthe consortium keeps running; verify a member with "
           f"`jinlian verify {directory / member.name}`", flush=True)  # fmt: skip
+
+
+async def _until_final(voters: list[Member], height: int) -> None:
+    async with asyncio.timeout(30):  # every member holds the blocks up to `height`, final
+        for voter in voters:
+            while (await status(voter.address))["certified"] < height:
+                await asyncio.sleep(0.05)
+
+
+async def supply_chain_session(directory: Path, exchange: NodeConfig, member: NodeConfig) -> None:
+    """The supply-chain flow (`scf_demo.run_supply_chain`) by the operator and the first bank,
+    then `member`'s own copy of the block that paid the pieces."""
+    genesis = exchange.genesis
+    bank = roles(genesis).cash_issuer
+    keys = participant_keys(directory / "participants")
+    async with (
+        Client(exchange.address, exchange.name,
+               load_private_key(directory / exchange.name / "key.pem"), member=True,
+               chain_id=genesis.chain_id) as operator,
+        Client(exchange.address, bank, load_private_key(directory / bank / "key.pem"),
+               member=True, chain_id=genesis.chain_id) as bank_client,
+    ):  # fmt: skip
+        demo = ScfDemo(operator=operator, bank=bank_client, keys=keys)
+        height = await run_supply_chain(demo, day=DAY, maturity=MATURITY)
+    await _until_final([m for m in genesis.members if m.voting], height)
+    with BlockStore.open(member.store_path) as store:
+        events = [orjson.loads(event) for event in store.events(height) or []]
+        certificate = store.certificate(height)
+    signers = [] if certificate is None else [vote.member for vote in certificate.votes]
+    signed = ", ".join(m.name for m in genesis.members if m.id in signers)
+    print(f"\n{member.name}'s own copy of the maturity payments, re-executed and co-signed:")
+    for event in events:
+        if event["type"] == "commitment_paid":
+            print(f"  piece {event['piece']}: {money(event['amount'])}, {event['issuer']} -> "
+                  f"{event['holder']}, block {height}, final (signed by {signed})")  # fmt: skip
+    print(
+        f"  the participants' keys are in {directory / 'participants'}; the supply-chain "
+        "tables: `jinlian export` (docs/analysis.md), notebooks/05_supply_chain.ipynb"
+    )
