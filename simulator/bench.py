@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from exchange import compiled
 from exchange.consortium.init import venue_from_genesis
 from exchange.venue.machine import VenueMachine
 from ledger.genesis import load_genesis
@@ -126,28 +127,58 @@ class ActTimer:
         return timed
 
 
+def replay_venue(genesis_directory: Path, objects: list[Any]) -> Timing:
+    """`Venue.apply` alone on the no-ledger run's command objects, in order (no parsing, no
+    bytes: the venue's own work, its state commitment included), and the state hash after."""
+    machine = VenueMachine(venue_from_genesis(load_genesis(genesis_directory / "genesis.json")))
+    apply = machine.venue.apply
+    watch = _Stopwatch()
+    for command in objects:
+        apply(command)
+    return watch.stop(machine.state_hash())
+
+
 def without_ledger(scenario: Scenario, seed: int, directory: Path) -> dict[str, Any]:
     """The run without the ledger (`--no-ledger`), alternated with a run of it whose agents'
-    `act` calls are timed (two rounds each; medians): its messages/s and the agents' own µs
-    per message."""
+    `act` calls are timed and with `Venue.apply` alone on the first run's command objects
+    (two rounds each; medians): its messages/s, and per message the µs of the venue, of the
+    agents' own decisions and of the rest (the driver and the simulation's loop)."""
     rates: list[float] = []
     agents_us: list[float] = []
+    venue_rates: list[float] = []
+    run_us: list[float] = []
     state_hash, messages = "", 0
+    genesis = directory / "genesis"
+    write_consortium(scenario, seed, genesis)
     for round_number in range(2):
-        plain = run_inprocess(scenario, seed, directory / f"plain{round_number}", ledger=False)
+        plain = run_inprocess(scenario, seed, directory / f"plain{round_number}", ledger=False,
+                              keep_commands=True)  # fmt: skip
+        objects = plain.kept_objects
+        assert objects is not None
+        venue = replay_venue(genesis, objects)
+        assert venue.state_hash == plain.state_hash, "Venue.apply alone reached another state"
         timer = ActTimer()
         timed = run_inprocess(scenario, seed, directory / f"timed{round_number}", ledger=False,
                               prepare=timer.prepare)  # fmt: skip
         assert plain.state_hash == timed.state_hash, "timing changed the run"
         rates.append(plain.messages_per_s)
+        run_us.append(plain.wall_s / plain.messages * 1e6)
+        venue_rates.append(plain.messages / venue.wall_s)
         agents_us.append(timer.seconds / timed.messages * 1e6)
         state_hash, messages = plain.state_hash, plain.messages
+    run_message_us = statistics.median(run_us)
+    venue_us = 1e6 / statistics.median(venue_rates)
+    agents = statistics.median(agents_us)
     return {
         "messages": messages,
         "state_hash": state_hash,
         "messages_per_s": round(statistics.median(rates)),
         "messages_per_s_rounds": [round(rate) for rate in rates],
-        "agents_us_per_message": round(statistics.median(agents_us), 2),
+        "venue_apply_messages_per_s": round(statistics.median(venue_rates)),
+        "agents_us_per_message": round(agents, 2),
+        "us_per_message": round(run_message_us, 2),
+        "venue_us_per_message": round(venue_us, 2),
+        "driver_us_per_message": round(run_message_us - venue_us - agents, 2),
     }
 
 
@@ -180,6 +211,11 @@ def main(arguments: argparse.Namespace) -> int:
         "no_ledger_messages_per_s": alone["messages_per_s"],
         "no_ledger_messages_per_s_rounds": alone["messages_per_s_rounds"],
         "agents_us_per_message": alone["agents_us_per_message"],
+        "no_ledger_us_per_message": alone["us_per_message"],
+        "venue_apply_messages_per_s": alone["venue_apply_messages_per_s"],
+        "venue_us_per_message": alone["venue_us_per_message"],
+        "driver_us_per_message": alone["driver_us_per_message"],
+        "build": compiled.describe(),
         "goal_no_ledger_messages_per_s": GOAL_NO_LEDGER_MESSAGES_PER_S,
     }
     for name, timing in (("run", run), ("ledger_replay", ledger), ("machine_replay", machine)):
@@ -208,7 +244,7 @@ def _print(figures: dict[str, Any]) -> None:
           f"{figures['scenario_sha256']}), seed {figures['seed']}: {figures['agents']} agents, "
           f"{figures['messages']:,} messages, {figures['trades']:,} trades, "
           f"{figures['blocks']} blocks")  # fmt: skip
-    print(f"  ledger: {figures['ledger']}")
+    print(f"  ledger: {figures['ledger']}; {figures['build']}")
     print(f"  {'':58} {'messages/s':>12} {'per CPU s':>12}")
     rows = (
         ("run", "simulation (agents + venue + certified ledger)"),
@@ -242,3 +278,8 @@ def _print(figures: dict[str, Any]) -> None:
           f"{figures['goal_no_ledger_messages_per_s']:,}); agents' own decisions "
           f"{figures['agents_us_per_message']:.2f} µs per message; same final state: "
           f"{figures['no_ledger_state_hash_agrees']}")  # fmt: skip
+    print(f"  per message without the ledger: {figures['no_ledger_us_per_message']:.2f} µs = "
+          f"Venue.apply {figures['venue_us_per_message']:.2f} (alone on the same command "
+          f"objects: {figures['venue_apply_messages_per_s']:,}/s) + agents "
+          f"{figures['agents_us_per_message']:.2f} + driver and loop "
+          f"{figures['driver_us_per_message']:.2f}")  # fmt: skip

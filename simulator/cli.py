@@ -40,10 +40,6 @@ def main(arguments: argparse.Namespace) -> int:
     if mode == "network" and getattr(arguments, "no_ledger", False):
         print("jinlian simulate: --no-ledger is for in-process runs", file=sys.stderr)
         return 2
-    if mode == "network" and len(scenario.trading_days) > 1:
-        print(f"jinlian simulate: the network mode runs one trading day; {arguments.scenario} "
-              f"has {len(scenario.trading_days)} (days)", file=sys.stderr)  # fmt: skip
-        return 2
     if mode == "network":
         return _network(arguments, scenario, out, console)
     total_s = scenario.run_ns / 1e9
@@ -155,7 +151,7 @@ def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, conso
         print(f"jinlian simulate: --processes must be in 1..64, got {arguments.processes}",
               file=sys.stderr)  # fmt: skip
         return 2
-    total_s = scenario.duration_ns / 1e9
+    total_s = scenario.run_ns / 1e9
     try:
         with _progress(scenario.name, f"seed {arguments.seed} (network)", console) as progress:
             task = progress.add_task("simulate", total=total_s)
@@ -187,6 +183,10 @@ def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, conso
         ("orders", f"{result.orders:,}"),
         ("cancels", f"{result.cancels:,}"),
         ("trades", f"{result.trades:,}"),
+        (
+            "trading days (net cycles)",
+            f"{len(scenario.trading_days)} ({', '.join(document['cycles']) or 'none'})",
+        ),
         ("labelled orders", f"{document['labels']:,}"),
         ("errors", errors or "none"),
         ("cancels held (one in flight)", f"{result.cancels_held:,}"),
@@ -202,8 +202,8 @@ def _network(arguments: argparse.Namespace, scenario: Scenario, out: Path, conso
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
-    print(f"wrote {out}: report.json, orders/trades/labels/agents.parquet, latency.hlog, "
-          "latency_percentiles.txt, charts")  # fmt: skip
+    print(f"wrote {out}: report.json, orders/trades/labels/agents/days/positions/cycles.parquet, "
+          "latency.hlog, latency_percentiles.txt, charts")  # fmt: skip
     return 0
 
 

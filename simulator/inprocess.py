@@ -37,6 +37,7 @@ from exchange.consortium.init import Market, init_consortium, venue_from_genesis
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BrokerCommand, OrderRefused, OrderUnfunded
+from exchange.venue.venue import Venue
 from exchange.venue.wire_fast import parse_venue_command
 from ledger.block import Block, sign_vote
 from ledger.canonical import canonical_bytes, sha256
@@ -162,6 +163,8 @@ def place_command(broker: str, intent: Place) -> dict[str, Any]:
 
 
 TIME_IN_FORCE: Final = {"day": TimeInForce.DAY, "ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
+LIMIT: Final = OrderKind.LIMIT
+MARKET: Final = OrderKind.MARKET
 
 
 def place_object(broker: str, intent: Place) -> BrokerCommand:
@@ -182,6 +185,40 @@ def amend_command(broker: str, intent: Amend) -> dict[str, Any]:
     if intent.quantity is not None:
         command["quantity"] = intent.quantity
     return command
+
+
+def event_name(event: Any) -> str:
+    """An event's wire name (`accepted`, `cycle_settled`...)."""
+    return str(wire.event_to_dict(event)["type"])
+
+
+def position_rows(venue: Venue, symbols: Sequence[str], accounts: Sequence[str], day: int,
+                  now_ns: int) -> list[tuple[object, ...]]:  # fmt: skip
+    """`POSITION_COLUMNS` rows: every account's shares per instrument at a day's end,
+    `sellable` now, `bought_today` (T+1: sellable from the next day) and `net_pending` (bought
+    under net settlement, not delivered until the cycle)."""
+    bought, pending = venue.shares_today()
+    rows: list[tuple[object, ...]] = []
+    for symbol in symbols:
+        bought_of, pending_of = bought.get(symbol, {}), pending.get(symbol, {})
+        for account in accounts:
+            rows.append((day, now_ns, account, symbol, venue.sellable(symbol, account),
+                         bought_of.get(account, 0), pending_of.get(account, 0)))  # fmt: skip
+    return rows
+
+
+def cycle_row(day: int, now_ns: int, events: Sequence[Any]) -> tuple[object, ...]:
+    """The `CYCLE_COLUMNS` row of a `settle_cycle` command's events."""
+    settled = [event for event in events if type(event) is CycleSettled]
+    failed = [event for event in events if type(event) is CycleFailed]
+    if settled:
+        done = settled[0]
+        return (day, now_ns, done.cycle_id, "settled", done.trade_count, done.gross_value,
+                done.net_value, 0)  # fmt: skip
+    if failed:
+        return (day, now_ns, failed[0].cycle_id, "failed", None, None, None, len(failed))
+    return (day, now_ns, None, ",".join(event_name(e) for e in events) or "none", None, None,
+            None, 0)  # fmt: skip
 
 
 class VenueView:
@@ -484,7 +521,7 @@ def _member_named(genesis: Genesis, name: str) -> Member:
     return member
 
 
-def _columns(names: Sequence[str], rows: list[tuple[object, ...]]) -> dict[str, list[Any]]:
+def columns(names: Sequence[str], rows: list[tuple[object, ...]]) -> dict[str, list[Any]]:
     """Rows of len(names) values as one list per column."""
     if not rows:
         return {name: [] for name in names}
@@ -543,7 +580,12 @@ class InProcessDriver:
         self._interval_ns = scenario.block_interval_ns
         self._next_cut_ns = self._interval_ns
         self._block_commands = scenario.block_commands
-        self.kept_commands: list[KeptBlock] | None = [] if keep_commands else None
+        self.kept_commands: list[KeptBlock] | None = [] if keep_commands and ledger else None
+        # without a ledger: every command object applied to the venue, for the benchmark's
+        # replay of `Venue.apply` alone
+        self.kept_objects: list[Any] | None = [] if keep_commands and not ledger else None
+        if not ledger:  # agents' intents straight to the venue: no bytes, no dicts
+            self.submit = self._submit_direct  # type: ignore[method-assign]
         self.messages = 0
         self.events = 0
         self.state_hash = b""
@@ -570,13 +612,13 @@ class InProcessDriver:
     def tables(self) -> Tables:
         """What the run did so far, as columns (built at each call: O(rows))."""
         return Tables(
-            orders=_columns(ORDER_COLUMNS, self._order_rows),
-            trades=_columns(TRADE_COLUMNS, self._trade_rows),
-            blocks=_columns(BLOCK_COLUMNS, self._block_rows),
-            quotes=_columns(QUOTE_COLUMNS, self._quote_rows),
-            days=_columns(DAY_COLUMNS, self._day_rows),
-            cycles=_columns(CYCLE_COLUMNS, self._cycle_rows),
-            positions=_columns(POSITION_COLUMNS, self._position_rows),
+            orders=columns(ORDER_COLUMNS, self._order_rows),
+            trades=columns(TRADE_COLUMNS, self._trade_rows),
+            blocks=columns(BLOCK_COLUMNS, self._block_rows),
+            quotes=columns(QUOTE_COLUMNS, self._quote_rows),
+            days=columns(DAY_COLUMNS, self._day_rows),
+            cycles=columns(CYCLE_COLUMNS, self._cycle_rows),
+            positions=columns(POSITION_COLUMNS, self._position_rows),
         )
 
     @property
@@ -655,33 +697,65 @@ class InProcessDriver:
                              self._event_name(events[0]) if events else "error", None,
                              None))  # fmt: skip
 
-    def _positions(self, now_ns: int, day: int) -> None:
-        """Every agent account's shares per instrument at the day's end: `sellable` now,
-        `bought_today` (T+1: sellable from the next day) and `net_pending` (bought under net
-        settlement, not delivered until the cycle)."""
-        venue = self.machine.venue
-        bought, pending = venue.shares_today()
-        rows = self._position_rows
-        for symbol in self._symbols:
-            bought_of, pending_of = bought.get(symbol, {}), pending.get(symbol, {})
-            for account in self._accounts:
-                rows.append((day, now_ns, account, symbol, venue.sellable(symbol, account),
-                             bought_of.get(account, 0), pending_of.get(account, 0)))  # fmt: skip
-
-    def _cycle(self, now_ns: int, day: int, events: list[Any]) -> None:
-        settled = [event for event in events if type(event) is CycleSettled]
-        failed = [event for event in events if type(event) is CycleFailed]
-        row: tuple[object, ...]
-        if settled:
-            done = settled[0]
-            row = (day, now_ns, done.cycle_id, "settled", done.trade_count, done.gross_value,
-                   done.net_value, 0)  # fmt: skip
-        elif failed:
-            row = (day, now_ns, failed[0].cycle_id, "failed", None, None, None, len(failed))
-        else:
-            names = [self._event_name(event) for event in events]
-            row = (day, now_ns, None, ",".join(names) or "none", None, None, None, 0)
-        self._cycle_rows.append(row)
+    def _submit_direct(self, now_ns: int, agent: Agent, intents: Sequence[Intent]) -> None:
+        """`submit` without a ledger: each intent as the venue command object the broker's
+        JSON would parse to (`place_object`), applied to the venue at once; the same rows and
+        feedback. Written out, as the no-ledger run's one per-message path."""
+        rows = self._order_rows
+        apply = self._venue_apply
+        brokers = self._brokers
+        names = self._event_names
+        kept = self.kept_objects
+        agent_id = agent.agent_id
+        for intent in intents:
+            kind = type(intent)
+            if type(intent) is Place:
+                order = PlaceOrder(intent.order_id, intent.symbol, intent.account, intent.side,
+                                   LIMIT if intent.price is not None else MARKET, intent.price,
+                                   intent.quantity, TIME_IN_FORCE[intent.tif],
+                                   intent.post_only)  # fmt: skip
+                command = BrokerCommand(broker=brokers[intent.account], command=order)
+            elif type(intent) is Cancel:
+                cancel = CancelOrder(intent.order_id, intent.symbol)
+                command = BrokerCommand(broker=brokers[intent.account], command=cancel)
+            else:
+                assert type(intent) is Amend
+                amend = AmendOrder(intent.order_id, intent.symbol, intent.price, intent.quantity)
+                command = BrokerCommand(broker=brokers[intent.account], command=amend)
+            if kept is not None:
+                kept.append(command)
+            events: list[Any] = apply(command)
+            self._pending += 1
+            self._pending_events += len(events)
+            for event in events:
+                event_type = type(event)
+                if event_type is TradeExecuted:
+                    self._trade(now_ns, event)
+                elif event_type in DONE_EVENTS and kind is not Amend:
+                    # a refused or unfunded amend leaves the order as it was: not done
+                    owner = self._owner(event.order_id)
+                    if owner is not None:
+                        owner.on_done(event.order_id)
+            if events:
+                outcome = names.get(type(events[0])) or self._event_name(events[0])
+            else:
+                outcome = "error"
+            if type(intent) is Place:
+                rows.append((now_ns, intent.order_id, agent_id, "place", intent.account,
+                             intent.symbol, SIDE_NAMES[intent.side], intent.price,
+                             intent.quantity, intent.tif == "ioc", outcome, intent.tif,
+                             intent.post_only))  # fmt: skip
+            elif type(intent) is Cancel:
+                rows.append((now_ns, intent.order_id, agent_id, "cancel", intent.account,
+                             intent.symbol, None, None, None, None, outcome, None,
+                             None))  # fmt: skip
+            else:
+                assert type(intent) is Amend
+                rows.append((now_ns, intent.order_id, agent_id, "amend", intent.account,
+                             intent.symbol, None, intent.price, intent.quantity, None, outcome,
+                             None, None))  # fmt: skip
+            if self._pending >= self._block_commands:
+                self._cut(now_ns)
 
     def _sample_quotes(self, now_ns: int) -> None:
         """The best bid and ask of every instrument at each whole virtual second (the book as
@@ -696,13 +770,15 @@ class InProcessDriver:
     def end_day(self, now_ns: int, day: int) -> None:
         """The day's positions (T+1 and net deliveries pending), its net settlement cycle if
         the scenario runs one and an instrument settles net, then `end_day`."""
-        self._positions(now_ns, day)
+        self._position_rows.extend(
+            position_rows(self.machine.venue, self._symbols, self._accounts, day, now_ns)
+        )
         if self.scenario.settle_cycle == "end_of_day" and self._nets:
             self._command_ids += 1
             command = {"type": "settle_cycle", "command_id": self._command_ids,
                        "actor": self.genesis.exchange.name}  # fmt: skip
             events = self._run(now_ns, command)
-            self._cycle(now_ns, day, events)
+            self._cycle_rows.append(cycle_row(day, now_ns, events))
         self._run(now_ns, {"type": "end_day", "day": day})
         for symbol in self._symbols:
             self._view.phases[symbol] = Phase.CLOSED
@@ -735,6 +811,8 @@ class InProcessDriver:
             # state commitment records the changes all the same), its events as objects
             parsed = command if type(command) is BrokerCommand else parse_venue_command(command)
             assert type(parsed) is not wire.WireError, f"{parsed} in {command}"
+            if self.kept_objects is not None:
+                self.kept_objects.append(parsed)
             events = self._venue_apply(parsed)
             self._pending += 1
             self._pending_events += len(events)
@@ -773,7 +851,7 @@ class InProcessDriver:
         kind = type(event)
         name = self._event_names.get(kind)
         if name is None:
-            name = str(wire.event_to_dict(event)["type"])
+            name = event_name(event)
             self._event_names[kind] = name
         return name
 

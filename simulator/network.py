@@ -8,15 +8,21 @@
     (`consortium.nodes.start_processes`) one `gateway.client.Client` session per broker;
     or `--connect` to a running one      books, trades and phase of every symbol -> MarketView
                                <-- ready
-    operator session: begin_day, the
-    phases due at 0; start_at = now+0.5
+    each trading day k (operator session):
+    begin_day, the phases due at 0;
+    start_at = now + 0.5
                                start_at -->
-    set_phase at start_at + at/speed     at start_at + now/speed, for each arrival: agent.act,
-                                         each intent sent as its own task, without waiting
-                                         (open loop); latency = reply time - scheduled time
-                                         -> HDR histogram (no coordinated omission)
-    end_day at start_at + duration/speed
-                               <-- sent
+    set_phase at start_at + at/speed     at start_at + (now - k x duration)/speed, for each
+                                         arrival of day k: agent.act, each intent sent as its
+                                         own task, without waiting (open loop); latency =
+                                         reply time - scheduled time -> HDR histogram (no
+                                         coordinated omission)
+    at start_at + duration/speed, once                 <-- sent (every order of the day answered)
+    every client is done: settle_cycle
+    (if net), end_day
+    after the last day: the blocks up to
+    the last end_day (GET /block), re-
+    executed: days, positions, cycles
                                finish -->
                                          reports until quiet, then the results
                                <-- result
@@ -47,7 +53,7 @@ import multiprocessing
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -58,27 +64,39 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
 from exchange.consortium.audit import verify_node
+from exchange.consortium.init import venue_from_genesis
 from exchange.consortium.nodes import load_config, start_processes, stop_processes
-from exchange.gateway.client import Client, RequestError
+from exchange.gateway.client import Client, RequestError, RestError
+from exchange.venue import wire_fast
+from exchange.venue.machine import VenueMachine
+from exchange.venue.types import BeginDay, EndDay
 from ledger.feed import wait_until_up
 from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_private_key
 from matching.types import Phase, Side
+from settlement.commands import SettleCycle
 from simulator.agents import ORDER_IDS_PER_AGENT, Agent, Amend, Intent, Place
 from simulator.inprocess import (
     BASE_PORT,
+    COMMAND_ID_BASE,
+    CYCLE_COLUMNS,
+    DAY_COLUMNS,
     NODE,
     ORDER_COLUMNS,
+    POSITION_COLUMNS,
     SIDE_NAMES,
     amend_command,
+    columns,
+    cycle_row,
     day_start_ns,
     place_command,
+    position_rows,
     write_consortium,
 )
 from simulator.outputs import write_tables
-from simulator.run import LABEL_COLUMNS, code_version, label_schema
+from simulator.run import LABEL_COLUMNS, code_version, label_schema, typed
 from simulator.scenario import Scenario
-from simulator.simulation import AgentSpec, Simulation
+from simulator.simulation import AgentSpec, Simulation, assign_accounts
 
 HISTOGRAM: Final = (1, 120_000_000, 3)  # microseconds: 1 us .. 120 s, 3 significant digits
 NETWORK_ORDER_COLUMNS: Final = (*ORDER_COLUMNS, "exchange_order_id", "latency_us")
@@ -156,7 +174,9 @@ class _Session:
     agents: dict[int, Agent]  # the process's own agents, by agent id
     view: NetworkView
     clients: dict[str, Client] = field(default_factory=dict)
-    origin: float = 0.0  # perf_counter at the schedule's virtual time 0
+    origin: float = 0.0  # perf_counter at the start of the first day: wall figures count from it
+    day_origin: float = 0.0  # perf_counter at the start of the current trading day
+    day_start_ns: int = 0  # the current day's virtual start (day k starts at k x duration)
     histogram: HdrHistogram = field(default_factory=lambda: HdrHistogram(*HISTOGRAM))
     orders: dict[str, list[Any]] = field(
         default_factory=lambda: {name: [] for name in NETWORK_ORDER_COLUMNS}
@@ -171,7 +191,10 @@ class _Session:
     cancels_held: int = 0
 
     def virtual_ns(self, wall: float) -> int:
-        return int((wall - self.origin) * self.plan.speed * 1e9)
+        """The virtual time of a wall instant, within the current day (a report that arrives
+        after its day's wall span keeps to the day's last ns)."""
+        elapsed_ns = int((wall - self.day_origin) * self.plan.speed * 1e9)
+        return self.day_start_ns + max(0, min(elapsed_ns, self.plan.scenario.duration_ns - 1))
 
     async def send(
         self, client: Client, agent: Agent, intent: Intent, now_ns: int, scheduled: float
@@ -278,6 +301,39 @@ async def _market_reader(client: Client, view: NetworkView) -> None:
         view.on_market(await client.market.get())
 
 
+Arrival = tuple[int, int]  # virtual ns, agent index
+
+
+async def _walk_day(
+    session: _Session,
+    broker_of: dict[str, str],
+    mine: set[int],
+    pending: Arrival | None,
+    arrivals: Iterator[Arrival],
+    tasks: set[asyncio.Task[None]],
+) -> Arrival | None:
+    """Send the process's arrivals of the current day at their wall times (open loop: each
+    intent its own task, in `tasks`); the first arrival of a later day, or None."""
+    end_ns = session.day_start_ns + session.plan.scenario.duration_ns
+    wall_per_ns = 1e-9 / session.plan.speed
+    while pending is not None and pending[0] < end_ns:
+        now_ns, index = pending
+        pending = next(arrivals, None)
+        if index not in mine:
+            continue
+        scheduled = session.day_origin + (now_ns - session.day_start_ns) * wall_per_ns
+        wait = scheduled - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        agent = session.agents[index]
+        for intent in agent.act(now_ns, session.view):
+            client = session.clients[broker_of[intent.account]]
+            task = asyncio.create_task(session.send(client, agent, intent, now_ns, scheduled))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    return pending
+
+
 async def _drive(connection: Connection, plan: Plan, brokers: list[str]) -> dict[str, Any]:
     scenario = plan.scenario
     simulation = Simulation(scenario, plan.seed)
@@ -305,28 +361,20 @@ async def _drive(connection: Connection, plan: Plan, brokers: list[str]) -> dict
                    for client in session.clients.values()]  # fmt: skip
         readers.append(asyncio.create_task(_market_reader(watcher, session.view)))
         connection.send("ready")
-        start_at: float = await asyncio.to_thread(connection.recv)
-        session.origin = time.perf_counter() + (start_at - time.time())
-        wall_per_ns = 1e-9 / plan.speed
-        schedule = zip(simulation.schedule_ns.tolist(), simulation.schedule_agents.tolist(),
+        arrivals = zip(simulation.schedule_ns.tolist(), simulation.schedule_agents.tolist(),
                        strict=True)  # fmt: skip
-        for now_ns, index in schedule:
-            if index not in mine:
-                continue
-            scheduled = session.origin + now_ns * wall_per_ns
-            wait = scheduled - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            agent = session.agents[index]
-            for intent in agent.act(now_ns, session.view):
-                client = session.clients[broker_of[intent.account]]
-                task = asyncio.create_task(session.send(client, agent, intent, now_ns, scheduled))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*list(tasks))
-        connection.send("sent")
-        await asyncio.to_thread(connection.recv)  # finish: the day has ended
+        pending = next(arrivals, None)
+        for number in range(len(scenario.trading_days)):  # the parent opens each day
+            start_at: float = await asyncio.to_thread(connection.recv)
+            session.day_origin = time.perf_counter() + (start_at - time.time())
+            session.day_start_ns = number * scenario.duration_ns
+            if number == 0:
+                session.origin = session.day_origin
+            pending = await _walk_day(session, broker_of, mine, pending, arrivals, tasks)
+            if tasks:
+                await asyncio.gather(*list(tasks))
+            connection.send("sent")  # every order of the day answered: the parent ends it
+        await asyncio.to_thread(connection.recv)  # finish: the last day has ended
         deadline = time.perf_counter() + DRAIN_MAX_S
         session.last_report = max(session.last_report, time.perf_counter())
         while (now := time.perf_counter()) < deadline and now - session.last_report < QUIET_S:
@@ -477,20 +525,19 @@ def run_network(
             children = list(start_processes(directory))
             voters = [m.address for m in genesis.members if m.voting]
             asyncio.run(wait_until_up([address, *voters]))
-        outcome = asyncio.run(
-            _orchestrate(plan, partitions, consortium / "exchange" / "key.pem", progress)
+        results, calendar = asyncio.run(
+            _orchestrate(plan, partitions, consortium / "exchange" / "key.pem", genesis, progress)
         )
     finally:
         if children:
             stop_processes(children)
-    results = outcome
     state_hash = verified = None
     if local:
         audit = verify_node(directory / NODE)
         verified = (f"OK: {audit.blocks} blocks, {audit.commands} commands" if audit.ok
                     else f"height {audit.failed_height}: {audit.failure}")  # fmt: skip
         state_hash = None if audit.state_hash is None else audit.state_hash.hex()
-    return _merge(simulation, plan, directory, results, local=local, address=address,
+    return _merge(simulation, plan, directory, results, calendar, local=local, address=address,
                   wall_s=time.perf_counter() - started, state_hash=state_hash,
                   verified=verified)  # fmt: skip
 
@@ -499,9 +546,10 @@ async def _orchestrate(
     plan: Plan,
     partitions: list[list[str]],
     operator_key: Path,
+    genesis: Genesis,
     progress: Callable[[int], None] | None,
-) -> list[dict[str, Any]]:
-    """Start the client processes, run the day through the operator's session, collect."""
+) -> tuple[list[dict[str, Any]], Calendar]:
+    """Start the client processes, run the days through the operator's session, collect."""
     context = multiprocessing.get_context("spawn")
     pipes: list[Connection] = []
     workers = []
@@ -516,9 +564,7 @@ async def _orchestrate(
             workers.append(worker)
         for pipe in pipes:
             _expect(await _receive(pipe, READY_TIMEOUT_S), "ready")
-        await _run_day(plan, pipes, operator_key, progress)
-        for pipe in pipes:
-            _expect(await _receive(pipe, READY_TIMEOUT_S), "sent")
+        calendar = await _run_days(plan, pipes, operator_key, genesis, progress)
         for pipe in pipes:
             pipe.send("finish")
         results = []
@@ -530,8 +576,8 @@ async def _orchestrate(
         for worker in workers:
             worker.join(10)
         if progress is not None:
-            progress(plan.scenario.duration_ns)
-        return results
+            progress(plan.scenario.run_ns)
+        return results, calendar
     finally:
         for worker in workers:
             if worker.is_alive():
@@ -539,42 +585,119 @@ async def _orchestrate(
                 worker.join(5)
 
 
-async def _run_day(
-    plan: Plan, pipes: list[Connection], operator_key: Path, progress: Callable[[int], None] | None
-) -> None:
-    """The operator's session: begin the day and the phases due at 0, release the client
-    processes, then every later phase and the end of the day at their wall times."""
+@dataclass(slots=True)
+class Calendar:
+    """What the days did, as `inprocess`'s DAY_COLUMNS, POSITION_COLUMNS and CYCLE_COLUMNS rows."""
+
+    days: list[tuple[object, ...]] = field(default_factory=list)
+    positions: list[tuple[object, ...]] = field(default_factory=list)
+    cycles: list[tuple[object, ...]] = field(default_factory=list)
+
+
+async def _run_days(
+    plan: Plan,
+    pipes: list[Connection],
+    operator_key: Path,
+    genesis: Genesis,
+    progress: Callable[[int], None] | None,
+) -> Calendar:
+    """The operator's session, day by day: begin the day and the phases due at 0, release the
+    client processes, every later phase at its wall time; once the day's wall span is over and
+    every client has had its orders of the day answered, the net settlement cycle (if the
+    scenario runs one) and the end of the day. Then the days' positions and cycles, from a
+    re-execution of the chain the exchange serves (`calendar_of`)."""
     scenario = plan.scenario
     symbols = [instrument.symbol for instrument in scenario.instruments]
     key = load_private_key(operator_key)
+    cycle = scenario.settle_cycle == "end_of_day" and any(
+        instrument.settlement != "gross" for instrument in scenario.instruments
+    )
+    height = 0
     async with Client(plan.address, "exchange", key, member=True,
                       chain_id=plan.chain_id) as operator:  # fmt: skip
-        await _admin(operator, {"type": "begin_day", "day": scenario.day})
-        phases = list(scenario.phases)
-        while phases and phases[0].at_ns == 0:
-            phase = phases.pop(0).phase
-            for symbol in symbols:
-                await _admin(operator, {"type": "set_phase", "symbol": symbol,
-                                        "phase": phase})  # fmt: skip
-        start_at = time.time() + START_DELAY_S
-        origin = time.perf_counter() + START_DELAY_S
-        for pipe in pipes:
-            pipe.send(start_at)
-        events = [(change.at_ns, change.phase) for change in phases]
-        events.append((scenario.duration_ns, "end_day"))
-        for at_ns, what in events:
-            due = origin + at_ns / 1e9 / plan.speed
-            while (wait := due - time.perf_counter()) > 0:
-                await asyncio.sleep(min(wait, 0.25))
-                if progress is not None:
-                    elapsed_ns = int((time.perf_counter() - origin) * plan.speed * 1e9)
-                    progress(max(0, min(elapsed_ns, scenario.duration_ns)))
-            if what == "end_day":
-                await _admin(operator, {"type": "end_day", "day": scenario.day})
-            else:
+        for number, day in enumerate(scenario.trading_days):
+            await _admin(operator, {"type": "begin_day", "day": day})
+            start_ns = number * scenario.duration_ns
+            phases = list(scenario.phases)
+            while phases and phases[0].at_ns == 0:
+                phase = phases.pop(0).phase
                 for symbol in symbols:
                     await _admin(operator, {"type": "set_phase", "symbol": symbol,
-                                            "phase": what})  # fmt: skip
+                                            "phase": phase})  # fmt: skip
+            start_at = time.time() + START_DELAY_S
+            origin = time.perf_counter() + START_DELAY_S
+            for pipe in pipes:
+                pipe.send(start_at)
+            events = [(change.at_ns, change.phase) for change in phases]
+            events.append((scenario.duration_ns, ""))  # the day's end
+            for at_ns, phase in events:
+                due = origin + at_ns / 1e9 / plan.speed
+                while (wait := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(min(wait, 0.25))
+                    if progress is not None:
+                        elapsed_ns = int((time.perf_counter() - origin) * plan.speed * 1e9)
+                        progress(start_ns + max(0, min(elapsed_ns, scenario.duration_ns)))
+                for symbol in symbols if phase else ():
+                    await _admin(operator, {"type": "set_phase", "symbol": symbol,
+                                            "phase": phase})  # fmt: skip
+            for pipe in pipes:
+                _expect(await _receive(pipe, READY_TIMEOUT_S), "sent")
+            if cycle:  # one command id per trading date: unique on a consortium run once a day
+                await _admin(operator, {"type": "settle_cycle",
+                                        "command_id": COMMAND_ID_BASE + day})  # fmt: skip
+            ended = await _admin(operator, {"type": "end_day", "day": day})
+            height = int(ended["height"])
+        blocks = [await _block(operator, number) for number in range(1, height + 1)]
+    return calendar_of(scenario, genesis, blocks)
+
+
+async def _block(operator: Client, height: int) -> tuple[tuple[bytes, ...], tuple[int, ...]]:
+    """A stored block's commands (canonical bytes) and their times, from the exchange."""
+    try:
+        body = await operator.get(f"/block/{height}")
+    except RestError as error:
+        raise NetworkError(f"the exchange did not serve block {height}: {error}") from error
+    block = body["block"]
+    commands = tuple(str(command).encode() for command in block["commands"])
+    return commands, tuple(int(time_ns) for time_ns in block["times_ns"])
+
+
+def calendar_of(
+    scenario: Scenario,
+    genesis: Genesis,
+    blocks: Iterable[tuple[Sequence[bytes], Sequence[int]]],
+) -> Calendar:
+    """The days, positions and cycles tables of a run, by re-executing its chain from the
+    genesis (`blocks`: each block's commands and times, from height 1): at each `begin_day` a
+    day row (its virtual span in the scenario's schedule: day k from k x duration, and its
+    09:30 in Shanghai on its date), the agents' accounts' positions before the day's first
+    `settle_cycle` or `end_day`, a cycle row for each `settle_cycle`. The same rows the
+    in-process driver records as it runs."""
+    machine = VenueMachine(venue_from_genesis(genesis))
+    symbols = [instrument.symbol for instrument in scenario.instruments]
+    accounts = sorted(account for spec in assign_accounts(scenario) for account in spec.accounts)
+    duration_ns = scenario.duration_ns
+    calendar = Calendar()
+    day, end_ns, recorded = 0, 0, True
+    for commands, times_ns in blocks:
+        for command, time_ns in zip(commands, times_ns, strict=True):
+            parsed = wire_fast.parse_venue_command(json.loads(command))
+            kind = type(parsed)
+            if kind is BeginDay:
+                assert isinstance(parsed, BeginDay)
+                number = len(calendar.days)
+                day, end_ns, recorded = parsed.day, (number + 1) * duration_ns, False
+                calendar.days.append((number, day, number * duration_ns, end_ns,
+                                      day_start_ns(day)))  # fmt: skip
+            elif kind in (SettleCycle, EndDay) and not recorded:
+                calendar.positions.extend(
+                    position_rows(machine.venue, symbols, accounts, day, end_ns)
+                )
+                recorded = True
+            _, events, _ = machine.apply_parsed(command, time_ns)
+            if kind is SettleCycle:
+                calendar.cycles.append(cycle_row(day, end_ns, events))
+    return calendar
 
 
 async def _receive(pipe: Connection, timeout_s: float) -> Any:
@@ -594,15 +717,15 @@ def _expect(message: Any, what: str) -> None:
         raise NetworkError(f"a client process sent {str(message)[:200]!r}, expected {what!r}")
 
 
-async def _admin(operator: Client, command: dict[str, Any]) -> None:
+async def _admin(operator: Client, command: dict[str, Any]) -> dict[str, Any]:
     try:
-        await operator.admin(command)
+        return await operator.admin(command)
     except RequestError as error:
         raise NetworkError(f"the operator's {command} was refused: {error}") from error
 
 
 def _merge(simulation: Simulation, plan: Plan, directory: Path, results: list[dict[str, Any]],
-           *, local: bool, address: str, wall_s: float, state_hash: str | None,
+           calendar: Calendar, *, local: bool, address: str, wall_s: float, state_hash: str | None,
            verified: str | None) -> NetworkResult:  # fmt: skip
     histogram = HdrHistogram(*HISTOGRAM)
     errors: Counter[str] = Counter()
@@ -642,14 +765,29 @@ def _merge(simulation: Simulation, plan: Plan, directory: Path, results: list[di
         messages=len(actions), replies=len(replied_s), orders=actions.count("place"),
         cancels=actions.count("cancel"), trades=trades.num_rows, arrivals=simulation.arrivals,
         errors=dict(errors), wall_s=wall_s,
-        schedule_wall_s=scenario.duration_ns / 1e9 / plan.speed,
+        schedule_wall_s=scenario.run_ns / 1e9 / plan.speed,
         reply_span_s=max(replied_s, default=0.0), histogram=histogram,
         tables={"orders": order_table, "trades": trades, "labels": label_table,
-                "agents": agents},
+                "agents": agents, **calendar_tables(calendar)},
         sent_s=sent_s, replied_s=replied_s, state_hash=state_hash, verified=verified,
         resyncs=sum(int(result["resyncs"]) for result in results),
         cancels_held=sum(int(result["cancels_held"]) for result in results),
     )  # fmt: skip
+
+
+def calendar_tables(calendar: Calendar) -> dict[str, pa.Table]:
+    """The days, positions and cycles tables, typed as the in-process run's."""
+    text = pa.string()
+    return {
+        "days": pa.table(columns(DAY_COLUMNS, calendar.days), schema=typed(DAY_COLUMNS, {})),
+        "positions": pa.table(
+            columns(POSITION_COLUMNS, calendar.positions),
+            schema=typed(POSITION_COLUMNS, {"account": text, "symbol": text}),
+        ),
+        "cycles": pa.table(
+            columns(CYCLE_COLUMNS, calendar.cycles), schema=typed(CYCLE_COLUMNS, {"status": text})
+        ),
+    }
 
 
 def trades_table(sides: list[tuple[Any, ...]]) -> pa.Table:
@@ -714,6 +852,8 @@ def report(result: NetworkResult) -> dict[str, Any]:
         "cancels": result.cancels,
         "trades": result.trades,
         "arrivals": result.arrivals,
+        "days": list(result.scenario.trading_days),
+        "cycles": result.tables["cycles"].column("status").to_pylist(),
         "labels": result.tables["labels"].num_rows,
         "agents": result.tables["agents"].num_rows,
         "errors": result.errors,

@@ -20,31 +20,40 @@ import pyarrow.compute as pc
 
 from exchange.analysis.schema import SIMULATOR_SCHEMAS, TIMESTAMP, conform, write_table
 
-DayStarts = Sequence[tuple[int, int]]  # (virtual start ns, epoch start ns) of each day, in order
+DayStarts = Sequence[tuple[int, int, int]]  # (virtual start ns, epoch start ns, date) by day
 
 
-def day_starts(tables: dict[str, pa.Table], start_ns: int) -> list[tuple[int, int]]:
-    """Where each trading day of the run starts, in virtual and in epoch ns: from its `days`
-    table (a multi-day run's days sit apart on the calendar), else one day at `start_ns`."""
+def day_starts(tables: dict[str, pa.Table], start_ns: int) -> list[tuple[int, int, int]]:
+    """Where each trading day of the run starts, in virtual and in epoch ns, with its date:
+    from its `days` table (a multi-day run's days sit apart on the calendar), else one day at
+    `start_ns` (date 0: any)."""
     days = tables.get("days")
     if days is None or days.num_rows == 0:
-        return [(0, start_ns)]
+        return [(0, start_ns, 0)]
     virtual = days.column("start_ns").to_pylist()
     epoch = days.column("start_epoch_ns").to_pylist()
-    return sorted(zip(virtual, epoch, strict=True))
+    dates = days.column("day").to_pylist()
+    return sorted(zip(virtual, epoch, dates, strict=True))
 
 
 def epoch_times(table: pa.Table, start_ns: int | DayStarts) -> pa.Table:
     """`table` with `time_ns` moved from virtual to epoch nanoseconds and a `time` timestamp
     column (a table without `time_ns` is returned as it is). `start_ns`: the epoch of virtual
-    time 0, or each day's (virtual start, epoch start): a time is moved by its day's."""
+    time 0, or each day's (virtual start, epoch start, date): a time is moved by its day's,
+    which is the row's `day` if the table has that column (a day's end, when its positions
+    and cycle are recorded, is also the next day's virtual start), else the day it falls in."""
     if "time_ns" not in table.column_names:
         return table
-    starts = [(0, start_ns)] if isinstance(start_ns, int) else list(start_ns)
+    starts = [(0, start_ns, 0)] if isinstance(start_ns, int) else list(start_ns)
     virtual = table.column("time_ns").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    firsts = numpy.array([first for first, _ in starts], dtype=numpy.int64)
-    shifts = numpy.array([epoch - first for first, epoch in starts], dtype=numpy.int64)
-    day = numpy.maximum(numpy.searchsorted(firsts, virtual, side="right") - 1, 0)
+    firsts = numpy.array([first for first, _, _ in starts], dtype=numpy.int64)
+    shifts = numpy.array([epoch - first for first, epoch, _ in starts], dtype=numpy.int64)
+    dates = [date for _, _, date in starts]
+    if "day" in table.column_names and len(starts) > 1:
+        index = pc.index_in(table.column("day"), value_set=pa.array(dates, pa.int64()))
+        day = index.fill_null(0).to_numpy(zero_copy_only=False)
+    else:
+        day = numpy.maximum(numpy.searchsorted(firsts, virtual, side="right") - 1, 0)
     epoch = pa.array(virtual + shifts[day], pa.int64())
     table = table.set_column(table.column_names.index("time_ns"), "time_ns", epoch)
     return table.append_column("time", epoch.cast(TIMESTAMP))

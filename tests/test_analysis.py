@@ -284,6 +284,18 @@ def test_detectors_by_hand(tmp_path: Path) -> None:
                                   size_factor=5)  # fmt: skip
     assert spoof["order_id"].tolist() == [5]
     assert spoof["ticks_behind_touch"][0] == 3 and spoof["cancel_delay_ns"][0] == SECOND
+    # the distance is relative to the touch's price: 3 ticks behind it, in bps of it
+    price = int(spoof["price"][0])
+    touch = price + 3 if spoof["side"][0] == "buy" else price - 3
+    behind_bps = 3 / touch * 10_000
+    assert spoof["bps_behind_touch"][0] == pytest.approx(behind_bps)
+    for away_bps, flagged in ((behind_bps - 0.01, [5]), (behind_bps + 0.01, [])):
+        found = surveillance.spoofing(tables.order_lifecycle, tables.orders, tables.trades,
+                                      history, size_factor=5, away_bps=away_bps)  # fmt: skip
+        assert found["order_id"].tolist() == flagged, away_bps
+    with pytest.raises(ValueError, match="away_bps -1"):
+        surveillance.spoofing(tables.order_lifecycle, tables.orders, tables.trades, history,
+                              away_bps=-1)  # fmt: skip
     close = surveillance.marking_the_close(tables.trades, window_ns=10 * SECOND)
     # 100 @ 1004 (what was left of order 1), then 200 @ 1030; before the window the last price
     # was 1004 (at 20 s), so the close moved the price by 26 / 1004 = 259 bps.

@@ -48,6 +48,8 @@ SOURCES = ["session"] + (SIMULATED if importlib.util.find_spec("simulator") else
 SCF_SOURCES = ["supply-chain", "supply-chain-export"]
 if os.environ.get("JINLIAN_CHECK_ALL") == "1":
     SOURCES.append("demo")
+    if importlib.util.find_spec("simulator"):  # smoke on two trading days over the network
+        SOURCES.append("smokedays-network")
     SCF_SOURCES.append("demo")
 
 
@@ -86,6 +88,10 @@ def notebook_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         return request.getfixturevalue("demo_session")  # type: ignore[no-any-return]
     scenario, mode = request.param.split("-")
     out = directory / scenario
+    if scenario == "smokedays":
+        smoke = (ROOT / "simulator" / "scenarios" / "smoke.toml").read_text()
+        scenario = str(directory / "smokedays.toml")
+        Path(scenario).write_text(smoke.replace("day = 20260105", "days = [20260105, 20260106]"))
     command = ["simulate", scenario, "--mode", "inprocess", "--seed", "1", "--out", str(out)]
     if mode == "network":
         command[3:4] = ["network", "--speed", "20", "--base-port", str(free_base_port(5))]

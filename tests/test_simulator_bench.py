@@ -3,11 +3,13 @@ one final state, and the figures the issue asks for are printed."""
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
 
 from exchange.cli import main
+from simulator.run import GC_THRESHOLDS_RUN, fewer_collections
 
 
 def test_bench_simulate_reports_with_and_without_the_ledger(
@@ -20,6 +22,11 @@ def test_bench_simulate_reports_with_and_without_the_ledger(
     assert figures["no_ledger_messages_per_s"] > 0
     assert len(figures["no_ledger_messages_per_s_rounds"]) == 2
     assert 0 < figures["agents_us_per_message"] < 1000
+    assert figures["venue_apply_messages_per_s"] > 0  # Venue.apply alone reached the run's state
+    assert figures["build"].startswith("build: ")
+    assert figures["no_ledger_us_per_message"] == pytest.approx(
+        figures["venue_us_per_message"] + figures["agents_us_per_message"]
+        + figures["driver_us_per_message"], abs=0.02)  # fmt: skip
     assert figures["scenario_sha256"] and figures["goal_no_ledger_messages_per_s"] == 60_000
 
 
@@ -28,3 +35,13 @@ def test_bench_simulate_prints_both_rates(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert "scenario file sha256" in out
     assert "without the ledger (--no-ledger)" in out and "µs per message" in out
+    assert "Venue.apply" in out and "driver and loop" in out
+
+
+def test_the_collector_is_restored_after_a_run() -> None:
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with pytest.raises(RuntimeError, match="mid-run"), fewer_collections():
+        assert gc.get_threshold() == GC_THRESHOLDS_RUN
+        assert gc.get_freeze_count() > frozen  # what existed before the loop is frozen
+        raise RuntimeError("mid-run")
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (thresholds, frozen)

@@ -3,18 +3,22 @@ cycles in the outputs."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from exchange.cli import main
 from exchange.consortium.audit import verify_node
+from exchange.consortium.init import free_base_port
 from ledger.store import BlockStore
 from simulator.inprocess import day_start_ns
 from simulator.run import run_inprocess, write_outputs
 from simulator.scenario import ScenarioError, parse_scenario
 
+ROOT = Path(__file__).resolve().parent.parent
 DAYS = (20260105, 20260106, 20260107)
 MULTI = f"""
 name = "multi"
@@ -121,6 +125,7 @@ def test_a_net_cycle_settles_each_days_net_trades(multi: Path) -> None:
                and start <= row["time_ns"] < start + 30 * 10**9]  # fmt: skip
         assert cycle["trade_count"] == len(net) > 0
         assert cycle["net_value"] <= cycle["gross_value"]
+        assert cycle["time_ns"] == start + 30 * 10**9  # at its own day's end, on its date
 
 
 @pytest.mark.parametrize(
@@ -141,8 +146,55 @@ def test_a_bad_calendar_is_refused(edit: str, field: str, problem: str) -> None:
     assert (caught.value.field, problem in caught.value.problem) == (field, True)
 
 
-def test_the_network_mode_refuses_several_days(tmp_path: Path) -> None:
-    path = tmp_path / "multi.toml"
-    path.write_text(MULTI)
-    code = main(["simulate", str(path), "--mode", "network", "--out", str(tmp_path / "o")])
-    assert code == 2
+def test_two_days_over_the_network_keep_the_calendar(tmp_path: Path) -> None:
+    """A 2-day run against a real consortium (exchange and four members as processes): the
+    operator begins and ends each day and runs its net cycle, the positions and cycles come
+    from a re-execution of the exchange's chain, every file's times on each day's date."""
+    days = DAYS[:2]
+    path = tmp_path / "two.toml"
+    path.write_text(MULTI.replace(f"days = {list(DAYS)}", f"days = {list(days)}"))
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "simulate", str(path), "--mode", "network",
+         "--speed", "20", "--base-port", str(free_base_port(5)), "--out", str(out)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["days"] == list(days) and report["cycles"] == ["settled", "settled"]
+    assert report["verified"].startswith("OK") and report["replies"] == report["messages"]
+
+    with BlockStore.open(out / "bank1" / "ledger.sqlite") as store:  # the calendar, in order
+        tip = store.tip()
+        assert tip is not None
+        calendar = [
+            (value["type"], value.get("day"))
+            for height in range(1, tip[0] + 1)
+            for command in store.block(height).commands  # type: ignore[union-attr]
+            if (value := json.loads(command))["type"] in ("begin_day", "settle_cycle", "end_day")
+        ]
+        net_trades = store.read("SELECT COUNT(*) FROM trades WHERE symbol != '600000.SH'")[0][0]
+    assert calendar == [
+        step for day in days
+        for step in (("begin_day", day), ("settle_cycle", None), ("end_day", day))
+    ]  # fmt: skip
+
+    cycles = pq.read_table(out / "cycles.parquet").to_pylist()
+    assert [(row["day"], row["cycle_id"], row["status"]) for row in cycles] == [
+        (days[0], 1, "settled"), (days[1], 2, "settled")]  # fmt: skip
+    assert sum(row["trade_count"] for row in cycles) == net_trades > 0  # each settled once
+    positions = pq.read_table(out / "positions.parquet").to_pylist()
+    for day in days:
+        today = [row for row in positions if row["day"] == day]
+        assert sum(row["bought_today"] for row in today if row["symbol"] == "600000.SH") > 0
+        assert sum(row["net_pending"] for row in today if row["symbol"] == "601318.SH") > 0
+        assert sum(row["net_pending"] for row in today if row["symbol"] == "600000.SH") == 0
+    for name in ("trades", "orders", "cycles", "positions"):
+        times = pq.read_table(out / f"{name}.parquet").column("time_ns").to_pylist()
+        for day in days:  # every row within a day's 30 virtual s from its 09:30, both days used
+            start = day_start_ns(day)
+            assert any(start <= time <= start + 30 * 10**9 for time in times), (name, day)
+        assert all(any(day_start_ns(day) <= time <= day_start_ns(day) + 30 * 10**9
+                       for day in days) for time in times), name  # fmt: skip
+    audit = verify_node(out / "bank1")
+    assert audit.ok and audit.blocks == tip[0]

@@ -9,10 +9,12 @@ models:
   when the two orders look arranged: both were for exactly the traded quantity and the
   aggressive one arrived within `window_ns` of the passive one.
 - `spoofing`: an order that is large (at least `size_factor` times the symbol's median order
-  size), rests away from the touch (at least `away_ticks` behind the same side's best price
-  when it arrived), fills less than `fill_ratio_max` of itself, and is cancelled within
-  `cancel_window_ns` after its account got a fill on the opposite side. Several such orders of
-  one account at once are layering; each is flagged.
+  size), rests away from the touch (behind the same side's best price when it arrived by at
+  least one tick and `away_bps` of that price: relative to the price, as the agents'
+  distances are, so one threshold fits a 10 yuan and a 200 yuan name), fills less than
+  `fill_ratio_max` of itself, and is cancelled within `cancel_window_ns` after its account
+  got a fill on the opposite side. Several such orders of one account at once are layering;
+  each is flagged.
 - `marking_the_close`: in the last `window_ns` before a symbol's close, an account whose
   aggressive trades are at least `share_min` of the window's volume and push the price in
   their direction by at least `move_bps_min` from the last price before the window. Its
@@ -88,7 +90,7 @@ def spoofing(
     history: BookHistory,
     *,
     size_factor: float = 3.0,
-    away_ticks: int = 2,
+    away_bps: float = 10.0,
     fill_ratio_max: float = 0.1,
     cancel_window_ns: int = 10 * NANOSECONDS_PER_SECOND,
     opposite: str = "fill",
@@ -97,9 +99,13 @@ def spoofing(
     `opposite="fill"`, the account's last fill on the other side while the order rested
     (`trigger_id` a trade id); with `opposite="order"`, its last order on the other side
     accepted meanwhile (`trigger_id` an order id), for spoofers whose genuine order has not
-    filled yet when they cancel. Raises ValueError naming another `opposite`."""
+    filled yet when they cancel. Each flagged order's distance behind the touch is given in
+    ticks (`ticks_behind_touch`) and in bps of the touch (`bps_behind_touch`). Raises
+    ValueError naming another `opposite` or a negative `away_bps`."""
     if opposite not in ("fill", "order"):
         raise ValueError(f"opposite {opposite!r} is not 'fill' or 'order'")
+    if not away_bps >= 0:
+        raise ValueError(f"away_bps {away_bps!r} is not a distance in bps (>= 0)")
     accepted = lifecycle[lifecycle["accepted_height"].notna() & lifecycle["price"].notna()]
     median = accepted.groupby("symbol")["quantity"].median()
     large = accepted[accepted["quantity"] >= accepted["symbol"].map(median) * size_factor]
@@ -116,7 +122,8 @@ def spoofing(
         if touch is None:
             continue
         behind = touch - order.price if order.side == "buy" else order.price - touch
-        if behind < away_ticks:
+        behind_bps = behind / touch * 10_000
+        if behind <= 0 or behind_bps < away_bps:
             continue
         cancelled_ns = int(cancel_ns[order.order_id])
         opposite_side = "sell" if order.side == "buy" else "buy"
@@ -130,12 +137,13 @@ def spoofing(
         records.append(
             {"order_id": order.order_id, "account": order.account, "symbol": order.symbol,
              "side": order.side, "price": order.price, "quantity": order.quantity,
-             "ticks_behind_touch": behind, "trigger": opposite, "trigger_id": int(ids[last]),
-             "trigger_time_ns": int(times[last]), "cancel_delay_ns": delay}
+             "ticks_behind_touch": behind, "bps_behind_touch": behind_bps, "trigger": opposite,
+             "trigger_id": int(ids[last]), "trigger_time_ns": int(times[last]),
+             "cancel_delay_ns": delay}
         )  # fmt: skip
     columns = ["order_id", "account", "symbol", "side", "price", "quantity",
-               "ticks_behind_touch", "trigger", "trigger_id", "trigger_time_ns",
-               "cancel_delay_ns"]  # fmt: skip
+               "ticks_behind_touch", "bps_behind_touch", "trigger", "trigger_id",
+               "trigger_time_ns", "cancel_delay_ns"]  # fmt: skip
     return pd.DataFrame.from_records(records, columns=columns)
 
 
