@@ -121,6 +121,26 @@ def test_order_ratios_per_broker_and_day() -> None:
         == [1, 1, 1, 1.0]  # fmt: skip
 
 
+def test_a_rows_day_is_the_last_begin_day_before_it_on_the_chain() -> None:
+    """Two days begun on one exchange date (a network run's clock): the day comes from the
+    calendar by position, not from the clock; a row before the first begin_day, or without a
+    position, keeps its date in the exchange's time zone."""
+    days = [
+        {"day": 20260107, "height": 2, "event_idx": 0, "time": DAY1, "time_ns": DAY1.value},
+        {"day": 20260108, "height": 5, "event_idx": 3, "time": DAY1, "time_ns": DAY1.value},
+    ]
+    trades = [_trade(trade_id, DAY1, "A", "B", 1000, 100) for trade_id in range(1, 8)]
+    for trade, event_idx in zip(trades, [0, 0, 1, 0, 2, 4, 0], strict=True):
+        trade["event_idx"] = event_idx  # heights 1-7: 1 before the calendar, (5, 2) before day 2
+    tables = _tables(days=days, trades=trades)
+    found = desk.day_of(tables.trades, tables.days).tolist()
+    assert found == [20260105, 20260107, 20260107, 20260107, 20260107, 20260108, 20260108]
+    assert desk.order_ratios(tables)["day"].unique().tolist() == [20260105, 20260107, 20260108]
+    unplaced = tables.trades.assign(height=pd.array([None] * 7, dtype="Int64"))
+    assert desk.day_of(unplaced, tables.days).tolist() == [20260105] * 7
+    assert desk.day_of(tables.trades, tables.days.iloc[:0]).tolist() == [20260105] * 7
+
+
 def test_account_owners(two_days: t.Tables) -> None:
     tables = _tables(accounts=[{"account": "A", "broker": "b1"}, {"account": "B", "broker": "b2"},
                                {"account": "FEES", "broker": None}],

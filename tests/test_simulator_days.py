@@ -11,6 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from exchange.analysis import desk
+from exchange.analysis.source import open_source
 from exchange.consortium.audit import verify_node
 from exchange.consortium.init import free_base_port
 from ledger.store import BlockStore
@@ -198,3 +200,13 @@ def test_two_days_over_the_network_keep_the_calendar(tmp_path: Path) -> None:
                        for day in days) for time in times), name  # fmt: skip
     audit = verify_node(out / "bank1")
     assert audit.ok and audit.blocks == tip[0]
+
+    # the analysts' per-day questions group by the calendar, not the exchange's clock date
+    with open_source(out / "bank1") as source:
+        tables = source.tables()
+    assert sorted(set(desk.positions_pnl(tables)["day"])) == list(days)
+    assert sorted(set(desk.order_ratios(tables)["day"])) == list(days)
+    opening = desk.auction_summary(tables)
+    assert sorted(set(opening["day"])) == list(days)
+    bought = desk.positions_pnl(tables).groupby("day")["bought"].sum()
+    assert bought.sum() == tables.trades["quantity"].sum() and (bought > 0).all()

@@ -3,8 +3,11 @@ and cancel ratios, auctions, execution quality, who owns which account.
 
 Every function takes the tables (`source.Source.tables()`: a node or an export) and `days`,
 an inclusive range of trading days `(first, last)` as `yyyymmdd` integers (None: every day),
-and groups by `day`: the trading day of a row is its date in the exchange's time zone (`tz`,
-Asia/Shanghai for the A-share profile), where a session opens and closes within one date.
+and groups by `day`. The trading day of a row is the day of the last `begin_day` before it on
+the chain (the `days` table, by height and event index), so a multi-day run over the network,
+whose exchange clock reads one date for every day, still groups by its calendar; a row before
+any `begin_day`, or a ledger without a calendar, takes its date in the exchange's time zone
+(`tz`, Asia/Shanghai for the A-share profile), where a session opens and closes within one date.
 Money is in fen (price ticks x shares with the A-share tick of one fen), integers; only ratios
 and spreads in bps are floats.
 """
@@ -21,6 +24,8 @@ from exchange.analysis.tables import Tables
 
 EXCHANGE_TZ: Final = "Asia/Shanghai"
 Days = tuple[int, int] | None
+POSITION: Final = ("height", "event_idx")  # a row's place on the chain
+ACCEPTED_AT: Final = ("accepted_height", "accepted_event_idx")  # an order's acceptance
 
 
 def trading_day(times: pd.Series, tz: str = EXCHANGE_TZ) -> pd.Series:
@@ -28,6 +33,38 @@ def trading_day(times: pd.Series, tz: str = EXCHANGE_TZ) -> pd.Series:
     local = times.dt.tz_convert(tz)
     day: pd.Series = (local.dt.year * 10_000 + local.dt.month * 100 + local.dt.day).astype("int64")
     return day
+
+
+def day_of(
+    frame: pd.DataFrame,
+    calendar: pd.DataFrame,
+    tz: str = EXCHANGE_TZ,
+    time: str = "time",
+    at: tuple[str, str] = POSITION,
+) -> pd.Series:
+    """The `yyyymmdd` trading day of each row of `frame`: the `day` of the last row of
+    `calendar` (the `days` table: one row per `day_begun`) at or before the row's position
+    `at` (height, event index) on the chain; a row before the first, or without a position,
+    takes `trading_day` of its `time`. O(rows x log days)."""
+    dated = trading_day(frame[time], tz)
+    if calendar.empty or frame.empty:
+        return dated
+    begun = calendar.sort_values(["height", "event_idx"])
+    starts = _positions(begun["height"], begun["event_idx"])
+    height, event = frame[at[0]], frame[at[1]]
+    known = (height.notna() & event.notna()).to_numpy()
+    rows = _positions(height.fillna(0), event.fillna(0))
+    index = np.searchsorted(starts, rows, side="right") - 1
+    numbers = begun["day"].to_numpy(np.int64)[np.maximum(index, 0)]
+    day = np.where(known & (index >= 0), numbers, dated.to_numpy(np.int64))
+    return pd.Series(day, index=frame.index, dtype="int64")
+
+
+def _positions(height: pd.Series, event: pd.Series) -> np.ndarray:
+    """(height, event index) as one sortable int64: event indexes within a block are below
+    2^32 (a block's events are bounded far below that) and -1 for a block's own rows."""
+    position: np.ndarray = (height.to_numpy(np.int64) << 32) + (event.to_numpy(np.int64) + 1)
+    return position
 
 
 def _in_days(frame: pd.DataFrame, days: Days) -> pd.DataFrame:
@@ -39,9 +76,16 @@ def _in_days(frame: pd.DataFrame, days: Days) -> pd.DataFrame:
     return frame[(frame["day"] >= first) & (frame["day"] <= last)]
 
 
-def _with_day(frame: pd.DataFrame, days: Days, tz: str, column: str = "time") -> pd.DataFrame:
+def _with_day(
+    frame: pd.DataFrame,
+    tables: Tables,
+    days: Days,
+    tz: str,
+    column: str = "time",
+    at: tuple[str, str] = POSITION,
+) -> pd.DataFrame:
     frame = frame[frame[column].notna()].copy()
-    frame["day"] = trading_day(frame[column], tz)
+    frame["day"] = day_of(frame, tables.days, tz, column, at)
     return _in_days(frame, days)
 
 
@@ -65,12 +109,12 @@ def order_ratios(tables: Tables, days: Days = None, tz: str = EXCHANGE_TZ) -> pd
     `order_to_trade` (orders / fills) and `cancel_ratio` (cancelled orders / orders)."""
     life = tables.order_lifecycle
     life = life[life["accepted_time"].notna()]
-    life = _with_day(life, days, tz, "accepted_time")
+    life = _with_day(life, tables, days, tz, "accepted_time", ACCEPTED_AT)
     fills = pd.concat([
-        tables.trades[["time", "buy_broker"]].set_axis(["time", "broker"], axis=1),
-        tables.trades[["time", "sell_broker"]].set_axis(["time", "broker"], axis=1),
+        tables.trades[[*POSITION, "time", "buy_broker"]].rename(columns={"buy_broker": "broker"}),
+        tables.trades[[*POSITION, "time", "sell_broker"]].rename(columns={"sell_broker": "broker"}),
     ])  # fmt: skip
-    fills = _with_day(fills, days, tz)
+    fills = _with_day(fills, tables, days, tz)
     by = ["day", "broker"]
     frame = pd.DataFrame({
         "orders": life.groupby(by)["order_id"].count(),
@@ -87,7 +131,7 @@ def auction_summary(tables: Tables, days: Days = None, tz: str = EXCHANGE_TZ) ->
     """Per day, symbol and auction (`opening` or `closing`): uncross price (None if nothing
     executed), volume, notional, imbalance (buy minus sell quantity at the price) and its
     side, from the `auctions` table."""
-    frame = _with_day(tables.auctions, days, tz)
+    frame = _with_day(tables.auctions, tables, days, tz)
     frame["auction"] = frame["phase"].map({"call_auction": "opening", "closing_auction": "closing"})
     frame["notional"] = (frame["price"] * frame["volume"]).astype("Int64")
     columns = ["day", "symbol", "auction", "time", "price", "volume", "notional", "imbalance",
@@ -109,12 +153,12 @@ def execution_quality(
     orders with any fill. `history` is
     `market.rebuild_book(tables.orders, tables.trades)`."""
     spreads = trade_spreads(tables.trades, history, horizon_ns=horizon_ns)
-    brokers = tables.trades.set_index("trade_id")[["buy_broker", "sell_broker", "time"]]
+    brokers = tables.trades.set_index("trade_id")[[*POSITION, "buy_broker", "sell_broker", "time"]]
     spreads = spreads.join(brokers, on="trade_id")
     spreads["broker"] = np.where(
         spreads["aggressor"] == "buy", spreads["buy_broker"], spreads["sell_broker"]
     )
-    spreads = _with_day(spreads, days, tz)
+    spreads = _with_day(spreads, tables, days, tz)
     by = ["day", "broker"]
     weights = spreads["quantity"].astype("float64")
     spreads = spreads.assign(
@@ -132,7 +176,9 @@ def execution_quality(
     taken["effective_bps"] = taken["effective_w"] / taken["aggressive_volume"]
     taken["realized_bps"] = taken["realized_w"] / taken["realized_q"].replace(0, np.nan)
     life = tables.order_lifecycle
-    life = _with_day(life[life["accepted_time"].notna()], days, tz, "accepted_time")
+    life = _with_day(
+        life[life["accepted_time"].notna()], tables, days, tz, "accepted_time", ACCEPTED_AT
+    )
     # an order's size after its amends: every share it held was filled, cancelled or reduced,
     # expired, or is open (an amend may raise the quantity accepted, so that is not the size)
     life = life.assign(size=life["filled"] + life["cancelled"] + life["expired"] + life["open"])
@@ -156,8 +202,8 @@ def closing_prices(tables: Tables, days: Days = None, tz: str = EXCHANGE_TZ) -> 
     """Per day and symbol the price positions are marked to, and which: the closing
     auction's price if it traded (`close_auction`), else the day's last trade (`last_trade`),
     else the previous day's mark, else the instrument's reference price (`reference`)."""
-    trades = _with_day(tables.trades, None, tz)
-    auctions = _with_day(tables.auctions, None, tz)
+    trades = _with_day(tables.trades, tables, None, tz)
+    auctions = _with_day(tables.auctions, tables, None, tz)
     closes = auctions[(auctions["phase"] == "closing_auction") & (auctions["volume"] > 0)]
     auction_close = closes.groupby(["day", "symbol"])["price"].last()
     ordered = trades.sort_values(["height", "event_idx"])
@@ -202,8 +248,8 @@ def positions_pnl(tables: Tables, days: Days = None, tz: str = EXCHANGE_TZ) -> p
         book = books.setdefault((str(row.account), str(row.asset)), [0, 0])
         book[0] += int(row.holding_delta)
         book[1] += int(row.holding_delta) * int(reference[str(row.asset)])
-    trades = _with_day(tables.trades, None, tz).sort_values(["height", "event_idx"])
-    fees = _with_day(tables.fees, None, tz)
+    trades = _with_day(tables.trades, tables, None, tz).sort_values(["height", "event_idx"])
+    fees = _with_day(tables.fees, tables, None, tz)
     paid: dict[tuple[int, str, str], list[int]] = {}
     for row in fees.itertuples(index=False):
         commission, stamp_duty = int(row.commission), int(row.stamp_duty)
