@@ -51,7 +51,7 @@ from exchange.venue.types import (
     VenueCommand,
     VenueRejectReason,
 )
-from matching.book import Order
+from matching.book import Order, OrderBook
 from matching.commands import AddInstrument, AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.engine import MatchingEngine
 from matching.events import (
@@ -222,9 +222,13 @@ class Venue:
     def _route_settlement(self) -> None:
         """Route settlement commands to `self.settlement`, and read its account tables and
         matching's order index."""
-        self._account_brokers, self._frozen_accounts = self.settlement.account_tables()
-        self._orders = self.matching.order_index()
-        self._books = self.matching.books()
+        brokers, frozen = self.settlement.account_tables()
+        # Typed as the dicts and set they are (read only here): the compiled build calls a
+        # dict's `get` in C, a `Mapping`'s as a Python method (`PyObject_VectorcallMethod`).
+        self._account_brokers = typing.cast(dict[str, str], brokers)
+        self._frozen_accounts = typing.cast(set[str], frozen)
+        self._orders = typing.cast(dict[int, Order], self.matching.order_index())
+        self._books = typing.cast(dict[str, OrderBook], self.matching.books())
         self._grouped = GroupedOrders(self._orders)
         for cls in SETTLEMENT_COMMANDS:
             self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
