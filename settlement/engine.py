@@ -1049,8 +1049,6 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         cash.available,
     )
 
-    deliver = deliver_versus_payment
-
     def fill(
         trade_id: int,
         price: int,
@@ -1085,7 +1083,11 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
             share_held[seller] = held_left
             share_locked[seller] -= quantity
             cash_available[buyer] = cash_left
-        deliver(security, share_available, cash, cash_available, quantity, buyer, seller, amounts)
+        # By its module name, not a local: the compiled build then calls the native function
+        # directly (a closure's variable is called as a Python object, its arguments boxed).
+        deliver_versus_payment(
+            security, share_available, cash, cash_available, quantity, buyer, seller, amounts
+        )
         changes = security.changes
         if changes is not None:  # the paying legs' (`deliver` tells its own)
             changes.balances.add((asset, seller))
