@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, Final
 
 from settlement.changes import SettlementChanges
 from settlement.codec import command_from_row, event_from_row, to_row
@@ -83,11 +83,14 @@ from settlement.types import (
 SNAPSHOT_VERSION = 3  # 2: registries keep the operator's holds; 3: outcomes per actor
 FORGOTTEN_ACTORS_MAX = 256  # actors with a floor of their own; the rest share one (`_remember`)
 
-_GROSS = SettlementMode.GROSS
-_CASH_NET = SettlementMode.CASH_NET
-_SECURITY = AssetKind.SECURITY
+# Final: the compiled build keeps these in C statics; a plain module name of a value or a
+# class is a dict lookup in the module's globals at every use (once per trade in `fill`).
+_GROSS: Final = SettlementMode.GROSS
+_CASH_NET: Final = SettlementMode.CASH_NET
+_SECURITY: Final = AssetKind.SECURITY
 _R = RejectReason
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
+_SETTLED: Final = TradeSettled
 
 # (trade_id, price, quantity, buyer, seller, maker_debit) -> event; see `taker_filler`
 TakerFill = Callable[[int, int, int, str, str, int], TradeSettled]
@@ -1100,7 +1103,7 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         engine._trade_count += 1
         # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
         # keyword a NamedTuple costs twice as much, once per trade.
-        return _new_tuple(TradeSettled, (
+        return _new_tuple(_SETTLED, (
             trade_id, asset, currency, price, quantity, buyer, seller,
             pays, receives, commission, stamp_duty,
         ))  # fmt: skip

@@ -27,11 +27,12 @@ each function and see every path that uses it follow (tests/test_one_rule.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from settlement.types import BPS_DENOMINATOR, BPS_MAX
 
-DAYS_PER_YEAR = 365  # ACT/365F: actual days over a fixed 365-day year
-ACCRUAL_DENOMINATOR = BPS_DENOMINATOR * DAYS_PER_YEAR  # an accrual is face x bps x days
+DAYS_PER_YEAR: Final = 365  # ACT/365F: actual days over a fixed 365-day year
+ACCRUAL_DENOMINATOR: Final = BPS_DENOMINATOR * DAYS_PER_YEAR  # an accrual is face x bps x days
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

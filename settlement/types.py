@@ -7,6 +7,7 @@ never renumbered. Limits keep every integer inside int64 and every table bounded
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 SUPPLY_MAX = 10**18  # issued - redeemed per asset; every balance is below it, so all fit int64
 AMOUNT_MAX = SUPPLY_MAX  # one command's amount, one trade's notional
@@ -14,8 +15,10 @@ ACCOUNTS_MAX = 1_000_000
 ASSETS_MAX = 100_000
 LOCKS_MAX = 10_000_000  # live escrow locks per asset: at most one per open net-mode order
 NAME_LENGTH_MAX = 32  # asset, account and member ids
-BPS_MAX = 1_000  # a fee rate above 10% is a typo, not a schedule
-BPS_DENOMINATOR = 10_000
+BPS_MAX: Final = 1_000  # a fee rate above 10% is a typo, not a schedule
+# Final: the compiled build folds them into the fee rules (`settlement.fees`) as constants;
+# a plain module name is a dict lookup in the module's globals at every use.
+BPS_DENOMINATOR: Final = 10_000
 COMMAND_OUTCOMES_MAX = 10_000  # remembered command outcomes (idempotency window)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from exchange.venue.changes import VenueChanges
 from exchange.venue.outcomes import Outcome, Outcomes
@@ -79,10 +79,17 @@ from settlement.supply_chain_types import Command as SupplyChainCommand
 from settlement.types import COMMAND_OUTCOMES_MAX, AssetKind, RejectReason, SettlementMode
 
 SNAPSHOT_VERSION = 1
-BUY = Side.BUY
-SELL = Side.SELL
-DAY = TimeInForce.DAY
-GTC = TimeInForce.GTC
+# Final: the compiled build keeps these in C statics; a plain module name of a value or a
+# class is a dict lookup in the module's globals at every use (see matching/book.py).
+BUY: Final = Side.BUY
+SELL: Final = Side.SELL
+DAY: Final = TimeInForce.DAY
+GTC: Final = TimeInForce.GTC
+_BROKER_COMMAND: Final = BrokerCommand
+_PLACE: Final = PlaceOrder
+_CANCEL: Final = CancelOrder
+_AMEND: Final = AmendOrder
+_TRADE: Final = TradeExecuted
 R = VenueRejectReason
 NET_NET = SettlementMode.NET_NET
 
@@ -94,7 +101,7 @@ SETTLEMENT_COMMANDS: tuple[type, ...] = tuple(
     if cls
     not in (settlement_commands.SettleTrade, settlement_commands.Lock, settlement_commands.Unlock)
 )
-CHANGES_AN_ORDER = frozenset((OrderCancelled, OrderExpired, OrderReduced, OrderAmended))
+CHANGES_AN_ORDER: Final = frozenset((OrderCancelled, OrderExpired, OrderReduced, OrderAmended))
 UNFUNDED_REASONS = (RejectReason.INSUFFICIENT_AVAILABLE, RejectReason.AMOUNT_TOO_LARGE)
 
 
@@ -237,13 +244,13 @@ class Venue:
 
     def apply(self, command: VenueCommand) -> list[Event]:
         """Apply one sequenced command; return its events."""
-        if type(command) is BrokerCommand:  # nearly every command: dispatched here, one call
+        if type(command) is _BROKER_COMMAND:  # nearly every command: dispatched here, one call
             order_command = command.command
-            if type(order_command) is PlaceOrder:
+            if type(order_command) is _PLACE:
                 return self._place(command.broker, order_command)
-            if type(order_command) is CancelOrder:
+            if type(order_command) is _CANCEL:
                 return self._cancel(command.broker, order_command)
-            assert type(order_command) is AmendOrder, f"not an order command: {command!r}"
+            assert type(order_command) is _AMEND, f"not an order command: {command!r}"
             return self._amend(command.broker, order_command)
         handler = self._handlers.get(type(command))
         assert handler is not None, f"not a venue command: {command!r}"
@@ -525,7 +532,7 @@ class Venue:
         touched: dict[int, Side | None] = {}  # order id -> side, when told
         for event in events:
             append(event)
-            if type(event) is TradeExecuted:
+            if type(event) is _TRADE:
                 trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
                 if gross:
                     settled = settle(trade_id, symbol, price, quantity, buyer, seller)
@@ -578,7 +585,7 @@ class Venue:
         prevented: list[OrderCancelled | OrderReduced] | None = None
         for event in events:
             append(event)
-            if type(event) is TradeExecuted:
+            if type(event) is _TRADE:
                 trade_id, _, price, quantity, _, _, buyer, seller, aggressor = event
                 if aggressor is BUY:
                     append(fill(trade_id, price, quantity, buyer, seller, 0))
