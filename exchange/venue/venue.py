@@ -576,7 +576,6 @@ class Venue:
         assert fill is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
         accrual = rules.security.accrual_max  # a bond's bound; 0 for shares
-        requirement = buy_requirement
         today = self._bought_today[rules.symbol]
         t_plus = rules.t_plus
         tracked = self._changes
@@ -590,7 +589,7 @@ class Venue:
                 if aggressor is BUY:
                     append(fill(trade_id, price, quantity, buyer, seller, 0))
                 else:  # the resting buy gives up its requirement at its own price
-                    debit = requirement(price, quantity, commission_bps, accrual)
+                    debit = buy_requirement(price, quantity, commission_bps, accrual)
                     append(fill(trade_id, price, quantity, buyer, seller, debit))
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
@@ -607,7 +606,7 @@ class Venue:
             if order is not None:  # rests after trading: hold what it still needs
                 price = order.price
                 if order.side is BUY:
-                    need = requirement(price, order.quantity, commission_bps, accrual)
+                    need = buy_requirement(price, order.quantity, commission_bps, accrual)
                     rules.cash_holds.hold(order.account, need)
                 else:
                     rules.share_holds.hold(order.account, order.quantity)
