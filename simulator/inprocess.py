@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import multiprocessing
-import tempfile
 import time
 import traceback
 from collections import deque
@@ -33,7 +32,12 @@ from typing import Any, Final
 
 from exchange.consortium.audit import load_node
 from exchange.consortium.indexer import VenueIndexer
-from exchange.consortium.init import Market, init_consortium, venue_from_genesis
+from exchange.consortium.init import (
+    Market,
+    consortium_genesis,
+    init_consortium,
+    venue_from_genesis,
+)
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BrokerCommand, OrderRefused, OrderUnfunded
@@ -94,20 +98,29 @@ def write_consortium(
     """Write the scenario's consortium into `directory` (empty or absent): its instruments,
     every agent's account funded, keys derived from the seed. The in-process and the network
     modes start from this same genesis (with the default `base_port`, byte for byte)."""
-    return init_consortium(
-        directory,
-        members=MEMBERS,
-        brokers=scenario.brokers,
-        base_port=base_port,
-        market=Market(
+    return init_consortium(directory, **_consortium(scenario, seed, base_port))
+
+
+def scenario_genesis(scenario: Scenario, seed: int) -> Genesis:
+    """The genesis `write_consortium` writes, in memory (the run without a ledger)."""
+    return consortium_genesis(**_consortium(scenario, seed, BASE_PORT))[0]
+
+
+def _consortium(scenario: Scenario, seed: int, base_port: int) -> dict[str, Any]:
+    """The scenario's consortium as `init_consortium`'s and `consortium_genesis`'s keywords."""
+    return {
+        "members": MEMBERS,
+        "brokers": scenario.brokers,
+        "base_port": base_port,
+        "market": Market(
             instruments=tuple(instrument.listing() for instrument in scenario.instruments),
             accounts_per_broker=scenario.accounts_per_broker(),
             cash_per_account=scenario.cash_per_account,
             shares_per_account=scenario.shares_per_account,
         ),
-        new_key=lambda name: derived_key(seed, name),
-        chain_id=f"jinlian-sim-{scenario.name}",
-    )
+        "new_key": lambda name: derived_key(seed, name),
+        "chain_id": f"jinlian-sim-{scenario.name}",
+    }
 
 
 @dataclass(slots=True)
@@ -560,9 +573,8 @@ class InProcessDriver:
                 self.genesis, seed, directory, block_commands=scenario.block_commands
             )
             self.machine = self.ledger.venue.machine
-        else:  # the same genesis, its keys and files dropped: no consortium is written
-            with tempfile.TemporaryDirectory() as scratch:
-                self.genesis = write_consortium(scenario, seed, Path(scratch))
+        else:  # the same genesis, in memory: no consortium is written
+            self.genesis = scenario_genesis(scenario, seed)
             self.machine = VenueMachine(venue_from_genesis(self.genesis))
         self._venue_apply = self.machine.venue.apply
         self._pending = 0  # without a ledger: commands applied since the last cut
