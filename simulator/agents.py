@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -174,20 +175,20 @@ class Agent:
         self.position: dict[str, int] = dict.fromkeys(instruments, 0)  # shares, bought - sold
         self.labels: list[Label] = []
         self._next_order = (agent_id + 1) * ORDER_IDS_PER_AGENT
-        self._uniforms: list[float] = []
-        self._drawn = 0
+        # the next uniform of the current pre-drawn batch (an empty one: drawn at the first call)
+        self._next_uniform: Callable[[], float] = iter(()).__next__
         self._ticks: dict[tuple[str, float], int] = {}
 
     # -- draws ---------------------------------------------------------------------------
 
     def uniform(self) -> float:
-        """The next uniform in [0, 1) from this agent's stream, from a pre-drawn batch."""
-        if self._drawn == len(self._uniforms):
-            self._uniforms = self.rng.random(UNIFORM_BATCH).tolist()
-            self._drawn = 0
-        value = self._uniforms[self._drawn]
-        self._drawn += 1
-        return value
+        """The next uniform in [0, 1) from this agent's stream, from a pre-drawn batch (the next
+        batch drawn when one is used up)."""
+        try:
+            return self._next_uniform()
+        except StopIteration:
+            self._next_uniform = iter(self.rng.random(UNIFORM_BATCH).tolist()).__next__
+            return self._next_uniform()
 
     def below(self, count: int) -> int:
         """A uniform integer in [0, count)."""
@@ -195,7 +196,8 @@ class Agent:
 
     def pick_symbol(self) -> str:
         symbols = self.symbols
-        return symbols[0] if len(symbols) == 1 else symbols[self.below(len(symbols))]
+        count = len(symbols)
+        return symbols[0] if count == 1 else symbols[int(self.uniform() * count)]  # below(count)
 
     # -- arrivals ------------------------------------------------------------------------
 

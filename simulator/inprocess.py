@@ -235,24 +235,20 @@ def cycle_row(day: int, now_ns: int, events: Sequence[Any]) -> tuple[object, ...
 
 
 class VenueView:
-    """The market as agents see it in process: the venue's books, the last trade, the phase."""
+    """The market as agents see it in process: the venue's books, the last trade, the phase.
+    Its questions (`MarketView`'s) are the matching engine's and the dicts' own methods, bound
+    once: an agent's question is one call."""
+
+    __slots__ = ("best_ask", "best_bid", "last", "last_price", "phase", "phases")
 
     def __init__(self, machine: VenueMachine, scenario: Scenario) -> None:
-        self._engine = machine.venue.matching
+        engine = machine.venue.matching
         self.last: dict[str, int] = {i.symbol: i.reference_price for i in scenario.instruments}
         self.phases: dict[str, Phase] = {i.symbol: Phase.CLOSED for i in scenario.instruments}
-
-    def best_bid(self, symbol: str) -> int | None:
-        return self._engine.best_bid(symbol)
-
-    def best_ask(self, symbol: str) -> int | None:
-        return self._engine.best_ask(symbol)
-
-    def last_price(self, symbol: str) -> int:
-        return self.last[symbol]
-
-    def phase(self, symbol: str) -> Phase:
-        return self.phases[symbol]
+        self.best_bid: Callable[[str], int | None] = engine.best_bid
+        self.best_ask: Callable[[str], int | None] = engine.best_ask
+        self.last_price: Callable[[str], int] = self.last.__getitem__
+        self.phase: Callable[[str], Phase] = self.phases.__getitem__
 
 
 class AppliedVenue:
