@@ -226,7 +226,7 @@ class Agent:
         instrument = self.instruments[symbol]
         low, high = self._bands[symbol]
         if price is not None:
-            price = min(max(price, low), high)
+            price = self.clamp(symbol, price)
         self._next_order += 1
         order_id = self._next_order
         quantity = lots * instrument.lot
@@ -247,8 +247,7 @@ class Agent:
         order = self.open_orders[order_id]
         instrument = self.instruments[order.symbol]
         if price is not None:
-            low, high = self._bands[order.symbol]
-            price = min(max(price, low), high)
+            price = self.clamp(order.symbol, price)
             order.price = price
         quantity = None if lots is None else lots * instrument.lot
         if quantity is not None:
@@ -280,7 +279,7 @@ class Agent:
     def clamp(self, symbol: str, price: int) -> int:
         """`price` kept inside the instrument's band, as `place` keeps it."""
         low, high = self._bands[symbol]
-        return min(max(price, low), high)
+        return low if price < low else high if price > high else price
 
     def reference(self, market: MarketView, symbol: str) -> int:
         """The mid if the book is two-sided, else the last price."""
