@@ -387,20 +387,32 @@ class MarketMaker(Agent):
 
     kind = "market_maker"
 
+    def __init__(self, **kwargs: Any) -> None:  # the keywords of Agent
+        super().__init__(**kwargs)
+        # the group's parameters read once (act runs at each of its arrivals)
+        p = self.group.parameters
+        symbol = self.symbols[0]
+        instrument = self.instruments[symbol]
+        self._limit = int(p["inventory_limit_lots"]) * instrument.lot
+        self._skew_ticks = self.ticks(symbol, float(p["skew_bps"]))
+        self._half = self.ticks(symbol, float(p["half_spread_bps"])) * instrument.tick_size
+        self._lots = int(p["quote_lots"])
+        self._amend = bool(p["amend"])
+        self._post_only = bool(p["post_only"])
+
     def act(self, now_ns: int, market: MarketView) -> list[Intent]:
         symbol = self.symbols[0]
-        if market.phase(symbol) not in (CONTINUOUS, Phase.CALL_AUCTION):
+        phase = market.phase(symbol)
+        if phase is not CONTINUOUS and phase is not Phase.CALL_AUCTION:
             return []
-        p = self.group.parameters
         instrument = self.instruments[symbol]
         tick, lot = instrument.tick_size, instrument.lot
-        limit = int(p["inventory_limit_lots"]) * lot
+        limit = self._limit
         inventory = self.position[symbol]
-        skew_ticks = self.ticks(symbol, float(p["skew_bps"]))
-        skew = round(skew_ticks * inventory / limit) * tick if limit else 0
+        skew = round(self._skew_ticks * inventory / limit) * tick if limit else 0
         fair = self.fundamentals.value(symbol, now_ns) - skew
-        half = self.ticks(symbol, float(p["half_spread_bps"])) * tick
-        lots = int(p["quote_lots"])
+        half = self._half
+        lots = self._lots
         bid, ask = fair - half, fair + half
         # never cross the book: a quote that traded at once would leave that side empty
         best_bid, best_ask = market.best_bid(symbol), market.best_ask(symbol)
@@ -410,7 +422,7 @@ class MarketMaker(Agent):
             ask = max(ask, best_bid + tick)
         wanted = {BUY: bid if inventory < limit else None,
                   SELL: ask if inventory > -limit else None}  # fmt: skip
-        if not p["amend"]:
+        if not self._amend:
             intents: list[Intent] = [self.cancel(order_id) for order_id in list(self.open_orders)]
             for side, price in wanted.items():
                 if price is not None:
@@ -444,8 +456,7 @@ class MarketMaker(Agent):
         return intents
 
     def _quote(self, now_ns: int, symbol: str, side: Side, price: int, lots: int) -> Place:
-        return self.place(now_ns, symbol, side, price, lots, post_only=bool(
-            self.group.parameters["post_only"]))  # fmt: skip
+        return self.place(now_ns, symbol, side, price, lots, post_only=self._post_only)
 
     def cancel(self, order_id: int) -> Cancel:
         # a quote being replaced is forgotten at once: its cancel's outcome does not matter
