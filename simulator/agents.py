@@ -24,6 +24,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
@@ -175,20 +176,13 @@ class Agent:
         self.position: dict[str, int] = dict.fromkeys(instruments, 0)  # shares, bought - sold
         self.labels: list[Label] = []
         self._next_order = (agent_id + 1) * ORDER_IDS_PER_AGENT
-        # the next uniform of the current pre-drawn batch (an empty one: drawn at the first call)
-        self._next_uniform: Callable[[], float] = iter(()).__next__
+        # `uniform()`: the next uniform in [0, 1) from this agent's stream, from pre-drawn
+        # batches (the next drawn when one is used up), read without a Python frame
+        batches = iter(lambda: rng.random(UNIFORM_BATCH).tolist(), None)
+        self.uniform: Callable[[], float] = chain.from_iterable(batches).__next__
         self._ticks: dict[tuple[str, float], int] = {}
 
     # -- draws ---------------------------------------------------------------------------
-
-    def uniform(self) -> float:
-        """The next uniform in [0, 1) from this agent's stream, from a pre-drawn batch (the next
-        batch drawn when one is used up)."""
-        try:
-            return self._next_uniform()
-        except StopIteration:
-            self._next_uniform = iter(self.rng.random(UNIFORM_BATCH).tolist()).__next__
-            return self._next_uniform()
 
     def below(self, count: int) -> int:
         """A uniform integer in [0, count)."""
