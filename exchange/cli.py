@@ -485,6 +485,21 @@ def _add_finance_bench(targets: Any) -> None:
     finance.set_defaults(run=_bench)
 
 
+def _simulate_bench_arguments(target: argparse.ArgumentParser) -> None:
+    target.add_argument("--scenario", default="realistic", help="a shipped name or file")
+    target.add_argument("--seed", type=int, default=1)
+    target.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    target.add_argument(
+        "--no-ledger", action="store_true",
+        help="only the runs without the ledger (under a minute, not several)",
+    )  # fmt: skip
+    target.add_argument(
+        "--rounds", type=int, default=2,
+        help="runs without the ledger, each with a timed one (medians)",
+    )  # fmt: skip
+    target.set_defaults(run=_bench)
+
+
 def _add_bench_commands(commands: Any) -> None:
     bench = commands.add_parser("bench", help="benchmarks, run on purpose")
     targets = bench.add_subparsers(dest="target", required=True)
@@ -558,10 +573,7 @@ def _add_bench_commands(commands: Any) -> None:
     simulate_target = targets.add_parser(
         "simulate", help="the realistic scenario in-process: agents + venue + blocks, messages/s"
     )
-    simulate_target.add_argument("--scenario", default="realistic", help="a shipped name or file")
-    simulate_target.add_argument("--seed", type=int, default=1)
-    simulate_target.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    simulate_target.set_defaults(run=_bench)
+    _simulate_bench_arguments(simulate_target)
 
     gateway_target = targets.add_parser(
         "gateway", help="brokers' orders over WebSockets into the running consortium, open-loop"

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
@@ -174,20 +176,13 @@ class Agent:
         self.position: dict[str, int] = dict.fromkeys(instruments, 0)  # shares, bought - sold
         self.labels: list[Label] = []
         self._next_order = (agent_id + 1) * ORDER_IDS_PER_AGENT
-        self._uniforms: list[float] = []
-        self._drawn = 0
+        # `uniform()`: the next uniform in [0, 1) from this agent's stream, from pre-drawn
+        # batches (the next drawn when one is used up), read without a Python frame
+        batches = iter(lambda: rng.random(UNIFORM_BATCH).tolist(), None)
+        self.uniform: Callable[[], float] = chain.from_iterable(batches).__next__
         self._ticks: dict[tuple[str, float], int] = {}
 
     # -- draws ---------------------------------------------------------------------------
-
-    def uniform(self) -> float:
-        """The next uniform in [0, 1) from this agent's stream, from a pre-drawn batch."""
-        if self._drawn == len(self._uniforms):
-            self._uniforms = self.rng.random(UNIFORM_BATCH).tolist()
-            self._drawn = 0
-        value = self._uniforms[self._drawn]
-        self._drawn += 1
-        return value
 
     def below(self, count: int) -> int:
         """A uniform integer in [0, count)."""
@@ -195,7 +190,8 @@ class Agent:
 
     def pick_symbol(self) -> str:
         symbols = self.symbols
-        return symbols[0] if len(symbols) == 1 else symbols[self.below(len(symbols))]
+        count = len(symbols)
+        return symbols[0] if count == 1 else symbols[int(self.uniform() * count)]  # below(count)
 
     # -- arrivals ------------------------------------------------------------------------
 
@@ -224,7 +220,7 @@ class Agent:
         instrument = self.instruments[symbol]
         low, high = self._bands[symbol]
         if price is not None:
-            price = min(max(price, low), high)
+            price = self.clamp(symbol, price)
         self._next_order += 1
         order_id = self._next_order
         quantity = lots * instrument.lot
@@ -245,8 +241,7 @@ class Agent:
         order = self.open_orders[order_id]
         instrument = self.instruments[order.symbol]
         if price is not None:
-            low, high = self._bands[order.symbol]
-            price = min(max(price, low), high)
+            price = self.clamp(order.symbol, price)
             order.price = price
         quantity = None if lots is None else lots * instrument.lot
         if quantity is not None:
@@ -278,7 +273,7 @@ class Agent:
     def clamp(self, symbol: str, price: int) -> int:
         """`price` kept inside the instrument's band, as `place` keeps it."""
         low, high = self._bands[symbol]
-        return min(max(price, low), high)
+        return low if price < low else high if price > high else price
 
     def reference(self, market: MarketView, symbol: str) -> int:
         """The mid if the book is two-sided, else the last price."""
@@ -386,20 +381,32 @@ class MarketMaker(Agent):
 
     kind = "market_maker"
 
+    def __init__(self, **kwargs: Any) -> None:  # the keywords of Agent
+        super().__init__(**kwargs)
+        # the group's parameters read once (act runs at each of its arrivals)
+        p = self.group.parameters
+        symbol = self.symbols[0]
+        instrument = self.instruments[symbol]
+        self._limit = int(p["inventory_limit_lots"]) * instrument.lot
+        self._skew_ticks = self.ticks(symbol, float(p["skew_bps"]))
+        self._half = self.ticks(symbol, float(p["half_spread_bps"])) * instrument.tick_size
+        self._lots = int(p["quote_lots"])
+        self._amend = bool(p["amend"])
+        self._post_only = bool(p["post_only"])
+
     def act(self, now_ns: int, market: MarketView) -> list[Intent]:
         symbol = self.symbols[0]
-        if market.phase(symbol) not in (CONTINUOUS, Phase.CALL_AUCTION):
+        phase = market.phase(symbol)
+        if phase is not CONTINUOUS and phase is not Phase.CALL_AUCTION:
             return []
-        p = self.group.parameters
         instrument = self.instruments[symbol]
         tick, lot = instrument.tick_size, instrument.lot
-        limit = int(p["inventory_limit_lots"]) * lot
+        limit = self._limit
         inventory = self.position[symbol]
-        skew_ticks = self.ticks(symbol, float(p["skew_bps"]))
-        skew = round(skew_ticks * inventory / limit) * tick if limit else 0
+        skew = round(self._skew_ticks * inventory / limit) * tick if limit else 0
         fair = self.fundamentals.value(symbol, now_ns) - skew
-        half = self.ticks(symbol, float(p["half_spread_bps"])) * tick
-        lots = int(p["quote_lots"])
+        half = self._half
+        lots = self._lots
         bid, ask = fair - half, fair + half
         # never cross the book: a quote that traded at once would leave that side empty
         best_bid, best_ask = market.best_bid(symbol), market.best_ask(symbol)
@@ -409,7 +416,7 @@ class MarketMaker(Agent):
             ask = max(ask, best_bid + tick)
         wanted = {BUY: bid if inventory < limit else None,
                   SELL: ask if inventory > -limit else None}  # fmt: skip
-        if not p["amend"]:
+        if not self._amend:
             intents: list[Intent] = [self.cancel(order_id) for order_id in list(self.open_orders)]
             for side, price in wanted.items():
                 if price is not None:
@@ -443,8 +450,7 @@ class MarketMaker(Agent):
         return intents
 
     def _quote(self, now_ns: int, symbol: str, side: Side, price: int, lots: int) -> Place:
-        return self.place(now_ns, symbol, side, price, lots, post_only=bool(
-            self.group.parameters["post_only"]))  # fmt: skip
+        return self.place(now_ns, symbol, side, price, lots, post_only=self._post_only)
 
     def cancel(self, order_id: int) -> Cancel:
         # a quote being replaced is forgotten at once: its cancel's outcome does not matter

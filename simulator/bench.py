@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -138,11 +140,13 @@ def replay_venue(genesis_directory: Path, objects: list[Any]) -> Timing:
     return watch.stop(machine.state_hash())
 
 
-def without_ledger(scenario: Scenario, seed: int, directory: Path) -> dict[str, Any]:
+def without_ledger(
+    scenario: Scenario, seed: int, directory: Path, rounds: int = 2
+) -> dict[str, Any]:
     """The run without the ledger (`--no-ledger`), alternated with a run of it whose agents'
-    `act` calls are timed and with `Venue.apply` alone on the first run's command objects
-    (two rounds each; medians): its messages/s, and per message the µs of the venue, of the
-    agents' own decisions and of the rest (the driver and the simulation's loop)."""
+    `act` calls are timed and with `Venue.apply` alone on the timed run's command objects
+    (`rounds` rounds each; medians): its messages/s, and per message the µs of the venue, of
+    the agents' own decisions and of the rest (the driver and the simulation's loop)."""
     rates: list[float] = []
     agents_us: list[float] = []
     venue_rates: list[float] = []
@@ -150,17 +154,18 @@ def without_ledger(scenario: Scenario, seed: int, directory: Path) -> dict[str, 
     state_hash, messages = "", 0
     genesis = directory / "genesis"
     write_consortium(scenario, seed, genesis)
-    for round_number in range(2):
-        plain = run_inprocess(scenario, seed, directory / f"plain{round_number}", ledger=False,
-                              keep_commands=True)  # fmt: skip
-        objects = plain.kept_objects
+    for round_number in range(rounds):
+        # the figure's run keeps nothing (keeping every command object would slow it: its
+        # collector would traverse them); the timed run keeps them for `Venue.apply` alone
+        plain = run_inprocess(scenario, seed, directory / f"plain{round_number}", ledger=False)
+        timer = ActTimer()
+        timed = run_inprocess(scenario, seed, directory / f"timed{round_number}", ledger=False,
+                              prepare=timer.prepare, keep_commands=True)  # fmt: skip
+        assert plain.state_hash == timed.state_hash, "timing changed the run"
+        objects = timed.kept_objects
         assert objects is not None
         venue = replay_venue(genesis, objects)
         assert venue.state_hash == plain.state_hash, "Venue.apply alone reached another state"
-        timer = ActTimer()
-        timed = run_inprocess(scenario, seed, directory / f"timed{round_number}", ledger=False,
-                              prepare=timer.prepare)  # fmt: skip
-        assert plain.state_hash == timed.state_hash, "timing changed the run"
         rates.append(plain.messages_per_s)
         run_us.append(plain.wall_s / plain.messages * 1e6)
         venue_rates.append(plain.messages / venue.wall_s)
@@ -184,8 +189,14 @@ def without_ledger(scenario: Scenario, seed: int, directory: Path) -> dict[str, 
 
 def main(arguments: argparse.Namespace) -> int:
     scenario = load_scenario(arguments.scenario)
+    rounds = getattr(arguments, "rounds", 2)
+    if rounds < 1:
+        print(f"jinlian bench simulate: --rounds must be at least 1, got {rounds}", file=sys.stderr)
+        return 2
+    if getattr(arguments, "no_ledger", False):
+        return no_ledger_main(scenario, arguments.seed, rounds, json_out=arguments.json)
     with tempfile.TemporaryDirectory() as scratch:
-        alone = without_ledger(scenario, arguments.seed, Path(scratch) / "alone")
+        alone = without_ledger(scenario, arguments.seed, Path(scratch) / "alone", rounds)
         result = run_inprocess(scenario, arguments.seed, Path(scratch) / "run", keep_commands=True)
         blocks = result.kept_commands
         assert blocks is not None
@@ -237,6 +248,41 @@ def main(arguments: argparse.Namespace) -> int:
         _print(figures)
     agree = ("state_hashes_agree", "replayed_chain_agrees", "no_ledger_state_hash_agrees")
     return 0 if all(figures[name] for name in agree) else 1
+
+
+def no_ledger_main(scenario: Scenario, seed: int, rounds: int, *, json_out: bool) -> int:
+    """`jinlian bench simulate --no-ledger`: only `without_ledger`'s runs, their figures and
+    the load average before and after (the figure halves on a loaded 2-core machine)."""
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as scratch:
+        alone = without_ledger(scenario, seed, Path(scratch) / "alone", rounds)
+    figures: dict[str, Any] = {
+        "benchmark": "simulate --no-ledger",
+        "scenario": scenario.name,
+        "scenario_sha256": scenario.sha256,
+        "seed": seed,
+        "build": compiled.describe(),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "goal_no_ledger_messages_per_s": GOAL_NO_LEDGER_MESSAGES_PER_S,
+        **alone,
+    }
+    if json_out:
+        print(json.dumps(figures))
+        return 0
+    rates = ", ".join(f"{rate:,}" for rate in figures["messages_per_s_rounds"])
+    print(f"jinlian bench simulate --no-ledger: {scenario.name} in-process (scenario file "
+          f"sha256 {scenario.sha256}), seed {seed}, {figures['messages']:,} messages; "
+          f"{figures['build']}; load average {load_before:.2f} before, "
+          f"{figures['load_average'][1]:.2f} after")  # fmt: skip
+    print(f"  {figures['messages_per_s']:,} messages/s wall (median of {rates}; goal "
+          f"{GOAL_NO_LEDGER_MESSAGES_PER_S:,}); final state "
+          f"{figures['state_hash'][:16]}...")  # fmt: skip
+    print(f"  per message: {figures['us_per_message']:.2f} µs = Venue.apply "
+          f"{figures['venue_us_per_message']:.2f} (alone on the same command objects: "
+          f"{figures['venue_apply_messages_per_s']:,}/s) + agents "
+          f"{figures['agents_us_per_message']:.2f} + driver and loop "
+          f"{figures['driver_us_per_message']:.2f}")  # fmt: skip
+    return 0
 
 
 def _print(figures: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import multiprocessing
-import tempfile
 import time
 import traceback
 from collections import deque
@@ -33,7 +32,12 @@ from typing import Any, Final
 
 from exchange.consortium.audit import load_node
 from exchange.consortium.indexer import VenueIndexer
-from exchange.consortium.init import Market, init_consortium, venue_from_genesis
+from exchange.consortium.init import (
+    Market,
+    consortium_genesis,
+    init_consortium,
+    venue_from_genesis,
+)
 from exchange.venue import wire
 from exchange.venue.machine import VenueMachine
 from exchange.venue.types import BrokerCommand, OrderRefused, OrderUnfunded
@@ -94,20 +98,29 @@ def write_consortium(
     """Write the scenario's consortium into `directory` (empty or absent): its instruments,
     every agent's account funded, keys derived from the seed. The in-process and the network
     modes start from this same genesis (with the default `base_port`, byte for byte)."""
-    return init_consortium(
-        directory,
-        members=MEMBERS,
-        brokers=scenario.brokers,
-        base_port=base_port,
-        market=Market(
+    return init_consortium(directory, **_consortium(scenario, seed, base_port))
+
+
+def scenario_genesis(scenario: Scenario, seed: int) -> Genesis:
+    """The genesis `write_consortium` writes, in memory (the run without a ledger)."""
+    return consortium_genesis(**_consortium(scenario, seed, BASE_PORT))[0]
+
+
+def _consortium(scenario: Scenario, seed: int, base_port: int) -> dict[str, Any]:
+    """The scenario's consortium as `init_consortium`'s and `consortium_genesis`'s keywords."""
+    return {
+        "members": MEMBERS,
+        "brokers": scenario.brokers,
+        "base_port": base_port,
+        "market": Market(
             instruments=tuple(instrument.listing() for instrument in scenario.instruments),
             accounts_per_broker=scenario.accounts_per_broker(),
             cash_per_account=scenario.cash_per_account,
             shares_per_account=scenario.shares_per_account,
         ),
-        new_key=lambda name: derived_key(seed, name),
-        chain_id=f"jinlian-sim-{scenario.name}",
-    )
+        "new_key": lambda name: derived_key(seed, name),
+        "chain_id": f"jinlian-sim-{scenario.name}",
+    }
 
 
 @dataclass(slots=True)
@@ -222,24 +235,20 @@ def cycle_row(day: int, now_ns: int, events: Sequence[Any]) -> tuple[object, ...
 
 
 class VenueView:
-    """The market as agents see it in process: the venue's books, the last trade, the phase."""
+    """The market as agents see it in process: the venue's books, the last trade, the phase.
+    Its questions (`MarketView`'s) are the matching engine's and the dicts' own methods, bound
+    once: an agent's question is one call."""
+
+    __slots__ = ("best_ask", "best_bid", "last", "last_price", "phase", "phases")
 
     def __init__(self, machine: VenueMachine, scenario: Scenario) -> None:
-        self._engine = machine.venue.matching
+        engine = machine.venue.matching
         self.last: dict[str, int] = {i.symbol: i.reference_price for i in scenario.instruments}
         self.phases: dict[str, Phase] = {i.symbol: Phase.CLOSED for i in scenario.instruments}
-
-    def best_bid(self, symbol: str) -> int | None:
-        return self._engine.best_bid(symbol)
-
-    def best_ask(self, symbol: str) -> int | None:
-        return self._engine.best_ask(symbol)
-
-    def last_price(self, symbol: str) -> int:
-        return self.last[symbol]
-
-    def phase(self, symbol: str) -> Phase:
-        return self.phases[symbol]
+        self.best_bid: Callable[[str], int | None] = engine.best_bid
+        self.best_ask: Callable[[str], int | None] = engine.best_ask
+        self.last_price: Callable[[str], int] = self.last.__getitem__
+        self.phase: Callable[[str], Phase] = self.phases.__getitem__
 
 
 class AppliedVenue:
@@ -560,9 +569,8 @@ class InProcessDriver:
                 self.genesis, seed, directory, block_commands=scenario.block_commands
             )
             self.machine = self.ledger.venue.machine
-        else:  # the same genesis, its keys and files dropped: no consortium is written
-            with tempfile.TemporaryDirectory() as scratch:
-                self.genesis = write_consortium(scenario, seed, Path(scratch))
+        else:  # the same genesis, in memory: no consortium is written
+            self.genesis = scenario_genesis(scenario, seed)
             self.machine = VenueMachine(venue_from_genesis(self.genesis))
         self._venue_apply = self.machine.venue.apply
         self._pending = 0  # without a ledger: commands applied since the last cut

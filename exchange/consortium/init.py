@@ -233,38 +233,62 @@ def init_consortium(
     `new_key(path)` makes the key stored at DIR/<path>/key.pem (a member name, or
     `brokers/<broker>`) (default: a fresh random key; the
     simulator derives them from its seed so that a rerun is byte-identical)."""
+    genesis, keys = consortium_genesis(
+        members=members, brokers=brokers, base_port=base_port, market=market, new_key=new_key,
+        chain_id=chain_id,
+    )  # fmt: skip
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty: refusing to overwrite keys")
+    directory.mkdir(parents=True, exist_ok=True)
+    for member in genesis.members:
+        (directory / member.name).mkdir()
+        save_private_key(keys[member.name], directory / member.name / "key.pem")
+        config = {"id": member.id, "name": member.name, "role": member.role.value,
+                  "address": member.address, "genesis": "../genesis.json",
+                  "store": "ledger.sqlite", "index": member.name in INDEXING_NODES}  # fmt: skip
+        (directory / member.name / "node.json").write_bytes(
+            orjson.dumps(config, option=orjson.OPT_INDENT_2)
+        )
+    for firm in genesis.brokers:
+        folder = directory / "brokers" / firm.name
+        folder.mkdir(parents=True)
+        save_private_key(keys[f"brokers/{firm.name}"], folder / "key.pem")
+    venue_from_genesis(genesis)  # refuse to write a genesis the venue cannot start from
+    save_genesis(genesis, directory / "genesis.json")
+    return genesis
+
+
+def consortium_genesis(
+    *,
+    members: int,
+    brokers: int,
+    base_port: int = 7400,
+    market: Market = Market(),  # frozen: one shared default is safe
+    new_key: Callable[[str], PrivateKey] | None = None,
+    chain_id: str = "jinlian-local",
+) -> tuple[Genesis, dict[str, PrivateKey]]:
+    """The genesis `init_consortium` writes, and its keys by the path they are stored at
+    (`exchange`, `bank1`, ..., `brokers/broker1`), in memory: nothing written or checked
+    against the venue (the simulator's run without a ledger starts its venue from it)."""
     make_key = new_key if new_key is not None else (lambda name: generate_private_key())
     if members < 4 or faults_tolerated(members) * 3 + 1 != members:
         raise ValueError(f"--members must be 3f + 1 and at least 4 (4, 7, 10, ...), got {members}")
     if not 1 <= brokers <= 100:
         raise ValueError(f"--brokers must be between 1 and 100, got {brokers}")
-    if directory.exists() and any(directory.iterdir()):
-        raise FileExistsError(f"{directory} is not empty: refusing to overwrite keys")
-    directory.mkdir(parents=True, exist_ok=True)
+    keys: dict[str, PrivateKey] = {}
     counts: dict[Role, int] = {}
     nodes: list[Member] = []
     for index, role in enumerate([Role.EXCHANGE, *_member_roles(members)]):
         counts[role] = counts.get(role, 0) + 1
         name = _node_name(role, counts[role])
-        key = make_key(name)
-        (directory / name).mkdir()
-        save_private_key(key, directory / name / "key.pem")
-        address = f"{HOST}:{base_port + index}"
+        key = keys[name] = make_key(name)
         nodes.append(Member(id=index, name=name, role=role, public_key=key.public_key,
-                            address=address, voting=role is not Role.EXCHANGE))  # fmt: skip
-        config = {"id": index, "name": name, "role": role.value, "address": address,
-                  "genesis": "../genesis.json", "store": "ledger.sqlite",
-                  "index": name in INDEXING_NODES}  # fmt: skip
-        (directory / name / "node.json").write_bytes(
-            orjson.dumps(config, option=orjson.OPT_INDENT_2)
-        )
+                            address=f"{HOST}:{base_port + index}",
+                            voting=role is not Role.EXCHANGE))  # fmt: skip
     firms: list[Broker] = []
     holdings: list[dict[str, object]] = []
     for number in range(1, brokers + 1):
-        key = make_key(f"brokers/broker{number}")
-        folder = directory / "brokers" / f"broker{number}"
-        folder.mkdir(parents=True)
-        save_private_key(key, folder / "key.pem")
+        key = keys[f"brokers/broker{number}"] = make_key(f"brokers/broker{number}")
         accounts = tuple(number * 10_000 + k for k in range(1, market.accounts_per_broker + 1))
         firms.append(Broker(id=number, name=f"broker{number}", public_key=key.public_key,
                             accounts=accounts))  # fmt: skip
@@ -276,9 +300,7 @@ def init_consortium(
     genesis = Genesis(version=1, chain_id=chain_id,
                       members=tuple(nodes), brokers=tuple(firms),
                       instruments=market.instruments, holdings=tuple(holdings))  # fmt: skip
-    venue_from_genesis(genesis)  # refuse to write a genesis the venue cannot start from
-    save_genesis(genesis, directory / "genesis.json")
-    return genesis
+    return genesis, keys
 
 
 def free_base_port(count: int, rng: random.Random | None = None) -> int:
