@@ -277,11 +277,7 @@ def no_ledger_main(scenario: Scenario, seed: int, rounds: int, *, json_out: bool
     print(f"  {figures['messages_per_s']:,} messages/s wall (median of {rates}; goal "
           f"{GOAL_NO_LEDGER_MESSAGES_PER_S:,}); final state "
           f"{figures['state_hash'][:16]}...")  # fmt: skip
-    print(f"  per message: {figures['us_per_message']:.2f} µs = Venue.apply "
-          f"{figures['venue_us_per_message']:.2f} (alone on the same command objects: "
-          f"{figures['venue_apply_messages_per_s']:,}/s) + agents "
-          f"{figures['agents_us_per_message']:.2f} + driver and loop "
-          f"{figures['driver_us_per_message']:.2f}")  # fmt: skip
+    print(f"  per message: {_split(figures['us_per_message'], figures)}")
     return 0
 
 
@@ -324,8 +320,13 @@ def _print(figures: dict[str, Any]) -> None:
           f"{figures['goal_no_ledger_messages_per_s']:,}); agents' own decisions "
           f"{figures['agents_us_per_message']:.2f} µs per message; same final state: "
           f"{figures['no_ledger_state_hash_agrees']}")  # fmt: skip
-    print(f"  per message without the ledger: {figures['no_ledger_us_per_message']:.2f} µs = "
-          f"Venue.apply {figures['venue_us_per_message']:.2f} (alone on the same command "
-          f"objects: {figures['venue_apply_messages_per_s']:,}/s) + agents "
-          f"{figures['agents_us_per_message']:.2f} + driver and loop "
-          f"{figures['driver_us_per_message']:.2f}")  # fmt: skip
+    print(f"  per message without the ledger: "
+          f"{_split(figures['no_ledger_us_per_message'], figures)}")  # fmt: skip
+
+
+def _split(us_per_message: float, figures: dict[str, Any]) -> str:
+    """A message's µs without the ledger and its split (`without_ledger`'s figures)."""
+    return (f"{us_per_message:.2f} µs = Venue.apply {figures['venue_us_per_message']:.2f} "
+            f"(alone on the same command objects: {figures['venue_apply_messages_per_s']:,}/s) "
+            f"+ agents {figures['agents_us_per_message']:.2f} + driver and loop "
+            f"{figures['driver_us_per_message']:.2f}")  # fmt: skip
