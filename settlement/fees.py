@@ -121,7 +121,9 @@ def buy_requirement(price: int, quantity: int, commission_bps: int, accrual: int
     `accrual_max`): its interest on one unit, rounded up, is held too, so the requirement
     stays linear and covers the `accrued_interest` of every fill. O(1).
     """
-    per_share = price + -(-price * commission_bps // BPS_DENOMINATOR)
+    # Rounded up as (a + d - 1) // d, not -(-a // d): the same for a >= 0, and the compiled
+    # build multiplies two small non-negative ints inline but a negative one in its slow path.
+    per_share = price + (price * commission_bps + BPS_DENOMINATOR - 1) // BPS_DENOMINATOR
     if accrual:
-        per_share += -(-accrual // ACCRUAL_DENOMINATOR)
+        per_share += (accrual + ACCRUAL_DENOMINATOR - 1) // ACCRUAL_DENOMINATOR
     return quantity * per_share
