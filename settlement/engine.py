@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
@@ -91,9 +91,6 @@ _SECURITY: Final = AssetKind.SECURITY
 _R = RejectReason
 _new_tuple: Final = tuple.__new__
 _SETTLED: Final = TradeSettled
-
-# (trade_id, price, quantity, buyer, seller, maker_debit) -> event; see `taker_filler`
-TakerFill = Callable[[int, int, int, str, str, int], TradeSettled]
 
 
 class SettlementEngine:
@@ -717,8 +714,9 @@ class SettlementEngine:
             return reason
         return _trade_event(self._registries[asset], trade_id, price, quantity, buyer, seller)
 
-    def taker_filler(self, asset: str) -> TakerFill:
-        """DvP of one continuous trade of a GROSS security between a resting order, whose leg
+    def taker_filler(self, asset: str) -> TakerFiller:
+        """The `TakerFiller` of a GROSS security, made once per listing: its `fill` is the DvP
+        of one continuous trade of a GROSS security between a resting order, whose leg
         comes from its account's hold (`order_holds`), and an incoming order, whose leg comes
         from available: the writes of giving the resting order's share of the hold back and
         then `settle_trade` from available, returning its `TradeSettled`. `maker_debit` 0: the
@@ -734,7 +732,7 @@ class SettlementEngine:
         the fee schedule is read at each call. O(1)."""
         security = self._registries[asset]
         assert security.mode is _GROSS and security.kind is _SECURITY, f"{asset} is not GROSS"
-        return _taker_filler(self, security, self._registries[security.currency])
+        return TakerFiller(self, security, self._registries[security.currency])
 
     def _clear(
         self,
@@ -1034,25 +1032,45 @@ class SettlementEngine:
         # ids out of order): it still answers its retry, since `apply` looks it up first.
 
 
-def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) -> TakerFill:
+class TakerFiller:
     """`SettlementEngine.taker_filler` of a GROSS security: `settle_trade`'s writes for the
     two shapes of a continuous trade, the resting order's paying leg from its account's hold
     (`OrderHolds`) and the incoming order's from available (`Registry.take` inlined), the cash
     from `trade_cash` and who receives what from `deliver_versus_payment`, as in
-    `settle_trade`; its checks asserted before any write."""
-    asset, currency = security.asset, security.currency
-    share_held, share_locked, share_available = (
-        security.holds.setdefault(asset, {}),
-        security.locked,
-        security.available,
-    )
-    cash_held, cash_locked, cash_available = (
-        cash.holds.setdefault(asset, {}),
-        cash.locked,
-        cash.available,
+    `settle_trade`; its checks asserted before any write.
+
+    A class, not a closure: the compiled build calls a native method directly, its integer
+    arguments unboxed, where it calls a closure as a Python object, each argument boxed and
+    parsed."""
+
+    __slots__ = (
+        "_asset",
+        "_cash",
+        "_cash_available",
+        "_cash_held",
+        "_cash_locked",
+        "_currency",
+        "_engine",
+        "_security",
+        "_share_available",
+        "_share_held",
+        "_share_locked",
     )
 
+    def __init__(self, engine: SettlementEngine, security: Registry, cash: Registry) -> None:
+        self._engine = engine
+        self._security = security
+        self._cash = cash
+        self._asset, self._currency = security.asset, security.currency
+        self._share_held = security.holds.setdefault(security.asset, {})
+        self._share_locked = security.locked
+        self._share_available = security.available
+        self._cash_held = cash.holds.setdefault(security.asset, {})
+        self._cash_locked = cash.locked
+        self._cash_available = cash.available
+
     def fill(
+        self,
         trade_id: int,
         price: int,
         quantity: int,
@@ -1060,11 +1078,20 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         seller: str,
         maker_debit: int,
     ) -> TradeSettled:
+        """Settle one fill (see the class); `maker_debit` 0: the resting order sells, and the
+        seller's hold gives up the shares; otherwise the resting order buys and the buyer's
+        hold gives up `maker_debit`, at least what the buyer pays; the rest goes back to the
+        buyer's available. Returns the trade's `TradeSettled`. O(1)."""
+        engine = self._engine
+        security = self._security
+        share_available = self._share_available
+        cash_available = self._cash_available
         assert trade_id > engine._trade_id_last, f"trade {trade_id} settled before"
         assert price > 0 and quantity > 0, f"trade {trade_id}: {price=} {quantity=}"
         amounts = trade_cash(security.fees, price, quantity, security.accrual)
         pays, receives, commission, stamp_duty = amounts
         if maker_debit:  # the resting buy pays from its hold, the incoming sell delivers
+            cash_held = self._cash_held
             held_left = cash_held.get(buyer, 0) - maker_debit
             shares_left = share_available.get(seller, 0) - quantity
             assert pays <= maker_debit and held_left >= 0 and shares_left >= 0, (
@@ -1073,10 +1100,12 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
             )
             share_available[seller] = shares_left
             cash_held[buyer] = held_left
-            cash_locked[buyer] -= maker_debit
+            cash_locked = self._cash_locked
+            cash_locked[buyer] = cash_locked[buyer] - maker_debit
             if maker_debit != pays:  # the buyer's price improvement goes back
-                cash_available[buyer] += maker_debit - pays
+                cash_available[buyer] = cash_available[buyer] + maker_debit - pays
         else:  # the resting sell delivers from its hold, the incoming buy pays
+            share_held = self._share_held
             held_left = share_held.get(seller, 0) - quantity
             cash_left = cash_available.get(buyer, 0) - pays
             assert held_left >= 0 and cash_left >= 0, (
@@ -1084,19 +1113,22 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
                 f"{buyer!r} has {cash_left + pays} for {pays}"
             )
             share_held[seller] = held_left
-            share_locked[seller] -= quantity
+            share_locked = self._share_locked
+            share_locked[seller] = share_locked[seller] - quantity
             cash_available[buyer] = cash_left
         # By its module name, not a local: the compiled build then calls the native function
-        # directly (a closure's variable is called as a Python object, its arguments boxed).
+        # directly (a local holding a function is called as a Python object, its arguments
+        # boxed).
         deliver_versus_payment(
-            security, share_available, cash, cash_available, quantity, buyer, seller, amounts
+            security, share_available, self._cash, cash_available, quantity, buyer, seller, amounts
         )
         changes = security.changes
         if changes is not None:  # the paying legs' (`deliver` tells its own)
+            asset = self._asset
             changes.balances.add((asset, seller))
-            changes.balances.add((currency, buyer))
+            changes.balances.add((self._currency, buyer))
             if maker_debit:
-                changes.holds.add((currency, asset, buyer))
+                changes.holds.add((self._currency, asset, buyer))
             else:
                 changes.holds.add((asset, asset, seller))
         engine._trade_id_last = trade_id
@@ -1104,11 +1136,9 @@ def _taker_filler(engine: SettlementEngine, security: Registry, cash: Registry) 
         # Built as `TradeSettled._make` does, without a call to its Python `__new__`: by
         # keyword a NamedTuple costs twice as much, once per trade.
         return _new_tuple(_SETTLED, (
-            trade_id, asset, currency, price, quantity, buyer, seller,
+            trade_id, self._asset, self._currency, price, quantity, buyer, seller,
             pays, receives, commission, stamp_duty,
         ))  # fmt: skip
-
-    return fill
 
 
 def deliver_versus_payment(

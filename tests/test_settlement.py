@@ -688,7 +688,7 @@ def test_a_taker_fill_settles_as_a_hold_given_back_then_settle_trade(
         engine.order_holds("CNY", GROSS_STOCK).hold("B", 300_000)
         engine.order_holds(GROSS_STOCK, GROSS_STOCK).hold("C", 300)
         engine.order_holds(GROSS_STOCK, GROSS_STOCK).hold("B", 200)
-    fill = fast.taker_filler(GROSS_STOCK)
+    fill = fast.taker_filler(GROSS_STOCK).fill
     for number, draw in enumerate(draws):
         trade = _drawn_trade(slow, draw | {"asset": GROSS_STOCK})
         trade_id, price, quantity = trade["trade_id"], trade["price"], trade["quantity"]

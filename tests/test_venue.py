@@ -1810,7 +1810,14 @@ def _order_commands() -> st.SearchStrategy[Any]:
     # the reasons a cancel command may carry (the others are the venue's own, never sent)
     reasons = st.sampled_from(wire.COMMAND_CANCEL_REASONS)
     cancel = st.builds(CancelOrder, order_id=ints, symbol=names, reason=reasons)
-    return st.builds(BrokerCommand, broker=names, command=limit | market | amend | cancel)
+    # A new order may carry the broker's client order id; an amend or a cancel does not.
+    places = st.builds(
+        BrokerCommand, broker=names, command=limit | market, client_order_id=st.just("") | names
+    )
+    changes = st.builds(
+        BrokerCommand, broker=names, command=amend | cancel, client_order_id=st.just("")
+    )
+    return places | changes
 
 
 def _settlement_command(cls: type) -> st.SearchStrategy[Any]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from matching.commands import AmendOrder, CancelOrder, PlaceOrder, SetPhase
 from matching.events import Event as MatchingEvent
+from matching.events import record
 from settlement.commands import Command as SettlementCommand
 from settlement.corporate_action_types import Command as CorporateActionCommand
 from settlement.corporate_action_types import Event as CorporateActionEvent
@@ -37,12 +39,16 @@ class VenueRejectReason(IntEnum):
     DUPLICATE_INSTRUMENT = 14
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BrokerCommand:
+@record
+class BrokerCommand(NamedTuple):
     """An order command as a broker sent it: the broker's identity arrives with the command.
     `client_order_id` is the broker's own id of a new order (empty if none): the venue does not
     read it, but the ledger keeps it with the order, so the gateway's client order ids (unique
-    per broker per trading day) survive a restart of the exchange."""
+    per broker per trading day) survive a restart of the exchange.
+
+    A record like the order commands it carries (see matching/commands.py): one is built per
+    broker message, and `Venue.apply` unpacks it as a tuple; a slotted dataclass's fields are
+    generic attribute reads in the compiled build."""
 
     broker: str
     command: PlaceOrder | CancelOrder | AmendOrder

@@ -69,7 +69,7 @@ from matching.types import CancelReason, Phase, Side, TimeInForce
 from settlement import commands as settlement_commands
 from settlement.corporate_action_types import Command as CorporateActionCommand
 from settlement.corporate_actions import CorporateActions
-from settlement.engine import SettlementEngine, TakerFill
+from settlement.engine import SettlementEngine, TakerFiller
 from settlement.escrow import OrderEscrow, OrderHolds
 from settlement.events import FeeScheduleSet
 from settlement.fees import buy_requirement
@@ -119,7 +119,7 @@ class Rules:
     security: Registry
     cash: Registry
     pays_now: bool  # GROSS: an order's own fills pay from available; what rests is held
-    fill: TakerFill | None  # GROSS: settlement's `taker_filler(symbol)`, for `_settle_taker`
+    filler: TakerFiller | None  # GROSS: settlement's `taker_filler(symbol)`, for `_settle_taker`
     cash_holds: OrderHolds  # GROSS: settlement's `order_holds`: resting buys' cash per account
     share_holds: OrderHolds  # GROSS: resting sells' shares per account
     cash_escrow: OrderEscrow  # net modes: settlement's `order_escrow`: a buy's lock by order
@@ -245,13 +245,13 @@ class Venue:
     def apply(self, command: VenueCommand) -> list[Event]:
         """Apply one sequenced command; return its events."""
         if type(command) is _BROKER_COMMAND:  # nearly every command: dispatched here, one call
-            order_command = command.command
+            broker, order_command, _ = command  # a record: one unpacking
             if type(order_command) is _PLACE:
-                return self._place(command.broker, order_command)
+                return self._place(broker, order_command)
             if type(order_command) is _CANCEL:
-                return self._cancel(command.broker, order_command)
+                return self._cancel(broker, order_command)
             assert type(order_command) is _AMEND, f"not an order command: {command!r}"
-            return self._amend(command.broker, order_command)
+            return self._amend(broker, order_command)
         handler = self._handlers.get(type(command))
         assert handler is not None, f"not a venue command: {command!r}"
         return handler(command)
@@ -528,10 +528,9 @@ class Venue:
         today = (self._pending_today if security.mode is NET_NET else self._bought_today)[symbol]
         t_plus = rules.t_plus
         out: list[Event] = []
-        append = out.append
         touched: dict[int, Side | None] = {}  # order id -> side, when told
         for event in events:
-            append(event)
+            out.append(event)
             if type(event) is _TRADE:
                 trade_id, _, price, quantity, buy_id, sell_id, buyer, seller, aggressor = event
                 if gross:
@@ -551,7 +550,7 @@ class Venue:
                 assert type(settled) is not RejectReason, (
                     f"pre-funded trade {trade_id} failed to settle: {settled!r}"
                 )
-                append(settled)  # type: ignore[arg-type]  # (narrowed by the assert above)
+                out.append(settled)  # type: ignore[arg-type]  # (narrowed by the assert above)
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
                     if self._changes is not None:
@@ -572,25 +571,26 @@ class Venue:
         account's hold. This loop runs once per trade, the venue's hottest: written for it.
         A resting order that a self-trade prevention cancels or reduces gives its share back
         (`_give_back_prevented`)."""
-        fill = rules.fill
-        assert fill is not None, f"{rules.symbol} is not GROSS"
+        filler = rules.filler  # `filler.fill` called as such: a native method call when compiled
+        assert filler is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
         accrual = rules.security.accrual_max  # a bond's bound; 0 for shares
         today = self._bought_today[rules.symbol]
         t_plus = rules.t_plus
         tracked = self._changes
+        # `out.append`, not a local binding of it: the compiled build appends to a list in C
+        # but calls a bound method held in a local as a Python object.
         out: list[Event] = []
-        append = out.append
         prevented: list[OrderCancelled | OrderReduced] | None = None
         for event in events:
-            append(event)
+            out.append(event)
             if type(event) is _TRADE:
                 trade_id, _, price, quantity, _, _, buyer, seller, aggressor = event
                 if aggressor is BUY:
-                    append(fill(trade_id, price, quantity, buyer, seller, 0))
+                    out.append(filler.fill(trade_id, price, quantity, buyer, seller, 0))
                 else:  # the resting buy gives up its requirement at its own price
                     debit = buy_requirement(price, quantity, commission_bps, accrual)
-                    append(fill(trade_id, price, quantity, buyer, seller, debit))
+                    out.append(filler.fill(trade_id, price, quantity, buyer, seller, debit))
                 if t_plus:
                     today[buyer] = today.get(buyer, 0) + quantity
                     if tracked is not None:
@@ -793,7 +793,7 @@ class Venue:
             security=security,
             cash=settlement.registry(currency),
             pays_now=gross,
-            fill=settlement.taker_filler(symbol) if gross else None,
+            filler=settlement.taker_filler(symbol) if gross else None,
             cash_holds=settlement.order_holds(currency, symbol),
             share_holds=settlement.order_holds(symbol, symbol),
             cash_escrow=settlement.order_escrow(currency),
