@@ -112,6 +112,7 @@ class Rules:
     them only through the settlement engine."""
 
     symbol: str
+    book: OrderBook  # matching's, the same object for the listing's life
     currency: str
     t_plus: int
     lot: int
@@ -124,6 +125,7 @@ class Rules:
     share_holds: OrderHolds  # GROSS: resting sells' shares per account
     cash_escrow: OrderEscrow  # net modes: settlement's `order_escrow`: a buy's lock by order
     share_escrow: OrderEscrow  # net modes: a sell's lock by order
+    bought_today: dict[str, int]  # T+1: account -> shares bought today (`Venue._bought_today`)
 
     def buy_need(self, price: int, quantity: int) -> int:
         """Cash a buy of `quantity` at limit `price` must hold: settlement's
@@ -155,7 +157,6 @@ class Venue:
 
     __slots__ = (
         "_account_brokers",
-        "_books",
         "_bought_today",
         "_changes",
         "_day",
@@ -235,7 +236,6 @@ class Venue:
         self._account_brokers = typing.cast(dict[str, str], brokers)
         self._frozen_accounts = typing.cast(set[str], frozen)
         self._orders = typing.cast(dict[int, Order], self.matching.order_index())
-        self._books = typing.cast(dict[str, OrderBook], self.matching.books())
         self._grouped = GroupedOrders(self._orders)
         for cls in SETTLEMENT_COMMANDS:
             self._handlers[cls] = self.settlement.apply  # type: ignore[assignment]
@@ -292,12 +292,12 @@ class Venue:
             reason = R.DAY_NOT_OPEN if not self._day_open else self._account_reason(broker, account)
             assert reason is not None
             return [_refused("place", broker, order_id, symbol, reason)]
-        book = self._books.get(symbol)  # matching's checks and place, without lookups
-        rejection = self.matching.place_reason_in(book, command)
+        rules = self._rules.get(symbol)  # a listing's rules hold its book: one lookup
+        book = None if rules is None else rules.book
+        rejection = self.matching.place_reason_in(book, command)  # (an unknown symbol's too)
         if rejection is not None:
             return [OrderRejected(order_id=order_id, symbol=symbol, reason=rejection)]
-        assert book is not None
-        rules = self._rules[symbol]
+        assert book is not None and rules is not None
         price = limit
         if price is None:  # a market order; a market buy is funded at the upper limit
             price = rules.upper_limit
@@ -325,7 +325,7 @@ class Venue:
             # `_sellable` inlined; a refusal is named by `_fund_shares`.
             sellable = rules.security.available.get(account, 0)
             if rules.t_plus:
-                sellable -= self._bought_today[rules.symbol].get(account, 0)
+                sellable -= rules.bought_today.get(account, 0)
             lot = rules.lot
             if quantity % lot and quantity % lot != sellable % lot:
                 return [_refused("place", broker, order_id, symbol, R.ODD_LOT_NOT_WHOLE)]
@@ -348,7 +348,7 @@ class Venue:
     def _sellable(self, rules: Rules, account: str) -> int:
         available = rules.security.available.get(account, 0)
         if rules.t_plus:
-            return available - self._bought_today[rules.symbol].get(account, 0)
+            return available - rules.bought_today.get(account, 0)
         return available
 
     def _fund_cash(self, rules: Rules, account: str, order_id: int, amount: int) -> Event | None:
@@ -575,7 +575,7 @@ class Venue:
         assert filler is not None, f"{rules.symbol} is not GROSS"
         commission_bps = rules.security.fees.commission_bps  # fixed for the whole command
         accrual = rules.security.accrual_max  # a bond's bound; 0 for shares
-        today = self._bought_today[rules.symbol]
+        today = rules.bought_today
         t_plus = rules.t_plus
         tracked = self._changes
         # `out.append`, not a local binding of it: the compiled build appends to a list in C
@@ -784,8 +784,11 @@ class Venue:
         settlement = self.settlement
         security = settlement.registry(symbol)
         gross = security.mode is SettlementMode.GROSS
+        bought_today: dict[str, int] = {}
+        self._bought_today[symbol] = bought_today
         self._rules[symbol] = Rules(
             symbol=symbol,
+            book=self.matching.book(symbol),
             currency=currency,
             t_plus=t_plus,
             lot=lot,
@@ -798,8 +801,8 @@ class Venue:
             share_holds=settlement.order_holds(symbol, symbol),
             cash_escrow=settlement.order_escrow(currency),
             share_escrow=settlement.order_escrow(symbol),
+            bought_today=bought_today,
         )
-        self._bought_today[symbol] = {}
         self._pending_today[symbol] = {}
         if self._changes is not None:
             self._changes.rules.add(symbol)
@@ -1005,8 +1008,10 @@ class Venue:
         operator = self.settlement.operator
         live: set[tuple[str, int]] = set()
         for symbol, rules in self._rules.items():
+            assert rules.book is self.matching.book(symbol), f"{symbol}: Rules holds a stale book"
+            assert rules.bought_today is self._bought_today[symbol], f"{symbol}: stale T+1 table"
             holds_of = (rules.cash_holds, rules.share_holds)
-            resting = self.matching.book(symbol).resting()
+            resting = rules.book.resting()
             if not rules.pays_now:  # net modes: a lock per order, no holds
                 for holds in holds_of:
                     assert not holds.holders(), f"{symbol} is not GROSS but holds {holds.asset}"
