@@ -122,8 +122,9 @@ class MatchingEngine:
         return self.place_in(self._books[command.symbol], command)
 
     def place_in(self, book: OrderBook, command: PlaceOrder) -> list[Event]:
-        """`place_checked` with the command's book (`books()[command.symbol]`) given: the
-        venue's hot path, which has looked the book up for `place_reason_in` already."""
+        """`place_checked` with the command's book (`book(command.symbol)`) given: the
+        venue's hot path, which keeps each listing's book and has passed it to
+        `place_reason_in` already."""
         # Commands are tuples: one unpacking reads every field faster than attribute access.
         order_id, symbol, account, side, kind, price, quantity, tif, post_only, group, mode = (
             command
@@ -155,7 +156,7 @@ class MatchingEngine:
         return events
 
     def place_reason_in(self, book: OrderBook | None, command: PlaceOrder) -> RejectReason | None:
-        """`place_reason` with the command's book given (`books().get(command.symbol)`)."""
+        """`place_reason` with the command's book given (None for an unknown symbol)."""
         if book is None:
             return RejectReason.UNKNOWN_INSTRUMENT
         order_id, _, _, side, kind, price, quantity, tif, post_only, _, _ = command
@@ -327,11 +328,6 @@ class MatchingEngine:
     def resting_order(self, order_id: int) -> Order | None:
         """The live order object itself, for the venue's hot path. Read it; never change it."""
         return self._index.get(order_id)
-
-    def books(self) -> Mapping[str, OrderBook]:
-        """Every book by symbol, read-only: the venue's hot path looks its book up there once
-        for `place_reason_in` and `place_in`. The same mapping for this engine's life."""
-        return self._books
 
     def order_index(self) -> Mapping[int, Order]:
         """Every live order object by id, read-only: the venue's hot path looks orders up
