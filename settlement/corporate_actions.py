@@ -59,7 +59,7 @@ from settlement.corporate_action_types import (
     PaymentKind,
 )
 from settlement.engine import SettlementEngine
-from settlement.fees import ACCRUAL_DENOMINATOR, accrued_interest
+from settlement.fees import accrued_interest, unit_interest_up
 from settlement.idempotency import OutcomeWindow
 from settlement.registry import Registry
 from settlement.types import SUPPLY_MAX, AssetKind, SettlementMode
@@ -162,7 +162,7 @@ class Bond:
     def supply_max(self) -> int:
         """The most units there may be: what a redemption pays for each (face and at most
         the longest period's coupon) times them stays within SUPPLY_MAX."""
-        per_unit = self.face_value + -(-self.accrual_max() // ACCRUAL_DENOMINATOR)
+        per_unit = self.face_value + unit_interest_up(self.accrual_max())
         return SUPPLY_MAX // per_unit
 
     def accrual_max(self) -> int:

@@ -18,7 +18,9 @@
   of `quantity` units whose accrual (face value x coupon rate in bps x days, per unit) is
   given. `trade_cash` adds it to a bond trade's cash (the buyer pays it, the seller receives
   it); `buy_requirement` funds its bound; coupons and redemptions
-  (`settlement.corporate_actions`) pay it. A share's accrual is 0.
+  (`settlement.corporate_actions`) pay it. A share's accrual is 0. `unit_interest_up` is its
+  per-unit bound, rounded up: what `buy_requirement` holds per unit and `Bond.supply_max`
+  allows a redemption per unit.
 
 A hot path binds these to a local name rather than writing the formula again; tests patch
 each function and see every path that uses it follow (tests/test_one_rule.py).
@@ -113,6 +115,14 @@ def trade_amounts(
     )
 
 
+def unit_interest_up(accrual: int) -> int:
+    """The interest of one unit accruing `accrual` (face value x bps x days), rounded UP to the
+    fen: the per-unit bound a resting buy holds (`buy_requirement`) and a redemption may pay
+    (`Bond.supply_max`), at a bond's `accrual_max`. O(1)."""
+    # (a + d - 1) // d, not -(-a // d): see `buy_requirement`.
+    return (accrual + ACCRUAL_DENOMINATOR - 1) // ACCRUAL_DENOMINATOR
+
+
 def buy_requirement(price: int, quantity: int, commission_bps: int, accrual: int = 0) -> int:
     """Cash a buy of `quantity` at limit `price` must hold while it is live: per share, the
     price plus the commission on one share rounded up to the fen (see the module docstring for
@@ -125,5 +135,5 @@ def buy_requirement(price: int, quantity: int, commission_bps: int, accrual: int
     # build multiplies two small non-negative ints inline but a negative one in its slow path.
     per_share = price + (price * commission_bps + BPS_DENOMINATOR - 1) // BPS_DENOMINATOR
     if accrual:
-        per_share += (accrual + ACCRUAL_DENOMINATOR - 1) // ACCRUAL_DENOMINATOR
+        per_share += unit_interest_up(accrual)
     return quantity * per_share
