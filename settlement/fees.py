@@ -22,8 +22,9 @@
   per-unit bound, rounded up: what `buy_requirement` holds per unit and `Bond.supply_max`
   allows a redemption per unit.
 
-A hot path binds these to a local name rather than writing the formula again; tests patch
-each function and see every path that uses it follow (tests/test_one_rule.py).
+Hot paths call these by their imported names rather than writing a formula again (not through
+a local bound to one: the compiled build would box its arguments); tests patch each function
+and see every path that uses it follow (tests/test_one_rule.py).
 """
 
 from __future__ import annotations
